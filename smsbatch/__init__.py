@@ -1,0 +1,3 @@
+"""smsbatch: simulate an SMS alert blast through a set of senders and watch it go."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,5 @@
+import sys
+
+from smsbatch.cli import main
+
+sys.exit(main())

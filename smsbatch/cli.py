@@ -1,0 +1,100 @@
+"""The command line: parse, check, run, summarise. `main()` returns the exit status."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import sys
+from typing import TextIO
+
+from smsbatch.config import Settings, UsageError, parse_settings
+from smsbatch.monitor import Monitor, make_display, summary_dict, summary_table, write_summary_json
+from smsbatch.phones import PhoneError, PhonePool, scan_recipients
+from smsbatch.producer import MessageSource
+from smsbatch.runner import ExitStatus, Runner, choose_batch_size
+
+
+def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
+    stdout = stdout or sys.stdout
+    stderr = stderr or sys.stderr
+    try:
+        settings = parse_settings(argv)
+        source, invalid = make_source(settings)
+        _check_summary_path(settings.summary_json)
+    except UsageError as error:
+        stderr.write(f"smsbatch: error: {error}\n")
+        return ExitStatus.USAGE
+    except SystemExit as done:  # --help
+        return int(done.code or 0)
+    display = make_display(stderr, settings.progress, source.messages, len(settings.senders))
+    _setup_logging(settings.log_level, display)
+    stdout.write(start_line(settings, source, invalid) + "\n")
+    stdout.flush()
+    runner = Runner(settings, source, Monitor(display, settings.interval))
+    result = runner.run()
+    runner.monitor.close(result.snapshot)
+    stdout.write(summary_table(result.snapshot, settings.seed, result.stopped_by))
+    if settings.summary_json:
+        summary = summary_dict(result.snapshot, settings.seed, result.stopped_by,
+                               int(result.exit_status), result.produced)
+        write_summary_json(settings.summary_json, summary)
+    return result.exit_status
+
+
+def make_source(settings: Settings) -> tuple[MessageSource, int]:
+    """The run's messages, and how many recipients lines were invalid."""
+    try:
+        if settings.recipients:
+            scan = scan_recipients(settings.recipients, settings.region)
+            messages = min(scan.valid, settings.messages) if settings.messages_given else scan.valid
+            return _source(settings, messages, recipients=settings.recipients), scan.invalid
+        pool = PhonePool.build(settings.region, random.Random(f"{settings.seed}/pool"))
+    except PhoneError as error:
+        option = "--recipients" if settings.recipients else "--region"
+        raise UsageError(f"argument {option}: {error}") from None
+    return _source(settings, settings.messages, pool=pool), 0
+
+
+def _source(settings: Settings, messages: int, **kwargs) -> MessageSource:
+    return MessageSource(messages, choose_batch_size(settings, messages), settings.text,
+                         settings.seed, region=settings.region, **kwargs)
+
+
+def _check_summary_path(path: str | None) -> None:
+    if not path:
+        return
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory) or not os.access(directory, os.W_OK) or os.path.isdir(path):
+        raise UsageError(f"argument --summary-json: cannot write a file at {path}")
+
+
+def start_line(settings: Settings, source: MessageSource, invalid: int) -> str:
+    where = f"numbers from {settings.recipients}" if settings.recipients else f"random {settings.region} mobiles"
+    skipped = f" ({invalid} invalid lines skipped)" if invalid else ""
+    seed = f"seed {settings.seed}" + ("" if settings.seed_given else " (pass --seed to repeat)")
+    return (
+        f"smsbatch: {source.messages} messages to {where}{skipped} through "
+        f"{len(settings.senders)} senders, {settings.distribution} send times, "
+        f"speed x{settings.speed:g}, {seed}"
+    )
+
+
+class _DisplayHandler(logging.Handler):
+    """Log lines go through the display, so they do not tear the progress bars."""
+
+    def __init__(self, display) -> None:
+        super().__init__()
+        self.display = display
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.display.note(self.format(record))
+
+
+def _setup_logging(level: str, display) -> None:
+    logger = logging.getLogger("smsbatch")
+    logger.handlers[:] = [_DisplayHandler(display)]
+    logger.handlers[0].setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    logger.setLevel(level)
+    logger.propagate = False
+

@@ -1,0 +1,103 @@
+"""What travels between processes: plain frozen dataclasses, one batch per put."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from smsbatch.stats import Stats
+
+# Outcome codes of one attempt, one byte each in Progress.outcomes.
+SENT = 1
+FAILED = 2  # failed for good: no retries left
+RETRY = 3  # failed, and goes back to the queue for another attempt
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    id: int
+    phone: str  # E.164, e.g. +14155550123
+    text: str
+    attempt: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class MessageBatch:
+    """Messages that travel together on the work queue.
+
+    key >= 0 is the producer's batch number (its messages can be made again
+    from the run's seed); key < 0 is a batch the runner put back on the queue
+    (retries, or what a dead sender held).
+    """
+
+    key: int
+    ids: range | tuple[int, ...]
+    phones: tuple[str, ...]
+    text: str
+    attempts: tuple[int, ...] | None = None  # None: first attempt for each message
+
+    def __len__(self) -> int:
+        return len(self.phones)
+
+    def attempt(self, offset: int) -> int:
+        return 1 if self.attempts is None else self.attempts[offset]
+
+    def messages(self) -> list[Message]:
+        return [
+            Message(self.ids[i], self.phones[i], self.text, self.attempt(i))
+            for i in range(len(self))
+        ]
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    """End of work for exactly one sender; answered by SenderDone."""
+
+
+# Reports: each child writes them to its own pipe, the runner reads them all.
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A sender took a batch off the work queue (sent before it starts on it)."""
+
+    sender: int
+    key: int
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    """Attempts a sender finished within one batch."""
+
+    key: int
+    offsets: range | tuple[int, ...]  # positions within the batch
+    outcomes: bytes  # SENT, FAILED or RETRY per offset
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    sender: int
+    done: tuple[Done, ...]
+    stats: Stats  # delta since the previous Progress
+    retries: tuple[tuple[int, str, int], ...] = ()  # (id, phone, next attempt) of RETRY outcomes
+    log: tuple[tuple[int, str, int, float, int], ...] = ()  # (id, phone, outcome, seconds, attempt)
+
+
+@dataclass(frozen=True, slots=True)
+class SenderDone:
+    """A sender stopped (a Stop marker, or a warm stop) and will send nothing more."""
+
+    sender: int
+
+
+@dataclass(frozen=True, slots=True)
+class ProducerDone:
+    batches: int
+    messages: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChildFailed:
+    """An exception in a child, as text with its traceback."""
+
+    role: str
+    traceback: str

@@ -1,0 +1,281 @@
+"""The monitor: the only code that draws.
+
+The runner hands it a Snapshot (plain numbers) every tick; rendering is pure
+string formatting, so tests draw to a StringIO with a fake clock. In a terminal
+it draws tqdm bars (one overall, one line per sender); otherwise it prints one
+plain line per interval, so logs and CI stay readable.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import TextIO
+
+from tqdm import tqdm
+
+from smsbatch.clock import Clock
+from smsbatch.config import SenderSpec
+from smsbatch.stats import Stats
+
+# Never let tqdm start its monitor thread: the runner may fork after drawing.
+tqdm.monitor_interval = 0
+
+
+@dataclass(frozen=True)
+class SenderView:
+    name: str
+    spec: SenderSpec
+    stats: Stats
+    state: str  # running, done, died (SIGKILL), ...
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} ({self.spec.describe()})"
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    messages: int
+    sent: int
+    failed: int
+    retried: int
+    elapsed: float  # real seconds
+    speed: float
+    stats: Stats  # all attempts, all senders
+    senders: tuple[SenderView, ...] = ()
+    requeued: int = 0
+    lost_senders: int = 0
+
+    @property
+    def finished(self) -> int:
+        return self.sent + self.failed
+
+    @property
+    def unsent(self) -> int:
+        return self.messages - self.finished
+
+    @property
+    def sim_elapsed(self) -> float:
+        return self.elapsed * self.speed
+
+    @property
+    def rate(self) -> float:
+        """Finished messages per simulated second."""
+        return self.finished / self.sim_elapsed if self.sim_elapsed > 0 else 0.0
+
+    @property
+    def eta(self) -> float:
+        """Simulated seconds left at the rate so far."""
+        return self.unsent / self.rate if self.rate > 0 else math.inf
+
+
+def seconds_text(seconds: float) -> str:
+    if math.isinf(seconds):
+        return "?"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, seconds = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
+
+
+def progress_line(snap: Snapshot) -> str:
+    percent = 100.0 * snap.finished / snap.messages if snap.messages else 100.0
+    retried = f" retried {snap.retried}" if snap.retried else ""
+    return (
+        f"[{seconds_text(snap.sim_elapsed)}] {snap.finished}/{snap.messages} ({percent:.1f}%)"
+        f" sent {snap.sent} failed {snap.failed}{retried}"
+        f" | avg {snap.stats.mean:.3f}s/msg | {snap.rate:.1f} msg/s | eta {seconds_text(snap.eta)}"
+    )
+
+
+def sender_line(view: SenderView, sim_elapsed: float) -> str:
+    stats = view.stats
+    rate = stats.attempts / sim_elapsed if sim_elapsed > 0 else 0.0
+    return (
+        f"  {view.label}: {stats.sent} sent, {stats.failed} failed,"
+        f" avg {stats.mean:.3f}s, {rate:.1f}/s [{view.state}]"
+    )
+
+
+class LineDisplay:
+    """One plain line per refresh: for logs, pipes and CI."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def draw(self, snap: Snapshot) -> None:
+        self.stream.write(progress_line(snap) + "\n")
+        self.stream.flush()
+
+    def note(self, text: str) -> None:
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        pass
+
+
+class BarDisplay:
+    """tqdm bars in a terminal: the overall bar and one status line per sender."""
+
+    def __init__(self, stream: TextIO, messages: int, sender_count: int) -> None:
+        self.stream = stream
+        common = dict(file=stream, leave=True, mininterval=0, miniters=0, dynamic_ncols=True)
+        self.total = tqdm(total=messages, unit="msg", position=0,
+                          bar_format="{percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} {postfix}", **common)
+        self.lines = [tqdm(total=0, position=i + 1, bar_format="{desc}", **common)
+                      for i in range(sender_count)]
+
+    def draw(self, snap: Snapshot) -> None:
+        self.total.n = snap.finished
+        self.total.set_postfix_str(progress_line(snap).split(") ", 1)[-1], refresh=False)
+        self.total.refresh()
+        for line, view in zip(self.lines, snap.senders):
+            line.set_description_str(sender_line(view, snap.sim_elapsed), refresh=True)
+
+    def note(self, text: str) -> None:
+        tqdm.write(text, file=self.stream)
+
+    def close(self) -> None:
+        for bar in [*self.lines, self.total]:
+            bar.close()
+
+
+class NullDisplay:
+    """--no-progress: notes still go out, the live display does not."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def draw(self, snap: Snapshot) -> None:
+        pass
+
+    def note(self, text: str) -> None:
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        pass
+
+
+def make_display(stream: TextIO, progress: bool, messages: int, sender_count: int):
+    if not progress:
+        return NullDisplay(stream)
+    if stream.isatty():
+        return BarDisplay(stream, messages, sender_count)
+    return LineDisplay(stream)
+
+
+@dataclass
+class Monitor:
+    """Redraws the display every `interval` seconds of the injected clock."""
+
+    display: object
+    interval: float
+    clock: Clock = field(default_factory=Clock)
+    next_draw: float = 0.0
+
+    def due_in(self) -> float:
+        return max(0.0, self.next_draw - self.clock.now())
+
+    def tick(self, snapshot_of) -> None:
+        now = self.clock.now()
+        if now >= self.next_draw:
+            self.display.draw(snapshot_of())
+            self.next_draw = now + self.interval
+
+    def note(self, text: str) -> None:
+        self.display.note(text)
+
+    def close(self, snap: Snapshot) -> None:
+        self.display.draw(snap)
+        self.display.close()
+
+
+# ---- the end of a run ----
+
+
+def summary_table(snap: Snapshot, seed: int, stopped_by: str) -> str:
+    s = snap.stats
+    accounted = "yes" if snap.sent + snap.failed + snap.unsent == snap.messages else "NO"
+    lines = [
+        f"smsbatch summary (seed {seed}, {stopped_by})",
+        f"  messages {snap.messages} = sent {snap.sent} + failed {snap.failed} + unsent {snap.unsent}"
+        f"  (every message accounted for: {accounted})",
+        f"  attempts {s.attempts}, retried {snap.retried}, re-queued {snap.requeued},"
+        f" lost senders {snap.lost_senders}",
+        f"  send time avg {s.mean:.3f}s  p50 {s.percentile(0.5):.3g}s"
+        f"  p95 {s.percentile(0.95):.3g}s  p99 {s.percentile(0.99):.3g}s",
+        f"  elapsed {seconds_text(snap.elapsed)} real, {seconds_text(snap.sim_elapsed)} simulated;"
+        f" {snap.rate:.1f} msg/s simulated",
+        "",
+    ]
+    header = ("sender", "mean s", "fail%", "attempts", "sent", "failed", "fail% seen", "avg s",
+              "p50 s", "p95 s", "p99 s", "state")
+    rows = [header] + [
+        (
+            v.name, f"{v.spec.mean:g}", f"{v.spec.fail_rate:.1%}", str(v.stats.attempts),
+            str(v.stats.sent), str(v.stats.failed),
+            f"{v.stats.failed / v.stats.attempts:.1%}" if v.stats.attempts else "-",
+            f"{v.stats.mean:.3f}", f"{v.stats.percentile(0.5):.3g}",
+            f"{v.stats.percentile(0.95):.3g}", f"{v.stats.percentile(0.99):.3g}", v.state,
+        )
+        for v in snap.senders
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    for row in rows:
+        cells = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:-1], widths[1:-1])]
+        lines.append("  " + "  ".join(cells + [row[-1]]))
+    return "\n".join(lines) + "\n"
+
+
+def summary_dict(snap: Snapshot, seed: int, stopped_by: str, exit_status: int, produced) -> dict:
+    s = snap.stats
+    return {
+        "messages": snap.messages,
+        "sent": snap.sent,
+        "failed": snap.failed,
+        "unsent": snap.unsent,
+        "produced": produced,
+        "attempts": s.attempts,
+        "retried": snap.retried,
+        "requeued": snap.requeued,
+        "lost_senders": snap.lost_senders,
+        "avg_send_time_s": s.mean,
+        "p50_s": s.percentile(0.5),
+        "p95_s": s.percentile(0.95),
+        "p99_s": s.percentile(0.99),
+        "elapsed_s": snap.elapsed,
+        "sim_elapsed_s": snap.sim_elapsed,
+        "speed": snap.speed,
+        "seed": seed,
+        "stopped_by": stopped_by,
+        "exit_status": exit_status,
+        "senders": [
+            {
+                "name": v.name,
+                "mean_s": v.spec.mean,
+                "fail_rate": v.spec.fail_rate,
+                "window": v.spec.window,
+                "rate": v.spec.rate or None,
+                "state": v.state,
+                "attempts": v.stats.attempts,
+                "sent": v.stats.sent,
+                "failed": v.stats.failed,
+                "avg_send_time_s": v.stats.mean,
+                "p50_s": v.stats.percentile(0.5),
+                "p95_s": v.stats.percentile(0.95),
+                "p99_s": v.stats.percentile(0.99),
+            }
+            for v in snap.senders
+        ],
+    }
+
+
+def write_summary_json(path: str, summary: dict) -> None:
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(summary, handle, indent=2)
+        handle.write("\n")

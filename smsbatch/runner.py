@@ -1,0 +1,447 @@
+"""The runner owns every process and queue of a run, from start to shutdown.
+
+Data flow:
+
+    producer --MessageBatch--> work queue --MessageBatch--> sender 1 .. sender N
+    (Process)                 (mp.Queue,                    (Processes)
+        |                      bounded)                          |
+        |                         ^                              | Claimed, Progress,
+        |                         | retries, re-queued batches,  | SenderDone, ChildFailed
+        |                         | one Stop per sender          | (a report pipe each)
+        | ProducerDone            |                              v
+        +-----------------------> runner (main process) <--------+
+                                   | Ledger: each message counted once
+                                   | Stats per sender, merged
+                                   v
+                                  Monitor (draws every --interval)
+
+The run ends by an explicit protocol, never by looking at an empty queue: when
+every message is counted (sent, or failed with no retries left), the runner puts
+one Stop per live sender on the work queue, and each answers with SenderDone.
+The runner waits on the report pipes and on every child's sentinel at once, so
+a child that dies is noticed at once: what it held is re-queued for the others.
+
+Each child reports on its own pipe rather than one shared result queue: a
+shared queue's write lock, held by a sender killed mid-write, would silence
+every other sender.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import math
+import multiprocessing
+import os
+import random
+import signal
+import time
+from dataclasses import dataclass, field
+from enum import IntEnum
+from multiprocessing.connection import wait
+
+from smsbatch.clock import Clock, SimClock
+from smsbatch.config import Settings
+from smsbatch.ledger import Ledger
+from smsbatch.model import (ChildFailed, Claimed, MessageBatch, Progress, ProducerDone,
+                            SenderDone, Stop, RETRY, SENT, FAILED)
+from smsbatch.monitor import Monitor, SenderView, Snapshot
+from smsbatch.producer import MessageSource, run_producer
+from smsbatch.sender import run_sender
+from smsbatch.stats import Stats
+
+log = logging.getLogger("smsbatch")
+message_log = logging.getLogger("smsbatch.messages")
+
+MAX_BATCH = 1000
+BATCH_REAL_SECONDS = 0.05  # a batch should keep the slowest sender busy about this long
+TICK_SECONDS = 0.05  # longest wait between looks at signals and deadlines
+WARM_STOP_SECONDS = 2.5  # a warm stop waits this long for senders to report, then ends them
+STALL_SECONDS = 1.0  # after a death: how long nothing may move before the queue is drained
+LOCK_CHECK_SECONDS = 1.0
+OUTCOME_WORDS = {SENT: "sent", FAILED: "failed", RETRY: "failed, will retry"}
+
+
+class ExitStatus(IntEnum):
+    OK = 0  # every message sent or failed
+    UNSENT = 1  # some messages never got a final answer
+    USAGE = 2  # bad input; nothing started
+    INTERRUPTED = 130  # SIGINT (Ctrl-C)
+    TERMINATED = 143  # SIGTERM
+
+
+def choose_batch_size(settings: Settings, messages: int) -> int:
+    """Large batches for fast senders; small enough that the slowest sender
+    holds little more than BATCH_REAL_SECONDS of work, and every sender gets
+    several batches."""
+    def real_seconds_per_message(spec) -> float:
+        per_send = spec.mean / spec.window
+        if spec.rate:
+            per_send = max(per_send, 1.0 / spec.rate)
+        return per_send / settings.speed
+
+    slowest = max(real_seconds_per_message(spec) for spec in settings.senders)
+    by_time = MAX_BATCH if slowest == 0 else int(BATCH_REAL_SECONDS / slowest)
+    by_share = math.ceil(messages / (4 * len(settings.senders)))
+    return max(1, min(MAX_BATCH, by_time, by_share))
+
+
+@dataclass
+class Child:
+    role: str  # "producer" or "sender N"
+    index: int  # sender index, -1 for the producer
+    process: multiprocessing.process.BaseProcess
+    conn: object  # the read end of its report pipe; None once closed
+    finished: bool = False  # sent ProducerDone / SenderDone
+    exited: bool = False
+    state: str = "running"
+    traceback: str | None = None
+
+
+@dataclass
+class RunResult:
+    snapshot: Snapshot
+    exit_status: ExitStatus
+    stopped_by: str
+    produced: int | None
+
+
+@dataclass
+class Runner:
+    settings: Settings
+    source: MessageSource
+    monitor: Monitor
+    clock: Clock = field(default_factory=Clock)
+
+    def __post_init__(self) -> None:
+        self.ctx = multiprocessing.get_context("fork")  # fast start; children need no re-import
+        self.ledger = Ledger(self.source.messages)
+        self.sender_stats = [Stats() for _ in self.settings.senders]
+        self.children: list[Child] = []
+        self.reissued: dict[int, MessageBatch] = {}  # batches the runner made, by key
+        self.next_key = -1
+        self.retry_heap: list[tuple[float, int, int, str, int]] = []  # (due, seq, id, phone, attempt)
+        self.pending_puts: list[object] = []  # work the queue had no room for yet
+        self.retry_rng = random.Random(f"{self.settings.seed}/retries")
+        self.sim = SimClock(self.clock, self.settings.speed)
+        self.requeued = 0
+        self.lost_senders = 0
+        self.produced: int | None = None
+        self.producer_done = False
+        self.phase = "running"  # running -> draining (Stops sent) | warm | cold
+        self.stopped_by = "completed"
+        self.deadline = math.inf
+        self.signals: list[int] = []
+        self.last_movement = self.clock.now()
+
+    # ---- start ----
+
+    def run(self) -> RunResult:
+        previous = self._install_signal_handlers()
+        self.started = self.clock.now()
+        try:
+            self._start_children()
+            self.sim = SimClock(self.clock, self.settings.speed)
+            while not self._over():
+                self._step()
+                self.monitor.tick(self.snapshot)
+        finally:
+            self._shutdown()
+            self._restore_signal_handlers(previous)
+        self.elapsed = self.clock.now() - self.started
+        return RunResult(self.snapshot(), self._exit_status(), self.stopped_by, self.produced)
+
+    def _start_children(self) -> None:
+        self.work_queue = self.ctx.Queue(maxsize=max(4, 2 * len(self.settings.senders)))
+        self.stop_event = self.ctx.Event()
+        me = os.getpid()
+        self._spawn("producer", -1, run_producer, (self.source, self.work_queue))
+        for index in range(len(self.settings.senders)):
+            self._spawn(self.settings.senders[index].name, index, run_sender,
+                        (index, self.settings, self.work_queue))
+        log.debug("started %d children from %d", len(self.children), me)
+
+    def _spawn(self, role: str, index: int, target, args: tuple) -> None:
+        reader, writer = self.ctx.Pipe(duplex=False)
+        process = self.ctx.Process(
+            target=target, args=(*args, writer, self.stop_event, os.getpid()),
+            name=f"smsbatch {role}", daemon=True,
+        )
+        process.start()
+        writer.close()  # so that the child's death reads as end-of-file here
+        self.children.append(Child(role, index, process, reader))
+
+    # ---- the loop ----
+
+    def _step(self) -> None:
+        timeout = min(TICK_SECONDS, self.monitor.due_in(), self._retry_due_in())
+        waitables = {child.conn: child for child in self.children if child.conn is not None}
+        waitables.update({c.process.sentinel: c for c in self.children if not c.exited})
+        for ready in wait(list(waitables), timeout):
+            child = waitables[ready]
+            if ready is child.conn:
+                self._read(child)
+            else:
+                self._exited(child)
+        self._handle_signals()
+        self._put_due_retries()
+        self._put_pending()
+        self._decide()
+
+    def _read(self, child: Child, limit: int = 1000) -> None:
+        for _ in range(limit):
+            try:
+                if not child.conn.poll():
+                    return
+                report = child.conn.recv()
+            except (EOFError, OSError):
+                child.conn.close()
+                child.conn = None
+                return
+            self._handle(child, report)
+
+    def _handle(self, child: Child, report: object) -> None:
+        self.last_movement = self.clock.now()
+        if isinstance(report, Progress):
+            self._progress(report)
+        elif isinstance(report, Claimed):
+            ids = self.source.ids(report.key) if report.key >= 0 else self.reissued[report.key].ids
+            self.ledger.claim(report.sender, report.key, ids)
+        elif isinstance(report, SenderDone):
+            child.finished, child.state = True, "done"
+        elif isinstance(report, ProducerDone):
+            child.finished, child.state = True, "done"
+            self.producer_done, self.produced = True, report.messages
+        elif isinstance(report, ChildFailed):
+            child.traceback = report.traceback
+            self.monitor.note(f"smsbatch: {report.role} failed:\n{report.traceback.rstrip()}")
+
+    def _progress(self, report: Progress) -> None:
+        self.sender_stats[report.sender].merge(report.stats)
+        for done in report.done:
+            if self.ledger.apply(report.sender, done) and done.key < 0:
+                self.reissued.pop(done.key, None)
+        if self.phase == "running":
+            for message_id, phone, attempt in report.retries:
+                self._schedule_retry(message_id, phone, attempt)
+        if report.log:
+            name = self.settings.senders[report.sender].name
+            for message_id, phone, outcome, seconds, attempt in report.log:
+                message_log.info("message %d to %s %s by %s in %.3fs (attempt %d)", message_id,
+                                 phone, OUTCOME_WORDS[outcome], name, seconds, attempt)
+
+    def _exited(self, child: Child) -> None:
+        if child.conn is not None:
+            self._read(child, limit=10**9)  # everything it said before it went
+        child.exited = True
+        child.process.join()
+        if child.finished:
+            return
+        reason = "exception" if child.traceback else _exit_reason(child.process.exitcode)
+        child.state = f"died ({reason})"
+        if child.index < 0:
+            self._producer_died(reason)
+        else:
+            self._sender_died(child, reason)
+
+    def _sender_died(self, child: Child, reason: str) -> None:
+        self.lost_senders += 1
+        released = self.ledger.release(child.index)
+        count = sum(len(offsets) for offsets in released.values())
+        if self.phase != "cold":
+            for key, offsets in released.items():
+                self._requeue(key, offsets)
+        self.requeued += count
+        self.monitor.note(f"smsbatch: {child.role} died ({reason}); {count} in-flight messages re-queued")
+        if self.phase in ("running", "draining") and not _lock_free(self.work_queue, "_rlock"):
+            self._warm_stop("the work queue was left locked by a dead sender")
+
+    def _producer_died(self, reason: str) -> None:
+        self.monitor.note(f"smsbatch: the producer died ({reason}); what it made is sent, "
+                          "the rest counted unsent")
+        if self.phase != "running":
+            return
+        self.stopped_by = "the producer died"
+        if _lock_free(self.work_queue, "_wlock"):
+            self._send_stops()  # the queue is whole: send what the producer put
+        else:
+            self._warm_stop("the producer died while writing to the work queue")
+
+    # ---- work the runner puts back on the queue ----
+
+    def _requeue(self, key: int, offsets: list[int]) -> None:
+        batch = self.source.batch(key) if key >= 0 else self.reissued.pop(key)
+        self._put_batch(
+            [batch.ids[o] for o in offsets], [batch.phones[o] for o in offsets],
+            [batch.attempt(o) for o in offsets],
+        )
+
+    def _schedule_retry(self, message_id: int, phone: str, attempt: int) -> None:
+        backoff = self.settings.retry_backoff * 2 ** (attempt - 2) * self.retry_rng.uniform(0.5, 1.5)
+        heapq.heappush(self.retry_heap, (self.sim.now() + backoff, message_id, message_id, phone, attempt))
+
+    def _retry_due_in(self) -> float:
+        if not self.retry_heap:
+            return math.inf
+        return max(0.0, self.sim.real_delay(self.retry_heap[0][0]))
+
+    def _put_due_retries(self) -> None:
+        now = self.sim.now()
+        due = []
+        while self.retry_heap and self.retry_heap[0][0] <= now and len(due) < self.source.batch_size:
+            due.append(heapq.heappop(self.retry_heap))
+        if due and self.phase == "running":
+            self._put_batch([d[2] for d in due], [d[3] for d in due], [d[4] for d in due])
+
+    def _put_batch(self, ids, phones, attempts) -> None:
+        key, self.next_key = self.next_key, self.next_key - 1
+        batch = MessageBatch(key, tuple(ids), tuple(phones), self.source.text, tuple(attempts))
+        self.reissued[key] = batch
+        self.pending_puts.append(batch)
+
+    def _put_pending(self) -> None:
+        while self.pending_puts:
+            try:
+                self.work_queue.put_nowait(self.pending_puts[0])
+            except Exception:  # queue.Full: try again next step
+                return
+            self.pending_puts.pop(0)
+
+    # ---- ending ----
+
+    def _handle_signals(self) -> None:
+        if not self.signals:
+            return
+        name = signal.Signals(self.signals[-1]).name
+        if len(self.signals) >= 2 and self.phase != "cold":
+            self.stopped_by = f"{name} twice"
+            self._cold_stop()
+        elif self.phase in ("running", "draining"):
+            self.monitor.note(f"smsbatch: {name}: stopping; press Ctrl-C again to stop at once")
+            self._warm_stop(name)
+
+    def _decide(self) -> None:
+        live = self._live_senders()
+        if self.phase == "running":
+            if self.ledger.final == self.ledger.messages:
+                self._send_stops()
+            elif not live:
+                self.stopped_by = "every sender died"
+                self.stop_event.set()
+                self.phase = "warm"
+            elif self._stalled(live):
+                self.stopped_by = "nothing moved after a sender died"
+                self._send_stops()  # drain: whatever is still queued gets sent
+        if self.clock.now() > self.deadline and self.phase != "cold":
+            self._cold_stop()
+
+    def _stalled(self, live: list[Child]) -> bool:
+        return (
+            self.lost_senders > 0 and self.producer_done and not self.retry_heap
+            and not self.pending_puts and not any(self.ledger.held(c.index) for c in live)
+            and self.clock.now() - self.last_movement > STALL_SECONDS
+        )
+
+    def _send_stops(self) -> None:
+        self.phase = "draining"
+        self.pending_puts.extend(Stop() for _ in self._live_senders())
+        self._put_pending()
+
+    def _warm_stop(self, reason: str) -> None:
+        if self.stopped_by == "completed":
+            self.stopped_by = reason
+        self.stop_event.set()
+        self.phase = "warm"
+        self.deadline = self.clock.now() + WARM_STOP_SECONDS
+
+    def _cold_stop(self) -> None:
+        self.phase = "cold"
+        self.stop_event.set()
+        for child in self.children:
+            if not child.exited:
+                child.process.kill()
+
+    def _live_senders(self) -> list[Child]:
+        return [c for c in self.children if c.index >= 0 and not c.finished and not c.exited]
+
+    def _over(self) -> bool:
+        if self.phase == "running":
+            return False
+        return not self._live_senders()
+
+    def _shutdown(self) -> None:
+        """Whatever happened: collect what the children said, and leave none behind."""
+        self.stop_event.set()
+        deadline = time.monotonic() + 1.0
+        for child in self.children:
+            if not child.exited:
+                child.process.join(max(0.0, deadline - time.monotonic()))
+            if child.process.is_alive():
+                child.process.kill()
+                child.process.join()
+            if child.conn is not None:
+                self._read(child, limit=10**9)
+                if child.conn is not None:
+                    child.conn.close()
+                    child.conn = None
+        self.work_queue.cancel_join_thread()  # nobody will read what is left on it
+        self.work_queue.close()
+
+    def _exit_status(self) -> ExitStatus:
+        if self.signals:
+            return ExitStatus.INTERRUPTED if self.signals[0] == signal.SIGINT else ExitStatus.TERMINATED
+        return ExitStatus.UNSENT if self.ledger.unsent else ExitStatus.OK
+
+    # ---- signals ----
+
+    def _install_signal_handlers(self):
+        def handler(signum, frame):
+            self.signals.append(signum)
+
+        return {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    @staticmethod
+    def _restore_signal_handlers(previous) -> None:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+    # ---- what the monitor sees ----
+
+    def snapshot(self) -> Snapshot:
+        states = {c.index: c.state for c in self.children if c.index >= 0}
+        views = tuple(
+            SenderView(spec.name, spec, self.sender_stats[i], states.get(i, "starting"))
+            for i, spec in enumerate(self.settings.senders)
+        )
+        total = Stats()
+        for stats in self.sender_stats:
+            total.merge(stats)
+        elapsed = getattr(self, "elapsed", None)
+        if elapsed is None:
+            elapsed = self.clock.now() - getattr(self, "started", self.clock.now())
+        return Snapshot(
+            messages=self.ledger.messages, sent=self.ledger.sent, failed=self.ledger.failed,
+            retried=self.ledger.retried, elapsed=elapsed, speed=self.settings.speed,
+            stats=total, senders=views, requeued=self.requeued, lost_senders=self.lost_senders,
+        )
+
+
+def _exit_reason(exitcode: int | None) -> str:
+    if exitcode is not None and exitcode < 0:
+        try:
+            return signal.Signals(-exitcode).name
+        except ValueError:
+            return f"signal {-exitcode}"
+    return f"exit status {exitcode}"
+
+
+def _lock_free(work_queue, name: str) -> bool:
+    """Can the queue's read or write lock still be taken? A process killed while
+    holding it leaves it held for good, and the queue unusable."""
+    lock = getattr(work_queue, name, None)
+    if lock is None:
+        return True
+    if not lock.acquire(timeout=LOCK_CHECK_SECONDS):
+        return False
+    lock.release()
+    return True

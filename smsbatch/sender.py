@@ -1,0 +1,274 @@
+"""A sender: takes batches off the work queue and simulates sending each message.
+
+SenderEngine is the whole loop with no process in it: it is given functions to
+take work, report and pause, so tests drive it with a fake clock. run_sender()
+wires it to the real queue, pipe and stop event in a child process.
+
+Time is simulated and scheduled, not slept per message: each send has a due
+time on a virtual timeline (start + drawn send time), and the engine sleeps
+until the earliest due time. Overshooting one sleep does not delay the next
+send, so a busy sender keeps pace with its own timeline. `window` sends can be
+in flight at once (a heap of due times, like an event loop's timers), and
+`rate` spaces out the starts.
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+import queue
+import random
+import time
+from collections import deque
+from collections.abc import Callable
+from multiprocessing.connection import wait
+
+from smsbatch.children import enter_child, parent_alive, report_crash
+from smsbatch.clock import Clock, SimClock
+from smsbatch.config import SenderSpec, Settings
+from smsbatch.distributions import make_sampler
+from smsbatch.model import (FAILED, RETRY, SENT, Claimed, Done, MessageBatch, Progress,
+                            SenderDone, Stop)
+from smsbatch.stats import Stats
+
+FLUSH_SECONDS = 0.1  # real seconds between progress reports while busy
+IDLE_POLL_SECONDS = 0.1  # real seconds a take waits before checking for a stop
+WARM_STOP_GRACE = 1.0  # real seconds a warm stop waits for a send in flight
+
+
+def sender_rng(seed: int, index: int) -> random.Random:
+    """Each sender's own generator, from (run seed, sender index)."""
+    return random.Random(f"{seed}/sender/{index}")
+
+
+class _DoneBuffer:
+    """Finished attempts since the last report, grouped by batch."""
+
+    def __init__(self) -> None:
+        self.offsets: dict[int, list[int]] = {}
+        self.outcomes: dict[int, bytearray] = {}
+        self.in_order: dict[int, bool] = {}
+
+    def add(self, key: int, offset: int, outcome: int) -> None:
+        offsets = self.offsets.get(key)
+        if offsets is None:
+            self.offsets[key] = [offset]
+            self.outcomes[key] = bytearray((outcome,))
+            self.in_order[key] = True
+            return
+        if offset != offsets[-1] + 1:
+            self.in_order[key] = False
+        offsets.append(offset)
+        self.outcomes[key].append(outcome)
+
+    def drain(self) -> tuple[Done, ...]:
+        done = tuple(
+            Done(
+                key,
+                range(offsets[0], offsets[-1] + 1) if self.in_order[key] else tuple(offsets),
+                bytes(self.outcomes[key]),
+            )
+            for key, offsets in self.offsets.items()
+        )
+        self.offsets, self.outcomes, self.in_order = {}, {}, {}
+        return done
+
+
+class SenderEngine:
+    def __init__(
+        self,
+        index: int,
+        spec: SenderSpec,
+        settings: Settings,
+        rng: random.Random,
+        clock: SimClock,
+        take: Callable[[float], MessageBatch | Stop | None],
+        report: Callable[[object], None],
+        pause: Callable[[float], None],
+        sleep: Callable[[float], None],
+        stop_requested: Callable[[], bool],
+    ) -> None:
+        self.index = index
+        self.spec = spec
+        self.clock = clock
+        self.take = take
+        self.report = report
+        self.pause = pause  # returns early when a stop is requested
+        self.sleep = sleep
+        self.stop_requested = stop_requested
+        distribution, spread = settings.distribution_of(spec)
+        self.draw_time = make_sampler(distribution, spec.mean, spread, rng)
+        self.draw_unit = rng.random
+        self.fail_rate = spec.fail_rate
+        self.max_retries = settings.max_retries
+        self.logging = settings.log_level in ("INFO", "DEBUG")
+        self.start_gap = 1.0 / spec.rate if spec.rate else 0.0
+        self.next_start = 0.0  # rate limit: earliest simulated start of the next send
+        self.backlog: deque[tuple[MessageBatch, int]] = deque()  # (batch, offset) not started
+        self.in_flight: list[tuple] = []  # heap of (due, seq, batch, offset, seconds, outcome)
+        self.idle_slots = spec.window
+        self.seq = 0
+        self.stopped_by_marker = False
+        self._reset_report()
+
+    def _reset_report(self) -> None:
+        self.done = _DoneBuffer()
+        self.stats = Stats()
+        self.retries: list[tuple[int, str, int]] = []
+        self.log: list[tuple[int, str, int, float, int]] = []
+        self.last_flush = self.clock.clock.now()
+
+    # ---- the loop ----
+
+    def run(self) -> None:
+        while True:
+            if self.stop_requested():
+                self._warm_stop()
+                break
+            if self.stopped_by_marker and not self.backlog and not self.in_flight:
+                break
+            if not self.backlog and self.idle_slots and not self.stopped_by_marker:
+                self._take(0.0 if self.in_flight else IDLE_POLL_SECONDS)
+            self._start_idle_slots()
+            self._advance()
+        self.flush()
+        self.report(SenderDone(self.index))
+
+    def _take(self, timeout: float) -> None:
+        if timeout and self._pending():
+            self.flush()  # about to wait: let the monitor see what is done
+        item = self.take(timeout)
+        if isinstance(item, Stop):
+            self.stopped_by_marker = True
+        elif item is not None:
+            self.report(Claimed(self.index, item.key))
+            self.backlog.extend((item, offset) for offset in range(len(item)))
+
+    def _start_idle_slots(self) -> None:
+        if not self.backlog or not self.idle_slots:
+            return
+        now = self.clock.now()
+        while self.idle_slots and self.backlog:
+            self.idle_slots -= 1
+            self._start_chain(now)
+
+    def _start_chain(self, start: float) -> None:
+        """Start the next message in a free slot at `start`; while sends finish
+        at once (zero wait), go on in the same slot without touching the heap."""
+        now = self.clock.now()
+        while self.backlog:
+            batch, offset = self.backlog.popleft()
+            start = max(start, self.next_start)
+            self.next_start = start + self.start_gap
+            seconds = self.draw_time()
+            outcome = self._outcome(batch, offset)
+            due = start + seconds
+            if due > now:
+                self.seq += 1
+                heapq.heappush(self.in_flight, (due, self.seq, batch, offset, seconds, outcome))
+                return
+            self._finish(batch, offset, seconds, outcome)
+            start = due
+        self.idle_slots += 1
+
+    def _outcome(self, batch: MessageBatch, offset: int) -> int:
+        if self.draw_unit() >= self.fail_rate:
+            return SENT
+        return RETRY if batch.attempt(offset) <= self.max_retries else FAILED
+
+    def _advance(self) -> None:
+        """Sleep until the next send is due (or a report is), then finish what is due."""
+        if not self.in_flight:
+            self._flush_if_due()
+            return
+        delay = min(self.clock.real_delay(self.in_flight[0][0]), self._until_flush(), IDLE_POLL_SECONDS)
+        if delay > 0:
+            self.pause(delay)
+        self._finish_due()
+        self._flush_if_due()
+
+    def _finish_due(self) -> None:
+        now = self.clock.now()
+        while self.in_flight and self.in_flight[0][0] <= now:
+            due, _, batch, offset, seconds, outcome = heapq.heappop(self.in_flight)
+            self._finish(batch, offset, seconds, outcome)
+            if self.backlog and not self.stop_requested():
+                self._start_chain(due)  # the slot goes on from the due time, not from now
+            else:
+                self.idle_slots += 1
+
+    def _finish(self, batch: MessageBatch, offset: int, seconds: float, outcome: int) -> None:
+        self.stats.record(seconds, outcome == SENT)
+        self.done.add(batch.key, offset, outcome)
+        if outcome == RETRY:
+            self.retries.append((batch.ids[offset], batch.phones[offset], batch.attempt(offset) + 1))
+        if self.logging:
+            self.log.append((batch.ids[offset], batch.phones[offset], outcome, seconds, batch.attempt(offset)))
+
+    def _warm_stop(self) -> None:
+        """Give up what has not started; finish sends due within the grace time."""
+        self.backlog.clear()
+        deadline = self.clock.clock.now() + WARM_STOP_GRACE
+        while self.in_flight:
+            due_real = self.clock.clock.now() + self.clock.real_delay(self.in_flight[0][0])
+            if due_real > deadline:
+                break
+            self.sleep(max(0.0, due_real - self.clock.clock.now()))
+            self._finish_due()
+        self.in_flight.clear()
+
+    # ---- reporting ----
+
+    def _pending(self) -> bool:
+        return self.stats.attempts > 0
+
+    def _until_flush(self) -> float:
+        return self.last_flush + FLUSH_SECONDS - self.clock.clock.now()
+
+    def _flush_if_due(self) -> None:
+        if self._pending() and self._until_flush() <= 0:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._pending():
+            self.report(Progress(self.index, self.done.drain(), self.stats,
+                                 tuple(self.retries), tuple(self.log)))
+        self._reset_report()
+
+
+def run_sender(index: int, settings: Settings, work_queue, conn, stop_event, parent_pid: int) -> None:
+    """Entry point of a sender process."""
+    spec = settings.senders[index]
+    enter_child(f"smsbatch: sender {index + 1} ({spec.describe()})", parent_pid)
+    try:
+        engine = SenderEngine(
+            index, spec, settings, sender_rng(settings.seed, index),
+            SimClock(Clock(), settings.speed),
+            take=_taker(work_queue),
+            report=conn.send,
+            pause=stop_event.wait,  # returns early when a warm stop is asked for
+            sleep=time.sleep,
+            stop_requested=lambda: stop_event.is_set() or not parent_alive(parent_pid),
+        )
+        engine.run()
+    except BaseException:
+        report_crash(conn, f"sender {index + 1}")
+        os._exit(1)
+    finally:
+        conn.close()
+
+
+def _taker(work_queue):
+    reader = work_queue._reader  # noqa: SLF001 - the same wait ProcessPoolExecutor does
+
+    def take(timeout: float):
+        # Wait without holding the queue's read lock, then take without blocking:
+        # a sender killed while waiting must not leave the lock held for the others.
+        if not wait([reader], timeout):
+            return None
+        try:
+            return work_queue.get_nowait()
+        except queue.Empty:
+            return None  # another sender got there first
+
+    return take

@@ -1,0 +1,96 @@
+"""Send statistics: pure, mergeable, testable without processes or clocks.
+
+A sender records each finished attempt; every few milliseconds it ships the
+Stats it gathered (a delta) and starts a fresh one. The monitor merges the
+deltas per sender. Send times go into buckets rounded to two significant
+figures (as Locust does), so percentiles are cheap and memory stays flat no
+matter how many messages a run sends.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+_ZERO_BUCKET = 0
+_EXPONENT_OFFSET = 30  # keeps bucket keys positive for times down to 1e-29 s
+
+
+def bucket_of(seconds: float) -> int:
+    """The histogram bucket of a send time: two significant figures, packed in an int."""
+    if seconds <= 0.0:
+        return _ZERO_BUCKET
+    exponent = math.floor(math.log10(seconds))
+    mantissa = round(seconds / 10.0 ** (exponent - 1))  # 10..100
+    if mantissa >= 100:
+        mantissa, exponent = 10, exponent + 1
+    return (exponent + _EXPONENT_OFFSET) * 100 + mantissa
+
+
+def bucket_value(bucket: int) -> float:
+    """The send time a bucket stands for."""
+    if bucket == _ZERO_BUCKET:
+        return 0.0
+    exponent, mantissa = divmod(bucket, 100)
+    return mantissa * 10.0 ** (exponent - _EXPONENT_OFFSET - 1)
+
+
+@dataclass(slots=True)
+class Stats:
+    """Counts of finished attempts and their simulated send times."""
+
+    attempts: int = 0
+    sent: int = 0  # attempts that succeeded
+    failed: int = 0  # attempts that failed (a retried message can fail more than once)
+    time_sum: float = 0.0
+    buckets: dict[int, int] = field(default_factory=dict)
+
+    def record(self, seconds: float, ok: bool) -> None:
+        self.attempts += 1
+        if ok:
+            self.sent += 1
+        else:
+            self.failed += 1
+        self.time_sum += seconds
+        bucket = bucket_of(seconds)
+        self.buckets[bucket] = self.buckets.get(bucket, 0) + 1
+
+    def merge(self, other: Stats) -> Stats:
+        """Add `other` into this one, in place; returns self."""
+        self.attempts += other.attempts
+        self.sent += other.sent
+        self.failed += other.failed
+        self.time_sum += other.time_sum
+        for bucket, count in other.buckets.items():
+            self.buckets[bucket] = self.buckets.get(bucket, 0) + count
+        return self
+
+    def __add__(self, other: Stats) -> Stats:
+        return Stats().merge(self).merge(other)
+
+    @property
+    def mean(self) -> float:
+        return self.time_sum / self.attempts if self.attempts else 0.0
+
+    def percentile(self, fraction: float) -> float:
+        """The send time below which `fraction` of the attempts fall (bucket precision)."""
+        if not self.attempts:
+            return 0.0
+        rank = fraction * self.attempts
+        seen = 0
+        for bucket in sorted(self.buckets):
+            seen += self.buckets[bucket]
+            if seen >= rank:
+                return bucket_value(bucket)
+        return bucket_value(max(self.buckets))
+
+    def snapshot(self) -> dict[str, float | int]:
+        return {
+            "attempts": self.attempts,
+            "sent": self.sent,
+            "failed": self.failed,
+            "avg_send_time_s": self.mean,
+            "p50_s": self.percentile(0.50),
+            "p95_s": self.percentile(0.95),
+            "p99_s": self.percentile(0.99),
+        }
