@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import select
 import signal
 import sys
 import traceback
@@ -15,12 +16,17 @@ from smsbatch.model import ChildFailed
 _PR_SET_PDEATHSIG = 1
 
 
+_terminate_requested = False
+
+
 def enter_child(title: str, parent_pid: int) -> None:
     """Name the process, leave Ctrl-C to the main process, die with the parent."""
     # The terminal sends Ctrl-C to the whole process group: the main process
     # turns it into a warm stop, so children must not die of it on their own.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    # SIGTERM to a child (or to the whole group) asks it to leave warmly:
+    # finish what is in hand, give back the rest, report, exit.
+    signal.signal(signal.SIGTERM, _request_termination)
     setproctitle(title)
     _die_with_parent(parent_pid)
 
@@ -34,6 +40,49 @@ def _die_with_parent(parent_pid: int) -> None:
             pass  # no prctl: parent_alive() polling still catches it
     if os.getppid() != parent_pid:  # the parent died before prctl took effect
         os._exit(1)
+
+
+class StopSignal:
+    """A warm-stop flag that every process can test and sleep on.
+
+    A byte in a pipe: setting it wakes every sleeper, and no process can die
+    holding anything that blocks the others (a multiprocessing.Event can: its
+    set() waits for every sleeper to wake, and a killed sleeper never does).
+    """
+
+    def __init__(self) -> None:
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._write, False)
+
+    def set(self) -> None:
+        try:
+            os.write(self._write, b"!")
+        except BlockingIOError:
+            pass  # already set many times over
+
+    def is_set(self) -> bool:
+        return self.wait(0.0)
+
+    def wait(self, timeout: float) -> bool:
+        """Sleep up to `timeout` seconds, less if the flag is set; True if set."""
+        while True:
+            try:
+                return bool(select.select([self._read], [], [], timeout)[0])
+            except InterruptedError:  # pragma: no cover - PEP 475 retries for us
+                continue
+
+    def close(self) -> None:
+        os.close(self._read)
+        os.close(self._write)
+
+
+def _request_termination(signum, frame) -> None:
+    global _terminate_requested
+    _terminate_requested = True
+
+
+def termination_requested() -> bool:
+    return _terminate_requested
 
 
 def parent_alive(parent_pid: int) -> bool:

@@ -147,8 +147,7 @@ def parse_sender(text: str) -> SenderSpec:
         key = key.strip()
         if not sep or key not in SENDER_FIELDS:
             raise ValueError(
-                f"extra fields must be key=value with key one of {', '.join(SENDER_FIELDS)} "
-                f"(got {part!r})"
+                f"extra fields must be key=value with key one of {', '.join(SENDER_FIELDS)}"
             )
         if key in fields:
             raise ValueError(f"field {key} given twice")
@@ -192,6 +191,8 @@ def _typed(rule):
 
 class _Parser(configargparse.ArgParser):
     def error(self, message: str):  # one line, no usage block, no SystemExit
+        if message.startswith("Unable to open config file"):
+            message = "argument -c/--config: " + message.split(". Error: ")[0].lower()
         raise UsageError(message)
 
 

@@ -14,7 +14,7 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from smsbatch.children import enter_child, parent_alive, report_crash
+from smsbatch.children import enter_child, parent_alive, report_crash, termination_requested
 from smsbatch.model import MessageBatch, ProducerDone
 from smsbatch.phones import PhonePool, load_recipients_text, read_recipients
 
@@ -66,13 +66,13 @@ class MessageSource:
             yield MessageBatch(key, ids, phones, self.text)
 
 
-def run_producer(source: MessageSource, work_queue, conn, stop_event, parent_pid: int) -> None:
+def run_producer(source: MessageSource, work_queue, conn, stop_signal, parent_pid: int) -> None:
     """Entry point of the producer process."""
     enter_child("smsbatch: producer", parent_pid)
     try:
         produced = batches = 0
         for batch in source.batches():
-            if not _put(work_queue, batch, stop_event, parent_pid):
+            if not _put(work_queue, batch, stop_signal, parent_pid):
                 # Stopping: what is still buffered will never be read.
                 work_queue.cancel_join_thread()
                 return
@@ -88,9 +88,9 @@ def run_producer(source: MessageSource, work_queue, conn, stop_event, parent_pid
         conn.close()
 
 
-def _put(work_queue, batch: MessageBatch, stop_event, parent_pid: int) -> bool:
+def _put(work_queue, batch: MessageBatch, stop_signal, parent_pid: int) -> bool:
     """Put with back-pressure; False if the run is stopping."""
-    while not stop_event.is_set() and parent_alive(parent_pid):
+    while not (stop_signal.is_set() or termination_requested()) and parent_alive(parent_pid):
         try:
             work_queue.put(batch, timeout=PUT_POLL_SECONDS)
             return True

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from multiprocessing.connection import wait
 
+from smsbatch.children import StopSignal
 from smsbatch.clock import Clock, SimClock
 from smsbatch.config import Settings
 from smsbatch.ledger import Ledger
@@ -153,7 +154,7 @@ class Runner:
 
     def _start_children(self) -> None:
         self.work_queue = self.ctx.Queue(maxsize=max(4, 2 * len(self.settings.senders)))
-        self.stop_event = self.ctx.Event()
+        self.stop_signal = StopSignal()
         me = os.getpid()
         self._spawn("producer", -1, run_producer, (self.source, self.work_queue))
         for index in range(len(self.settings.senders)):
@@ -164,7 +165,7 @@ class Runner:
     def _spawn(self, role: str, index: int, target, args: tuple) -> None:
         reader, writer = self.ctx.Pipe(duplex=False)
         process = self.ctx.Process(
-            target=target, args=(*args, writer, self.stop_event, os.getpid()),
+            target=target, args=(*args, writer, self.stop_signal, os.getpid()),
             name=f"smsbatch {role}", daemon=True,
         )
         process.start()
@@ -174,6 +175,7 @@ class Runner:
     # ---- the loop ----
 
     def _step(self) -> None:
+        self._handle_signals()
         timeout = min(TICK_SECONDS, self.monitor.due_in(), self._retry_due_in())
         waitables = {child.conn: child for child in self.children if child.conn is not None}
         waitables.update({c.process.sentinel: c for c in self.children if not c.exited})
@@ -183,7 +185,6 @@ class Runner:
                 self._read(child)
             else:
                 self._exited(child)
-        self._handle_signals()
         self._put_due_retries()
         self._put_pending()
         self._decide()
@@ -209,6 +210,8 @@ class Runner:
             self.ledger.claim(report.sender, report.key, ids)
         elif isinstance(report, SenderDone):
             child.finished, child.state = True, "done"
+            if self.phase == "running":
+                self._sender_gone(child, "left", "asked to stop")
         elif isinstance(report, ProducerDone):
             child.finished, child.state = True, "done"
             self.producer_done, self.produced = True, report.messages
@@ -238,13 +241,17 @@ class Runner:
         if child.finished:
             return
         reason = "exception" if child.traceback else _exit_reason(child.process.exitcode)
-        child.state = f"died ({reason})"
         if child.index < 0:
+            child.state = f"died ({reason})"
             self._producer_died(reason)
         else:
-            self._sender_died(child, reason)
+            self._sender_gone(child, "died", reason)
+            if self.phase in ("running", "draining") and not _lock_free(self.work_queue, "_rlock"):
+                self._warm_stop("the work queue was left locked by a dead sender")
 
-    def _sender_died(self, child: Child, reason: str) -> None:
+    def _sender_gone(self, child: Child, how: str, reason: str) -> None:
+        """A sender died, or left before the end: what it held goes to the others."""
+        child.state = f"{how} ({reason})"
         self.lost_senders += 1
         released = self.ledger.release(child.index)
         count = sum(len(offsets) for offsets in released.values())
@@ -252,9 +259,7 @@ class Runner:
             for key, offsets in released.items():
                 self._requeue(key, offsets)
         self.requeued += count
-        self.monitor.note(f"smsbatch: {child.role} died ({reason}); {count} in-flight messages re-queued")
-        if self.phase in ("running", "draining") and not _lock_free(self.work_queue, "_rlock"):
-            self._warm_stop("the work queue was left locked by a dead sender")
+        self.monitor.note(f"smsbatch: {child.role} {how} ({reason}); {count} in-flight messages re-queued")
 
     def _producer_died(self, reason: str) -> None:
         self.monitor.note(f"smsbatch: the producer died ({reason}); what it made is sent, "
@@ -327,7 +332,7 @@ class Runner:
                 self._send_stops()
             elif not live:
                 self.stopped_by = "every sender died"
-                self.stop_event.set()
+                self.stop_signal.set()
                 self.phase = "warm"
             elif self._stalled(live):
                 self.stopped_by = "nothing moved after a sender died"
@@ -350,13 +355,13 @@ class Runner:
     def _warm_stop(self, reason: str) -> None:
         if self.stopped_by == "completed":
             self.stopped_by = reason
-        self.stop_event.set()
+        self.stop_signal.set()
         self.phase = "warm"
         self.deadline = self.clock.now() + WARM_STOP_SECONDS
 
     def _cold_stop(self) -> None:
         self.phase = "cold"
-        self.stop_event.set()
+        self.stop_signal.set()
         for child in self.children:
             if not child.exited:
                 child.process.kill()
@@ -371,7 +376,7 @@ class Runner:
 
     def _shutdown(self) -> None:
         """Whatever happened: collect what the children said, and leave none behind."""
-        self.stop_event.set()
+        self.stop_signal.set()
         deadline = time.monotonic() + 1.0
         for child in self.children:
             if not child.exited:
@@ -386,6 +391,7 @@ class Runner:
                     child.conn = None
         self.work_queue.cancel_join_thread()  # nobody will read what is left on it
         self.work_queue.close()
+        self.stop_signal.close()
 
     def _exit_status(self) -> ExitStatus:
         if self.signals:

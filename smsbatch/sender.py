@@ -23,7 +23,7 @@ from collections import deque
 from collections.abc import Callable
 from multiprocessing.connection import wait
 
-from smsbatch.children import enter_child, parent_alive, report_crash
+from smsbatch.children import enter_child, parent_alive, report_crash, termination_requested
 from smsbatch.clock import Clock, SimClock
 from smsbatch.config import SenderSpec, Settings
 from smsbatch.distributions import make_sampler
@@ -34,6 +34,7 @@ from smsbatch.stats import Stats
 FLUSH_SECONDS = 0.1  # real seconds between progress reports while busy
 IDLE_POLL_SECONDS = 0.1  # real seconds a take waits before checking for a stop
 WARM_STOP_GRACE = 1.0  # real seconds a warm stop waits for a send in flight
+DUE_SLACK = 1e-9  # simulated seconds: a send due this close to now is done (float rounding)
 
 
 def sender_rng(seed: int, index: int) -> random.Random:
@@ -155,7 +156,7 @@ class SenderEngine:
     def _start_chain(self, start: float) -> None:
         """Start the next message in a free slot at `start`; while sends finish
         at once (zero wait), go on in the same slot without touching the heap."""
-        now = self.clock.now()
+        now = self.clock.now() + DUE_SLACK
         while self.backlog:
             batch, offset = self.backlog.popleft()
             start = max(start, self.next_start)
@@ -188,7 +189,7 @@ class SenderEngine:
         self._flush_if_due()
 
     def _finish_due(self) -> None:
-        now = self.clock.now()
+        now = self.clock.now() + DUE_SLACK
         while self.in_flight and self.in_flight[0][0] <= now:
             due, _, batch, offset, seconds, outcome = heapq.heappop(self.in_flight)
             self._finish(batch, offset, seconds, outcome)
@@ -223,6 +224,8 @@ class SenderEngine:
         return self.stats.attempts > 0
 
     def _until_flush(self) -> float:
+        if not self._pending():
+            return IDLE_POLL_SECONDS
         return self.last_flush + FLUSH_SECONDS - self.clock.clock.now()
 
     def _flush_if_due(self) -> None:
@@ -236,7 +239,7 @@ class SenderEngine:
         self._reset_report()
 
 
-def run_sender(index: int, settings: Settings, work_queue, conn, stop_event, parent_pid: int) -> None:
+def run_sender(index: int, settings: Settings, work_queue, conn, stop_signal, parent_pid: int) -> None:
     """Entry point of a sender process."""
     spec = settings.senders[index]
     enter_child(f"smsbatch: sender {index + 1} ({spec.describe()})", parent_pid)
@@ -246,9 +249,10 @@ def run_sender(index: int, settings: Settings, work_queue, conn, stop_event, par
             SimClock(Clock(), settings.speed),
             take=_taker(work_queue),
             report=conn.send,
-            pause=stop_event.wait,  # returns early when a warm stop is asked for
+            pause=stop_signal.wait,  # returns early when a warm stop is asked for
             sleep=time.sleep,
-            stop_requested=lambda: stop_event.is_set() or not parent_alive(parent_pid),
+            stop_requested=lambda: (stop_signal.is_set() or termination_requested()
+                                    or not parent_alive(parent_pid)),
         )
         engine.run()
     except BaseException:

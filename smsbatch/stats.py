@@ -13,12 +13,13 @@ import math
 from dataclasses import dataclass, field
 
 _ZERO_BUCKET = 0
-_EXPONENT_OFFSET = 30  # keeps bucket keys positive for times down to 1e-29 s
+_RESOLUTION = 1e-9  # shorter sends count as zero: no clock here measures less
+_EXPONENT_OFFSET = 30  # keeps bucket keys positive
 
 
 def bucket_of(seconds: float) -> int:
     """The histogram bucket of a send time: two significant figures, packed in an int."""
-    if seconds <= 0.0:
+    if seconds < _RESOLUTION:
         return _ZERO_BUCKET
     exponent = math.floor(math.log10(seconds))
     mantissa = round(seconds / 10.0 ** (exponent - 1))  # 10..100

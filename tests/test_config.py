@@ -1,0 +1,187 @@
+import io
+import math
+
+import pytest
+from hypothesis import given, strategies as st
+
+from smsbatch.cli import main
+from smsbatch.config import (DEFAULT_SENDERS, SenderSpec, UsageError, parse_sender, parse_settings)
+
+
+def test_defaults():
+    settings = parse_settings([])
+    assert settings.messages == 1000
+    assert len(settings.senders) == len(DEFAULT_SENDERS)
+    assert [s.name for s in settings.senders] == [f"sender {i}" for i in range(1, 5)]
+    assert settings.interval == 1.0 and settings.speed == 1.0
+    assert not settings.seed_given and settings.seed >= 0
+
+
+def test_default_senders_finish_1000_messages_in_about_30_seconds():
+    settings = parse_settings([])
+    throughput = sum(1 / s.mean for s in settings.senders)
+    assert 1000 / throughput <= 30
+
+
+def test_ini_file_with_sender_list(tmp_path):
+    ini = tmp_path / "run.ini"
+    ini.write_text("[smsbatch]\nmessages = 50\nsender = [3:0.1, 0.5:0.25]\nspeed = 20\n")
+    settings = parse_settings(["-c", str(ini)])
+    assert settings.messages == 50 and settings.speed == 20
+    assert [(s.mean, s.fail_rate) for s in settings.senders] == [(3, 0.1), (0.5, 0.25)]
+
+
+def test_command_line_beats_env_beats_file(tmp_path, monkeypatch):
+    ini = tmp_path / "run.ini"
+    ini.write_text("messages = 50\ninterval = 3\nspeed = 7\n")
+    monkeypatch.setenv("SMSBATCH_MESSAGES", "60")
+    monkeypatch.setenv("SMSBATCH_INTERVAL", "4")
+    settings = parse_settings(["-c", str(ini), "--messages", "70"])
+    assert (settings.messages, settings.interval, settings.speed) == (70, 4, 7)
+
+
+def test_env_var_sender_list(monkeypatch):
+    monkeypatch.setenv("SMSBATCH_SENDER", "[1:0, 2:0.5:name=slow]")
+    settings = parse_settings([])
+    assert [s.name for s in settings.senders] == ["sender 1", "slow"]
+
+
+def test_sender_spec_fields():
+    spec = parse_sender("1:0.05:window=1000:rate=500:name=gw:distribution=normal:spread=0.2")
+    assert spec == SenderSpec(1.0, 0.05, name="gw", distribution="normal", spread=0.2,
+                              window=1000, rate=500.0)
+    assert parse_sender("0:0") == SenderSpec(0.0, 0.0)
+
+
+@pytest.mark.parametrize("text", [
+    "", ":", "1", "1:", ":0.1", "x:0.1", "1:x", "-1:0.1", "1:1.5", "1:-0.1", "nan:0.1", "1:nan",
+    "inf:0", "1:0:bogus=1", "1:0:window", "1:0:window=0", "1:0:window=1.5", "1:0:rate=0",
+    "1:0:rate=-5", "1:0:distribution=pareto", "1:0:name=", "1:0:window=2:window=3",
+])
+def test_bad_sender_specs(text):
+    with pytest.raises(ValueError):
+        parse_sender(text)
+
+
+@given(st.text(max_size=40))
+def test_sender_parser_accepts_or_rejects_cleanly(text):
+    try:
+        spec = parse_sender(text)
+    except ValueError as error:
+        assert str(error)  # a rule, in words
+        return
+    assert math.isfinite(spec.mean) and spec.mean >= 0
+    assert 0 <= spec.fail_rate <= 1
+    assert spec.window >= 1
+
+
+@given(st.floats(0, 1e4, allow_nan=False), st.floats(0, 1, allow_nan=False),
+       st.integers(1, 10_000))
+def test_sender_parser_round_trips(mean, fail_rate, window):
+    spec = parse_sender(f"{mean!r}:{fail_rate!r}:window={window}")
+    assert (spec.mean, spec.fail_rate, spec.window) == (mean, fail_rate, window)
+
+
+def _run(argv, monkeypatch=None, env=None):
+    out, err = io.StringIO(), io.StringIO()
+    for name, value in (env or {}).items():
+        monkeypatch.setenv(name, value)
+    status = main(argv, stdout=out, stderr=err)
+    return status, out.getvalue(), err.getvalue()
+
+
+BAD_INPUT = [
+    # (argv, env, option named in the error)
+    (["--messages", "0"], {}, "--messages"),
+    (["--messages", "-5"], {}, "--messages"),
+    (["--messages", "abc"], {}, "--messages"),
+    (["--messages", "1e99"], {}, "--messages"),
+    (["--messages", "99999999999999"], {}, "--messages"),
+    (["--messages", "2.5"], {}, "--messages"),
+    (["--sender", ""], {}, "--sender"),
+    (["--sender", "1"], {}, "--sender"),
+    (["--sender", "1:2"], {}, "--sender"),
+    (["--sender", "nan:0.1"], {}, "--sender"),
+    (["--sender", "1:0:colour=red"], {}, "--sender"),
+    (["--speed", "0"], {}, "--speed"),
+    (["--speed", "-1"], {}, "--speed"),
+    (["--speed", "inf"], {}, "--speed"),
+    (["--speed", "nan"], {}, "--speed"),
+    (["--interval", "0"], {}, "--interval"),
+    (["--interval", "nan"], {}, "--interval"),
+    (["--seed", "-1"], {}, "--seed"),
+    (["--seed", "x"], {}, "--seed"),
+    (["--distribution", "pareto"], {}, "--distribution"),
+    (["--spread", "-1"], {}, "--spread"),
+    (["--distribution", "uniform", "--spread", "0.9"], {}, "--spread"),
+    (["--region", "XX"], {}, "--region"),
+    (["--region", "AQ"], {}, "--region"),
+    (["--text", ""], {}, "--text"),
+    (["--log", "LOUD"], {}, "--log"),
+    (["--max-retries", "-1"], {}, "--max-retries"),
+    (["--max-retries", "1000"], {}, "--max-retries"),
+    (["--retry-backoff", "inf"], {}, "--retry-backoff"),
+    (["--bogus"], {}, "--bogus"),
+    (["-c", "/nonexistent/run.ini"], {}, "/nonexistent/run.ini"),
+    (["--summary-json", "/nonexistent/dir/s.json"], {}, "--summary-json"),
+    (["--recipients", "/nonexistent/numbers.txt"], {}, "--recipients"),
+    ([], {"SMSBATCH_MESSAGES": "many"}, "--messages"),
+    ([], {"SMSBATCH_SPEED": "-3"}, "--speed"),
+    ([], {"SMSBATCH_SENDER": "[1:0.1, oops]"}, "--sender"),
+    ([], {"SMSBATCH_NO_PROGRESS": "maybe"}, "SMSBATCH_NO_PROGRESS"),
+]
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("argv, env, option", BAD_INPUT, ids=[" ".join(a) or str(e) for a, e, _ in BAD_INPUT])
+def test_bad_input_is_one_line_and_exit_2(argv, env, option, monkeypatch, no_children_left):
+    status, out, err = _run(argv, monkeypatch, env)
+    assert status == 2
+    assert out == ""  # nothing started: not even the start line
+    assert err.count("\n") == 1 and err.startswith("smsbatch: error: ")
+    assert option in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("content, option", [
+    (b"\x7fELF\x02\x01\x01\x00\xff\xfe\x00binary", "--config"),
+    (b'{"messages": 5}\n', "{"),
+    (b"messages = 5\ncolour = red\n", "colour"),
+    (b"messages = -1\n", "--messages"),
+    (b"sender = [1:0.1, 2:7]\n", "--sender"),
+])
+def test_bad_config_files(tmp_path, content, option, no_children_left):
+    ini = tmp_path / "bad.ini"
+    ini.write_bytes(content)
+    status, out, err = _run(["-c", str(ini)])
+    assert status == 2 and out == ""
+    assert err.count("\n") == 1 and option in err and "Traceback" not in err
+
+
+def test_unreadable_config_file(tmp_path, no_children_left):
+    import os
+    ini = tmp_path / "secret.ini"
+    ini.write_text("messages = 5\n")
+    ini.chmod(0)
+    if os.access(ini, os.R_OK):
+        pytest.skip("running as a user who can read anything (root)")
+    status, _, err = _run(["-c", str(ini)])
+    assert status == 2 and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("content", [b"", b"not a number\nhello\n", b"\x00\x01\x02junk\xff"])
+def test_recipients_file_with_no_valid_number(tmp_path, content, no_children_left):
+    path = tmp_path / "numbers.txt"
+    path.write_bytes(content)
+    status, out, err = _run(["--recipients", str(path)])
+    assert status == 2 and out == "" and "--recipients" in err and err.count("\n") == 1
+
+
+def test_usage_error_type():
+    with pytest.raises(UsageError, match="--messages"):
+        parse_settings(["--messages", "0"])
+
+
+def test_help_exits_zero(capsys):
+    assert main(["--help"]) == 0
+    assert "--sender" in capsys.readouterr().out

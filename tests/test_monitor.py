@@ -1,0 +1,83 @@
+import io
+import json
+
+from smsbatch.clock import FakeClock
+from smsbatch.config import SenderSpec
+from smsbatch.monitor import (BarDisplay, LineDisplay, Monitor, NullDisplay, SenderView, Snapshot,
+                              make_display, progress_line, summary_dict, summary_table,
+                              write_summary_json)
+from smsbatch.stats import Stats
+
+
+def stats(*records):
+    s = Stats()
+    for seconds, ok in records:
+        s.record(seconds, ok)
+    return s
+
+
+def snapshot(elapsed=10.0, speed=1.0):
+    a = stats((0.5, True), (0.7, True), (0.3, False))
+    b = stats((2.0, True))
+    views = (SenderView("gw-a", SenderSpec(0.5, 0.25), a, "running"),
+             SenderView("gw-b", SenderSpec(2.0, 0.0), b, "died (SIGKILL)"))
+    return Snapshot(messages=10, sent=3, failed=1, retried=0, elapsed=elapsed, speed=speed,
+                    stats=a + b, senders=views, requeued=2, lost_senders=1)
+
+
+def test_progress_line_has_the_figures():
+    line = progress_line(snapshot())
+    assert "4/10 (40.0%)" in line
+    assert "sent 3 failed 1" in line
+    assert "avg 0.875s/msg" in line  # (0.5 + 0.7 + 0.3 + 2.0) / 4, failures included
+    assert "0.4 msg/s" in line and "eta 15.0s" in line
+
+
+def test_times_are_simulated():
+    fast = snapshot(elapsed=0.1, speed=100)
+    assert progress_line(fast) == progress_line(snapshot())
+
+
+def test_monitor_redraws_once_per_interval():
+    clock, out = FakeClock(), io.StringIO()
+    monitor = Monitor(LineDisplay(out), interval=2.0, clock=clock)
+    for _ in range(50):  # 5 s in steps of 0.1 s
+        monitor.tick(snapshot)
+        clock.advance(0.1)
+    assert out.getvalue().count("\n") == 3  # at 0, 2 and 4 s
+    assert monitor.due_in() > 0
+
+
+def test_bar_display_draws_a_bar_and_a_line_per_sender():
+    out = io.StringIO()
+    display = BarDisplay(out, messages=10, sender_count=2)
+    display.draw(snapshot())
+    display.close()
+    text = out.getvalue()
+    assert "4/10" in text and "gw-a (mean 0.5s, fail 25%)" in text and "died (SIGKILL)" in text
+
+
+def test_display_choice():
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    assert isinstance(make_display(io.StringIO(), True, 10, 1), LineDisplay)
+    assert isinstance(make_display(Tty(), True, 10, 1), BarDisplay)
+    assert isinstance(make_display(Tty(), False, 10, 1), NullDisplay)
+
+
+def test_summary_table_and_json(tmp_path):
+    snap = snapshot()
+    table = summary_table(snap, seed=42, stopped_by="completed")
+    assert "messages 10 = sent 3 + failed 1 + unsent 6" in table
+    assert "gw-a" in table and "died (SIGKILL)" in table
+    path = tmp_path / "s.json"
+    write_summary_json(str(path), summary_dict(snap, 42, "completed", 1, 10))
+    data = json.loads(path.read_text())
+    assert {"messages", "sent", "failed", "unsent", "avg_send_time_s", "elapsed_s", "seed",
+            "senders"} <= set(data)
+    assert data["sent"] + data["failed"] + data["unsent"] == data["messages"] == 10
+    assert [s["name"] for s in data["senders"]] == ["gw-a", "gw-b"]
+    assert {"name", "mean_s", "fail_rate", "sent", "failed", "avg_send_time_s"} <= set(data["senders"][0])
+    assert data["lost_senders"] == 1 and data["requeued"] == 2
