@@ -1,5 +1,3 @@
-import sys
+from smsbatch.cli import entry
 
-from smsbatch.cli import main
-
-sys.exit(main())
+entry()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import signal
 import sys
 from typing import TextIO
 
@@ -12,10 +13,21 @@ from smsbatch.config import Settings, UsageError, parse_settings
 from smsbatch.monitor import Monitor, make_display, summary_dict, summary_table, write_summary_json
 from smsbatch.phones import PhoneError, PhonePool, scan_recipients
 from smsbatch.producer import MessageSource
-from smsbatch.runner import ExitStatus, Runner, choose_batch_size
+from smsbatch.runner import ExitStatus, Runner, choose_batch_size, stop_signals_caught
 
 
-def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
+def entry() -> None:
+    """The `smsbatch` command: main() as the whole process."""
+    status = main(restore_signals=False)
+    # A late second Ctrl-C must not interrupt the exit: Python resets its own
+    # handlers to the default while it shuts down, but leaves SIG_IGN alone.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    sys.exit(status)
+
+
+def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: TextIO | None = None,
+         restore_signals: bool = True) -> int:
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
     try:
@@ -29,16 +41,18 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: Te
         return int(done.code or 0)
     display = make_display(stderr, settings.progress, source.messages, len(settings.senders))
     _setup_logging(settings.log_level, display)
-    stdout.write(start_line(settings, source, invalid) + "\n")
-    stdout.flush()
-    runner = Runner(settings, source, Monitor(display, settings.interval))
-    result = runner.run()
-    runner.monitor.close(result.snapshot)
-    stdout.write(summary_table(result.snapshot, settings.seed, result.stopped_by))
-    if settings.summary_json:
-        summary = summary_dict(result.snapshot, settings.seed, result.stopped_by,
-                               int(result.exit_status), result.produced)
-        write_summary_json(settings.summary_json, summary)
+    with stop_signals_caught(restore=restore_signals) as signals:
+        stdout.write(start_line(settings, source, invalid) + "\n")
+        stdout.flush()
+        monitor = Monitor(display, settings.interval)
+        result = Runner(settings, source, monitor, signals=signals).run()
+        monitor.close(result.snapshot)
+        stdout.write(summary_table(result.snapshot, settings.seed, result.stopped_by))
+        stdout.flush()
+        if settings.summary_json:
+            summary = summary_dict(result.snapshot, settings.seed, result.stopped_by,
+                                   int(result.exit_status), result.produced)
+            write_summary_json(settings.summary_json, summary)
     return result.exit_status
 
 

@@ -36,6 +36,7 @@ import os
 import random
 import signal
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import IntEnum
 from multiprocessing.connection import wait
@@ -113,6 +114,7 @@ class Runner:
     source: MessageSource
     monitor: Monitor
     clock: Clock = field(default_factory=Clock)
+    signals: list[int] = field(default_factory=list)  # SIGINT/SIGTERM received, in order
 
     def __post_init__(self) -> None:
         self.ctx = multiprocessing.get_context("fork")  # fast start; children need no re-import
@@ -132,13 +134,11 @@ class Runner:
         self.phase = "running"  # running -> draining (Stops sent) | warm | cold
         self.stopped_by = "completed"
         self.deadline = math.inf
-        self.signals: list[int] = []
         self.last_movement = self.clock.now()
 
     # ---- start ----
 
     def run(self) -> RunResult:
-        previous = self._install_signal_handlers()
         self.started = self.clock.now()
         try:
             self._start_children()
@@ -148,7 +148,6 @@ class Runner:
                 self.monitor.tick(self.snapshot)
         finally:
             self._shutdown()
-            self._restore_signal_handlers(previous)
         self.elapsed = self.clock.now() - self.started
         return RunResult(self.snapshot(), self._exit_status(), self.stopped_by, self.produced)
 
@@ -398,19 +397,6 @@ class Runner:
             return ExitStatus.INTERRUPTED if self.signals[0] == signal.SIGINT else ExitStatus.TERMINATED
         return ExitStatus.UNSENT if self.ledger.unsent else ExitStatus.OK
 
-    # ---- signals ----
-
-    def _install_signal_handlers(self):
-        def handler(signum, frame):
-            self.signals.append(signum)
-
-        return {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-
-    @staticmethod
-    def _restore_signal_handlers(previous) -> None:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
     # ---- what the monitor sees ----
 
     def snapshot(self) -> Snapshot:
@@ -430,6 +416,29 @@ class Runner:
             retried=self.ledger.retried, elapsed=elapsed, speed=self.settings.speed,
             stats=total, senders=views, requeued=self.requeued, lost_senders=self.lost_senders,
         )
+
+
+@contextmanager
+def stop_signals_caught(restore: bool = True):
+    """SIGINT and SIGTERM are noted in the list yielded, until the block ends
+    (or, with restore=False, until the process exits).
+
+    Held for the whole of main(), summary included: a second Ctrl-C that
+    comes while the summary is written, or as the process exits, must not
+    kill it mid-write or print a KeyboardInterrupt traceback.
+    """
+    received: list[int] = []
+
+    def note(signum, frame):
+        received.append(signum)
+
+    previous = {sig: signal.signal(sig, note) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield received
+    finally:
+        if restore:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 def _exit_reason(exitcode: int | None) -> str:

@@ -1,0 +1,180 @@
+"""Runs that end badly: killed senders and producers, signals, a killed main
+process, an exception in a child. Each checks the exit status, the summary,
+that every message is accounted for, and (from /proc) that no process is left."""
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import child_pids, wait_until_gone
+from smsbatch.cli import main
+from smsbatch.sender import SenderEngine
+
+pytestmark = pytest.mark.timeout(60)
+
+
+class Run:
+    """smsbatch in its own process group, as a user would start it."""
+
+    def __init__(self, tmp_path, *argv):
+        self.summary_path = tmp_path / "summary.json"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "smsbatch", *argv, "--summary-json", str(self.summary_path),
+             "--interval", "0.1"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        )
+        self.children = {}
+
+    def wait_for_children(self, count, seconds=10.0):
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            found = {}
+            for pid in child_pids(self.proc.pid):
+                try:
+                    with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                        title = handle.read().replace(b"\0", b" ").decode().strip()
+                except OSError:
+                    continue
+                if title.startswith("smsbatch: "):
+                    found[title] = pid
+            if len(found) >= count:
+                self.children = found
+                return found
+            time.sleep(0.02)
+        raise AssertionError(f"children did not start: {self.children}")
+
+    def pid_of(self, prefix):
+        return next(pid for title, pid in self.children.items() if title.startswith(prefix))
+
+    def wait_for_progress(self, minimum_seconds=0.3):
+        """Let the run get going: the first progress lines go to stderr."""
+        time.sleep(minimum_seconds)
+
+    def finish(self, timeout=30):
+        out, err = self.proc.communicate(timeout=timeout)
+        self.out, self.err = out, err
+        self.status = self.proc.returncode
+        self.summary = json.loads(self.summary_path.read_text())
+        left = wait_until_gone(self.children.values(), seconds=3)
+        assert not left, f"children left behind: {left}"
+        return self
+
+    def accounted(self):
+        s = self.summary
+        assert s["sent"] + s["failed"] + s["unsent"] == s["messages"]
+        assert "every message accounted for: yes" in self.out
+        assert "Traceback" not in self.err
+
+
+def test_a_killed_sender_loses_nothing(tmp_path):
+    run = Run(tmp_path, "--messages", "3000", "--sender", "0.01:0.1", "--sender", "0.01:0.1",
+              "--sender", "0.01:0.1", "--speed", "10", "--seed", "1", "--log", "INFO", "--no-progress")
+    run.wait_for_children(4)
+    run.wait_for_progress(0.5)
+    os.kill(run.pid_of("smsbatch: sender 2"), signal.SIGKILL)
+    run.finish().accounted()
+    s = run.summary
+    assert run.status == 0 and s["unsent"] == 0
+    assert s["lost_senders"] == 1 and s["senders"][1]["state"] == "died (SIGKILL)"
+    assert "sender 2 died (SIGKILL);" in run.err and "re-queued" in run.err
+    # Every message counted exactly once: once in the per-sender attempts, once in the log.
+    assert sum(x["attempts"] for x in s["senders"]) == 3000
+    ids = [int(line.split()[2]) for line in run.err.splitlines() if line.startswith("INFO message ")]
+    assert sorted(ids) == list(range(3000))
+
+
+def test_every_sender_killed_ends_the_run_at_once(tmp_path):
+    run = Run(tmp_path, "--messages", "5000", "--sender", "0.05:0", "--sender", "0.05:0",
+              "--speed", "10", "--seed", "2")
+    run.wait_for_children(3)
+    run.wait_for_progress()
+    for title, pid in run.children.items():
+        if "sender" in title:
+            os.kill(pid, signal.SIGKILL)
+    killed = time.monotonic()
+    run.finish()
+    assert time.monotonic() - killed < 2.0
+    run.accounted()
+    assert run.status == 1
+    assert run.summary["unsent"] > 0 and run.summary["lost_senders"] == 2
+    assert run.summary["stopped_by"] == "every sender died"
+
+
+def test_a_killed_producer_does_not_hang_the_run(tmp_path):
+    run = Run(tmp_path, "--messages", "200000", "--sender", "0.0001:0", "--sender", "0.0001:0",
+              "--speed", "1", "--seed", "3", "--no-progress")
+    run.wait_for_children(3)
+    run.wait_for_progress(0.3)
+    os.kill(run.pid_of("smsbatch: producer"), signal.SIGKILL)
+    run.finish().accounted()
+    assert run.status == 1
+    assert run.summary["unsent"] > 0
+    assert "producer died (SIGKILL)" in run.err
+
+
+@pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize("times", [1, 2])
+def test_signals_stop_warm_then_cold(tmp_path, signum, status, times):
+    run = Run(tmp_path, "--messages", "5000", "--sender", "0.5:0.1", "--sender", "0.5:0.1",
+              "--speed", "5", "--seed", "4")
+    run.wait_for_children(3)
+    run.wait_for_progress(0.5)
+    sent_at = time.monotonic()
+    for _ in range(times):
+        os.killpg(run.proc.pid, signum)  # like Ctrl-C in a terminal: the whole group
+        time.sleep(0.05)
+    run.finish()
+    assert time.monotonic() - sent_at < 3.0
+    run.accounted()
+    assert run.status == status
+    assert run.summary["unsent"] > 0 and run.summary["exit_status"] == status
+
+
+def test_sigterm_to_the_main_process_only(tmp_path):
+    run = Run(tmp_path, "--messages", "5000", "--sender", "0.5:0.1", "--speed", "5", "--seed", "5")
+    run.wait_for_children(2)
+    run.wait_for_progress(0.5)
+    run.proc.send_signal(signal.SIGTERM)
+    run.finish().accounted()
+    assert run.status == 143
+
+
+def test_children_die_with_a_killed_main_process(tmp_path):
+    run = Run(tmp_path, "--messages", "100000", "--sender", "0.5:0", "--sender", "0.5:0",
+              "--speed", "1", "--seed", "6")
+    children = run.wait_for_children(3)
+    run.proc.kill()
+    run.proc.wait(timeout=10)
+    assert not wait_until_gone(children.values(), seconds=5)
+
+
+def _explode_in_sender_2(real_finish):
+    def finish(self, batch, offset, seconds, outcome):
+        if self.index == 1 and self.stats.attempts >= 20:
+            raise RuntimeError("gateway exploded")
+        return real_finish(self, batch, offset, seconds, outcome)
+
+    return finish
+
+
+def test_an_exception_in_a_sender_is_shown_once_and_its_work_redone(tmp_path, monkeypatch,
+                                                                   no_children_left):
+    # The patch is made before the fork, so the sender processes inherit it.
+    monkeypatch.setattr(SenderEngine, "_finish", _explode_in_sender_2(SenderEngine._finish))
+    out, err = io.StringIO(), io.StringIO()
+    summary = tmp_path / "s.json"
+    status = main(["--messages", "2000", "--sender", "0.01:0", "--sender", "0.01:0", "--speed", "50",
+                   "--seed", "7", "--no-progress", "--summary-json", str(summary)],
+                  stdout=out, stderr=err)
+    data = json.loads(summary.read_text())
+    assert status == 0 and data["sent"] == 2000 and data["lost_senders"] == 1
+    assert err.getvalue().count("RuntimeError: gateway exploded") == 1
+    assert "Traceback" in err.getvalue()  # the child's own traceback, shown once
+    assert "sender 2 died (exception)" in err.getvalue()
+    assert data["senders"][1]["state"] == "died (exception)"
