@@ -128,22 +128,30 @@ class SenderEngine:
                 break
             if self.stopped_by_marker and not self.backlog and not self.in_flight:
                 break
-            if not self.backlog and self.idle_slots and not self.stopped_by_marker:
-                self._take(0.0 if self.in_flight else IDLE_POLL_SECONDS)
+            self._fill()
             self._start_idle_slots()
             self._advance()
         self.flush()
         self.report(SenderDone(self.index))
 
-    def _take(self, timeout: float) -> None:
-        if timeout and self._pending():
-            self.flush()  # about to wait: let the monitor see what is done
+    def _wants_work(self) -> bool:
+        return not self.stopped_by_marker and len(self.backlog) < self.idle_slots
+
+    def _fill(self) -> None:
+        """Take what is on the queue now, until every free slot has a message."""
+        while self._wants_work() and self._take(0.0):
+            pass
+
+    def _take(self, timeout: float) -> bool:
         item = self.take(timeout)
+        if item is None:
+            return False
         if isinstance(item, Stop):
             self.stopped_by_marker = True
-        elif item is not None:
+        else:
             self.report(Claimed(self.index, item.key))
             self.backlog.extend((item, offset) for offset in range(len(item)))
+        return True
 
     def _start_idle_slots(self) -> None:
         if not self.backlog or not self.idle_slots:
@@ -178,13 +186,19 @@ class SenderEngine:
         return RETRY if batch.attempt(offset) <= self.max_retries else FAILED
 
     def _advance(self) -> None:
-        """Sleep until the next send is due (or a report is), then finish what is due."""
+        """Wait for the next send to be due (or for work, or a report to be due),
+        then finish what is due."""
         if not self.in_flight:
-            self._flush_if_due()
+            if not self.backlog and self._wants_work():
+                self.flush()  # idle: let the monitor see everything before waiting
+                self._take(IDLE_POLL_SECONDS)
             return
         delay = min(self.clock.real_delay(self.in_flight[0][0]), self._until_flush(), IDLE_POLL_SECONDS)
         if delay > 0:
-            self.pause(delay)
+            if self._wants_work():
+                self._take(delay)  # free slots: new work may start before the next send ends
+            else:
+                self.pause(delay)
         self._finish_due()
         self._flush_if_due()
 
