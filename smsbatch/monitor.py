@@ -266,6 +266,7 @@ def summary_dict(snap: Snapshot, seed: int, stopped_by: str, exit_status: int, p
                 "sent": v.stats.sent,
                 "failed": v.stats.failed,
                 "avg_send_time_s": v.stats.mean,
+                "rate_per_s": v.stats.rate,
                 "p50_s": v.stats.percentile(0.5),
                 "p95_s": v.stats.percentile(0.95),
                 "p99_s": v.stats.percentile(0.99),

@@ -176,7 +176,7 @@ class SenderEngine:
                 self.seq += 1
                 heapq.heappush(self.in_flight, (due, self.seq, batch, offset, seconds, outcome))
                 return
-            self._finish(batch, offset, seconds, outcome)
+            self._finish(batch, offset, seconds, outcome, due)
             start = due
         self.idle_slots += 1
 
@@ -206,14 +206,14 @@ class SenderEngine:
         now = self.clock.now() + DUE_SLACK
         while self.in_flight and self.in_flight[0][0] <= now:
             due, _, batch, offset, seconds, outcome = heapq.heappop(self.in_flight)
-            self._finish(batch, offset, seconds, outcome)
+            self._finish(batch, offset, seconds, outcome, due)
             if self.backlog and not self.stop_requested():
                 self._start_chain(due)  # the slot goes on from the due time, not from now
             else:
                 self.idle_slots += 1
 
-    def _finish(self, batch: MessageBatch, offset: int, seconds: float, outcome: int) -> None:
-        self.stats.record(seconds, outcome == SENT)
+    def _finish(self, batch: MessageBatch, offset: int, seconds: float, outcome: int, due: float) -> None:
+        self.stats.record(seconds, outcome == SENT, due)
         self.done.add(batch.key, offset, outcome)
         if outcome == RETRY:
             self.retries.append((batch.ids[offset], batch.phones[offset], batch.attempt(offset) + 1))

@@ -45,8 +45,13 @@ class Stats:
     failed: int = 0  # attempts that failed (a retried message can fail more than once)
     time_sum: float = 0.0
     buckets: dict[int, int] = field(default_factory=dict)
+    first_end: float = math.inf  # simulated time the first recorded attempt ended
+    last_end: float = -math.inf  # ... and the last
 
-    def record(self, seconds: float, ok: bool) -> None:
+    def record(self, seconds: float, ok: bool, ended_at: float | None = None) -> None:
+        if ended_at is not None:
+            self.first_end = min(self.first_end, ended_at)
+            self.last_end = max(self.last_end, ended_at)
         self.attempts += 1
         if ok:
             self.sent += 1
@@ -62,6 +67,8 @@ class Stats:
         self.sent += other.sent
         self.failed += other.failed
         self.time_sum += other.time_sum
+        self.first_end = min(self.first_end, other.first_end)
+        self.last_end = max(self.last_end, other.last_end)
         for bucket, count in other.buckets.items():
             self.buckets[bucket] = self.buckets.get(bucket, 0) + count
         return self
@@ -72,6 +79,12 @@ class Stats:
     @property
     def mean(self) -> float:
         return self.time_sum / self.attempts if self.attempts else 0.0
+
+    @property
+    def rate(self) -> float:
+        """Attempts per simulated second, between the first and the last end."""
+        span = self.last_end - self.first_end
+        return (self.attempts - 1) / span if self.attempts > 1 and span > 0 else 0.0
 
     def percentile(self, fraction: float) -> float:
         """The send time below which `fraction` of the attempts fall (bucket precision)."""

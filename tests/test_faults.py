@@ -155,10 +155,10 @@ def test_children_die_with_a_killed_main_process(tmp_path):
 
 
 def _explode_in_sender_2(real_finish):
-    def finish(self, batch, offset, seconds, outcome):
+    def finish(self, batch, offset, seconds, outcome, due):
         if self.index == 1 and self.stats.attempts >= 20:
             raise RuntimeError("gateway exploded")
-        return real_finish(self, batch, offset, seconds, outcome)
+        return real_finish(self, batch, offset, seconds, outcome, due)
 
     return finish
 

@@ -59,3 +59,15 @@ def test_merge_is_associative_and_commutative(x, y, z):
     assert min(merged.attempts, merged.sent, merged.failed) >= 0
     assert merged.sent + merged.failed == merged.attempts == len(x) + len(y) + len(z)
     assert all(count > 0 for count in merged.buckets.values())
+
+
+def test_rate_between_first_and_last_end():
+    stats = Stats()
+    for i in range(11):
+        stats.record(0.0, True, ended_at=5.0 + i * 0.5)
+    assert stats.rate == pytest.approx(2.0)
+    other = Stats()
+    other.record(0.0, True, ended_at=1.0)
+    merged = stats + other
+    assert (merged.first_end, merged.last_end) == (1.0, 10.0)
+    assert Stats().rate == 0.0

@@ -1,0 +1,198 @@
+"""smsbatch's speed and memory, against its targets, on this machine.
+
+Absolute times are noisy on a shared machine, so the headline figures are
+ratios measured side by side in the same run, and each figure is the median of
+several runs, alternating between the things compared.
+
+    python scripts/benchmark.py [--quick] [--runs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SMSBATCH = [sys.executable, "-m", "smsbatch", "--no-progress"]
+BARE = [sys.executable, os.path.join(HERE, "bare_pipeline.py")]
+
+
+@dataclass
+class Measured:
+    seconds: float  # real, process start to exit
+    peak_rss: int  # bytes, summed over the process tree (0 unless asked for)
+    summary: dict | None
+
+
+def tree_rss(pid: int) -> int:
+    """Resident memory of a process and all its descendants, in bytes."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    children.setdefault(int(handle.read().rsplit(")", 1)[1].split()[1]), []).append(int(entry))
+            except OSError:
+                pass
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        todo.extend(children.get(current, []))
+        try:
+            with open(f"/proc/{current}/statm") as handle:
+                total += int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except OSError:
+            pass
+    return total
+
+
+def measure(command: list[str], watch_memory: bool = False) -> Measured:
+    summary_path = None
+    if command[:len(SMSBATCH)] == SMSBATCH:
+        summary_path = tempfile.mktemp(suffix=".json")
+        command = [*command, "--summary-json", summary_path]
+    start = time.perf_counter()
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    peak = 0
+    if watch_memory:
+        while proc.poll() is None:
+            peak = max(peak, tree_rss(proc.pid))
+            time.sleep(0.005)
+    _, err = proc.communicate()
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"failed ({proc.returncode}): {' '.join(command)}\n{err.decode()[-2000:]}")
+    summary = None
+    if summary_path:
+        with open(summary_path) as handle:
+            summary = json.load(handle)
+        os.unlink(summary_path)
+    return Measured(seconds, peak, summary)
+
+
+def sms(*args: str) -> list[str]:
+    return [*SMSBATCH, "--seed", "1", *[str(a) for a in args]]
+
+
+def efficiency(summary: dict, lanes: int) -> float:
+    """Ideal time (all drawn send time spread over `lanes`) / the real wall time."""
+    drawn = summary["avg_send_time_s"] * summary["attempts"] / summary["speed"]
+    return drawn / lanes / summary["elapsed_s"]
+
+
+Row = tuple[str, str, str, bool]  # figure, measured, target, holds
+
+
+def throughput(runs: int, messages: int, bare_one_messages: int) -> list[Row]:
+    ours, bare100, bare1 = [], [], []
+    for _ in range(runs):  # alternate, so load on the machine hits all three alike
+        ours.append(messages / measure(sms("--messages", messages, "--sender", "0:0", "--sender", "0:0")).seconds)
+        bare100.append(messages / measure([*BARE, str(messages), "100"]).seconds)
+        bare1.append(bare_one_messages / measure([*BARE, str(bare_one_messages), "1"]).seconds)
+    ratio100 = statistics.median(o / b for o, b in zip(ours, bare100))
+    ratio1 = statistics.median(o / b for o, b in zip(ours, bare1))
+    rate = statistics.median(ours)
+    return [
+        (f"zero-wait throughput, {messages:,} msgs, 2 senders", f"{rate:,.0f} msg/s", ">= 300,000 msg/s", rate >= 300_000),
+        ("  bare pipeline, 100 msgs per put", f"{statistics.median(bare100):,.0f} msg/s", "", True),
+        ("  bare pipeline, 1 msg per put", f"{statistics.median(bare1):,.0f} msg/s", "", True),
+        ("  ratio to bare pipeline, 100 per put", f"{ratio100:.2f}", ">= 0.50", ratio100 >= 0.5),
+        ("  ratio to bare pipeline, 1 per put", f"{ratio1:.2f}", "(info)", True),
+    ]
+
+
+def scheduling(runs: int, seconds: float) -> list[Row]:
+    rows = []
+    for mean, senders, target in [(0.01, 4, 0.95), (0.01, 16, 0.95), (0.01, 64, 0.95),
+                                  (0.01, 256, 0.90), (0.001, 16, 0.85)]:
+        messages = max(senders, int(seconds / mean) * senders)
+        senders_args = []
+        for _ in range(senders):
+            senders_args += ["--sender", f"{mean}:0"]
+        values = [efficiency(measure(sms("--messages", messages, *senders_args)).summary, senders)
+                  for _ in range(runs)]
+        value = statistics.median(values)
+        rows.append((f"scheduling efficiency, mean {mean * 1000:g} ms, {senders} senders",
+                     f"{value:.3f}", f">= {target}", value >= target))
+    return rows
+
+
+def memory(runs: int, small: int, large: int) -> list[Row]:
+    small_peaks, large_peaks = [], []
+    for _ in range(runs):
+        for count, peaks in ((small, small_peaks), (large, large_peaks)):
+            peaks.append(measure(sms("--messages", count, "--sender", "0:0", "--sender", "0:0"),
+                                 watch_memory=True).peak_rss)
+    low, high = statistics.median(small_peaks), statistics.median(large_peaks)
+    growth = (high - low) / 2**20
+    return [
+        (f"peak RSS of the process tree, {small:,} msgs", f"{low / 2**20:.1f} MB", "", True),
+        (f"peak RSS of the process tree, {large:,} msgs", f"{high / 2**20:.1f} MB", "< 200 MB", high < 200 * 2**20),
+        ("  growth", f"{growth:.1f} MB", "< 10 MB", growth < 10),
+    ]
+
+
+def startup(runs: int) -> list[Row]:
+    value = statistics.median(measure(sms("--messages", 1, "--sender", "0:0")).seconds
+                              for _ in range(max(runs, 5)))
+    return [("start-up: a one-message run, end to end", f"{value:.3f} s", "< 0.6 s", value < 0.6)]
+
+
+def window(runs: int, messages: int, size: int) -> list[Row]:
+    values = [efficiency(measure(sms("--messages", messages, "--sender", f"1:0:window={size}")).summary, size)
+              for _ in range(runs)]
+    value = statistics.median(values)
+    return [(f"one sender, window {size:,}, mean 1 s, {messages:,} msgs: efficiency",
+             f"{value:.3f}", ">= 0.90", value >= 0.9)]
+
+
+def rate_limit(runs: int, messages: int, rate: int) -> list[Row]:
+    measured = []
+    for _ in range(runs):
+        summary = measure(sms("--messages", messages, "--sender", f"0.001:0:window=100:rate={rate}")).summary
+        measured.append(summary["senders"][0]["rate_per_s"])
+    value = statistics.median(measured)
+    error = abs(value - rate) / rate
+    return [(f"rate=5000 sender: measured rate", f"{value:,.1f}/s ({error:.2%} off)", "within 2%", error <= 0.02)]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, one run each (a smoke test)")
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    runs = 1 if args.quick else max(3, args.runs)
+    q = args.quick
+    sections = [
+        lambda: throughput(runs, 20_000 if q else 1_000_000, 2_000 if q else 200_000),
+        lambda: scheduling(runs, 0.2 if q else 3.0),
+        lambda: memory(runs, 10_000, 20_000 if q else 1_000_000),
+        lambda: startup(runs),
+        lambda: window(runs, 2_000 if q else 100_000, 1_000 if q else 10_000),
+        lambda: rate_limit(runs, 500 if q else 50_000, 5000),
+    ]
+    print(f"smsbatch benchmark: {os.cpu_count()} cores, Python {sys.version.split()[0]}, "
+          f"{'quick' if q else f'median of {runs} runs'}", flush=True)
+    rows: list[Row] = []
+    width = 62
+    print(f"{'figure':<{width}} {'measured':>24} {'target':>18}  holds")
+    for section in sections:
+        for row in section():
+            rows.append(row)
+            name, value, target, holds = row
+            mark = "" if not target or target == "(info)" else ("yes" if holds else "NO")
+            print(f"{name:<{width}} {value:>24} {target:>18}  {mark}", flush=True)
+    missed = [row[0] for row in rows if not row[3]]
+    print(f"\n{len(rows) - len(missed)} of {len(rows)} hold" + (f"; missed: {', '.join(missed)}" if missed else ""))
+    return 0 if args.quick or not missed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
