@@ -34,12 +34,13 @@ import math
 import multiprocessing
 import os
 import random
+import selectors
 import signal
 import time
+import traceback
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import IntEnum
-from multiprocessing.connection import wait
 
 from smsbatch.children import StopSignal
 from smsbatch.clock import Clock, SimClock
@@ -56,11 +57,11 @@ log = logging.getLogger("smsbatch")
 message_log = logging.getLogger("smsbatch.messages")
 
 MAX_BATCH = 1000
-BATCH_REAL_SECONDS = 0.05  # a batch should keep the slowest sender busy about this long
+BATCH_REAL_SECONDS = 0.1  # a batch should keep the slowest sender busy about this long
 TICK_SECONDS = 0.05  # longest wait between looks at signals and deadlines
 WARM_STOP_SECONDS = 2.5  # a warm stop waits this long for senders to report, then ends them
 STALL_SECONDS = 1.0  # after a death: how long nothing may move before the queue is drained
-LOCK_CHECK_SECONDS = 1.0
+LOCK_CHECK_SECONDS = 1.0  # well over the longest a live sender holds the queue's read lock
 OUTCOME_WORDS = {SENT: "sent", FAILED: "failed", RETRY: "failed, will retry"}
 
 
@@ -121,6 +122,8 @@ class Runner:
         self.ledger = Ledger(self.source.messages)
         self.sender_stats = [Stats() for _ in self.settings.senders]
         self.children: list[Child] = []
+        self.live: set[int] = set()  # senders that have neither finished nor exited
+        self.selector = selectors.DefaultSelector()
         self.reissued: dict[int, MessageBatch] = {}  # batches the runner made, by key
         self.next_key = -1
         self.retry_heap: list[tuple[float, int, int, str, int]] = []  # (due, seq, id, phone, attempt)
@@ -135,6 +138,7 @@ class Runner:
         self.stopped_by = "completed"
         self.deadline = math.inf
         self.last_movement = self.clock.now()
+        self.internal_error = False
 
     # ---- start ----
 
@@ -146,6 +150,10 @@ class Runner:
             while not self._over():
                 self._step()
                 self.monitor.tick(self.snapshot)
+        except Exception:  # a bug of ours: still stop everything and account for every message
+            self.stopped_by = "internal error"
+            self.internal_error = True
+            self.monitor.note(f"smsbatch: internal error, stopping:\n{traceback.format_exc().rstrip()}")
         finally:
             self._shutdown()
         self.elapsed = self.clock.now() - self.started
@@ -154,12 +162,12 @@ class Runner:
     def _start_children(self) -> None:
         self.work_queue = self.ctx.Queue(maxsize=max(4, 2 * len(self.settings.senders)))
         self.stop_signal = StopSignal()
-        me = os.getpid()
-        self._spawn("producer", -1, run_producer, (self.source, self.work_queue))
+        # Senders first: they wait idle until the producer starts, instead of
+        # working and taking the CPU from the main process while it forks the rest.
         for index in range(len(self.settings.senders)):
             self._spawn(self.settings.senders[index].name, index, run_sender,
                         (index, self.settings, self.work_queue))
-        log.debug("started %d children from %d", len(self.children), me)
+        self._spawn("producer", -1, run_producer, (self.source, self.work_queue))
 
     def _spawn(self, role: str, index: int, target, args: tuple) -> None:
         reader, writer = self.ctx.Pipe(duplex=False)
@@ -169,36 +177,43 @@ class Runner:
         )
         process.start()
         writer.close()  # so that the child's death reads as end-of-file here
-        self.children.append(Child(role, index, process, reader))
+        child = Child(role, index, process, reader)
+        self.children.append(child)
+        if index >= 0:
+            self.live.add(index)
+        # One selector for the whole run: waiting costs nothing per child.
+        self.selector.register(reader, selectors.EVENT_READ, (self._read, child))
+        self.selector.register(process.sentinel, selectors.EVENT_READ, (self._exited, child))
 
     # ---- the loop ----
 
     def _step(self) -> None:
         self._handle_signals()
         timeout = min(TICK_SECONDS, self.monitor.due_in(), self._retry_due_in())
-        waitables = {child.conn: child for child in self.children if child.conn is not None}
-        waitables.update({c.process.sentinel: c for c in self.children if not c.exited})
-        for ready in wait(list(waitables), timeout):
-            child = waitables[ready]
-            if ready is child.conn:
-                self._read(child)
-            else:
-                self._exited(child)
+        for key, _ in self.selector.select(timeout):
+            handle, child = key.data
+            handle(child)
         self._put_due_retries()
         self._put_pending()
         self._decide()
 
     def _read(self, child: Child, limit: int = 1000) -> None:
         for _ in range(limit):
+            if child.conn is None:  # closed by its exit, earlier in the same wake-up
+                return
             try:
                 if not child.conn.poll():
                     return
                 report = child.conn.recv()
             except (EOFError, OSError):
-                child.conn.close()
-                child.conn = None
+                self._close_conn(child)
                 return
             self._handle(child, report)
+
+    def _close_conn(self, child: Child) -> None:
+        self.selector.unregister(child.conn)
+        child.conn.close()
+        child.conn = None
 
     def _handle(self, child: Child, report: object) -> None:
         self.last_movement = self.clock.now()
@@ -209,6 +224,7 @@ class Runner:
             self.ledger.claim(report.sender, report.key, ids)
         elif isinstance(report, SenderDone):
             child.finished, child.state = True, "done"
+            self.live.discard(child.index)
             if self.phase == "running":
                 self._sender_gone(child, "left", "asked to stop")
         elif isinstance(report, ProducerDone):
@@ -236,6 +252,8 @@ class Runner:
         if child.conn is not None:
             self._read(child, limit=10**9)  # everything it said before it went
         child.exited = True
+        self.selector.unregister(child.process.sentinel)
+        self.live.discard(child.index)
         child.process.join()
         if child.finished:
             return
@@ -245,8 +263,7 @@ class Runner:
             self._producer_died(reason)
         else:
             self._sender_gone(child, "died", reason)
-            if self.phase in ("running", "draining") and not _lock_free(self.work_queue, "_rlock"):
-                self._warm_stop("the work queue was left locked by a dead sender")
+            self._free_lock_of_dead_sender(child)
 
     def _sender_gone(self, child: Child, how: str, reason: str) -> None:
         """A sender died, or left before the end: what it held goes to the others."""
@@ -259,6 +276,16 @@ class Runner:
                 self._requeue(key, offsets)
         self.requeued += count
         self.monitor.note(f"smsbatch: {child.role} {how} ({reason}); {count} in-flight messages re-queued")
+
+    def _free_lock_of_dead_sender(self, child: Child) -> None:
+        """A sender killed inside get() leaves the queue's read lock held for good.
+        A live sender holds it at most IDLE_POLL_SECONDS at a time, so a lock
+        still held after LOCK_CHECK_SECONDS is the dead one's: release it for
+        it (a multiprocessing Lock is a semaphore; any process may post it)."""
+        if self.phase == "cold" or _lock_free(self.work_queue, "_rlock"):
+            return
+        self.work_queue._rlock.release()  # noqa: SLF001
+        self.monitor.note(f"smsbatch: {child.role} died holding the work queue's lock; released it")
 
     def _producer_died(self, reason: str) -> None:
         self.monitor.note(f"smsbatch: the producer died ({reason}); what it made is sent, "
@@ -325,25 +352,24 @@ class Runner:
             self._warm_stop(name)
 
     def _decide(self) -> None:
-        live = self._live_senders()
         if self.phase == "running":
             if self.ledger.final == self.ledger.messages:
                 self._send_stops()
-            elif not live:
+            elif not self.live:
                 self.stopped_by = "every sender died"
                 self.stop_signal.set()
                 self.phase = "warm"
-            elif self._stalled(live):
+            elif self._stalled():
                 self.stopped_by = "nothing moved after a sender died"
                 self._send_stops()  # drain: whatever is still queued gets sent
         if self.clock.now() > self.deadline and self.phase != "cold":
             self._cold_stop()
 
-    def _stalled(self, live: list[Child]) -> bool:
+    def _stalled(self) -> bool:
         return (
             self.lost_senders > 0 and self.producer_done and not self.retry_heap
-            and not self.pending_puts and not any(self.ledger.held(c.index) for c in live)
-            and self.clock.now() - self.last_movement > STALL_SECONDS
+            and not self.pending_puts and self.clock.now() - self.last_movement > STALL_SECONDS
+            and not any(self.ledger.held(index) for index in self.live)
         )
 
     def _send_stops(self) -> None:
@@ -366,12 +392,10 @@ class Runner:
                 child.process.kill()
 
     def _live_senders(self) -> list[Child]:
-        return [c for c in self.children if c.index >= 0 and not c.finished and not c.exited]
+        return [c for c in self.children if c.index in self.live]
 
     def _over(self) -> bool:
-        if self.phase == "running":
-            return False
-        return not self._live_senders()
+        return self.phase != "running" and not self.live
 
     def _shutdown(self) -> None:
         """Whatever happened: collect what the children said, and leave none behind."""
@@ -386,13 +410,15 @@ class Runner:
             if child.conn is not None:
                 self._read(child, limit=10**9)
                 if child.conn is not None:
-                    child.conn.close()
-                    child.conn = None
+                    self._close_conn(child)
         self.work_queue.cancel_join_thread()  # nobody will read what is left on it
         self.work_queue.close()
         self.stop_signal.close()
+        self.selector.close()
 
     def _exit_status(self) -> ExitStatus:
+        if self.internal_error:
+            return ExitStatus.UNSENT
         if self.signals:
             return ExitStatus.INTERRUPTED if self.signals[0] == signal.SIGINT else ExitStatus.TERMINATED
         return ExitStatus.UNSENT if self.ledger.unsent else ExitStatus.OK

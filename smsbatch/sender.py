@@ -21,7 +21,6 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable
-from multiprocessing.connection import wait
 
 from smsbatch.children import enter_child, parent_alive, report_crash, termination_requested
 from smsbatch.clock import Clock, SimClock
@@ -31,7 +30,7 @@ from smsbatch.model import (FAILED, RETRY, SENT, Claimed, Done, MessageBatch, Pr
                             SenderDone, Stop)
 from smsbatch.stats import Stats
 
-FLUSH_SECONDS = 0.1  # real seconds between progress reports while busy
+FLUSH_SECONDS = 0.1  # real seconds between progress reports while busy (x senders / 32)
 IDLE_POLL_SECONDS = 0.1  # real seconds a take waits before checking for a stop
 WARM_STOP_GRACE = 1.0  # real seconds a warm stop waits for a send in flight
 DUE_SLACK = 1e-9  # simulated seconds: a send due this close to now is done (float rounding)
@@ -110,6 +109,8 @@ class SenderEngine:
         self.idle_slots = spec.window
         self.seq = 0
         self.stopped_by_marker = False
+        # Many senders report less often each, so the main process keeps up.
+        self.flush_seconds = FLUSH_SECONDS * max(1.0, len(settings.senders) / 32)
         self._reset_report()
 
     def _reset_report(self) -> None:
@@ -204,10 +205,11 @@ class SenderEngine:
 
     def _finish_due(self) -> None:
         now = self.clock.now() + DUE_SLACK
+        go_on = not self.stop_requested()  # once per wake-up, not per message
         while self.in_flight and self.in_flight[0][0] <= now:
             due, _, batch, offset, seconds, outcome = heapq.heappop(self.in_flight)
             self._finish(batch, offset, seconds, outcome, due)
-            if self.backlog and not self.stop_requested():
+            if self.backlog and go_on:
                 self._start_chain(due)  # the slot goes on from the due time, not from now
             else:
                 self.idle_slots += 1
@@ -240,7 +242,7 @@ class SenderEngine:
     def _until_flush(self) -> float:
         if not self._pending():
             return IDLE_POLL_SECONDS
-        return self.last_flush + FLUSH_SECONDS - self.clock.clock.now()
+        return self.last_flush + self.flush_seconds - self.clock.clock.now()
 
     def _flush_if_due(self) -> None:
         if self._pending() and self._until_flush() <= 0:
@@ -277,16 +279,17 @@ def run_sender(index: int, settings: Settings, work_queue, conn, stop_signal, pa
 
 
 def _taker(work_queue):
-    reader = work_queue._reader  # noqa: SLF001 - the same wait ProcessPoolExecutor does
-
     def take(timeout: float):
-        # Wait without holding the queue's read lock, then take without blocking:
-        # a sender killed while waiting must not leave the lock held for the others.
-        if not wait([reader], timeout):
-            return None
+        # A blocking get holds the queue's read lock while it waits, so idle
+        # senders queue up on the lock and only one polls the pipe: 256 idle
+        # senders waiting on the pipe itself would all wake for every batch.
+        # A sender killed while waiting leaves the lock held; the runner sees
+        # that and frees it (runner._free_lock_of_dead_sender).
         try:
-            return work_queue.get_nowait()
+            if timeout <= 0:
+                return work_queue.get_nowait()
+            return work_queue.get(timeout=timeout)
         except queue.Empty:
-            return None  # another sender got there first
+            return None
 
     return take
