@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import signal
 import sys
 from typing import TextIO
@@ -63,7 +62,7 @@ def make_source(settings: Settings) -> tuple[MessageSource, int]:
             scan = scan_recipients(settings.recipients, settings.region)
             messages = min(scan.valid, settings.messages) if settings.messages_given else scan.valid
             return _source(settings, messages, recipients=settings.recipients), scan.invalid
-        pool = PhonePool.build(settings.region, random.Random(f"{settings.seed}/pool"))
+        pool = PhonePool.for_region(settings.region)
     except PhoneError as error:
         option = "--recipients" if settings.recipients else "--region"
         raise UsageError(f"argument {option}: {error}") from None

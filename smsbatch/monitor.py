@@ -13,15 +13,9 @@ import math
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from tqdm import tqdm
-
 from smsbatch.clock import Clock
 from smsbatch.config import SenderSpec
 from smsbatch.stats import Stats
-
-# Never let tqdm start its monitor thread: the runner may fork after drawing.
-tqdm.monitor_interval = 0
-
 
 @dataclass(frozen=True)
 class SenderView:
@@ -122,6 +116,10 @@ class BarDisplay:
     """tqdm bars in a terminal: the overall bar and one status line per sender."""
 
     def __init__(self, stream: TextIO, messages: int, sender_count: int) -> None:
+        from tqdm import tqdm  # only when drawing bars: it is slow to import
+
+        tqdm.monitor_interval = 0  # no monitor thread: the runner may fork after drawing
+        self.tqdm = tqdm
         self.stream = stream
         common = dict(file=stream, leave=True, mininterval=0, miniters=0, dynamic_ncols=True)
         self.total = tqdm(total=messages, unit="msg", position=0,
@@ -137,7 +135,7 @@ class BarDisplay:
             line.set_description_str(sender_line(view, snap.sim_elapsed), refresh=True)
 
     def note(self, text: str) -> None:
-        tqdm.write(text, file=self.stream)
+        self.tqdm.write(text, file=self.stream)
 
     def close(self) -> None:
         for bar in [*self.lines, self.total]:

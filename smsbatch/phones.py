@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import csv
 import io
-import operator
+import os
 import random
 from dataclasses import dataclass
+from itertools import chain
 
 import phonenumbers
 from phonenumbers import PhoneNumberType
 
 SUFFIX_DIGITS = 4
-SUFFIXES = tuple(f"{i:0{SUFFIX_DIGITS}d}" for i in range(10**SUFFIX_DIGITS))
+SUFFIXES = tuple(f"{i:0{SUFFIX_DIGITS}d}\n" for i in range(10**SUFFIX_DIGITS))  # newline-ended
 MOBILE_TYPES = (PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE)
 POOL_SIZE = 256
 MAX_TRIES = 200_000
@@ -82,11 +83,46 @@ class PhonePool:
             raise PhoneError(f"could not find mobile number ranges for region {region!r}")
         return cls(region, tuple(found))
 
+    @classmethod
+    def for_region(cls, region: str, cache_dir: str | None = None) -> PhonePool:
+        """The region's pool: always the same one (built from a fixed seed), read
+        from a cache file after the first build, so start-up stays fast."""
+        cache_dir = cache_dir if cache_dir is not None else _cache_dir()
+        path = os.path.join(cache_dir, f"prefixes-{region}-{phonenumbers.__version__}.txt")
+        try:
+            with open(path, encoding="ascii") as handle:
+                prefixes = tuple(handle.read().split())
+            if prefixes and all(p.startswith("+") and p[1:].isdigit() for p in prefixes):
+                return cls(region, prefixes)
+        except (OSError, UnicodeDecodeError):
+            pass  # no cache yet, or a broken one: build
+        pool = cls.build(region, random.Random(f"pool/{region}"))
+        try:
+            os.makedirs(cache_dir, exist_ok=True)
+            with open(path + f".{os.getpid()}", "w", encoding="ascii") as handle:
+                handle.write("\n".join(pool.prefixes) + "\n")
+            os.replace(path + f".{os.getpid()}", path)  # whole or not at all
+        except OSError:
+            pass  # a read-only home: build every time, that is all
+        return pool
+
     def draw(self, rng: random.Random, count: int) -> list[str]:
         """`count` random numbers, in E.164 form."""
-        prefixes = rng.choices(self.prefixes, k=count)
+        return self.draw_packed(rng, count).split()
+
+    def draw_packed(self, rng: random.Random, count: int) -> str:
+        """`count` random numbers, each ended by a newline, in one string."""
+        if len(self.prefixes) == 256:  # one random byte picks a prefix
+            prefixes = map(self.prefixes.__getitem__, rng.randbytes(count))
+        else:
+            prefixes = rng.choices(self.prefixes, k=count)
         suffixes = rng.choices(SUFFIXES, k=count)
-        return list(map(operator.add, prefixes, suffixes))
+        return "".join(chain.from_iterable(zip(prefixes, suffixes)))
+
+
+def _cache_dir() -> str:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "smsbatch")
 
 
 def _mobile_lengths(region: str, example: phonenumbers.PhoneNumber) -> list[int]:
@@ -113,7 +149,7 @@ def _candidates(example, lengths, found, rng):
 def _prefix_is_mobile(prefix: str, region: str, rng: random.Random) -> bool:
     # The lowest and highest completions, and two at random: mobile ranges
     # in the metadata end in free digits, so these stand for all 10,000.
-    suffixes = ("0" * SUFFIX_DIGITS, "9" * SUFFIX_DIGITS, rng.choice(SUFFIXES), rng.choice(SUFFIXES))
+    suffixes = ("0" * SUFFIX_DIGITS, "9" * SUFFIX_DIGITS, rng.choice(SUFFIXES)[:-1], rng.choice(SUFFIXES)[:-1])
     return all(is_mobile(prefix + suffix, region) for suffix in suffixes)
 
 

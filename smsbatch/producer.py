@@ -52,7 +52,7 @@ class MessageSource:
         if self.pool is not None:
             ids = self.ids(key)
             rng = random.Random(f"{self.seed}/batch/{key}")
-            return MessageBatch(key, ids, tuple(self.pool.draw(rng, len(ids))), self.text)
+            return MessageBatch(key, ids, self.pool.draw_packed(rng, len(ids)), self.text)
         for batch in self._file_batches():
             if batch.key == key:
                 return batch
@@ -62,8 +62,7 @@ class MessageSource:
         numbers = (n for n in read_recipients(load_recipients_text(self.recipients), self.region) if n)
         for key in range(self.batch_count):
             ids = self.ids(key)
-            phones = tuple(next(numbers) for _ in ids)
-            yield MessageBatch(key, ids, phones, self.text)
+            yield MessageBatch.of(key, ids, [next(numbers) for _ in ids], self.text)
 
 
 def run_producer(source: MessageSource, work_queue, conn, stop_signal, parent_pid: int) -> None:

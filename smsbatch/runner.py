@@ -302,8 +302,9 @@ class Runner:
 
     def _requeue(self, key: int, offsets: list[int]) -> None:
         batch = self.source.batch(key) if key >= 0 else self.reissued.pop(key)
+        phones = batch.phones()
         self._put_batch(
-            [batch.ids[o] for o in offsets], [batch.phones[o] for o in offsets],
+            [batch.ids[o] for o in offsets], [phones[o] for o in offsets],
             [batch.attempt(o) for o in offsets],
         )
 
@@ -326,7 +327,7 @@ class Runner:
 
     def _put_batch(self, ids, phones, attempts) -> None:
         key, self.next_key = self.next_key, self.next_key - 1
-        batch = MessageBatch(key, tuple(ids), tuple(phones), self.source.text, tuple(attempts))
+        batch = MessageBatch.of(key, tuple(ids), phones, self.source.text, tuple(attempts))
         self.reissued[key] = batch
         self.pending_puts.append(batch)
 

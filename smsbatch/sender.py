@@ -61,6 +61,18 @@ class _DoneBuffer:
         offsets.append(offset)
         self.outcomes[key].append(outcome)
 
+    def add_run(self, key: int, offsets: range, outcomes: bytes) -> None:
+        existing = self.offsets.get(key)
+        if existing is None:
+            self.offsets[key] = list(offsets)
+            self.outcomes[key] = bytearray(outcomes)
+            self.in_order[key] = True
+            return
+        if offsets.start != existing[-1] + 1:
+            self.in_order[key] = False
+        existing.extend(offsets)
+        self.outcomes[key] += outcomes
+
     def drain(self) -> tuple[Done, ...]:
         done = tuple(
             Done(
@@ -103,6 +115,8 @@ class SenderEngine:
         self.max_retries = settings.max_retries
         self.logging = settings.log_level in ("INFO", "DEBUG")
         self.start_gap = 1.0 / spec.rate if spec.rate else 0.0
+        # No wait and no rate cap: a batch is sent the moment it arrives, in one go.
+        self.instant = spec.mean == 0.0 and not spec.rate
         self.next_start = 0.0  # rate limit: earliest simulated start of the next send
         self.backlog: deque[tuple[MessageBatch, int]] = deque()  # (batch, offset) not started
         self.in_flight: list[tuple] = []  # heap of (due, seq, batch, offset, seconds, outcome)
@@ -118,6 +132,7 @@ class SenderEngine:
         self.stats = Stats()
         self.retries: list[tuple[int, str, int]] = []
         self.log: list[tuple[int, str, int, float, int]] = []
+        self.phone_cache: dict[int, list[str]] = {}  # split numbers, only while needed
         self.last_flush = self.clock.clock.now()
 
     # ---- the loop ----
@@ -151,8 +166,27 @@ class SenderEngine:
             self.stopped_by_marker = True
         else:
             self.report(Claimed(self.index, item.key))
-            self.backlog.extend((item, offset) for offset in range(len(item)))
+            if self.instant:
+                self._send_instantly(item)
+            else:
+                self.backlog.extend((item, offset) for offset in range(len(item)))
         return True
+
+    def _send_instantly(self, batch: MessageBatch) -> None:
+        """The whole batch at once: the same draws and outcomes as one by one,
+        without a trip round the scheduler per message."""
+        draw, fail_rate = self.draw_unit, self.fail_rate
+        if batch.attempts is None and self.max_retries == 0:
+            outcomes = bytes([FAILED if draw() < fail_rate else SENT for _ in batch.ids])
+        else:
+            outcomes = bytes([self._outcome(batch, offset) for offset in range(len(batch))])
+        now = self.clock.now()
+        self.stats.record_many(0.0, len(outcomes), outcomes.count(SENT), now)
+        self.done.add_run(batch.key, range(len(outcomes)), outcomes)
+        if RETRY in outcomes or self.logging:
+            for offset, outcome in enumerate(outcomes):
+                self._note(batch, offset, 0.0, outcome)
+        self._flush_if_due()
 
     def _start_idle_slots(self) -> None:
         if not self.backlog or not self.idle_slots:
@@ -217,10 +251,23 @@ class SenderEngine:
     def _finish(self, batch: MessageBatch, offset: int, seconds: float, outcome: int, due: float) -> None:
         self.stats.record(seconds, outcome == SENT, due)
         self.done.add(batch.key, offset, outcome)
+        self._note(batch, offset, seconds, outcome)
+
+    def _note(self, batch: MessageBatch, offset: int, seconds: float, outcome: int) -> None:
+        """What goes round again, and what gets logged."""
+        if outcome != RETRY and not self.logging:
+            return
+        phone = self._phones_of(batch)[offset]
         if outcome == RETRY:
-            self.retries.append((batch.ids[offset], batch.phones[offset], batch.attempt(offset) + 1))
+            self.retries.append((batch.ids[offset], phone, batch.attempt(offset) + 1))
         if self.logging:
-            self.log.append((batch.ids[offset], batch.phones[offset], outcome, seconds, batch.attempt(offset)))
+            self.log.append((batch.ids[offset], phone, outcome, seconds, batch.attempt(offset)))
+
+    def _phones_of(self, batch: MessageBatch) -> list[str]:
+        phones = self.phone_cache.get(batch.key)
+        if phones is None:
+            phones = self.phone_cache[batch.key] = batch.phones()
+        return phones
 
     def _warm_stop(self) -> None:
         """Give up what has not started; finish sends due within the grace time."""

@@ -46,7 +46,7 @@ def test_batches_are_reproducible_from_seed_and_key():
     assert [b.ids for b in batches] == [range(0, 1000), range(1000, 2000), range(2000, 2500)]
     assert source.batch(1) == batches[1]
     other = MessageSource(2500, 1000, "hi", seed=10, pool=pool)
-    assert other.batch(1).phones != batches[1].phones
+    assert other.batch(1).numbers != batches[1].numbers
 
 
 def test_recipients_file(tmp_path):
@@ -62,9 +62,9 @@ def test_recipients_file(tmp_path):
     scan = scan_recipients(str(path), "US")
     assert (scan.valid, scan.invalid) == (3, 2)
     source = MessageSource(3, 2, "hi", seed=1, recipients=str(path), region="US")
-    phones = [p for b in source.batches() for p in b.phones]
+    phones = [p for b in source.batches() for p in b.phones()]
     assert phones == ["+14155552671", "+12025550143", "+447400123456"]
-    assert source.batch(1).phones == ("+447400123456",)
+    assert source.batch(1).phones() == ["+447400123456"]
 
 
 def test_normalise():
@@ -77,3 +77,26 @@ def test_binary_recipients_file_is_refused(tmp_path):
     path.write_bytes(b"+14155552671\n\x00\x01\x02")
     with pytest.raises(PhoneError, match="not a text file"):
         scan_recipients(str(path), "US")
+
+
+def test_pool_is_cached_and_the_same_every_time(tmp_path):
+    first = PhonePool.for_region("GB", cache_dir=str(tmp_path))
+    cached = list(tmp_path.iterdir())
+    assert len(cached) == 1 and cached[0].name.startswith("prefixes-GB-")
+    assert PhonePool.for_region("GB", cache_dir=str(tmp_path)) == first
+    cached[0].write_text("garbage here\n")  # a broken cache is rebuilt, not trusted
+    assert PhonePool.for_region("GB", cache_dir=str(tmp_path)) == first
+    assert all(is_mobile(n, "GB") for n in first.draw(random.Random(1), 500))
+
+
+def test_suffixes_are_uniform():
+    from collections import Counter
+
+    pool = PhonePool.build("US", random.Random(1))
+    numbers = pool.draw(random.Random(5), 200_000)
+    last_digit = Counter(n[-1] for n in numbers)
+    assert all(abs(c / 200_000 - 0.1) < 0.005 for c in last_digit.values())
+    first_suffix_digit = Counter(n[-4] for n in numbers)
+    assert all(abs(c / 200_000 - 0.1) < 0.005 for c in first_suffix_digit.values())
+    prefixes = Counter(n[:-4] for n in numbers)
+    assert len(prefixes) == len(pool.prefixes) == 256

@@ -13,8 +13,8 @@ from smsbatch.sender import SenderEngine
 
 
 def batches(count, size):
-    return [MessageBatch(k, range(k * size, (k + 1) * size),
-                         tuple(f"+1202555{i:04d}" for i in range(k * size, (k + 1) * size)), "hi")
+    return [MessageBatch.of(k, range(k * size, (k + 1) * size),
+                            [f"+1202555{i:04d}" for i in range(k * size, (k + 1) * size)], "hi")
             for k in range(count)]
 
 
@@ -113,7 +113,7 @@ def test_speed_scales_real_time_not_reported_time():
 
 
 def test_retries_then_failure():
-    work = [MessageBatch(-1, (7, 8), ("+12025550107", "+12025550108"), "hi", (1, 3)), Stop()]
+    work = [MessageBatch.of(-1, (7, 8), ["+12025550107", "+12025550108"], "hi", (1, 3)), Stop()]
     h = Harness(SenderSpec(0.0, 1.0), work, max_retries=2)
     h.run()
     (progress,) = h.of(Progress)
