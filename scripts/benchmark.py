@@ -81,10 +81,13 @@ def sms(*args: str) -> list[str]:
     return [*SMSBATCH, "--seed", "1", *[str(a) for a in args]]
 
 
-def efficiency(summary: dict, lanes: int) -> float:
-    """Ideal time (all drawn send time spread over `lanes`) / the real wall time."""
+def efficiency(summary: dict, lanes: int, whole_run: bool = False) -> float:
+    """Ideal time (all drawn send time spread over `lanes`) / the real wall time
+    of the sending: from when every process is up to the end (or of the whole
+    run, process start-up included)."""
     drawn = summary["avg_send_time_s"] * summary["attempts"] / summary["speed"]
-    return drawn / lanes / summary["elapsed_s"]
+    wall = summary["elapsed_s"] - (0.0 if whole_run else summary["startup_s"])
+    return drawn / lanes / wall
 
 
 Row = tuple[str, str, str, bool]  # figure, measured, target, holds
@@ -116,11 +119,11 @@ def scheduling(runs: int, seconds: float) -> list[Row]:
         senders_args = []
         for _ in range(senders):
             senders_args += ["--sender", f"{mean}:0"]
-        values = [efficiency(measure(sms("--messages", messages, *senders_args)).summary, senders)
-                  for _ in range(runs)]
-        value = statistics.median(values)
+        summaries = [measure(sms("--messages", messages, *senders_args)).summary for _ in range(runs)]
+        value = statistics.median(efficiency(s, senders) for s in summaries)
+        whole = statistics.median(efficiency(s, senders, whole_run=True) for s in summaries)
         rows.append((f"scheduling efficiency, mean {mean * 1000:g} ms, {senders} senders",
-                     f"{value:.3f}", f">= {target}", value >= target))
+                     f"{value:.3f} (run {whole:.3f})", f">= {target}", value >= target))
     return rows
 
 
@@ -146,11 +149,18 @@ def startup(runs: int) -> list[Row]:
 
 
 def window(runs: int, messages: int, size: int) -> list[Row]:
-    values = [efficiency(measure(sms("--messages", messages, "--sender", f"1:0:window={size}")).summary, size)
-              for _ in range(runs)]
-    value = statistics.median(values)
-    return [(f"one sender, window {size:,}, mean 1 s, {messages:,} msgs: efficiency",
-             f"{value:.3f}", ">= 0.90", value >= 0.9)]
+    rows = []
+    for distribution, target in (("constant", 0.9), ("lognormal", None)):
+        spec = f"1:0:window={size}:distribution={distribution}"
+        values = [efficiency(measure(sms("--messages", messages, "--sender", spec)).summary, size)
+                  for _ in range(runs)]
+        value = statistics.median(values)
+        name = f"one sender, window {size:,}, mean 1 s {distribution}, {messages:,} msgs"
+        if target is None:  # 10 rounds of 10,000 draws each: the longest chain sets the end
+            rows.append((name, f"{value:.3f}", "(info)", True))
+        else:
+            rows.append((name, f"{value:.3f}", f">= {target}", value >= target))
+    return rows
 
 
 def rate_limit(runs: int, messages: int, rate: int) -> list[Row]:
@@ -172,7 +182,7 @@ def main() -> int:
     q = args.quick
     sections = [
         lambda: throughput(runs, 20_000 if q else 1_000_000, 2_000 if q else 200_000),
-        lambda: scheduling(runs, 0.2 if q else 3.0),
+        lambda: scheduling(runs, 0.2 if q else 6.0),
         lambda: memory(runs, 10_000, 20_000 if q else 1_000_000),
         lambda: startup(runs),
         lambda: window(runs, 2_000 if q else 100_000, 1_000 if q else 10_000),

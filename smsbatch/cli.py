@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: Te
         stdout.flush()
         if settings.summary_json:
             summary = summary_dict(result.snapshot, settings.seed, result.stopped_by,
-                                   int(result.exit_status), result.produced)
+                                   int(result.exit_status), result.produced, result.startup)
             write_summary_json(settings.summary_json, summary)
     return result.exit_status
 

@@ -230,7 +230,8 @@ def summary_table(snap: Snapshot, seed: int, stopped_by: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def summary_dict(snap: Snapshot, seed: int, stopped_by: str, exit_status: int, produced) -> dict:
+def summary_dict(snap: Snapshot, seed: int, stopped_by: str, exit_status: int, produced,
+                 startup_s: float = 0.0) -> dict:
     s = snap.stats
     return {
         "messages": snap.messages,
@@ -247,6 +248,7 @@ def summary_dict(snap: Snapshot, seed: int, stopped_by: str, exit_status: int, p
         "p95_s": s.percentile(0.95),
         "p99_s": s.percentile(0.99),
         "elapsed_s": snap.elapsed,
+        "startup_s": startup_s,
         "sim_elapsed_s": snap.sim_elapsed,
         "speed": snap.speed,
         "seed": seed,

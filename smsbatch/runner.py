@@ -28,6 +28,7 @@ every other sender.
 
 from __future__ import annotations
 
+import gc
 import heapq
 import logging
 import math
@@ -107,6 +108,7 @@ class RunResult:
     exit_status: ExitStatus
     stopped_by: str
     produced: int | None
+    startup: float  # real seconds to start every child
 
 
 @dataclass
@@ -139,6 +141,7 @@ class Runner:
         self.deadline = math.inf
         self.last_movement = self.clock.now()
         self.internal_error = False
+        self.startup = 0.0
 
     # ---- start ----
 
@@ -146,6 +149,7 @@ class Runner:
         self.started = self.clock.now()
         try:
             self._start_children()
+            self.startup = self.clock.now() - self.started
             self.sim = SimClock(self.clock, self.settings.speed)
             while not self._over():
                 self._step()
@@ -157,11 +161,15 @@ class Runner:
         finally:
             self._shutdown()
         self.elapsed = self.clock.now() - self.started
-        return RunResult(self.snapshot(), self._exit_status(), self.stopped_by, self.produced)
+        return RunResult(self.snapshot(), self._exit_status(), self.stopped_by, self.produced,
+                         self.startup)
 
     def _start_children(self) -> None:
         self.work_queue = self.ctx.Queue(maxsize=max(4, 2 * len(self.settings.senders)))
         self.stop_signal = StopSignal()
+        # Objects made so far are shared with every child: keep the children's
+        # garbage collector off them, or each child copies most of its memory.
+        gc.freeze()
         # Senders first: they wait idle until the producer starts, instead of
         # working and taking the CPU from the main process while it forks the rest.
         for index in range(len(self.settings.senders)):
