@@ -207,8 +207,10 @@ class SenderEngine:
             self._start_chain(now)
 
     def _start_chain(self, start: float) -> None:
-        """Start the next message in a free slot at `start`; while sends finish
-        at once (zero wait), go on in the same slot without touching the heap."""
+        """Start the next message in a free slot at `start`. While a send is
+        over by now and before any other in flight (zero wait, say), go on in
+        the same slot without touching the heap: sends still end in time order,
+        so the rate limit hands out its start times in order too."""
         now = self.clock.now() + DUE_SLACK
         while self.backlog:
             batch, offset = self.backlog.popleft()
@@ -217,7 +219,7 @@ class SenderEngine:
             seconds = self.draw_time()
             outcome = self._outcome(batch, offset)
             due = start + seconds
-            if due > now:
+            if due > now or (self.in_flight and due > self.in_flight[0][0]):
                 self.seq += 1
                 heapq.heappush(self.in_flight, (due, self.seq, batch, offset, seconds, outcome))
                 return

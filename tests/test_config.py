@@ -185,3 +185,8 @@ def test_usage_error_type():
 def test_help_exits_zero(capsys):
     assert main(["--help"]) == 0
     assert "--sender" in capsys.readouterr().out
+
+
+def test_config_path_that_is_a_directory(tmp_path, no_children_left):
+    status, out, err = _run(["-c", str(tmp_path)])
+    assert status == 2 and out == "" and "--config" in err and err.count("\n") == 1
