@@ -38,11 +38,11 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: Te
         return ExitStatus.USAGE
     except SystemExit as done:  # --help
         return int(done.code or 0)
-    display = make_display(stderr, settings.progress, source.messages, len(settings.senders))
-    _setup_logging(settings.log_level, display)
     with stop_signals_caught(restore=restore_signals) as signals:
         stdout.write(start_line(settings, source, invalid) + "\n")
         stdout.flush()
+        display = make_display(stderr, settings.progress, source.messages, len(settings.senders))
+        _setup_logging(settings.log_level, display)
         monitor = Monitor(display, settings.interval)
         result = Runner(settings, source, monitor, signals=signals).run()
         monitor.close(result.snapshot)

@@ -121,15 +121,19 @@ class BarDisplay:
         tqdm.monitor_interval = 0  # no monitor thread: the runner may fork after drawing
         self.tqdm = tqdm
         self.stream = stream
-        common = dict(file=stream, leave=True, mininterval=0, miniters=0, dynamic_ncols=True)
+        self.last: Snapshot | None = None
+        # leave=False: on close the bars clear themselves and the last state is
+        # printed once as plain lines (closing stacked bars tears them otherwise).
+        common = dict(file=stream, leave=False, mininterval=0, miniters=0, dynamic_ncols=True)
         self.total = tqdm(total=messages, unit="msg", position=0,
-                          bar_format="{percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} {postfix}", **common)
+                          bar_format="{percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} {desc}", **common)
         self.lines = [tqdm(total=0, position=i + 1, bar_format="{desc}", **common)
                       for i in range(sender_count)]
 
     def draw(self, snap: Snapshot) -> None:
+        self.last = snap
         self.total.n = snap.finished
-        self.total.set_postfix_str(progress_line(snap).split(") ", 1)[-1], refresh=False)
+        self.total.set_description_str(progress_line(snap).split(") ", 1)[-1], refresh=False)
         self.total.refresh()
         for line, view in zip(self.lines, snap.senders):
             line.set_description_str(sender_line(view, snap.sim_elapsed), refresh=True)
@@ -138,8 +142,13 @@ class BarDisplay:
         self.tqdm.write(text, file=self.stream)
 
     def close(self) -> None:
-        for bar in [*self.lines, self.total]:
+        for bar in [*reversed(self.lines), self.total]:
             bar.close()
+        if self.last is not None:
+            lines = [progress_line(self.last)]
+            lines += [sender_line(view, self.last.sim_elapsed) for view in self.last.senders]
+            self.stream.write("\n".join(lines) + "\n")
+            self.stream.flush()
 
 
 class NullDisplay:

@@ -52,9 +52,12 @@ def test_bar_display_draws_a_bar_and_a_line_per_sender():
     out = io.StringIO()
     display = BarDisplay(out, messages=10, sender_count=2)
     display.draw(snapshot())
-    display.close()
     text = out.getvalue()
     assert "4/10" in text and "gw-a (mean 0.5s, fail 25%)" in text and "died (SIGKILL)" in text
+    display.close()  # the bars go; the last state stays as plain lines
+    last_lines = out.getvalue().splitlines()[-3:]
+    assert last_lines[0] == progress_line(snapshot())
+    assert "gw-b (mean 2s, fail 0%)" in last_lines[2]
 
 
 def test_display_choice():
