@@ -34,6 +34,7 @@ import logging
 import math
 import multiprocessing
 import os
+import queue
 import random
 import selectors
 import signal
@@ -343,7 +344,7 @@ class Runner:
         while self.pending_puts:
             try:
                 self.work_queue.put_nowait(self.pending_puts[0])
-            except Exception:  # queue.Full: try again next step
+            except queue.Full:  # try again next step
                 return
             self.pending_puts.pop(0)
 

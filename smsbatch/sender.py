@@ -32,7 +32,7 @@ from smsbatch.model import (FAILED, RETRY, SENT, Claimed, Done, MessageBatch, Pr
 from smsbatch.stats import Stats
 
 FLUSH_SECONDS = 0.1  # real seconds between progress reports while busy (x senders / 32)
-IDLE_POLL_SECONDS = 0.1  # real seconds a take waits before checking for a stop
+IDLE_POLL_SECONDS = 0.5  # real seconds an idle take waits before checking for a stop (idle senders waking often cost the busy ones CPU)
 WARM_STOP_GRACE = 1.0  # real seconds a warm stop waits for a send in flight
 # A busy sender wakes at most this often (real seconds). Sends still end at
 # their exact due times on the virtual timeline: a late wake-up finishes
