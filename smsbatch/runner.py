@@ -63,7 +63,7 @@ BATCH_REAL_SECONDS = 0.1  # a batch should keep the slowest sender busy about th
 TICK_SECONDS = 0.05  # longest wait between looks at signals and deadlines
 WARM_STOP_SECONDS = 2.5  # a warm stop waits this long for senders to report, then ends them
 STALL_SECONDS = 1.0  # after a death: how long nothing may move before the queue is drained
-LOCK_CHECK_SECONDS = 1.0  # well over the longest a live sender holds the queue's read lock
+LOCK_CHECK_SECONDS = 1.0  # a write lock held this long after its holder died is held for good
 OUTCOME_WORDS = {SENT: "sent", FAILED: "failed", RETRY: "failed, will retry"}
 
 
@@ -168,6 +168,7 @@ class Runner:
     def _start_children(self) -> None:
         self.work_queue = self.ctx.Queue(maxsize=max(4, 2 * len(self.settings.senders)))
         self.stop_signal = StopSignal()
+        self.lock_holder = self.ctx.RawValue("i", 0)  # 1 + the sender holding the queue's read lock
         # Objects made so far are shared with every child: keep the children's
         # garbage collector off them, or each child copies most of its memory.
         gc.freeze()
@@ -175,7 +176,7 @@ class Runner:
         # working and taking the CPU from the main process while it forks the rest.
         for index in range(len(self.settings.senders)):
             self._spawn(self.settings.senders[index].name, index, run_sender,
-                        (index, self.settings, self.work_queue))
+                        (index, self.settings, self.work_queue, self.lock_holder))
         self._spawn("producer", -1, run_producer, (self.source, self.work_queue))
 
     def _spawn(self, role: str, index: int, target, args: tuple) -> None:
@@ -287,12 +288,12 @@ class Runner:
         self.monitor.note(f"smsbatch: {child.role} {how} ({reason}); {count} in-flight messages re-queued")
 
     def _free_lock_of_dead_sender(self, child: Child) -> None:
-        """A sender killed inside get() leaves the queue's read lock held for good.
-        A live sender holds it at most IDLE_POLL_SECONDS at a time, so a lock
-        still held after LOCK_CHECK_SECONDS is the dead one's: release it for
-        it (a multiprocessing Lock is a semaphore; any process may post it)."""
-        if self.phase == "cold" or _lock_free(self.work_queue, "_rlock"):
+        """A sender killed while it waited for work leaves the queue's read lock
+        held for good: release it for it (a multiprocessing Lock is a semaphore;
+        any process may post it). Senders say who holds it (sender._taker)."""
+        if self.lock_holder.value != child.index + 1:
             return
+        self.lock_holder.value = 0
         self.work_queue._rlock.release()  # noqa: SLF001
         self.monitor.note(f"smsbatch: {child.role} died holding the work queue's lock; released it")
 

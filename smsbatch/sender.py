@@ -17,11 +17,11 @@ from __future__ import annotations
 import heapq
 import math
 import os
-import queue
 import random
 import time
 from collections import deque
 from collections.abc import Callable
+from multiprocessing.reduction import ForkingPickler
 
 from smsbatch.children import enter_child, parent_alive, report_crash, termination_requested
 from smsbatch.clock import Clock, SimClock
@@ -317,7 +317,8 @@ class SenderEngine:
         self._reset_report()
 
 
-def run_sender(index: int, settings: Settings, work_queue, conn, stop_signal, parent_pid: int) -> None:
+def run_sender(index: int, settings: Settings, work_queue, lock_holder, conn, stop_signal,
+               parent_pid: int) -> None:
     """Entry point of a sender process."""
     spec = settings.senders[index]
     enter_child(f"smsbatch: sender {index + 1} ({spec.describe()})", parent_pid)
@@ -325,7 +326,7 @@ def run_sender(index: int, settings: Settings, work_queue, conn, stop_signal, pa
         engine = SenderEngine(
             index, spec, settings, sender_rng(settings.seed, index),
             SimClock(Clock(), settings.speed),
-            take=_taker(work_queue),
+            take=_taker(work_queue, index, lock_holder),
             report=conn.send,
             pause=stop_signal.wait,  # returns early when a warm stop is asked for
             sleep=time.sleep,
@@ -340,18 +341,31 @@ def run_sender(index: int, settings: Settings, work_queue, conn, stop_signal, pa
         conn.close()
 
 
-def _taker(work_queue):
+def _taker(work_queue, index: int, lock_holder):
+    """Queue.get, written out so the queue's read lock has a known holder.
+
+    A blocking get holds the read lock while it waits, so idle senders queue
+    up on the lock and only one polls the pipe (256 idle senders polling the
+    pipe would all wake for every batch). A sender killed while it holds the
+    lock would block the others for good, so it writes its number in
+    `lock_holder` (shared memory) while it holds it, and the runner releases
+    the lock for a dead holder. Same steps as multiprocessing/queues.py get().
+    """
+    lock, me = work_queue._rlock, index + 1  # noqa: SLF001 (here and below)
+
     def take(timeout: float):
-        # A blocking get holds the queue's read lock while it waits, so idle
-        # senders queue up on the lock and only one polls the pipe: 256 idle
-        # senders waiting on the pipe itself would all wake for every batch.
-        # A sender killed while waiting leaves the lock held; the runner sees
-        # that and frees it (runner._free_lock_of_dead_sender).
-        try:
-            if timeout <= 0:
-                return work_queue.get_nowait()
-            return work_queue.get(timeout=timeout)
-        except queue.Empty:
+        deadline = time.monotonic() + timeout
+        if not (lock.acquire(True, timeout) if timeout > 0 else lock.acquire(False)):
             return None
+        lock_holder.value = me
+        try:
+            if not work_queue._poll(max(0.0, deadline - time.monotonic())):
+                return None
+            data = work_queue._recv_bytes()
+            work_queue._sem.release()
+        finally:
+            lock_holder.value = 0
+            lock.release()
+        return ForkingPickler.loads(data)
 
     return take

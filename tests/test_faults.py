@@ -31,7 +31,7 @@ class Run:
         )
         self.children = {}
 
-    def wait_for_children(self, count, seconds=10.0):
+    def wait_for_children(self, count, seconds=10.0, prefix="smsbatch: "):
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             found = {}
@@ -41,7 +41,7 @@ class Run:
                         title = handle.read().replace(b"\0", b" ").decode().strip()
                 except OSError:
                     continue
-                if title.startswith("smsbatch: "):
+                if title.startswith(prefix):
                     found[title] = pid
             if len(found) >= count:
                 self.children = found
@@ -87,6 +87,22 @@ def test_a_killed_sender_loses_nothing(tmp_path):
     assert sum(x["attempts"] for x in s["senders"]) == 3000
     ids = [int(line.split()[2]) for line in run.err.splitlines() if line.startswith("INFO message ")]
     assert sorted(ids) == list(range(3000))
+
+
+def test_senders_killed_while_waiting_for_work_do_not_lock_the_queue(tmp_path):
+    # Three fast senders finish their share and wait in get(); one of them holds
+    # the queue's read lock while it waits. Kill all three: the slow sender must
+    # still be able to take its Stop, so the runner has to release the lock.
+    run = Run(tmp_path, "--messages", "20", "--sender", "0.01:0", "--sender", "0.01:0",
+              "--sender", "0.01:0", "--sender", "2:0:distribution=constant:name=slow",
+              "--seed", "8", "--no-progress")
+    run.wait_for_children(4, prefix="smsbatch: sender")  # the producer may be done already
+    time.sleep(0.8)
+    for n in (1, 2, 3):
+        os.kill(run.pid_of(f"smsbatch: sender {n} "), signal.SIGKILL)
+    run.finish().accounted()
+    assert run.status == 0 and run.summary["sent"] == 20
+    assert run.summary["senders"][3]["state"] == "done"
 
 
 def test_every_sender_killed_ends_the_run_at_once(tmp_path):
