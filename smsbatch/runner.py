@@ -55,7 +55,6 @@ from smsbatch.producer import MessageSource, run_producer
 from smsbatch.sender import run_sender
 from smsbatch.stats import Stats
 
-log = logging.getLogger("smsbatch")
 message_log = logging.getLogger("smsbatch.messages")
 
 MAX_BATCH = 1000

@@ -164,7 +164,8 @@ class SenderEngine:
         return not self.stopped_by_marker and len(self.backlog) < self.idle_slots + 2 * self.per_wake
 
     def _fill(self) -> None:
-        """Take what is on the queue now, until every free slot has a message."""
+        """Take what is on the queue now: enough for every free slot, and a reserve
+        so the chain of sends does not run dry before the next wake-up."""
         while self._wants_work() and self._take(0.0):
             pass
 
