@@ -9,7 +9,6 @@ what a dead sender held.
 from __future__ import annotations
 
 import os
-import queue
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -65,20 +64,18 @@ class MessageSource:
             yield MessageBatch.of(key, ids, [next(numbers) for _ in ids], self.text)
 
 
-def run_producer(source: MessageSource, work_queue, conn, stop_signal, parent_pid: int) -> None:
+def run_producer(source: MessageSource, transport, conn, stop_signal, parent_pid: int) -> None:
     """Entry point of the producer process."""
     enter_child("smsbatch: producer", parent_pid)
     try:
         produced = batches = 0
         for batch in source.batches():
-            if not _put(work_queue, batch, stop_signal, parent_pid):
-                # Stopping: what is still buffered will never be read.
-                work_queue.cancel_join_thread()
+            if not _put(transport, batch, stop_signal, parent_pid):
+                transport.abandon()  # stopping: what is still buffered will never be read
                 return
             produced += len(batch)
             batches += 1
-        work_queue.close()
-        work_queue.join_thread()  # everything is in the pipe before we say so
+        transport.flush()  # everything is on its way before we say so
         conn.send(ProducerDone(batches, produced))
     except BaseException:
         report_crash(conn, "producer")
@@ -87,12 +84,9 @@ def run_producer(source: MessageSource, work_queue, conn, stop_signal, parent_pi
         conn.close()
 
 
-def _put(work_queue, batch: MessageBatch, stop_signal, parent_pid: int) -> bool:
+def _put(transport, batch: MessageBatch, stop_signal, parent_pid: int) -> bool:
     """Put with back-pressure; False if the run is stopping."""
     while not (stop_signal.is_set() or termination_requested()) and parent_alive(parent_pid):
-        try:
-            work_queue.put(batch, timeout=PUT_POLL_SECONDS)
+        if transport.put(batch, PUT_POLL_SECONDS):
             return True
-        except queue.Full:
-            continue
     return False

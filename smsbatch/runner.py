@@ -21,9 +21,9 @@ one Stop per live sender on the work queue, and each answers with SenderDone.
 The runner waits on the report pipes and on every child's sentinel at once, so
 a child that dies is noticed at once: what it held is re-queued for the others.
 
-Each child reports on its own pipe rather than one shared result queue: a
-shared queue's write lock, held by a sender killed mid-write, would silence
-every other sender.
+The queue and the pipes belong to the transport (transport.LocalTransport);
+the runner only offers work, reads reports, and asks the transport to mend
+what a dead child left behind.
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ import logging
 import math
 import multiprocessing
 import os
-import queue
 import random
 import selectors
 import signal
@@ -54,6 +53,7 @@ from smsbatch.monitor import Monitor, SenderView, Snapshot
 from smsbatch.producer import MessageSource, run_producer
 from smsbatch.sender import run_sender
 from smsbatch.stats import Stats
+from smsbatch.transport import LocalTransport
 
 message_log = logging.getLogger("smsbatch.messages")
 
@@ -62,7 +62,6 @@ BATCH_REAL_SECONDS = 0.1  # a batch should keep the slowest sender busy about th
 TICK_SECONDS = 0.05  # longest wait between looks at signals and deadlines
 WARM_STOP_SECONDS = 2.5  # a warm stop waits this long for senders to report, then ends them
 STALL_SECONDS = 1.0  # after a death: how long nothing may move before the queue is drained
-LOCK_CHECK_SECONDS = 1.0  # a write lock held this long after its holder died is held for good
 OUTCOME_WORDS = {SENT: "sent", FAILED: "failed", RETRY: "failed, will retry"}
 
 
@@ -165,9 +164,8 @@ class Runner:
                          self.startup)
 
     def _start_children(self) -> None:
-        self.work_queue = self.ctx.Queue(maxsize=max(4, 2 * len(self.settings.senders)))
+        self.transport = LocalTransport(self.ctx, len(self.settings.senders))
         self.stop_signal = StopSignal()
-        self.lock_holder = self.ctx.RawValue("i", 0)  # 1 + the sender holding the queue's read lock
         # Objects made so far are shared with every child: keep the children's
         # garbage collector off them, or each child copies most of its memory.
         gc.freeze()
@@ -175,11 +173,11 @@ class Runner:
         # working and taking the CPU from the main process while it forks the rest.
         for index in range(len(self.settings.senders)):
             self._spawn(self.settings.senders[index].name, index, run_sender,
-                        (index, self.settings, self.work_queue, self.lock_holder))
-        self._spawn("producer", -1, run_producer, (self.source, self.work_queue))
+                        (index, self.settings, self.transport))
+        self._spawn("producer", -1, run_producer, (self.source, self.transport))
 
     def _spawn(self, role: str, index: int, target, args: tuple) -> None:
-        reader, writer = self.ctx.Pipe(duplex=False)
+        reader, writer = self.transport.report_channel()
         process = self.ctx.Process(
             target=target, args=(*args, writer, self.stop_signal, os.getpid()),
             name=f"smsbatch {role}", daemon=True,
@@ -287,14 +285,8 @@ class Runner:
         self.monitor.note(f"smsbatch: {child.role} {how} ({reason}); {count} in-flight messages re-queued")
 
     def _free_lock_of_dead_sender(self, child: Child) -> None:
-        """A sender killed while it waited for work leaves the queue's read lock
-        held for good: release it for it (a multiprocessing Lock is a semaphore;
-        any process may post it). Senders say who holds it (sender._taker)."""
-        if self.lock_holder.value != child.index + 1:
-            return
-        self.lock_holder.value = 0
-        self.work_queue._rlock.release()  # noqa: SLF001
-        self.monitor.note(f"smsbatch: {child.role} died holding the work queue's lock; released it")
+        if self.transport.free_lock_of(child.index):  # it died waiting for work
+            self.monitor.note(f"smsbatch: {child.role} died holding the work queue's lock; released it")
 
     def _producer_died(self, reason: str) -> None:
         self.monitor.note(f"smsbatch: the producer died ({reason}); what it made is sent, "
@@ -302,10 +294,10 @@ class Runner:
         if self.phase != "running":
             return
         self.stopped_by = "the producer died"
-        if _lock_free(self.work_queue, "_wlock"):
-            self._send_stops()  # the queue is whole: send what the producer put
-        else:
+        if self.transport.writer_stuck():
             self._warm_stop("the producer died while writing to the work queue")
+        else:
+            self._send_stops()  # the queue is whole: send what the producer put
 
     # ---- work the runner puts back on the queue ----
 
@@ -341,12 +333,8 @@ class Runner:
         self.pending_puts.append(batch)
 
     def _put_pending(self) -> None:
-        while self.pending_puts:
-            try:
-                self.work_queue.put_nowait(self.pending_puts[0])
-            except queue.Full:  # try again next step
-                return
-            self.pending_puts.pop(0)
+        while self.pending_puts and self.transport.offer(self.pending_puts[0]):
+            self.pending_puts.pop(0)  # what did not fit goes next step
 
     # ---- ending ----
 
@@ -421,8 +409,7 @@ class Runner:
                 self._read(child, limit=10**9)
                 if child.conn is not None:
                     self._close_conn(child)
-        self.work_queue.cancel_join_thread()  # nobody will read what is left on it
-        self.work_queue.close()
+        self.transport.close()
         self.stop_signal.close()
         self.selector.close()
 
@@ -484,15 +471,3 @@ def _exit_reason(exitcode: int | None) -> str:
         except ValueError:
             return f"signal {-exitcode}"
     return f"exit status {exitcode}"
-
-
-def _lock_free(work_queue, name: str) -> bool:
-    """Can the queue's read or write lock still be taken? A process killed while
-    holding it leaves it held for good, and the queue unusable."""
-    lock = getattr(work_queue, name, None)
-    if lock is None:
-        return True
-    if not lock.acquire(timeout=LOCK_CHECK_SECONDS):
-        return False
-    lock.release()
-    return True

@@ -21,7 +21,6 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable
-from multiprocessing.reduction import ForkingPickler
 
 from smsbatch.children import enter_child, parent_alive, report_crash, termination_requested
 from smsbatch.clock import Clock, SimClock
@@ -318,8 +317,7 @@ class SenderEngine:
         self._reset_report()
 
 
-def run_sender(index: int, settings: Settings, work_queue, lock_holder, conn, stop_signal,
-               parent_pid: int) -> None:
+def run_sender(index: int, settings: Settings, transport, conn, stop_signal, parent_pid: int) -> None:
     """Entry point of a sender process."""
     spec = settings.senders[index]
     enter_child(f"smsbatch: sender {index + 1} ({spec.describe()})", parent_pid)
@@ -327,7 +325,7 @@ def run_sender(index: int, settings: Settings, work_queue, lock_holder, conn, st
         engine = SenderEngine(
             index, spec, settings, sender_rng(settings.seed, index),
             SimClock(Clock(), settings.speed),
-            take=_taker(work_queue, index, lock_holder),
+            take=transport.taker(index),
             report=conn.send,
             pause=stop_signal.wait,  # returns early when a warm stop is asked for
             sleep=time.sleep,
@@ -340,33 +338,3 @@ def run_sender(index: int, settings: Settings, work_queue, lock_holder, conn, st
         os._exit(1)
     finally:
         conn.close()
-
-
-def _taker(work_queue, index: int, lock_holder):
-    """Queue.get, written out so the queue's read lock has a known holder.
-
-    A blocking get holds the read lock while it waits, so idle senders queue
-    up on the lock and only one polls the pipe (256 idle senders polling the
-    pipe would all wake for every batch). A sender killed while it holds the
-    lock would block the others for good, so it writes its number in
-    `lock_holder` (shared memory) while it holds it, and the runner releases
-    the lock for a dead holder. Same steps as multiprocessing/queues.py get().
-    """
-    lock, me = work_queue._rlock, index + 1  # noqa: SLF001 (here and below)
-
-    def take(timeout: float):
-        deadline = time.monotonic() + timeout
-        if not (lock.acquire(True, timeout) if timeout > 0 else lock.acquire(False)):
-            return None
-        lock_holder.value = me
-        try:
-            if not work_queue._poll(max(0.0, deadline - time.monotonic())):
-                return None
-            data = work_queue._recv_bytes()
-            work_queue._sem.release()
-        finally:
-            lock_holder.value = 0
-            lock.release()
-        return ForkingPickler.loads(data)
-
-    return take

@@ -1,0 +1,122 @@
+"""How work and reports travel between processes, behind one small interface.
+
+LocalTransport is the one-machine transport: a bounded multiprocessing.Queue
+for work, and a pipe per child for its reports. The runner, the producer and
+the senders use only the methods below, so another transport (Redis Streams,
+for senders on other machines) can stand in its place.
+
+    runner:   report_channel(), offer(item), free_lock_of(sender), writer_stuck(), close()
+    producer: put(batch, timeout), flush(), abandon()
+    sender:   taker(sender)(timeout)
+"""
+
+from __future__ import annotations
+
+import queue
+import time
+from collections.abc import Callable
+from multiprocessing.reduction import ForkingPickler
+
+WRITER_CHECK_SECONDS = 1.0  # a write lock held this long after its holder died is held for good
+
+
+class LocalTransport:
+    def __init__(self, ctx, senders: int) -> None:
+        self.ctx = ctx
+        self.work = ctx.Queue(maxsize=max(4, 2 * senders))  # bounded: back-pressure on the producer
+        self.lock_holder = ctx.RawValue("i", 0)  # 1 + the sender holding the queue's read lock
+
+    # ---- reports: child -> runner ----
+
+    def report_channel(self):
+        """(runner's end, child's end). Each child reports on its own pipe: a
+        shared queue's write lock, held by a child killed mid-write, would
+        silence every other child."""
+        reader, writer = self.ctx.Pipe(duplex=False)
+        return reader, writer
+
+    # ---- the runner ----
+
+    def offer(self, item) -> bool:
+        """Put without waiting; False if the queue is full (try again later)."""
+        try:
+            self.work.put_nowait(item)
+        except queue.Full:
+            return False
+        return True
+
+    def free_lock_of(self, sender: int) -> bool:
+        """A sender killed while waiting for work leaves the queue's read lock
+        held for good: release it on its behalf (a multiprocessing Lock is a
+        semaphore; any process may post it). True if it held the lock."""
+        if self.lock_holder.value != sender + 1:
+            return False
+        self.lock_holder.value = 0
+        self.work._rlock.release()  # noqa: SLF001
+        return True
+
+    def writer_stuck(self) -> bool:
+        """True if the queue's write lock stays held (its holder, the producer,
+        died mid-write: the pipe may hold half a message)."""
+        lock = getattr(self.work, "_wlock", None)
+        if lock is None:
+            return False
+        if not lock.acquire(timeout=WRITER_CHECK_SECONDS):
+            return True
+        lock.release()
+        return False
+
+    def close(self) -> None:
+        self.work.cancel_join_thread()  # nobody will read what is left on it
+        self.work.close()
+
+    # ---- the producer ----
+
+    def put(self, batch, timeout: float) -> bool:
+        """Put, waiting up to `timeout` for room; False if there was none."""
+        try:
+            self.work.put(batch, timeout=timeout)
+        except queue.Full:
+            return False
+        return True
+
+    def flush(self) -> None:
+        """Return once everything put is in the pipe."""
+        self.work.close()
+        self.work.join_thread()
+
+    def abandon(self) -> None:
+        """Exit without waiting for what is still buffered: it will never be read."""
+        self.work.cancel_join_thread()
+
+    # ---- a sender ----
+
+    def taker(self, sender: int) -> Callable[[float], object | None]:
+        """Queue.get written out (same steps as multiprocessing/queues.py) so
+        the read lock has a known holder.
+
+        A blocking get holds the read lock while it waits, so idle senders
+        queue up on the lock and only one polls the pipe (256 idle senders
+        polling the pipe would all wake for every batch). While it holds the
+        lock a sender writes its number in shared memory, so the runner can
+        free the lock if the sender is killed (free_lock_of).
+        """
+        work, holder, me = self.work, self.lock_holder, sender + 1
+        lock = work._rlock  # noqa: SLF001 (here and below)
+
+        def take(timeout: float):
+            deadline = time.monotonic() + timeout
+            if not (lock.acquire(True, timeout) if timeout > 0 else lock.acquire(False)):
+                return None
+            holder.value = me
+            try:
+                if not work._poll(max(0.0, deadline - time.monotonic())):
+                    return None
+                data = work._recv_bytes()
+                work._sem.release()
+            finally:
+                holder.value = 0
+                lock.release()
+            return ForkingPickler.loads(data)
+
+        return take
