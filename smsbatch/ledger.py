@@ -110,10 +110,3 @@ class Ledger:
             if offsets:
                 released[key] = offsets
         return released
-
-    def open_ids(self):
-        """Ids of the messages not yet counted, in order."""
-        index = self.state.find(OPEN)
-        while index != -1:
-            yield index
-            index = self.state.find(OPEN, index + 1)

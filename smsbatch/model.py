@@ -13,14 +13,6 @@ RETRY = 3  # failed, and goes back to the queue for another attempt
 
 
 @dataclass(frozen=True, slots=True)
-class Message:
-    id: int
-    phone: str  # E.164, e.g. +14155550123
-    text: str
-    attempt: int = 1
-
-
-@dataclass(frozen=True, slots=True)
 class MessageBatch:
     """Messages that travel together on the work queue.
 
@@ -49,12 +41,6 @@ class MessageBatch:
 
     def attempt(self, offset: int) -> int:
         return 1 if self.attempts is None else self.attempts[offset]
-
-    def messages(self) -> list[Message]:
-        return [
-            Message(self.ids[i], phone, self.text, self.attempt(i))
-            for i, phone in enumerate(self.phones())
-        ]
 
 
 def pack_numbers(phones) -> str:

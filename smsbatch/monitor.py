@@ -252,10 +252,7 @@ def summary_dict(snap: Snapshot, seed: int, stopped_by: str, exit_status: int, p
         "retried": snap.retried,
         "requeued": snap.requeued,
         "lost_senders": snap.lost_senders,
-        "avg_send_time_s": s.mean,
-        "p50_s": s.percentile(0.5),
-        "p95_s": s.percentile(0.95),
-        "p99_s": s.percentile(0.99),
+        **_times(s.snapshot()),
         "elapsed_s": snap.elapsed,
         "startup_s": startup_s,
         "sim_elapsed_s": snap.sim_elapsed,
@@ -271,18 +268,17 @@ def summary_dict(snap: Snapshot, seed: int, stopped_by: str, exit_status: int, p
                 "window": v.spec.window,
                 "rate": v.spec.rate or None,
                 "state": v.state,
-                "attempts": v.stats.attempts,
-                "sent": v.stats.sent,
-                "failed": v.stats.failed,
-                "avg_send_time_s": v.stats.mean,
+                **v.stats.snapshot(),  # attempts, sent, failed (per attempt), times
                 "rate_per_s": v.stats.rate,
-                "p50_s": v.stats.percentile(0.5),
-                "p95_s": v.stats.percentile(0.95),
-                "p99_s": v.stats.percentile(0.99),
             }
             for v in snap.senders
         ],
     }
+
+
+def _times(snapshot: dict) -> dict:
+    """The send-time figures of a Stats snapshot (its counts are per attempt)."""
+    return {key: value for key, value in snapshot.items() if key.endswith("_s")}
 
 
 def write_summary_json(path: str, summary: dict) -> None:

@@ -44,14 +44,6 @@ def is_mobile(e164: str, region: str | None = None) -> bool:
     )
 
 
-def mobile_regions() -> list[str]:
-    return sorted(
-        region
-        for region in phonenumbers.SUPPORTED_REGIONS
-        if phonenumbers.example_number_for_type(region, PhoneNumberType.MOBILE)
-    )
-
-
 @dataclass(frozen=True)
 class PhonePool:
     """Prefixes that make a valid mobile number with any four final digits."""

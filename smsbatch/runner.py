@@ -140,7 +140,9 @@ class Runner:
         self.deadline = math.inf
         self.last_movement = self.clock.now()
         self.internal_error = False
+        self.started = self.clock.now()
         self.startup = 0.0
+        self.elapsed: float | None = None  # set when the run is over
 
     # ---- start ----
 
@@ -431,9 +433,7 @@ class Runner:
         total = Stats()
         for stats in self.sender_stats:
             total.merge(stats)
-        elapsed = getattr(self, "elapsed", None)
-        if elapsed is None:
-            elapsed = self.clock.now() - getattr(self, "started", self.clock.now())
+        elapsed = self.elapsed if self.elapsed is not None else self.clock.now() - self.started
         return Snapshot(
             messages=self.ledger.messages, sent=self.ledger.sent, failed=self.ledger.failed,
             retried=self.ledger.retried, elapsed=elapsed, speed=self.settings.speed,

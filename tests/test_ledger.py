@@ -1,4 +1,4 @@
-from smsbatch.ledger import Ledger
+from smsbatch.ledger import OPEN, Ledger
 from smsbatch.model import FAILED, RETRY, SENT, Done
 
 
@@ -16,7 +16,7 @@ def test_counts_each_message_once():
     assert (ledger.sent, ledger.failed) == (5, 2)
     assert ledger.held(1) == 2
     assert ledger.unsent == 3 and ledger.sent + ledger.failed + ledger.unsent == 10
-    assert list(ledger.open_ids()) == [4, 6, 8]
+    assert [i for i, state in enumerate(ledger.state) if state == OPEN] == [4, 6, 8]
 
 
 def test_duplicate_reports_change_nothing():
