@@ -8,7 +8,7 @@ import signal
 import sys
 from typing import TextIO
 
-from smsbatch.config import Settings, UsageError, parse_settings
+from smsbatch.config import Settings, UsageError, parse_settings, parse_worker_settings
 from smsbatch.monitor import Monitor, make_display, summary_dict, summary_table, write_summary_json
 from smsbatch.phones import PhoneError, PhonePool, scan_recipients
 from smsbatch.producer import MessageSource
@@ -29,30 +29,74 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: Te
          restore_signals: bool = True) -> int:
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["worker"]:
+        return worker_main(argv[1:], stdout, stderr, restore_signals)
     try:
         settings = parse_settings(argv)
         source, invalid = make_source(settings)
         _check_summary_path(settings.summary_json)
+        runner_class = _runner_class(settings.broker)
     except UsageError as error:
         stderr.write(f"smsbatch: error: {error}\n")
         return ExitStatus.USAGE
     except SystemExit as done:  # --help
         return int(done.code or 0)
     with stop_signals_caught(restore=restore_signals) as signals:
-        stdout.write(start_line(settings, source, invalid) + "\n")
-        stdout.flush()
         display = make_display(stderr, settings.progress, source.messages, len(settings.senders))
         _setup_logging(settings.log_level, display)
         monitor = Monitor(display, settings.interval)
-        result = Runner(settings, source, monitor, signals=signals).run()
+        runner = runner_class(settings, source, monitor, signals=signals)
+        stdout.write(start_line(settings, source, invalid, getattr(runner, "run_id", None)) + "\n")
+        stdout.flush()
+        result = runner.run()
         monitor.close(result.snapshot)
         stdout.write(summary_table(result.snapshot, settings.seed, result.stopped_by))
         stdout.flush()
         if settings.summary_json:
             summary = summary_dict(result.snapshot, settings.seed, result.stopped_by,
                                    int(result.exit_status), result.produced, result.startup)
+            if settings.broker:
+                summary.update(broker=settings.broker, run_id=runner.run_id)
             write_summary_json(settings.summary_json, summary)
     return result.exit_status
+
+
+def _runner_class(broker: str | None):
+    """The Runner, or with --broker the Redis one (only then is Redis imported)."""
+    if not broker:
+        return Runner
+    _check_broker(broker)
+    from smsbatch.coordinator import StreamRunner
+
+    return StreamRunner
+
+
+def _check_broker(url: str) -> None:
+    try:
+        from smsbatch.broker import check_reachable
+    except ImportError:
+        raise UsageError("argument --broker: needs the Redis client: pip install 'smsbatch[redis]'") from None
+    try:
+        check_reachable(url)
+    except ConnectionError as error:
+        raise UsageError(f"argument --broker: no Redis answers at {url} ({error})") from None
+
+
+def worker_main(argv: list[str], stdout: TextIO, stderr: TextIO, restore_signals: bool) -> int:
+    """`smsbatch worker`: senders on this machine for runs started elsewhere."""
+    try:
+        settings = parse_worker_settings(argv)
+        _check_broker(settings.broker)
+    except UsageError as error:
+        stderr.write(f"smsbatch worker: error: {error}\n")
+        return ExitStatus.USAGE
+    except SystemExit as done:  # --help
+        return int(done.code or 0)
+    from smsbatch.worker import Worker
+
+    with stop_signals_caught(restore=restore_signals) as signals:
+        return Worker(settings, stdout, signals).run()
 
 
 def make_source(settings: Settings) -> tuple[MessageSource, int]:
@@ -82,15 +126,19 @@ def _check_summary_path(path: str | None) -> None:
         raise UsageError(f"argument --summary-json: cannot write a file at {path}")
 
 
-def start_line(settings: Settings, source: MessageSource, invalid: int) -> str:
+def start_line(settings: Settings, source: MessageSource, invalid: int, run_id: str | None = None) -> str:
     where = f"numbers from {settings.recipients}" if settings.recipients else f"random {settings.region} mobiles"
     skipped = f" ({invalid} invalid lines skipped)" if invalid else ""
     seed = f"seed {settings.seed}" + ("" if settings.seed_given else " (pass --seed to repeat)")
-    return (
+    line = (
         f"smsbatch: {source.messages} messages to {where}{skipped} through "
-        f"{len(settings.senders)} senders, {settings.distribution} send times, "
+        f"{len(settings.senders)} senders{' here' if settings.broker else ''}, {settings.distribution} send times, "
         f"speed x{settings.speed:g}, {seed}"
     )
+    if run_id:
+        line += (f"\nsmsbatch: run {run_id} on {settings.broker}; add senders from any machine with: "
+                 f"smsbatch worker --broker {settings.broker}")
+    return line
 
 
 class _DisplayHandler(logging.Handler):

@@ -67,6 +67,10 @@ class Settings:
     log_level: str = "WARNING"
     max_retries: int = 0
     retry_backoff: float = 1.0
+    broker: str | None = None  # a Redis URL: senders go through Redis Streams
+    broker_timeout: float = 30.0  # real seconds to keep retrying an unreachable broker
+    claim_after: float = 10.0  # real seconds without word before a sender's work is taken over
+    local_senders: bool = True  # False: only workers on other machines send
 
     def distribution_of(self, spec: SenderSpec) -> tuple[str, float]:
         return spec.distribution or self.distribution, (
@@ -111,6 +115,25 @@ parse_fail_rate = real_number(0.0, 1.0)
 parse_window = whole_number(1, MAX_WINDOW)
 parse_rate = real_number(0.0, 1e9, low_open=True)
 parse_spread = real_number(0.0, 1000.0)
+
+
+def parse_broker_url(text: str) -> str:
+    """A Redis URL, checked here without importing the Redis client."""
+    from urllib.parse import urlsplit
+
+    text = str(text).strip()
+    rule = "must be a Redis URL such as redis://localhost:6379/0"
+    try:
+        url = urlsplit(text)
+        url.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise ValueError(rule) from None
+    if url.scheme not in ("redis", "rediss", "unix") or (url.scheme != "unix" and not url.hostname):
+        raise ValueError(rule)
+    database = url.path.strip("/")
+    if url.scheme != "unix" and database and not database.isdigit():
+        raise ValueError(rule + " (the path is a database number)")
+    return text
 
 
 def parse_distribution(text: str) -> str:
@@ -196,6 +219,12 @@ class _Parser(configargparse.ArgParser):
         raise UsageError(message)
 
 
+BROKER_TIMEOUT = dict(
+    env="BROKER_TIMEOUT", type=_typed(real_number(0.0, MAX_SECONDS)), default=30.0,
+    help="with --broker: seconds to keep retrying an unreachable broker before giving up",
+)
+
+
 def build_parser(default_config_files=()) -> configargparse.ArgParser:
     parser = _Parser(
         prog="smsbatch",
@@ -237,7 +266,56 @@ def build_parser(default_config_files=()) -> configargparse.ArgParser:
            help="attempts after a failed one before a message counts as failed")
     option("--retry-backoff", env="RETRY_BACKOFF", type=_typed(real_number(0.0, MAX_SECONDS)),
            default=1.0, help="simulated seconds before the first retry; doubles each time, jittered")
+    option("--broker", env="BROKER", type=_typed(parse_broker_url), metavar="URL",
+           help="run the senders through Redis Streams at URL (needs pip install 'smsbatch[redis]'); "
+                "`smsbatch worker --broker URL` adds senders from other machines")
+    option("--no-local-senders", env="NO_LOCAL_SENDERS", action="store_true",
+           help="with --broker: run no senders here, only workers")
+    option("--broker-timeout", **BROKER_TIMEOUT)
+    option("--claim-after", env="CLAIM_AFTER", type=_typed(real_number(1.0, MAX_SECONDS)),
+           default=10.0, help="with --broker: real seconds a sender may stay silent before "
+                              "its work is handed to the others (live senders speak every second)")
     return parser
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    broker: str
+    senders: tuple[SenderSpec, ...]
+    run_id: str | None = None  # None: whichever run is in progress, or the next
+    once: bool = False
+    broker_timeout: float = 30.0
+
+
+def build_worker_parser() -> configargparse.ArgParser:
+    parser = _Parser(
+        prog="smsbatch worker",
+        description="Add senders on this machine to a smsbatch run through Redis Streams.",
+        formatter_class=configargparse.ArgumentDefaultsHelpFormatter,
+    )
+
+    def option(*flags, env: str, **kwargs):
+        parser.add_argument(*flags, env_var=f"SMSBATCH_{env}", **kwargs)
+
+    option("-c", "--config", env="WORKER_CONFIG", is_config_file=True, help="ini file with any of these options")
+    option("--broker", env="BROKER", type=_typed(parse_broker_url), metavar="URL", required=True,
+           help="the Redis URL the run was started with")
+    option("--sender", env="SENDER", action="append", type=_typed(parse_sender), metavar="SPEC",
+           help="MEAN:FAIL_RATE[:key=value...], repeatable "
+                f"[default set: {' '.join(DEFAULT_SENDERS)}]")
+    option("--run", env="RUN", metavar="ID", help="join this run only [the one in progress, or the next]")
+    option("--once", env="ONCE", action="store_true", help="leave after one run [serve run after run]")
+    option("--broker-timeout", **BROKER_TIMEOUT)
+    return parser
+
+
+def parse_worker_settings(argv: list[str] | None) -> WorkerSettings:
+    try:
+        ns = build_worker_parser().parse_args(argv)
+    except UnicodeDecodeError:
+        raise UsageError("argument -c/--config: the config file is not a text ini file") from None
+    return WorkerSettings(broker=ns.broker, senders=_sender_specs(ns), run_id=ns.run,
+                          once=ns.once, broker_timeout=ns.broker_timeout)
 
 
 def parse_log_level(text: str) -> str:
@@ -258,12 +336,11 @@ def parse_settings(argv: list[str] | None, parser: configargparse.ArgParser | No
 
 
 def settings_from(ns) -> Settings:
-    senders = tuple(ns.sender) if ns.sender else tuple(parse_sender(s) for s in DEFAULT_SENDERS)
-    if len(senders) > MAX_SENDERS:
-        raise UsageError(f"argument --sender: at most {MAX_SENDERS} senders")
-    senders = tuple(
-        spec if spec.name else _named(spec, index) for index, spec in enumerate(senders, 1)
-    )
+    if ns.no_local_senders and not ns.broker:
+        raise UsageError("argument --no-local-senders: only with --broker (senders must run somewhere)")
+    if ns.no_local_senders and ns.sender:
+        raise UsageError("argument --no-local-senders: not with --sender (those would run here)")
+    senders = () if ns.no_local_senders else _sender_specs(ns)
     _check_spreads(ns, senders)
     seed_given = ns.seed is not None
     return Settings(
@@ -284,7 +361,18 @@ def settings_from(ns) -> Settings:
         log_level=ns.log,
         max_retries=ns.max_retries,
         retry_backoff=ns.retry_backoff,
+        broker=ns.broker,
+        broker_timeout=ns.broker_timeout,
+        claim_after=ns.claim_after,
+        local_senders=not ns.no_local_senders,
     )
+
+
+def _sender_specs(ns) -> tuple[SenderSpec, ...]:
+    senders = tuple(ns.sender) if ns.sender else tuple(parse_sender(s) for s in DEFAULT_SENDERS)
+    if len(senders) > MAX_SENDERS:
+        raise UsageError(f"argument --sender: at most {MAX_SENDERS} senders")
+    return tuple(spec if spec.name else _named(spec, index) for index, spec in enumerate(senders, 1))
 
 
 def _named(spec: SenderSpec, index: int) -> SenderSpec:

@@ -38,6 +38,14 @@ class Ledger:
         self.retried = 0  # attempts that failed and went round again
         self.duplicates = 0
         self.claims: dict[int, dict[int, Claim]] = {}  # sender -> batch key -> claim
+        self._retry_attempt: bytearray | None = None  # the broker's path only
+
+    @property
+    def retry_attempt(self) -> bytearray:
+        """The latest attempt scheduled per message (made on first use)."""
+        if self._retry_attempt is None:
+            self._retry_attempt = bytearray(self.messages)
+        return self._retry_attempt
 
     @property
     def final(self) -> int:
@@ -101,6 +109,37 @@ class Ledger:
             self.retried += 1
             return
         self.state[message_id] = outcome
+
+    # ---- the broker's path: reports name message ids, and may come twice ----
+
+    def record(self, ids, outcomes: bytes) -> None:
+        """Count final outcomes by message id; a message counted before is a
+        duplicate (at-least-once delivery). RETRY outcomes are counted by retry()."""
+        if isinstance(ids, range) and self.state[ids.start:ids.stop].count(OPEN) == len(ids):
+            final = outcomes.translate(_FINAL_STATE)
+            self.state[ids.start:ids.stop] = final
+            self.sent += outcomes.count(SENT)
+            self.failed += outcomes.count(FAILED)
+            return
+        for message_id, outcome in zip(ids, outcomes):
+            if outcome == RETRY:
+                continue
+            if self.state[message_id] != OPEN:
+                self.duplicates += 1
+                continue
+            self.state[message_id] = outcome
+            if outcome == SENT:
+                self.sent += 1
+            else:
+                self.failed += 1
+
+    def retry(self, message_id: int, attempt: int) -> bool:
+        """True if `attempt` of an open message is due and not asked for before."""
+        if self.state[message_id] != OPEN or self.retry_attempt[message_id] >= attempt:
+            return False
+        self.retry_attempt[message_id] = attempt
+        self.retried += 1
+        return True
 
     def release(self, sender: int) -> dict[int, list[int]]:
         """Drop a dead sender's claims; {batch key: offsets it never reported}."""

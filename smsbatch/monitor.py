@@ -41,6 +41,8 @@ class Snapshot:
     senders: tuple[SenderView, ...] = ()
     requeued: int = 0
     lost_senders: int = 0
+    redelivered: int = 0
+    duplicates: int = 0  # reports about a message already counted (ignored)
 
     @property
     def finished(self) -> int:
@@ -125,6 +127,7 @@ class BarDisplay:
         # leave=False: on close the bars clear themselves and the last state is
         # printed once as plain lines (closing stacked bars tears them otherwise).
         common = dict(file=stream, leave=False, mininterval=0, miniters=0, dynamic_ncols=True)
+        self.common = common
         self.total = tqdm(total=messages, unit="msg", position=0,
                           bar_format="{percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} {desc}", **common)
         self.lines = [tqdm(total=0, position=i + 1, bar_format="{desc}", **common)
@@ -132,6 +135,9 @@ class BarDisplay:
 
     def draw(self, snap: Snapshot) -> None:
         self.last = snap
+        while len(self.lines) < len(snap.senders):  # a sender joined (through a broker)
+            self.lines.append(self.tqdm(total=0, position=len(self.lines) + 1, bar_format="{desc}",
+                                        **self.common))
         self.total.n = snap.finished
         self.total.set_description_str(progress_line(snap).split(") ", 1)[-1], refresh=False)
         self.total.refresh()
@@ -213,6 +219,7 @@ def summary_table(snap: Snapshot, seed: int, stopped_by: str) -> str:
         f"  messages {snap.messages} = sent {snap.sent} + failed {snap.failed} + unsent {snap.unsent}"
         f"  (every message accounted for: {accounted})",
         f"  attempts {s.attempts}, retried {snap.retried}, re-queued {snap.requeued},"
+        f" re-delivered {snap.redelivered}, duplicates ignored {snap.duplicates},"
         f" lost senders {snap.lost_senders}",
         f"  send time avg {s.mean:.3f}s  p50 {s.percentile(0.5):.3g}s"
         f"  p95 {s.percentile(0.95):.3g}s  p99 {s.percentile(0.99):.3g}s",
@@ -251,6 +258,8 @@ def summary_dict(snap: Snapshot, seed: int, stopped_by: str, exit_status: int, p
         "attempts": s.attempts,
         "retried": snap.retried,
         "requeued": snap.requeued,
+        "redelivered": snap.redelivered,
+        "duplicates": snap.duplicates,
         "lost_senders": snap.lost_senders,
         **_times(s.snapshot()),
         "elapsed_s": snap.elapsed,

@@ -58,6 +58,7 @@ from smsbatch.transport import LocalTransport
 message_log = logging.getLogger("smsbatch.messages")
 
 MAX_BATCH = 1000
+UNKNOWN_SENDERS_BATCH = 100
 BATCH_REAL_SECONDS = 0.1  # a batch should keep the slowest sender busy about this long
 TICK_SECONDS = 0.05  # longest wait between looks at signals and deadlines
 WARM_STOP_SECONDS = 2.5  # a warm stop waits this long for senders to report, then ends them
@@ -83,6 +84,8 @@ def choose_batch_size(settings: Settings, messages: int) -> int:
             per_send = max(per_send, 1.0 / spec.rate)
         return per_send / settings.speed
 
+    if not settings.senders:  # only workers elsewhere, of unknown speed: modest batches
+        return max(1, min(UNKNOWN_SENDERS_BATCH, math.ceil(messages / 16)))
     slowest = max(real_seconds_per_message(spec) for spec in settings.senders)
     by_time = MAX_BATCH if slowest == 0 else int(BATCH_REAL_SECONDS / slowest)
     by_share = math.ceil(messages / (4 * len(settings.senders)))
@@ -132,6 +135,7 @@ class Runner:
         self.retry_rng = random.Random(f"{self.settings.seed}/retries")
         self.sim = SimClock(self.clock, self.settings.speed)
         self.requeued = 0
+        self.redelivered = 0  # messages taken over from silent senders (the broker's re-queue)
         self.lost_senders = 0
         self.produced: int | None = None
         self.producer_done = False
@@ -198,13 +202,16 @@ class Runner:
 
     def _step(self) -> None:
         self._handle_signals()
-        timeout = min(TICK_SECONDS, self.monitor.due_in(), self._retry_due_in())
-        for key, _ in self.selector.select(timeout):
-            handle, child = key.data
-            handle(child)
+        self._wait(min(TICK_SECONDS, self.monitor.due_in(), self._retry_due_in()))
         self._put_due_retries()
         self._put_pending()
         self._decide()
+
+    def _wait(self, timeout: float) -> None:
+        """Wait up to `timeout` for reports and exits, and handle what came."""
+        for key, _ in self.selector.select(timeout):
+            handle, child = key.data
+            handle(child)
 
     def _read(self, child: Child, limit: int = 1000) -> None:
         for _ in range(limit):
@@ -356,14 +363,17 @@ class Runner:
             if self.ledger.final == self.ledger.messages:
                 self._send_stops()
             elif not self.live:
-                self.stopped_by = "every sender died"
-                self.stop_signal.set()
-                self.phase = "warm"
+                self._no_senders_left()
             elif self._stalled():
                 self.stopped_by = "nothing moved after a sender died"
                 self._send_stops()  # drain: whatever is still queued gets sent
         if self.clock.now() > self.deadline and self.phase != "cold":
             self._cold_stop()
+
+    def _no_senders_left(self) -> None:
+        self.stopped_by = "every sender died"
+        self.stop_signal.set()
+        self.phase = "warm"
 
     def _stalled(self) -> bool:
         return (
@@ -374,7 +384,7 @@ class Runner:
 
     def _send_stops(self) -> None:
         self.phase = "draining"
-        self.pending_puts.extend(Stop() for _ in self._live_senders())
+        self.pending_puts.extend(Stop() for _ in self.live)  # one per sender
         self._put_pending()
 
     def _warm_stop(self, reason: str) -> None:
@@ -390,9 +400,6 @@ class Runner:
         for child in self.children:
             if not child.exited:
                 child.process.kill()
-
-    def _live_senders(self) -> list[Child]:
-        return [c for c in self.children if c.index in self.live]
 
     def _over(self) -> bool:
         return self.phase != "running" and not self.live
@@ -424,20 +431,24 @@ class Runner:
 
     # ---- what the monitor sees ----
 
-    def snapshot(self) -> Snapshot:
+    def _sender_views(self) -> tuple[SenderView, ...]:
         states = {c.index: c.state for c in self.children if c.index >= 0}
-        views = tuple(
+        return tuple(
             SenderView(spec.name, spec, self.sender_stats[i], states.get(i, "starting"))
             for i, spec in enumerate(self.settings.senders)
         )
+
+    def snapshot(self) -> Snapshot:
+        views = self._sender_views()
         total = Stats()
-        for stats in self.sender_stats:
-            total.merge(stats)
+        for view in views:
+            total.merge(view.stats)
         elapsed = self.elapsed if self.elapsed is not None else self.clock.now() - self.started
         return Snapshot(
             messages=self.ledger.messages, sent=self.ledger.sent, failed=self.ledger.failed,
             retried=self.ledger.retried, elapsed=elapsed, speed=self.settings.speed,
             stats=total, senders=views, requeued=self.requeued, lost_senders=self.lost_senders,
+            redelivered=self.redelivered, duplicates=self.ledger.duplicates,
         )
 
 

@@ -1,0 +1,429 @@
+"""Redis Streams: senders on any machine. Imported only with --broker.
+
+Keys of run R (every key carries the run id, so runs on one Redis never mix):
+
+    smsbatch:runs          sorted set of runs in progress (workers look here)
+    smsbatch:R:state       running | stopping | done (gone: the run is over)
+    smsbatch:R:info        the run's settings, as JSON, for workers
+    smsbatch:R:work        stream of batches, consumer group "senders"
+    smsbatch:R:results     stream of sender reports, read by the coordinator
+
+    producer --XADD--> work --XREADGROUP--> sender (here, or in any worker)
+                                              | XADD results + XACK + XDEL work,
+                                              v   in one MULTI, once a batch is done
+    coordinator <--XREAD-- results      (the coordinator trims what it has read)
+
+Delivery is at least once: a sender acknowledges a batch only after its
+results are written, and a batch that a silent sender holds longer than
+--claim-after is taken over by a live one (XAUTOCLAIM). A live sender renews
+its claims every second (XCLAIM ... JUSTID with idle 0), so a slow send never
+looks like a dead sender. The coordinator counts each message id once.
+
+Reports are JSON, never pickle: anyone who can write to the Redis can reach
+this code, and must not be able to run theirs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from collections.abc import Callable
+
+import redis
+
+from smsbatch.config import SenderSpec, Settings
+from smsbatch.model import Done, MessageBatch, Progress, SenderDone, Stop, pack_numbers
+from smsbatch.stats import Stats
+
+RUNS_KEY = "smsbatch:runs"
+GROUP = "senders"
+BEAT_SECONDS = 1.0  # a sender speaks, renews its claims and reads the run state this often
+RUNNING, STOPPING, DONE = "running", "stopping", "done"
+MAX_QUEUED = 200  # batches the producer may have waiting in the work stream
+RUN_TTL = 120  # seconds the keys of a run live unless the coordinator renews them
+ENDED_TTL = 60  # seconds they live once the run is over: workers see "done", then they go
+SOCKET_TIMEOUT = 5.0  # a Redis that answers nothing for this long is down
+_TO_DIGITS = bytes.maketrans(b"\x01\x02\x03", b"123")
+_FROM_DIGITS = bytes.maketrans(b"123", b"\x01\x02\x03")
+
+
+class BrokerDown(Exception):
+    """Redis stayed unreachable for longer than --broker-timeout."""
+
+
+class RunGone(Exception):
+    """The run's keys are gone from Redis: it ended, expired, or Redis lost them."""
+
+
+class RunKeys:
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        base = f"smsbatch:{run_id}"
+        self.state = f"{base}:state"
+        self.info = f"{base}:info"
+        self.work = f"{base}:work"
+        self.results = f"{base}:results"
+
+    def all(self) -> tuple[str, ...]:
+        return (self.state, self.info, self.work, self.results)
+
+
+def connect(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url, socket_timeout=SOCKET_TIMEOUT, socket_connect_timeout=2.0)
+
+
+class Patient:
+    """Calls Redis; while it is unreachable, says so once and retries with
+    backoff, for up to `timeout` seconds, then raises BrokerDown. Every call
+    smsbatch makes is safe to repeat: a repeated report is a duplicate, and
+    duplicates are counted once."""
+
+    def __init__(self, url: str, timeout: float, say: Callable[[str], None],
+                 give_up: Callable[[], bool] = lambda: False) -> None:
+        self.url = url
+        self.timeout = timeout
+        self.say = say
+        self.give_up = give_up
+        self.down_since: float | None = None
+
+    def __call__(self, call: Callable, *args, **kwargs):
+        delay = 0.05
+        while True:
+            try:
+                result = call(*args, **kwargs)
+            except (redis.ConnectionError, redis.TimeoutError) as error:
+                self._failed(error)
+                time.sleep(delay)
+                delay = min(2 * delay, 1.0)
+                continue
+            if self.down_since is not None:
+                self.say(f"Redis at {self.url} is back after {time.monotonic() - self.down_since:.1f}s")
+                self.down_since = None
+            return result
+
+    def _failed(self, error: Exception) -> None:
+        now = time.monotonic()
+        if self.down_since is None:
+            self.down_since = now
+            self.say(f"Redis at {self.url} is unreachable ({_one_line(error)}); "
+                     f"retrying for up to {self.timeout:g}s")
+        if now - self.down_since >= self.timeout or self.give_up():
+            raise BrokerDown(f"Redis at {self.url} unreachable for {now - self.down_since:.1f}s")
+
+
+def _one_line(error: Exception) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def check_reachable(url: str) -> None:
+    """Raise ConnectionError (with the reason) if nothing answers at `url`."""
+    try:
+        connect(url).ping()
+    except (redis.ConnectionError, redis.TimeoutError) as error:
+        raise ConnectionError(_one_line(error)) from None
+
+
+def process_label() -> str:
+    return f"{socket.gethostname()}/{os.getpid()}"
+
+
+def consumer_name(index: int) -> str:
+    """A sender's name in the consumer group: unique across machines and runs."""
+    return f"{process_label()}/{index + 1}"
+
+
+# ---- what goes on the streams ----
+
+
+def encode_ids(ids) -> str:
+    if isinstance(ids, range):
+        return f"{ids.start}-{ids.stop}"
+    return ",".join(map(str, ids))
+
+
+def decode_ids(text: str):
+    if "-" in text:
+        start, stop = text.split("-")
+        return range(int(start), int(stop))
+    return tuple(int(i) for i in text.split(",")) if text else ()
+
+
+def batch_fields(ids, numbers: str, attempts) -> dict:
+    fields = {"ids": encode_ids(ids), "n": numbers}
+    if attempts is not None:
+        fields["a"] = ",".join(map(str, attempts))
+    return fields
+
+
+def batch_from(key: int, fields: dict, text: str) -> MessageBatch | Stop:
+    if b"stop" in fields:
+        return Stop()
+    attempts = fields.get(b"a")
+    return MessageBatch(
+        key, decode_ids(fields[b"ids"].decode()), fields[b"n"].decode(), text,
+        tuple(int(a) for a in attempts.split(b",")) if attempts else None,
+    )
+
+
+def stats_to_json(stats: Stats) -> list:
+    return [stats.attempts, stats.sent, stats.failed, stats.time_sum, list(stats.buckets.items()),
+            stats.first_end, stats.last_end]
+
+
+def stats_from_json(data: list) -> Stats:
+    attempts, sent, failed, time_sum, buckets, first_end, last_end = data
+    return Stats(attempts, sent, failed, time_sum, {int(b): c for b, c in buckets}, first_end, last_end)
+
+
+def encode_outcomes(outcomes: bytes) -> str:
+    return outcomes.translate(_TO_DIGITS).decode()
+
+
+def decode_outcomes(text: str) -> bytes:
+    return text.encode().translate(_FROM_DIGITS)
+
+
+def report_fields(kind: str, sender: str, **data) -> dict:
+    return {"r": json.dumps({"t": kind, "s": sender, **data}, separators=(",", ":"))}
+
+
+def spec_to_json(spec: SenderSpec) -> dict:
+    return {"mean": spec.mean, "fail_rate": spec.fail_rate, "name": spec.name, "window": spec.window,
+            "rate": spec.rate, "distribution": spec.distribution, "spread": spec.spread}
+
+
+def spec_from_json(data: dict) -> SenderSpec:
+    return SenderSpec(**data)
+
+
+RUN_SETTINGS = ("messages", "text", "distribution", "spread", "speed", "seed", "log_level",
+                "max_retries", "claim_after")
+
+
+def run_info(settings: Settings) -> str:
+    return json.dumps({name: getattr(settings, name) for name in RUN_SETTINGS})
+
+
+def settings_for_worker(info: str, senders: tuple[SenderSpec, ...]) -> Settings:
+    """The run's settings, with this worker's senders."""
+    return Settings(senders=senders, **json.loads(info))
+
+
+# ---- the producer's side ----
+
+
+class StreamProducer:
+    """The producer's transport (see transport.py): XADD with back-pressure."""
+
+    def __init__(self, url: str, keys: RunKeys, timeout: float) -> None:
+        self.url, self.keys, self.timeout = url, keys, timeout
+        self.client = None
+
+    def put(self, batch: MessageBatch, timeout: float) -> bool:
+        if self.client is None:  # made in the producer process, not inherited through fork
+            self.client = connect(self.url)
+            self.patient = Patient(self.url, self.timeout, _stderr_line("producer"))
+        deadline = time.monotonic() + timeout
+        while self.patient(self.client.xlen, self.keys.work) >= MAX_QUEUED:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+        self.patient(self.client.xadd, self.keys.work, batch_fields(batch.ids, batch.numbers, batch.attempts))
+        return True
+
+    def flush(self) -> None:
+        pass  # every XADD has been answered
+
+    def abandon(self) -> None:
+        pass
+
+
+def _stderr_line(role: str) -> Callable[[str], None]:
+    def say(text: str) -> None:
+        os.write(2, f"smsbatch: {role}: {text}\n".encode())
+    return say
+
+
+# ---- a sender's side ----
+
+
+class _Held:
+    """A batch this sender took and has not finished."""
+
+    __slots__ = ("entry", "batch", "reported", "remaining")
+
+    def __init__(self, entry: bytes, batch: MessageBatch) -> None:
+        self.entry = entry
+        self.batch = batch
+        self.reported = bytearray(len(batch))
+        self.remaining = len(batch)
+
+
+class SenderLink:
+    """One sender's connection to a run: the take/report/pause functions the
+    SenderEngine is given, over Redis instead of a queue and a pipe."""
+
+    def __init__(self, url: str, keys: RunKeys, sender: str, text: str, claim_after: float,
+                 patient: Patient) -> None:
+        self.client = connect(url)
+        self.keys = keys
+        self.sender = sender
+        self.text = text
+        self.claim_after_ms = int(claim_after * 1000)
+        self.patient = patient
+        self.held: dict[int, _Held] = {}
+        self.next_key = 0
+        self.next_beat = 0.0
+        self.next_reclaim = time.monotonic() + claim_after  # nobody is silent that long yet
+        self.reclaim_from = "0-0"
+        self.over = False  # the run is over, or stopping: leave
+        self.redelivered = 0  # messages taken over from silent senders, not yet reported
+
+    def hello(self, name: str, spec: SenderSpec, local: bool) -> None:
+        self._call(self.client.xadd, self.keys.results, report_fields(
+            "hello", self.sender, name=name, spec=spec_to_json(spec), host=socket.gethostname(),
+            local=local))
+
+    def _call(self, call, *args, **kwargs):
+        try:
+            return self.patient(call, *args, **kwargs)
+        except redis.ResponseError as error:
+            if "NOGROUP" in str(error):
+                raise RunGone("the run's work stream is gone from Redis") from None
+            raise
+
+    # ---- take ----
+
+    def take(self, timeout: float):
+        self.beat_if_due()
+        if self.over:
+            return None
+        entry = self._reclaim_if_due()
+        reclaimed = entry is not None
+        entry = entry or self._read(timeout)
+        if entry is None:
+            return None
+        entry_id, fields = entry
+        key, self.next_key = self.next_key, self.next_key + 1
+        item = batch_from(key, fields, self.text)
+        if isinstance(item, Stop):
+            self._call(self._finish_entries, [entry_id])
+            return item
+        if reclaimed:
+            self.redelivered += len(item)
+        self.held[key] = _Held(entry_id, item)
+        return item
+
+    def _read(self, timeout: float):
+        block = max(1, int(timeout * 1000)) if timeout > 0 else None
+        answer = self._call(self.client.xreadgroup, GROUP, self.sender, {self.keys.work: ">"},
+                            count=1, block=block)
+        if not answer:
+            return None
+        return answer[0][1][0]
+
+    def _reclaim_if_due(self):
+        """Take over one batch that a silent sender has held too long."""
+        now = time.monotonic()
+        if now < self.next_reclaim:
+            return None
+        self.next_reclaim = now + BEAT_SECONDS
+        answer = self._call(self.client.xautoclaim, self.keys.work, GROUP, self.sender,
+                            self.claim_after_ms, start_id=self.reclaim_from, count=1)
+        self.reclaim_from = answer[0]
+        for entry_id, fields in answer[1]:
+            if fields:  # an entry deleted meanwhile comes back empty
+                return entry_id, fields
+        return None
+
+    # ---- keep alive ----
+
+    def beat_if_due(self) -> None:
+        """Every second: renew the claims on what this sender holds, tell the
+        coordinator it is alive, and read the run's state."""
+        now = time.monotonic()
+        if now < self.next_beat:
+            return
+        self.next_beat = now + BEAT_SECONDS
+        pipe = self.client.pipeline(transaction=False)
+        if self.held:
+            pipe.xclaim(self.keys.work, GROUP, self.sender, 0,
+                        [held.entry for held in self.held.values()], idle=0, justid=True)
+        pipe.xadd(self.keys.results, report_fields("beat", self.sender))
+        pipe.get(self.keys.state)
+        state = self._call(pipe.execute)[-1]
+        if state != RUNNING.encode():
+            self.over = True
+
+    # ---- report ----
+
+    def report(self, item) -> None:
+        if isinstance(item, Progress):
+            self._progress(item)
+        elif isinstance(item, SenderDone):
+            self._leave()
+        # Claimed: the consumer group already knows who holds what.
+
+    def _progress(self, progress: Progress) -> None:
+        done = [self._done_entry(d) for d in progress.done]
+        finished = [key for key, held in self.held.items() if held.remaining == 0]
+        fields = report_fields(
+            "progress", self.sender, d=done, st=stats_to_json(progress.stats),
+            r=progress.retries, l=progress.log, rd=self.redelivered,
+        )
+        entries = [self.held.pop(key).entry for key in finished]
+        self._call(self._write, fields, entries)
+        self.redelivered = 0
+
+    def _done_entry(self, done: Done) -> list:
+        held = self.held[done.key]
+        offsets = done.offsets
+        if isinstance(offsets, range):
+            held.reported[offsets.start:offsets.stop] = b"\1" * len(offsets)
+        else:
+            for offset in offsets:
+                held.reported[offset] = 1
+        held.remaining -= len(offsets)
+        ids = held.batch.ids
+        if isinstance(offsets, range) and isinstance(ids, range):
+            ids = ids[offsets.start:offsets.stop]
+        else:
+            ids = [ids[o] for o in offsets]
+        return [encode_ids(ids), encode_outcomes(done.outcomes)]
+
+    def _write(self, fields: dict, finished: list, give_back: list[dict] = ()) -> None:
+        """Results first, then the acknowledgement, in one transaction: a batch
+        is never acknowledged without its results."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.xadd(self.keys.results, fields)
+        for batch in give_back:
+            pipe.xadd(self.keys.work, batch)
+        if finished:
+            pipe.xack(self.keys.work, GROUP, *finished)
+            pipe.xdel(self.keys.work, *finished)  # consumed: the stream stays short
+        pipe.execute()
+
+    def _finish_entries(self, entries: list) -> None:
+        pipe = self.client.pipeline(transaction=True)
+        pipe.xack(self.keys.work, GROUP, *entries)
+        pipe.xdel(self.keys.work, *entries)
+        pipe.execute()
+
+    def _leave(self) -> None:
+        """Give back what was not started, as new batches, and say goodbye."""
+        give_back, entries, count = [], [], 0
+        for held in self.held.values():
+            offsets = [o for o, reported in enumerate(held.reported) if not reported]
+            entries.append(held.entry)
+            if not offsets:
+                continue
+            batch = held.batch
+            phones = batch.phones()
+            give_back.append(batch_fields(
+                [batch.ids[o] for o in offsets], pack_numbers(phones[o] for o in offsets),
+                [batch.attempt(o) for o in offsets]))
+            count += len(offsets)
+        self.held.clear()
+        self._call(self._write, report_fields("bye", self.sender, given_back=count), entries, give_back)

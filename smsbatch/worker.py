@@ -1,0 +1,177 @@
+"""Senders that work through Redis: the sender process, and `smsbatch worker`.
+
+The same sender process serves the coordinator's own senders (with --broker)
+and the senders of a worker on any other machine: a SenderEngine wired to a
+SenderLink instead of a queue and a pipe.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import replace
+from multiprocessing import connection, get_context
+from typing import TextIO
+
+from smsbatch.broker import (DONE, RUNNING, RUNS_KEY, BrokerDown, Patient, RunGone, RunKeys,
+                             SenderLink, connect, consumer_name, process_label, settings_for_worker)
+from smsbatch.children import (StopSignal, enter_child, parent_alive, report_crash,
+                               termination_requested)
+from smsbatch.clock import Clock, SimClock
+from smsbatch.config import SenderSpec, Settings, WorkerSettings
+from smsbatch.model import ChildFailed
+from smsbatch.sender import SenderEngine, sender_rng
+
+LOOK_SECONDS = 0.2  # how often a waiting worker looks for a run, and for signals
+
+
+def run_stream_sender(index: int, sender: str, name: str, settings: Settings, url: str,
+                      keys: RunKeys, local: bool, conn, stop_signal, parent_pid: int) -> None:
+    """Entry point of a sender process that takes its work from Redis."""
+    spec = settings.senders[index]
+    enter_child(f"smsbatch: sender {name} ({spec.describe()}) via Redis", parent_pid)
+
+    def stopping() -> bool:
+        return stop_signal.is_set() or termination_requested() or not parent_alive(parent_pid)
+
+    def say(text: str) -> None:
+        os.write(2, f"smsbatch: {name}: {text}\n".encode())
+
+    try:
+        link = SenderLink(url, keys, sender, settings.text, settings.claim_after,
+                          Patient(url, settings.broker_timeout, say, give_up=stopping))
+        link.hello(name, spec, local)
+
+        def pause(seconds: float) -> None:
+            link.beat_if_due()
+            stop_signal.wait(seconds)
+
+        SenderEngine(
+            index, spec, settings,
+            sender_rng(settings.seed, index if local else sender),
+            SimClock(Clock(), settings.speed),
+            take=link.take, report=link.report, pause=pause, sleep=time.sleep,
+            stop_requested=lambda: stopping() or link.over,
+        ).run()
+    except (BrokerDown, RunGone) as error:
+        say(f"{error}; leaving")
+        conn.close()
+        os._exit(1)
+    except BaseException:
+        report_crash(conn, name)
+        conn.close()
+        os._exit(1)
+    conn.close()
+
+
+class Worker:
+    """`smsbatch worker`: adds this machine's senders to the run in progress,
+    or to the next one; run after run, unless --once."""
+
+    def __init__(self, settings: WorkerSettings, out: TextIO, signals: list[int]) -> None:
+        self.settings = settings
+        self.out = out
+        self.signals = signals
+        self.client = connect(settings.broker)
+        self.patient = Patient(settings.broker, settings.broker_timeout, self.say,
+                               give_up=lambda: bool(self.signals))
+        self.ctx = get_context("fork")
+
+    def say(self, text: str) -> None:
+        self.out.write(f"smsbatch worker: {text}\n")
+        self.out.flush()
+
+    def run(self) -> int:
+        try:
+            while not self.signals:
+                run_id = self._next_run()
+                if run_id is None:
+                    break
+                self._serve(run_id)
+                if self.settings.once:
+                    break
+        except BrokerDown as error:
+            self.say(f"{error}; giving up")
+            return 1
+        return 0
+
+    def _next_run(self) -> str | None:
+        """The oldest run in progress (or the one asked for), once there is one."""
+        waiting = False
+        while not self.signals:
+            wanted = self.settings.run_id
+            candidates = [wanted] if wanted else [r.decode() for r in self.patient(self.client.zrange, RUNS_KEY, 0, -1)]
+            for run_id in candidates:
+                state = self.patient(self.client.get, RunKeys(run_id).state)
+                if state == RUNNING.encode():
+                    return run_id
+                if wanted and state == DONE.encode():
+                    self.say(f"run {wanted} is over")
+                    return None
+                if state is None and not wanted:
+                    self.patient(self.client.zrem, RUNS_KEY, run_id)  # its coordinator is gone
+            if not waiting:
+                self.say(f"waiting for {'run ' + wanted if wanted else 'a run'} on {self.settings.broker}")
+                waiting = True
+            time.sleep(LOOK_SECONDS)
+        return None
+
+    def _serve(self, run_id: str) -> None:
+        keys = RunKeys(run_id)
+        info = self.patient(self.client.get, keys.info)
+        if info is None:
+            return  # it ended as we looked
+        settings = replace(settings_for_worker(info.decode(), self.settings.senders),
+                           broker_timeout=self.settings.broker_timeout)
+        self.say(f"joined run {run_id} with {len(settings.senders)} senders")
+        stop_signal = StopSignal()
+        children = [self._spawn(index, settings, keys, stop_signal) for index in range(len(settings.senders))]
+        self._watch(children, stop_signal, run_id)
+        stop_signal.close()
+
+    def _spawn(self, index: int, settings: Settings, keys: RunKeys, stop_signal):
+        reader, writer = self.ctx.Pipe(duplex=False)
+        spec: SenderSpec = settings.senders[index]
+        process = self.ctx.Process(
+            target=run_stream_sender,
+            args=(index, consumer_name(index), f"{spec.name}@{process_label()}", settings,
+                  self.settings.broker, keys, False, writer, stop_signal, os.getpid()),
+            daemon=True,
+        )
+        process.start()
+        writer.close()
+        return process, reader
+
+    def _watch(self, children, stop_signal, run_id: str) -> None:
+        """Until every sender has left: pass on a stop, show what failed."""
+        signalled = 0
+        alive = {process.sentinel: (process, reader) for process, reader in children}
+        readers = {reader for _, reader in children}
+        while alive:
+            if len(self.signals) > signalled:
+                signalled = len(self.signals)
+                if signalled == 1:
+                    self.say(f"leaving run {run_id}: finishing sends in flight, giving back the rest")
+                    stop_signal.set()
+                else:
+                    for process, _ in alive.values():
+                        process.kill()
+            for ready in connection.wait([*alive, *readers], LOOK_SECONDS):
+                if ready in readers:
+                    self._read(ready, readers)
+                else:
+                    process, reader = alive.pop(ready)
+                    process.join()
+        for reader in readers:
+            reader.close()
+        self.say(f"left run {run_id}")
+
+    def _read(self, reader, readers: set) -> None:
+        try:
+            report = reader.recv()
+        except (EOFError, OSError):
+            readers.discard(reader)
+            reader.close()
+            return
+        if isinstance(report, ChildFailed):
+            self.say(f"{report.role} failed:\n{report.traceback.rstrip()}")
