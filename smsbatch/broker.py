@@ -225,6 +225,13 @@ class StreamProducer:
         if self.client is None:  # made in the producer process, not inherited through fork
             self.client = connect(self.url)
             self.patient = Patient(self.url, self.timeout, _stderr_line("producer"))
+        try:
+            return self._put(batch, timeout)
+        except BrokerDown as error:
+            _stderr_line("producer")(f"{error}; stopping")
+            os._exit(1)  # the coordinator has its own word on it; no traceback
+
+    def _put(self, batch: MessageBatch, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         while self.patient(self.client.xlen, self.keys.work) >= MAX_QUEUED:
             if time.monotonic() >= deadline:

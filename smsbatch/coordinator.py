@@ -252,10 +252,17 @@ class StreamRunner(Runner):
         slot = self.slots[child.index]
         if child.process.exitcode == 0:  # it said goodbye; the bye is still on its way
             return
+        if self.broker_gone:  # it gave up on Redis too: not lost, just cut off
+            slot.state = child.state = "stopped (Redis unreachable)"
+            return
         slot.state = child.state = f"{how} ({reason})"
         self.lost_senders += 1
         self.monitor_note(f"{child.role} {how} ({reason}); its batches go to the others "
                           f"after {self.settings.claim_after:g}s")
+
+    def _producer_died(self, reason: str) -> None:
+        if not self.broker_gone:  # else it gave up on Redis, as the runner did
+            super()._producer_died(reason)
 
     def _put_batch(self, ids, phones, attempts) -> None:
         self.pending_puts.append(MessageBatch.of(0, tuple(ids), phones, "", tuple(attempts)))

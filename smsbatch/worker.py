@@ -144,27 +144,30 @@ class Worker:
 
     def _watch(self, children, stop_signal, run_id: str) -> None:
         """Until every sender has left: pass on a stop, show what failed."""
-        signalled = 0
-        alive = {process.sentinel: (process, reader) for process, reader in children}
+        alive = {process.sentinel: process for process, _ in children}
         readers = {reader for _, reader in children}
+        signalled = 0
         while alive:
-            if len(self.signals) > signalled:
-                signalled = len(self.signals)
-                if signalled == 1:
-                    self.say(f"leaving run {run_id}: finishing sends in flight, giving back the rest")
-                    stop_signal.set()
-                else:
-                    for process, _ in alive.values():
-                        process.kill()
+            signalled = self._pass_on_signals(signalled, stop_signal, alive.values(), run_id)
             for ready in connection.wait([*alive, *readers], LOOK_SECONDS):
                 if ready in readers:
                     self._read(ready, readers)
                 else:
-                    process, reader = alive.pop(ready)
-                    process.join()
+                    alive.pop(ready).join()
+        self._pass_on_signals(signalled, stop_signal, (), run_id)  # the senders may have heard it first
         for reader in readers:
             reader.close()
         self.say(f"left run {run_id}")
+
+    def _pass_on_signals(self, signalled: int, stop_signal, alive, run_id: str) -> int:
+        """First SIGTERM/SIGINT: the senders leave warmly. Second: at once."""
+        if len(self.signals) > signalled == 0:
+            self.say(f"leaving run {run_id}: finishing sends in flight, giving back the rest")
+            stop_signal.set()
+        elif len(self.signals) > 1:
+            for process in alive:
+                process.kill()
+        return len(self.signals)
 
     def _read(self, reader, readers: set) -> None:
         try:

@@ -1,4 +1,9 @@
+import json
 import os
+import shutil
+import socket
+import subprocess
+import sys
 import time
 
 import pytest
@@ -58,3 +63,146 @@ def _clean_env(monkeypatch):
     for name in list(os.environ):
         if name.startswith("SMSBATCH_"):
             monkeypatch.delenv(name)
+
+
+class Run:
+    """smsbatch in its own process group, as a user would start it."""
+
+    def __init__(self, tmp_path, *argv, summary="summary.json"):
+        self.summary_path = tmp_path / summary
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "smsbatch", *argv, "--summary-json", str(self.summary_path),
+             "--interval", "0.1"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        )
+        self.children = {}
+
+    def wait_for_children(self, count, seconds=10.0, prefix="smsbatch: "):
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            found = {}
+            for pid in child_pids(self.proc.pid):
+                try:
+                    with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                        title = handle.read().replace(b"\0", b" ").decode().strip()
+                except OSError:
+                    continue
+                if title.startswith(prefix):
+                    found[title] = pid
+            if len(found) >= count:
+                self.children = found
+                return found
+            time.sleep(0.02)
+        raise AssertionError(f"children did not start: {self.children}")
+
+    def pid_of(self, prefix):
+        return next(pid for title, pid in self.children.items() if title.startswith(prefix))
+
+    def wait_for_progress(self, minimum_seconds=0.3):
+        """Let the run get going: the first progress lines go to stderr."""
+        time.sleep(minimum_seconds)
+
+    def finish(self, timeout=30):
+        out, err = self.proc.communicate(timeout=timeout)
+        self.out, self.err = out, err
+        self.status = self.proc.returncode
+        self.summary = json.loads(self.summary_path.read_text())
+        left = wait_until_gone(self.children.values(), seconds=3)
+        assert not left, f"children left behind: {left}"
+        return self
+
+    def accounted(self):
+        s = self.summary
+        assert s["sent"] + s["failed"] + s["unsent"] == s["messages"]
+        assert "every message accounted for: yes" in self.out
+        assert "Traceback" not in self.err
+
+
+# ---- Redis, for the broker tests ----
+
+# Read at import: the autouse fixture below clears SMSBATCH_* variables for each test.
+CI_REDIS_URL = os.environ.get("SMSBATCH_TEST_REDIS_URL")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class RedisServer:
+    """A redis-server of our own on a free loopback port, with no persistence."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def _no_redis(reason: str):
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason}: in CI, .ci/run must provide one")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    """The Redis .ci/run started (SMSBATCH_TEST_REDIS_URL), else one of our own."""
+    try:
+        import redis  # noqa: F401
+    except ImportError:
+        _no_redis("the Redis client is not installed (pip install -e '.[test,redis]')")
+    if CI_REDIS_URL:
+        yield CI_REDIS_URL
+        return
+    if not shutil.which("redis-server"):
+        _no_redis("no redis-server here (apt-get install -y redis-server)")
+    server = RedisServer()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture
+def private_redis(redis_url):
+    """A server of this test's own, which it may stop."""
+    if not shutil.which("redis-server"):
+        _no_redis("no redis-server binary to start a private server")
+    server = RedisServer()
+    yield server
+    if server.proc.poll() is None:
+        server.stop()
+
+
+class WorkerProc:
+    """`smsbatch worker` in its own process group, as a user on another machine would start it."""
+
+    def __init__(self, url, *argv):
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "smsbatch", "worker", "--broker", url, *argv],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        )
+
+    def finish(self, timeout=30):
+        self.out, self.err = self.proc.communicate(timeout=timeout)
+        self.status = self.proc.returncode
+        return self
+
+    def kill_group(self, sig):
+        os.killpg(self.proc.pid, sig)

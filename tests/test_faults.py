@@ -12,64 +12,11 @@ import time
 
 import pytest
 
-from conftest import child_pids, wait_until_gone
+from conftest import Run, child_pids, wait_until_gone
 from smsbatch.cli import main
 from smsbatch.sender import SenderEngine
 
 pytestmark = pytest.mark.timeout(60)
-
-
-class Run:
-    """smsbatch in its own process group, as a user would start it."""
-
-    def __init__(self, tmp_path, *argv):
-        self.summary_path = tmp_path / "summary.json"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "smsbatch", *argv, "--summary-json", str(self.summary_path),
-             "--interval", "0.1"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-        )
-        self.children = {}
-
-    def wait_for_children(self, count, seconds=10.0, prefix="smsbatch: "):
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            found = {}
-            for pid in child_pids(self.proc.pid):
-                try:
-                    with open(f"/proc/{pid}/cmdline", "rb") as handle:
-                        title = handle.read().replace(b"\0", b" ").decode().strip()
-                except OSError:
-                    continue
-                if title.startswith(prefix):
-                    found[title] = pid
-            if len(found) >= count:
-                self.children = found
-                return found
-            time.sleep(0.02)
-        raise AssertionError(f"children did not start: {self.children}")
-
-    def pid_of(self, prefix):
-        return next(pid for title, pid in self.children.items() if title.startswith(prefix))
-
-    def wait_for_progress(self, minimum_seconds=0.3):
-        """Let the run get going: the first progress lines go to stderr."""
-        time.sleep(minimum_seconds)
-
-    def finish(self, timeout=30):
-        out, err = self.proc.communicate(timeout=timeout)
-        self.out, self.err = out, err
-        self.status = self.proc.returncode
-        self.summary = json.loads(self.summary_path.read_text())
-        left = wait_until_gone(self.children.values(), seconds=3)
-        assert not left, f"children left behind: {left}"
-        return self
-
-    def accounted(self):
-        s = self.summary
-        assert s["sent"] + s["failed"] + s["unsent"] == s["messages"]
-        assert "every message accounted for: yes" in self.out
-        assert "Traceback" not in self.err
 
 
 def test_a_killed_sender_loses_nothing(tmp_path):

@@ -1,0 +1,183 @@
+"""The Redis Streams backend: the wire format and the ledger's broker path
+without a server, then whole runs against a real redis-server: local and
+remote senders, a worker killed or leaving mid-run, a worker joining mid-run,
+two runs on one Redis, Redis stopped mid-run."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import Run, WorkerProc, child_pids, wait_until_gone
+from smsbatch.ledger import Ledger
+from smsbatch.model import FAILED, RETRY, SENT
+from smsbatch.stats import Stats
+
+broker = pytest.importorskip("smsbatch.broker", reason="the Redis client is not installed")
+redis = pytest.importorskip("redis")
+
+
+# ---- no server needed ----
+
+
+@pytest.mark.parametrize("ids", [range(0), range(5, 9), (3, 1, 4, 1000000), ()])
+def test_ids_round_trip(ids):
+    assert tuple(broker.decode_ids(broker.encode_ids(ids))) == tuple(ids)
+
+
+def test_outcomes_and_stats_round_trip():
+    outcomes = bytes([SENT, FAILED, RETRY, SENT])
+    assert broker.decode_outcomes(broker.encode_outcomes(outcomes)) == outcomes
+    stats = Stats()
+    for seconds, ok in [(0.5, True), (0.0, False), (12.0, True)]:
+        stats.record(seconds, ok, ended_at=seconds)
+    assert broker.stats_from_json(broker.stats_to_json(stats)) == stats
+    assert broker.stats_from_json(broker.stats_to_json(Stats())) == Stats()
+
+
+def test_a_batch_travels_whole():
+    fields = broker.batch_fields((7, 3), "+15550000001\n+15550000002\n", (2, 3))
+    batch = broker.batch_from(4, {k.encode(): v.encode() for k, v in fields.items()}, "hi")
+    assert (batch.key, batch.ids, batch.phones(), batch.attempts, batch.text) == (
+        4, (7, 3), ["+15550000001", "+15550000002"], (2, 3), "hi")
+    assert isinstance(broker.batch_from(0, {b"stop": b"1"}, "hi"), broker.Stop)
+
+
+def test_ledger_counts_each_message_id_once():
+    ledger = Ledger(10)
+    ledger.record(range(0, 5), bytes([SENT, SENT, FAILED, RETRY, SENT]))
+    ledger.record(range(0, 5), bytes([FAILED] * 5))  # a re-delivered batch, reported again
+    ledger.record((3, 9), bytes([SENT, SENT]))
+    # 3 was open (RETRY) when the second report came: its FAILED counts.
+    assert (ledger.sent, ledger.failed, ledger.unsent) == (4, 2, 4)
+    assert ledger.duplicates == 5  # 0, 1, 2, 4 the second time, 3 the third
+    assert ledger.retry(5, 2) and not ledger.retry(5, 2)  # a retry asked twice is made once
+    assert not ledger.retry(0, 2)  # no retry for a counted message
+    assert ledger.retried == 1
+
+
+# ---- against a real redis-server ----
+
+pytestmark = pytest.mark.timeout(60)
+FAST = ("--speed", "10", "--no-progress", "--claim-after", "1")
+
+
+def runs_on(url):
+    return redis.Redis.from_url(url).zrange(broker.RUNS_KEY, 0, -1)
+
+
+def test_local_and_remote_senders_share_a_run(tmp_path, redis_url, no_children_left):
+    worker = WorkerProc(redis_url, "--sender", "0.01:0.1:name=far", "--once")
+    run = Run(tmp_path, "--broker", redis_url, "--messages", "4000", "--sender", "0.01:0.1",
+              "--max-retries", "1", "--seed", "3", *FAST)
+    run.finish().accounted()
+    worker.finish()
+    s = run.summary
+    assert run.status == 0 and s["unsent"] == 0 and s["run_id"]
+    assert worker.status == 0 and f"joined run {s['run_id']}" in worker.out
+    names = [x["name"] for x in s["senders"]]
+    assert names[0] == "sender 1" and names[1].startswith("far@")
+    assert all(x["attempts"] > 0 and x["state"] == "done" for x in s["senders"])
+    assert "far@" in run.err and "joined from" in run.err
+    assert s["retried"] > 0 and s["attempts"] == 4000 + s["retried"]
+    # After the run: the work stream is empty, the keys expire, the run is unlisted.
+    client = redis.Redis.from_url(redis_url)
+    keys = broker.RunKeys(s["run_id"])
+    assert client.xlen(keys.work) == 0 and client.xlen(keys.results) <= 1
+    assert all(0 < client.ttl(key) <= broker.ENDED_TTL for key in keys.all())
+    assert s["run_id"].encode() not in runs_on(redis_url)
+
+
+def test_a_killed_worker_loses_nothing(tmp_path, redis_url, no_children_left):
+    worker = WorkerProc(redis_url, "--sender", "0.02:0.05", "--sender", "0.02:0.05", "--once")
+    run = Run(tmp_path, "--broker", redis_url, "--messages", "6000", "--sender", "0.01:0.05",
+              "--seed", "4", *FAST)
+    time.sleep(1.2)  # both worker senders hold batches by now
+    worker.kill_group(signal.SIGKILL)
+    worker.finish()
+    run.finish(timeout=45).accounted()
+    s = run.summary
+    assert run.status == 0 and s["unsent"] == 0 and s["sent"] + s["failed"] == 6000
+    assert s["lost_senders"] == 2 and s["redelivered"] > 0
+    lost = [x for x in s["senders"] if x["state"].startswith("lost")]
+    assert len(lost) == 2 and all(x["attempts"] > 0 for x in lost)
+    assert "counted lost" in run.err
+
+
+def test_a_worker_that_leaves_gives_its_work_back(tmp_path, redis_url, no_children_left):
+    worker = WorkerProc(redis_url, "--sender", "2:0:window=5:name=slow", "--once")
+    run = Run(tmp_path, "--broker", redis_url, "--messages", "3000", "--sender", "0.01:0",
+              "--seed", "5", *FAST)
+    time.sleep(1.5)
+    worker.kill_group(signal.SIGTERM)
+    worker.finish(timeout=10)
+    run.finish().accounted()
+    s = run.summary
+    assert worker.status == 0 and "giving back" in worker.out
+    assert run.status == 0 and s["unsent"] == 0 and s["sent"] == 3000
+    slow = s["senders"][1]
+    assert slow["state"].startswith("left (gave back ") and slow["state"] != "left (gave back 0)"
+
+
+def test_a_worker_joins_mid_run(tmp_path, redis_url, no_children_left):
+    run = Run(tmp_path, "--broker", redis_url, "--messages", "3000", "--sender", "0.05:0",
+              "--seed", "6", *FAST)
+    time.sleep(1.0)
+    worker = WorkerProc(redis_url, "--sender", "0:0:name=quick", "--once")
+    run.finish().accounted()
+    worker.finish()
+    s = run.summary
+    assert run.status == 0 and s["sent"] == 3000
+    quick = s["senders"][1]
+    assert quick["name"].startswith("quick@") and quick["attempts"] > 0
+    assert s["senders"][0]["attempts"] > 0  # the local one worked before the worker came
+
+
+def test_two_runs_side_by_side_do_not_mix(tmp_path, redis_url, no_children_left):
+    first = Run(tmp_path, "--broker", redis_url, "--messages", "2000", "--sender", "0.01:0.1",
+                "--seed", "7", *FAST, summary="first.json")
+    second = Run(tmp_path, "--broker", redis_url, "--messages", "1500", "--sender", "0.01:0.2",
+                 "--sender", "0:0", "--seed", "8", *FAST, summary="second.json")
+    for run, messages, senders in [(first, 2000, 1), (second, 1500, 2)]:
+        run.finish().accounted()
+        s = run.summary
+        assert run.status == 0 and s["messages"] == messages and s["unsent"] == 0
+        assert len(s["senders"]) == senders and s["duplicates"] == 0
+        assert sum(x["attempts"] for x in s["senders"]) == messages
+    assert first.summary["run_id"] != second.summary["run_id"]
+
+
+def test_redis_stopped_mid_run(tmp_path, private_redis, no_children_left):
+    url = private_redis.url
+    worker = WorkerProc(url, "--sender", "0.05:0", "--broker-timeout", "1")
+    run = Run(tmp_path, "--broker", url, "--messages", "5000", "--sender", "0.05:0",
+              "--broker-timeout", "1", "--seed", "9", *FAST)
+    time.sleep(1.5)
+    private_redis.stop()
+    run.finish(timeout=30).accounted()
+    worker.finish(timeout=30)
+    s = run.summary
+    assert run.status == 1 and 0 < s["sent"] < 5000 and s["unsent"] > 0
+    assert "unreachable" in run.err and "unreachable" in s["stopped_by"]
+    assert worker.status == 1 and "unreachable" in worker.out
+
+
+def test_bad_broker_input_starts_nothing(redis_url, no_children_left):
+    for argv in (["--broker", "http://localhost:6379"], ["--broker", f"redis://127.0.0.1:1/0"],
+                 ["--no-local-senders"], ["worker"], ["worker", "--broker", "redis://x:6379/zero"]):
+        proc = subprocess.run([sys.executable, "-m", "smsbatch", *argv], capture_output=True,
+                              text=True, timeout=30)
+        assert proc.returncode == 2, argv
+        assert proc.stdout == "" and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+        assert "--broker" in proc.stderr or "--no-local-senders" in proc.stderr
+
+
+def test_redis_is_not_imported_without_a_broker(no_children_left):
+    code = ("import sys, io; from smsbatch.cli import main; "
+            "main(['-n', '20', '--sender', '0:0', '--no-progress'], io.StringIO(), io.StringIO()); "
+            "print('redis' in sys.modules, 'smsbatch.broker' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert proc.stdout.split() == ["False", "False"], proc.stderr
