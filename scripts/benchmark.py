@@ -12,11 +12,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -27,7 +30,7 @@ BARE = [sys.executable, os.path.join(HERE, "bare_pipeline.py")]
 @dataclass
 class Measured:
     seconds: float  # real, process start to exit
-    peak_rss: int  # bytes, summed over the process tree (0 unless asked for)
+    peak: int  # the highest value `watch` saw while it ran (0 without one)
     summary: dict | None
 
 
@@ -53,7 +56,8 @@ def tree_rss(pid: int) -> int:
     return total
 
 
-def measure(command: list[str], watch_memory: bool = False) -> Measured:
+def measure(command: list[str], watch: Callable[[int], int] | None = None) -> Measured:
+    """Run `command`; with `watch`, sample watch(pid) every 5 ms and keep the peak."""
     summary_path = None
     if command[:len(SMSBATCH)] == SMSBATCH:
         summary_path = tempfile.mktemp(suffix=".json")
@@ -61,9 +65,9 @@ def measure(command: list[str], watch_memory: bool = False) -> Measured:
     start = time.perf_counter()
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     peak = 0
-    if watch_memory:
+    if watch:
         while proc.poll() is None:
-            peak = max(peak, tree_rss(proc.pid))
+            peak = max(peak, watch(proc.pid))
             time.sleep(0.005)
     _, err = proc.communicate()
     seconds = time.perf_counter() - start
@@ -132,7 +136,7 @@ def memory(runs: int, small: int, large: int) -> list[Row]:
     for _ in range(runs):
         for count, peaks in ((small, small_peaks), (large, large_peaks)):
             peaks.append(measure(sms("--messages", count, "--sender", "0:0", "--sender", "0:0"),
-                                 watch_memory=True).peak_rss)
+                                 watch=tree_rss).peak)
     low, high = statistics.median(small_peaks), statistics.median(large_peaks)
     growth = (high - low) / 2**20
     return [
@@ -173,6 +177,61 @@ def rate_limit(runs: int, messages: int, rate: int) -> list[Row]:
     return [(f"rate={rate} sender: measured rate", f"{value:,.1f}/s ({error:.2%} off)", "within 2%", error <= 0.02)]
 
 
+def redis_backend(runs: int, messages: int) -> list[Row]:
+    """2 workers on this machine, one zero-wait sender each, against the
+    multiprocessing backend with 2 senders; and Redis's own memory."""
+    name = f"Redis backend, zero wait, 2 workers, {messages:,} msgs"
+    try:
+        import redis
+    except ImportError:
+        return [(name, "skipped", "pip install '.[redis]'", True)]
+    if not shutil.which("redis-server"):
+        return [(name, "skipped", "no redis-server", True)]
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                               "--appendonly", "no"], stdout=subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url)
+    try:
+        for _ in range(100):
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        idle_memory = client.info("memory")["used_memory"]
+        ours, local, redis_peaks = [], [], []
+        for _ in range(runs):
+            workers = [subprocess.Popen([sys.executable, "-m", "smsbatch", "worker", "--broker", url,
+                                         "--sender", "0:0", "--once"], stdout=subprocess.DEVNULL)
+                       for _ in range(2)]
+            run = measure(sms("--broker", url, "--no-local-senders", "--messages", messages),
+                          watch=lambda pid: client.info("memory")["used_memory"])
+            for worker in workers:
+                try:
+                    worker.wait(5)
+                except subprocess.TimeoutExpired:  # a short run can end before a worker joins it
+                    worker.terminate()
+                    worker.wait(10)
+            ours.append(messages / run.seconds)
+            redis_peaks.append(run.peak - idle_memory)
+            local.append(messages / measure(sms("--messages", messages, "--sender", "0:0", "--sender", "0:0")).seconds)
+    finally:
+        server.terminate()
+        server.wait()
+    rate = statistics.median(ours)
+    ratio = statistics.median(o / b for o, b in zip(ours, local))
+    growth = statistics.median(redis_peaks) / 2**20
+    return [
+        (name, f"{rate:,.0f} msg/s", ">= 30,000 msg/s", rate >= 30_000),
+        ("  multiprocessing backend, 2 senders, same run", f"{statistics.median(local):,.0f} msg/s", "", True),
+        ("  ratio Redis / multiprocessing", f"{ratio:.2f}", "(info)", True),
+        ("  Redis memory at its peak, above idle", f"{growth:.1f} MB", "< 64 MB", growth < 64),
+    ]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one run each (a smoke test)")
@@ -187,6 +246,7 @@ def main() -> int:
         lambda: startup(runs),
         lambda: window(runs, 2_000 if q else 100_000, 1_000 if q else 10_000),
         lambda: rate_limit(runs, 500 if q else 50_000, 5000),
+        lambda: redis_backend(runs, 20_000 if q else 1_000_000),
     ]
     print(f"smsbatch benchmark: {os.cpu_count()} cores, Python {sys.version.split()[0]}, "
           f"{'quick' if q else f'median of {runs} runs'}", flush=True)

@@ -45,6 +45,7 @@ MAX_QUEUED = 200  # batches the producer may have waiting in the work stream
 RUN_TTL = 120  # seconds the keys of a run live unless the coordinator renews them
 ENDED_TTL = 60  # seconds they live once the run is over: workers see "done", then they go
 SOCKET_TIMEOUT = 5.0  # a Redis that answers nothing for this long is down
+COORDINATOR_SILENT = 60  # seconds without the coordinator renewing the keys: it is gone
 _TO_DIGITS = bytes.maketrans(b"\x01\x02\x03", b"123")
 _FROM_DIGITS = bytes.maketrans(b"123", b"\x01\x02\x03")
 
@@ -237,7 +238,8 @@ class StreamProducer:
             if time.monotonic() >= deadline:
                 return False
             time.sleep(0.01)
-        self.patient(self.client.xadd, self.keys.work, batch_fields(batch.ids, batch.numbers, batch.attempts))
+        self.patient(self.client.xadd, self.keys.work, batch_fields(batch.ids, batch.numbers, batch.attempts),
+                     nomkstream=True)
         return True
 
     def flush(self) -> None:
@@ -291,7 +293,7 @@ class SenderLink:
     def hello(self, name: str, spec: SenderSpec, local: bool) -> None:
         self._call(self.client.xadd, self.keys.results, report_fields(
             "hello", self.sender, name=name, spec=spec_to_json(spec), host=socket.gethostname(),
-            local=local))
+            local=local), nomkstream=True)
 
     def _call(self, call, *args, **kwargs):
         try:
@@ -354,15 +356,20 @@ class SenderLink:
         if now < self.next_beat:
             return
         self.next_beat = now + BEAT_SECONDS
-        pipe = self.client.pipeline(transaction=False)
+        state, ttl = self._call(self._beat)
+        # Over, stopping, or the coordinator stopped renewing the run's keys (it died).
+        if state != RUNNING.encode() or 0 <= ttl < RUN_TTL - COORDINATOR_SILENT:
+            self.over = True
+
+    def _beat(self) -> tuple[bytes | None, int]:
+        pipe = self.client.pipeline(transaction=False)  # made here: a failed pipeline is emptied
         if self.held:
             pipe.xclaim(self.keys.work, GROUP, self.sender, 0,
                         [held.entry for held in self.held.values()], idle=0, justid=True)
-        pipe.xadd(self.keys.results, report_fields("beat", self.sender))
+        pipe.xadd(self.keys.results, report_fields("beat", self.sender), nomkstream=True)
         pipe.get(self.keys.state)
-        state = self._call(pipe.execute)[-1]
-        if state != RUNNING.encode():
-            self.over = True
+        pipe.ttl(self.keys.state)
+        return tuple(pipe.execute()[-2:])
 
     # ---- report ----
 
@@ -404,9 +411,9 @@ class SenderLink:
         """Results first, then the acknowledgement, in one transaction: a batch
         is never acknowledged without its results."""
         pipe = self.client.pipeline(transaction=True)
-        pipe.xadd(self.keys.results, fields)
+        pipe.xadd(self.keys.results, fields, nomkstream=True)
         for batch in give_back:
-            pipe.xadd(self.keys.work, batch)
+            pipe.xadd(self.keys.work, batch, nomkstream=True)
         if finished:
             pipe.xack(self.keys.work, GROUP, *finished)
             pipe.xdel(self.keys.work, *finished)  # consumed: the stream stays short

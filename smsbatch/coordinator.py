@@ -126,7 +126,10 @@ class StreamRunner(Runner):
         self._spawn("producer", -1, run_producer, (self.source, producer))
 
     def _create_run(self) -> None:
-        pipe = self.client.pipeline(transaction=True)
+        self.call(self._create_run_once)
+
+    def _create_run_once(self) -> None:
+        pipe = self.client.pipeline(transaction=True)  # made here: a failed pipeline is emptied
         pipe.set(self.keys.state, RUNNING, ex=RUN_TTL)
         pipe.set(self.keys.info, run_info(self.settings), ex=RUN_TTL)
         pipe.xgroup_create(self.keys.work, GROUP, id="0", mkstream=True)
@@ -134,7 +137,7 @@ class StreamRunner(Runner):
         pipe.expire(self.keys.work, RUN_TTL)
         pipe.expire(self.keys.results, RUN_TTL)
         pipe.zadd(RUNS_KEY, {self.run_id: time.time()})
-        self.call(pipe.execute)
+        pipe.execute()
 
     def _add_slot(self, sender: str, name: str, spec: SenderSpec, local: bool) -> int:
         index = len(self.slots)
@@ -178,11 +181,13 @@ class StreamRunner(Runner):
             return
         self.last_movement = self.clock.now()
         index = self.slot_of.get(sender)
-        if index is None:
-            if kind != "hello":
-                return  # a sender of ours that left already, or a stray
-            index = self._add_slot(sender, report["name"], spec_from_json(report["spec"]), local=False)
-            self.monitor_note(f"{report['name']} joined from {report['host']}")
+        if index is None:  # a sender elsewhere, joining (its hello comes first)
+            if kind == "hello":
+                name, spec, where = report["name"], spec_from_json(report["spec"]), report["host"]
+            else:
+                name, spec, where = sender, SenderSpec(0.0, 0.0, name=sender), "an unknown place"
+            index = self._add_slot(sender, name, spec, local=False)
+            self.monitor_note(f"{name} joined from {where}")
         slot = self.slots[index]
         slot.last_seen = self.clock.now()
         if slot.state.startswith("lost"):
@@ -230,11 +235,7 @@ class StreamRunner(Runner):
         if now < self.next_beat:
             return
         self.next_beat = now + BEAT_SECONDS
-        pipe = self.client.pipeline(transaction=False)
-        for key in self.keys.all():
-            pipe.expire(key, RUN_TTL)
-        pipe.exists(self.keys.state)
-        if not self.call(pipe.execute)[-1]:
+        if not self.call(self._renew_keys):
             raise RunGone("the run's keys are gone from Redis (restarted without its data?)")
         for index in list(self.live):
             slot = self.slots[index]
@@ -245,6 +246,14 @@ class StreamRunner(Runner):
                 slot.state = f"lost (silent {silent:.0f}s)"
                 self.monitor_note(f"{slot.name} is silent for {silent:.0f}s: counted lost; "
                                   "its batches go to the others")
+
+    def _renew_keys(self) -> bool:
+        """Keep the run's keys alive (they expire if we die); False if they are gone."""
+        pipe = self.client.pipeline(transaction=False)
+        for key in self.keys.all():
+            pipe.expire(key, RUN_TTL)
+        pipe.exists(self.keys.state)
+        return bool(pipe.execute()[-1])
 
     # ---- the runner's decisions, through Redis ----
 

@@ -4,6 +4,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
@@ -131,14 +132,20 @@ def free_port() -> int:
 
 
 class RedisServer:
-    """A redis-server of our own on a free loopback port, with no persistence."""
+    """A redis-server of our own on a free loopback port. It saves nothing
+    unless asked to (stop(save=True)), and start() brings it back on the same
+    port, with what it saved."""
 
     def __init__(self) -> None:
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.dir = tempfile.mkdtemp(prefix="smsbatch-redis-")
+        self.start()
+
+    def start(self) -> None:
         self.proc = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no"],
+             "--appendonly", "no", "--dir", self.dir],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 10
@@ -151,9 +158,18 @@ class RedisServer:
         self.stop()
         raise RuntimeError("redis-server did not start")
 
-    def stop(self) -> None:
-        self.proc.terminate()
+    def stop(self, save: bool = False) -> None:
+        if save:
+            subprocess.run(["redis-cli", "-p", str(self.port), "shutdown", "save"], timeout=10,
+                           capture_output=True)
+        else:
+            self.proc.terminate()
         self.proc.wait(10)
+
+    def remove(self) -> None:
+        if self.proc.poll() is None:
+            self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def _no_redis(reason: str):
@@ -176,7 +192,7 @@ def redis_url():
         _no_redis("no redis-server here (apt-get install -y redis-server)")
     server = RedisServer()
     yield server.url
-    server.stop()
+    server.remove()
 
 
 @pytest.fixture
@@ -186,8 +202,7 @@ def private_redis(redis_url):
         _no_redis("no redis-server binary to start a private server")
     server = RedisServer()
     yield server
-    if server.proc.poll() is None:
-        server.stop()
+    server.remove()
 
 
 class WorkerProc:

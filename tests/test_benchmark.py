@@ -16,6 +16,6 @@ def test_benchmark_quick_mode_runs_and_prints_every_figure():
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     for figure in ("zero-wait throughput", "ratio to bare pipeline", "scheduling efficiency",
-                   "peak RSS", "start-up", "window", "rate=5000"):
+                   "peak RSS", "start-up", "window", "rate=5000", "Redis backend"):
         assert figure in out
     assert " hold" in out.splitlines()[-1]

@@ -150,7 +150,7 @@ def test_two_runs_side_by_side_do_not_mix(tmp_path, redis_url, no_children_left)
     assert first.summary["run_id"] != second.summary["run_id"]
 
 
-def test_redis_stopped_mid_run(tmp_path, private_redis, no_children_left):
+def test_redis_stopped_mid_run(tmp_path, no_children_left, private_redis):
     url = private_redis.url
     worker = WorkerProc(url, "--sender", "0.05:0", "--broker-timeout", "1")
     run = Run(tmp_path, "--broker", url, "--messages", "5000", "--sender", "0.05:0",
@@ -163,6 +163,19 @@ def test_redis_stopped_mid_run(tmp_path, private_redis, no_children_left):
     assert run.status == 1 and 0 < s["sent"] < 5000 and s["unsent"] > 0
     assert "unreachable" in run.err and "unreachable" in s["stopped_by"]
     assert worker.status == 1 and "unreachable" in worker.out
+
+
+def test_redis_back_within_the_timeout(tmp_path, no_children_left, private_redis):
+    run = Run(tmp_path, "--broker", private_redis.url, "--messages", "3000", "--sender", "0.02:0",
+              "--sender", "0.02:0", "--broker-timeout", "20", "--seed", "10", *FAST)
+    time.sleep(1.0)
+    private_redis.stop(save=True)  # it comes back with the run's streams
+    time.sleep(1.0)
+    private_redis.start()
+    run.finish(timeout=45).accounted()
+    s = run.summary
+    assert run.status == 0 and s["sent"] == 3000 and s["unsent"] == 0
+    assert "unreachable" in run.err and "is back after" in run.err
 
 
 def test_bad_broker_input_starts_nothing(redis_url, no_children_left):
