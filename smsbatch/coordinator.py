@@ -47,6 +47,10 @@ from smsbatch.worker import run_stream_sender
 READ_COUNT = 1000  # result entries per XREAD
 
 
+def _at_once(call, *args, **kwargs):
+    return call(*args, **kwargs)
+
+
 def new_run_id() -> str:
     return secrets.token_hex(4)
 
@@ -164,16 +168,19 @@ class StreamRunner(Runner):
         self._read_results(timeout)
         self._beat_if_due()
 
-    def _read_results(self, timeout: float) -> None:
-        answer = self.call(self.client.xread, {self.keys.results: self.last_read},
-                           count=READ_COUNT, block=max(1, int(timeout * 1000)))
-        if not answer:
-            return
+    def _read_results(self, timeout: float | None, call=None) -> bool:
+        """Handle what the senders wrote (waiting up to `timeout`); False if nothing came."""
+        call = call or self.call
+        block = None if timeout is None else max(1, int(timeout * 1000))
+        answer = call(self.client.xread, {self.keys.results: self.last_read}, count=READ_COUNT, block=block)
+        if not answer or not answer[0][1]:
+            return False
         for entry_id, fields in answer[0][1]:
             self._report(json.loads(fields[b"r"]))
             self.last_read = entry_id
         # Read: trim it, so the stream stays short however long the run.
-        self.call(self.client.xtrim, self.keys.results, minid=self.last_read, approximate=False)
+        call(self.client.xtrim, self.keys.results, minid=self.last_read, approximate=False)
+        return True
 
     def _report(self, report: dict) -> None:
         kind, sender = report["t"], report["s"]
@@ -317,10 +324,12 @@ class StreamRunner(Runner):
         return not self.live or self.phase == "cold" or self.broker_gone
 
     def _shutdown(self) -> None:
-        super()._shutdown()
+        super()._shutdown()  # every local child has exited: what they wrote is all there
         if self.broker_gone:
             return
-        try:  # once, without patience: the keys expire on their own anyway
+        try:  # without patience: the keys expire on their own anyway
+            while self._read_results(None, call=_at_once):  # drain: the last reports and goodbyes
+                pass
             pipe = self.client.pipeline(transaction=False)
             pipe.set(self.keys.state, DONE)
             for key in self.keys.all():

@@ -60,6 +60,16 @@ def test_bar_display_draws_a_bar_and_a_line_per_sender():
     assert "gw-b (mean 2s, fail 0%)" in last_lines[2]
 
 
+def test_bars_grow_a_line_for_a_sender_that_joins():
+    out = io.StringIO()
+    display = BarDisplay(out, messages=10, sender_count=0)  # a coordinator with no senders yet
+    snap = snapshot()
+    display.draw(snap)
+    assert len(display.lines) == len(snap.senders) == 2
+    display.close()
+    assert "gw-b (mean 2s, fail 0%)" in out.getvalue().splitlines()[-1]
+
+
 def test_display_choice():
     class Tty(io.StringIO):
         def isatty(self):
