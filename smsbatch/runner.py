@@ -273,6 +273,9 @@ class Runner:
         child.process.join()
         if child.finished:
             return
+        if child.index < 0 and self.phase != "running" and child.process.exitcode == 0:
+            child.state = "stopped"  # asked to stop before it had made everything
+            return
         reason = "exception" if child.traceback else _exit_reason(child.process.exitcode)
         if child.index < 0:
             child.state = f"died ({reason})"
