@@ -138,6 +138,27 @@ def test_a_worker_joins_mid_run(tmp_path, redis_url, no_children_left):
     assert s["senders"][0]["attempts"] > 0  # the local one worked before the worker came
 
 
+def test_ctrl_c_on_the_coordinator_stops_the_workers_senders_too(tmp_path, redis_url, no_children_left):
+    worker = WorkerProc(redis_url, "--sender", "0.5:0:window=10")  # serves run after run
+    run = Run(tmp_path, "--broker", redis_url, "--messages", "5000", "--sender", "0.05:0",
+              "--seed", "11", *FAST)
+    time.sleep(1.5)
+    os.kill(run.proc.pid, signal.SIGINT)
+    run.finish(timeout=20).accounted()
+    s = run.summary
+    assert run.status == 130 and 0 < s["sent"] < 5000 and s["unsent"] == 5000 - s["sent"]
+    assert [x["state"] for x in s["senders"]] == ["done", "done"]  # both said goodbye
+    assert s["senders"][1]["attempts"] > 0
+    deadline = time.monotonic() + 10
+    while len(child_pids(worker.proc.pid)) and time.monotonic() < deadline:
+        time.sleep(0.05)  # its sender left; the worker waits for the next run
+    assert not child_pids(worker.proc.pid) and worker.proc.poll() is None
+    worker.kill_group(signal.SIGTERM)
+    worker.finish(timeout=10)
+    assert worker.status == 0
+    assert worker.out.split("left run ", 1)[1].rstrip().endswith(f"waiting for a run on {redis_url}")
+
+
 def test_two_runs_side_by_side_do_not_mix(tmp_path, redis_url, no_children_left):
     first = Run(tmp_path, "--broker", redis_url, "--messages", "2000", "--sender", "0.01:0.1",
                 "--seed", "7", *FAST, summary="first.json")
