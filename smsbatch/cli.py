@@ -32,16 +32,16 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: Te
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["worker"]:
         return worker_main(argv[1:], stdout, stderr, restore_signals)
-    try:
+    def prepare():
         settings = parse_settings(argv)
         source, invalid = make_source(settings)
         _check_summary_path(settings.summary_json)
-        runner_class = _runner_class(settings.broker)
-    except UsageError as error:
-        stderr.write(f"smsbatch: error: {error}\n")
-        return ExitStatus.USAGE
-    except SystemExit as done:  # --help
-        return int(done.code or 0)
+        return settings, source, invalid, _runner_class(settings.broker)
+
+    prepared, status = _checked_input("smsbatch", stderr, prepare)
+    if prepared is None:
+        return status
+    settings, source, invalid, runner_class = prepared
     with stop_signals_caught(restore=restore_signals) as signals:
         display = make_display(stderr, settings.progress, source.messages, len(settings.senders))
         _setup_logging(settings.log_level, display)
@@ -60,6 +60,18 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: Te
                 summary.update(broker=settings.broker, run_id=runner.run_id)
             write_summary_json(settings.summary_json, summary)
     return result.exit_status
+
+
+def _checked_input(prog: str, stderr: TextIO, prepare):
+    """(prepare(), None); or, on bad input or --help, (None, exit status),
+    bad input said in one line."""
+    try:
+        return prepare(), None
+    except UsageError as error:
+        stderr.write(f"{prog}: error: {error}\n")
+        return None, ExitStatus.USAGE
+    except SystemExit as done:  # --help
+        return None, int(done.code or 0)
 
 
 def _runner_class(broker: str | None):
@@ -85,14 +97,14 @@ def _check_broker(url: str) -> None:
 
 def worker_main(argv: list[str], stdout: TextIO, stderr: TextIO, restore_signals: bool) -> int:
     """`smsbatch worker`: senders on this machine for runs started elsewhere."""
-    try:
+    def prepare():
         settings = parse_worker_settings(argv)
         _check_broker(settings.broker)
-    except UsageError as error:
-        stderr.write(f"smsbatch worker: error: {error}\n")
-        return ExitStatus.USAGE
-    except SystemExit as done:  # --help
-        return int(done.code or 0)
+        return settings
+
+    settings, status = _checked_input("smsbatch worker", stderr, prepare)
+    if settings is None:
+        return status
     from smsbatch.worker import Worker
 
     with stop_signals_caught(restore=restore_signals) as signals:
