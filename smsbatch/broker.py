@@ -285,15 +285,15 @@ class SenderLink:
         self.held: dict[int, _Held] = {}
         self.next_key = 0
         self.next_beat = 0.0
-        self.next_reclaim = time.monotonic() + claim_after  # nobody is silent that long yet
+        self.next_reclaim = 0.0
         self.reclaim_from = "0-0"
         self.over = False  # the run is over, or stopping: leave
         self.redelivered = 0  # messages taken over from silent senders, not yet reported
 
-    def hello(self, name: str, spec: SenderSpec, local: bool) -> None:
+    def hello(self, name: str, spec: SenderSpec) -> None:
         self._call(self.client.xadd, self.keys.results, report_fields(
-            "hello", self.sender, name=name, spec=spec_to_json(spec), host=socket.gethostname(),
-            local=local), nomkstream=True)
+            "hello", self.sender, name=name, spec=spec_to_json(spec), host=socket.gethostname()),
+            nomkstream=True)
 
     def _call(self, call, *args, **kwargs):
         try:

@@ -47,10 +47,6 @@ from smsbatch.worker import run_stream_sender
 READ_COUNT = 1000  # result entries per XREAD
 
 
-def _at_once(call, *args, **kwargs):
-    return call(*args, **kwargs)
-
-
 def new_run_id() -> str:
     return secrets.token_hex(4)
 
@@ -102,7 +98,7 @@ class StreamRunner(Runner):
         self.url = self.settings.broker
         self.keys = RunKeys(self.run_id)
         self.client = connect(self.url)
-        self.call = Patient(self.url, self.settings.broker_timeout, self.monitor_note,
+        self.call = Patient(self.url, self.settings.broker_timeout, self._note,
                             give_up=lambda: bool(self.signals))
         self.slots: list[Slot] = []
         self.slot_of: dict[str, int] = {}  # consumer name -> index in slots
@@ -111,13 +107,13 @@ class StreamRunner(Runner):
         self.broker_gone = False
         self.waiting_noted = False
 
-    def monitor_note(self, text: str) -> None:
+    def _note(self, text: str) -> None:
         self.monitor.note(f"smsbatch: {text}")
 
     # ---- start ----
 
     def _start_children(self) -> None:
-        self._create_run()
+        self.call(self._create_run)
         self.transport = _WorkStream(self)
         self.stop_signal = StopSignal()
         gc.freeze()  # see Runner._start_children
@@ -130,9 +126,6 @@ class StreamRunner(Runner):
         self._spawn("producer", -1, run_producer, (self.source, producer))
 
     def _create_run(self) -> None:
-        self.call(self._create_run_once)
-
-    def _create_run_once(self) -> None:
         pipe = self.client.pipeline(transaction=True)  # made here: a failed pipeline is emptied
         pipe.set(self.keys.state, RUNNING, ex=RUN_TTL)
         pipe.set(self.keys.info, run_info(self.settings), ex=RUN_TTL)
@@ -155,31 +148,28 @@ class StreamRunner(Runner):
     def _step(self) -> None:
         try:
             super()._step()
-        except BrokerDown as error:
-            self._broker_lost(str(error))
-        except RunGone as error:
+        except (BrokerDown, RunGone) as error:
             self._broker_lost(str(error))
 
     def _wait(self, timeout: float) -> None:
-        super()._wait(0.0)  # local children: reports and deaths
         if self.broker_gone:
-            time.sleep(timeout)
+            super()._wait(timeout)  # only the local children are left to hear from
             return
+        super()._wait(0.0)  # local children: reports and deaths
         self._read_results(timeout)
         self._beat_if_due()
 
-    def _read_results(self, timeout: float | None, call=None) -> bool:
+    def _read_results(self, timeout: float | None) -> bool:
         """Handle what the senders wrote (waiting up to `timeout`); False if nothing came."""
-        call = call or self.call
         block = None if timeout is None else max(1, int(timeout * 1000))
-        answer = call(self.client.xread, {self.keys.results: self.last_read}, count=READ_COUNT, block=block)
+        answer = self.call(self.client.xread, {self.keys.results: self.last_read}, count=READ_COUNT, block=block)
         if not answer or not answer[0][1]:
             return False
         for entry_id, fields in answer[0][1]:
             self._report(json.loads(fields[b"r"]))
             self.last_read = entry_id
         # Read: trim it, so the stream stays short however long the run.
-        call(self.client.xtrim, self.keys.results, minid=self.last_read, approximate=False)
+        self.call(self.client.xtrim, self.keys.results, minid=self.last_read, approximate=False)
         return True
 
     def _report(self, report: dict) -> None:
@@ -194,13 +184,14 @@ class StreamRunner(Runner):
             else:
                 name, spec, where = sender, SenderSpec(0.0, 0.0, name=sender), "an unknown place"
             index = self._add_slot(sender, name, spec, local=False)
-            self.monitor_note(f"{name} joined from {where}")
+            self._note(f"{name} joined from {where}")
         slot = self.slots[index]
         slot.last_seen = self.clock.now()
-        if slot.state.startswith("lost"):
-            self.monitor_note(f"{slot.name} is back")
+        if slot.state.startswith("lost"):  # silent a while, but not dead after all
+            self._note(f"{slot.name} is back")
             self.live.add(index)
-        if kind == "hello" or slot.state.startswith("lost"):
+            slot.state = "running"
+        if kind == "hello":
             slot.state = "running"
         if kind == "progress":
             self._stream_progress(slot, report)
@@ -225,7 +216,7 @@ class StreamRunner(Runner):
         if self.phase == "running":
             slot.state = f"left (gave back {given_back})"
             self.lost_senders += 1
-            self.monitor_note(f"{slot.name} left; gave back {given_back} messages it had not started")
+            self._note(f"{slot.name} left; gave back {given_back} messages it had not started")
         else:
             slot.state = "done"
         child = self._local_child(index)
@@ -251,7 +242,7 @@ class StreamRunner(Runner):
                 self.live.discard(index)
                 self.lost_senders += 1
                 slot.state = f"lost (silent {silent:.0f}s)"
-                self.monitor_note(f"{slot.name} is silent for {silent:.0f}s: counted lost; "
+                self._note(f"{slot.name} is silent for {silent:.0f}s: counted lost; "
                                   "its batches go to the others")
 
     def _renew_keys(self) -> bool:
@@ -273,7 +264,7 @@ class StreamRunner(Runner):
             return
         slot.state = child.state = f"{how} ({reason})"
         self.lost_senders += 1
-        self.monitor_note(f"{child.role} {how} ({reason}); its batches go to the others "
+        self._note(f"{child.role} {how} ({reason}); its batches go to the others "
                           f"after {self.settings.claim_after:g}s")
 
     def _producer_died(self, reason: str) -> None:
@@ -286,17 +277,15 @@ class StreamRunner(Runner):
     def _no_senders_left(self) -> None:
         if not self.waiting_noted:
             self.waiting_noted = True
-            self.monitor_note(f"no sender is running: waiting for one to join "
+            self._note(f"no sender is running: waiting for one to join "
                               f"(smsbatch worker --broker {self.url}); Ctrl-C stops the run")
 
     def _stalled(self) -> bool:
         return False  # a silent sender's batches are taken over through Redis
 
     def _send_stops(self) -> None:
-        if not self.broker_gone:
-            self.call(self.client.set, self.keys.state, DONE, ex=RUN_TTL)
-            super()._send_stops()
-        self.phase = "draining"
+        self.call(self.client.set, self.keys.state, DONE, ex=RUN_TTL)  # for senders between reads
+        super()._send_stops()
         self.deadline = min(self.deadline, self.clock.now() + WARM_STOP_SECONDS + BEAT_SECONDS)
 
     def _warm_stop(self, reason: str) -> None:
@@ -310,7 +299,7 @@ class StreamRunner(Runner):
         self.pending_puts.clear()
         if self.stopped_by == "completed":
             self.stopped_by = reason
-        self.monitor_note(f"{reason}; stopping with what is known")
+        self._note(f"{reason}; stopping with what is known")
         self.stop_signal.set()
         if self.phase == "running":
             self.phase = "warm"
@@ -327,8 +316,8 @@ class StreamRunner(Runner):
         super()._shutdown()  # every local child has exited: what they wrote is all there
         if self.broker_gone:
             return
-        try:  # without patience: the keys expire on their own anyway
-            while self._read_results(None, call=_at_once):  # drain: the last reports and goodbyes
+        try:
+            while self._read_results(None):  # drain: the last reports and goodbyes
                 pass
             pipe = self.client.pipeline(transaction=False)
             pipe.set(self.keys.state, DONE)
@@ -336,8 +325,8 @@ class StreamRunner(Runner):
                 pipe.expire(key, ENDED_TTL)
             pipe.zrem(RUNS_KEY, self.run_id)
             pipe.execute()
-        except redis.RedisError:
-            pass
+        except (redis.RedisError, BrokerDown):
+            pass  # the keys expire on their own anyway
 
     # ---- what the monitor sees ----
 

@@ -40,7 +40,7 @@ def run_stream_sender(index: int, sender: str, name: str, settings: Settings, ur
     try:
         link = SenderLink(url, keys, sender, settings.text, settings.claim_after,
                           Patient(url, settings.broker_timeout, say, give_up=stopping))
-        link.hello(name, spec, local)
+        link.hello(name, spec)
 
         def pause(seconds: float) -> None:
             link.beat_if_due()
