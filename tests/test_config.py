@@ -190,3 +190,20 @@ def test_help_exits_zero(capsys):
 def test_config_path_that_is_a_directory(tmp_path, no_children_left):
     status, out, err = _run(["-c", str(tmp_path)])
     assert status == 2 and out == "" and "--config" in err and err.count("\n") == 1
+
+
+def test_every_shipped_config_parses():
+    import glob
+    import os
+
+    from smsbatch.config import parse_worker_settings
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    paths = sorted(glob.glob(os.path.join(root, "configs", "*.ini")))
+    assert len(paths) >= 4
+    for path in paths:
+        if os.path.basename(path) == "worker.ini":
+            worker = parse_worker_settings(["-c", path])
+            assert worker.broker.startswith("redis://") and len(worker.senders) == 2
+        else:
+            assert parse_settings(["-c", path]).messages > 0
