@@ -39,7 +39,10 @@ from smsbatch.stats import Stats
 
 RUNS_KEY = "smsbatch:runs"
 GROUP = "senders"
-BEAT_SECONDS = 1.0  # a sender speaks, renews its claims and reads the run state this often
+# A sender speaks, renews its claims and reads the run state this often (or
+# four times per --claim-after, if that is shorter), so a live sender is never
+# taken for a silent one.
+BEAT_SECONDS = 1.0
 RUNNING, STOPPING, DONE = "running", "stopping", "done"
 MAX_QUEUED = 200  # batches the producer may have waiting in the work stream
 RUN_TTL = 120  # seconds the keys of a run live unless the coordinator renews them
@@ -82,11 +85,13 @@ class Patient:
     duplicates are counted once."""
 
     def __init__(self, url: str, timeout: float, say: Callable[[str], None],
-                 give_up: Callable[[], bool] = lambda: False) -> None:
+                 give_up: Callable[[], bool] = lambda: False,
+                 back: Callable[[], None] = lambda: None) -> None:
         self.url = url
         self.timeout = timeout
         self.say = say
         self.give_up = give_up
+        self.back = back  # called when Redis answers again after an outage
         self.down_since: float | None = None
 
     def __call__(self, call: Callable, *args, **kwargs):
@@ -102,6 +107,7 @@ class Patient:
             if self.down_since is not None:
                 self.say(f"Redis at {self.url} is back after {time.monotonic() - self.down_since:.1f}s")
                 self.down_since = None
+                self.back()
             return result
 
     def _failed(self, error: Exception) -> None:
@@ -116,6 +122,20 @@ class Patient:
 
 def _one_line(error: Exception) -> str:
     return " ".join(str(error).split()) or type(error).__name__
+
+
+def run_state(client: redis.Redis, keys: RunKeys) -> tuple[bytes | None, int]:
+    """The run's state, and the seconds before its keys expire."""
+    pipe = client.pipeline(transaction=False)
+    pipe.get(keys.state)
+    pipe.ttl(keys.state)
+    return tuple(pipe.execute())
+
+
+def live_run(state: bytes | None, ttl: int) -> bool:
+    """A run in progress whose coordinator still renews its keys (else it
+    ended, is stopping, or its coordinator died)."""
+    return state == RUNNING.encode() and not 0 <= ttl < RUN_TTL - COORDINATOR_SILENT
 
 
 def check_reachable(url: str) -> None:
@@ -281,6 +301,7 @@ class SenderLink:
         self.sender = sender
         self.text = text
         self.claim_after_ms = int(claim_after * 1000)
+        self.beat_seconds = min(BEAT_SECONDS, claim_after / 4)
         self.patient = patient
         self.held: dict[int, _Held] = {}
         self.next_key = 0
@@ -326,6 +347,7 @@ class SenderLink:
         return item
 
     def _read(self, timeout: float):
+        timeout = min(timeout, self.beat_seconds)  # back in time for the next beat
         block = max(1, int(timeout * 1000)) if timeout > 0 else None
         answer = self._call(self.client.xreadgroup, GROUP, self.sender, {self.keys.work: ">"},
                             count=1, block=block)
@@ -338,7 +360,7 @@ class SenderLink:
         now = time.monotonic()
         if now < self.next_reclaim:
             return None
-        self.next_reclaim = now + BEAT_SECONDS
+        self.next_reclaim = now + self.beat_seconds
         answer = self._call(self.client.xautoclaim, self.keys.work, GROUP, self.sender,
                             self.claim_after_ms, start_id=self.reclaim_from, count=1)
         self.reclaim_from = answer[0]
@@ -355,10 +377,8 @@ class SenderLink:
         now = time.monotonic()
         if now < self.next_beat:
             return
-        self.next_beat = now + BEAT_SECONDS
-        state, ttl = self._call(self._beat)
-        # Over, stopping, or the coordinator stopped renewing the run's keys (it died).
-        if state != RUNNING.encode() or 0 <= ttl < RUN_TTL - COORDINATOR_SILENT:
+        self.next_beat = now + self.beat_seconds
+        if not live_run(*self._call(self._beat)):
             self.over = True
 
     def _beat(self) -> tuple[bytes | None, int]:

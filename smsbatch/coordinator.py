@@ -99,7 +99,7 @@ class StreamRunner(Runner):
         self.keys = RunKeys(self.run_id)
         self.client = connect(self.url)
         self.call = Patient(self.url, self.settings.broker_timeout, self._note,
-                            give_up=lambda: bool(self.signals))
+                            give_up=lambda: bool(self.signals), back=self._forgive_silence)
         self.slots: list[Slot] = []
         self.slot_of: dict[str, int] = {}  # consumer name -> index in slots
         self.last_read = "0-0"
@@ -244,6 +244,12 @@ class StreamRunner(Runner):
                 slot.state = f"lost (silent {silent:.0f}s)"
                 self._note(f"{slot.name} is silent for {silent:.0f}s: counted lost; "
                                   "its batches go to the others")
+
+    def _forgive_silence(self) -> None:
+        """After an outage every sender was silent through no fault of its own."""
+        now = self.clock.now()
+        for slot in self.slots:
+            slot.last_seen = now
 
     def _renew_keys(self) -> bool:
         """Keep the run's keys alive (they expire if we die); False if they are gone."""

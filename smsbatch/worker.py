@@ -13,8 +13,9 @@ from dataclasses import replace
 from multiprocessing import connection, get_context
 from typing import TextIO
 
-from smsbatch.broker import (DONE, RUNNING, RUNS_KEY, BrokerDown, Patient, RunGone, RunKeys,
-                             SenderLink, connect, consumer_name, process_label, settings_for_worker)
+from smsbatch.broker import (RUNNING, RUNS_KEY, BrokerDown, Patient, RunGone, RunKeys, SenderLink,
+                             connect, consumer_name, live_run, process_label, run_state,
+                             settings_for_worker)
 from smsbatch.children import (StopSignal, enter_child, parent_alive, report_crash,
                                termination_requested)
 from smsbatch.clock import Clock, SimClock
@@ -42,9 +43,9 @@ def run_stream_sender(index: int, sender: str, name: str, settings: Settings, ur
                           Patient(url, settings.broker_timeout, say, give_up=stopping))
         link.hello(name, spec)
 
-        def pause(seconds: float) -> None:
+        def pause(seconds: float) -> None:  # may return early: the engine looks again
             link.beat_if_due()
-            stop_signal.wait(seconds)
+            stop_signal.wait(min(seconds, link.beat_seconds))
 
         SenderEngine(
             index, spec, settings,
@@ -102,14 +103,14 @@ class Worker:
             wanted = self.settings.run_id
             candidates = [wanted] if wanted else [r.decode() for r in self.patient(self.client.zrange, RUNS_KEY, 0, -1)]
             for run_id in candidates:
-                state = self.patient(self.client.get, RunKeys(run_id).state)
-                if state == RUNNING.encode():
+                state, ttl = self.patient(run_state, self.client, RunKeys(run_id))
+                if live_run(state, ttl):
                     return run_id
-                if wanted and state == DONE.encode():
+                if wanted and state is not None and state != RUNNING.encode():
                     self.say(f"run {wanted} is over")
                     return None
                 if state is None and not wanted:
-                    self.patient(self.client.zrem, RUNS_KEY, run_id)  # its coordinator is gone
+                    self.patient(self.client.zrem, RUNS_KEY, run_id)  # its keys expired
             if not waiting:
                 self.say(f"waiting for {'run ' + wanted if wanted else 'a run'} on {self.settings.broker}")
                 waiting = True
