@@ -173,6 +173,28 @@ def test_two_runs_side_by_side_do_not_mix(tmp_path, redis_url, no_children_left)
     assert first.summary["run_id"] != second.summary["run_id"]
 
 
+def test_streams_stay_short_however_long_the_run(tmp_path, no_children_left, private_redis):
+    # Senders slower than the producer: the work stream fills up to its bound
+    # (back-pressure), and the results stream is trimmed as it is read.
+    client = redis.Redis.from_url(private_redis.url)
+    run = Run(tmp_path, "--broker", private_redis.url, "--messages", "40000", "--sender", "0.001:0",
+              "--sender", "0.001:0", "--seed", "12", "--no-progress")
+    longest = {"work": 0, "results": 0}
+    stop_at = time.monotonic() + 2.0
+    while run.proc.poll() is None:
+        for key in client.keys("smsbatch:*:work") + client.keys("smsbatch:*:results"):
+            kind = key.decode().rsplit(":", 1)[1]
+            longest[kind] = max(longest[kind], client.xlen(key))
+        if time.monotonic() > stop_at:
+            os.kill(run.proc.pid, signal.SIGINT)
+            stop_at = float("inf")
+        time.sleep(0.005)
+    run.finish().accounted()
+    assert run.status == 130 and 0 < run.summary["sent"] < 40000
+    assert broker.MAX_QUEUED * 0.9 <= longest["work"] <= broker.MAX_QUEUED + 1
+    assert 0 < longest["results"] < 100
+
+
 def test_redis_stopped_mid_run(tmp_path, no_children_left, private_redis):
     url = private_redis.url
     worker = WorkerProc(url, "--sender", "0.05:0", "--broker-timeout", "1")
