@@ -77,6 +77,7 @@ class Worker:
         self.patient = Patient(settings.broker, settings.broker_timeout, self.say,
                                give_up=lambda: bool(self.signals))
         self.ctx = get_context("fork")
+        self.served: set[str] = set()  # a run left (ended, or its senders died) is not joined again
 
     def say(self, text: str) -> None:
         self.out.write(f"smsbatch worker: {text}\n")
@@ -103,6 +104,10 @@ class Worker:
             wanted = self.settings.run_id
             candidates = [wanted] if wanted else [r.decode() for r in self.patient(self.client.zrange, RUNS_KEY, 0, -1)]
             for run_id in candidates:
+                if run_id in self.served:
+                    if wanted:
+                        return None  # the one run it was asked to serve
+                    continue
                 state, ttl = self.patient(run_state, self.client, RunKeys(run_id))
                 if live_run(state, ttl):
                     return run_id
@@ -118,6 +123,7 @@ class Worker:
         return None
 
     def _serve(self, run_id: str) -> None:
+        self.served.add(run_id)
         keys = RunKeys(run_id)
         info = self.patient(self.client.get, keys.info)
         if info is None:
