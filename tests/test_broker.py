@@ -162,15 +162,21 @@ def test_ctrl_c_on_the_coordinator_stops_the_workers_senders_too(tmp_path, redis
 def test_two_runs_side_by_side_do_not_mix(tmp_path, redis_url, no_children_left):
     first = Run(tmp_path, "--broker", redis_url, "--messages", "2000", "--sender", "0.01:0.1",
                 "--seed", "7", *FAST, summary="first.json")
-    second = Run(tmp_path, "--broker", redis_url, "--messages", "1500", "--sender", "0.01:0.2",
-                 "--sender", "0:0", "--seed", "8", *FAST, summary="second.json")
-    for run, messages, senders in [(first, 2000, 1), (second, 1500, 2)]:
+    second = Run(tmp_path, "--broker", redis_url, "--messages", "3000", "--sender", "0.01:0.2",
+                 "--sender", "0.02:0", "--seed", "8", *FAST, summary="second.json")
+    second.proc.stdout.readline()
+    second_id = second.proc.stdout.readline().split()[2]  # "smsbatch: run ID on URL; ..."
+    worker = WorkerProc(redis_url, "--run", second_id, "--sender", "0.01:0:name=far")
+    for run, messages, senders in [(first, 2000, 1), (second, 3000, 3)]:
         run.finish().accounted()
         s = run.summary
         assert run.status == 0 and s["messages"] == messages and s["unsent"] == 0
         assert len(s["senders"]) == senders and s["duplicates"] == 0
         assert sum(x["attempts"] for x in s["senders"]) == messages
-    assert first.summary["run_id"] != second.summary["run_id"]
+    assert second.summary["run_id"] == second_id != first.summary["run_id"]
+    assert second.summary["senders"][2]["name"].startswith("far@")
+    worker.finish()  # it served the run it was asked to, and left
+    assert worker.status == 0 and f"joined run {second_id}" in worker.out
 
 
 def test_streams_stay_short_however_long_the_run(tmp_path, no_children_left, private_redis):
