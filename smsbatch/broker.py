@@ -26,6 +26,7 @@ this code, and must not be able to run theirs.
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
 import time
@@ -45,10 +46,12 @@ GROUP = "senders"
 BEAT_SECONDS = 1.0
 RUNNING, STOPPING, DONE = "running", "stopping", "done"
 MAX_QUEUED = 200  # batches the producer may have waiting in the work stream
-RUN_TTL = 120  # seconds the keys of a run live unless the coordinator renews them
 ENDED_TTL = 60  # seconds they live once the run is over: workers see "done", then they go
 SOCKET_TIMEOUT = 5.0  # a Redis that answers nothing for this long is down
-COORDINATOR_SILENT = 60  # seconds without the coordinator renewing the keys: it is gone
+# While a run lasts, the coordinator renews its keys every second to live this
+# much longer than its own --broker-timeout: if it dies (or loses Redis and
+# gives up), the keys expire soon after, and every sender sees the run is over.
+KEY_TTL_MARGIN = 5
 _TO_DIGITS = bytes.maketrans(b"\x01\x02\x03", b"123")
 _FROM_DIGITS = bytes.maketrans(b"123", b"\x01\x02\x03")
 
@@ -124,18 +127,9 @@ def _one_line(error: Exception) -> str:
     return " ".join(str(error).split()) or type(error).__name__
 
 
-def run_state(client: redis.Redis, keys: RunKeys) -> tuple[bytes | None, int]:
-    """The run's state, and the seconds before its keys expire."""
-    pipe = client.pipeline(transaction=False)
-    pipe.get(keys.state)
-    pipe.ttl(keys.state)
-    return tuple(pipe.execute())
-
-
-def live_run(state: bytes | None, ttl: int) -> bool:
-    """A run in progress whose coordinator still renews its keys (else it
-    ended, is stopping, or its coordinator died)."""
-    return state == RUNNING.encode() and not 0 <= ttl < RUN_TTL - COORDINATOR_SILENT
+def run_ttl(broker_timeout: float) -> int:
+    """Seconds a running run's keys live unless the coordinator renews them."""
+    return math.ceil(broker_timeout) + KEY_TTL_MARGIN
 
 
 def check_reachable(url: str) -> None:
@@ -330,9 +324,13 @@ class SenderLink:
         self.beat_if_due()
         if self.over:
             return None
-        entry = self._reclaim_if_due()
-        reclaimed = entry is not None
-        entry = entry or self._read(timeout)
+        try:
+            entry = self._reclaim_if_due()
+            reclaimed = entry is not None
+            entry = entry or self._read(timeout)
+        except RunGone:  # its keys expired: the coordinator is gone
+            self.over = True
+            return None
         if entry is None:
             return None
         entry_id, fields = entry
@@ -378,18 +376,21 @@ class SenderLink:
         if now < self.next_beat:
             return
         self.next_beat = now + self.beat_seconds
-        if not live_run(*self._call(self._beat)):
+        try:
+            state = self._call(self._beat)
+        except RunGone:
+            state = None
+        if state != RUNNING.encode():  # over, stopping, or expired (the coordinator is gone)
             self.over = True
 
-    def _beat(self) -> tuple[bytes | None, int]:
+    def _beat(self) -> bytes | None:
         pipe = self.client.pipeline(transaction=False)  # made here: a failed pipeline is emptied
         if self.held:
             pipe.xclaim(self.keys.work, GROUP, self.sender, 0,
                         [held.entry for held in self.held.values()], idle=0, justid=True)
         pipe.xadd(self.keys.results, report_fields("beat", self.sender), nomkstream=True)
         pipe.get(self.keys.state)
-        pipe.ttl(self.keys.state)
-        return tuple(pipe.execute()[-2:])
+        return pipe.execute()[-1]
 
     # ---- report ----
 

@@ -31,10 +31,10 @@ from dataclasses import dataclass, field
 
 import redis
 
-from smsbatch.broker import (DONE, ENDED_TTL, GROUP, RUN_TTL, RUNNING, RUNS_KEY, STOPPING,
+from smsbatch.broker import (DONE, ENDED_TTL, GROUP, RUNNING, RUNS_KEY, STOPPING,
                              BEAT_SECONDS, BrokerDown, Patient, RunGone, RunKeys, batch_fields,
                              connect, consumer_name, decode_ids, decode_outcomes, report_fields,
-                             run_info, spec_from_json, stats_from_json, StreamProducer)
+                             run_info, run_ttl, spec_from_json, stats_from_json, StreamProducer)
 from smsbatch.children import StopSignal
 from smsbatch.config import SenderSpec
 from smsbatch.model import MessageBatch, Stop
@@ -97,6 +97,7 @@ class StreamRunner(Runner):
         super().__post_init__()
         self.url = self.settings.broker
         self.keys = RunKeys(self.run_id)
+        self.ttl = run_ttl(self.settings.broker_timeout)
         self.client = connect(self.url)
         self.call = Patient(self.url, self.settings.broker_timeout, self._note,
                             give_up=lambda: bool(self.signals), back=self._forgive_silence)
@@ -127,12 +128,12 @@ class StreamRunner(Runner):
 
     def _create_run(self) -> None:
         pipe = self.client.pipeline(transaction=True)  # made here: a failed pipeline is emptied
-        pipe.set(self.keys.state, RUNNING, ex=RUN_TTL)
-        pipe.set(self.keys.info, run_info(self.settings), ex=RUN_TTL)
+        pipe.set(self.keys.state, RUNNING, ex=self.ttl)
+        pipe.set(self.keys.info, run_info(self.settings), ex=self.ttl)
         pipe.xgroup_create(self.keys.work, GROUP, id="0", mkstream=True)
         pipe.xadd(self.keys.results, report_fields("start", ""))
-        pipe.expire(self.keys.work, RUN_TTL)
-        pipe.expire(self.keys.results, RUN_TTL)
+        pipe.expire(self.keys.work, self.ttl)
+        pipe.expire(self.keys.results, self.ttl)
         pipe.zadd(RUNS_KEY, {self.run_id: time.time()})
         pipe.execute()
 
@@ -255,7 +256,7 @@ class StreamRunner(Runner):
         """Keep the run's keys alive (they expire if we die); False if they are gone."""
         pipe = self.client.pipeline(transaction=False)
         for key in self.keys.all():
-            pipe.expire(key, RUN_TTL)
+            pipe.expire(key, self.ttl)
         pipe.exists(self.keys.state)
         return bool(pipe.execute()[-1])
 
@@ -290,7 +291,7 @@ class StreamRunner(Runner):
         return False  # a silent sender's batches are taken over through Redis
 
     def _send_stops(self) -> None:
-        self.call(self.client.set, self.keys.state, DONE, ex=RUN_TTL)  # for senders between reads
+        self.call(self.client.set, self.keys.state, DONE, ex=self.ttl)  # for senders between reads
         super()._send_stops()
         self.deadline = min(self.deadline, self.clock.now() + WARM_STOP_SECONDS + BEAT_SECONDS)
 
@@ -298,7 +299,7 @@ class StreamRunner(Runner):
         super()._warm_stop(reason)
         self.deadline += BEAT_SECONDS  # senders elsewhere hear of it within a beat
         if not self.broker_gone:
-            self.call(self.client.set, self.keys.state, STOPPING, ex=RUN_TTL)
+            self.call(self.client.set, self.keys.state, STOPPING, ex=self.ttl)
 
     def _broker_lost(self, reason: str) -> None:
         self.broker_gone = True

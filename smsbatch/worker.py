@@ -14,7 +14,7 @@ from multiprocessing import connection, get_context
 from typing import TextIO
 
 from smsbatch.broker import (RUNNING, RUNS_KEY, BrokerDown, Patient, RunGone, RunKeys, SenderLink,
-                             connect, consumer_name, live_run, process_label, run_state,
+                             connect, consumer_name, process_label,
                              settings_for_worker)
 from smsbatch.children import (StopSignal, enter_child, parent_alive, report_crash,
                                termination_requested)
@@ -108,14 +108,14 @@ class Worker:
                     if wanted:
                         return None  # the one run it was asked to serve
                     continue
-                state, ttl = self.patient(run_state, self.client, RunKeys(run_id))
-                if live_run(state, ttl):
+                state = self.patient(self.client.get, RunKeys(run_id).state)
+                if state == RUNNING.encode():
                     return run_id
                 if wanted and state is not None and state != RUNNING.encode():
                     self.say(f"run {wanted} is over")
                     return None
                 if state is None and not wanted:
-                    self.patient(self.client.zrem, RUNS_KEY, run_id)  # its keys expired
+                    self.patient(self.client.zrem, RUNS_KEY, run_id)  # its keys expired: it is gone
             if not waiting:
                 self.say(f"waiting for {'run ' + wanted if wanted else 'a run'} on {self.settings.broker}")
                 waiting = True

@@ -159,6 +159,23 @@ def test_ctrl_c_on_the_coordinator_stops_the_workers_senders_too(tmp_path, redis
     assert worker.out.split("left run ", 1)[1].rstrip().endswith(f"waiting for a run on {redis_url}")
 
 
+def test_workers_leave_a_run_whose_coordinator_died(tmp_path, redis_url, no_children_left):
+    worker = WorkerProc(redis_url, "--sender", "0.5:0", "--once")
+    run = Run(tmp_path, "--broker", redis_url, "--messages", "5000", "--sender", "0.5:0",
+              "--broker-timeout", "1", "--seed", "13", *FAST)
+    run.proc.stdout.readline()
+    keys = broker.RunKeys(run.proc.stdout.readline().split()[2])
+    time.sleep(1.5)
+    os.killpg(run.proc.pid, signal.SIGKILL)  # the coordinator and its own children
+    run.proc.wait(10)
+    killed = time.monotonic()
+    worker.finish(timeout=30)  # the run's keys expire 1 + 5 s after the last renewal
+    assert worker.status == 0 and f"left run {keys.run_id}" in worker.out
+    assert time.monotonic() - killed < 10
+    client = redis.Redis.from_url(redis_url)
+    assert not any(client.exists(key) for key in keys.all())  # a leaving sender re-made none
+
+
 def test_two_runs_side_by_side_do_not_mix(tmp_path, redis_url, no_children_left):
     first = Run(tmp_path, "--broker", redis_url, "--messages", "2000", "--sender", "0.01:0.1",
                 "--seed", "7", *FAST, summary="first.json")
