@@ -252,8 +252,11 @@ class StreamProducer:
             if time.monotonic() >= deadline:
                 return False
             time.sleep(0.01)
-        self.patient(self.client.xadd, self.keys.work, batch_fields(batch.ids, batch.numbers, batch.attempts),
-                     nomkstream=True)
+        entry = self.patient(self.client.xadd, self.keys.work,
+                             batch_fields(batch.ids, batch.numbers, batch.attempts), nomkstream=True)
+        if entry is None:  # no stream to add to: Redis lost the run (the coordinator says so too)
+            _stderr_line("producer")("the run's work stream is gone from Redis; stopping")
+            os._exit(1)
         return True
 
     def flush(self) -> None:

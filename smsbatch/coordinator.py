@@ -45,6 +45,7 @@ from smsbatch.stats import Stats
 from smsbatch.worker import run_stream_sender
 
 READ_COUNT = 1000  # result entries per XREAD
+RUN_GONE = "the run's keys are gone from Redis (restarted without its data?)"
 
 
 def new_run_id() -> str:
@@ -235,7 +236,7 @@ class StreamRunner(Runner):
             return
         self.next_beat = now + BEAT_SECONDS
         if not self.call(self._renew_keys):
-            raise RunGone("the run's keys are gone from Redis (restarted without its data?)")
+            raise RunGone(RUN_GONE)
         for index in list(self.live):
             slot = self.slots[index]
             silent = now - slot.last_seen
@@ -275,8 +276,11 @@ class StreamRunner(Runner):
                           f"after {self.settings.claim_after:g}s")
 
     def _producer_died(self, reason: str) -> None:
-        if not self.broker_gone:  # else it gave up on Redis, as the runner did
-            super()._producer_died(reason)
+        if self.broker_gone:  # it gave up on Redis, as the runner did
+            return
+        if not self.call(self._renew_keys):  # it found the run gone from Redis: that is the news
+            raise RunGone(RUN_GONE)
+        super()._producer_died(reason)
 
     def _put_batch(self, ids, phones, attempts) -> None:
         self.pending_puts.append(MessageBatch.of(0, tuple(ids), phones, "", tuple(attempts)))

@@ -247,15 +247,17 @@ def test_redis_back_within_the_timeout(tmp_path, no_children_left, private_redis
 
 
 def test_redis_back_without_the_runs_data(tmp_path, no_children_left, private_redis):
-    run = Run(tmp_path, "--broker", private_redis.url, "--messages", "3000", "--sender", "0.02:0",
+    # 400 batches of 50: the producer is still at work (held back) when Redis comes back empty
+    run = Run(tmp_path, "--broker", private_redis.url, "--messages", "20000", "--sender", "0.02:0",
               "--broker-timeout", "20", "--seed", "14", *FAST)
     time.sleep(1.0)
     private_redis.stop()  # nothing saved: it comes back empty
     private_redis.start()
     run.finish(timeout=45).accounted()
     s = run.summary
-    assert run.status == 1 and 0 < s["sent"] < 3000 and s["unsent"] == 3000 - s["sent"]
+    assert run.status == 1 and 0 < s["sent"] < 20000 and s["unsent"] == 20000 - s["sent"]
     assert "gone from Redis" in s["stopped_by"] and "gone from Redis" in run.err
+    assert s["produced"] is None  # the producer did not pretend to add to a stream that was gone
 
 
 def test_bad_broker_input_starts_nothing(no_children_left):
