@@ -292,8 +292,9 @@ class SenderLink:
     SenderEngine is given, over Redis instead of a queue and a pipe."""
 
     def __init__(self, url: str, keys: RunKeys, sender: str, text: str, claim_after: float,
-                 patient: Patient) -> None:
+                 patient: Patient, share: int) -> None:
         self.client = connect(url)
+        self.share = share  # messages to hold at once (see runner.share_for)
         self.keys = keys
         self.sender = sender
         self.text = text
@@ -344,8 +345,24 @@ class SenderLink:
             return item
         if reclaimed:
             self.redelivered += len(item)
+        if len(item) > self.share:
+            item = self._keep_share(item)
         self.held[key] = _Held(entry_id, item)
         return item
+
+    def _keep_share(self, batch: MessageBatch) -> MessageBatch:
+        """Keep what this sender will get through soon, and put the rest back
+        as a new batch for any sender: batches are sized for the coordinator's
+        senders, and a slow sender elsewhere must not sit on a thousand
+        messages. The entry is acknowledged when the part kept is done; if this
+        sender dies first, the whole entry comes round again, and the part
+        given back is then sent twice and counted once."""
+        keep, phones, attempts = self.share, batch.phones(), batch.attempts
+        rest = batch_fields(batch.ids[keep:], pack_numbers(phones[keep:]),
+                            attempts[keep:] if attempts else None)
+        self._call(self.client.xadd, self.keys.work, rest, nomkstream=True)
+        return MessageBatch(batch.key, batch.ids[:keep], pack_numbers(phones[:keep]), batch.text,
+                            attempts[:keep] if attempts else None)
 
     def _read(self, timeout: float):
         timeout = min(timeout, self.beat_seconds)  # back in time for the next beat

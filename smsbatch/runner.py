@@ -45,7 +45,7 @@ from enum import IntEnum
 
 from smsbatch.children import StopSignal
 from smsbatch.clock import Clock, SimClock
-from smsbatch.config import Settings
+from smsbatch.config import SenderSpec, Settings
 from smsbatch.ledger import Ledger
 from smsbatch.model import (ChildFailed, Claimed, MessageBatch, Progress, ProducerDone,
                             SenderDone, Stop, RETRY, SENT, FAILED)
@@ -74,19 +74,29 @@ class ExitStatus(IntEnum):
     TERMINATED = 143  # SIGTERM
 
 
+def real_seconds_per_message(spec: SenderSpec, speed: float) -> float:
+    """How long a sender takes per message, in real seconds, when busy."""
+    per_send = spec.mean / spec.window
+    if spec.rate:
+        per_send = max(per_send, 1.0 / spec.rate)
+    return per_send / speed
+
+
+def share_for(spec: SenderSpec, speed: float) -> int:
+    """Messages a sender should hold at once: BATCH_REAL_SECONDS of work, and
+    enough to fill its window."""
+    per_message = real_seconds_per_message(spec, speed)
+    by_time = MAX_BATCH if per_message == 0 else int(BATCH_REAL_SECONDS / per_message)
+    return max(1, spec.window, min(MAX_BATCH, by_time))
+
+
 def choose_batch_size(settings: Settings, messages: int) -> int:
     """Large batches for fast senders; small enough that the slowest sender
     holds little more than BATCH_REAL_SECONDS of work, and every sender gets
     several batches."""
-    def real_seconds_per_message(spec) -> float:
-        per_send = spec.mean / spec.window
-        if spec.rate:
-            per_send = max(per_send, 1.0 / spec.rate)
-        return per_send / settings.speed
-
     if not settings.senders:  # only workers elsewhere, of unknown speed: modest batches
         return max(1, min(UNKNOWN_SENDERS_BATCH, math.ceil(messages / 16)))
-    slowest = max(real_seconds_per_message(spec) for spec in settings.senders)
+    slowest = max(real_seconds_per_message(spec, settings.speed) for spec in settings.senders)
     by_time = MAX_BATCH if slowest == 0 else int(BATCH_REAL_SECONDS / slowest)
     by_share = math.ceil(messages / (4 * len(settings.senders)))
     return max(1, min(MAX_BATCH, by_time, by_share))

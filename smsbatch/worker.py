@@ -21,6 +21,7 @@ from smsbatch.children import (StopSignal, enter_child, parent_alive, report_cra
 from smsbatch.clock import Clock, SimClock
 from smsbatch.config import SenderSpec, Settings, WorkerSettings
 from smsbatch.model import ChildFailed
+from smsbatch.runner import share_for
 from smsbatch.sender import SenderEngine, sender_rng
 
 LOOK_SECONDS = 0.2  # how often a waiting worker looks for a run, and for signals
@@ -30,7 +31,7 @@ def run_stream_sender(index: int, sender: str, name: str, settings: Settings, ur
                       keys: RunKeys, local: bool, conn, stop_signal, parent_pid: int) -> None:
     """Entry point of a sender process that takes its work from Redis."""
     spec = settings.senders[index]
-    enter_child(f"smsbatch: sender {name} ({spec.describe()}) via Redis", parent_pid)
+    enter_child(f"smsbatch: {name} ({spec.describe()}) via Redis", parent_pid)
 
     def stopping() -> bool:
         return stop_signal.is_set() or termination_requested() or not parent_alive(parent_pid)
@@ -40,7 +41,8 @@ def run_stream_sender(index: int, sender: str, name: str, settings: Settings, ur
 
     try:
         link = SenderLink(url, keys, sender, settings.text, settings.claim_after,
-                          Patient(url, settings.broker_timeout, say, give_up=stopping))
+                          Patient(url, settings.broker_timeout, say, give_up=stopping),
+                          share_for(spec, settings.speed))
         link.hello(name, spec)
 
         def pause(seconds: float) -> None:  # may return early: the engine looks again

@@ -124,6 +124,20 @@ def test_a_worker_that_leaves_gives_its_work_back(tmp_path, redis_url, no_childr
     assert slow["state"].startswith("left (gave back ") and slow["state"] != "left (gave back 0)"
 
 
+def test_a_slow_sender_elsewhere_does_not_sit_on_a_big_batch(tmp_path, redis_url, no_children_left):
+    # Batches are sized for the fast local sender (1000 messages); the remote
+    # one takes a second per message, so it must keep one and give the rest back.
+    worker = WorkerProc(redis_url, "--sender", "1:0:distribution=constant:name=slow", "--once")
+    run = Run(tmp_path, "--broker", redis_url, "--messages", "40000", "--sender", "0.0001:0",
+              "--seed", "15", "--no-progress", "--claim-after", "1")
+    run.finish(timeout=50).accounted()
+    worker.finish(timeout=10)
+    s = run.summary
+    assert run.status == 0 and s["sent"] == 40000
+    slow = s["senders"][1]
+    assert slow["name"].startswith("slow@") and 1 <= slow["attempts"] <= 10
+
+
 def test_a_worker_joins_mid_run(tmp_path, redis_url, no_children_left):
     run = Run(tmp_path, "--broker", redis_url, "--messages", "3000", "--sender", "0.05:0",
               "--seed", "6", *FAST)
