@@ -1,6 +1,7 @@
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -48,6 +49,17 @@ def _zombie(pid: int) -> bool:
             return handle.read().rsplit(")", 1)[1].split()[0] == "Z"
     except OSError:
         return False
+
+
+def communicate_or_kill(proc, timeout):
+    """proc.communicate(); if it runs too long, kill its whole process group
+    first (a failing test must not leave a run going under the next ones)."""
+    try:
+        return proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
 
 
 @pytest.fixture
@@ -104,7 +116,7 @@ class Run:
         time.sleep(minimum_seconds)
 
     def finish(self, timeout=30):
-        out, err = self.proc.communicate(timeout=timeout)
+        out, err = communicate_or_kill(self.proc, timeout)
         self.out, self.err = out, err
         self.status = self.proc.returncode
         self.summary = json.loads(self.summary_path.read_text())
@@ -215,7 +227,7 @@ class WorkerProc:
         )
 
     def finish(self, timeout=30):
-        self.out, self.err = self.proc.communicate(timeout=timeout)
+        self.out, self.err = communicate_or_kill(self.proc, timeout)
         self.status = self.proc.returncode
         return self
 
