@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import Run, WorkerProc, child_pids, wait_until_gone
+from conftest import Run, WorkerProc, child_pids
 from smsbatch.ledger import Ledger
 from smsbatch.model import FAILED, RETRY, SENT
 from smsbatch.stats import Stats

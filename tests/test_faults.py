@@ -6,13 +6,11 @@ import io
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
 
-from conftest import Run, child_pids, wait_until_gone
+from conftest import Run, wait_until_gone
 from smsbatch.cli import main
 from smsbatch.sender import SenderEngine
 
