@@ -172,6 +172,18 @@ def batch_fields(ids, numbers: str, attempts) -> dict:
     return fields
 
 
+def part_fields(batch: MessageBatch, positions) -> dict:
+    """Batch fields for the messages at `positions` of `batch` (a range of
+    positions keeps a range of ids compact)."""
+    phones = batch.phones()
+    if isinstance(positions, range):
+        part = slice(positions.start, positions.stop)
+        return batch_fields(batch.ids[part], pack_numbers(phones[part]),
+                            batch.attempts[part] if batch.attempts else None)
+    return batch_fields([batch.ids[p] for p in positions], pack_numbers(phones[p] for p in positions),
+                        [batch.attempt(p) for p in positions])
+
+
 def batch_from(key: int, fields: dict, text: str) -> MessageBatch | Stop:
     if b"stop" in fields:
         return Stop()
@@ -239,11 +251,11 @@ class StreamProducer:
     def put(self, batch: MessageBatch, timeout: float) -> bool:
         if self.client is None:  # made in the producer process, not inherited through fork
             self.client = connect(self.url)
-            self.patient = Patient(self.url, self.timeout, _stderr_line("producer"))
+            self.patient = Patient(self.url, self.timeout, stderr_line("producer"))
         try:
             return self._put(batch, timeout)
         except BrokerDown as error:
-            _stderr_line("producer")(f"{error}; stopping")
+            stderr_line("producer")(f"{error}; stopping")
             os._exit(1)  # the coordinator has its own word on it; no traceback
 
     def _put(self, batch: MessageBatch, timeout: float) -> bool:
@@ -255,7 +267,7 @@ class StreamProducer:
         entry = self.patient(self.client.xadd, self.keys.work,
                              batch_fields(batch.ids, batch.numbers, batch.attempts), nomkstream=True)
         if entry is None:  # no stream to add to: Redis lost the run (the coordinator says so too)
-            _stderr_line("producer")("the run's work stream is gone from Redis; stopping")
+            stderr_line("producer")("the run's work stream is gone from Redis; stopping")
             os._exit(1)
         return True
 
@@ -266,7 +278,8 @@ class StreamProducer:
         pass
 
 
-def _stderr_line(role: str) -> Callable[[str], None]:
+def stderr_line(role: str) -> Callable[[str], None]:
+    """A function that writes one line for `role` on stderr, whole (one write)."""
     def say(text: str) -> None:
         os.write(2, f"smsbatch: {role}: {text}\n".encode())
     return say
@@ -357,12 +370,11 @@ class SenderLink:
         messages. The entry is acknowledged when the part kept is done; if this
         sender dies first, the whole entry comes round again, and the part
         given back is then sent twice and counted once."""
-        keep, phones, attempts = self.share, batch.phones(), batch.attempts
-        rest = batch_fields(batch.ids[keep:], pack_numbers(phones[keep:]),
-                            attempts[keep:] if attempts else None)
+        rest = part_fields(batch, range(self.share, len(batch)))
         self._call(self.client.xadd, self.keys.work, rest, nomkstream=True)
-        return MessageBatch(batch.key, batch.ids[:keep], pack_numbers(phones[:keep]), batch.text,
-                            attempts[:keep] if attempts else None)
+        kept = slice(0, self.share)
+        return MessageBatch(batch.key, batch.ids[kept], pack_numbers(batch.phones()[kept]), batch.text,
+                            batch.attempts[kept] if batch.attempts else None)
 
     def _read(self, timeout: float):
         timeout = min(timeout, self.beat_seconds)  # back in time for the next beat
@@ -472,13 +484,8 @@ class SenderLink:
         for held in self.held.values():
             offsets = [o for o, reported in enumerate(held.reported) if not reported]
             entries.append(held.entry)
-            if not offsets:
-                continue
-            batch = held.batch
-            phones = batch.phones()
-            give_back.append(batch_fields(
-                [batch.ids[o] for o in offsets], pack_numbers(phones[o] for o in offsets),
-                [batch.attempt(o) for o in offsets]))
-            count += len(offsets)
+            if offsets:
+                give_back.append(part_fields(held.batch, offsets))
+                count += len(offsets)
         self.held.clear()
         self._call(self._write, report_fields("bye", self.sender, given_back=count), entries, give_back)

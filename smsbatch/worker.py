@@ -14,8 +14,8 @@ from multiprocessing import connection, get_context
 from typing import TextIO
 
 from smsbatch.broker import (RUNNING, RUNS_KEY, BrokerDown, Patient, RunGone, RunKeys, SenderLink,
-                             connect, consumer_name, process_label,
-                             settings_for_worker)
+                             connect, consumer_name, process_label, settings_for_worker,
+                             stderr_line)
 from smsbatch.children import (StopSignal, enter_child, parent_alive, report_crash,
                                termination_requested)
 from smsbatch.clock import Clock, SimClock
@@ -36,8 +36,7 @@ def run_stream_sender(index: int, sender: str, name: str, settings: Settings, ur
     def stopping() -> bool:
         return stop_signal.is_set() or termination_requested() or not parent_alive(parent_pid)
 
-    def say(text: str) -> None:
-        os.write(2, f"smsbatch: {name}: {text}\n".encode())
+    say = stderr_line(name)
 
     try:
         link = SenderLink(url, keys, sender, settings.text, settings.claim_after,

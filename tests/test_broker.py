@@ -46,6 +46,16 @@ def test_a_batch_travels_whole():
     assert isinstance(broker.batch_from(0, {b"stop": b"1"}, "hi"), broker.Stop)
 
 
+def test_part_of_a_batch_keeps_ids_numbers_and_attempts_together():
+    batch = broker.MessageBatch.of(0, range(10, 14), ["+1555000001%d" % i for i in range(4)], "hi")
+    decode = lambda fields: broker.batch_from(1, {k.encode(): v.encode() for k, v in fields.items()}, "hi")
+    tail = decode(broker.part_fields(batch, range(2, 4)))
+    assert tail.ids == range(12, 14) and tail.phones() == ["+15550000012", "+15550000013"]
+    some = decode(broker.part_fields(batch, [3, 0]))
+    assert some.ids == (13, 10) and some.phones() == ["+15550000013", "+15550000010"]
+    assert some.attempts == (1, 1)
+
+
 def test_ledger_counts_each_message_id_once():
     ledger = Ledger(10)
     ledger.record(range(0, 5), bytes([SENT, SENT, FAILED, RETRY, SENT]))
