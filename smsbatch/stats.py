@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
+
 _ZERO_BUCKET = 0
 _RESOLUTION = 1e-9  # shorter sends count as zero: no clock here measures less
 _EXPONENT_OFFSET = 30  # keeps bucket keys positive
@@ -26,6 +28,18 @@ def bucket_of(seconds: float) -> int:
     if mantissa >= 100:
         mantissa, exponent = 10, exponent + 1
     return (exponent + _EXPONENT_OFFSET) * 100 + mantissa
+
+
+def buckets_of(seconds: np.ndarray) -> np.ndarray:
+    """bucket_of() for a whole array at once."""
+    tiny = seconds < _RESOLUTION
+    safe = np.where(tiny, 1.0, seconds)
+    exponent = np.floor(np.log10(safe))
+    mantissa = np.round(safe / 10.0 ** (exponent - 1))
+    rolled = mantissa >= 100
+    mantissa = np.where(rolled, 10, mantissa)
+    exponent = exponent + rolled
+    return np.where(tiny, _ZERO_BUCKET, (exponent + _EXPONENT_OFFSET) * 100 + mantissa).astype(np.int64)
 
 
 def bucket_value(bucket: int) -> float:
@@ -71,6 +85,33 @@ class Stats:
         self.time_sum += seconds * count
         bucket = bucket_of(seconds)
         self.buckets[bucket] = self.buckets.get(bucket, 0) + count
+
+    def record_block(self, seconds: np.ndarray, failed: np.ndarray) -> None:
+        """Attempts given as arrays of send times and failure flags (no end times)."""
+        if not len(seconds):
+            return
+        count, fails = len(seconds), int(np.count_nonzero(failed))
+        self.attempts += count
+        self.sent += count - fails
+        self.failed += fails
+        self.time_sum += float(seconds.sum())
+        keys, counts = np.unique(buckets_of(seconds), return_counts=True)
+        buckets = self.buckets
+        for bucket, n in zip(keys.tolist(), counts.tolist()):
+            buckets[bucket] = buckets.get(bucket, 0) + n
+
+    def forget(self, seconds: float, ok: bool) -> None:
+        """Take back one attempt recorded before (it never finished)."""
+        self.attempts -= 1
+        if ok:
+            self.sent -= 1
+        else:
+            self.failed -= 1
+        self.time_sum -= seconds
+        bucket = bucket_of(seconds)
+        self.buckets[bucket] -= 1
+        if not self.buckets[bucket]:
+            del self.buckets[bucket]
 
     def merge(self, other: Stats) -> Stats:
         """Add `other` into this one, in place; returns self."""

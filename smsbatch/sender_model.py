@@ -1,0 +1,130 @@
+"""A sender's behaviour, in one place: what each attempt takes and how it ends.
+
+Both modes draw through this: the virtual-time engine (virtual.py) and the
+real-time sender process (sender.py). Each sender has its own generators,
+seeded from (run seed, sender index), one stream each for send times,
+outcomes and retry jitter, so a sender's k-th attempt has the same send time
+and outcome in every mode, however its attempts interleave with the others'.
+
+Draws come in blocks (numpy): a block of send times and a block of outcomes
+per BLOCK attempts. numpy's streams do not depend on the block size (drawing
+5 then 7 values gives the same 12 as drawing 12), so the block size is an
+implementation detail, never part of the answer.
+
+Retry timing belongs to the model too: a failed attempt k (1-based) with
+retries left re-enters the queue at fail time + backoff * 2**(k-1) * U(0.5, 1.5).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from smsbatch.config import SenderSpec, Settings
+
+BLOCK = 4096  # attempts drawn at a time
+
+
+def generators(seed: int, index: int) -> tuple[np.random.Generator, ...]:
+    """A sender's three independent streams: send times, outcomes, retry jitter."""
+    root = np.random.SeedSequence([seed & 0xFFFFFFFFFFFFFFFF, index])
+    return tuple(np.random.Generator(np.random.PCG64(child)) for child in root.spawn(3))
+
+
+class SendTimes:
+    """Draws simulated send times of one distribution, honouring the mean exactly."""
+
+    def __init__(self, name: str, mean: float, spread: float, rng: np.random.Generator) -> None:
+        self.name = "constant" if mean == 0.0 else name
+        self.mean = mean
+        self.spread = spread
+        self.rng = rng
+        self.kept = np.empty(0)  # accepted draws not yet handed out (normal only)
+
+    def take(self, count: int) -> np.ndarray:
+        name, mean, spread, rng = self.name, self.mean, self.spread, self.rng
+        if name == "constant":
+            return np.full(count, mean)
+        if name == "exponential":
+            return rng.exponential(mean, count)
+        if name == "uniform":
+            half_width = math.sqrt(3.0) * spread * mean
+            return rng.uniform(mean - half_width, mean + half_width, count)
+        if name == "lognormal":
+            sigma = math.sqrt(math.log1p(spread * spread))
+            mu = math.log(mean) - sigma * sigma / 2.0  # E[X] = exp(mu + sigma^2/2) = mean
+            return rng.lognormal(mu, sigma, count)
+        if name == "normal":
+            return self._symmetric_normal(count)
+        raise ValueError(f"unknown distribution {name!r}")
+
+    def _symmetric_normal(self, count: int) -> np.ndarray:
+        # Redraw outside [0, 2*mean]: cut on both sides alike, the mean stays put.
+        # Accepted draws are kept in stream order, so blocks do not change the sequence.
+        while len(self.kept) < count:
+            draws = self.rng.normal(self.mean, self.spread * self.mean, count)
+            self.kept = np.concatenate([self.kept, draws[(draws >= 0.0) & (draws <= 2.0 * self.mean)]])
+        taken, self.kept = self.kept[:count], self.kept[count:]
+        return taken
+
+
+class SenderModel:
+    """One sender: its slots, its rate cap, and the draws of every attempt."""
+
+    def __init__(self, spec: SenderSpec, settings: Settings, index: int) -> None:
+        self.spec = spec
+        self.window = spec.window
+        self.start_gap = 1.0 / spec.rate if spec.rate else 0.0  # simulated seconds between starts
+        self.fail_rate = spec.fail_rate
+        self.max_retries = settings.max_retries
+        self.retry_backoff = settings.retry_backoff
+        distribution, spread = settings.distribution_of(spec)
+        time_rng, self.outcome_rng, self.jitter_rng = generators(settings.seed, index)
+        self.send_times = SendTimes(distribution, spec.mean, spread, time_rng)
+        self.instant = spec.mean == 0.0 and not spec.rate  # a whole batch goes in no time
+        self.jitters: list[float] = []
+
+    def block(self, count: int = BLOCK) -> tuple[np.ndarray, np.ndarray]:
+        """The next `count` attempts: (send times, failed?) as arrays."""
+        times = self.send_times.take(count)
+        failed = self.outcome_rng.random(count) < self.fail_rate
+        return times, failed
+
+    def retry_delay(self, attempt: int) -> float:
+        """Simulated seconds from the failure of `attempt` to its retry entering the queue."""
+        if not self.jitters:
+            self.jitters = self.jitter_rng.uniform(0.5, 1.5, 256).tolist()[::-1]
+        return self.retry_backoff * 2.0 ** (attempt - 1) * self.jitters.pop()
+
+    def retries_left(self, attempt: int) -> bool:
+        return attempt <= self.max_retries
+
+
+class Draws:
+    """A sender's attempts one at a time, for code that starts them one by one."""
+
+    def __init__(self, model: SenderModel) -> None:
+        self.model = model
+        self.times: list[float] = []
+        self.failed: list[bool] = []
+        self.next = 0
+
+    def take(self) -> tuple[float, bool]:
+        if self.next == len(self.times):
+            times, failed = self.model.block()
+            self.times, self.failed, self.next = times.tolist(), failed.tolist(), 0
+        i = self.next
+        self.next = i + 1
+        return self.times[i], self.failed[i]
+
+    def take_many(self, count: int) -> tuple[np.ndarray, np.ndarray]:
+        """`count` attempts at once, continuing the same streams."""
+        left_times = np.asarray(self.times[self.next:], dtype=float)
+        left_failed = np.asarray(self.failed[self.next:], dtype=bool)
+        self.times, self.failed, self.next = [], [], 0
+        if len(left_times) >= count:
+            self.times, self.failed = left_times[count:].tolist(), left_failed[count:].tolist()
+            return left_times[:count], left_failed[:count]
+        times, failed = self.model.block(count - len(left_times))
+        return np.concatenate([left_times, times]), np.concatenate([left_failed, failed])

@@ -1,0 +1,265 @@
+"""Virtual time (`--speed max`): the model as a discrete-event simulation.
+
+No process, no queue, no waiting: one heap of events in simulated time, as
+SimPy keeps it. The model (README, "The model"):
+
+- every message is in one FIFO queue at time 0; a failed attempt with retries
+  left re-enters the back of it at fail time + its retry delay;
+- a sender has `window` slots; a slot takes a message only when it can start
+  it at once, and a sender's starts are at least 1/rate apart (a slot waiting
+  for the cap holds nothing);
+- at equal times: finished sends first, then retries entering the queue, then
+  free slots taking work in order of (sender index, slot).
+
+Events are tuples (time, kind, key, attempt, seconds), compared on
+(time, kind, key) only: kind FINISH < ARRIVE < START gives the tie order, and
+key is unique within a kind (a global slot number for FINISH, an arrival
+sequence number for ARRIVE, a slot, or a rate-capped sender's first slot, for
+START). Messages are interchangeable in the model, so the queue is a count of
+first attempts followed by a deque of retry attempt numbers.
+
+Statistics cost nothing per attempt: every attempt's send time and outcome
+come from the sender's pre-drawn blocks (sender_model.py), which are folded
+into the sender's Stats a block at a time. The only per-attempt bookkeeping is
+the counts and the reach times.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from smsbatch.sender_model import BLOCK, SenderModel
+from smsbatch.stats import Stats
+
+FINISH, ARRIVE, START = 0, 1, 2
+REACH_PERCENTS = (50, 90, 99, 100)
+CHUNK = 8192  # events between looks at the clock (display) and at signals
+
+
+def reach_counts(messages: int) -> dict[str, int]:
+    """The sent count that reaches each share: ceil(p x messages), in integers."""
+    return {str(p): -(-messages * p // 100) for p in REACH_PERCENTS}
+
+
+@dataclass
+class Progress:
+    """Where the simulation is: plain numbers for the monitor."""
+
+    now: float = 0.0
+    sent: int = 0
+    failed: int = 0
+    retried: int = 0
+    stats: list[Stats] = field(default_factory=list)
+
+
+@dataclass
+class Outcome:
+    sent: int
+    failed: int
+    retried: int
+    sim_elapsed: float  # simulated time of the last final outcome
+    reach: dict[str, float | None]  # percent -> simulated time the sent count reached it
+    stats: list[Stats]  # per sender
+    interrupted: bool
+
+
+class _Blocks:
+    """One sender's pre-drawn attempts: Python lists for the loop, arrays for the stats."""
+
+    def __init__(self, model: SenderModel) -> None:
+        self.model = model
+        self.stats = Stats()
+        self.times = np.empty(0)
+        self.failed = np.empty(0, dtype=bool)
+
+    def refill(self) -> tuple[list[float], list[bool]]:
+        """Fold the used-up block into the stats, draw the next."""
+        self.stats.record_block(self.times, self.failed)
+        self.times, self.failed = self.model.block(BLOCK)
+        return self.times.tolist(), self.failed.tolist()
+
+    def stats_with(self, used: int) -> Stats:
+        """Stats of every attempt started so far (the current block up to `used`)."""
+        stats = Stats().merge(self.stats)
+        stats.record_block(self.times[:used], self.failed[:used])
+        return stats
+
+
+class VirtualEngine:
+    def __init__(self, models: Sequence[SenderModel], messages: int) -> None:
+        self.models = list(models)
+        self.messages = messages
+        self.blocks = [_Blocks(model) for model in self.models]
+        self.progress = Progress(stats=[b.stats for b in self.blocks])
+
+    def run(self, tick: Callable[[Progress], bool] | None = None) -> Outcome:
+        """Simulate to the end. `tick(progress)` is called every CHUNK events;
+        it returns False to stop the run where it is (Ctrl-C)."""
+        models, blocks = self.models, self.blocks
+        heap: list[tuple] = []
+        heappush, heappop, heapreplace = heapq.heappush, heapq.heappop, heapq.heapreplace
+        sender_of: list[int] = []
+        first_slot: list[int] = []
+        for s, model in enumerate(models):
+            first_slot.append(len(sender_of))
+            sender_of.extend([s] * model.window)
+        gap = [m.start_gap for m in models]
+        next_start = [0.0] * len(models)
+        pending_cap = [False] * len(models)  # a START event is waiting for this sender's cap
+        capped: list[list[int]] = [[] for _ in models]  # free slots waiting for the cap, a heap each
+        times: list[list[float]] = [[] for _ in models]
+        fails: list[list[bool]] = [[] for _ in models]
+        used = [0] * len(models)
+        first_end = [math.inf] * len(models)
+        last_end = [-math.inf] * len(models)
+        idle: list[int] = []  # heap of slots with nothing to do
+        waiting: deque[int] = deque()  # retry attempts in the queue, after the first attempts
+        fresh = self.messages  # first attempts still in the queue
+        max_retries = models[0].max_retries if models else 0
+        reach_at = sorted(set(reach_counts(self.messages).values()))
+        reach_time: dict[int, float] = {}
+        next_reach = reach_at.pop(0)
+        sent = failed = retried = seq = 0
+        now = 0.0
+
+        def start(g: int, s: int, t: float) -> None:
+            """Slot g of sender s starts the message at the head of the queue at t."""
+            nonlocal fresh
+            if fresh:
+                fresh -= 1
+                attempt = 1
+            else:
+                attempt = waiting.popleft()
+            i = used[s]
+            if i == len(times[s]):
+                times[s], fails[s] = blocks[s].refill()
+                i = 0
+            used[s] = i + 1
+            seconds = times[s][i]
+            next_start[s] = t + gap[s]
+            due = t + seconds
+            if due < first_end[s]:
+                first_end[s] = due
+            heappush(heap, (due, FINISH, g, attempt if fails[s][i] else 0, seconds))
+
+        def free(g: int, s: int, t: float) -> None:
+            """Slot g is free at t and cannot start at once: wait for work or the cap."""
+            if gap[s]:
+                heappush(capped[s], g)
+                if not pending_cap[s]:
+                    pending_cap[s] = True
+                    heappush(heap, (max(t, next_start[s]), START, first_slot[s], 0, 0.0))
+            elif fresh or waiting:
+                heappush(heap, (t, START, g, 0, 0.0))  # after the other events at t
+            else:
+                heappush(idle, g)
+                last_end[s] = max(last_end[s], t)
+
+        for s in range(len(models)):
+            for g in range(first_slot[s], first_slot[s] + models[s].window):
+                free(g, s, 0.0)
+
+        while heap:
+            for _ in range(CHUNK):
+                if not heap:
+                    break
+                t, kind, key, attempt, seconds = heap[0]
+                if kind == FINISH:
+                    now = t
+                    s = sender_of[key]
+                    if not attempt:
+                        sent += 1
+                        if sent == next_reach:
+                            reach_time[sent] = t
+                            next_reach = reach_at.pop(0) if reach_at else -1
+                    elif attempt <= max_retries:
+                        retried += 1
+                        seq += 1
+                        heapreplace(heap, (t + models[s].retry_delay(attempt), ARRIVE, seq, attempt + 1, 0.0))
+                        free(key, s, t)
+                        continue
+                    else:
+                        failed += 1
+                    # The fast path: the slot goes on at once, if nothing else happens at t.
+                    if (
+                        (fresh or waiting)
+                        and not gap[s]
+                        and (len(heap) < 2 or heap[1][0] > t)
+                        and (len(heap) < 3 or heap[2][0] > t)
+                    ):
+                        if fresh:
+                            fresh -= 1
+                            attempt = 1
+                        else:
+                            attempt = waiting.popleft()
+                        i = used[s]
+                        if i == len(times[s]):
+                            times[s], fails[s] = blocks[s].refill()
+                            i = 0
+                        used[s] = i + 1
+                        seconds = times[s][i]
+                        heapreplace(heap, (t + seconds, FINISH, key, attempt if fails[s][i] else 0, seconds))
+                    else:
+                        heappop(heap)
+                        free(key, s, t)
+                elif kind == ARRIVE:
+                    heappop(heap)
+                    waiting.append(attempt)
+                    if idle:
+                        g = heappop(idle)
+                        free(g, sender_of[g], t)
+                else:
+                    heappop(heap)
+                    s = sender_of[key]
+                    if gap[s]:
+                        pending_cap[s] = False
+                        g = heappop(capped[s])
+                        if fresh or waiting:
+                            start(g, s, t)
+                            if capped[s]:
+                                pending_cap[s] = True
+                                heappush(heap, (next_start[s], START, first_slot[s], 0, 0.0))
+                        else:
+                            for g in [g, *capped[s]]:
+                                heappush(idle, g)
+                            capped[s].clear()
+                            last_end[s] = max(last_end[s], t)
+                    elif fresh or waiting:
+                        start(key, s, t)
+                    else:
+                        heappush(idle, key)
+                        last_end[s] = max(last_end[s], t)
+            self.progress.now, self.progress.sent, self.progress.failed = now, sent, failed
+            self.progress.retried = retried
+            if tick is not None and heap and not tick(self.progress):
+                break
+        interrupted = bool(heap)
+        stats = self._final_stats(used, heap, first_end, last_end)
+        reach = {p: reach_time.get(count) for p, count in reach_counts(self.messages).items()}
+        return Outcome(sent, failed, retried, now, reach, stats, interrupted)
+
+    def live_stats(self) -> list[Stats]:
+        """Per-sender stats for the display while the run goes (folded blocks only)."""
+        return [b.stats for b in self.blocks]
+
+    def _final_stats(self, used, heap, first_end, last_end) -> list[Stats]:
+        stats = [b.stats_with(n) for b, n in zip(self.blocks, used)]
+        for event in heap:  # interrupted: attempts in flight did not finish
+            if event[1] == FINISH:
+                stats[self._sender_of_slot(event[2])].forget(event[4], event[3] == 0)
+        for s, st in enumerate(stats):
+            st.first_end, st.last_end = first_end[s], last_end[s]
+        return stats
+
+    def _sender_of_slot(self, slot: int) -> int:
+        for s, model in enumerate(self.models):
+            if slot < model.window:
+                return s
+            slot -= model.window
+        raise ValueError(slot)
