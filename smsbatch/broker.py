@@ -35,7 +35,7 @@ from collections.abc import Callable
 import redis
 
 from smsbatch.config import SenderSpec, Settings
-from smsbatch.model import Done, MessageBatch, Progress, SenderDone, Stop, pack_numbers
+from smsbatch.model import Done, MessageBatch, Progress, Released, SenderDone, Stop, pack_numbers
 from smsbatch.stats import Stats
 
 RUNS_KEY = "smsbatch:runs"
@@ -165,10 +165,12 @@ def decode_ids(text: str):
     return tuple(int(i) for i in text.split(",")) if text else ()
 
 
-def batch_fields(ids, numbers: str, attempts) -> dict:
+def batch_fields(ids, numbers: str, attempts, available=None) -> dict:
     fields = {"ids": encode_ids(ids), "n": numbers}
     if attempts is not None:
         fields["a"] = ",".join(map(str, attempts))
+    if available is not None:
+        fields["v"] = ",".join(map(repr, available))
     return fields
 
 
@@ -179,18 +181,21 @@ def part_fields(batch: MessageBatch, positions) -> dict:
     if isinstance(positions, range):
         part = slice(positions.start, positions.stop)
         return batch_fields(batch.ids[part], pack_numbers(phones[part]),
-                            batch.attempts[part] if batch.attempts else None)
+                            batch.attempts[part] if batch.attempts else None,
+                            batch.available[part] if batch.available else None)
     return batch_fields([batch.ids[p] for p in positions], pack_numbers(phones[p] for p in positions),
-                        [batch.attempt(p) for p in positions])
+                        [batch.attempt(p) for p in positions], [batch.available_at(p) for p in positions])
 
 
 def batch_from(key: int, fields: dict, text: str) -> MessageBatch | Stop:
     if b"stop" in fields:
         return Stop()
     attempts = fields.get(b"a")
+    available = fields.get(b"v")
     return MessageBatch(
         key, decode_ids(fields[b"ids"].decode()), fields[b"n"].decode(), text,
         tuple(int(a) for a in attempts.split(b",")) if attempts else None,
+        tuple(float(v) for v in available.split(b",")) if available else None,
     )
 
 
@@ -243,6 +248,8 @@ def settings_for_worker(info: str, senders: tuple[SenderSpec, ...]) -> Settings:
 
 class StreamProducer:
     """The producer's transport (see transport.py): XADD with back-pressure."""
+
+    capacity = 1  # batches put before the run may start: senders elsewhere come and go anyway
 
     def __init__(self, url: str, keys: RunKeys, timeout: float) -> None:
         self.url, self.keys, self.timeout = url, keys, timeout
@@ -374,7 +381,8 @@ class SenderLink:
         self._call(self.client.xadd, self.keys.work, rest, nomkstream=True)
         kept = slice(0, self.share)
         return MessageBatch(batch.key, batch.ids[kept], pack_numbers(batch.phones()[kept]), batch.text,
-                            batch.attempts[kept] if batch.attempts else None)
+                            batch.attempts[kept] if batch.attempts else None,
+                            batch.available[kept] if batch.available else None)
 
     def _read(self, timeout: float):
         timeout = min(timeout, self.beat_seconds)  # back in time for the next beat
@@ -431,14 +439,36 @@ class SenderLink:
             self._progress(item)
         elif isinstance(item, SenderDone):
             self._leave()
+        elif isinstance(item, Released):
+            self._give_back(item)
         # Claimed: the consumer group already knows who holds what.
+
+    def _give_back(self, released: Released) -> None:
+        """Part of a batch this sender will not start soon goes back on the work
+        stream as a new batch; the entry is acknowledged once the rest is done."""
+        held = self.held[released.key]
+        for offset in released.offsets:
+            held.reported[offset] = 1
+        held.remaining -= len(released.offsets)
+        finished = []
+        if held.remaining == 0:
+            finished = [self.held.pop(released.key).entry]
+        self._call(self._add_work, part_fields(held.batch, released.offsets), finished)
+
+    def _add_work(self, fields: dict, finished: list) -> None:
+        pipe = self.client.pipeline(transaction=True)
+        pipe.xadd(self.keys.work, fields, nomkstream=True)
+        if finished:
+            pipe.xack(self.keys.work, GROUP, *finished)
+            pipe.xdel(self.keys.work, *finished)
+        pipe.execute()
 
     def _progress(self, progress: Progress) -> None:
         done = [self._done_entry(d) for d in progress.done]
         finished = [key for key, held in self.held.items() if held.remaining == 0]
         fields = report_fields(
             "progress", self.sender, d=done, st=stats_to_json(progress.stats),
-            r=progress.retries, l=progress.log, rd=self.redelivered,
+            r=progress.retries, l=progress.log, rd=self.redelivered, sa=progress.sent_at, lg=progress.lag,
         )
         entries = [self.held.pop(key).entry for key in finished]
         self._call(self._write, fields, entries)

@@ -76,6 +76,35 @@ class StopSignal:
         os.close(self._write)
 
 
+class RunStart:
+    """Simulated time 0, shared by every process of a run: the runner sets it
+    once every child is ready (start-up is not simulated time), and senders
+    wait for it. A monotonic time in a shared double, and a pipe to wake the
+    waiters (CLOCK_MONOTONIC is the same clock in every process of a machine)."""
+
+    def __init__(self, ctx) -> None:
+        self._value = ctx.RawValue("d", 0.0)
+        self._flag = StopSignal()
+
+    def set(self, monotonic_time: float) -> None:
+        self._value.value = monotonic_time
+        self._flag.set()
+
+    @property
+    def value(self) -> float:
+        return self._value.value
+
+    def wait(self, stopping, poll: float = 0.1) -> bool:
+        """Wait until the start is set (True), or until `stopping()` (False)."""
+        while not self._flag.wait(poll):
+            if stopping():
+                return False
+        return True
+
+    def close(self) -> None:
+        self._flag.close()
+
+
 def _request_termination(signum, frame) -> None:
     global _terminate_requested
     _terminate_requested = True

@@ -12,7 +12,9 @@ from smsbatch.config import Settings, UsageError, parse_settings, parse_worker_s
 from smsbatch.monitor import Monitor, make_display, summary_dict, summary_table, write_summary_json
 from smsbatch.phones import PhoneError, PhonePool, scan_recipients
 from smsbatch.producer import MessageSource
+from smsbatch.replications import run_replications
 from smsbatch.runner import ExitStatus, Runner, choose_batch_size, stop_signals_caught
+from smsbatch.virtual_runner import VirtualRunner
 
 
 def entry() -> None:
@@ -36,13 +38,17 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: Te
         settings = parse_settings(argv)
         source, invalid = make_source(settings)
         _check_summary_path(settings.summary_json)
-        return settings, source, invalid, _runner_class(settings.broker)
+        return settings, source, invalid, _runner_class(settings)
 
     prepared, status = _checked_input("smsbatch", stderr, prepare)
     if prepared is None:
         return status
     settings, source, invalid, runner_class = prepared
     with stop_signals_caught(restore=restore_signals) as signals:
+        if settings.replications > 1:
+            stdout.write(start_line(settings, source, invalid) + "\n")
+            stdout.flush()
+            return run_replications(settings, stdout, stderr, signals)
         display = make_display(stderr, settings.progress, source.messages, len(settings.senders))
         _setup_logging(settings.log_level, display)
         monitor = Monitor(display, settings.interval)
@@ -74,11 +80,18 @@ def _checked_input(prog: str, stderr: TextIO, prepare):
         return None, int(done.code or 0)
 
 
-def _runner_class(broker: str | None):
-    """The Runner, or with --broker the Redis one (only then is Redis imported)."""
-    if not broker:
+def make_runner(settings: Settings, source: MessageSource, monitor: Monitor, signals: list[int]):
+    return _runner_class(settings)(settings, source, monitor, signals=signals)
+
+
+def _runner_class(settings: Settings):
+    """The Runner; with --speed max the virtual one; with --broker the Redis
+    one (only then is Redis imported)."""
+    if settings.virtual:
+        return VirtualRunner
+    if not settings.broker:
         return Runner
-    _check_broker(broker)
+    _check_broker(settings.broker)
     from smsbatch.coordinator import StreamRunner
 
     return StreamRunner
@@ -145,7 +158,7 @@ def start_line(settings: Settings, source: MessageSource, invalid: int, run_id: 
     line = (
         f"smsbatch: {source.messages} messages to {where}{skipped} through "
         f"{len(settings.senders)} senders{' here' if settings.broker else ''}, {settings.distribution} send times, "
-        f"speed x{settings.speed:g}, {seed}"
+        f"{'virtual time (--speed max)' if settings.virtual else f'speed x{settings.speed:g}'}, {seed}"
     )
     if run_id:
         line += (f"\nsmsbatch: run {run_id} on {settings.broker}; add senders from any machine with: "

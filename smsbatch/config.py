@@ -9,6 +9,7 @@ one line naming the option and the rule.
 from __future__ import annotations
 
 import math
+import os
 import secrets
 from dataclasses import dataclass
 
@@ -71,6 +72,13 @@ class Settings:
     broker_timeout: float = 30.0  # real seconds to keep retrying an unreachable broker
     claim_after: float = 10.0  # real seconds without word before a sender's work is taken over
     local_senders: bool = True  # False: only workers on other machines send
+    replications: int = 1
+    jobs: int = 1  # processes that run replications side by side
+
+    @property
+    def virtual(self) -> bool:
+        """--speed max: the model in virtual time, no real waiting."""
+        return math.isinf(self.speed)
 
     def distribution_of(self, spec: SenderSpec) -> tuple[str, float]:
         return spec.distribution or self.distribution, (
@@ -134,6 +142,16 @@ def parse_broker_url(text: str) -> str:
     if url.scheme != "unix" and database and not database.isdigit():
         raise ValueError(rule + " (the path is a database number)")
     return text
+
+
+def parse_speed(text: str) -> float:
+    """A positive speed-up factor, or `max`: virtual time (math.inf)."""
+    if str(text).strip().lower() == "max":
+        return math.inf
+    try:
+        return real_number(0.0, 1e6, low_open=True)(text)
+    except ValueError:
+        raise ValueError("must be a number above 0 and at most 1e+06, or max") from None
 
 
 def parse_distribution(text: str) -> str:
@@ -254,8 +272,13 @@ def build_parser(default_config_files=()) -> configargparse.ArgParser:
            help="send-time standard deviation / mean (normal, lognormal, uniform)")
     option("--interval", env="INTERVAL", type=_typed(real_number(0.0, 3600.0, low_open=True)),
            default=1.0, help="seconds between progress refreshes")
-    option("--speed", env="SPEED", type=_typed(real_number(0.0, 1e6, low_open=True)), default=1.0,
-           help="speed-up factor: simulated waits take 1/SPEED of real time")
+    option("--speed", env="SPEED", type=_typed(parse_speed), default=1.0,
+           help="speed-up factor: simulated waits take 1/SPEED of real time; "
+                "max: the model in virtual time, no waiting")
+    option("--replications", env="REPLICATIONS", type=_typed(whole_number(1, 10_000)), default=1,
+           help="independent runs with seeds derived from --seed; the summary gives mean and 95%% interval")
+    option("--jobs", env="JOBS", type=_typed(whole_number(1, 256)), default=None,
+           help="processes running replications side by side [the number of cores]")
     option("--seed", env="SEED", type=_typed(whole_number(0, 2**63 - 1)), default=None,
            help="seed for a reproducible run [a fresh one, printed]")
     option("--summary-json", env="SUMMARY_JSON", metavar="PATH", help="write the summary here")
@@ -340,6 +363,10 @@ def settings_from(ns) -> Settings:
         raise UsageError("argument --no-local-senders: only with --broker (senders must run somewhere)")
     if ns.no_local_senders and ns.sender:
         raise UsageError("argument --no-local-senders: not with --sender (those would run here)")
+    if ns.broker and math.isinf(ns.speed):
+        raise UsageError("argument --speed: max (virtual time) runs on this machine only, not with --broker")
+    if ns.broker and ns.replications > 1:
+        raise UsageError("argument --replications: more than 1 only without --broker")
     senders = () if ns.no_local_senders else _sender_specs(ns)
     _check_spreads(ns, senders)
     seed_given = ns.seed is not None
@@ -365,6 +392,8 @@ def settings_from(ns) -> Settings:
         broker_timeout=ns.broker_timeout,
         claim_after=ns.claim_after,
         local_senders=not ns.no_local_senders,
+        replications=ns.replications,
+        jobs=ns.jobs or os.cpu_count() or 1,
     )
 
 

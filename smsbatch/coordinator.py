@@ -24,6 +24,7 @@ sender goes on the work stream.
 from __future__ import annotations
 
 import gc
+import heapq
 import json
 import secrets
 import time
@@ -35,7 +36,7 @@ from smsbatch.broker import (DONE, ENDED_TTL, GROUP, RUNNING, RUNS_KEY, STOPPING
                              BEAT_SECONDS, BrokerDown, Patient, RunGone, RunKeys, batch_fields,
                              connect, consumer_name, decode_ids, decode_outcomes, report_fields,
                              run_info, run_ttl, spec_from_json, stats_from_json, StreamProducer)
-from smsbatch.children import StopSignal
+from smsbatch.children import RunStart, StopSignal
 from smsbatch.config import SenderSpec
 from smsbatch.model import MessageBatch, Stop
 from smsbatch.monitor import SenderView
@@ -76,7 +77,8 @@ class _WorkStream:
         return self.runner.ctx.Pipe(duplex=False)
 
     def offer(self, item) -> bool:
-        fields = {"stop": "1"} if isinstance(item, Stop) else batch_fields(item.ids, item.numbers, item.attempts)
+        fields = {"stop": "1"} if isinstance(item, Stop) else batch_fields(item.ids, item.numbers, item.attempts,
+                                                                                 item.available)
         self.runner.call(self.runner.client.xadd, self.runner.keys.work, fields)
         return True
 
@@ -118,6 +120,7 @@ class StreamRunner(Runner):
         self.call(self._create_run)
         self.transport = _WorkStream(self)
         self.stop_signal = StopSignal()
+        self.run_start = RunStart(self.ctx)  # senders here start their clocks when ready
         gc.freeze()  # see Runner._start_children
         for index, spec in enumerate(self.settings.senders):
             sender = consumer_name(index)
@@ -204,9 +207,11 @@ class StreamRunner(Runner):
         slot.stats.merge(stats_from_json(report["st"]))
         for ids, outcomes in report["d"]:
             self.ledger.record(decode_ids(ids), decode_outcomes(outcomes))
-        for message_id, phone, attempt in report["r"]:
+        for message_id, phone, attempt, back_at in report["r"]:
             if self.ledger.retry(message_id, attempt) and self.phase == "running":
-                self._schedule_retry(message_id, phone, attempt)
+                heapq.heappush(self.retry_heap, (back_at, message_id, phone, attempt))
+        self.sent_times.add_all(report["sa"])
+        self.lag = max(self.lag, report["lg"])
         self.redelivered += report["rd"]
         for message_id, phone, outcome, seconds, attempt in report["l"]:
             message_log.info("message %d to %s %s by %s in %.3fs (attempt %d)", message_id,
@@ -282,8 +287,8 @@ class StreamRunner(Runner):
             raise RunGone(RUN_GONE)
         super()._producer_died(reason)
 
-    def _put_batch(self, ids, phones, attempts) -> None:
-        self.pending_puts.append(MessageBatch.of(0, tuple(ids), phones, "", tuple(attempts)))
+    def _put_batch(self, ids, phones, attempts, available) -> None:
+        self.pending_puts.append(MessageBatch.of(0, tuple(ids), phones, "", tuple(attempts), tuple(available)))
 
     def _no_senders_left(self) -> None:
         if not self.waiting_noted:

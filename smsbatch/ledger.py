@@ -141,6 +141,19 @@ class Ledger:
         self.retried += 1
         return True
 
+    def release_part(self, sender: int, key: int, offsets) -> list[int]:
+        """A live sender gives back part of a batch it claimed: those offsets are
+        no longer its (marked done in its claim, still open in the ledger)."""
+        claims = self.claims[sender]
+        claim = claims[key]
+        released = [o for o in offsets if not claim.done[o]]
+        for offset in released:
+            claim.done[offset] = 1
+        claim.remaining -= len(released)
+        if claim.remaining == 0:
+            del claims[key]
+        return released
+
     def release(self, sender: int) -> dict[int, list[int]]:
         """Drop a dead sender's claims; {batch key: offsets it never reported}."""
         released = {}

@@ -28,10 +28,12 @@ class MessageBatch:
     numbers: str
     text: str
     attempts: tuple[int, ...] | None = None  # None: first attempt for each message
+    # Simulated time each message entered the queue (a retry's due time); None: time 0.
+    available: tuple[float, ...] | None = None
 
     @classmethod
-    def of(cls, key: int, ids, phones, text: str, attempts=None) -> MessageBatch:
-        return cls(key, ids, pack_numbers(phones), text, attempts)
+    def of(cls, key: int, ids, phones, text: str, attempts=None, available=None) -> MessageBatch:
+        return cls(key, ids, pack_numbers(phones), text, attempts, available)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -41,6 +43,9 @@ class MessageBatch:
 
     def attempt(self, offset: int) -> int:
         return 1 if self.attempts is None else self.attempts[offset]
+
+    def available_at(self, offset: int) -> float:
+        return 0.0 if self.available is None else self.available[offset]
 
 
 def pack_numbers(phones) -> str:
@@ -64,6 +69,22 @@ class Claimed:
 
 
 @dataclass(frozen=True, slots=True)
+class Ready:
+    """A child is set up and waiting for the run's simulated time 0."""
+
+    sender: int  # -1 for the producer (it has put its first batch)
+
+
+@dataclass(frozen=True, slots=True)
+class Released:
+    """A sender gives back part of a batch it took and has not started."""
+
+    sender: int
+    key: int
+    offsets: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Done:
     """Attempts a sender finished within one batch."""
 
@@ -77,8 +98,11 @@ class Progress:
     sender: int
     done: tuple[Done, ...]
     stats: Stats  # delta since the previous Progress
-    retries: tuple[tuple[int, str, int], ...] = ()  # (id, phone, next attempt) of RETRY outcomes
+    # (id, phone, next attempt, simulated time it re-enters the queue) of RETRY outcomes
+    retries: tuple[tuple[int, str, int, float], ...] = ()
     log: tuple[tuple[int, str, int, float, int], ...] = ()  # (id, phone, outcome, seconds, attempt)
+    sent_at: tuple[tuple[float, int], ...] = ()  # (simulated time, count) of successful sends
+    lag: float = 0.0  # the most simulated time any send or start was handled late, so far
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,6 +43,11 @@ class Snapshot:
     lost_senders: int = 0
     redelivered: int = 0
     duplicates: int = 0  # reports about a message already counted (ignored)
+    sim_elapsed: float = 0.0  # simulated seconds: so far, or (at the end) of the last outcome
+    reach: dict[str, float | None] = field(default_factory=dict)  # percent -> simulated time
+    lag: float = 0.0  # simulated seconds the run fell behind the model at worst (0 in virtual time)
+    retries_pending: int = 0
+    mode: str = "real-time"  # or "virtual"
 
     @property
     def finished(self) -> int:
@@ -53,8 +58,9 @@ class Snapshot:
         return self.messages - self.finished
 
     @property
-    def sim_elapsed(self) -> float:
-        return self.elapsed * self.speed
+    def faithful(self) -> bool:
+        """The run kept to the model: it fell behind by at most 1% of its simulated time."""
+        return self.lag <= 0.01 * self.sim_elapsed
 
     @property
     def rate(self) -> float:
@@ -211,11 +217,30 @@ class Monitor:
 # ---- the end of a run ----
 
 
+def speed_text(speed: float) -> str:
+    return "max" if math.isinf(speed) else f"{speed:g}"
+
+
+def reach_line(snap: Snapshot) -> str:
+    parts = [f"{p}% {'never' if t is None else seconds_text(t)}" for p, t in snap.reach.items()]
+    return "  reached " + ", ".join(parts) + " (simulated)"
+
+
+def faithful_line(snap: Snapshot) -> str:
+    if snap.mode == "virtual":
+        return "  model: exact (virtual time)"
+    if snap.faithful:
+        return f"  model: faithful (fell behind by at most {snap.lag:.3g}s simulated)"
+    return (f"  model: NOT faithful: fell behind by up to {snap.lag:.3g}s simulated "
+            f"(over 1% of {snap.sim_elapsed:.3g}s); the figures depend on this machine. "
+            "Use --speed max for the model's answer, or a lower --speed")
+
+
 def summary_table(snap: Snapshot, seed: int, stopped_by: str) -> str:
     s = snap.stats
     accounted = "yes" if snap.sent + snap.failed + snap.unsent == snap.messages else "NO"
     lines = [
-        f"smsbatch summary (seed {seed}, {stopped_by})",
+        f"smsbatch summary (seed {seed}, {snap.mode}, {stopped_by})",
         f"  messages {snap.messages} = sent {snap.sent} + failed {snap.failed} + unsent {snap.unsent}"
         f"  (every message accounted for: {accounted})",
         f"  attempts {s.attempts}, retried {snap.retried}, re-queued {snap.requeued},"
@@ -225,6 +250,8 @@ def summary_table(snap: Snapshot, seed: int, stopped_by: str) -> str:
         f"  p95 {s.percentile(0.95):.3g}s  p99 {s.percentile(0.99):.3g}s",
         f"  elapsed {seconds_text(snap.elapsed)} real, {seconds_text(snap.sim_elapsed)} simulated;"
         f" {snap.rate:.1f} msg/s simulated",
+        reach_line(snap),
+        faithful_line(snap),
         "",
     ]
     header = ("sender", "mean s", "fail%", "attempts", "sent", "failed", "fail% seen", "avg s",
@@ -265,7 +292,11 @@ def summary_dict(snap: Snapshot, seed: int, stopped_by: str, exit_status: int, p
         "elapsed_s": snap.elapsed,
         "startup_s": startup_s,
         "sim_elapsed_s": snap.sim_elapsed,
-        "speed": snap.speed,
+        "reach_s": dict(snap.reach),
+        "mode": snap.mode,
+        "lag_s": snap.lag,
+        "faithful": snap.faithful,
+        "speed": speed_text(snap.speed) if math.isinf(snap.speed) else snap.speed,
         "seed": seed,
         "stopped_by": stopped_by,
         "exit_status": exit_status,

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from smsbatch.children import enter_child, parent_alive, report_crash, termination_requested
-from smsbatch.model import MessageBatch, ProducerDone
+from smsbatch.model import MessageBatch, ProducerDone, Ready
 from smsbatch.phones import PhonePool, load_recipients_text, read_recipients
 
 PUT_POLL_SECONDS = 0.1
@@ -75,6 +75,8 @@ def run_producer(source: MessageSource, transport, conn, stop_signal, parent_pid
                 return
             produced += len(batch)
             batches += 1
+            if batches == min(source.batch_count, transport.capacity):
+                conn.send(Ready(-1))  # the queue is full: the run may start without waiting for us
         transport.flush()  # everything is on its way before we say so
         conn.send(ProducerDone(batches, produced))
     except BaseException:

@@ -43,15 +43,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import IntEnum
 
-from smsbatch.children import StopSignal
+from smsbatch.children import RunStart, StopSignal
 from smsbatch.clock import Clock, SimClock
 from smsbatch.config import SenderSpec, Settings
 from smsbatch.ledger import Ledger
-from smsbatch.model import (ChildFailed, Claimed, MessageBatch, Progress, ProducerDone,
-                            SenderDone, Stop, RETRY, SENT, FAILED)
+from smsbatch.model import (FAILED, RETRY, SENT, ChildFailed, Claimed, MessageBatch, Progress,
+                            ProducerDone, Ready, Released, SenderDone, Stop)
 from smsbatch.monitor import Monitor, SenderView, Snapshot
 from smsbatch.producer import MessageSource, run_producer
-from smsbatch.sender import run_sender
+from smsbatch.reach import SentHistogram
+from smsbatch.sender import run_sender, wake_seconds
 from smsbatch.stats import Stats
 from smsbatch.transport import LocalTransport
 
@@ -59,7 +60,7 @@ message_log = logging.getLogger("smsbatch.messages")
 
 MAX_BATCH = 1000
 UNKNOWN_SENDERS_BATCH = 100
-BATCH_REAL_SECONDS = 0.1  # a batch should keep the slowest sender busy about this long
+BATCH_REAL_SECONDS = 0.1  # a remote sender keeps about this much of its own work from a batch
 TICK_SECONDS = 0.05  # longest wait between looks at signals and deadlines
 WARM_STOP_SECONDS = 2.5  # a warm stop waits this long for senders to report, then ends them
 STALL_SECONDS = 1.0  # after a death: how long nothing may move before the queue is drained
@@ -91,13 +92,14 @@ def share_for(spec: SenderSpec, speed: float) -> int:
 
 
 def choose_batch_size(settings: Settings, messages: int) -> int:
-    """Large batches for fast senders; small enough that the slowest sender
-    holds little more than BATCH_REAL_SECONDS of work, and every sender gets
-    several batches."""
+    """What the fastest sender starts in a few wake-ups (fewer trips to the
+    queue), and every sender gets several batches. A slower sender keeps only
+    what it will start before its next wake-up and gives the rest back."""
     if not settings.senders:  # only workers elsewhere, of unknown speed: modest batches
         return max(1, min(UNKNOWN_SENDERS_BATCH, math.ceil(messages / 16)))
-    slowest = max(real_seconds_per_message(spec, settings.speed) for spec in settings.senders)
-    by_time = MAX_BATCH if slowest == 0 else int(BATCH_REAL_SECONDS / slowest)
+    fastest = min(real_seconds_per_message(spec, settings.speed) for spec in settings.senders)
+    wake = wake_seconds(len(settings.senders))
+    by_time = MAX_BATCH if fastest == 0 else int(4 * wake / fastest)
     by_share = math.ceil(messages / (4 * len(settings.senders)))
     return max(1, min(MAX_BATCH, by_time, by_share))
 
@@ -109,6 +111,7 @@ class Child:
     process: multiprocessing.process.BaseProcess
     conn: object  # the read end of its report pipe; None once closed
     finished: bool = False  # sent ProducerDone / SenderDone
+    ready: bool = False  # said Ready: simulated time may start
     exited: bool = False
     state: str = "running"
     traceback: str | None = None
@@ -121,6 +124,7 @@ class RunResult:
     stopped_by: str
     produced: int | None
     startup: float  # real seconds to start every child
+    run_id: str | None = None  # the broker's run, when there is one
 
 
 @dataclass
@@ -140,10 +144,12 @@ class Runner:
         self.selector = selectors.DefaultSelector()
         self.reissued: dict[int, MessageBatch] = {}  # batches the runner made, by key
         self.next_key = -1
-        self.retry_heap: list[tuple[float, int, int, str, int]] = []  # (due, seq, id, phone, attempt)
+        self.retry_heap: list[tuple[float, int, str, int]] = []  # (back in queue at, id, phone, attempt)
         self.pending_puts: list[object] = []  # work the queue had no room for yet
-        self.retry_rng = random.Random(f"{self.settings.seed}/retries")
         self.sim = SimClock(self.clock, self.settings.speed)
+        self.sim_started = False
+        self.sent_times = SentHistogram()
+        self.lag = 0.0  # the most simulated time any send or start was handled late
         self.requeued = 0
         self.redelivered = 0  # messages taken over from silent senders (the broker's re-queue)
         self.lost_senders = 0
@@ -164,8 +170,7 @@ class Runner:
         self.started = self.clock.now()
         try:
             self._start_children()
-            self.startup = self.clock.now() - self.started
-            self.sim = SimClock(self.clock, self.settings.speed)
+            self._wait_until_ready()
             while not self._over():
                 self._step()
                 self.monitor.tick(self.snapshot)
@@ -179,9 +184,25 @@ class Runner:
         return RunResult(self.snapshot(), self._exit_status(), self.stopped_by, self.produced,
                          self.startup)
 
+    def _wait_until_ready(self) -> None:
+        """Simulated time 0 is a barrier: every sender ready and the first batch
+        queued. Start-up is real time only; a child that dies meanwhile counts."""
+        while self.phase == "running" and not all(c.ready or c.finished or c.exited for c in self.children):
+            self._handle_signals()
+            self._wait(TICK_SECONDS)
+        self._start_sim()
+
+    def _start_sim(self) -> None:
+        start = self.clock.now()
+        self.run_start.set(start)
+        self.sim = SimClock(self.clock, self.settings.speed, start)
+        self.sim_started = True
+        self.startup = start - self.started
+
     def _start_children(self) -> None:
         self.transport = LocalTransport(self.ctx, len(self.settings.senders))
         self.stop_signal = StopSignal()
+        self.run_start = RunStart(self.ctx)
         # Objects made so far are shared with every child: keep the children's
         # garbage collector off them, or each child copies most of its memory.
         gc.freeze()
@@ -189,7 +210,7 @@ class Runner:
         # working and taking the CPU from the main process while it forks the rest.
         for index in range(len(self.settings.senders)):
             self._spawn(self.settings.senders[index].name, index, run_sender,
-                        (index, self.settings, self.transport))
+                        (index, self.settings, self.transport, self.run_start))
         self._spawn("producer", -1, run_producer, (self.source, self.transport))
 
     def _spawn(self, role: str, index: int, target, args: tuple) -> None:
@@ -248,6 +269,11 @@ class Runner:
         elif isinstance(report, Claimed):
             ids = self.source.ids(report.key) if report.key >= 0 else self.reissued[report.key].ids
             self.ledger.claim(report.sender, report.key, ids)
+        elif isinstance(report, Released):
+            offsets = self.ledger.release_part(report.sender, report.key, report.offsets)
+            self._requeue(report.key, offsets, done=report.key not in self.ledger.claims[report.sender])
+        elif isinstance(report, Ready):
+            child.ready = True
         elif isinstance(report, SenderDone):
             child.finished, child.state = True, "done"
             self.live.discard(child.index)
@@ -262,12 +288,14 @@ class Runner:
 
     def _progress(self, report: Progress) -> None:
         self.sender_stats[report.sender].merge(report.stats)
+        self.sent_times.add_all(report.sent_at)
+        self.lag = max(self.lag, report.lag)
         for done in report.done:
             if self.ledger.apply(report.sender, done) and done.key < 0:
                 self.reissued.pop(done.key, None)
         if self.phase == "running":
-            for message_id, phone, attempt in report.retries:
-                self._schedule_retry(message_id, phone, attempt)
+            for message_id, phone, attempt, back_at in report.retries:
+                heapq.heappush(self.retry_heap, (back_at, message_id, phone, attempt))
         if report.log:
             name = self.settings.senders[report.sender].name
             for message_id, phone, outcome, seconds, attempt in report.log:
@@ -323,17 +351,20 @@ class Runner:
 
     # ---- work the runner puts back on the queue ----
 
-    def _requeue(self, key: int, offsets: list[int]) -> None:
-        batch = self.source.batch(key) if key >= 0 else self.reissued.pop(key)
+    def _requeue(self, key: int, offsets: list[int], done: bool = True) -> None:
+        """Put messages of batch `key` back on the queue; `done`: no sender
+        holds any of that batch any more."""
+        if not offsets:
+            return
+        if key >= 0:
+            batch = self.source.batch(key)
+        else:
+            batch = self.reissued.pop(key) if done else self.reissued[key]
         phones = batch.phones()
         self._put_batch(
             [batch.ids[o] for o in offsets], [phones[o] for o in offsets],
-            [batch.attempt(o) for o in offsets],
+            [batch.attempt(o) for o in offsets], [batch.available_at(o) for o in offsets],
         )
-
-    def _schedule_retry(self, message_id: int, phone: str, attempt: int) -> None:
-        backoff = self.settings.retry_backoff * 2 ** (attempt - 2) * self.retry_rng.uniform(0.5, 1.5)
-        heapq.heappush(self.retry_heap, (self.sim.now() + backoff, message_id, message_id, phone, attempt))
 
     def _retry_due_in(self) -> float:
         if not self.retry_heap:
@@ -346,11 +377,13 @@ class Runner:
         while self.retry_heap and self.retry_heap[0][0] <= now and len(due) < self.source.batch_size:
             due.append(heapq.heappop(self.retry_heap))
         if due and self.phase == "running":
-            self._put_batch([d[2] for d in due], [d[3] for d in due], [d[4] for d in due])
+            self._put_batch([d[1] for d in due], [d[2] for d in due], [d[3] for d in due],
+                            [d[0] for d in due])
 
-    def _put_batch(self, ids, phones, attempts) -> None:
+    def _put_batch(self, ids, phones, attempts, available) -> None:
         key, self.next_key = self.next_key, self.next_key - 1
-        batch = MessageBatch.of(key, tuple(ids), phones, self.source.text, tuple(attempts))
+        batch = MessageBatch.of(key, tuple(ids), phones, self.source.text, tuple(attempts),
+                                tuple(available))
         self.reissued[key] = batch
         self.pending_puts.append(batch)
 
@@ -433,6 +466,7 @@ class Runner:
                     self._close_conn(child)
         self.transport.close()
         self.stop_signal.close()
+        self.run_start.close()
         self.selector.close()
 
     def _exit_status(self) -> ExitStatus:
@@ -457,11 +491,18 @@ class Runner:
         for view in views:
             total.merge(view.stats)
         elapsed = self.elapsed if self.elapsed is not None else self.clock.now() - self.started
+        if self.elapsed is not None:  # over: the simulated time of the last outcome
+            sim_elapsed = max(total.last_end, 0.0)
+        else:
+            sim_elapsed = self.sim.now() if self.sim_started else 0.0
         return Snapshot(
             messages=self.ledger.messages, sent=self.ledger.sent, failed=self.ledger.failed,
             retried=self.ledger.retried, elapsed=elapsed, speed=self.settings.speed,
             stats=total, senders=views, requeued=self.requeued, lost_senders=self.lost_senders,
             redelivered=self.redelivered, duplicates=self.ledger.duplicates,
+            sim_elapsed=sim_elapsed, reach=self.sent_times.reach(self.ledger.messages), lag=self.lag,
+            retries_pending=len(self.retry_heap) + sum(len(b) for b in self.pending_puts
+                                                       if isinstance(b, MessageBatch)),
         )
 
 

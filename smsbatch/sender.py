@@ -1,15 +1,24 @@
-"""A sender: takes batches off the work queue and simulates sending each message.
+"""A sender in real time: takes batches off the work queue and simulates sending each message.
 
 SenderEngine is the whole loop with no process in it: it is given functions to
 take work, report and pause, so tests drive it with a fake clock. run_sender()
 wires it to the real queue, pipe and stop event in a child process.
 
-Time is simulated and scheduled, not slept per message: each send has a due
-time on a virtual timeline (start + drawn send time), and the engine sleeps
-until the earliest due time. Overshooting one sleep does not delay the next
-send, so a busy sender keeps pace with its own timeline. `window` sends can be
-in flight at once (a heap of due times, like an event loop's timers), and
-`rate` spaces out the starts.
+It keeps to the model (README, "The model") on a simulated timeline:
+
+- `window` slots; a slot takes a message only when it is free, and the send
+  starts at the simulated time the slot became free (or the message entered
+  the queue, or the rate cap allows, whichever is latest), not when the
+  process got round to it. Each send's due time is start + its drawn send
+  time, and the engine sleeps until the earliest one, so overshooting a sleep
+  never delays the next send.
+- What each attempt takes and how it ends comes from the sender's SenderModel,
+  the same draws, in the same order, as in virtual time.
+- It keeps only the messages it will start before its next wake-up and gives
+  the rest of a batch back at once (Released), so a slow sender never sits on
+  messages a faster one could send sooner.
+- Lateness is measured, not hidden: `lag` is the most simulated time by which
+  it handled a due send, or started a message, after the model's time for it.
 """
 
 from __future__ import annotations
@@ -17,33 +26,31 @@ from __future__ import annotations
 import heapq
 import math
 import os
-import random
 import time
 from collections import deque
 from collections.abc import Callable
 
 from smsbatch.children import enter_child, parent_alive, report_crash, termination_requested
 from smsbatch.clock import Clock, SimClock
-from smsbatch.config import SenderSpec, Settings
-from smsbatch.distributions import make_sampler
-from smsbatch.model import (FAILED, RETRY, SENT, Claimed, Done, MessageBatch, Progress,
-                            SenderDone, Stop)
+from smsbatch.config import Settings
+from smsbatch.model import (FAILED, RETRY, SENT, Claimed, Done, MessageBatch, Progress, Ready,
+                            Released, SenderDone, Stop)
+from smsbatch.sender_model import Draws, SenderModel
 from smsbatch.stats import Stats
 
 FLUSH_SECONDS = 0.1  # real seconds between progress reports while busy (x senders / 32)
 IDLE_POLL_SECONDS = 0.5  # real seconds an idle take waits before checking for a stop (idle senders waking often cost the busy ones CPU)
 WARM_STOP_GRACE = 1.0  # real seconds a warm stop waits for a send in flight
-# A busy sender wakes at most this often (real seconds). Sends still end at
-# their exact due times on the virtual timeline: a late wake-up finishes
-# every send due by then, each followed at once by the next from the backlog.
-# Waking for each send of 256 senders would take the whole machine.
-COALESCE_SECONDS = 0.02
+RETRY_MARGIN_SECONDS = 0.002  # real seconds: report a retry this long before it is due back
 DUE_SLACK = 1e-9  # simulated seconds: a send due this close to now is done (float rounding)
 
 
-def sender_rng(seed: int, index: int) -> random.Random:
-    """Each sender's own generator, from (run seed, sender index)."""
-    return random.Random(f"{seed}/sender/{index}")
+def wake_seconds(senders: int) -> float:
+    """How often, at most, a busy sender wakes (real seconds). Sends still end
+    at their exact due times; a late wake-up finishes every send due by then,
+    each followed by the next. Short for a few senders (little lateness),
+    longer for hundreds (waking each for every send would take the machine)."""
+    return min(0.02, max(0.002, 0.0005 * senders))
 
 
 class _DoneBuffer:
@@ -95,42 +102,38 @@ class SenderEngine:
     def __init__(
         self,
         index: int,
-        spec: SenderSpec,
+        model: SenderModel,
         settings: Settings,
-        rng: random.Random,
         clock: SimClock,
         take: Callable[[float], MessageBatch | Stop | None],
         report: Callable[[object], None],
         pause: Callable[[float], None],
         sleep: Callable[[float], None],
         stop_requested: Callable[[], bool],
+        wake: float | None = None,
     ) -> None:
         self.index = index
-        self.spec = spec
+        self.model = model
+        self.draws = Draws(model)
         self.clock = clock
         self.take = take
         self.report = report
         self.pause = pause  # returns early when a stop is requested
         self.sleep = sleep
         self.stop_requested = stop_requested
-        distribution, spread = settings.distribution_of(spec)
-        self.draw_time = make_sampler(distribution, spec.mean, spread, rng)
-        self.draw_unit = rng.random
-        self.fail_rate = spec.fail_rate
-        self.max_retries = settings.max_retries
         self.logging = settings.log_level in ("INFO", "DEBUG")
-        self.start_gap = 1.0 / spec.rate if spec.rate else 0.0
-        # No wait and no rate cap: a batch is sent the moment it arrives, in one go.
-        self.instant = spec.mean == 0.0 and not spec.rate
-        # Sends that end within one coalesced wake-up; twice that is kept in the
-        # backlog (ahead of need), so the chain never runs dry between wake-ups.
-        sim_per_send = max(spec.mean / spec.window, self.start_gap)
-        self.per_wake = 0 if self.instant else math.ceil(COALESCE_SECONDS * settings.speed / sim_per_send)
-        self.next_start = 0.0  # rate limit: earliest simulated start of the next send
+        self.wake = wake_seconds(len(settings.senders)) if wake is None else wake
+        # Starts it makes in two wake-ups, once busy: what it keeps of a batch
+        # beyond its free slots (see _take).
+        sim_per_send = max(model.spec.mean / model.window, model.start_gap)
+        real_per_send = sim_per_send / clock.speed
+        self.ahead = 0 if real_per_send == 0 else math.floor(2 * self.wake / real_per_send)
+        self.next_start = 0.0  # rate cap: earliest simulated start of the next send
         self.backlog: deque[tuple[MessageBatch, int]] = deque()  # (batch, offset) not started
         self.in_flight: list[tuple] = []  # heap of (due, seq, batch, offset, seconds, outcome)
-        self.idle_slots = spec.window
+        self.free: list[float] = [0.0] * model.window  # heap: simulated time each free slot became free
         self.seq = 0
+        self.lag = 0.0
         self.stopped_by_marker = False
         # Many senders report less often each, so the main process keeps up.
         self.flush_seconds = FLUSH_SECONDS * max(1.0, len(settings.senders) / 32)
@@ -139,8 +142,10 @@ class SenderEngine:
     def _reset_report(self) -> None:
         self.done = _DoneBuffer()
         self.stats = Stats()
-        self.retries: list[tuple[int, str, int]] = []
+        self.retries: list[tuple[int, str, int, float]] = []
+        self.first_back = math.inf  # the earliest simulated time a retry here re-enters the queue
         self.log: list[tuple[int, str, int, float, int]] = []
+        self.sent_at: list[tuple[float, int]] = []
         self.phone_cache: dict[int, list[str]] = {}  # split numbers, only while needed
         self.last_flush = self.clock.clock.now()
 
@@ -154,17 +159,27 @@ class SenderEngine:
             if self.stopped_by_marker and not self.backlog and not self.in_flight:
                 break
             self._fill()
-            self._start_idle_slots()
+            self._start_free_slots()
             self._advance()
         self.flush()
         self.report(SenderDone(self.index))
 
     def _wants_work(self) -> bool:
-        return not self.stopped_by_marker and len(self.backlog) < self.idle_slots + 2 * self.per_wake
+        return not self.stopped_by_marker and len(self.backlog) < self._startable()
+
+    def _startable(self) -> int:
+        """Free slots that can start a message before the next wake-up: a slot
+        waiting for the rate cap holds nothing, as in the model."""
+        gap = self.model.start_gap
+        if not gap:
+            return len(self.free)
+        horizon = self.clock.now() + self.wake * self.clock.speed
+        if self.next_start > horizon:
+            return 0
+        return min(len(self.free), 1 + int((horizon - self.next_start) / gap))
 
     def _fill(self) -> None:
-        """Take what is on the queue now: enough for every free slot, and a reserve
-        so the chain of sends does not run dry before the next wake-up."""
+        """Take what is on the queue now, for every free slot."""
         while self._wants_work() and self._take(0.0):
             pass
 
@@ -174,76 +189,98 @@ class SenderEngine:
             return False
         if isinstance(item, Stop):
             self.stopped_by_marker = True
-        else:
-            self.report(Claimed(self.index, item.key))
-            if self.instant:
-                self._send_instantly(item)
-            else:
-                self.backlog.extend((item, offset) for offset in range(len(item)))
+            return True
+        self.report(Claimed(self.index, item.key))
+        if self.model.instant:
+            self._send_instantly(item)
+            return True
+        kept = max(0, min(len(item), self._startable() + self.ahead - len(self.backlog)))
+        if kept < len(item):
+            self.report(Released(self.index, item.key, tuple(range(kept, len(item)))))
+        self.backlog.extend((item, offset) for offset in range(kept))
         return True
 
     def _send_instantly(self, batch: MessageBatch) -> None:
         """The whole batch at once: the same draws and outcomes as one by one,
-        without a trip round the scheduler per message."""
-        draw, fail_rate = self.draw_unit, self.fail_rate
-        if batch.attempts is None and self.max_retries == 0:
-            outcomes = bytes([FAILED if draw() < fail_rate else SENT for _ in batch.ids])
-        else:
-            outcomes = bytes([self._outcome(batch, offset) for offset in range(len(batch))])
+        without a trip round the scheduler per message. A sender that never
+        waits sends each message the moment it enters the queue."""
         now = self.clock.now()
-        self.stats.record_many(0.0, len(outcomes), outcomes.count(SENT), now)
-        self.done.add_run(batch.key, range(len(outcomes)), outcomes)
-        if RETRY in outcomes or self.logging:
-            for offset, outcome in enumerate(outcomes):
-                self._note(batch, offset, 0.0, outcome)
+        seconds, failed = self.draws.take_many(len(batch))
+        if batch.available is None and self.model.max_retries == 0:
+            outcomes = failed.astype("u1") + 1  # SENT 1, FAILED 2
+            self.stats.record_block(seconds, failed)
+            self.done.add_run(batch.key, range(len(batch)), outcomes.tobytes())
+            self._note_lag(now, 0.0)
+            self.sent_at.append((0.0, len(batch) - int(failed.sum())))
+            if self.logging:
+                for offset, outcome in enumerate(outcomes.tolist()):
+                    self._note(batch, offset, 0.0, outcome, 0.0)
+            self._flush_if_due()
+            return
+        for offset, fail in enumerate(failed.tolist()):
+            at = batch.available_at(offset)
+            self._note_lag(now, at)
+            self._finish(batch, offset, 0.0, self._outcome(batch, offset, fail), at)
         self._flush_if_due()
 
-    def _start_idle_slots(self) -> None:
-        if not self.backlog or not self.idle_slots:
+    def _start_free_slots(self) -> None:
+        if not self.backlog or not self.free:
             return
         now = self.clock.now()
-        while self.idle_slots and self.backlog:
-            self.idle_slots -= 1
-            self._start_chain(now)
+        while self.free and self.backlog:
+            self._start_chain(heapq.heappop(self.free), now)
 
-    def _start_chain(self, start: float) -> None:
-        """Start the next message in a free slot at `start`. While a send is
-        over by now and before any other in flight (zero wait, say), go on in
+    def _start_chain(self, free_since: float, now: float) -> None:
+        """Start the next message in a slot free since `free_since`. While a send
+        is over by now and before any other in flight (zero wait, say), go on in
         the same slot without touching the heap: sends still end in time order,
-        so the rate limit hands out its start times in order too."""
-        now = self.clock.now() + DUE_SLACK
+        so the rate cap hands out its start times in order too."""
+        now_due = now + DUE_SLACK
+        start = free_since
         while self.backlog:
             batch, offset = self.backlog.popleft()
-            start = max(start, self.next_start)
-            self.next_start = start + self.start_gap
-            seconds = self.draw_time()
-            outcome = self._outcome(batch, offset)
+            start = max(start, batch.available_at(offset))
+            if self.model.start_gap:  # starts in time order: the cap hands them out in turn
+                start = max(start, self.next_start)
+                self.next_start = start + self.model.start_gap
+            self._note_lag(now, start)
+            seconds, fail = self.draws.take()
+            outcome = self._outcome(batch, offset, fail)
             due = start + seconds
-            if due > now or (self.in_flight and due > self.in_flight[0][0]):
+            if due > now_due or (self.in_flight and due > self.in_flight[0][0]):
                 self.seq += 1
                 heapq.heappush(self.in_flight, (due, self.seq, batch, offset, seconds, outcome))
                 return
             self._finish(batch, offset, seconds, outcome, due)
             start = due
-        self.idle_slots += 1
+        heapq.heappush(self.free, start)
 
-    def _outcome(self, batch: MessageBatch, offset: int) -> int:
-        if self.draw_unit() >= self.fail_rate:
+    def _outcome(self, batch: MessageBatch, offset: int, fail: bool) -> int:
+        if not fail:
             return SENT
-        return RETRY if batch.attempt(offset) <= self.max_retries else FAILED
+        return RETRY if self.model.retries_left(batch.attempt(offset)) else FAILED
+
+    def _note_lag(self, now: float, scheduled: float) -> None:
+        if now - scheduled > self.lag:
+            self.lag = now - scheduled
 
     def _advance(self) -> None:
         """Wait for the next send to be due (or for work, or a report to be due),
         then finish what is due."""
-        if not self.in_flight:
-            if not self.backlog and self._wants_work():
-                self.flush()  # idle: let the monitor see everything before waiting
-                self._take(IDLE_POLL_SECONDS)
+        if not self.in_flight and not self.backlog and self.stopped_by_marker:
+            return  # all done: the loop ends
+        if not self.in_flight and not self.backlog and self._wants_work():
+            self.flush()  # idle: let the monitor see everything before waiting
+            self._take(IDLE_POLL_SECONDS)
             return
-        delay = self.clock.real_delay(self.in_flight[0][0])
-        if not self.idle_slots and len(self.backlog) >= self.per_wake:
-            delay = max(delay, COALESCE_SECONDS)
-        delay = min(delay, self._until_flush(), IDLE_POLL_SECONDS)
+        delay = IDLE_POLL_SECONDS
+        if self.in_flight:
+            delay = self.clock.real_delay(self.in_flight[0][0])
+            if 0 < delay < self.wake and not self.free:
+                delay = self.wake  # busy: finish several sends per wake-up
+        if self.free and self.model.start_gap and not self.stopped_by_marker:
+            delay = min(delay, self.clock.real_delay(self.next_start))  # the cap opens
+        delay = min(delay, self._until_flush())
         if delay > 0:
             if self._wants_work():
                 self._take(delay)  # free slots: new work may start before the next send ends
@@ -253,30 +290,38 @@ class SenderEngine:
         self._flush_if_due()
 
     def _finish_due(self) -> None:
-        now = self.clock.now() + DUE_SLACK
+        now = self.clock.now()
+        if self.in_flight and self.in_flight[0][0] <= now:
+            self._note_lag(now, self.in_flight[0][0])
+        now_due = now + DUE_SLACK
         go_on = not self.stop_requested()  # once per wake-up, not per message
-        while self.in_flight and self.in_flight[0][0] <= now:
+        while self.in_flight and self.in_flight[0][0] <= now_due:
             due, _, batch, offset, seconds, outcome = heapq.heappop(self.in_flight)
             self._finish(batch, offset, seconds, outcome, due)
             if self.backlog and go_on:
-                self._start_chain(due)  # the slot goes on from the due time, not from now
+                self._start_chain(due, now)  # the slot goes on from the due time, not from now
             else:
-                self.idle_slots += 1
+                heapq.heappush(self.free, due)
 
     def _finish(self, batch: MessageBatch, offset: int, seconds: float, outcome: int, due: float) -> None:
         self.stats.record(seconds, outcome == SENT, due)
         self.done.add(batch.key, offset, outcome)
-        self._note(batch, offset, seconds, outcome)
+        if outcome == SENT:
+            self.sent_at.append((due, 1))
+        self._note(batch, offset, seconds, outcome, due)
 
-    def _note(self, batch: MessageBatch, offset: int, seconds: float, outcome: int) -> None:
+    def _note(self, batch: MessageBatch, offset: int, seconds: float, outcome: int, due: float) -> None:
         """What goes round again, and what gets logged."""
         if outcome != RETRY and not self.logging:
             return
         phone = self._phones_of(batch)[offset]
+        attempt = batch.attempt(offset)
         if outcome == RETRY:
-            self.retries.append((batch.ids[offset], phone, batch.attempt(offset) + 1))
+            back_at = due + self.model.retry_delay(attempt)
+            self.retries.append((batch.ids[offset], phone, attempt + 1, back_at))
+            self.first_back = min(self.first_back, back_at)
         if self.logging:
-            self.log.append((batch.ids[offset], phone, outcome, seconds, batch.attempt(offset)))
+            self.log.append((batch.ids[offset], phone, outcome, seconds, attempt))
 
     def _phones_of(self, batch: MessageBatch) -> list[str]:
         phones = self.phone_cache.get(batch.key)
@@ -304,7 +349,9 @@ class SenderEngine:
     def _until_flush(self) -> float:
         if not self._pending():
             return IDLE_POLL_SECONDS
-        return self.last_flush + self.flush_seconds - self.clock.clock.now()
+        until = self.last_flush + self.flush_seconds - self.clock.clock.now()
+        # A retry must reach the runner before its time to re-enter the queue.
+        return min(until, self.clock.real_delay(self.first_back) - RETRY_MARGIN_SECONDS)
 
     def _flush_if_due(self) -> None:
         if self._pending() and self._until_flush() <= 0:
@@ -312,25 +359,33 @@ class SenderEngine:
 
     def flush(self) -> None:
         if self._pending():
-            self.report(Progress(self.index, self.done.drain(), self.stats,
-                                 tuple(self.retries), tuple(self.log)))
+            self.report(Progress(self.index, self.done.drain(), self.stats, tuple(self.retries),
+                                 tuple(self.log), tuple(self.sent_at), self.lag))
         self._reset_report()
 
 
-def run_sender(index: int, settings: Settings, transport, conn, stop_signal, parent_pid: int) -> None:
-    """Entry point of a sender process."""
+def run_sender(index: int, settings: Settings, transport, start, conn, stop_signal, parent_pid: int) -> None:
+    """Entry point of a sender process. `start` is the run's shared start
+    (simulated time 0), set by the runner once every child is ready."""
     spec = settings.senders[index]
     enter_child(f"smsbatch: sender {index + 1} ({spec.describe()})", parent_pid)
     try:
+        model = SenderModel(spec, settings, index)
+
+        def stopping() -> bool:
+            return stop_signal.is_set() or termination_requested() or not parent_alive(parent_pid)
+
+        conn.send(Ready(index))
+        if not start.wait(stopping):
+            conn.send(SenderDone(index))
+            return
         engine = SenderEngine(
-            index, spec, settings, sender_rng(settings.seed, index),
-            SimClock(Clock(), settings.speed),
+            index, model, settings, SimClock(Clock(), settings.speed, start.value),
             take=transport.taker(index),
             report=conn.send,
             pause=stop_signal.wait,  # returns early when a warm stop is asked for
             sleep=time.sleep,
-            stop_requested=lambda: (stop_signal.is_set() or termination_requested()
-                                    or not parent_alive(parent_pid)),
+            stop_requested=stopping,
         )
         engine.run()
     except BaseException:

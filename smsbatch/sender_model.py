@@ -17,6 +17,7 @@ retries left re-enters the queue at fail time + backoff * 2**(k-1) * U(0.5, 1.5)
 
 from __future__ import annotations
 
+import hashlib
 import math
 
 import numpy as np
@@ -26,8 +27,12 @@ from smsbatch.config import SenderSpec, Settings
 BLOCK = 4096  # attempts drawn at a time
 
 
-def generators(seed: int, index: int) -> tuple[np.random.Generator, ...]:
-    """A sender's three independent streams: send times, outcomes, retry jitter."""
+def generators(seed: int, index: int | str) -> tuple[np.random.Generator, ...]:
+    """A sender's three independent streams: send times, outcomes, retry jitter.
+    `index` is the sender's place in the run, or the name of a sender that
+    joined from elsewhere (through Redis)."""
+    if isinstance(index, str):
+        index = int.from_bytes(hashlib.sha256(index.encode()).digest()[:8], "big")
     root = np.random.SeedSequence([seed & 0xFFFFFFFFFFFFFFFF, index])
     return tuple(np.random.Generator(np.random.PCG64(child)) for child in root.spawn(3))
 
@@ -72,7 +77,7 @@ class SendTimes:
 class SenderModel:
     """One sender: its slots, its rate cap, and the draws of every attempt."""
 
-    def __init__(self, spec: SenderSpec, settings: Settings, index: int) -> None:
+    def __init__(self, spec: SenderSpec, settings: Settings, index: int | str) -> None:
         self.spec = spec
         self.window = spec.window
         self.start_gap = 1.0 / spec.rate if spec.rate else 0.0  # simulated seconds between starts

@@ -34,17 +34,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from smsbatch.reach import reach_counts
 from smsbatch.sender_model import BLOCK, SenderModel
 from smsbatch.stats import Stats
 
 FINISH, ARRIVE, START = 0, 1, 2
-REACH_PERCENTS = (50, 90, 99, 100)
 CHUNK = 8192  # events between looks at the clock (display) and at signals
-
-
-def reach_counts(messages: int) -> dict[str, int]:
-    """The sent count that reaches each share: ceil(p x messages), in integers."""
-    return {str(p): -(-messages * p // 100) for p in REACH_PERCENTS}
 
 
 @dataclass

@@ -20,9 +20,10 @@ from smsbatch.children import (StopSignal, enter_child, parent_alive, report_cra
                                termination_requested)
 from smsbatch.clock import Clock, SimClock
 from smsbatch.config import SenderSpec, Settings, WorkerSettings
-from smsbatch.model import ChildFailed
+from smsbatch.model import ChildFailed, Ready
 from smsbatch.runner import share_for
-from smsbatch.sender import SenderEngine, sender_rng
+from smsbatch.sender import SenderEngine
+from smsbatch.sender_model import SenderModel
 
 LOOK_SECONDS = 0.2  # how often a waiting worker looks for a run, and for signals
 
@@ -43,14 +44,15 @@ def run_stream_sender(index: int, sender: str, name: str, settings: Settings, ur
                           Patient(url, settings.broker_timeout, say, give_up=stopping),
                           share_for(spec, settings.speed))
         link.hello(name, spec)
+        conn.send(Ready(index))  # the coordinator's own senders: it waits for them
 
         def pause(seconds: float) -> None:  # may return early: the engine looks again
             link.beat_if_due()
             stop_signal.wait(min(seconds, link.beat_seconds))
 
         SenderEngine(
-            index, spec, settings,
-            sender_rng(settings.seed, index if local else sender),
+            index, SenderModel(spec, settings, index if local else sender),
+            settings,
             SimClock(Clock(), settings.speed),
             take=link.take, report=link.report, pause=pause, sleep=time.sleep,
             stop_requested=lambda: stopping() or link.over,

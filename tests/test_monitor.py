@@ -22,7 +22,7 @@ def snapshot(elapsed=10.0, speed=1.0):
     views = (SenderView("gw-a", SenderSpec(0.5, 0.25), a, "running"),
              SenderView("gw-b", SenderSpec(2.0, 0.0), b, "died (SIGKILL)"))
     return Snapshot(messages=10, sent=3, failed=1, retried=0, elapsed=elapsed, speed=speed,
-                    stats=a + b, senders=views, requeued=2, lost_senders=1)
+                    stats=a + b, senders=views, requeued=2, lost_senders=1, sim_elapsed=elapsed * speed)
 
 
 def test_progress_line_has_the_figures():

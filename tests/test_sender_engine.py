@@ -1,6 +1,5 @@
 """The sender loop, driven by hand with a fake clock: no processes, no sleeping."""
 
-import random
 from collections import deque
 
 import pytest
@@ -8,8 +7,9 @@ import pytest
 from smsbatch.clock import FakeClock, SimClock
 from smsbatch.config import SenderSpec, Settings
 from smsbatch.ledger import Ledger
-from smsbatch.model import FAILED, RETRY, SENT, Claimed, MessageBatch, Progress, SenderDone, Stop
+from smsbatch.model import FAILED, RETRY, SENT, Claimed, MessageBatch, Progress, Released, SenderDone, Stop
 from smsbatch.sender import SenderEngine
+from smsbatch.sender_model import SenderModel
 
 
 def batches(count, size):
@@ -19,23 +19,41 @@ def batches(count, size):
 
 
 class Harness:
+    """The engine with a fake clock, and a runner's part played by hand: what
+    the engine gives back (Released) goes to the front of the work again."""
+
     def __init__(self, spec, work, speed=1.0, stop_at=None, **settings):
         self.clock = FakeClock()
         self.work = deque(work)
         self.reports = []
         self.stop_at = stop_at
-        settings = Settings(messages=1, senders=(spec,), speed=speed, **settings)
+        self.taken = {}  # batch key -> batch, for what is given back
+        self.next_key = -1
+        settings = Settings(messages=1, senders=(spec,), speed=speed, seed=1, **settings)
         self.engine = SenderEngine(
-            0, spec, settings, random.Random(1), SimClock(self.clock, speed),
-            take=self.take, report=self.reports.append, pause=self.clock.advance,
+            0, SenderModel(spec, settings, 0), settings, SimClock(self.clock, speed),
+            take=self.take, report=self.report, pause=self.clock.advance,
             sleep=self.clock.advance, stop_requested=self.stop_requested,
         )
 
     def take(self, timeout):
         if self.work:
-            return self.work.popleft()
+            item = self.work.popleft()
+            if isinstance(item, MessageBatch):
+                self.taken[item.key] = item
+            return item
         self.clock.advance(timeout)
         return None
+
+    def report(self, item):
+        self.reports.append(item)
+        if isinstance(item, Released):
+            batch = self.taken[item.key]
+            phones = batch.phones()
+            self.work.appendleft(MessageBatch.of(
+                self.next_key, tuple(batch.ids[o] for o in item.offsets), [phones[o] for o in item.offsets],
+                batch.text, tuple(batch.attempt(o) for o in item.offsets)))
+            self.next_key -= 1
 
     def stop_requested(self):
         return self.stop_at is not None and self.clock.now() >= self.stop_at
@@ -51,7 +69,9 @@ class Harness:
         ledger = Ledger(messages)
         for report in self.reports:
             if isinstance(report, Claimed):
-                ledger.claim(0, report.key, range(report.key * 10, report.key * 10 + 10))
+                ledger.claim(0, report.key, self.taken[report.key].ids)
+            elif isinstance(report, Released):
+                ledger.release_part(0, report.key, report.offsets)
             elif isinstance(report, Progress):
                 for done in report.done:
                     ledger.apply(0, done)
@@ -118,7 +138,9 @@ def test_retries_then_failure():
     h.run()
     (progress,) = h.of(Progress)
     assert progress.done[0].outcomes == bytes([RETRY, FAILED])
-    assert progress.retries == ((7, "+12025550107", 2),)
+    ((message_id, phone, attempt, back_at),) = progress.retries
+    assert (message_id, phone, attempt) == (7, "+12025550107", 2)
+    assert 0.5 <= back_at <= 1.5  # failed at 0, back after --retry-backoff 1 x U(0.5, 1.5)
 
 
 def test_warm_stop_gives_up_what_has_not_started():

@@ -1,0 +1,161 @@
+"""--replications R: R independent runs of the same settings, side by side.
+
+Replication 1 uses --seed itself; replication r >= 2 uses
+replication_seed(seed, r), the first 63 bits of SHA-256 of "seed/replication/r",
+so any replication can be repeated on its own with `--seed` set to its seed
+(each is recorded in the summary). They run in --jobs processes (a
+ProcessPoolExecutor, forked: each replication is a whole run, virtual or real
+time, with its own children). The summary keeps replication 1's figures at
+the top level, every replication's summary under `replications`, and mean,
+standard deviation, a 95% confidence interval (Student's t), min and max of
+the headline figures under `aggregate`.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import math
+import multiprocessing
+import signal
+import statistics
+from dataclasses import replace
+from typing import TextIO
+
+from smsbatch.config import Settings
+from smsbatch.monitor import (Monitor, NullDisplay, seconds_text, summary_dict, summary_table,
+                              write_summary_json)
+
+AGGREGATED = ("sim_elapsed_s", "reach_s.50", "reach_s.90", "reach_s.99", "reach_s.100", "sent",
+              "failed", "avg_send_time_s")
+# Student's t, 97.5% quantile, by degrees of freedom (1..30); beyond, the normal's 1.96 is close.
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
+         2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
+         2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+
+
+def replication_seed(seed: int, replication: int) -> int:
+    """The seed of replication `replication` (1-based): --seed itself for the first."""
+    if replication == 1:
+        return seed
+    digest = hashlib.sha256(f"{seed}/replication/{replication}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
+def run_one(settings: Settings, replication: int) -> dict:
+    """One whole run, quietly, as its summary dict (in a pool process)."""
+    from smsbatch.cli import make_runner, make_source  # the CLI's own wiring, no drawing
+
+    settings = replace(settings, seed=replication_seed(settings.seed, replication), replications=1)
+    source, _ = make_source(settings)
+    monitor = Monitor(NullDisplay(_Discard()), settings.interval)
+    runner = make_runner(settings, source, monitor, [])
+    result = runner.run()
+    summary = summary_dict(result.snapshot, settings.seed, result.stopped_by, int(result.exit_status),
+                           result.produced, result.startup)
+    summary["replication"] = replication
+    return summary
+
+
+class _Discard:
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def _pool_initializer() -> None:
+    # Ctrl-C reaches the whole process group: the main process decides.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def figure(summary: dict, key: str) -> float | None:
+    if key.startswith("reach_s."):
+        return summary["reach_s"].get(key.split(".", 1)[1])
+    return summary[key]
+
+
+def describe(values: list[float]) -> dict:
+    """mean, stdev, ci95 [low, high], min, max, n of the non-null values."""
+    values = [v for v in values if v is not None]
+    n = len(values)
+    if not n:
+        return {"mean": None, "stdev": None, "ci95": [None, None], "min": None, "max": None, "n": 0}
+    mean = statistics.fmean(values)
+    stdev = statistics.stdev(values) if n > 1 else 0.0
+    t = _T975[n - 2] if 1 < n <= len(_T975) + 1 else 1.96
+    half = t * stdev / math.sqrt(n) if n > 1 else 0.0
+    return {"mean": mean, "stdev": stdev, "ci95": [mean - half, mean + half], "min": min(values),
+            "max": max(values), "n": n}
+
+
+def aggregate(summaries: list[dict]) -> dict:
+    return {key: describe([figure(s, key) for s in summaries]) for key in AGGREGATED}
+
+
+def aggregate_lines(agg: dict, total: int, done: int) -> str:
+    lines = [f"replications: {done} of {total} done; mean, sd, 95% interval, min, max (simulated seconds)"]
+    for key, d in agg.items():
+        if d["n"] == 0:
+            lines.append(f"  {key:16} never reached")
+            continue
+        fmt = seconds_text if key.endswith("_s") or key.startswith("reach") else (lambda v: f"{v:,.1f}")
+        low, high = d["ci95"]
+        lines.append(f"  {key:16} {fmt(d['mean'])}  sd {d['stdev']:.3g}  [{fmt(low)}, {fmt(high)}]"
+                     f"  min {fmt(d['min'])}  max {fmt(d['max'])}  (n={d['n']})")
+    return "\n".join(lines) + "\n"
+
+
+def run_replications(settings: Settings, stdout: TextIO, stderr: TextIO, signals: list[int]) -> int:
+    """Run every replication; print replication 1's table and the aggregate; exit status
+    is the worst of the replications' (or 130/143 when interrupted)."""
+    jobs = max(1, min(settings.jobs, settings.replications))
+    summaries: dict[int, dict] = {}
+    pool = concurrent.futures.ProcessPoolExecutor(
+        jobs, mp_context=multiprocessing.get_context("fork"), initializer=_pool_initializer)
+    try:
+        futures = {pool.submit(run_one, settings, r): r for r in range(1, settings.replications + 1)}
+        pending = set(futures)
+        while pending and not signals:
+            finished, pending = concurrent.futures.wait(pending, timeout=0.1)
+            for future in finished:
+                summary = future.result()
+                summaries[futures[future]] = summary
+                if settings.progress:
+                    stderr.write(f"replication {futures[future]} done ({len(summaries)}/{settings.replications}):"
+                                 f" {summary['sent']} sent, {summary['failed']} failed,"
+                                 f" {seconds_text(summary['sim_elapsed_s'])} simulated\n")
+                    stderr.flush()
+    finally:
+        if signals:
+            for process in list(getattr(pool, "_processes", {}).values()):
+                process.kill()
+        pool.shutdown(wait=True, cancel_futures=True)
+    return _report(settings, [summaries[r] for r in sorted(summaries)], stdout, signals)
+
+
+def _report(settings: Settings, summaries: list[dict], stdout: TextIO, signals: list[int]) -> int:
+    agg = aggregate(summaries)
+    if summaries:
+        first = summaries[0]
+        stdout.write(f"replication {first['replication']} (seed {first['seed']}): "
+                     f"{first['sent']} sent, {first['failed']} failed, {first['unsent']} unsent of "
+                     f"{first['messages']}; {seconds_text(first['sim_elapsed_s'])} simulated\n")
+    stdout.write(aggregate_lines(agg, settings.replications, len(summaries)))
+    for summary in summaries:
+        accounted = summary["sent"] + summary["failed"] + summary["unsent"] == summary["messages"]
+        if not accounted:
+            stdout.write(f"replication {summary['replication']}: NOT every message accounted for\n")
+    stdout.flush()
+    if settings.summary_json and summaries:
+        top = dict(summaries[0])
+        top.update(replications=summaries, aggregate=agg)
+        write_summary_json(settings.summary_json, top)
+    if signals:
+        return 130 if signals[0] == signal.SIGINT else 143
+    return max(s["exit_status"] for s in summaries) if summaries else 1
+
+
+__all__ = ["aggregate", "describe", "replication_seed", "run_replications", "summary_table"]

@@ -1,0 +1,76 @@
+"""A run in virtual time (`--speed max`): the engine, the monitor, the result.
+
+No process and no queue: the producer costs no simulated time in the model,
+so the messages are counted rather than made (no phone numbers are drawn),
+and the senders are SenderModels stepped by the VirtualEngine. The monitor
+still redraws every --interval real seconds, showing simulated time.
+"""
+
+from __future__ import annotations
+
+import signal
+from dataclasses import dataclass, field
+
+from smsbatch.clock import Clock
+from smsbatch.config import Settings
+from smsbatch.monitor import Monitor, SenderView, Snapshot
+from smsbatch.producer import MessageSource
+from smsbatch.runner import ExitStatus, RunResult
+from smsbatch.sender_model import SenderModel
+from smsbatch.stats import Stats
+from smsbatch.virtual import Outcome, Progress, VirtualEngine
+
+
+@dataclass
+class VirtualRunner:
+    settings: Settings
+    source: MessageSource
+    monitor: Monitor
+    clock: Clock = field(default_factory=Clock)
+    signals: list[int] = field(default_factory=list)  # SIGINT/SIGTERM received, in order
+
+    def run(self) -> RunResult:
+        started = self.clock.now()
+        models = [SenderModel(spec, self.settings, i) for i, spec in enumerate(self.settings.senders)]
+        engine = VirtualEngine(models, self.source.messages)
+
+        def tick(progress: Progress) -> bool:
+            self.monitor.tick(lambda: self._live(progress, self.clock.now() - started))
+            return not self.signals
+
+        outcome = engine.run(tick)
+        snapshot = self._final(outcome, self.clock.now() - started)
+        return RunResult(snapshot, self._exit_status(outcome), self._stopped_by(outcome),
+                         self.source.messages, 0.0)
+
+    def _views(self, stats: list[Stats], state: str) -> tuple[SenderView, ...]:
+        return tuple(SenderView(spec.name, spec, st, state)
+                     for spec, st in zip(self.settings.senders, stats))
+
+    def _snapshot(self, views, elapsed: float, **figures) -> Snapshot:
+        total = Stats()
+        for view in views:
+            total.merge(view.stats)
+        return Snapshot(messages=self.source.messages, elapsed=elapsed, speed=self.settings.speed,
+                        stats=total, senders=views, mode="virtual", **figures)
+
+    def _live(self, progress: Progress, elapsed: float) -> Snapshot:
+        return self._snapshot(self._views(progress.stats, "running"), elapsed, sent=progress.sent,
+                              failed=progress.failed, retried=progress.retried,
+                              sim_elapsed=progress.now)
+
+    def _final(self, outcome: Outcome, elapsed: float) -> Snapshot:
+        state = "stopped" if outcome.interrupted else "done"
+        return self._snapshot(self._views(outcome.stats, state), elapsed, sent=outcome.sent,
+                              failed=outcome.failed, retried=outcome.retried,
+                              sim_elapsed=outcome.sim_elapsed, reach=outcome.reach)
+
+    def _stopped_by(self, outcome: Outcome) -> str:
+        if not outcome.interrupted:
+            return "completed"
+        return signal.Signals(self.signals[0]).name
+
+    def _exit_status(self, outcome: Outcome) -> ExitStatus:
+        if self.signals:
+            return ExitStatus.INTERRUPTED if self.signals[0] == signal.SIGINT else ExitStatus.TERMINATED
+        return ExitStatus.UNSENT if outcome.sent + outcome.failed < self.source.messages else ExitStatus.OK
