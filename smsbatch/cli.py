@@ -13,6 +13,9 @@ from smsbatch.monitor import Monitor, make_display, summary_dict, summary_table,
 from smsbatch.phones import PhoneError, PhonePool, scan_recipients
 from smsbatch.producer import MessageSource
 from smsbatch.runner import ExitStatus, Runner, choose_batch_size, stop_signals_caught
+from smsbatch.text import plural, redact_url, shorten, sms_segments, visible
+
+START_LINE_WIDTH = 100  # columns: the start lines fit a wide terminal without wrapping
 
 
 def entry() -> None:
@@ -45,6 +48,7 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: Te
     with stop_signals_caught(restore=restore_signals) as signals:
         display = make_display(stderr, settings.progress, source.messages, len(settings.senders))
         _setup_logging(settings.log_level, display)
+        logging.getLogger("smsbatch").info("alert text: %s", visible(settings.text))  # once, not per message
         monitor = Monitor(display, settings.interval)
         runner = runner_class(settings, source, monitor, signals=signals)
         stdout.write(start_line(settings, source, invalid, getattr(runner, "run_id", None)) + "\n")
@@ -57,7 +61,7 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: Te
             summary = summary_dict(result.snapshot, settings.seed, result.stopped_by,
                                    int(result.exit_status), result.produced, result.startup)
             if settings.broker:
-                summary.update(broker=settings.broker, run_id=runner.run_id)
+                summary.update(broker=redact_url(settings.broker), run_id=runner.run_id)
             write_summary_json(settings.summary_json, summary)
     return result.exit_status
 
@@ -92,7 +96,7 @@ def _check_broker(url: str) -> None:
     try:
         check_reachable(url)
     except ConnectionError as error:
-        raise UsageError(f"argument --broker: no Redis answers at {url} ({error})") from None
+        raise UsageError(f"argument --broker: no Redis answers at {redact_url(url)} ({error})") from None
 
 
 def worker_main(argv: list[str], stdout: TextIO, stderr: TextIO, restore_signals: bool) -> int:
@@ -140,17 +144,25 @@ def _check_summary_path(path: str | None) -> None:
 
 def start_line(settings: Settings, source: MessageSource, invalid: int, run_id: str | None = None) -> str:
     where = f"numbers from {settings.recipients}" if settings.recipients else f"random {settings.region} mobiles"
-    skipped = f" ({invalid} invalid lines skipped)" if invalid else ""
+    skipped = f" ({plural(invalid, 'invalid line')} skipped)" if invalid else ""
     seed = f"seed {settings.seed}" + ("" if settings.seed_given else " (pass --seed to repeat)")
     line = (
-        f"smsbatch: {source.messages} messages to {where}{skipped} through "
-        f"{len(settings.senders)} senders{' here' if settings.broker else ''}, {settings.distribution} send times, "
-        f"speed x{settings.speed:g}, {seed}"
+        f"smsbatch: {plural(source.messages, 'message')} to {where}{skipped} through "
+        f"{plural(len(settings.senders), 'sender')}{' here' if settings.broker else ''}, "
+        f"{settings.distribution} send times, speed x{settings.speed:g}, {seed}\n"
+        + text_line(settings.text)
     )
     if run_id:
-        line += (f"\nsmsbatch: run {run_id} on {settings.broker}; add senders from any machine with: "
-                 f"smsbatch worker --broker {settings.broker}")
+        broker = redact_url(settings.broker)
+        line += (f"\nsmsbatch: run {run_id} on {broker}; add senders from any machine with: "
+                 f"smsbatch worker --broker {broker}")
     return line
+
+
+def text_line(text: str) -> str:
+    """`smsbatch: text "EMERGENCY ALERT: ..." (1 segment, GSM-7)`, in START_LINE_WIDTH columns."""
+    head, tail = 'smsbatch: text "', f'" ({sms_segments(text).describe()})'
+    return head + shorten(visible(text), START_LINE_WIDTH - len(head) - len(tail)) + tail
 
 
 class _DisplayHandler(logging.Handler):

@@ -23,6 +23,7 @@ from smsbatch.config import SenderSpec, Settings, WorkerSettings
 from smsbatch.model import ChildFailed
 from smsbatch.runner import share_for
 from smsbatch.sender import SenderEngine, sender_rng
+from smsbatch.text import redact_url
 
 LOOK_SECONDS = 0.2  # how often a waiting worker looks for a run, and for signals
 
@@ -118,7 +119,7 @@ class Worker:
                 if state is None and not wanted:
                     self.patient(self.client.zrem, RUNS_KEY, run_id)  # its keys expired: it is gone
             if not waiting:
-                self.say(f"waiting for {'run ' + wanted if wanted else 'a run'} on {self.settings.broker}")
+                self.say(f"waiting for {'run ' + wanted if wanted else 'a run'} on {redact_url(self.settings.broker)}")
                 waiting = True
             time.sleep(LOOK_SECONDS)
         return None
