@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import sys
 from typing import TextIO
 
 from smsbatch.config import Settings, UsageError, parse_settings, parse_worker_settings
 from smsbatch.monitor import Monitor, make_display, summary_dict, summary_table, write_summary_json
+from smsbatch.output import check_output_path, open_standard_fds, standard_streams
 from smsbatch.phones import PhoneError, PhonePool, scan_recipients
 from smsbatch.producer import MessageSource
 from smsbatch.runner import ExitStatus, Runner, choose_batch_size, stop_signals_caught
@@ -20,6 +20,8 @@ START_LINE_WIDTH = 100  # columns: the start lines fit a wide terminal without w
 
 def entry() -> None:
     """The `smsbatch` command: main() as the whole process."""
+    open_standard_fds()
+    _escape_unencodable_output()
     status = main(restore_signals=False)
     # A late second Ctrl-C must not interrupt the exit: Python resets its own
     # handlers to the default while it shuts down, but leaves SIG_IGN alone.
@@ -30,8 +32,7 @@ def entry() -> None:
 
 def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: TextIO | None = None,
          restore_signals: bool = True) -> int:
-    stdout = stdout or sys.stdout
-    stderr = stderr or sys.stderr
+    stdout, stderr = standard_streams(stdout, stderr)  # a closed or cut-short stream goes quiet
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["worker"]:
         return worker_main(argv[1:], stdout, stderr, restore_signals)
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: Te
                                    int(result.exit_status), result.produced, result.startup)
             if settings.broker:
                 summary.update(broker=redact_url(settings.broker), run_id=runner.run_id)
-            write_summary_json(settings.summary_json, summary)
+            _write_summary(settings.summary_json, summary, stderr)
     return result.exit_status
 
 
@@ -135,11 +136,17 @@ def _source(settings: Settings, messages: int, **kwargs) -> MessageSource:
 
 
 def _check_summary_path(path: str | None) -> None:
-    if not path:
-        return
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory) or not os.access(directory, os.W_OK) or os.path.isdir(path):
-        raise UsageError(f"argument --summary-json: cannot write a file at {path}")
+    check_output_path("--summary-json", path)
+
+
+def _write_summary(path: str, summary: dict, stderr: TextIO) -> None:
+    """Write the summary file; if that fails at the end of a run (the disk filled
+    up, the folder went away), say so in one line rather than a traceback."""
+    try:
+        write_summary_json(path, summary)
+    except OSError as error:
+        stderr.write(f"smsbatch: could not write the summary to {path} ({error.strerror or error})\n")
+        stderr.flush()
 
 
 def start_line(settings: Settings, source: MessageSource, invalid: int, run_id: str | None = None) -> str:
@@ -163,6 +170,14 @@ def text_line(text: str) -> str:
     """`smsbatch: text "EMERGENCY ALERT: ..." (1 segment, GSM-7)`, in START_LINE_WIDTH columns."""
     head, tail = 'smsbatch: text "', f'" ({sms_segments(text).describe()})'
     return head + shorten(visible(text), START_LINE_WIDTH - len(head) - len(tail)) + tail
+
+
+def _escape_unencodable_output() -> None:
+    """A character the terminal's encoding lacks is shown as an escape, not a
+    UnicodeEncodeError that would silence the stream (PYTHONIOENCODING=ascii)."""
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None and hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
 
 
 class _DisplayHandler(logging.Handler):

@@ -15,6 +15,7 @@ from typing import TextIO
 
 from smsbatch.clock import Clock
 from smsbatch.config import SenderSpec
+from smsbatch.output import write_text_file
 from smsbatch.stats import Stats
 
 @dataclass(frozen=True)
@@ -291,6 +292,5 @@ def _times(snapshot: dict) -> dict:
 
 
 def write_summary_json(path: str, summary: dict) -> None:
-    with open(path, "w", encoding="utf-8") as handle:
-        json.dump(summary, handle, indent=2)
-        handle.write("\n")
+    """Whole or not at all (see write_text_file); the alert text and names as they are, in UTF-8."""
+    write_text_file(path, json.dumps(summary, indent=2, ensure_ascii=False) + "\n")

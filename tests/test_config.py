@@ -149,6 +149,11 @@ BAD_INPUT = [
     (["--sender", "1:0:name=" + "n" * 41], {}, "--sender"),
     (["--text", "bytes \udcff not UTF-8"], {}, "--text"),
     ([], {"SMSBATCH_SENDER": "[]"}, "--sender"),
+    # output paths, proven writable before the run
+    (["--summary-json", "/proc/x.json"], {}, "--summary-json"),
+    (["--summary-json", "new.json/"], {}, "--summary-json"),
+    (["--summary-json", "."], {}, "--summary-json"),
+    (["--summary-json", ""], {}, "--summary-json"),
     (["--broker", "redis://user:secret@localhost:99999999/0"], {}, "--broker"),
 ]
 
