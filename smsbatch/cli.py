@@ -61,6 +61,7 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: Te
         if settings.summary_json:
             summary = summary_dict(result.snapshot, settings.seed, result.stopped_by,
                                    int(result.exit_status), result.produced, result.startup)
+            summary.update(text=settings.text, **_segments_fields(settings.text))
             if settings.broker:
                 summary.update(broker=redact_url(settings.broker), run_id=runner.run_id)
             _write_summary(settings.summary_json, summary, stderr)
@@ -147,6 +148,11 @@ def _write_summary(path: str, summary: dict, stderr: TextIO) -> None:
     except OSError as error:
         stderr.write(f"smsbatch: could not write the summary to {path} ({error.strerror or error})\n")
         stderr.flush()
+
+
+def _segments_fields(text: str) -> dict:
+    segments = sms_segments(text)
+    return {"segments": segments.count, "encoding": segments.encoding}
 
 
 def start_line(settings: Settings, source: MessageSource, invalid: int, run_id: str | None = None) -> str:

@@ -17,6 +17,7 @@ from smsbatch.clock import Clock
 from smsbatch.config import SenderSpec
 from smsbatch.output import write_text_file
 from smsbatch.stats import Stats
+from smsbatch.text import display_width, pad_left, pad_right
 
 @dataclass(frozen=True)
 class SenderView:
@@ -240,9 +241,10 @@ def summary_table(snap: Snapshot, seed: int, stopped_by: str) -> str:
         )
         for v in snap.senders
     ]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    # Widths in terminal columns, not characters: a name in CJK takes two a character.
+    widths = [max(display_width(row[i]) for row in rows) for i in range(len(header))]
     for row in rows:
-        cells = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:-1], widths[1:-1])]
+        cells = [pad_right(row[0], widths[0])] + [pad_left(c, w) for c, w in zip(row[1:-1], widths[1:-1])]
         lines.append("  " + "  ".join(cells + [row[-1]]))
     return "\n".join(lines) + "\n"
 
