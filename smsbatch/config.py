@@ -350,8 +350,11 @@ class IniFile(configargparse.ConfigFileParser):
     def _checked(self, action, raw: str | None, where: str):
         """The value as configargparse wants it ("true"/"false" for a flag, a list
         for a repeatable option), once the option's own rule accepts it."""
-        value = _unquoted(_INLINE_COMMENT.sub("", raw)) if raw is not None else "true"
         flags = _flags(action)
+        if raw is None and action.nargs != 0:  # a bare key is only for a flag (`no-progress`)
+            raise _config_error(f"argument {flags}: needs key = value in a config file (got "
+                                f"{_quoted(flags.split('--')[-1])} alone in {where})")
+        value = _unquoted(_INLINE_COMMENT.sub("", raw)) if raw is not None else "true"
         if action.nargs == 0:  # a flag: --no-progress
             if value.lower() not in TRUE_WORDS + FALSE_WORDS:
                 raise _config_error(f"argument {flags}: must be true or false (got {_quoted(value)} in {where})")

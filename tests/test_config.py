@@ -183,6 +183,7 @@ def test_bad_input_is_one_line_and_exit_2(argv, env, option, monkeypatch, no_chi
     (b"messages = 3\nmessages = 4\n", "messages"),
     (b"no-progress = maybe\n", "--no-progress"),
     (b"messages 5\n", "ini"),
+    (b"[smsbatch]\nmessages\n", "needs key = value"),
 ])
 def test_bad_config_files(tmp_path, content, option, no_children_left):
     ini = tmp_path / "bad.ini"
