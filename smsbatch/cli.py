@@ -162,14 +162,13 @@ def start_line(settings: Settings, source: MessageSource, invalid: int, run_id: 
     line = (
         f"smsbatch: {plural(source.messages, 'message')} to {where}{skipped} through "
         f"{plural(len(settings.senders), 'sender')}{' here' if settings.broker else ''}, "
-        f"{settings.distribution} send times, speed x{settings.speed:g}, {seed}\n"
-        + text_line(settings.text)
+        f"{settings.distribution} send times, speed x{settings.speed:g}, {seed}"
     )
     if run_id:
         broker = redact_url(settings.broker)
         line += (f"\nsmsbatch: run {run_id} on {broker}; add senders from any machine with: "
                  f"smsbatch worker --broker {broker}")
-    return line
+    return line + "\n" + text_line(settings.text)  # last: scripts read the lines above by position
 
 
 def text_line(text: str) -> str:
