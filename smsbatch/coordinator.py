@@ -42,7 +42,7 @@ from smsbatch.monitor import SenderView
 from smsbatch.producer import run_producer
 from smsbatch.runner import OUTCOME_WORDS, WARM_STOP_SECONDS, Child, Runner, message_log
 from smsbatch.stats import Stats
-from smsbatch.text import redact_url
+from smsbatch.text import plural, redact_url
 from smsbatch.worker import run_stream_sender
 
 READ_COUNT = 1000  # result entries per XREAD
@@ -219,7 +219,7 @@ class StreamRunner(Runner):
         if self.phase == "running":
             slot.state = f"left (gave back {given_back})"
             self.lost_senders += 1
-            self._note(f"{slot.name} left; gave back {given_back} messages it had not started")
+            self._note(f"{slot.name} left; gave back {plural(given_back, 'message')} it had not started")
         else:
             slot.state = "done"
         child = self._local_child(index)

@@ -23,7 +23,7 @@ from smsbatch.config import SenderSpec, Settings, WorkerSettings
 from smsbatch.model import ChildFailed
 from smsbatch.runner import share_for
 from smsbatch.sender import SenderEngine, sender_rng
-from smsbatch.text import redact_url
+from smsbatch.text import plural, redact_url
 
 LOOK_SECONDS = 0.2  # how often a waiting worker looks for a run, and for signals
 
@@ -132,7 +132,7 @@ class Worker:
             return  # it ended as we looked
         settings = replace(settings_for_worker(info.decode(), self.settings.senders),
                            broker_timeout=self.settings.broker_timeout)
-        self.say(f"joined run {run_id} with {len(settings.senders)} senders")
+        self.say(f"joined run {run_id} with {plural(len(settings.senders), 'sender')}")
         stop_signal = StopSignal()
         children = [self._spawn(index, settings, keys, stop_signal) for index in range(len(settings.senders))]
         self._watch(children, stop_signal, run_id)
