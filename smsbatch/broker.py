@@ -37,6 +37,7 @@ import redis
 from smsbatch.config import SenderSpec, Settings
 from smsbatch.model import Done, MessageBatch, Progress, Released, SenderDone, Stop, pack_numbers
 from smsbatch.stats import Stats
+from smsbatch.text import redact_url
 
 RUNS_KEY = "smsbatch:runs"
 GROUP = "senders"
@@ -91,6 +92,7 @@ class Patient:
                  give_up: Callable[[], bool] = lambda: False,
                  back: Callable[[], None] = lambda: None) -> None:
         self.url = url
+        self.shown_url = redact_url(url)  # what messages show: no password
         self.timeout = timeout
         self.say = say
         self.give_up = give_up
@@ -108,7 +110,7 @@ class Patient:
                 delay = min(2 * delay, 1.0)
                 continue
             if self.down_since is not None:
-                self.say(f"Redis at {self.url} is back after {time.monotonic() - self.down_since:.1f}s")
+                self.say(f"Redis at {self.shown_url} is back after {time.monotonic() - self.down_since:.1f}s")
                 self.down_since = None
                 self.back()
             return result
@@ -117,10 +119,10 @@ class Patient:
         now = time.monotonic()
         if self.down_since is None:
             self.down_since = now
-            self.say(f"Redis at {self.url} is unreachable ({_one_line(error)}); "
+            self.say(f"Redis at {self.shown_url} is unreachable ({_one_line(error)}); "
                      f"retrying for up to {self.timeout:g}s")
         if now - self.down_since >= self.timeout or self.give_up():
-            raise BrokerDown(f"Redis at {self.url} unreachable for {now - self.down_since:.1f}s")
+            raise BrokerDown(f"Redis at {self.shown_url} unreachable for {now - self.down_since:.1f}s")
 
 
 def _one_line(error: Exception) -> str:
@@ -288,7 +290,10 @@ class StreamProducer:
 def stderr_line(role: str) -> Callable[[str], None]:
     """A function that writes one line for `role` on stderr, whole (one write)."""
     def say(text: str) -> None:
-        os.write(2, f"smsbatch: {role}: {text}\n".encode())
+        try:
+            os.write(2, f"smsbatch: {role}: {text}\n".encode())
+        except OSError:
+            pass  # stderr closed or cut short: the run goes on without the line
     return say
 
 

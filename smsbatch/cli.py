@@ -3,22 +3,27 @@
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import sys
 from typing import TextIO
 
 from smsbatch.config import Settings, UsageError, parse_settings, parse_worker_settings
 from smsbatch.monitor import Monitor, make_display, summary_dict, summary_table, write_summary_json
+from smsbatch.output import check_output_path, open_standard_fds, standard_streams
 from smsbatch.phones import PhoneError, PhonePool, scan_recipients
 from smsbatch.producer import MessageSource
 from smsbatch.replications import run_replications
 from smsbatch.runner import ExitStatus, Runner, choose_batch_size, stop_signals_caught
+from smsbatch.text import plural, redact_url, shorten, sms_segments, visible
 from smsbatch.virtual_runner import VirtualRunner
+
+START_LINE_WIDTH = 100  # columns: the start lines fit a wide terminal without wrapping
 
 
 def entry() -> None:
     """The `smsbatch` command: main() as the whole process."""
+    open_standard_fds()
+    _escape_unencodable_output()
     status = main(restore_signals=False)
     # A late second Ctrl-C must not interrupt the exit: Python resets its own
     # handlers to the default while it shuts down, but leaves SIG_IGN alone.
@@ -29,8 +34,7 @@ def entry() -> None:
 
 def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: TextIO | None = None,
          restore_signals: bool = True) -> int:
-    stdout = stdout or sys.stdout
-    stderr = stderr or sys.stderr
+    stdout, stderr = standard_streams(stdout, stderr)  # a closed or cut-short stream goes quiet
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["worker"]:
         return worker_main(argv[1:], stdout, stderr, restore_signals)
@@ -51,6 +55,7 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: Te
             return run_replications(settings, stdout, stderr, signals)
         display = make_display(stderr, settings.progress, source.messages, len(settings.senders))
         _setup_logging(settings.log_level, display)
+        logging.getLogger("smsbatch").info("alert text: %s", visible(settings.text))  # once, not per message
         monitor = Monitor(display, settings.interval)
         runner = runner_class(settings, source, monitor, signals=signals)
         stdout.write(start_line(settings, source, invalid, getattr(runner, "run_id", None)) + "\n")
@@ -62,9 +67,10 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: Te
         if settings.summary_json:
             summary = summary_dict(result.snapshot, settings.seed, result.stopped_by,
                                    int(result.exit_status), result.produced, result.startup)
+            summary.update(text=settings.text, **_segments_fields(settings.text))
             if settings.broker:
-                summary.update(broker=settings.broker, run_id=runner.run_id)
-            write_summary_json(settings.summary_json, summary)
+                summary.update(broker=redact_url(settings.broker), run_id=runner.run_id)
+            _write_summary(settings.summary_json, summary, stderr)
     return result.exit_status
 
 
@@ -105,7 +111,7 @@ def _check_broker(url: str) -> None:
     try:
         check_reachable(url)
     except ConnectionError as error:
-        raise UsageError(f"argument --broker: no Redis answers at {url} ({error})") from None
+        raise UsageError(f"argument --broker: no Redis answers at {redact_url(url)} ({error})") from None
 
 
 def worker_main(argv: list[str], stdout: TextIO, stderr: TextIO, restore_signals: bool) -> int:
@@ -144,26 +150,53 @@ def _source(settings: Settings, messages: int, **kwargs) -> MessageSource:
 
 
 def _check_summary_path(path: str | None) -> None:
-    if not path:
-        return
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory) or not os.access(directory, os.W_OK) or os.path.isdir(path):
-        raise UsageError(f"argument --summary-json: cannot write a file at {path}")
+    check_output_path("--summary-json", path)
+
+
+def _write_summary(path: str, summary: dict, stderr: TextIO) -> None:
+    """Write the summary file; if that fails at the end of a run (the disk filled
+    up, the folder went away), say so in one line rather than a traceback."""
+    try:
+        write_summary_json(path, summary)
+    except OSError as error:
+        stderr.write(f"smsbatch: could not write the summary to {path} ({error.strerror or error})\n")
+        stderr.flush()
+
+
+def _segments_fields(text: str) -> dict:
+    segments = sms_segments(text)
+    return {"segments": segments.count, "encoding": segments.encoding}
 
 
 def start_line(settings: Settings, source: MessageSource, invalid: int, run_id: str | None = None) -> str:
     where = f"numbers from {settings.recipients}" if settings.recipients else f"random {settings.region} mobiles"
-    skipped = f" ({invalid} invalid lines skipped)" if invalid else ""
+    skipped = f" ({plural(invalid, 'invalid line')} skipped)" if invalid else ""
     seed = f"seed {settings.seed}" + ("" if settings.seed_given else " (pass --seed to repeat)")
     line = (
-        f"smsbatch: {source.messages} messages to {where}{skipped} through "
-        f"{len(settings.senders)} senders{' here' if settings.broker else ''}, {settings.distribution} send times, "
+        f"smsbatch: {plural(source.messages, 'message')} to {where}{skipped} through "
+        f"{plural(len(settings.senders), 'sender')}{' here' if settings.broker else ''}, "
+        f"{settings.distribution} send times, "
         f"{'virtual time (--speed max)' if settings.virtual else f'speed x{settings.speed:g}'}, {seed}"
     )
     if run_id:
-        line += (f"\nsmsbatch: run {run_id} on {settings.broker}; add senders from any machine with: "
-                 f"smsbatch worker --broker {settings.broker}")
-    return line
+        broker = redact_url(settings.broker)
+        line += (f"\nsmsbatch: run {run_id} on {broker}; add senders from any machine with: "
+                 f"smsbatch worker --broker {broker}")
+    return line + "\n" + text_line(settings.text)  # last: scripts read the lines above by position
+
+
+def text_line(text: str) -> str:
+    """`smsbatch: text "EMERGENCY ALERT: ..." (1 segment, GSM-7)`, in START_LINE_WIDTH columns."""
+    head, tail = 'smsbatch: text "', f'" ({sms_segments(text).describe()})'
+    return head + shorten(visible(text), START_LINE_WIDTH - len(head) - len(tail)) + tail
+
+
+def _escape_unencodable_output() -> None:
+    """A character the terminal's encoding lacks is shown as an escape, not a
+    UnicodeEncodeError that would silence the stream (PYTHONIOENCODING=ascii)."""
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None and hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
 
 
 class _DisplayHandler(logging.Handler):

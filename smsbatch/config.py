@@ -8,20 +8,31 @@ one line naming the option and the rule.
 
 from __future__ import annotations
 
+import argparse
+import json
 import math
 import os
+import re
 import secrets
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import configargparse
 import phonenumbers
 
+from smsbatch import __version__
 from smsbatch.distributions import DEFAULT_DISTRIBUTION, DEFAULT_SPREAD, DISTRIBUTIONS, MAX_SPREAD
+from smsbatch.text import redact_url, shorten, visible
 
 MAX_MESSAGES = 1_000_000_000
 MAX_SENDERS = 1024
 MAX_WINDOW = 100_000
 MAX_SECONDS = 86_400.0
+# Below this a positive time or rate is a typo, and 1/x overflows a float
+# (a mean of 1e-320 s is 1e320 sends a second).
+MIN_POSITIVE = 1e-6
+MAX_NAME = 40  # characters in a sender name: it heads a column of the summary
+MIN_INTERVAL = 0.05  # real seconds between progress lines: faster floods the terminal
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 DEFAULT_TEXT = (
     "EMERGENCY ALERT: Flash flood warning in your area until 18:00. "
@@ -118,10 +129,25 @@ def real_number(low: float, high: float, low_open: bool = False):
     return parse
 
 
-parse_mean = real_number(0.0, MAX_SECONDS)
+def zero_or_at_least(low: float, high: float, unit: str):
+    """0, or a number from `low` to `high`: nothing between 0 and `low`."""
+    def parse(text: str) -> float:
+        rule = f"must be 0 or a number from {low:g} to {high:g} {unit}"
+        try:
+            value = float(str(text).strip())
+        except ValueError:
+            raise ValueError(rule) from None
+        if value != 0 and not low <= value <= high:  # NaN fails this too
+            raise ValueError(rule)
+        return value
+
+    return parse
+
+
+parse_mean = zero_or_at_least(MIN_POSITIVE, MAX_SECONDS, "(seconds)")
 parse_fail_rate = real_number(0.0, 1.0)
 parse_window = whole_number(1, MAX_WINDOW)
-parse_rate = real_number(0.0, 1e9, low_open=True)
+parse_rate = real_number(MIN_POSITIVE, 1e9)
 parse_spread = real_number(0.0, 1000.0)
 
 
@@ -155,13 +181,25 @@ def parse_speed(text: str) -> float:
 
 
 def parse_distribution(text: str) -> str:
-    if text not in DISTRIBUTIONS:
+    name = str(text).strip().lower()  # a name: LOGNORMAL is lognormal, as US is us
+    if name not in DISTRIBUTIONS:
         raise ValueError(f"must be one of {', '.join(DISTRIBUTIONS)}")
+    return name
+
+
+def parse_sender_name(text: str) -> str:
+    """A name heads a summary column and a progress line: one printable line."""
+    if not text:
+        raise ValueError("must not be empty")
+    if not text.isprintable():
+        raise ValueError("must be printable characters, without newlines, tabs or escapes")
+    if len(text) > MAX_NAME:
+        raise ValueError(f"must be at most {MAX_NAME} characters")
     return text
 
 
 SENDER_FIELDS = {
-    "name": str,
+    "name": parse_sender_name,
     "window": parse_window,
     "rate": parse_rate,
     "distribution": parse_distribution,
@@ -177,7 +215,7 @@ def parse_sender(text: str) -> SenderSpec:
     try:
         mean = parse_mean(parts[0])
     except ValueError as error:
-        raise ValueError(f"MEAN {error} (seconds)") from None
+        raise ValueError(f"MEAN {error}") from None
     try:
         fail_rate = parse_fail_rate(parts[1])
     except ValueError as error:
@@ -193,8 +231,6 @@ def parse_sender(text: str) -> SenderSpec:
         if key in fields:
             raise ValueError(f"field {key} given twice")
         value = value.strip()
-        if key == "name" and not value:
-            raise ValueError("name must not be empty")
         try:
             fields[key] = SENDER_FIELDS[key](value)
         except ValueError as error:
@@ -213,28 +249,175 @@ def parse_text(text: str) -> str:
     if not str(text).strip():
         raise ValueError("must not be empty")
     if len(text) > 1600:
-        raise ValueError("must be at most 1600 characters (10 SMS segments)")
+        raise ValueError("must be at most 1600 characters")
+    if re.search("[\ud800-\udfff]", text):  # bytes that were not UTF-8, kept by surrogateescape
+        raise ValueError("must be UTF-8 text")
     return str(text)
 
 
-def _typed(rule):
-    """Wrap a rule for argparse, which shows ArgumentTypeError messages as they are."""
+def _typed(rule, shown=str):
+    """Wrap a rule for argparse, which shows ArgumentTypeError messages as they are.
+    `shown` is how the bad value is echoed (a URL without its password)."""
 
     def parse(text: str):
         try:
             return rule(text)
         except ValueError as error:
-            raise configargparse.ArgumentTypeError(f"{error} (got {text!r})") from None
+            raise configargparse.ArgumentTypeError(f"{error} (got {shown(text)!r})") from None
 
     parse.__name__ = getattr(rule, "__name__", "value")
     return parse
 
 
 class _Parser(configargparse.ArgParser):
+    """Reads -c files with IniFile, for the command's own `section`."""
+
+    def __init__(self, *, section: str, **kwargs) -> None:
+        ini = IniFile(section, kwargs["prog"])
+        super().__init__(config_file_parser_class=ini, formatter_class=_HelpFormatter, **kwargs)
+        ini.parser = self
+        self.add_argument("--version", action="version", version=f"smsbatch {__version__}")
+
     def error(self, message: str):  # one line, no usage block, no SystemExit
         if message.startswith("Unable to open config file"):
             message = "argument -c/--config: " + message.split(". Error: ")[0].lower()
         raise UsageError(message)
+
+    def convert_item_to_command_line_arg(self, action, key, value):
+        # SMSBATCH_SENDER=[] would add no --sender at all, so the built-in
+        # senders would run: the opposite of what an empty list says.
+        if value == [] and action is not None:
+            self.error(f"argument {_flags(action)}: must not be an empty list; "
+                       f"leave {key} unset for the default (got '[]')")
+        return super().convert_item_to_command_line_arg(action, key, value)
+
+
+class _HelpFormatter(configargparse.ArgumentDefaultsHelpFormatter):
+    """Shows `(default: ...)` only where there is a default to show: not `None`,
+    and not `False` for a flag. Options without one say it in their help."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _flags(action) -> str:
+    return "/".join(action.option_strings)
+
+
+TRUE_WORDS = ("true", "yes", "on", "1")
+FALSE_WORDS = ("false", "no", "off", "0")
+_KEY_VALUE = re.compile(r"(?P<key>(?:--)?\w[\w.-]*)\s*(?:[=:]\s*(?P<value>.*))?")
+_INLINE_COMMENT = re.compile(r"\s[#;]\s.*$")  # `value  # note`, as configargparse reads it
+
+
+class IniFile(configargparse.ConfigFileParser):
+    """`-c FILE`: `key = value` lines, before any `[section]` or in the
+    command's own (`[smsbatch]`, `[smsbatch worker]`), `#` and `;` comments,
+    lists as `[a, b]`. Each value is checked here with its option's rule, so
+    that every error names the file and the line."""
+
+    def __init__(self, section: str, prog: str) -> None:
+        self.section = section
+        self.prog = prog
+        self.parser: configargparse.ArgParser | None = None  # set by _Parser
+
+    def get_syntax_description(self) -> str:
+        return f"key = value lines, before any section or in [{self.section}]"
+
+    def parse(self, stream) -> OrderedDict:
+        name = getattr(stream, "name", "the config file")
+        try:
+            lines = stream.read().splitlines()
+        except UnicodeDecodeError:
+            raise _config_error(f"argument -c/--config: {name} is not a text ini file") from None
+        items: OrderedDict = OrderedDict()
+        section = None
+        for number, raw in enumerate(lines, 1):
+            line = raw.strip()
+            where = f"{name} line {number}"
+            if not line or line[0] in "#;":
+                continue
+            if line.startswith("[") and line.endswith("]"):
+                section = " ".join(line[1:-1].split())
+                continue
+            match = _KEY_VALUE.fullmatch(line)
+            if not match:
+                raise _config_error(f"argument -c/--config: must be an ini file of key = value lines; "
+                                    f"{where} is not (got {_quoted(line)})")
+            if section is not None and section.lower() != self.section:
+                raise _config_error(f"argument -c/--config: {self.prog} reads [{self.section}] or no "
+                                    f"section (got [{_shown(section)}] in {where})")
+            key = match["key"].removeprefix("--")
+            if key in items:
+                raise _config_error(f"argument -c/--config: each key once (got {key!r} again in {where})")
+            items[key] = self._checked(self._action(key, where), match["value"], where)
+        return items
+
+    def _action(self, key: str, where: str):
+        options = {flag[2:]: action for action in self.parser._actions for flag in action.option_strings
+                   if flag.startswith("--") and action.dest not in ("config", "help", "version")}
+        if key in options:
+            return options[key]
+        near = key.replace("_", "-").lower()
+        rule = (f"{key} is written {near}" if near in options
+                else "keys must be option names such as messages or max-retries")
+        raise _config_error(f"argument -c/--config: {rule} (got {_quoted(key)} in {where})")
+
+    def _checked(self, action, raw: str | None, where: str):
+        """The value as configargparse wants it ("true"/"false" for a flag, a list
+        for a repeatable option), once the option's own rule accepts it."""
+        flags = _flags(action)
+        if raw is None and action.nargs != 0:  # a bare key is only for a flag (`no-progress`)
+            raise _config_error(f"argument {flags}: needs key = value in a config file (got "
+                                f"{_quoted(flags.split('--')[-1])} alone in {where})")
+        value = _unquoted(_INLINE_COMMENT.sub("", raw)) if raw is not None else "true"
+        if action.nargs == 0:  # a flag: --no-progress
+            if value.lower() not in TRUE_WORDS + FALSE_WORDS:
+                raise _config_error(f"argument {flags}: must be true or false (got {_quoted(value)} in {where})")
+            return value.lower()
+        repeatable = isinstance(action, argparse._AppendAction)
+        values = _listed(value) if repeatable else [value]
+        if not values:
+            raise _config_error(f"argument {flags}: must not be an empty list; "
+                                f"leave the key out for the default (got '[]' in {where})")
+        for each in values:
+            try:
+                action.type and action.type(each)
+            except configargparse.ArgumentTypeError as error:
+                raise _config_error(f"argument {flags}: {error} in {where}") from None
+        return values if repeatable else value
+
+
+def _listed(value: str) -> list[str]:
+    """`[a, b]` as a list (JSON strings allowed); anything else is one value."""
+    if not (value.startswith("[") and value.endswith("]")):
+        return [value]
+    try:
+        return [str(each) for each in json.loads(value)]
+    except ValueError:
+        inside = value[1:-1].strip()
+        return [each.strip() for each in inside.split(",")] if inside else []
+
+
+def _unquoted(value: str) -> str:
+    value = value.strip()
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        return value[1:-1]
+    return value
+
+
+def _shown(text: str) -> str:
+    return shorten(visible(text), 60)
+
+
+def _quoted(text: str) -> str:
+    return repr(_shown(text))
+
+
+def _config_error(message: str) -> configargparse.ConfigFileParserException:
+    return configargparse.ConfigFileParserException(message)
 
 
 BROKER_TIMEOUT = dict(
@@ -246,9 +429,9 @@ BROKER_TIMEOUT = dict(
 def build_parser(default_config_files=()) -> configargparse.ArgParser:
     parser = _Parser(
         prog="smsbatch",
+        section="smsbatch",
         description="Simulate an SMS alert blast through a set of senders and watch it go.",
         default_config_files=list(default_config_files),
-        formatter_class=configargparse.ArgumentDefaultsHelpFormatter,
     )
 
     def option(*flags, env: str, **kwargs):
@@ -256,7 +439,7 @@ def build_parser(default_config_files=()) -> configargparse.ArgParser:
 
     option("-c", "--config", env="CONFIG", is_config_file=True, help="ini file with any of these options")
     option("-n", "--messages", env="MESSAGES", type=_typed(whole_number(1, MAX_MESSAGES)),
-           default=None, help="messages to send [1000; with --recipients: one per valid number]")
+           default=None, help="messages to send (default: 1000; with --recipients, one per valid number)")
     option("--text", env="TEXT", type=_typed(parse_text), default=DEFAULT_TEXT, help="the alert text")
     option("--region", env="REGION", type=_typed(parse_region), default="US",
            help="region of the random mobile numbers, and of local numbers in --recipients")
@@ -265,12 +448,12 @@ def build_parser(default_config_files=()) -> configargparse.ArgParser:
     option("--sender", env="SENDER", action="append", type=_typed(parse_sender), metavar="SPEC",
            help="MEAN:FAIL_RATE[:key=value...], repeatable; keys: "
                 "name, window, rate, distribution, spread "
-                f"[default set: {' '.join(DEFAULT_SENDERS)}]")
+                f"(default: the built-in set {' '.join(DEFAULT_SENDERS)})")
     option("--distribution", env="DISTRIBUTION", type=_typed(parse_distribution),
            default=DEFAULT_DISTRIBUTION, help=f"send-time distribution: {', '.join(DISTRIBUTIONS)}")
     option("--spread", env="SPREAD", type=_typed(parse_spread), default=DEFAULT_SPREAD,
            help="send-time standard deviation / mean (normal, lognormal, uniform)")
-    option("--interval", env="INTERVAL", type=_typed(real_number(0.0, 3600.0, low_open=True)),
+    option("--interval", env="INTERVAL", type=_typed(real_number(MIN_INTERVAL, 3600.0)),
            default=1.0, help="seconds between progress refreshes")
     option("--speed", env="SPEED", type=_typed(parse_speed), default=1.0,
            help="speed-up factor: simulated waits take 1/SPEED of real time; "
@@ -280,7 +463,7 @@ def build_parser(default_config_files=()) -> configargparse.ArgParser:
     option("--jobs", env="JOBS", type=_typed(whole_number(1, 256)), default=None,
            help="processes running replications side by side [the number of cores]")
     option("--seed", env="SEED", type=_typed(whole_number(0, 2**63 - 1)), default=None,
-           help="seed for a reproducible run [a fresh one, printed]")
+           help="seed for a reproducible run (default: a fresh one, printed)")
     option("--summary-json", env="SUMMARY_JSON", metavar="PATH", help="write the summary here")
     option("--no-progress", env="NO_PROGRESS", action="store_true", help="no live progress display")
     option("--log", env="LOG", type=_typed(parse_log_level), default="WARNING",
@@ -289,7 +472,7 @@ def build_parser(default_config_files=()) -> configargparse.ArgParser:
            help="attempts after a failed one before a message counts as failed")
     option("--retry-backoff", env="RETRY_BACKOFF", type=_typed(real_number(0.0, MAX_SECONDS)),
            default=1.0, help="simulated seconds before the first retry; doubles each time, jittered")
-    option("--broker", env="BROKER", type=_typed(parse_broker_url), metavar="URL",
+    option("--broker", env="BROKER", type=_typed(parse_broker_url, redact_url), metavar="URL",
            help="run the senders through Redis Streams at URL (needs pip install 'smsbatch[redis]'); "
                 "`smsbatch worker --broker URL` adds senders from other machines")
     option("--no-local-senders", env="NO_LOCAL_SENDERS", action="store_true",
@@ -313,21 +496,21 @@ class WorkerSettings:
 def build_worker_parser() -> configargparse.ArgParser:
     parser = _Parser(
         prog="smsbatch worker",
+        section="smsbatch worker",
         description="Add senders on this machine to a smsbatch run through Redis Streams.",
-        formatter_class=configargparse.ArgumentDefaultsHelpFormatter,
     )
 
     def option(*flags, env: str, **kwargs):
         parser.add_argument(*flags, env_var=f"SMSBATCH_{env}", **kwargs)
 
     option("-c", "--config", env="WORKER_CONFIG", is_config_file=True, help="ini file with any of these options")
-    option("--broker", env="BROKER", type=_typed(parse_broker_url), metavar="URL", required=True,
+    option("--broker", env="BROKER", type=_typed(parse_broker_url, redact_url), metavar="URL", required=True,
            help="the Redis URL the run was started with")
     option("--sender", env="SENDER", action="append", type=_typed(parse_sender), metavar="SPEC",
            help="MEAN:FAIL_RATE[:key=value...], repeatable "
-                f"[default set: {' '.join(DEFAULT_SENDERS)}]")
-    option("--run", env="RUN", metavar="ID", help="join this run only [the one in progress, or the next]")
-    option("--once", env="ONCE", action="store_true", help="leave after one run [serve run after run]")
+                f"(default: the built-in set {' '.join(DEFAULT_SENDERS)})")
+    option("--run", env="RUN", metavar="ID", help="join this run only (default: the one in progress, or the next)")
+    option("--once", env="ONCE", action="store_true", help="leave after one run (default: serve run after run)")
     option("--broker-timeout", **BROKER_TIMEOUT)
     return parser
 
@@ -401,7 +584,19 @@ def _sender_specs(ns) -> tuple[SenderSpec, ...]:
     senders = tuple(ns.sender) if ns.sender else tuple(parse_sender(s) for s in DEFAULT_SENDERS)
     if len(senders) > MAX_SENDERS:
         raise UsageError(f"argument --sender: at most {MAX_SENDERS} senders")
-    return tuple(spec if spec.name else _named(spec, index) for index, spec in enumerate(senders, 1))
+    named = tuple(spec if spec.name else _named(spec, index) for index, spec in enumerate(senders, 1))
+    _check_unique_names(named)
+    return named
+
+
+def _check_unique_names(senders) -> None:
+    """A name heads a summary row and keys a sender in the summary file: two alike
+    would merge in the reader's eyes."""
+    seen = set()
+    for spec in senders:
+        if spec.name in seen:
+            raise UsageError(f"argument --sender: names must be unique (got {spec.name!r} twice)")
+        seen.add(spec.name)
 
 
 def _named(spec: SenderSpec, index: int) -> SenderSpec:

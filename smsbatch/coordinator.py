@@ -43,6 +43,7 @@ from smsbatch.monitor import SenderView
 from smsbatch.producer import run_producer
 from smsbatch.runner import OUTCOME_WORDS, WARM_STOP_SECONDS, Child, Runner, message_log
 from smsbatch.stats import Stats
+from smsbatch.text import plural, redact_url
 from smsbatch.worker import run_stream_sender
 
 READ_COUNT = 1000  # result entries per XREAD
@@ -223,7 +224,7 @@ class StreamRunner(Runner):
         if self.phase == "running":
             slot.state = f"left (gave back {given_back})"
             self.lost_senders += 1
-            self._note(f"{slot.name} left; gave back {given_back} messages it had not started")
+            self._note(f"{slot.name} left; gave back {plural(given_back, 'message')} it had not started")
         else:
             slot.state = "done"
         child = self._local_child(index)
@@ -294,7 +295,7 @@ class StreamRunner(Runner):
         if not self.waiting_noted:
             self.waiting_noted = True
             self._note(f"no sender is running: waiting for one to join "
-                              f"(smsbatch worker --broker {self.url}); Ctrl-C stops the run")
+                              f"(smsbatch worker --broker {redact_url(self.url)}); Ctrl-C stops the run")
 
     def _stalled(self) -> bool:
         return False  # a silent sender's batches are taken over through Redis

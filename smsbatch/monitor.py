@@ -15,7 +15,9 @@ from typing import TextIO
 
 from smsbatch.clock import Clock
 from smsbatch.config import SenderSpec
+from smsbatch.output import write_text_file
 from smsbatch.stats import Stats
+from smsbatch.text import display_width, pad_left, pad_right
 
 @dataclass(frozen=True)
 class SenderView:
@@ -266,9 +268,10 @@ def summary_table(snap: Snapshot, seed: int, stopped_by: str) -> str:
         )
         for v in snap.senders
     ]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    # Widths in terminal columns, not characters: a name in CJK takes two a character.
+    widths = [max(display_width(row[i]) for row in rows) for i in range(len(header))]
     for row in rows:
-        cells = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:-1], widths[1:-1])]
+        cells = [pad_right(row[0], widths[0])] + [pad_left(c, w) for c, w in zip(row[1:-1], widths[1:-1])]
         lines.append("  " + "  ".join(cells + [row[-1]]))
     return "\n".join(lines) + "\n"
 
@@ -322,6 +325,5 @@ def _times(snapshot: dict) -> dict:
 
 
 def write_summary_json(path: str, summary: dict) -> None:
-    with open(path, "w", encoding="utf-8") as handle:
-        json.dump(summary, handle, indent=2)
-        handle.write("\n")
+    """Whole or not at all (see write_text_file); the alert text and names as they are, in UTF-8."""
+    write_text_file(path, json.dumps(summary, indent=2, ensure_ascii=False) + "\n")

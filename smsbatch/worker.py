@@ -24,6 +24,7 @@ from smsbatch.model import ChildFailed, Ready
 from smsbatch.runner import share_for
 from smsbatch.sender import SenderEngine
 from smsbatch.sender_model import SenderModel
+from smsbatch.text import plural, redact_url
 
 LOOK_SECONDS = 0.2  # how often a waiting worker looks for a run, and for signals
 
@@ -120,7 +121,7 @@ class Worker:
                 if state is None and not wanted:
                     self.patient(self.client.zrem, RUNS_KEY, run_id)  # its keys expired: it is gone
             if not waiting:
-                self.say(f"waiting for {'run ' + wanted if wanted else 'a run'} on {self.settings.broker}")
+                self.say(f"waiting for {'run ' + wanted if wanted else 'a run'} on {redact_url(self.settings.broker)}")
                 waiting = True
             time.sleep(LOOK_SECONDS)
         return None
@@ -133,7 +134,7 @@ class Worker:
             return  # it ended as we looked
         settings = replace(settings_for_worker(info.decode(), self.settings.senders),
                            broker_timeout=self.settings.broker_timeout)
-        self.say(f"joined run {run_id} with {len(settings.senders)} senders")
+        self.say(f"joined run {run_id} with {plural(len(settings.senders), 'sender')}")
         stop_signal = StopSignal()
         children = [self._spawn(index, settings, keys, stop_signal) for index in range(len(settings.senders))]
         self._watch(children, stop_signal, run_id)

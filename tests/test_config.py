@@ -75,7 +75,7 @@ def test_sender_parser_accepts_or_rejects_cleanly(text):
     assert spec.window >= 1
 
 
-@given(st.floats(0, 1e4, allow_nan=False), st.floats(0, 1, allow_nan=False),
+@given(st.just(0.0) | st.floats(1e-6, 1e4), st.floats(0, 1, allow_nan=False),
        st.integers(1, 10_000))
 def test_sender_parser_round_trips(mean, fail_rate, window):
     spec = parse_sender(f"{mean!r}:{fail_rate!r}:window={window}")
@@ -136,6 +136,25 @@ BAD_INPUT = [
     ([], {"SMSBATCH_SPEED": "-3"}, "--speed"),
     ([], {"SMSBATCH_SENDER": "[1:0.1, oops]"}, "--sender"),
     ([], {"SMSBATCH_NO_PROGRESS": "maybe"}, "SMSBATCH_NO_PROGRESS"),
+    # numbers too small to mean anything (1/x overflows), and a flood of progress lines
+    (["--sender", "1e-320:0"], {}, "--sender"),
+    (["--sender", "1:0:rate=1e-320"], {}, "--sender"),
+    (["--interval", "1e-9"], {}, "--interval"),
+    (["--interval", "0.049"], {}, "--interval"),
+    # sender names head columns and rows: one printable line, each once
+    (["--sender", "1:0:name=a", "--sender", "2:0:name=a"], {}, "--sender"),
+    (["--sender", "1:0:name=sender 2", "--sender", "1:0"], {}, "--sender"),
+    (["--sender", "1:0:name=two\nlines"], {}, "--sender"),
+    (["--sender", "1:0:name=\x1b[31mred"], {}, "--sender"),
+    (["--sender", "1:0:name=" + "n" * 41], {}, "--sender"),
+    (["--text", "bytes \udcff not UTF-8"], {}, "--text"),
+    ([], {"SMSBATCH_SENDER": "[]"}, "--sender"),
+    # output paths, proven writable before the run
+    (["--summary-json", "/proc/x.json"], {}, "--summary-json"),
+    (["--summary-json", "new.json/"], {}, "--summary-json"),
+    (["--summary-json", "."], {}, "--summary-json"),
+    (["--summary-json", ""], {}, "--summary-json"),
+    (["--broker", "redis://user:secret@localhost:99999999/0"], {}, "--broker"),
 ]
 
 
@@ -156,6 +175,15 @@ def test_bad_input_is_one_line_and_exit_2(argv, env, option, monkeypatch, no_chi
     (b"messages = 5\ncolour = red\n", "colour"),
     (b"messages = -1\n", "--messages"),
     (b"sender = [1:0.1, 2:7]\n", "--sender"),
+    (b"messages = 5\nbogus_key = 3\n", "bogus_key"),
+    (b"max_retries = 3\n", "max-retries"),
+    (b"[smsbatch]\nsender = []\n", "--sender"),
+    (b"[other]\nmessages = 5\n", "[other]"),
+    (b"[smsbatch worker]\nbroker = redis://localhost:6379/0\n", "[smsbatch worker]"),
+    (b"messages = 3\nmessages = 4\n", "messages"),
+    (b"no-progress = maybe\n", "--no-progress"),
+    (b"messages 5\n", "ini"),
+    (b"[smsbatch]\nmessages\n", "needs key = value"),
 ])
 def test_bad_config_files(tmp_path, content, option, no_children_left):
     ini = tmp_path / "bad.ini"

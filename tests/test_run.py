@@ -79,7 +79,7 @@ def test_recipients_file(tmp_path, no_children_left):
     numbers.write_text("+14155552671\nnonsense\n(202) 555-0143\n+447400123456\n")
     status, data, out, _ = run(tmp_path, "--recipients", str(numbers), "--sender", "0:0", "--seed", "5")
     assert status == 0 and data["messages"] == 3 and data["sent"] == 3
-    assert "1 invalid lines skipped" in out
+    assert "1 invalid line skipped" in out
 
 
 def test_log_info_logs_every_message_once(tmp_path, no_children_left):

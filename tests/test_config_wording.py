@@ -1,0 +1,148 @@
+"""What smsbatch says about its options and config files: every error names
+where the bad value came from, in one line, and nothing shows a password."""
+
+import io
+
+import pytest
+
+from smsbatch import __version__
+from smsbatch.cli import main, start_line
+from smsbatch.config import Settings, UsageError, parse_sender, parse_settings, parse_worker_settings
+
+
+def _run(argv):
+    out, err = io.StringIO(), io.StringIO()
+    status = main(argv, stdout=out, stderr=err)
+    return status, out.getvalue(), err.getvalue()
+
+
+def _ini(tmp_path, text, name="run.ini"):
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.mark.parametrize("text, line, words", [
+    ("messages = 5\nbogus_key = 3\n", 2, "keys must be option names"),
+    ("# a comment\n\nmessages = -1\n", 3, "must be a whole number"),
+    ("[smsbatch]\nsender = [1:0.1, 2:7]\n", 2, "FAIL_RATE"),
+    ("[smsbatch]\nsender = []\n", 2, "must not be an empty list"),
+    ("[alerts]\nmessages = 5\n", 2, "[alerts]"),
+    ("messages = 5\nmessages = 6\n", 2, "each key once"),
+    ("text = hello\nmax_retries = 2\n", 2, "max_retries is written max-retries"),
+])
+def test_config_errors_name_the_file_and_line(tmp_path, text, line, words, no_children_left):
+    path = _ini(tmp_path, text)
+    status, out, err = _run(["-c", path])
+    assert status == 2 and out == ""
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert f"{path} line {line}" in err
+    assert words in err
+
+
+def test_a_json_file_as_config_is_not_an_ini_file(tmp_path, no_children_left):
+    path = _ini(tmp_path, '{"messages": 10}\n', name="run.json")
+    status, _, err = _run(["-c", path])
+    assert status == 2
+    assert err == (f"smsbatch: error: argument -c/--config: must be an ini file of key = value lines; "
+                   f"{path} line 1 is not (got '{{\"messages\": 10}}')\n")
+
+
+def test_a_binary_config_file_is_not_a_text_ini_file(tmp_path, no_children_left):
+    path = tmp_path / "run.ini"
+    path.write_bytes(b"\x7fELF\x02\x01\xff\xfe\x00")
+    status, _, err = _run(["-c", str(path)])
+    assert status == 2 and f"{path} is not a text ini file" in err
+
+
+def test_empty_sender_list_in_ini_is_bad_input_not_the_built_in_senders(tmp_path):
+    with pytest.raises(UsageError, match="--sender: must not be an empty list"):
+        parse_settings(["-c", _ini(tmp_path, "sender = []\n")])
+
+
+def test_main_reads_its_own_section_or_none_and_ignores_empty_others(tmp_path):
+    settings = parse_settings(["-c", _ini(tmp_path, "speed = 3\n[notes]\n[SMSBATCH]\nmessages = 7\n")])
+    assert (settings.speed, settings.messages) == (3, 7)
+
+
+def test_worker_reads_only_the_worker_section(tmp_path):
+    worker_ini = _ini(tmp_path, "[smsbatch worker]\nbroker = redis://localhost:6379/0\n", "w.ini")
+    assert parse_worker_settings(["-c", worker_ini]).broker == "redis://localhost:6379/0"
+    with pytest.raises(UsageError, match=r"reads \[smsbatch\] or no section \(got \[smsbatch worker\]"):
+        parse_settings(["-c", worker_ini])
+    run_ini = _ini(tmp_path, "[smsbatch]\nbroker = redis://localhost:6379/0\n", "r.ini")
+    with pytest.raises(UsageError, match=r"smsbatch worker reads \[smsbatch worker\]"):
+        parse_worker_settings(["-c", run_ini])
+
+
+def test_config_values_keep_their_old_forms(tmp_path):
+    text = ("--messages = 9\nno-progress\nregion: gb\ntext = '[TEST] flood warning'\n"
+            "sender = [0.5:0.1:name=a, 1:0:name=b]  # two routes\n")
+    settings = parse_settings(["-c", _ini(tmp_path, text)])
+    assert settings.messages == 9 and not settings.progress and settings.region == "GB"
+    assert settings.text == "[TEST] flood warning"
+    assert [s.name for s in settings.senders] == ["a", "b"]
+
+
+def test_version_prints_the_package_version(capsys):
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out == f"smsbatch {__version__}\n"
+
+
+def test_help_shows_real_defaults_not_none(capsys):
+    assert main(["--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())  # undo the help's line wrapping
+    assert "(default: None)" not in text and "(default: False)" not in text
+    assert "(default: 1000;" in text
+    assert "(default: the built-in set 0.05:0.01" in text
+    assert "(default: a fresh one, printed)" in text
+
+
+class _Source:
+    messages = 1
+
+
+def test_start_line_says_1_message_and_1_sender():
+    settings = Settings(messages=1, senders=(parse_sender("0:0"),), seed=3)
+    line = start_line(settings, _Source(), invalid=1)
+    assert "smsbatch: 1 message to " in line and " through 1 sender, " in line
+    assert "(1 invalid line skipped)" in line
+
+
+def test_names_are_case_insensitive():
+    settings = parse_settings(["--distribution", "LOGNORMAL", "--sender", "1:0:distribution=Normal",
+                               "--region", "us", "--log", "info"])
+    assert settings.distribution == "lognormal" and settings.senders[0].distribution == "normal"
+    assert (settings.region, settings.log_level) == ("US", "INFO")
+
+
+@pytest.mark.parametrize("argv, env", [
+    (["--broker", "redis://admin:secret@localhost:99999999/0"], {}),
+    (["--broker", "ftp://admin:secret@localhost/0"], {}),
+    ([], {"SMSBATCH_BROKER": "redis://admin:secret@localhost:6379/zero"}),
+    (["--broker", "redis://localhost:6379/x?password=secret"], {}),
+])
+def test_a_password_in_a_broker_url_is_never_shown(argv, env, monkeypatch, no_children_left):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    status, out, err = _run(argv)
+    assert status == 2 and "secret" not in err + out
+    assert "***" in err
+
+
+def test_start_line_of_a_broker_run_hides_the_password():
+    settings = Settings(messages=1, senders=(), broker="redis://admin:secret@redis-host:6379/0")
+    line = start_line(settings, _Source(), invalid=0, run_id="abc")
+    assert "secret" not in line
+    assert "smsbatch worker --broker redis://admin:***@redis-host:6379/0" in line
+
+
+@pytest.mark.parametrize("spec, words", [
+    ("1e-320:0", "MEAN must be 0 or a number from 1e-06 to 86400"),
+    ("1:0:rate=1e-320", "rate must be a number at least 1e-06"),
+    ("1:0:name=a\tb", "name must be printable characters"),
+])
+def test_tiny_numbers_and_unprintable_names_are_refused_in_words(spec, words):
+    with pytest.raises(ValueError, match=words):
+        parse_sender(spec)
+
