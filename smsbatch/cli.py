@@ -122,6 +122,9 @@ def make_source(settings: Settings) -> tuple[MessageSource, int]:
     except PhoneError as error:
         option = "--recipients" if settings.recipients else "--region"
         raise UsageError(f"argument {option}: {error}") from None
+    if settings.messages > pool.size:  # numbers are dealt without replacement
+        raise UsageError(f"argument --messages: region {settings.region} has {pool.size:,} distinct "
+                         "random mobile numbers here; ask for at most that many")
     return _source(settings, settings.messages, pool=pool), 0
 
 

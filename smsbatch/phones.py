@@ -1,29 +1,34 @@
-"""Phone numbers: random valid mobiles for a region, or a recipients file.
+"""Phone numbers: random valid mobiles for a region, or a recipients list.
 
 Checking each number with `phonenumbers` costs ~20 us, far too slow for a
 producer that must make over 500,000 a second. So the pool is checked once,
-at start-up: it finds a few hundred number prefixes whose every completion by
-four digits is a valid mobile number, and the producer then only glues a random
-prefix to four random digits. tests/test_phones.py checks a sample of the
-result with the full validator.
+at start-up: it finds about a thousand number prefixes whose every completion
+by four digits is a valid mobile number. Those prefixes and their 10,000
+completions each are the region's pool; a run deals numbers from it without
+replacement (a shuffle of the pool's indices fixed by the seed), so a run's
+random numbers are all distinct, as a real list is. tests/test_phones.py
+checks a sample of the result with the full validator.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import math
 import os
 import random
 from dataclasses import dataclass
-from itertools import chain
 
 import phonenumbers
 from phonenumbers import PhoneNumberType
 
 SUFFIX_DIGITS = 4
-SUFFIXES = tuple(f"{i:0{SUFFIX_DIGITS}d}\n" for i in range(10**SUFFIX_DIGITS))  # newline-ended
+SUFFIX_COUNT = 10**SUFFIX_DIGITS
+SUFFIXES = tuple(f"{i:0{SUFFIX_DIGITS}d}\n" for i in range(SUFFIX_COUNT))  # newline-ended
 MOBILE_TYPES = (PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE)
-POOL_SIZE = 256
+# 1024 prefixes: 10,240,000 distinct numbers in a big region, found in about
+# 0.3 s once (then cached); 4096 would take over a second for a first run.
+POOL_SIZE = 1024
 MAX_TRIES = 200_000
 
 
@@ -46,10 +51,19 @@ def is_mobile(e164: str, region: str | None = None) -> bool:
 
 @dataclass(frozen=True)
 class PhonePool:
-    """Prefixes that make a valid mobile number with any four final digits."""
+    """Prefixes that make a valid mobile number with any four final digits.
+
+    The pool is every such number: index j is prefix j // 10,000 followed by
+    the four digits of j % 10,000.
+    """
 
     region: str
     prefixes: tuple[str, ...]
+
+    @property
+    def size(self) -> int:
+        """How many distinct numbers the pool holds."""
+        return len(self.prefixes) * SUFFIX_COUNT
 
     @classmethod
     def build(cls, region: str, rng: random.Random, size: int = POOL_SIZE) -> PhonePool:
@@ -80,7 +94,7 @@ class PhonePool:
         """The region's pool: always the same one (built from a fixed seed), read
         from a cache file after the first build, so start-up stays fast."""
         cache_dir = cache_dir if cache_dir is not None else _cache_dir()
-        path = os.path.join(cache_dir, f"prefixes-{region}-{phonenumbers.__version__}.txt")
+        path = os.path.join(cache_dir, f"prefixes-{region}-{POOL_SIZE}-{phonenumbers.__version__}.txt")
         try:
             with open(path, encoding="ascii") as handle:
                 prefixes = tuple(handle.read().split())
@@ -98,18 +112,34 @@ class PhonePool:
             pass  # a read-only home: build every time, that is all
         return pool
 
-    def draw(self, rng: random.Random, count: int) -> list[str]:
-        """`count` random numbers, in E.164 form."""
-        return self.draw_packed(rng, count).split()
+    def numbers(self, seed: int, ids: range) -> list[str]:
+        """The E.164 numbers of messages `ids` of the run with `seed`."""
+        return self.numbers_packed(seed, ids).split()
 
-    def draw_packed(self, rng: random.Random, count: int) -> str:
-        """`count` random numbers, each ended by a newline, in one string."""
-        if len(self.prefixes) == 256:  # one random byte picks a prefix
-            prefixes = map(self.prefixes.__getitem__, rng.randbytes(count))
-        else:
-            prefixes = rng.choices(self.prefixes, k=count)
-        suffixes = rng.choices(SUFFIXES, k=count)
-        return "".join(chain.from_iterable(zip(prefixes, suffixes)))
+    def numbers_packed(self, seed: int, ids: range) -> str:
+        """The numbers of messages `ids`, each ended by a newline, in one string.
+
+        Message i gets pool index (a*i + b) mod size, a permutation of the
+        pool (a is coprime with its size), so no two messages of a run share a
+        number, and message i's number depends on (seed, i) alone: any batch
+        is made again the same, whatever the batch size.
+        """
+        step, offset = self.shuffle(seed)
+        size, prefixes = self.size, self.prefixes
+        packed = []
+        for message_id in ids:
+            high, low = divmod((step * message_id + offset) % size, SUFFIX_COUNT)
+            packed.append(prefixes[high])
+            packed.append(SUFFIXES[low])
+        return "".join(packed)
+
+    def shuffle(self, seed: int) -> tuple[int, int]:
+        """(a, b) of the run's permutation i -> (a*i + b) mod size."""
+        rng = random.Random(f"{seed}/numbers/{self.size}")
+        step = rng.randrange(1, self.size)
+        while math.gcd(step, self.size) != 1:
+            step = rng.randrange(1, self.size)
+        return step, rng.randrange(self.size)
 
 
 def _cache_dir() -> str:

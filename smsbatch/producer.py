@@ -1,15 +1,14 @@
 """The producer: makes the run's messages and streams them onto the work queue.
 
 A MessageSource cuts the run into numbered batches. Batch k is the same every
-time it is made (random numbers come from the run seed and k; file numbers from
-the file's order), so the runner can make any batch again when it must re-queue
+time it is made (message i's random number comes from the run seed and i; file
+numbers from the file's order), so the runner can make any batch again when it must re-queue
 what a dead sender held.
 """
 
 from __future__ import annotations
 
 import os
-import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -50,8 +49,7 @@ class MessageSource:
     def batch(self, key: int) -> MessageBatch:
         if self.pool is not None:
             ids = self.ids(key)
-            rng = random.Random(f"{self.seed}/batch/{key}")
-            return MessageBatch(key, ids, self.pool.draw_packed(rng, len(ids)), self.text)
+            return MessageBatch(key, ids, self.pool.numbers_packed(self.seed, ids), self.text)
         for batch in self._file_batches():
             if batch.key == key:
                 return batch
