@@ -10,7 +10,7 @@ from typing import TextIO
 
 from smsbatch.config import Settings, UsageError, parse_settings, parse_worker_settings
 from smsbatch.monitor import Monitor, make_display, summary_dict, summary_table, write_summary_json
-from smsbatch.phones import PhoneError, PhonePool, scan_recipients
+from smsbatch.phones import PhoneError, PhonePool, list_name, read_recipients, recipients_is_stream
 from smsbatch.producer import MessageSource
 from smsbatch.runner import ExitStatus, Runner, choose_batch_size, stop_signals_caught
 
@@ -34,8 +34,8 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: Te
         return worker_main(argv[1:], stdout, stderr, restore_signals)
     def prepare():
         settings = parse_settings(argv)
-        source, invalid = make_source(settings)
-        _check_summary_path(settings.summary_json)
+        _check_summary_path(settings.summary_json)  # before a long read of --recipients
+        source, invalid = make_source(settings, stderr)
         return settings, source, invalid, _runner_class(settings.broker)
 
     prepared, status = _checked_input("smsbatch", stderr, prepare)
@@ -56,6 +56,7 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: Te
         if settings.summary_json:
             summary = summary_dict(result.snapshot, settings.seed, result.stopped_by,
                                    int(result.exit_status), result.produced, result.startup)
+            summary["duplicate_numbers"] = source.duplicate_numbers
             if settings.broker:
                 summary.update(broker=settings.broker, run_id=runner.run_id)
             write_summary_json(settings.summary_json, summary)
@@ -111,13 +112,11 @@ def worker_main(argv: list[str], stdout: TextIO, stderr: TextIO, restore_signals
         return Worker(settings, stdout, signals).run()
 
 
-def make_source(settings: Settings) -> tuple[MessageSource, int]:
+def make_source(settings: Settings, stderr: TextIO | None = None) -> tuple[MessageSource, int]:
     """The run's messages, and how many recipients lines were invalid."""
     try:
         if settings.recipients:
-            scan = scan_recipients(settings.recipients, settings.region)
-            messages = min(scan.valid, settings.messages) if settings.messages_given else scan.valid
-            return _source(settings, messages, recipients=settings.recipients), scan.invalid
+            return _recipients_source(settings, stderr)
         pool = PhonePool.for_region(settings.region)
     except PhoneError as error:
         option = "--recipients" if settings.recipients else "--region"
@@ -128,9 +127,20 @@ def make_source(settings: Settings) -> tuple[MessageSource, int]:
     return _source(settings, settings.messages, pool=pool), 0
 
 
+def _recipients_source(settings: Settings, stderr: TextIO | None) -> tuple[MessageSource, int]:
+    """The list is read whole before anything starts (its count sizes the run,
+    and a bad list is bad input); a stream may take a while, so say so."""
+    if stderr is not None and recipients_is_stream(settings.recipients):
+        stderr.write(f"smsbatch: reading numbers from {list_name(settings.recipients)} until it ends...\n")
+        stderr.flush()
+    limit = settings.messages if settings.messages_given else None
+    recipients = read_recipients(settings.recipients, settings.region, limit)
+    return _source(settings, recipients.valid, recipients=recipients), recipients.invalid
+
+
 def _source(settings: Settings, messages: int, **kwargs) -> MessageSource:
     return MessageSource(messages, choose_batch_size(settings, messages), settings.text,
-                         settings.seed, region=settings.region, **kwargs)
+                         settings.seed, **kwargs)
 
 
 def _check_summary_path(path: str | None) -> None:
@@ -142,8 +152,11 @@ def _check_summary_path(path: str | None) -> None:
 
 
 def start_line(settings: Settings, source: MessageSource, invalid: int, run_id: str | None = None) -> str:
-    where = f"numbers from {settings.recipients}" if settings.recipients else f"random {settings.region} mobiles"
-    skipped = f" ({invalid} invalid lines skipped)" if invalid else ""
+    where = (f"numbers from {list_name(settings.recipients)}" if settings.recipients
+             else f"random {settings.region} mobiles")
+    skips = [f"{count} {what}" for count, what in
+             ((invalid, "invalid lines"), (source.duplicate_numbers, "duplicate numbers")) if count]
+    skipped = f" ({' and '.join(skips)} skipped)" if skips else ""
     seed = f"seed {settings.seed}" + ("" if settings.seed_given else " (pass --seed to repeat)")
     line = (
         f"smsbatch: {source.messages} messages to {where}{skipped} through "

@@ -11,7 +11,7 @@ from smsbatch.phones import (
     PhonePool,
     is_mobile,
     normalise,
-    scan_recipients,
+    read_recipients,
 )
 from smsbatch.producer import MessageSource
 
@@ -67,9 +67,9 @@ def test_recipients_file(tmp_path):
         "12345\n"                 # too short
         "+44 7400 123456,Bob\n"
     )
-    scan = scan_recipients(str(path), "US")
-    assert (scan.valid, scan.invalid) == (3, 2)
-    source = MessageSource(3, 2, "hi", seed=1, recipients=str(path), region="US")
+    recipients = read_recipients(str(path), "US")
+    assert (recipients.valid, recipients.invalid, recipients.duplicates) == (3, 2, 0)
+    source = MessageSource(3, 2, "hi", seed=1, recipients=recipients)
     phones = [p for b in source.batches() for p in b.phones()]
     assert phones == ["+14155552671", "+12025550143", "+447400123456"]
     assert source.batch(1).phones() == ["+447400123456"]
@@ -84,7 +84,7 @@ def test_binary_recipients_file_is_refused(tmp_path):
     path = tmp_path / "junk.bin"
     path.write_bytes(b"+14155552671\n\x00\x01\x02")
     with pytest.raises(PhoneError, match="not a text file"):
-        scan_recipients(str(path), "US")
+        read_recipients(str(path), "US")
 
 
 def test_pool_is_cached_and_the_same_every_time(tmp_path):
