@@ -64,8 +64,8 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: Te
 
 
 def _checked_input(prog: str, stderr: TextIO, prepare):
-    """(prepare(), None); or, on bad input or --help, (None, exit status),
-    bad input said in one line."""
+    """(prepare(), None); or, on bad input, --help or Ctrl-C, (None, exit
+    status), bad input said in one line."""
     try:
         return prepare(), None
     except UsageError as error:
@@ -73,6 +73,9 @@ def _checked_input(prog: str, stderr: TextIO, prepare):
         return None, ExitStatus.USAGE
     except SystemExit as done:  # --help
         return None, int(done.code or 0)
+    except KeyboardInterrupt:  # say, waiting for a FIFO's writer: no traceback
+        stderr.write(f"{prog}: interrupted before the run started; nothing was sent\n")
+        return None, ExitStatus.INTERRUPTED
 
 
 def _runner_class(broker: str | None):

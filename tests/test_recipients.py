@@ -90,6 +90,22 @@ def test_recipients_from_a_fifo_say_they_wait_then_are_sent(tmp_path, no_childre
 
 
 @pytest.mark.timeout(60)
+def test_ctrl_c_while_waiting_for_a_fifo_writer_ends_cleanly(tmp_path, no_children_left):
+    fifo = tmp_path / "numbers.fifo"
+    os.mkfifo(fifo)
+    proc, summary = smsbatch(tmp_path, str(fifo))
+    try:
+        assert "reading numbers from" in proc.stderr.readline()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.stdout.read(), proc.stderr.read()
+        proc.wait()
+    finally:
+        kill_if_running(proc)
+    assert proc.returncode == 130 and out == "" and not summary.exists()
+    assert err == "smsbatch: interrupted before the run started; nothing was sent\n"
+
+
+@pytest.mark.timeout(60)
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash for <(...)")
 def test_recipients_from_a_process_substitution(tmp_path, no_children_left):
     numbers = tmp_path / "numbers.csv"
