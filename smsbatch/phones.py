@@ -284,12 +284,18 @@ def read_recipients(path: str, region: str, limit: int | None = None) -> Recipie
     input), stopping after `limit` distinct valid numbers if given. Memory
     grows with the distinct numbers only, never with the list's size.
     PhoneError if it cannot be read, is not text, or has no valid number."""
-    # The spool outlives this function: the run's source holds it open.
-    spool = tempfile.TemporaryFile(prefix="smsbatch-recipients-")  # noqa: SIM115
+    try:
+        # The spool outlives this function: the run's source holds it open.
+        spool = tempfile.TemporaryFile(prefix="smsbatch-recipients-")  # noqa: SIM115
+    except OSError as error:
+        raise _no_spool(error) from None
     recipients = Recipients(path, spool)
     try:
         with _open_binary(path) as handle:
             _spool_numbers(recipients, _numbers(_lines(handle, path), region), limit)
+    except OSError as error:  # reading errors are PhoneErrors already: this is the spool
+        recipients.close()
+        raise _no_spool(error) from None
     except BaseException:
         recipients.close()
         raise
@@ -297,6 +303,11 @@ def read_recipients(path: str, region: str, limit: int | None = None) -> Recipie
         recipients.close()
         raise PhoneError(f"no valid phone number in {list_name(path)} ({recipients.invalid} invalid lines)")
     return recipients
+
+
+def _no_spool(error: OSError) -> PhoneError:
+    return PhoneError(f"cannot keep its numbers in a temporary file in {tempfile.gettempdir()} "
+                      f"({error.strerror}); set TMPDIR to a writable directory")
 
 
 def _spool_numbers(recipients: Recipients, numbers, limit: int | None) -> None:

@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import tracemalloc
 
 import pytest
@@ -241,3 +242,11 @@ def peak_memory(function, *args, raises=None):
         return tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
+
+
+def test_no_room_for_the_spool_is_bad_input_naming_tmpdir(tmp_path, monkeypatch):
+    path = tmp_path / "numbers.csv"
+    path.write_text(LIST)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "missing"))
+    with pytest.raises(PhoneError, match="set TMPDIR to a writable directory"):
+        read_recipients(str(path), "US")
