@@ -10,7 +10,7 @@ from typing import TextIO
 from smsbatch.config import Settings, UsageError, parse_settings, parse_worker_settings
 from smsbatch.monitor import Monitor, make_display, summary_dict, summary_table, write_summary_json
 from smsbatch.output import check_output_path, open_standard_fds, standard_streams
-from smsbatch.phones import PhoneError, PhonePool, scan_recipients
+from smsbatch.phones import PhoneError, PhonePool, list_name, read_recipients, recipients_is_stream
 from smsbatch.producer import MessageSource
 from smsbatch.replications import run_replications
 from smsbatch.runner import ExitStatus, Runner, choose_batch_size, stop_signals_caught
@@ -40,8 +40,8 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: Te
         return worker_main(argv[1:], stdout, stderr, restore_signals)
     def prepare():
         settings = parse_settings(argv)
-        source, invalid = make_source(settings)
-        _check_summary_path(settings.summary_json)
+        _check_summary_path(settings.summary_json)  # before a long read of --recipients
+        source, invalid = make_source(settings, stderr)
         return settings, source, invalid, _runner_class(settings)
 
     prepared, status = _checked_input("smsbatch", stderr, prepare)
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: Te
         if settings.replications > 1:
             stdout.write(start_line(settings, source, invalid) + "\n")
             stdout.flush()
-            return run_replications(settings, stdout, stderr, signals)
+            return run_replications(settings, source, stdout, stderr, signals)
         display = make_display(stderr, settings.progress, source.messages, len(settings.senders))
         _setup_logging(settings.log_level, display)
         logging.getLogger("smsbatch").info("alert text: %s", visible(settings.text))  # once, not per message
@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: Te
             summary = summary_dict(result.snapshot, settings.seed, result.stopped_by,
                                    int(result.exit_status), result.produced, result.startup)
             summary.update(text=settings.text, **_segments_fields(settings.text))
+            summary["duplicate_numbers"] = source.duplicate_numbers
             if settings.broker:
                 summary.update(broker=redact_url(settings.broker), run_id=runner.run_id)
             _write_summary(settings.summary_json, summary, stderr)
@@ -75,8 +76,8 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: Te
 
 
 def _checked_input(prog: str, stderr: TextIO, prepare):
-    """(prepare(), None); or, on bad input or --help, (None, exit status),
-    bad input said in one line."""
+    """(prepare(), None); or, on bad input, --help or Ctrl-C, (None, exit
+    status), bad input said in one line."""
     try:
         return prepare(), None
     except UsageError as error:
@@ -84,6 +85,9 @@ def _checked_input(prog: str, stderr: TextIO, prepare):
         return None, ExitStatus.USAGE
     except SystemExit as done:  # --help
         return None, int(done.code or 0)
+    except KeyboardInterrupt:  # say, waiting for a FIFO's writer: no traceback
+        stderr.write(f"{prog}: interrupted before the run started; nothing was sent\n")
+        return None, ExitStatus.INTERRUPTED
 
 
 def make_runner(settings: Settings, source: MessageSource, monitor: Monitor, signals: list[int]):
@@ -130,23 +134,35 @@ def worker_main(argv: list[str], stdout: TextIO, stderr: TextIO, restore_signals
         return Worker(settings, stdout, signals).run()
 
 
-def make_source(settings: Settings) -> tuple[MessageSource, int]:
+def make_source(settings: Settings, stderr: TextIO | None = None) -> tuple[MessageSource, int]:
     """The run's messages, and how many recipients lines were invalid."""
     try:
         if settings.recipients:
-            scan = scan_recipients(settings.recipients, settings.region)
-            messages = min(scan.valid, settings.messages) if settings.messages_given else scan.valid
-            return _source(settings, messages, recipients=settings.recipients), scan.invalid
+            return _recipients_source(settings, stderr)
         pool = PhonePool.for_region(settings.region)
     except PhoneError as error:
         option = "--recipients" if settings.recipients else "--region"
         raise UsageError(f"argument {option}: {error}") from None
+    if settings.messages > pool.size:  # numbers are dealt without replacement
+        raise UsageError(f"argument --messages: region {settings.region} has {pool.size:,} distinct "
+                         "random mobile numbers here; ask for at most that many")
     return _source(settings, settings.messages, pool=pool), 0
+
+
+def _recipients_source(settings: Settings, stderr: TextIO | None) -> tuple[MessageSource, int]:
+    """The list is read whole before anything starts (its count sizes the run,
+    and a bad list is bad input); a stream may take a while, so say so."""
+    if stderr is not None and recipients_is_stream(settings.recipients):
+        stderr.write(f"smsbatch: reading numbers from {list_name(settings.recipients)} until it ends...\n")
+        stderr.flush()
+    limit = settings.messages if settings.messages_given else None
+    recipients = read_recipients(settings.recipients, settings.region, limit)
+    return _source(settings, recipients.valid, recipients=recipients), recipients.invalid
 
 
 def _source(settings: Settings, messages: int, **kwargs) -> MessageSource:
     return MessageSource(messages, choose_batch_size(settings, messages), settings.text,
-                         settings.seed, region=settings.region, **kwargs)
+                         settings.seed, **kwargs)
 
 
 def _check_summary_path(path: str | None) -> None:
@@ -169,8 +185,11 @@ def _segments_fields(text: str) -> dict:
 
 
 def start_line(settings: Settings, source: MessageSource, invalid: int, run_id: str | None = None) -> str:
-    where = f"numbers from {settings.recipients}" if settings.recipients else f"random {settings.region} mobiles"
-    skipped = f" ({plural(invalid, 'invalid line')} skipped)" if invalid else ""
+    where = (f"numbers from {list_name(settings.recipients)}" if settings.recipients
+             else f"random {settings.region} mobiles")
+    skips = [plural(count, what) for count, what in
+             ((invalid, "invalid line"), (source.duplicate_numbers, "duplicate number")) if count]
+    skipped = f" ({' and '.join(skips)} skipped)" if skips else ""
     seed = f"seed {settings.seed}" + ("" if settings.seed_given else " (pass --seed to repeat)")
     line = (
         f"smsbatch: {plural(source.messages, 'message')} to {where}{skipped} through "

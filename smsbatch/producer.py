@@ -1,36 +1,34 @@
 """The producer: makes the run's messages and streams them onto the work queue.
 
 A MessageSource cuts the run into numbered batches. Batch k is the same every
-time it is made (random numbers come from the run seed and k; file numbers from
-the file's order), so the runner can make any batch again when it must re-queue
-what a dead sender held.
+time it is made (message i's random number comes from the run seed and i; a
+recipients list's numbers from its spool, by offset), so the runner can make any
+batch again when it must re-queue what a dead sender held.
 """
 
 from __future__ import annotations
 
 import os
-import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from smsbatch.children import enter_child, parent_alive, report_crash, termination_requested
 from smsbatch.model import MessageBatch, ProducerDone, Ready
-from smsbatch.phones import PhonePool, load_recipients_text, read_recipients
+from smsbatch.phones import PhonePool, Recipients
 
 PUT_POLL_SECONDS = 0.1
 
 
 @dataclass(frozen=True)
 class MessageSource:
-    """`messages` messages in batches of `batch_size`, from a pool or a file."""
+    """`messages` messages in batches of `batch_size`, from a pool or a recipients list."""
 
     messages: int
     batch_size: int
     text: str
     seed: int
     pool: PhonePool | None = None
-    recipients: str | None = None  # path of a recipients file
-    region: str = "US"
+    recipients: Recipients | None = None  # a list's distinct numbers, read already
 
     @property
     def batch_count(self) -> int:
@@ -40,28 +38,22 @@ class MessageSource:
         start = key * self.batch_size
         return range(start, min(start + self.batch_size, self.messages))
 
+    @property
+    def duplicate_numbers(self) -> int:
+        """Recipients lines skipped as repeats of a number (random numbers never repeat)."""
+        return self.recipients.duplicates if self.recipients is not None else 0
+
     def batches(self) -> Iterator[MessageBatch]:
-        if self.pool is not None:
-            for key in range(self.batch_count):
-                yield self.batch(key)
-            return
-        yield from self._file_batches()
+        for key in range(self.batch_count):
+            yield self.batch(key)
 
     def batch(self, key: int) -> MessageBatch:
+        ids = self.ids(key)
         if self.pool is not None:
-            ids = self.ids(key)
-            rng = random.Random(f"{self.seed}/batch/{key}")
-            return MessageBatch(key, ids, self.pool.draw_packed(rng, len(ids)), self.text)
-        for batch in self._file_batches():
-            if batch.key == key:
-                return batch
-        raise KeyError(key)
-
-    def _file_batches(self) -> Iterator[MessageBatch]:
-        numbers = (n for n in read_recipients(load_recipients_text(self.recipients), self.region) if n)
-        for key in range(self.batch_count):
-            ids = self.ids(key)
-            yield MessageBatch.of(key, ids, [next(numbers) for _ in ids], self.text)
+            numbers = self.pool.numbers_packed(self.seed, ids)
+        else:
+            numbers = self.recipients.packed(ids.start, ids.stop)
+        return MessageBatch(key, ids, numbers, self.text)
 
 
 def run_producer(source: MessageSource, transport, conn, stop_signal, parent_pid: int) -> None:

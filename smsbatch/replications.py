@@ -23,6 +23,7 @@ from dataclasses import replace
 from typing import TextIO
 
 from smsbatch.config import Settings
+from smsbatch.producer import MessageSource
 from smsbatch.monitor import (Monitor, NullDisplay, seconds_text, summary_dict, summary_table,
                               write_summary_json)
 
@@ -42,12 +43,17 @@ def replication_seed(seed: int, replication: int) -> int:
     return int.from_bytes(digest[:8], "big") >> 1
 
 
+_SOURCE: MessageSource | None = None  # the run's messages, inherited by the forked pool
+
+
 def run_one(settings: Settings, replication: int) -> dict:
     """One whole run, quietly, as its summary dict (in a pool process)."""
-    from smsbatch.cli import make_runner, make_source  # the CLI's own wiring, no drawing
+    from smsbatch.cli import make_runner  # the CLI's own wiring, no drawing
 
-    settings = replace(settings, seed=replication_seed(settings.seed, replication), replications=1)
-    source, _ = make_source(settings)
+    seed = replication_seed(settings.seed, replication)
+    settings = replace(settings, seed=seed, replications=1)
+    assert _SOURCE is not None
+    source = replace(_SOURCE, seed=seed)  # recipients are read once, by the main process
     monitor = Monitor(NullDisplay(_Discard()), settings.interval)
     runner = make_runner(settings, source, monitor, [])
     result = runner.run()
@@ -108,9 +114,12 @@ def aggregate_lines(agg: dict, total: int, done: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_replications(settings: Settings, stdout: TextIO, stderr: TextIO, signals: list[int]) -> int:
+def run_replications(settings: Settings, source: MessageSource, stdout: TextIO, stderr: TextIO,
+                     signals: list[int]) -> int:
     """Run every replication; print replication 1's table and the aggregate; exit status
     is the worst of the replications' (or 130/143 when interrupted)."""
+    global _SOURCE
+    _SOURCE = source  # not pickled: a recipients spool is an open file, shared by fork
     jobs = max(1, min(settings.jobs, settings.replications))
     summaries: dict[int, dict] = {}
     pool = concurrent.futures.ProcessPoolExecutor(
