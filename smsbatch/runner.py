@@ -52,7 +52,7 @@ from smsbatch.model import (FAILED, RETRY, SENT, ChildFailed, Claimed, MessageBa
 from smsbatch.monitor import Monitor, SenderView, Snapshot
 from smsbatch.producer import MessageSource, run_producer
 from smsbatch.reach import SentHistogram
-from smsbatch.sender import run_sender, wake_seconds
+from smsbatch.sender import AHEAD_WAKES, run_sender, wake_seconds
 from smsbatch.stats import Stats
 from smsbatch.transport import LocalTransport
 
@@ -99,7 +99,7 @@ def choose_batch_size(settings: Settings, messages: int) -> int:
         return max(1, min(UNKNOWN_SENDERS_BATCH, math.ceil(messages / 16)))
     fastest = min(real_seconds_per_message(spec, settings.speed) for spec in settings.senders)
     wake = wake_seconds(len(settings.senders))
-    by_time = MAX_BATCH if fastest == 0 else int(4 * wake / fastest)
+    by_time = MAX_BATCH if fastest == 0 else int(AHEAD_WAKES * wake / fastest)  # all the fastest keeps
     by_share = math.ceil(messages / (4 * len(settings.senders)))
     return max(1, min(MAX_BATCH, by_time, by_share))
 

@@ -41,6 +41,7 @@ from smsbatch.stats import Stats
 FLUSH_SECONDS = 0.1  # real seconds between progress reports while busy (x senders / 32)
 IDLE_POLL_SECONDS = 0.5  # real seconds an idle take waits before checking for a stop (idle senders waking often cost the busy ones CPU)
 WARM_STOP_GRACE = 1.0  # real seconds a warm stop waits for a send in flight
+AHEAD_WAKES = 2  # a busy sender keeps the messages it starts in this many wake-ups
 RETRY_MARGIN_SECONDS = 0.002  # real seconds: report a retry this long before it is due back
 DUE_SLACK = 1e-9  # simulated seconds: a send due this close to now is done (float rounding)
 
@@ -123,11 +124,11 @@ class SenderEngine:
         self.stop_requested = stop_requested
         self.logging = settings.log_level in ("INFO", "DEBUG")
         self.wake = wake_seconds(len(settings.senders)) if wake is None else wake
-        # Starts it makes in two wake-ups, once busy: what it keeps of a batch
-        # beyond its free slots (see _take).
+        # Starts it makes in AHEAD_WAKES wake-ups, once busy: what it keeps of a
+        # batch beyond its free slots (see _take).
         sim_per_send = max(model.spec.mean / model.window, model.start_gap)
         real_per_send = sim_per_send / clock.speed
-        self.ahead = 0 if real_per_send == 0 else math.floor(2 * self.wake / real_per_send)
+        self.ahead = 0 if real_per_send == 0 else math.floor(AHEAD_WAKES * self.wake / real_per_send)
         self.next_start = 0.0  # rate cap: earliest simulated start of the next send
         self.backlog: deque[tuple[MessageBatch, int]] = deque()  # (batch, offset) not started
         self.in_flight: list[tuple] = []  # heap of (due, seq, batch, offset, seconds, outcome)

@@ -120,7 +120,8 @@ def test_a_killed_worker_loses_nothing(tmp_path, redis_url, no_children_left):
 
 
 def test_a_worker_that_leaves_gives_its_work_back(tmp_path, redis_url, no_children_left):
-    worker = WorkerProc(redis_url, "--sender", "2:0:window=5:name=slow", "--once")
+    # Sends of 2 s real (20 s at x10) outlast the leaving grace second: they are given back.
+    worker = WorkerProc(redis_url, "--sender", "20:0:window=5:name=slow", "--once")
     run = Run(tmp_path, "--broker", redis_url, "--messages", "3000", "--sender", "0.01:0",
               "--seed", "5", *FAST)
     time.sleep(1.5)

@@ -1,0 +1,98 @@
+"""Real time held to the model: runs at a modest speed agree with virtual time,
+and a run that cannot keep up says so (faithful: false)."""
+
+import json
+import statistics
+import subprocess
+import sys
+
+import pytest
+
+from conftest import Run
+
+
+def virtual_runs(tmp_path, *argv, replications=10):
+    """The model: the mean of replications in virtual time."""
+    path = tmp_path / "model.json"
+    done = subprocess.run([sys.executable, "-m", "smsbatch", *argv, "--speed", "max", "--no-progress",
+                           "--replications", str(replications), "--summary-json", str(path)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return json.loads(path.read_text())
+
+
+@pytest.mark.timeout(60)
+def test_a_slow_sender_does_not_sit_on_work_a_fast_one_could_do(tmp_path, no_children_left):
+    run = Run(tmp_path, "-n", "100", "--sender", "0.05:0", "--sender", "10:0", "--distribution", "constant",
+              "--speed", "20", "--seed", "1", "--no-progress").finish()
+    run.accounted()
+    assert run.summary["sim_elapsed_s"] == pytest.approx(10.0, rel=0.05)  # the model: exactly 10 s
+    assert [s["attempts"] for s in run.summary["senders"]] == [99, 1]
+
+
+@pytest.mark.timeout(90)
+def test_real_time_at_a_modest_speed_agrees_with_virtual_time(tmp_path, no_children_left):
+    settings = ("-n", "3000", "--sender", "0.2:0.05:window=10", "--sender", "1:0.1:window=20:rate=15",
+                "--max-retries", "1", "--retry-backoff", "2", "--seed", "4")
+    model = virtual_runs(tmp_path, *settings)["aggregate"]
+    run = Run(tmp_path, *settings, "--speed", "20", "--no-progress").finish()
+    run.accounted()
+    s = run.summary
+    assert s["mode"] == "real-time" and s["faithful"] is True, (s["lag_s"], s["sim_elapsed_s"])
+    assert s["sim_elapsed_s"] == pytest.approx(model["sim_elapsed_s"]["mean"], rel=0.03)
+    assert s["reach_s"]["90"] == pytest.approx(model["reach_s.90"]["mean"], rel=0.03)
+
+
+@pytest.mark.timeout(60)
+def test_a_run_the_machine_cannot_follow_says_it_is_not_faithful(tmp_path, no_children_left):
+    # 50,000 sends of 0.1 ms at x1000: 0.1 us of real time each, far less than Python needs.
+    run = Run(tmp_path, "-n", "50000", "--sender", "0.0001:0", "--distribution", "constant",
+              "--speed", "1000", "--seed", "1", "--no-progress").finish()
+    run.accounted()
+    s = run.summary
+    assert s["faithful"] is False and s["lag_s"] > 0.01 * s["sim_elapsed_s"]
+    assert "NOT faithful" in run.out and "--speed max" in run.out
+    assert s["sim_elapsed_s"] == pytest.approx(5.0, rel=0.01)  # the figure is still the model's
+
+
+@pytest.mark.timeout(60)
+def test_virtual_time_summary_has_the_same_keys_and_says_max(tmp_path):
+    settings = ("-n", "500", "--sender", "0.1:0.1", "--seed", "2", "--no-progress")
+    virtual = Run(tmp_path, *settings, "--speed", "max", summary="v.json").finish()
+    real = Run(tmp_path, *settings, "--speed", "50", summary="r.json").finish()
+    virtual.accounted(), real.accounted()
+    assert set(virtual.summary) == set(real.summary)
+    assert virtual.summary["speed"] == "max" and virtual.summary["mode"] == "virtual"
+    assert virtual.summary["lag_s"] == 0.0 and virtual.summary["faithful"] is True
+    assert set(virtual.summary["reach_s"]) == {"50", "90", "99", "100"}
+    assert "Infinity" not in virtual.summary_path.read_text()
+
+
+@pytest.mark.timeout(60)
+def test_replications_keep_replication_one_at_the_top_and_aggregate_the_rest(tmp_path, no_children_left):
+    settings = ("-n", "2000", "--sender", "0.2:0.1:window=5", "--max-retries", "1", "--seed", "11",
+                "--speed", "max", "--no-progress")
+    single = Run(tmp_path, *settings, summary="one.json").finish().summary
+    many = Run(tmp_path, *settings, "--replications", "6", "--jobs", "2", summary="six.json").finish()
+    s = many.summary
+    assert many.status == 0
+    assert s["sim_elapsed_s"] == single["sim_elapsed_s"] and s["seed"] == 11
+    assert [r["replication"] for r in s["replications"]] == [1, 2, 3, 4, 5, 6]
+    seeds = [r["seed"] for r in s["replications"]]
+    assert seeds[0] == 11 and len(set(seeds)) == 6
+    elapsed = [r["sim_elapsed_s"] for r in s["replications"]]
+    agg = s["aggregate"]["sim_elapsed_s"]
+    assert agg["n"] == 6 and agg["mean"] == pytest.approx(statistics.fmean(elapsed))
+    assert agg["min"] == min(elapsed) and agg["max"] == max(elapsed)
+    assert agg["ci95"][0] < agg["mean"] < agg["ci95"][1]
+    assert s["aggregate"]["reach_s.100"]["n"] <= 6
+    assert "sim_elapsed_s" in many.out and "95% interval" in many.out
+
+
+def test_a_replication_can_be_repeated_alone_from_its_recorded_seed(tmp_path):
+    settings = ("-n", "1000", "--sender", "0.3:0.2:window=3", "--seed", "5", "--speed", "max", "--no-progress")
+    many = Run(tmp_path, *settings, "--replications", "3", "--jobs", "1", summary="m.json").finish().summary
+    third = many["replications"][2]
+    alone = Run(tmp_path, *settings[:-4], "--seed", str(third["seed"]), "--speed", "max", "--no-progress",
+                summary="a.json").finish().summary
+    assert alone["sim_elapsed_s"] == third["sim_elapsed_s"] and alone["sent"] == third["sent"]
