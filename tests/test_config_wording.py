@@ -100,6 +100,7 @@ def test_help_shows_real_defaults_not_none(capsys):
 
 class _Source:
     messages = 1
+    duplicate_numbers = 0
 
 
 def test_start_line_says_1_message_and_1_sender():

@@ -90,9 +90,9 @@ def test_replications_keep_replication_one_at_the_top_and_aggregate_the_rest(tmp
 
 
 def test_a_replication_can_be_repeated_alone_from_its_recorded_seed(tmp_path):
-    settings = ("-n", "1000", "--sender", "0.3:0.2:window=3", "--seed", "5", "--speed", "max", "--no-progress")
-    many = Run(tmp_path, *settings, "--replications", "3", "--jobs", "1", summary="m.json").finish().summary
+    settings = ("-n", "1000", "--sender", "0.3:0.2:window=3", "--speed", "max", "--no-progress")
+    many = Run(tmp_path, *settings, "--seed", "5", "--replications", "3", "--jobs", "1",
+               summary="m.json").finish().summary
     third = many["replications"][2]
-    alone = Run(tmp_path, *settings[:-4], "--seed", str(third["seed"]), "--speed", "max", "--no-progress",
-                summary="a.json").finish().summary
+    alone = Run(tmp_path, *settings, "--seed", str(third["seed"]), summary="a.json").finish().summary
     assert alone["sim_elapsed_s"] == third["sim_elapsed_s"] and alone["sent"] == third["sent"]
