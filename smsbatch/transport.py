@@ -23,7 +23,7 @@ WRITER_CHECK_SECONDS = 1.0  # a write lock held this long after its holder died 
 class LocalTransport:
     def __init__(self, ctx, senders: int) -> None:
         self.ctx = ctx
-        self.capacity = max(4, 2 * senders)  # batches: bounded, for back-pressure on the producer
+        self.capacity = max(16, 4 * senders)  # batches: bounded, for back-pressure on the producer
         self.work = ctx.Queue(maxsize=self.capacity)
         self.lock_holder = ctx.RawValue("i", 0)  # 1 + the sender holding the queue's read lock
 
