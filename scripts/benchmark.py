@@ -25,6 +25,8 @@ from dataclasses import dataclass
 HERE = os.path.dirname(os.path.abspath(__file__))
 SMSBATCH = [sys.executable, "-m", "smsbatch", "--no-progress"]
 BARE = [sys.executable, os.path.join(HERE, "bare_pipeline.py")]
+BARE_DES = [sys.executable, os.path.join(HERE, "bare_des.py")]
+EMERGENCY = ("-c", os.path.join(HERE, "..", "configs", "emergency.ini"))
 
 
 @dataclass
@@ -177,6 +179,72 @@ def rate_limit(runs: int, messages: int, rate: int) -> list[Row]:
     return [(f"rate={rate} sender: measured rate", f"{value:,.1f}/s ({error:.2%} off)", "within 2%", error <= 0.02)]
 
 
+def virtual_speed(runs: int, messages: int) -> list[Row]:
+    """--speed max against the model written the obvious way (scripts/bare_des.py),
+    the emergency config's senders, start-up excluded on both sides: the bare
+    loop's own timer, and smsbatch's elapsed_s (the simulation, statistics
+    included, without the interpreter's start)."""
+    ours, bare = [], []
+    for _ in range(runs):
+        summary = measure(sms(*EMERGENCY, "--messages", messages, "--seed", 7, "--speed", "max")).summary
+        ours.append(summary["elapsed_s"])
+        done = subprocess.run([*BARE_DES, str(messages), "7"], capture_output=True, text=True, check=True)
+        bare.append(json.loads(done.stdout)["loop_s"])
+    ratio = statistics.median(b / o for o, b in zip(ours, bare))
+    return [
+        (f"virtual time, emergency config, {messages:,} msgs", f"{messages / statistics.median(ours):,.0f} msg/s",
+         "", True),
+        ("  bare heapq loop of the same model", f"{messages / statistics.median(bare):,.0f} msg/s", "", True),
+        ("  ratio to the bare loop (statistics kept)", f"{ratio:.2f}", ">= 0.8", ratio >= 0.8),
+    ]
+
+
+def virtual_memory(large: int, huge: int) -> list[Row]:
+    peaks = {}
+    for count in (large, huge):
+        peaks[count] = measure(sms(*EMERGENCY, "--messages", count, "--speed", "max"), watch=tree_rss).peak
+    per_message = (peaks[huge] - peaks[large]) / (huge - large)
+    return [
+        (f"virtual time: peak RSS, {large:,} msgs", f"{peaks[large] / 2**20:.1f} MB", "< 150 MB",
+         peaks[large] < 150 * 2**20),
+        (f"  peak RSS, {huge:,} msgs", f"{peaks[huge] / 2**20:.1f} MB", "", True),
+        ("  growth per message", f"{per_message:.2f} bytes", "< 4 bytes", per_message < 4),
+    ]
+
+
+def answer_by_speed(messages: int, speeds: tuple[str, ...]) -> list[Row]:
+    """The emergency config's sim_elapsed_s at each speed, against the model (--speed max).
+    A real-time figure must be within 3% of the model, or say it is not faithful."""
+    rows, model = [], None
+    for speed in ("max", *speeds):
+        summary = measure(sms(*EMERGENCY, "--messages", messages, "--seed", 7, "--speed", speed)).summary
+        elapsed, faithful, lag = summary["sim_elapsed_s"], summary["faithful"], summary["lag_s"]
+        if model is None:
+            model = elapsed
+            rows.append((f"sim_elapsed_s, emergency, {messages:,} msgs, --speed max", f"{elapsed:,.1f} s",
+                         "the model", True))
+            continue
+        off = elapsed / model - 1
+        holds = abs(off) <= 0.03 or not faithful
+        rows.append((f"  --speed {speed}: {'faithful' if faithful else 'NOT faithful'}, lag {lag:,.2f} s",
+                     f"{elapsed:,.1f} s ({off:+.1%})", "3% or not faithful", holds))
+    return rows
+
+
+def replications(runs: int, count: int, messages: int) -> list[Row]:
+    one, two = [], []
+    for _ in range(runs):  # alternate, so load on the machine hits both alike
+        for jobs, times in ((1, one), (2, two)):
+            times.append(measure(sms(*EMERGENCY, "--messages", messages, "--speed", "max",
+                                     "--replications", count, "--jobs", jobs)).seconds)
+    ratio = statistics.median(t / o for o, t in zip(one, two))
+    return [
+        (f"{count} replications of {messages:,} msgs, virtual, 1 job", f"{statistics.median(one):.2f} s", "", True),
+        ("  2 jobs", f"{statistics.median(two):.2f} s", "", True),
+        ("  ratio 2 jobs / 1 job", f"{ratio:.2f}", "<= 0.7", ratio <= 0.7),
+    ]
+
+
 def redis_backend(runs: int, messages: int) -> list[Row]:
     """2 workers on this machine, one zero-wait sender each, against the
     multiprocessing backend with 2 senders; and Redis's own memory."""
@@ -247,6 +315,10 @@ def main() -> int:
         lambda: window(runs, 2_000 if q else 100_000, 1_000 if q else 10_000),
         lambda: rate_limit(runs, 500 if q else 50_000, 5000),
         lambda: redis_backend(runs, 20_000 if q else 1_000_000),
+        lambda: virtual_speed(runs, 20_000 if q else 200_000),
+        lambda: virtual_memory(100_000 if q else 1_000_000, 200_000 if q else 10_000_000),
+        lambda: answer_by_speed(2_000 if q else 200_000, ("100", "1000") if q else ("100", "1000", "10000")),
+        lambda: replications(runs, 2 if q else 8, 20_000 if q else 200_000),
     ]
     print(f"smsbatch benchmark: {os.cpu_count()} cores, Python {sys.version.split()[0]}, "
           f"{'quick' if q else f'median of {runs} runs'}", flush=True)

@@ -102,14 +102,19 @@ def aggregate(summaries: list[dict]) -> dict:
 
 
 def aggregate_lines(agg: dict, total: int, done: int) -> str:
-    lines = [f"replications: {done} of {total} done; mean, sd, 95% interval, min, max (simulated seconds)"]
+    lines = [f"replications: {done} of {total} done; mean, sd, 95% interval, min, max"]
     for key, d in agg.items():
         if d["n"] == 0:
             lines.append(f"  {key:16} never reached")
             continue
-        fmt = seconds_text if key.endswith("_s") or key.startswith("reach") else (lambda v: f"{v:,.1f}")
+        unit = "s" if key.endswith("_s") or key.startswith("reach") else ""
+        digits = 3 if key == "avg_send_time_s" else 1
         low, high = d["ci95"]
-        lines.append(f"  {key:16} {fmt(d['mean'])}  sd {d['stdev']:.3g}  [{fmt(low)}, {fmt(high)}]"
+
+        def fmt(value: float) -> str:
+            return f"{value:,.{digits}f}{unit}"
+
+        lines.append(f"  {key:16} {fmt(d['mean'])}  sd {fmt(d['stdev'])}  95% [{fmt(low)}, {fmt(high)}]"
                      f"  min {fmt(d['min'])}  max {fmt(d['max'])}  (n={d['n']})")
     return "\n".join(lines) + "\n"
 

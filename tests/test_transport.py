@@ -11,7 +11,7 @@ pytestmark = pytest.mark.timeout(30)
 
 @pytest.fixture
 def transport():
-    t = LocalTransport(multiprocessing.get_context("fork"), senders=1)  # room for 4 items
+    t = LocalTransport(multiprocessing.get_context("fork"), senders=1)  # room for t.capacity items
     yield t
     t.close()
 
@@ -23,8 +23,8 @@ def test_offer_take_in_order_and_full(transport):
     assert take(1.0) == batch
     assert take(1.0) == Stop()
     assert take(0.05) is None and take(0.0) is None
-    assert all(transport.offer(Stop()) for _ in range(4))
-    assert not transport.offer(Stop())  # bounded: the fifth does not fit
+    assert all(transport.offer(Stop()) for _ in range(transport.capacity))
+    assert not transport.offer(Stop())  # bounded: one more does not fit
 
 
 def test_a_dead_holders_read_lock_is_freed_and_only_its(transport):
