@@ -17,6 +17,7 @@ from smsbatch.model import MessageBatch, ProducerDone, Ready
 from smsbatch.phones import PhonePool, Recipients
 
 PUT_POLL_SECONDS = 0.1
+READY_BATCHES = 16  # batches queued before simulated time may start (the queue holds more)
 
 
 @dataclass(frozen=True)
@@ -67,8 +68,8 @@ def run_producer(source: MessageSource, transport, conn, stop_signal, parent_pid
                 return
             produced += len(batch)
             batches += 1
-            if batches == min(source.batch_count, transport.capacity):
-                conn.send(Ready(-1))  # the queue is full: the run may start without waiting for us
+            if batches == min(source.batch_count, transport.capacity, READY_BATCHES):
+                conn.send(Ready(-1))  # work is queued ahead: the run may start without waiting for us
         transport.flush()  # everything is on its way before we say so
         conn.send(ProducerDone(batches, produced))
     except BaseException:
