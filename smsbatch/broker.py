@@ -349,7 +349,7 @@ class SenderLink:
 
     # ---- take ----
 
-    def take(self, timeout: float):
+    def take(self, timeout: float, start: float = 0.0):
         self.beat_if_due()
         if self.over:
             return None
@@ -473,7 +473,7 @@ class SenderLink:
         finished = [key for key, held in self.held.items() if held.remaining == 0]
         fields = report_fields(
             "progress", self.sender, d=done, st=stats_to_json(progress.stats),
-            r=progress.retries, l=progress.log, rd=self.redelivered, sa=progress.sent_at, lg=progress.lag,
+            r=progress.retries, l=progress.log, rd=self.redelivered, en=progress.ended, lg=progress.lag, cp=progress.capped,
         )
         entries = [self.held.pop(key).entry for key in finished]
         self._call(self._write, fields, entries)

@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import logging
+import shlex
 import signal
 import sys
 from typing import TextIO
 
-from smsbatch.config import Settings, UsageError, parse_settings, parse_worker_settings
+from smsbatch.config import Settings, UsageError, parse_settings, parse_worker_settings, settings_dict
 from smsbatch.monitor import Monitor, make_display, summary_dict, summary_table, write_summary_json
-from smsbatch.output import check_output_path, open_standard_fds, standard_streams
+from smsbatch.output import check_output_path, open_standard_fds, standard_streams, write_text_file
 from smsbatch.phones import PhoneError, PhonePool, list_name, read_recipients, recipients_is_stream
 from smsbatch.producer import MessageSource
 from smsbatch.replications import run_replications
 from smsbatch.runner import ExitStatus, Runner, choose_batch_size, stop_signals_caught
 from smsbatch.text import plural, redact_url, shorten, sms_segments, visible
+from smsbatch.timeline import csv_text
 from smsbatch.virtual_runner import VirtualRunner
 
 START_LINE_WIDTH = 100  # columns: the start lines fit a wide terminal without wrapping
+SUMMARY_SCHEMA = "smsbatch-summary/1"
 
 
 def entry() -> None:
@@ -40,7 +43,7 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: Te
         return worker_main(argv[1:], stdout, stderr, restore_signals)
     def prepare():
         settings = parse_settings(argv)
-        _check_summary_path(settings.summary_json)  # before a long read of --recipients
+        _check_output_paths(settings)  # before a long read of --recipients
         source, invalid = make_source(settings, stderr)
         return settings, source, invalid, _runner_class(settings)
 
@@ -52,27 +55,78 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: Te
         if settings.replications > 1:
             stdout.write(start_line(settings, source, invalid) + "\n")
             stdout.flush()
-            return run_replications(settings, source, stdout, stderr, signals)
-        display = make_display(stderr, settings.progress, source.messages, len(settings.senders))
-        _setup_logging(settings.log_level, display)
-        logging.getLogger("smsbatch").info("alert text: %s", visible(settings.text))  # once, not per message
-        monitor = Monitor(display, settings.interval)
-        runner = runner_class(settings, source, monitor, signals=signals)
-        stdout.write(start_line(settings, source, invalid, getattr(runner, "run_id", None)) + "\n")
+            summary = run_replications(settings, source, stdout, stderr, signals)
+        else:
+            summary = _run_once(settings, source, invalid, runner_class, stdout, stderr, signals)
+        summary.update(_run_facts(settings, argv, source))
+        summary["exit_status"] = _with_deadline(settings, summary, stdout)
+        _write_outputs(settings, summary, stderr)
+    return summary["exit_status"]
+
+
+def _run_once(settings: Settings, source: MessageSource, invalid: int, runner_class, stdout: TextIO,
+              stderr: TextIO, signals: list[int]) -> dict:
+    """One run with the live display; its summary table printed, its summary returned."""
+    display = make_display(stderr, settings.progress, source.messages, len(settings.senders))
+    _setup_logging(settings.log_level, display)
+    logging.getLogger("smsbatch").info("alert text: %s", visible(settings.text))  # once, not per message
+    monitor = Monitor(display, settings.interval)
+    runner = runner_class(settings, source, monitor, signals=signals)
+    run_id = getattr(runner, "run_id", None)
+    stdout.write(start_line(settings, source, invalid, run_id) + "\n")
+    stdout.flush()
+    result = runner.run()
+    monitor.close(result.snapshot)
+    stdout.write(summary_table(result.snapshot, settings.seed, result.stopped_by))
+    stdout.flush()
+    summary = summary_dict(result.snapshot, settings.seed, result.stopped_by, int(result.exit_status),
+                           result.produced, result.startup)
+    if settings.broker:
+        summary.update(broker=redact_url(settings.broker), run_id=run_id)
+    return summary
+
+
+def _run_facts(settings: Settings, argv: list[str], source: MessageSource) -> dict:
+    """What the summary file says of the run beyond its figures: how to repeat it."""
+    return {
+        "schema": SUMMARY_SCHEMA,
+        "command": shlex.join(["smsbatch", *argv]),
+        "settings": settings_dict(settings, source.messages),
+        "text": settings.text,
+        **_segments_fields(settings.text),
+        "duplicate_numbers": source.duplicate_numbers,
+    }
+
+
+def _with_deadline(settings: Settings, summary: dict, stdout: TextIO) -> int:
+    """The exit status: the run's own, or 3 when --require-deadline and the deadline was missed."""
+    status = summary["exit_status"]
+    if settings.require_deadline and status == ExitStatus.OK and not summary["met_deadline"]:
+        stdout.write(f"smsbatch: deadline missed: {summary['within_deadline']:.1%} sent by "
+                     f"{summary['deadline_s']:g}s, {settings.deadline_share:.0%} required (exit 3)\n")
         stdout.flush()
-        result = runner.run()
-        monitor.close(result.snapshot)
-        stdout.write(summary_table(result.snapshot, settings.seed, result.stopped_by))
-        stdout.flush()
-        if settings.summary_json:
-            summary = summary_dict(result.snapshot, settings.seed, result.stopped_by,
-                                   int(result.exit_status), result.produced, result.startup)
-            summary.update(text=settings.text, **_segments_fields(settings.text))
-            summary["duplicate_numbers"] = source.duplicate_numbers
-            if settings.broker:
-                summary.update(broker=redact_url(settings.broker), run_id=runner.run_id)
-            _write_summary(settings.summary_json, summary, stderr)
-    return result.exit_status
+        return ExitStatus.DEADLINE_MISSED
+    return status
+
+
+def _write_outputs(settings: Settings, summary: dict, stderr: TextIO) -> None:
+    """The summary file, the timeline CSV and the HTML report, each whole or not at all."""
+    if settings.summary_json:
+        _write_summary(settings.summary_json, summary, stderr)
+    if settings.timeline and summary.get("timeline"):
+        _write_file(settings.timeline, lambda: csv_text(summary["timeline"]), stderr, "timeline")
+    if settings.report:
+        from smsbatch.report import render_report  # only when asked for: it reads its assets
+
+        _write_file(settings.report, lambda: render_report(summary), stderr, "report")
+
+
+def _write_file(path: str, make_text, stderr: TextIO, what: str) -> None:
+    try:
+        write_text_file(path, make_text())
+    except OSError as error:
+        stderr.write(f"smsbatch: could not write the {what} to {path} ({error.strerror or error})\n")
+        stderr.flush()
 
 
 def _checked_input(prog: str, stderr: TextIO, prepare):
@@ -165,8 +219,10 @@ def _source(settings: Settings, messages: int, **kwargs) -> MessageSource:
                          settings.seed, **kwargs)
 
 
-def _check_summary_path(path: str | None) -> None:
-    check_output_path("--summary-json", path)
+def _check_output_paths(settings: Settings) -> None:
+    check_output_path("--summary-json", settings.summary_json)
+    check_output_path("--report", settings.report)
+    check_output_path("--timeline", settings.timeline)
 
 
 def _write_summary(path: str, summary: dict, stderr: TextIO) -> None:

@@ -85,6 +85,11 @@ class Settings:
     local_senders: bool = True  # False: only workers on other machines send
     replications: int = 1
     jobs: int = 1  # processes that run replications side by side
+    deadline: float = 600.0  # simulated seconds: the planner's target
+    deadline_share: float = 0.9  # the share of messages sent by the deadline that meets it
+    require_deadline: bool = False  # a missed deadline exits with status 3
+    report: str | None = None  # an HTML report is written here
+    timeline: str | None = None  # the timeline is written here as CSV
 
     @property
     def virtual(self) -> bool:
@@ -178,6 +183,46 @@ def parse_speed(text: str) -> float:
         return real_number(0.0, 1e6, low_open=True)(text)
     except ValueError:
         raise ValueError("must be a number above 0 and at most 1e+06, or max") from None
+
+
+def settings_dict(settings: Settings, messages: int) -> dict:
+    """The settings that decide a run's figures, as plain values (the summary's `settings`)."""
+    return {
+        "messages": messages,
+        "distribution": settings.distribution,
+        "spread": settings.spread,
+        "max_retries": settings.max_retries,
+        "retry_backoff": settings.retry_backoff,
+        "seed": settings.seed,
+        "speed": "max" if settings.virtual else settings.speed,
+        "mode": "virtual" if settings.virtual else "real-time",
+        "deadline_s": settings.deadline,
+        "deadline_share": settings.deadline_share,
+        "replications": settings.replications,
+        "region": settings.region,
+        "recipients": settings.recipients,
+        "senders": [
+            {"name": spec.name, "mean_s": spec.mean, "fail_rate": spec.fail_rate, "window": spec.window,
+             "rate": spec.rate or None, "distribution": settings.distribution_of(spec)[0],
+             "spread": settings.distribution_of(spec)[1]}
+            for spec in settings.senders
+        ],
+    }
+
+
+_DURATION_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """Simulated seconds: `90`, `90s`, `10m`, `1.5h`; positive, at most a year."""
+    rule = "must be a positive duration: seconds, or a number with s, m or h (90s, 10m, 1h)"
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([smhSMH]?)\s*", str(text))
+    if not match:
+        raise ValueError(rule)
+    value = float(match.group(1)) * _DURATION_UNITS[match.group(2).lower()]
+    if not 0.0 < value <= 366 * 86_400.0:
+        raise ValueError(rule)
+    return value
 
 
 def parse_distribution(text: str) -> str:
@@ -465,6 +510,16 @@ def build_parser(default_config_files=()) -> configargparse.ArgParser:
     option("--seed", env="SEED", type=_typed(whole_number(0, 2**63 - 1)), default=None,
            help="seed for a reproducible run (default: a fresh one, printed)")
     option("--summary-json", env="SUMMARY_JSON", metavar="PATH", help="write the summary here")
+    option("--report", env="REPORT", metavar="PATH.html",
+           help="write a self-contained HTML report with charts here (opens offline)")
+    option("--timeline", env="TIMELINE", metavar="PATH.csv", help="write the run's timeline here as CSV")
+    option("--deadline", env="DEADLINE", type=_typed(parse_duration), default=600.0,
+           help="simulated time by which --deadline-share of the messages should be sent: "
+                "seconds, or 90s, 10m, 1h [10m]")
+    option("--deadline-share", env="DEADLINE_SHARE", type=_typed(real_number(0.0, 1.0, low_open=True)),
+           default=0.9, help="share of all messages that must be sent by --deadline")
+    option("--require-deadline", env="REQUIRE_DEADLINE", action="store_true",
+           help="exit with status 3 when the deadline is missed (for CI)")
     option("--no-progress", env="NO_PROGRESS", action="store_true", help="no live progress display")
     option("--log", env="LOG", type=_typed(parse_log_level), default="WARNING",
            help="log level; INFO logs every message sent or failed")
@@ -577,6 +632,11 @@ def settings_from(ns) -> Settings:
         local_senders=not ns.no_local_senders,
         replications=ns.replications,
         jobs=ns.jobs or os.cpu_count() or 1,
+        deadline=ns.deadline,
+        deadline_share=ns.deadline_share,
+        require_deadline=ns.require_deadline,
+        report=ns.report,
+        timeline=ns.timeline,
     )
 
 

@@ -43,6 +43,7 @@ from smsbatch.monitor import SenderView
 from smsbatch.producer import run_producer
 from smsbatch.runner import OUTCOME_WORDS, WARM_STOP_SECONDS, Child, Runner, message_log
 from smsbatch.stats import Stats
+from smsbatch.timeline import RunRecord
 from smsbatch.text import plural, redact_url
 from smsbatch.worker import run_stream_sender
 
@@ -83,6 +84,9 @@ class _WorkStream:
         self.runner.call(self.runner.client.xadd, self.runner.keys.work, fields)
         return True
 
+    def forget(self, sender: int) -> None:
+        pass  # senders through Redis post no board
+
     def free_lock_of(self, sender: int) -> bool:
         return False  # Redis holds no lock for a sender
 
@@ -111,6 +115,7 @@ class StreamRunner(Runner):
         self.next_beat = 0.0
         self.broker_gone = False
         self.waiting_noted = False
+        self.record = RunRecord([], self.record.timeline.width, self.settings.deadline)  # senders come as they join
 
     def _note(self, text: str) -> None:
         self.monitor.note(f"smsbatch: {text}")
@@ -147,6 +152,7 @@ class StreamRunner(Runner):
         self.slots.append(Slot(name, spec, local, self.clock.now()))
         self.slot_of[sender] = index
         self.live.add(index)
+        self.record.add_sender(name)
         return index
 
     # ---- the loop ----
@@ -200,19 +206,18 @@ class StreamRunner(Runner):
         if kind == "hello":
             slot.state = "running"
         if kind == "progress":
-            self._stream_progress(slot, report)
+            self._stream_progress(index, slot, report)
         elif kind == "bye":
             self._bye(index, slot, report)
 
-    def _stream_progress(self, slot: Slot, report: dict) -> None:
+    def _stream_progress(self, index: int, slot: Slot, report: dict) -> None:
         slot.stats.merge(stats_from_json(report["st"]))
         for ids, outcomes in report["d"]:
             self.ledger.record(decode_ids(ids), decode_outcomes(outcomes))
         for message_id, phone, attempt, back_at in report["r"]:
             if self.ledger.retry(message_id, attempt) and self.phase == "running":
                 heapq.heappush(self.retry_heap, (back_at, message_id, phone, attempt))
-        self.sent_times.add_all(report["sa"])
-        self.lag = max(self.lag, report["lg"])
+        self.record.record(index, report["en"], report["cp"], report["lg"])
         self.redelivered += report["rd"]
         for message_id, phone, outcome, seconds, attempt in report["l"]:
             message_log.info("message %d to %s %s by %s in %.3fs (attempt %d)", message_id,
@@ -348,4 +353,5 @@ class StreamRunner(Runner):
     # ---- what the monitor sees ----
 
     def _sender_views(self) -> tuple[SenderView, ...]:
-        return tuple(SenderView(s.name, s.spec, s.stats, s.state) for s in self.slots)
+        return tuple(SenderView(s.name, s.spec, s.stats, s.state, self.record.capped[i])
+                     for i, s in enumerate(self.slots))

@@ -101,8 +101,10 @@ class Progress:
     # (id, phone, next attempt, simulated time it re-enters the queue) of RETRY outcomes
     retries: tuple[tuple[int, str, int, float], ...] = ()
     log: tuple[tuple[int, str, int, float, int], ...] = ()  # (id, phone, outcome, seconds, attempt)
-    sent_at: tuple[tuple[float, int], ...] = ()  # (simulated time, count) of successful sends
+    # (simulated end time, send time, outcome, count) of the attempts that ended
+    ended: tuple[tuple[float, float, int, int], ...] = ()
     lag: float = 0.0  # the most simulated time any send or start was handled late, so far
+    capped: float = 0.0  # slot-seconds held back by the rate cap, since the previous Progress
 
 
 @dataclass(frozen=True, slots=True)

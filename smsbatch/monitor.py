@@ -16,7 +16,7 @@ from typing import TextIO
 from smsbatch.clock import Clock
 from smsbatch.config import SenderSpec
 from smsbatch.output import write_text_file
-from smsbatch.stats import Stats
+from smsbatch.stats import Stats, bucket_value
 from smsbatch.text import display_width, pad_left, pad_right
 
 @dataclass(frozen=True)
@@ -25,6 +25,7 @@ class SenderView:
     spec: SenderSpec
     stats: Stats
     state: str  # running, done, died (SIGKILL), ...
+    capped_s: float = 0.0  # slot-seconds held back by the rate cap with work waiting
 
     @property
     def label(self) -> str:
@@ -50,6 +51,19 @@ class Snapshot:
     lag: float = 0.0  # simulated seconds the run fell behind the model at worst (0 in virtual time)
     retries_pending: int = 0
     mode: str = "real-time"  # or "virtual"
+    sent_by_deadline: int = 0
+    deadline: float = 600.0  # simulated seconds
+    deadline_share: float = 0.9
+    timeline: dict | None = None  # {"columns": [...], "rows": [...]}, at the end of a run
+
+    @property
+    def within_deadline(self) -> float:
+        """The share of all messages sent by the deadline."""
+        return self.sent_by_deadline / self.messages if self.messages else 1.0
+
+    @property
+    def met_deadline(self) -> bool:
+        return self.within_deadline >= self.deadline_share
 
     @property
     def finished(self) -> int:
@@ -228,6 +242,12 @@ def reach_line(snap: Snapshot) -> str:
     return "  reached " + ", ".join(parts) + " (simulated)"
 
 
+def deadline_line(snap: Snapshot) -> str:
+    verdict = "met" if snap.met_deadline else "MISSED"
+    return (f"  deadline {seconds_text(snap.deadline)}: {snap.within_deadline:.1%} sent by then; "
+            f"{verdict} (needs {snap.deadline_share:.0%})")
+
+
 def faithful_line(snap: Snapshot) -> str:
     if snap.mode == "virtual":
         return "  model: exact (virtual time)"
@@ -253,6 +273,7 @@ def summary_table(snap: Snapshot, seed: int, stopped_by: str) -> str:
         f"  elapsed {seconds_text(snap.elapsed)} real, {seconds_text(snap.sim_elapsed)} simulated;"
         f" {snap.rate:.1f} msg/s simulated",
         reach_line(snap),
+        deadline_line(snap),
         faithful_line(snap),
         "",
     ]
@@ -296,6 +317,10 @@ def summary_dict(snap: Snapshot, seed: int, stopped_by: str, exit_status: int, p
         "startup_s": startup_s,
         "sim_elapsed_s": snap.sim_elapsed,
         "reach_s": dict(snap.reach),
+        "deadline_s": snap.deadline,
+        "deadline_share": snap.deadline_share,
+        "within_deadline": snap.within_deadline,
+        "met_deadline": snap.met_deadline,
         "mode": snap.mode,
         "lag_s": snap.lag,
         "faithful": snap.faithful,
@@ -313,9 +338,13 @@ def summary_dict(snap: Snapshot, seed: int, stopped_by: str, exit_status: int, p
                 "state": v.state,
                 **v.stats.snapshot(),  # attempts, sent, failed (per attempt), times
                 "rate_per_s": v.stats.rate,
+                "busy_s": v.stats.time_sum,
+                "capped_s": v.capped_s,
+                "histogram": [[bucket_value(b), n] for b, n in sorted(v.stats.buckets.items())],
             }
             for v in snap.senders
         ],
+        **({"timeline": snap.timeline} if snap.timeline is not None else {}),
     }
 
 

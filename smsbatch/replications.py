@@ -24,11 +24,10 @@ from typing import TextIO
 
 from smsbatch.config import Settings
 from smsbatch.producer import MessageSource
-from smsbatch.monitor import (Monitor, NullDisplay, seconds_text, summary_dict, summary_table,
-                              write_summary_json)
+from smsbatch.monitor import Monitor, NullDisplay, seconds_text, summary_dict
 
-AGGREGATED = ("sim_elapsed_s", "reach_s.50", "reach_s.90", "reach_s.99", "reach_s.100", "sent",
-              "failed", "avg_send_time_s")
+AGGREGATED = ("sim_elapsed_s", "reach_s.50", "reach_s.90", "reach_s.99", "reach_s.100", "within_deadline",
+              "sent", "failed", "avg_send_time_s")
 # Student's t, 97.5% quantile, by degrees of freedom (1..30); beyond, the normal's 1.96 is close.
 _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
          2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
@@ -112,6 +111,8 @@ def aggregate_lines(agg: dict, total: int, done: int) -> str:
         low, high = d["ci95"]
 
         def fmt(value: float) -> str:
+            if key == "within_deadline":
+                return f"{value:.1%}"
             return f"{value:,.{digits}f}{unit}"
 
         lines.append(f"  {key:16} {fmt(d['mean'])}  sd {fmt(d['stdev'])}  95% [{fmt(low)}, {fmt(high)}]"
@@ -120,9 +121,10 @@ def aggregate_lines(agg: dict, total: int, done: int) -> str:
 
 
 def run_replications(settings: Settings, source: MessageSource, stdout: TextIO, stderr: TextIO,
-                     signals: list[int]) -> int:
-    """Run every replication; print replication 1's table and the aggregate; exit status
-    is the worst of the replications' (or 130/143 when interrupted)."""
+                     signals: list[int]) -> dict:
+    """Run every replication; print a line for replication 1 and the aggregate. The
+    summary returned is replication 1's, with `replications` and `aggregate`; its
+    exit status is the worst of the replications' (or 130/143 when interrupted)."""
     global _SOURCE
     _SOURCE = source  # not pickled: a recipients spool is an open file, shared by fork
     jobs = max(1, min(settings.jobs, settings.replications))
@@ -150,7 +152,7 @@ def run_replications(settings: Settings, source: MessageSource, stdout: TextIO, 
     return _report(settings, [summaries[r] for r in sorted(summaries)], stdout, signals)
 
 
-def _report(settings: Settings, summaries: list[dict], stdout: TextIO, signals: list[int]) -> int:
+def _report(settings: Settings, summaries: list[dict], stdout: TextIO, signals: list[int]) -> dict:
     agg = aggregate(summaries)
     if summaries:
         first = summaries[0]
@@ -163,13 +165,23 @@ def _report(settings: Settings, summaries: list[dict], stdout: TextIO, signals: 
         if not accounted:
             stdout.write(f"replication {summary['replication']}: NOT every message accounted for\n")
     stdout.flush()
-    if settings.summary_json and summaries:
-        top = dict(summaries[0])
-        top.update(replications=summaries, aggregate=agg)
-        write_summary_json(settings.summary_json, top)
+    top = dict(summaries[0]) if summaries else _nothing_done(settings)
+    top.update(replications=[_without_timeline(s) for s in summaries], aggregate=agg)
     if signals:
-        return 130 if signals[0] == signal.SIGINT else 143
-    return max(s["exit_status"] for s in summaries) if summaries else 1
+        top["exit_status"] = 130 if signals[0] == signal.SIGINT else 143
+    elif summaries:
+        top["exit_status"] = max(s["exit_status"] for s in summaries)
+    return top
 
 
-__all__ = ["aggregate", "describe", "replication_seed", "run_replications", "summary_table"]
+def _without_timeline(summary: dict) -> dict:
+    return {key: value for key, value in summary.items() if key != "timeline"}
+
+
+def _nothing_done(settings: Settings) -> dict:
+    """Interrupted before any replication finished: every message of replication 1 unsent."""
+    return {"messages": settings.messages, "sent": 0, "failed": 0, "unsent": settings.messages,
+            "exit_status": 1, "seed": settings.seed, "met_deadline": False, "within_deadline": 0.0,
+            "deadline_s": settings.deadline, "replication": 1}
+
+

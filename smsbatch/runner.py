@@ -51,7 +51,7 @@ from smsbatch.model import (FAILED, RETRY, SENT, ChildFailed, Claimed, MessageBa
                             ProducerDone, Ready, Released, SenderDone, Stop)
 from smsbatch.monitor import Monitor, SenderView, Snapshot
 from smsbatch.producer import MessageSource, run_producer
-from smsbatch.reach import SentHistogram
+from smsbatch.timeline import RunRecord, first_width
 from smsbatch.sender import AHEAD_WAKES, run_sender, wake_seconds
 from smsbatch.stats import Stats
 from smsbatch.transport import LocalTransport
@@ -71,6 +71,7 @@ class ExitStatus(IntEnum):
     OK = 0  # every message sent or failed
     UNSENT = 1  # some messages never got a final answer
     USAGE = 2  # bad input; nothing started
+    DEADLINE_MISSED = 3  # --require-deadline, and the deadline was missed
     INTERRUPTED = 130  # SIGINT (Ctrl-C)
     TERMINATED = 143  # SIGTERM
 
@@ -148,8 +149,9 @@ class Runner:
         self.pending_puts: list[object] = []  # work the queue had no room for yet
         self.sim = SimClock(self.clock, self.settings.speed)
         self.sim_started = False
-        self.sent_times = SentHistogram()
-        self.lag = 0.0  # the most simulated time any send or start was handled late
+        names = [spec.name for spec in self.settings.senders]
+        self.record = RunRecord(names, first_width(self.settings, self.source.messages), self.settings.deadline)
+        self.sampled_bin = -1  # the timeline bin whose backlog and in-flight were last sampled
         self.requeued = 0
         self.redelivered = 0  # messages taken over from silent senders (the broker's re-queue)
         self.lost_senders = 0
@@ -236,7 +238,21 @@ class Runner:
         self._wait(min(TICK_SECONDS, self.monitor.due_in(), self._retry_due_in()))
         self._put_due_retries()
         self._put_pending()
+        self._sample_states()
         self._decide()
+
+    def _sample_states(self) -> None:
+        """Backlog and sends in flight, once per timeline bin (held by a sender
+        counts as in flight: it is sending it or about to)."""
+        if not self.sim_started:
+            return
+        now = self.sim.now()
+        timeline = self.record.timeline
+        if int(now / timeline.width) == self.sampled_bin:
+            return
+        in_flight = [self.ledger.held(index) for index in range(len(timeline.names))]
+        timeline.sample(now, self.ledger.unsent - sum(in_flight), in_flight)
+        self.sampled_bin = int(now / timeline.width)
 
     def _wait(self, timeout: float) -> None:
         """Wait up to `timeout` for reports and exits, and handle what came."""
@@ -288,8 +304,7 @@ class Runner:
 
     def _progress(self, report: Progress) -> None:
         self.sender_stats[report.sender].merge(report.stats)
-        self.sent_times.add_all(report.sent_at)
-        self.lag = max(self.lag, report.lag)
+        self.record.record(report.sender, report.ended, report.capped, report.lag)
         for done in report.done:
             if self.ledger.apply(report.sender, done) and done.key < 0:
                 self.reissued.pop(done.key, None)
@@ -321,6 +336,7 @@ class Runner:
         else:
             self._sender_gone(child, "died", reason)
             self._free_lock_of_dead_sender(child)
+            self.transport.forget(child.index)  # it waits for nothing now
 
     def _sender_gone(self, child: Child, how: str, reason: str) -> None:
         """A sender died, or left before the end: what it held goes to the others."""
@@ -366,12 +382,20 @@ class Runner:
             [batch.attempt(o) for o in offsets], [batch.available_at(o) for o in offsets],
         )
 
+    def _first_attempts_queued(self) -> bool:
+        return self.producer_done or any(c.exited for c in self.children if c.index < 0)
+
     def _retry_due_in(self) -> float:
-        if not self.retry_heap:
+        if not self.retry_heap or not self._first_attempts_queued():
             return math.inf
         return max(0.0, self.sim.real_delay(self.retry_heap[0][0]))
 
     def _put_due_retries(self) -> None:
+        """Retries due back go on the queue, behind every first attempt (the
+        model's FIFO: all first attempts are queued at time 0), so not before
+        the producer has queued its last batch."""
+        if not self._first_attempts_queued():
+            return
         now = self.sim.now()
         due = []
         while self.retry_heap and self.retry_heap[0][0] <= now and len(due) < self.source.batch_size:
@@ -481,7 +505,7 @@ class Runner:
     def _sender_views(self) -> tuple[SenderView, ...]:
         states = {c.index: c.state for c in self.children if c.index >= 0}
         return tuple(
-            SenderView(spec.name, spec, self.sender_stats[i], states.get(i, "starting"))
+            SenderView(spec.name, spec, self.sender_stats[i], states.get(i, "starting"), self.record.capped[i])
             for i, spec in enumerate(self.settings.senders)
         )
 
@@ -500,7 +524,10 @@ class Runner:
             retried=self.ledger.retried, elapsed=elapsed, speed=self.settings.speed,
             stats=total, senders=views, requeued=self.requeued, lost_senders=self.lost_senders,
             redelivered=self.redelivered, duplicates=self.ledger.duplicates,
-            sim_elapsed=sim_elapsed, reach=self.sent_times.reach(self.ledger.messages), lag=self.lag,
+            sim_elapsed=sim_elapsed, reach=self.record.sent_times.reach(self.ledger.messages),
+            lag=self.record.lag, sent_by_deadline=self.record.sent_by_deadline,
+            deadline=self.settings.deadline, deadline_share=self.settings.deadline_share,
+            timeline=self.record.timeline.as_dict(sim_elapsed) if self.elapsed is not None else None,
             retries_pending=len(self.retry_heap) + sum(len(b) for b in self.pending_puts
                                                        if isinstance(b, MessageBatch)),
         )

@@ -112,6 +112,7 @@ class SenderEngine:
         sleep: Callable[[float], None],
         stop_requested: Callable[[], bool],
         wake: float | None = None,
+        waiting: Callable[[float], None] = lambda since: None,
     ) -> None:
         self.index = index
         self.model = model
@@ -122,6 +123,7 @@ class SenderEngine:
         self.pause = pause  # returns early when a stop is requested
         self.sleep = sleep
         self.stop_requested = stop_requested
+        self.waiting = waiting  # posts when a free slot could start work it waits for (inf: not waiting)
         self.logging = settings.log_level in ("INFO", "DEBUG")
         self.wake = wake_seconds(len(settings.senders)) if wake is None else wake
         # Starts it makes in AHEAD_WAKES wake-ups, once busy: what it keeps of a
@@ -146,7 +148,8 @@ class SenderEngine:
         self.retries: list[tuple[int, str, int, float]] = []
         self.first_back = math.inf  # the earliest simulated time a retry here re-enters the queue
         self.log: list[tuple[int, str, int, float, int]] = []
-        self.sent_at: list[tuple[float, int]] = []
+        self.ended: list[tuple[float, float, int, int]] = []
+        self.capped = 0.0
         self.phone_cache: dict[int, list[str]] = {}  # split numbers, only while needed
         self.last_flush = self.clock.clock.now()
 
@@ -162,11 +165,14 @@ class SenderEngine:
             self._fill()
             self._start_free_slots()
             self._advance()
+        self.waiting(math.inf)
         self.flush()
         self.report(SenderDone(self.index))
 
     def _wants_work(self) -> bool:
-        return not self.stopped_by_marker and len(self.backlog) < self._startable()
+        """Room for what it would start now or within its next wake-ups: a busy
+        sender tops up before it runs dry, a slow one takes only for free slots."""
+        return not self.stopped_by_marker and len(self.backlog) < self._startable() + self.ahead
 
     def _startable(self) -> int:
         """Free slots that can start a message before the next wake-up: a slot
@@ -185,9 +191,13 @@ class SenderEngine:
             pass
 
     def _take(self, timeout: float) -> bool:
-        item = self.take(timeout)
+        start = self._start_if_taken()
+        idle = bool(self.free) and not self.backlog and self._startable() > 0
+        self.waiting(start if idle else math.inf)  # the same time it judges the batch by: no ping-pong
+        item = self.take(timeout, start)
         if item is None:
             return False
+        self.waiting(math.inf)
         if isinstance(item, Stop):
             self.stopped_by_marker = True
             return True
@@ -195,7 +205,9 @@ class SenderEngine:
         if self.model.instant:
             self._send_instantly(item)
             return True
-        kept = max(0, min(len(item), self._startable() + self.ahead - len(self.backlog)))
+        # Up to twice what it tops up to: a fast sender keeps whole batches, a
+        # slow one (ahead 0) only what its free slots start now.
+        kept = max(0, min(len(item), self._startable() + 2 * self.ahead - len(self.backlog)))
         if kept < len(item):
             self.report(Released(self.index, item.key, tuple(range(kept, len(item)))))
         self.backlog.extend((item, offset) for offset in range(kept))
@@ -212,7 +224,9 @@ class SenderEngine:
             self.stats.record_block(seconds, failed)
             self.done.add_run(batch.key, range(len(batch)), outcomes.tobytes())
             self._note_lag(now, 0.0)
-            self.sent_at.append((0.0, len(batch) - int(failed.sum())))
+            fails = int(failed.sum())
+            self.ended += [(0.0, 0.0, outcome, count) for outcome, count in
+                           ((SENT, len(batch) - fails), (FAILED, fails)) if count]
             if self.logging:
                 for offset, outcome in enumerate(outcomes.tolist()):
                     self._note(batch, offset, 0.0, outcome, 0.0)
@@ -223,6 +237,13 @@ class SenderEngine:
             self._note_lag(now, at)
             self._finish(batch, offset, 0.0, self._outcome(batch, offset, fail), at)
         self._flush_if_due()
+
+    def _start_if_taken(self) -> float:
+        """The simulated time a message taken now would start here."""
+        if self.backlog:
+            return math.inf  # after what it holds: anyone waiting now comes first
+        start = self.free[0] if self.free else (self.in_flight[0][0] if self.in_flight else self.clock.now())
+        return max(start, self.next_start) if self.model.start_gap else start
 
     def _start_free_slots(self) -> None:
         if not self.backlog or not self.free:
@@ -242,7 +263,8 @@ class SenderEngine:
             batch, offset = self.backlog.popleft()
             start = max(start, batch.available_at(offset))
             if self.model.start_gap:  # starts in time order: the cap hands them out in turn
-                start = max(start, self.next_start)
+                ready, start = start, max(start, self.next_start)
+                self.capped += start - ready  # a free slot, work in hand, held back by the cap
                 self.next_start = start + self.model.start_gap
             self._note_lag(now, start)
             seconds, fail = self.draws.take()
@@ -307,8 +329,7 @@ class SenderEngine:
     def _finish(self, batch: MessageBatch, offset: int, seconds: float, outcome: int, due: float) -> None:
         self.stats.record(seconds, outcome == SENT, due)
         self.done.add(batch.key, offset, outcome)
-        if outcome == SENT:
-            self.sent_at.append((due, 1))
+        self.ended.append((due, seconds, outcome, 1))
         self._note(batch, offset, seconds, outcome, due)
 
     def _note(self, batch: MessageBatch, offset: int, seconds: float, outcome: int, due: float) -> None:
@@ -361,7 +382,7 @@ class SenderEngine:
     def flush(self) -> None:
         if self._pending():
             self.report(Progress(self.index, self.done.drain(), self.stats, tuple(self.retries),
-                                 tuple(self.log), tuple(self.sent_at), self.lag))
+                                 tuple(self.log), tuple(self.ended), self.lag, self.capped))
         self._reset_report()
 
 
@@ -383,6 +404,7 @@ def run_sender(index: int, settings: Settings, transport, start, conn, stop_sign
         engine = SenderEngine(
             index, model, settings, SimClock(Clock(), settings.speed, start.value),
             take=transport.taker(index),
+            waiting=lambda since: transport.waiting(index, since),
             report=conn.send,
             pause=stop_signal.wait,  # returns early when a warm stop is asked for
             sleep=time.sleep,

@@ -7,17 +7,32 @@ for senders on other machines) can stand in its place.
 
     runner:   report_channel(), offer(item), free_lock_of(sender), writer_stuck(), close()
     producer: put(batch, timeout), flush(), abandon()
-    sender:   taker(sender)(timeout)
+    sender:   taker(sender)(timeout, start), waiting(sender, since)
+
+Who takes the next batch follows the model, not the race for the queue's
+lock: every sender with a free slot and nothing to start posts on a shared
+board the simulated time it could start a message (inf when it has work). A sender
+that reads a batch another could start sooner (or as soon, with a lower
+index) puts it back, whole and unclaimed, for that one to take. In the
+middle of a run nobody is waiting and this costs a glance at the board; at
+the end, when messages trickle in, it keeps a slow sender that happens to
+hold the lock from taking work a faster, idle one would start first.
 """
 
 from __future__ import annotations
 
+import math
 import queue
 import time
 from collections.abc import Callable
 from multiprocessing.reduction import ForkingPickler
 
+from smsbatch.model import MessageBatch
+
 WRITER_CHECK_SECONDS = 1.0  # a write lock held this long after its holder died is held for good
+PUT_BACK_SECONDS = 1.0  # the longest a put-back waits for the write lock; then the batch is kept
+DEFER_PAUSE_SECONDS = 0.0005  # after putting a batch back: let the sender it is for take the lock
+TIME_SLACK = 1e-9  # simulated seconds: starts this close are at the same time
 
 
 class LocalTransport:
@@ -26,6 +41,8 @@ class LocalTransport:
         self.capacity = max(16, 4 * senders)  # batches: bounded, for back-pressure on the producer
         self.work = ctx.Queue(maxsize=self.capacity)
         self.lock_holder = ctx.RawValue("i", 0)  # 1 + the sender holding the queue's read lock
+        # Per sender: simulated time it could start work it waits for with a free slot; inf: busy.
+        self.board = ctx.RawArray("d", [math.inf] * max(1, senders))
 
     # ---- reports: child -> runner ----
 
@@ -45,6 +62,10 @@ class LocalTransport:
         except queue.Full:
             return False
         return True
+
+    def forget(self, sender: int) -> None:
+        """A sender that is gone waits for nothing: never put a batch back for it."""
+        self.board[sender] = math.inf
 
     def free_lock_of(self, sender: int) -> bool:
         """A sender killed while waiting for work leaves the queue's read lock
@@ -92,7 +113,39 @@ class LocalTransport:
 
     # ---- a sender ----
 
-    def taker(self, sender: int) -> Callable[[float], object | None]:
+    def waiting(self, sender: int, since: float) -> None:
+        self.board[sender] = since
+
+    def _sooner_elsewhere(self, sender: int, batch: MessageBatch, start: float) -> bool:
+        """Could another sender start this batch sooner (or as soon, with a lower index)?"""
+        available = batch.available_at(0)
+        mine = max(start, available)
+        for other, since in enumerate(self.board[:]):
+            if other == sender or math.isinf(since):
+                continue
+            theirs = max(since, available)
+            if theirs < mine - TIME_SLACK or (theirs <= mine + TIME_SLACK and other < sender):
+                return True
+        return False
+
+    def _put_back(self, data: bytes) -> bool:
+        """The bytes just read go back on the queue (the feeder thread's own steps);
+        False if the producer filled the slot meanwhile. Called without the read
+        lock: a feeder thread blocked on a full pipe holds the write lock until
+        someone reads."""
+        work = self.work
+        if not work._sem.acquire(False):  # noqa: SLF001 (here and below)
+            return False
+        if not work._wlock.acquire(True, PUT_BACK_SECONDS):
+            work._sem.release()
+            return False
+        try:
+            work._writer.send_bytes(data)
+        finally:
+            work._wlock.release()
+        return True
+
+    def taker(self, sender: int) -> Callable[..., object | None]:
         """Queue.get written out (same steps as multiprocessing/queues.py) so
         the read lock has a known holder.
 
@@ -105,7 +158,9 @@ class LocalTransport:
         work, holder, me = self.work, self.lock_holder, sender + 1
         lock = work._rlock  # noqa: SLF001 (here and below)
 
-        def take(timeout: float):
+        def take(timeout: float, start: float = 0.0):
+            """The next item, or None. `start`: the simulated time this sender
+            would start a message it takes now."""
             deadline = time.monotonic() + timeout
             if not (lock.acquire(True, timeout) if timeout > 0 else lock.acquire(False)):
                 return None
@@ -118,6 +173,11 @@ class LocalTransport:
             finally:
                 holder.value = 0
                 lock.release()
-            return ForkingPickler.loads(data)
+            item = ForkingPickler.loads(data)
+            if isinstance(item, MessageBatch) and self._sooner_elsewhere(sender, item, start):
+                if self._put_back(data):
+                    time.sleep(DEFER_PAUSE_SECONDS)
+                    return None
+            return item
 
         return take

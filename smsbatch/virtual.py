@@ -36,7 +36,8 @@ import numpy as np
 
 from smsbatch.reach import reach_counts
 from smsbatch.sender_model import BLOCK, SenderModel
-from smsbatch.stats import Stats
+from smsbatch.stats import Stats, buckets_of
+from smsbatch.timeline import Timeline
 
 FINISH, ARRIVE, START = 0, 1, 2
 CHUNK = 8192  # events between looks at the clock (display) and at signals
@@ -62,6 +63,8 @@ class Outcome:
     reach: dict[str, float | None]  # percent -> simulated time the sent count reached it
     stats: list[Stats]  # per sender
     interrupted: bool
+    sent_by_deadline: int = 0
+    capped: list[float] = field(default_factory=list)  # per sender: slot-seconds held back by the rate cap
 
 
 class _Blocks:
@@ -70,14 +73,20 @@ class _Blocks:
     def __init__(self, model: SenderModel) -> None:
         self.model = model
         self.stats = Stats()
+        self.drawn = 0  # attempts drawn, whole blocks
         self.times = np.empty(0)
         self.failed = np.empty(0, dtype=bool)
 
     def refill(self) -> tuple[list[float], list[bool]]:
         """Fold the used-up block into the stats, draw the next."""
         self.stats.record_block(self.times, self.failed)
+        self.drawn += BLOCK
         self.times, self.failed = self.model.block(BLOCK)
         return self.times.tolist(), self.failed.tolist()
+
+    def started(self, used: int) -> int:
+        """Attempts started so far, `used` of them from the current block."""
+        return self.drawn - BLOCK + used if self.drawn else 0
 
     def stats_with(self, used: int) -> Stats:
         """Stats of every attempt started so far (the current block up to `used`)."""
@@ -86,12 +95,22 @@ class _Blocks:
         return stats
 
 
+def _histogram(seconds: list[float]) -> dict[int, int]:
+    if not seconds:
+        return {}
+    buckets, counts = np.unique(buckets_of(np.array(seconds)), return_counts=True)
+    return dict(zip(buckets.tolist(), counts.tolist()))
+
+
 class VirtualEngine:
-    def __init__(self, models: Sequence[SenderModel], messages: int) -> None:
+    def __init__(self, models: Sequence[SenderModel], messages: int, timeline: Timeline | None = None,
+                 deadline: float = math.inf) -> None:
         self.models = list(models)
         self.messages = messages
         self.blocks = [_Blocks(model) for model in self.models]
         self.progress = Progress(stats=[b.stats for b in self.blocks])
+        self.timeline = timeline
+        self.deadline = deadline
 
     def run(self, tick: Callable[[Progress], bool] | None = None) -> Outcome:
         """Simulate to the end. `tick(progress)` is called every CHUNK events;
@@ -107,7 +126,8 @@ class VirtualEngine:
         gap = [m.start_gap for m in models]
         next_start = [0.0] * len(models)
         pending_cap = [False] * len(models)  # a START event is waiting for this sender's cap
-        capped: list[list[int]] = [[] for _ in models]  # free slots waiting for the cap, a heap each
+        capped: list[list[tuple[int, float]]] = [[] for _ in models]  # (slot, free since) waiting for the cap
+        capped_time = [0.0] * len(models)
         times: list[list[float]] = [[] for _ in models]
         fails: list[list[bool]] = [[] for _ in models]
         used = [0] * len(models)
@@ -122,6 +142,29 @@ class VirtualEngine:
         next_reach = reach_at.pop(0)
         sent = failed = retried = seq = 0
         now = 0.0
+        deadline, by_deadline = self.deadline, 0
+        pending = 0  # retries waiting to re-enter the queue
+        finished = [0] * len(models)  # attempts ended, per sender
+        failed_attempts = [0] * len(models)
+        ended: list[float] = []  # send times of the attempts ended in the current bin
+        closed = {"sent": 0, "failed": 0, "retried": 0, "finished": [0] * len(models),
+                  "failed_attempts": [0] * len(models)}
+        timeline = self.timeline
+        edge = timeline.width if timeline else math.inf
+
+        def close_bin(t_in_bin: float, t_next: float) -> float:
+            """Hand the counts of the bin holding t_in_bin to the timeline; the next bin's end."""
+            assert timeline is not None
+            timeline.add_bin(
+                t_in_bin, sent - closed["sent"], failed - closed["failed"], retried - closed["retried"],
+                [f - c for f, c in zip(finished, closed["finished"])],
+                [f - c for f, c in zip(failed_attempts, closed["failed_attempts"])], _histogram(ended))
+            in_flight = [b.started(n) - f for b, n, f in zip(blocks, used, finished)]
+            timeline.sample(t_in_bin, fresh + len(waiting) + pending, in_flight)
+            closed.update(sent=sent, failed=failed, retried=retried, finished=list(finished),
+                          failed_attempts=list(failed_attempts))
+            ended.clear()
+            return (math.floor(t_next / timeline.width) + 1) * timeline.width
 
         def start(g: int, s: int, t: float) -> None:
             """Slot g of sender s starts the message at the head of the queue at t."""
@@ -146,7 +189,7 @@ class VirtualEngine:
         def free(g: int, s: int, t: float) -> None:
             """Slot g is free at t and cannot start at once: wait for work or the cap."""
             if gap[s]:
-                heappush(capped[s], g)
+                heappush(capped[s], (g, t))
                 if not pending_cap[s]:
                     pending_cap[s] = True
                     heappush(heap, (max(t, next_start[s]), START, first_slot[s], 0, 0.0))
@@ -166,20 +209,29 @@ class VirtualEngine:
                     break
                 t, kind, key, attempt, seconds = heap[0]
                 if kind == FINISH:
+                    if t >= edge:
+                        edge = close_bin(now, t)
                     now = t
                     s = sender_of[key]
+                    ended.append(seconds)
+                    finished[s] += 1
                     if not attempt:
                         sent += 1
+                        if t <= deadline:
+                            by_deadline += 1
                         if sent == next_reach:
                             reach_time[sent] = t
                             next_reach = reach_at.pop(0) if reach_at else -1
                     elif attempt <= max_retries:
+                        failed_attempts[s] += 1
                         retried += 1
                         seq += 1
+                        pending += 1
                         heapreplace(heap, (t + models[s].retry_delay(attempt), ARRIVE, seq, attempt + 1, 0.0))
                         free(key, s, t)
                         continue
                     else:
+                        failed_attempts[s] += 1
                         failed += 1
                     # The fast path: the slot goes on at once, if nothing else happens at t.
                     if (
@@ -205,6 +257,7 @@ class VirtualEngine:
                         free(key, s, t)
                 elif kind == ARRIVE:
                     heappop(heap)
+                    pending -= 1
                     waiting.append(attempt)
                     if idle:
                         g = heappop(idle)
@@ -214,14 +267,15 @@ class VirtualEngine:
                     s = sender_of[key]
                     if gap[s]:
                         pending_cap[s] = False
-                        g = heappop(capped[s])
+                        g, free_since = heappop(capped[s])
                         if fresh or waiting:
+                            capped_time[s] += t - free_since
                             start(g, s, t)
                             if capped[s]:
                                 pending_cap[s] = True
                                 heappush(heap, (next_start[s], START, first_slot[s], 0, 0.0))
                         else:
-                            for g in [g, *capped[s]]:
+                            for g, _ in [(g, free_since), *capped[s]]:
                                 heappush(idle, g)
                             capped[s].clear()
                             last_end[s] = max(last_end[s], t)
@@ -235,9 +289,11 @@ class VirtualEngine:
             if tick is not None and heap and not tick(self.progress):
                 break
         interrupted = bool(heap)
+        if timeline is not None:
+            close_bin(now, now)
         stats = self._final_stats(used, heap, first_end, last_end)
         reach = {p: reach_time.get(count) for p, count in reach_counts(self.messages).items()}
-        return Outcome(sent, failed, retried, now, reach, stats, interrupted)
+        return Outcome(sent, failed, retried, now, reach, stats, interrupted, by_deadline, capped_time)
 
     def live_stats(self) -> list[Stats]:
         """Per-sender stats for the display while the run goes (folded blocks only)."""

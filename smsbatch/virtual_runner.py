@@ -18,6 +18,7 @@ from smsbatch.producer import MessageSource
 from smsbatch.runner import ExitStatus, RunResult
 from smsbatch.sender_model import SenderModel
 from smsbatch.stats import Stats
+from smsbatch.timeline import Timeline, first_width
 from smsbatch.virtual import Outcome, Progress, VirtualEngine
 
 
@@ -31,39 +32,44 @@ class VirtualRunner:
 
     def run(self) -> RunResult:
         started = self.clock.now()
-        models = [SenderModel(spec, self.settings, i) for i, spec in enumerate(self.settings.senders)]
-        engine = VirtualEngine(models, self.source.messages)
+        settings = self.settings
+        models = [SenderModel(spec, settings, i) for i, spec in enumerate(settings.senders)]
+        timeline = Timeline([spec.name for spec in settings.senders], first_width(settings, self.source.messages))
+        engine = VirtualEngine(models, self.source.messages, timeline, settings.deadline)
 
         def tick(progress: Progress) -> bool:
             self.monitor.tick(lambda: self._live(progress, self.clock.now() - started))
             return not self.signals
 
         outcome = engine.run(tick)
-        snapshot = self._final(outcome, self.clock.now() - started)
+        snapshot = self._final(outcome, self.clock.now() - started, timeline.as_dict(outcome.sim_elapsed))
         return RunResult(snapshot, self._exit_status(outcome), self._stopped_by(outcome),
                          self.source.messages, 0.0)
 
-    def _views(self, stats: list[Stats], state: str) -> tuple[SenderView, ...]:
-        return tuple(SenderView(spec.name, spec, st, state)
-                     for spec, st in zip(self.settings.senders, stats))
+    def _views(self, stats: list[Stats], state: str, capped: list[float] | None = None) -> tuple[SenderView, ...]:
+        capped = capped or [0.0] * len(stats)
+        return tuple(SenderView(spec.name, spec, st, state, held)
+                     for spec, st, held in zip(self.settings.senders, stats, capped))
 
     def _snapshot(self, views, elapsed: float, **figures) -> Snapshot:
         total = Stats()
         for view in views:
             total.merge(view.stats)
         return Snapshot(messages=self.source.messages, elapsed=elapsed, speed=self.settings.speed,
-                        stats=total, senders=views, mode="virtual", **figures)
+                        stats=total, senders=views, mode="virtual", deadline=self.settings.deadline,
+                        deadline_share=self.settings.deadline_share, **figures)
 
     def _live(self, progress: Progress, elapsed: float) -> Snapshot:
         return self._snapshot(self._views(progress.stats, "running"), elapsed, sent=progress.sent,
                               failed=progress.failed, retried=progress.retried,
                               sim_elapsed=progress.now)
 
-    def _final(self, outcome: Outcome, elapsed: float) -> Snapshot:
+    def _final(self, outcome: Outcome, elapsed: float, timeline: dict) -> Snapshot:
         state = "stopped" if outcome.interrupted else "done"
-        return self._snapshot(self._views(outcome.stats, state), elapsed, sent=outcome.sent,
+        return self._snapshot(self._views(outcome.stats, state, outcome.capped), elapsed, sent=outcome.sent,
                               failed=outcome.failed, retried=outcome.retried,
-                              sim_elapsed=outcome.sim_elapsed, reach=outcome.reach)
+                              sim_elapsed=outcome.sim_elapsed, reach=outcome.reach,
+                              sent_by_deadline=outcome.sent_by_deadline, timeline=timeline)
 
     def _stopped_by(self, outcome: Outcome) -> str:
         if not outcome.interrupted:

@@ -34,6 +34,18 @@ def child_pids(pid: int | None = None) -> set[int]:
     return found
 
 
+def wait_until(condition, seconds: float = 10.0, poll: float = 0.01):
+    """Wait for `condition()` to be true (its value is returned); fail after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true within {seconds}s: {getattr(condition, '__name__', condition)}")
+        time.sleep(poll)
+
+
 def wait_until_gone(pids, seconds: float = 5.0) -> set[int]:
     deadline = time.monotonic() + seconds
     alive = set(pids)

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import Run, WorkerProc, child_pids
+from conftest import Run, WorkerProc, child_pids, wait_until
 from smsbatch.ledger import Ledger
 from smsbatch.model import FAILED, RETRY, SENT
 from smsbatch.stats import Stats
@@ -271,11 +271,20 @@ def test_redis_back_within_the_timeout(tmp_path, no_children_left, private_redis
     assert "unreachable" in run.err and "is back after" in run.err
 
 
+def _progress_reports(client) -> int:
+    """Progress reports the coordinator has had so far (it trims what it reads)."""
+    total = 0
+    for key in client.keys("smsbatch:*:results"):
+        total += client.xinfo_stream(key)["entries-added"]
+    return max(0, total - 2)  # the start entry and the sender's hello
+
+
 def test_redis_back_without_the_runs_data(tmp_path, no_children_left, private_redis):
     # 400 batches of 50: the producer is still at work (held back) when Redis comes back empty
     run = Run(tmp_path, "--broker", private_redis.url, "--messages", "20000", "--sender", "0.02:0",
               "--broker-timeout", "20", "--seed", "14", *FAST)
-    time.sleep(1.0)
+    client = redis.Redis.from_url(private_redis.url)
+    wait_until(lambda: _progress_reports(client) >= 2, seconds=20)  # some messages sent, not all
     private_redis.stop()  # nothing saved: it comes back empty
     private_redis.start()
     run.finish(timeout=45).accounted()

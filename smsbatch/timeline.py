@@ -1,0 +1,241 @@
+"""The run over simulated time, in bins: what the report charts and --timeline writes.
+
+Every mode feeds the same Timeline. Counts go into the bin of their
+simulated time: final outcomes (sent, failed), retried attempts, and per
+sender the attempts that ended there (and how many failed), with a histogram
+of their send times (two significant figures, as Stats keeps them) for the
+per-bin percentiles. States are sampled: the backlog (messages waiting,
+retries pending included) and each sender's sends in flight, the last sample
+in a bin standing for its end.
+
+The bin width is chosen from an estimate of the run's length, and doubles
+(neighbouring bins merged) whenever a time lands past MAX_BINS, so a run of
+any size keeps between about 200 and 2,000 bins.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Sequence
+
+from smsbatch.config import Settings
+from smsbatch.model import FAILED, SENT
+from smsbatch.reach import SentHistogram
+from smsbatch.stats import bucket_of, bucket_value
+
+MAX_BINS = 2000
+TARGET_BINS = 1000
+PERCENTILES = ((50, 0.50), (95, 0.95), (99, 0.99))
+
+
+def estimated_makespan(settings: Settings, messages: int) -> float:
+    """A rough length of the run in simulated seconds: messages over the senders'
+    combined capacity, with retries, plus the slowest send and the backoffs."""
+    senders = settings.senders
+    if not senders:  # only senders elsewhere, of unknown speed
+        return 60.0
+    capacity = sum(min(s.window / s.mean if s.mean else math.inf, s.rate or math.inf) for s in senders)
+    fail = sum(s.fail_rate for s in senders) / len(senders)
+    attempts = sum(fail**k for k in range(settings.max_retries + 1))
+    work = 0.0 if math.isinf(capacity) else messages * attempts / capacity
+    backoff = settings.retry_backoff * (2**settings.max_retries - 1) * 1.5 if settings.max_retries else 0.0
+    return work + max(s.mean for s in senders) + backoff
+
+
+def first_width(settings: Settings, messages: int) -> float:
+    """A bin width that gives about TARGET_BINS bins for the run's estimated length."""
+    return max(estimated_makespan(settings, messages) / TARGET_BINS, 1e-6)
+
+
+class Timeline:
+    def __init__(self, names: Sequence[str], width: float) -> None:
+        self.names = list(names)
+        self.width = width
+        senders = len(self.names)
+        self.sent: list[int] = []
+        self.failed: list[int] = []
+        self.retried: list[int] = []
+        self.attempts: list[list[int]] = [[] for _ in range(senders)]
+        self.failed_attempts: list[list[int]] = [[] for _ in range(senders)]
+        self.histograms: list[dict[int, int]] = []
+        self.backlog: list[int | None] = []
+        self.in_flight: list[list[int] | None] = []
+
+    # ---- feeding ----
+
+    def bin_of(self, t: float) -> int:
+        index = int(max(t, 0.0) / self.width)
+        while index >= MAX_BINS:
+            self._coarsen()
+            index = int(max(t, 0.0) / self.width)
+        self._grow(index)
+        return index
+
+    def add_attempts(self, sender: int, t: float, seconds: float, outcome_counts: tuple[int, int, int]) -> None:
+        """Attempts of one sender ending at t, all of `seconds`: (sent, failed for good, to retry)."""
+        sent, failed, retry = outcome_counts
+        count = sent + failed + retry
+        b = self.bin_of(t)
+        self.sent[b] += sent
+        self.failed[b] += failed
+        self.retried[b] += retry
+        self.attempts[sender][b] += count
+        self.failed_attempts[sender][b] += failed + retry
+        histogram = self.histograms[b]
+        bucket = bucket_of(seconds)
+        histogram[bucket] = histogram.get(bucket, 0) + count
+
+    def add_bin(self, t: float, sent: int, failed: int, retried: int, attempts: Sequence[int],
+                failed_attempts: Sequence[int], histogram: dict[int, int]) -> None:
+        """Counts already gathered for the bin of `t` (virtual time closes its bins this way)."""
+        b = self.bin_of(t)
+        self.sent[b] += sent
+        self.failed[b] += failed
+        self.retried[b] += retried
+        for s, count in enumerate(attempts):
+            self.attempts[s][b] += count
+            self.failed_attempts[s][b] += failed_attempts[s]
+        merged = self.histograms[b]
+        for bucket, count in histogram.items():
+            merged[bucket] = merged.get(bucket, 0) + count
+
+    def add_sender(self, name: str) -> None:
+        """A sender that joined during the run (through Redis): zeros until then."""
+        self.names.append(name)
+        self.attempts.append([0] * len(self.sent))
+        self.failed_attempts.append([0] * len(self.sent))
+        for sample in self.in_flight:
+            if sample is not None:
+                sample.append(0)
+
+    def sample(self, t: float, backlog: int, in_flight: Sequence[int]) -> None:
+        b = self.bin_of(t)
+        self.backlog[b] = backlog
+        self.in_flight[b] = list(in_flight)
+
+    def _grow(self, index: int) -> None:
+        while len(self.sent) <= index:
+            self.sent.append(0)
+            self.failed.append(0)
+            self.retried.append(0)
+            for series in (*self.attempts, *self.failed_attempts):
+                series.append(0)
+            self.histograms.append({})
+            self.backlog.append(None)
+            self.in_flight.append(None)
+
+    def _coarsen(self) -> None:
+        """Twice as wide: neighbouring bins merged, counts added, the later sample kept."""
+        def pairs(series: list[int]) -> list[int]:
+            return [sum(series[i:i + 2]) for i in range(0, len(series), 2)]
+
+        def later(series: list) -> list:
+            return [series[i + 1] if i + 1 < len(series) and series[i + 1] is not None else series[i]
+                    for i in range(0, len(series), 2)]
+
+        self.sent, self.failed, self.retried = pairs(self.sent), pairs(self.failed), pairs(self.retried)
+        self.attempts = [pairs(series) for series in self.attempts]
+        self.failed_attempts = [pairs(series) for series in self.failed_attempts]
+        self.histograms = [_merged(self.histograms[i:i + 2]) for i in range(0, len(self.histograms), 2)]
+        self.backlog, self.in_flight = later(self.backlog), later(self.in_flight)
+        self.width *= 2
+
+    # ---- reading ----
+
+    def columns(self) -> list[str]:
+        per_sender = [f"{name}:{what}" for name in self.names for what in ("attempts", "failed_attempts", "in_flight")]
+        return ["t_s", "sent", "failed", "retried", "backlog", "p50_s", "p95_s", "p99_s", *per_sender]
+
+    def rows(self, last_t: float | None = None) -> list[list]:
+        """One row per bin up to the last with anything in it (or up to `last_t`)."""
+        count = len(self.sent)
+        if last_t is not None:
+            count = max(count, self.bin_of(last_t) + 1) if last_t > 0 else max(count, 1)
+            self._grow(count - 1)
+        rows, totals = [], [0, 0, 0]
+        backlog, in_flight = None, [0] * len(self.names)
+        for b in range(count):
+            totals = [totals[0] + self.sent[b], totals[1] + self.failed[b], totals[2] + self.retried[b]]
+            backlog = self.backlog[b] if self.backlog[b] is not None else backlog
+            in_flight = self.in_flight[b] if self.in_flight[b] is not None else in_flight
+            per_sender = []
+            for s in range(len(self.names)):
+                per_sender += [self.attempts[s][b], self.failed_attempts[s][b], in_flight[s]]
+            row = [_round((b + 1) * self.width), *totals, backlog, *_percentiles(self.histograms[b]), *per_sender]
+            rows.append(row)
+        return rows
+
+    def as_dict(self, last_t: float | None = None) -> dict:
+        return {"columns": self.columns(), "rows": self.rows(last_t)}
+
+
+class RunRecord:
+    """A real-time run's figures, fed from the senders' reports as they come in,
+    in any order: the timeline, the sent-count histogram behind the reach
+    times, messages sent by the deadline, time held back by rate caps, lag."""
+
+    def __init__(self, names: Sequence[str], width: float, deadline: float) -> None:
+        self.timeline = Timeline(names, width)
+        self.sent_times = SentHistogram()
+        self.deadline = deadline
+        self.sent_by_deadline = 0
+        self.capped = [0.0] * len(self.timeline.names)
+        self.lag = 0.0
+
+    def add_sender(self, name: str) -> None:
+        self.timeline.add_sender(name)
+        self.capped.append(0.0)
+
+    def record(self, sender: int, ended, capped: float, lag: float) -> None:
+        """`ended`: (due, seconds, outcome, count) of attempts that ended."""
+        for due, seconds, outcome, count in ended:
+            counts = (count, 0, 0) if outcome == SENT else (0, count, 0) if outcome == FAILED else (0, 0, count)
+            self.timeline.add_attempts(sender, due, seconds, counts)
+            if outcome == SENT:
+                self.sent_times.add(due, count)
+                if due <= self.deadline:
+                    self.sent_by_deadline += count
+        self.capped[sender] += capped
+        self.lag = max(self.lag, lag)
+
+
+def _merged(histograms: list[dict[int, int]]) -> dict[int, int]:
+    merged: dict[int, int] = {}
+    for histogram in histograms:
+        for bucket, count in histogram.items():
+            merged[bucket] = merged.get(bucket, 0) + count
+    return merged
+
+
+def _percentiles(histogram: dict[int, int]) -> list[float | None]:
+    total = sum(histogram.values())
+    if not total:
+        return [None] * len(PERCENTILES)
+    found, seen = [], 0
+    wanted = [fraction * total for _, fraction in PERCENTILES]
+    for bucket in sorted(histogram):
+        seen += histogram[bucket]
+        while wanted and seen >= wanted[0]:
+            found.append(_round(bucket_value(bucket)))
+            wanted.pop(0)
+    while len(found) < len(PERCENTILES):
+        found.append(_round(bucket_value(max(histogram))))
+    return found
+
+
+def _round(value: float) -> float:
+    return float(f"{value:.6g}")
+
+
+def csv_text(timeline: dict) -> str:
+    """The timeline as CSV: a header row of column names (quoted where needed), then the rows."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(timeline["columns"])
+    for row in timeline["rows"]:
+        writer.writerow("" if value is None else value for value in row)
+    return out.getvalue()
+
+
