@@ -71,8 +71,18 @@ class Snapshot:
 
     @property
     def eta(self) -> float:
-        """Simulated seconds left at the rate so far."""
-        return self.unsent / self.rate if self.rate > 0 else math.inf
+        """Simulated seconds left: the messages with no final outcome yet (retries
+        waiting for their backoff included) over the rate of final outcomes so far.
+
+        math.inf (shown `?`) when there is no rate yet, and while retries wait for
+        their backoff: the run cannot end before the last of them is back in the
+        queue, and when that is the snapshot does not say. A count alone says
+        0.0s for the last simulated seconds of such a run; `?` is honest."""
+        if self.unsent <= 0:
+            return 0.0
+        if self.rate <= 0 or self.retries_pending > 0:
+            return math.inf
+        return self.unsent / self.rate
 
 
 def seconds_text(seconds: float) -> str:
