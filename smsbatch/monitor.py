@@ -149,6 +149,10 @@ class LineDisplay:
 # (`\x1b[J`) clears the old block however many rows it now takes; autowrap is
 # off while a frame is written, so a frame drawn for a width that changed
 # before the terminal read it is clipped, never wrapped onto extra rows.
+# Exact where a narrower terminal cuts its rows (xterm; pyte in the tests) or
+# re-wraps them and keeps the cursor on its row; tmux 3.3 sometimes puts the
+# cursor a row or two below it after a re-wrap, and what is above is out of
+# reach of any cursor movement (tests/test_terminal.py, the README).
 CLEAR_LINE, CLEAR_BELOW = "\x1b[2K", "\x1b[J"
 NO_WRAP, WRAP = "\x1b[?7l", "\x1b[?7h"
 BAR_PARTS = " ▏▎▍▌▋▊▉█"
@@ -186,16 +190,18 @@ def bar(fraction: float, width: int) -> str:
     return ("█" * full + (BAR_PARTS[part] if full < width else "")).ljust(width)
 
 
-def fit(lines: list[str], columns: int, rows: int) -> list[str]:
-    """`lines` on a screen of columns x rows: each cut to columns - 1 (a line
-    that ends in the last column leaves some terminals about to wrap), and at
-    most rows - 1 of them (the cursor cannot go back up past the top of the
-    screen), the senders that do not fit counted on the last line."""
-    if len(lines) > max(1, rows - 1):
-        keep = max(1, rows - 2)
-        hidden = len(lines) - keep
-        lines = lines[:keep] + ([f"  ... and {hidden} more sender{'s' if hidden != 1 else ''}"]
-                                if rows > 2 else [])
+def fit(lines: list[str], columns: int, rows: int, head: int = 2) -> list[str]:
+    """`lines` (`head` lines of progress, then one per sender) on a screen of
+    columns x rows: each cut to columns - 1 (a line that ends in the last column
+    leaves some terminals about to wrap), and at most rows - 1 of them (the
+    cursor cannot go back up past the top of the screen), the senders that do
+    not fit counted on the last line."""
+    room = max(1, rows - 1)
+    if len(lines) > room and room <= head:
+        lines = lines[:room]
+    elif len(lines) > room:
+        hidden = len(lines) - (room - 1)
+        lines = lines[:room - 1] + [f"  ... and {hidden} more sender{'s' if hidden != 1 else ''}"]
     return [cut(line, columns - 1) for line in lines]
 
 
@@ -213,11 +219,14 @@ class BarDisplay:
     def frame(self, snap: Snapshot, size: tuple[int, int] | None) -> list[str]:
         """The block's lines for a terminal of (columns, rows); None: uncut."""
         fraction = snap.finished / snap.messages if snap.messages else 1.0
-        figures = progress_line(snap).split(") ", 1)[-1]
         bar_width = max(5, min(30, (size[0] - 1) // 4)) if size else 20
+        # The bar on a line of its own: short, so it is rarely cut or re-wrapped.
+        percent = math.floor(100 * fraction)  # 99% until the last message, as 99.7% is
+        overall = f"{percent:3d}%|{bar(fraction, bar_width)}| {snap.finished}/{snap.messages}"
+        line = progress_line(snap)  # "[9.7s] 243/300 (81.0%) sent 243 ...": the time and the rest
+        figures = f"  {line.split(' ', 1)[0]} {line.split(') ', 1)[-1]}"
         self.lines = [sender_line(view, snap.sim_elapsed) for view in snap.senders]
-        overall = f"{100 * fraction:3.0f}%|{bar(fraction, bar_width)}| {snap.finished}/{snap.messages}"
-        lines = [f"{overall} {figures}", *self.lines]
+        lines = [overall, figures, *self.lines]
         return lines if size is None else fit(lines, *size)
 
     def _frame_text(self, snap: Snapshot) -> str:

@@ -83,12 +83,12 @@ def test_lines_are_cut_in_columns_a_wide_character_counting_two():
     assert cut("東京", 3) == "東"  # no room for "..."
     assert cut("short", 40) == "short"
     lines = BarDisplay(None, 100, 2).frame(senders_snap(["東京ゲートウェイ", "大阪"]), (30, 10))
-    assert len(lines) == 3 and all(display_width(line) <= 29 for line in lines)
+    assert len(lines) == 4 and all(display_width(line) <= 29 for line in lines)
 
 
 def test_more_senders_than_the_screen_has_rows_are_counted_on_one_line():
     lines = BarDisplay(None, 100, 10).frame(senders_snap([f"gw-{i}" for i in range(10)]), (80, 5))
-    assert len(lines) == 4 and lines[-1] == "  ... and 8 more senders"
+    assert len(lines) == 4 and lines[-1] == "  ... and 9 more senders"
 
 
 def test_redraws_notes_and_a_narrower_screen_leave_nothing_behind(monkeypatch):
