@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from typing import TextIO
 
@@ -17,7 +18,8 @@ from smsbatch.clock import Clock
 from smsbatch.config import SenderSpec
 from smsbatch.output import write_text_file
 from smsbatch.stats import Stats, bucket_value
-from smsbatch.text import display_width, pad_left, pad_right
+from smsbatch.text import char_width, display_width, pad_left, pad_right, shorten
+
 
 @dataclass(frozen=True)
 class SenderView:
@@ -50,6 +52,7 @@ class Snapshot:
     reach: dict[str, float | None] = field(default_factory=dict)  # percent -> simulated time
     lag: float = 0.0  # simulated seconds the run fell behind the model at worst (0 in virtual time)
     retries_pending: int = 0
+    retries_back_at: float = 0.0  # simulated time the last pending retry re-enters the queue
     mode: str = "real-time"  # or "virtual"
     sent_by_deadline: int = 0
     deadline: float = 600.0  # simulated seconds
@@ -85,8 +88,19 @@ class Snapshot:
 
     @property
     def eta(self) -> float:
-        """Simulated seconds left at the rate so far."""
-        return self.unsent / self.rate if self.rate > 0 else math.inf
+        """Simulated seconds left: the messages with no final outcome yet (retries
+        waiting for their backoff included) over the rate of final outcomes so
+        far, and never less than the wait until the last pending retry is back in
+        the queue (a count alone says 0.0s for the last seconds of such a run).
+        math.inf (shown `?`) when there is no rate yet."""
+        if self.unsent <= 0:
+            return 0.0
+        if self.rate <= 0:
+            return math.inf
+        by_rate = self.unsent / self.rate
+        if self.retries_pending:
+            return max(by_rate, self.retries_back_at - self.sim_elapsed)
+        return by_rate
 
 
 def seconds_text(seconds: float) -> str:
@@ -136,47 +150,148 @@ class LineDisplay:
         pass
 
 
+# Why the live display places its lines itself (tqdm only renders the bar, with
+# format_meter) instead of through tqdm's bar objects: tqdm draws a
+# bar the moment it is made (before the start line is printed, which then lands
+# on the bar and leaves `| 0/300` after it); it places stacked bars by moving
+# down with newlines and back up N rows, leaving the cursor at the end of the
+# top bar; and dynamic_ncols only cuts what it draws next. When a terminal
+# narrows, most of them (tmux, VTE, iTerm2, kitty) re-wrap each old bar into
+# several rows: "up N rows" no longer reaches the top, and the old rows stay
+# as fragments. Drawing the block ourselves is a few lines and holds in both
+# kinds of terminal: every frame is one write, each line cut to the width read
+# at that draw (an ioctl per frame, no SIGWINCH handler in a process that forks
+# senders); the cursor is left at column 0 of the block's first row, which a
+# re-wrap moves along with that row, so the next frame's erase-to-end-of-screen
+# (`\x1b[J`) clears the old block however many rows it now takes; autowrap is
+# off while a frame is written, so a frame drawn for a width that changed
+# before the terminal read it is clipped, never wrapped onto extra rows.
+# Exact where a narrower terminal cuts its rows (xterm; pyte in the tests) or
+# re-wraps them and keeps the cursor on its row; tmux 3.3 sometimes puts the
+# cursor a row or two below it after a re-wrap, and what is above is out of
+# reach of any cursor movement (tests/test_terminal.py, the README).
+CLEAR_LINE, CLEAR_BELOW = "\x1b[2K", "\x1b[J"
+NO_WRAP, WRAP = "\x1b[?7l", "\x1b[?7h"
+
+
+def terminal_size(stream: TextIO) -> tuple[int, int] | None:
+    """(columns, rows) of the terminal `stream` writes to; None if it is not one."""
+    try:
+        size = os.get_terminal_size(stream.fileno())
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is an OSError
+        return None
+    return (size.columns or 80, size.lines or 24)  # a pty nobody sized says 0 x 0
+
+
+def cut(text: str, width: int) -> str:
+    """`text` in at most `width` terminal columns (a wide CJK character takes
+    two), ending in `...` if it was cut and there is room for it."""
+    if display_width(text) <= width:
+        return text
+    if width >= 8:
+        return shorten(text, width)
+    kept, used = [], 0
+    for char in text:
+        used += char_width(char)
+        if used > width:
+            break
+        kept.append(char)
+    return "".join(kept)
+
+
+def bar_line(finished: int, messages: int, bar_width: int) -> str:
+    """tqdm's own bar: ` 81%|████████▏ | 243/300`. The percentage is floored,
+    so 99.7% reads 99% until the last message."""
+    from tqdm import tqdm  # only when drawing bars: it is slow to import
+
+    percent = math.floor(100 * finished / messages) if messages else 100
+    tail = f"| {finished}/{messages}"
+    return tqdm.format_meter(finished, messages or 1, 0, ncols=bar_width + 5 + len(tail),
+                             prefix=f"{percent:3d}%", bar_format="{desc}|{bar}" + tail)
+
+
+def fit(lines: list[str], columns: int, rows: int, head: int = 2) -> list[str]:
+    """`lines` (`head` lines of progress, then one per sender) on a screen of
+    columns x rows: each cut to columns - 1 (a line that ends in the last column
+    leaves some terminals about to wrap), and at most rows - 1 of them (the
+    cursor cannot go back up past the top of the screen), the senders that do
+    not fit counted on the last line."""
+    room = max(1, rows - 1)
+    if len(lines) > room and room <= head:
+        lines = lines[:room]
+    elif len(lines) > room:
+        hidden = len(lines) - (room - 1)
+        lines = lines[:room - 1] + [f"  ... and {hidden} more sender{'s' if hidden != 1 else ''}"]
+    return [cut(line, columns - 1) for line in lines]
+
+
 class BarDisplay:
-    """tqdm bars in a terminal: the overall bar and one status line per sender."""
+    """In a terminal: an overall bar and a status line per sender, redrawn in place
+    (see the comment above for how, and why not with tqdm)."""
 
     def __init__(self, stream: TextIO, messages: int, sender_count: int) -> None:
-        from tqdm import tqdm  # only when drawing bars: it is slow to import
-
-        tqdm.monitor_interval = 0  # no monitor thread: the runner may fork after drawing
-        self.tqdm = tqdm
+        # Nothing is drawn until the first snapshot: the start line goes first.
         self.stream = stream
         self.last: Snapshot | None = None
-        # leave=False: on close the bars clear themselves and the last state is
-        # printed once as plain lines (closing stacked bars tears them otherwise).
-        common = dict(file=stream, leave=False, mininterval=0, miniters=0, dynamic_ncols=True)
-        self.common = common
-        self.total = tqdm(total=messages, unit="msg", position=0,
-                          bar_format="{percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} {desc}", **common)
-        self.lines = [tqdm(total=0, position=i + 1, bar_format="{desc}", **common)
-                      for i in range(sender_count)]
+        self.lines: list[str] = []  # the status line per sender last drawn (snapshots bring joiners)
+        self.shown = 0  # rows of the block on screen; the cursor is at column 0 of its first
+
+    def frame(self, snap: Snapshot, size: tuple[int, int] | None) -> list[str]:
+        """The block's lines for a terminal of (columns, rows); None: uncut."""
+        bar_width = max(5, min(30, (size[0] - 1) // 4)) if size else 20
+        # The bar on a line of its own: short, so it is rarely cut or re-wrapped.
+        overall = bar_line(snap.finished, snap.messages, bar_width)
+        line = progress_line(snap)  # "[9.7s] 243/300 (81.0%) sent 243 ...": the time and the rest
+        figures = f"  {line.split(' ', 1)[0]} {line.split(') ', 1)[-1]}"
+        self.lines = [sender_line(view, snap.sim_elapsed) for view in snap.senders]
+        lines = [overall, figures, *self.lines]
+        return lines if size is None else fit(lines, *size)
+
+    def _frame_text(self, snap: Snapshot) -> str:
+        return self._block(self.frame(snap, terminal_size(self.stream)))
+
+    def _block(self, lines: list[str]) -> str:
+        """Text that draws `lines` over the block on screen, erasing what is left
+        of it, and puts the cursor back at column 0 of the first row."""
+        self.shown = len(lines)
+        up = f"\x1b[{len(lines) - 1}A" if len(lines) > 1 else ""
+        return ("\r" + NO_WRAP + "\n".join(CLEAR_LINE + line for line in lines) + CLEAR_BELOW
+                + WRAP + up + "\r")
+
+    def _erase(self) -> str:
+        """Text that erases the block row by row: erasing to the end of the screen
+        from its top-left corner would make tmux keep a copy in its scrollback."""
+        text = self._block([""] * self.shown) if self.shown else ""
+        self.shown = 0
+        return text
+
+    def _write(self, text: str) -> None:
+        self.stream.write(text)
+        self.stream.flush()
 
     def draw(self, snap: Snapshot) -> None:
         self.last = snap
-        while len(self.lines) < len(snap.senders):  # a sender joined (through a broker)
-            self.lines.append(self.tqdm(total=0, position=len(self.lines) + 1, bar_format="{desc}",
-                                        **self.common))
-        self.total.n = snap.finished
-        self.total.set_description_str(progress_line(snap).split(") ", 1)[-1], refresh=False)
-        self.total.refresh()
-        for line, view in zip(self.lines, snap.senders):
-            line.set_description_str(sender_line(view, snap.sim_elapsed), refresh=True)
+        self._write(self._frame_text(snap))
 
     def note(self, text: str) -> None:
-        self.tqdm.write(text, file=self.stream)
+        """A line above the block, for good: the block is erased, the line written
+        whole (the terminal wraps it, as any output), and the block drawn again."""
+        if self.shown:
+            self._write(self._erase() + text + "\n" + self._frame_text(self.last))
+        else:
+            self._write(text + "\n")
 
     def close(self) -> None:
-        for bar in [*reversed(self.lines), self.total]:
-            bar.close()
+        """The block goes; the last state stays, as plain lines cut to the width."""
+        text = self._erase()
         if self.last is not None:
             lines = [progress_line(self.last)]
             lines += [sender_line(view, self.last.sim_elapsed) for view in self.last.senders]
-            self.stream.write("\n".join(lines) + "\n")
-            self.stream.flush()
+            size = terminal_size(self.stream)
+            text += "\n".join(lines if size is None else [cut(line, size[0] - 1) for line in lines])
+            text += "\n"
+        if text:
+            self._write(text)
 
 
 class NullDisplay:

@@ -530,6 +530,7 @@ class Runner:
             timeline=self.record.timeline.as_dict(sim_elapsed) if self.elapsed is not None else None,
             retries_pending=len(self.retry_heap) + sum(len(b) for b in self.pending_puts
                                                        if isinstance(b, MessageBatch)),
+            retries_back_at=max((entry[0] for entry in self.retry_heap), default=0.0),
         )
 
 
