@@ -107,12 +107,19 @@ def summary_problem(summary) -> str | None:
         return "must be a JSON object written by smsbatch --summary-json"
     schema = summary.get("schema")
     if schema is None:
-        return f'has no "schema" key, so it is not a summary this smsbatch reads ({SCHEMA})'
+        return f'has no "schema" key, so it is not a {SCHEMA} file (write one with smsbatch --summary-json)'
     if schema != SCHEMA:
-        newer = isinstance(schema, str) and schema.startswith(SCHEMA_PREFIX)
-        why = "is newer than this smsbatch reads" if newer else "is not one this smsbatch reads"
-        return f"schema {schema!r} {why} ({SCHEMA})"
+        if _schema_version(schema) > _schema_version(SCHEMA):  # a later smsbatch wrote it
+            return f"schema {schema!r} is newer than this smsbatch reads ({SCHEMA}); upgrade smsbatch"
+        return f"schema {schema!r} is not one this smsbatch reads ({SCHEMA})"
     return _shape_problem(summary)
+
+
+def _schema_version(schema) -> int:
+    """2 for "smsbatch-summary/2"; 0 for anything that is not a summary schema."""
+    if isinstance(schema, str) and schema.startswith(SCHEMA_PREFIX) and schema[len(SCHEMA_PREFIX):].isdigit():
+        return int(schema[len(SCHEMA_PREFIX):])
+    return 0
 
 
 def _shape_problem(summary: dict) -> str | None:
@@ -428,16 +435,16 @@ def _cell(value, numeric: bool) -> str:
 
 TIME_CHARTS = [  # (name, title, what it shows)
     ("reach", "Share of messages sent",
-     "Cumulative share of all messages sent (and failed for good) over simulated time; the dashed lines "
-     "are the deadline and its target share, the dots the times 50, 90 and 99% had been sent."),
+     ("Cumulative share of all messages sent (and failed for good) over simulated time; the dashed lines "
+      "are the deadline and its target share, the dots the times 50, 90 and 99% had been sent.")),
     ("attempts", "Attempts per second, by sender",
-     "Attempts that ended in each time bin, per simulated second, stacked by sender; the red line is "
-     "failed attempts per second (all senders)."),
+     ("Attempts that ended in each time bin, per simulated second, stacked by sender; the red line is "
+      "failed attempts per second (all senders).")),
     ("send-time", "Send time per bin",
      "p50, p95 and p99 of the send times of the attempts that ended in each bin (gaps: no attempt ended)."),
     ("backlog", "Backlog and in flight",
-     "Messages waiting at the end of each bin, retries pending included (left axis), and sends in "
-     "flight per sender, stacked (right axis)."),
+     ("Messages waiting at the end of each bin, retries pending included (left axis), and sends in "
+      "flight per sender, stacked (right axis).")),
 ]
 
 

@@ -4,7 +4,9 @@
 // After drawing, the page says what it drew, in the DOM, where a headless
 // browser's --dump-dom (and the tests) can read it:
 //   <figure data-drawn="1">   the chart's canvas has a size and ink inside its plot area
-//   <body data-charts-expected="N" data-charts-drawn="M" data-chart-errors="[...]" data-report-done="1">
+//   <body data-charts-expected="N" data-charts-drawn="M" data-chart-errors="[...]"
+//         data-remote-requests="[urls]" data-report-done="1">
+//   <html data-errors="[...]">  (set by the error catcher at the top of the page, if anything went wrong)
 (function () {
   "use strict";
 
@@ -89,7 +91,9 @@
     options.width = widthOf(box);
     options.height = options.height || HEIGHT;
     options.hooks = options.hooks || {};
-    options.hooks.draw = (options.hooks.draw || []).concat([markDrawn]);
+    // Ink is looked for before any annotation is drawn (the deadline's labels
+    // would be ink on an empty chart): only series count.
+    options.hooks.draw = [markDrawn].concat(options.hooks.draw || []);
     try {
       plots.push({plot: new uPlot(options, columns, box), box: box});
     } catch (error) {
@@ -361,7 +365,14 @@
     document.body.setAttribute("data-charts-expected", String(expected.length));
     document.body.setAttribute("data-charts-drawn", String(drawn));
     document.body.setAttribute("data-chart-errors", JSON.stringify(chartErrors));
+    document.body.setAttribute("data-remote-requests", JSON.stringify(remoteRequests()));
     document.body.setAttribute("data-report-done", "1");
+  }
+
+  // Whatever the page fetched that is not inside it: should be nothing at all.
+  function remoteRequests() {
+    return performance.getEntriesByType("resource").map(function (entry) { return entry.name; })
+      .filter(function (url) { return !/^(data|blob|file):/.test(url); });
   }
 
   function resizeAll(width) {
