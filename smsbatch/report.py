@@ -261,7 +261,7 @@ def _count(value) -> str:
     return f"{value:,}" if _is_number(value) else "n/a"
 
 
-def _seconds(value, never: str = "never") -> str:
+def _seconds(value, never: str = "never", minutes: bool = True) -> str:
     """Simulated or real seconds, to about 3 figures; minutes added past two of them."""
     if value is None:
         return never
@@ -271,10 +271,14 @@ def _seconds(value, never: str = "never") -> str:
         text = f"{value:.3f} s" if value < 1 else f"{value:.2f} s"
     else:
         text = f"{value:,.1f} s"
-    if value >= 120:
-        minutes, seconds = divmod(round(value), 60)
-        text += f" ({minutes:,} min {seconds} s)"
+    if minutes and value >= 120:
+        text += f" ({_minutes(value)})"
     return text
+
+
+def _minutes(value: float) -> str:
+    whole_minutes, seconds = divmod(round(value), 60)
+    return f"{whole_minutes:,} min {seconds} s"
 
 
 def _share(value) -> str:
@@ -283,6 +287,11 @@ def _share(value) -> str:
         return "n/a"
     percent = value * 100
     return f"{percent:.2f}%" if 99 < percent < 100 else f"{percent:.1f}%"
+
+
+def _plain(value) -> str:
+    """A setting as written: 0.22, not the 0.22000000000000003 arithmetic may leave."""
+    return f"{value:.10g}" if isinstance(value, float) else str(value)
 
 
 def _yes_no(value) -> str:
@@ -306,7 +315,7 @@ def figure_value(summary: dict, key: str):
     return value
 
 
-def _figure(summary: dict, key: str, label: str, kind: str, note: str = "") -> str:
+def _figure(summary: dict, key: str, label: str, kind: str) -> str:
     """A headline figure: `data-figure` names its key, `data-value` holds the
     JSON value, the text shows it formatted. A key the summary lacks shows so."""
     try:
@@ -314,7 +323,9 @@ def _figure(summary: dict, key: str, label: str, kind: str, note: str = "") -> s
     except KeyError:
         return (f'<div class="figure missing"><div class="label">{_h(label)}</div>'
                 f'<div class="value">not in this summary</div></div>')
-    shown = FORMATS[kind](value)
+    shown = _seconds(value, minutes=False) if kind == "seconds" else FORMATS[kind](value)
+    long_time = kind == "seconds" and _is_number(value) and value >= 120
+    note = _minutes(value) if long_time else ""  # under the figure, so the figure stays on one line
     note_html = f'<div class="note">{_h(note)}</div>' if note else ""
     return (f'<div class="figure"><div class="label">{_h(label)}</div>'
             f'<div class="value" data-figure="{_h(key)}" data-kind="{kind}" '
@@ -326,7 +337,7 @@ def _figure(summary: dict, key: str, label: str, kind: str, note: str = "") -> s
 
 def _header(summary: dict) -> str:
     senders = summary.get("senders") or []
-    mode = summary.get("mode", "unknown mode")
+    mode = {"real-time": "real", "virtual": "virtual"}.get(summary.get("mode"), "unknown")
     speed = summary.get("speed")
     speed_text = "" if speed in (None, "max") else f" at speed x{speed:g}" if _is_number(speed) else ""
     line = (f"{_count(summary.get('messages'))} messages through {len(senders)} "
@@ -429,7 +440,7 @@ def _table(headings: list[str], rows: list[list], numeric_from: int = 1) -> str:
 
 
 def _cell(value, numeric: bool) -> str:
-    text = "none" if value is None else _h(value)
+    text = "none" if value is None else _h(_plain(value))
     return f'<td class="num">{text}</td>' if numeric and not isinstance(value, str) else f"<td>{text}</td>"
 
 
@@ -543,17 +554,23 @@ def _replications_section(summary: dict) -> str:
     aggregate = aggregate if isinstance(aggregate, dict) else {}
     rows = [_replicated_row(label, kind, aggregate.get(key)) for key, label, kind in REPLICATED]
     table = _table(["figure", "mean", "95% interval", "min", "max", "n"], rows)
-    chart = _chart_box("replications", "Spread across replications",
-                       "Each dot is one replication's figure (seconds, left axis; the share within the "
-                       "deadline on the right axis).", True, "")
-    return (f'<section id="replications"><h2>{len(replications):,} replications</h2>{table}{chart}'
-            f'<p class="hint">The figures above the charts are replication 1\'s; the interval is the '
-            f"mean's 95% confidence interval (Student's t).</p></section>")
+    charts = _chart_box("replications", "Spread across replications, in time",
+                        "Each dot is one replication's simulated elapsed time or reach time.", True, "")
+    if any(isinstance(r, dict) and "within_deadline" in r for r in replications):
+        charts += _chart_box("replications-deadline", "Spread across replications, within the deadline",
+                             "Each dot is the share of one replication's messages sent by the deadline; "
+                             "the dashed line is the target.", True, "")
+    return (f'<section id="replications"><h2>{len(replications):,} replications</h2>'
+            f'<p class="hint">Everything above this section is replication 1\'s; here are all of them. '
+            f"The interval is the mean's 95% confidence interval (Student's t); n counts the "
+            f"replications that reached the figure.</p>{table}{charts}</section>")
 
 
 def _replicated_row(label: str, kind: str, stats) -> list:
     if not isinstance(stats, dict):
         return [label, "not in this summary", "", "", "", ""]
+    if stats.get("n") == 0:  # no replication reached it (100% with failures and no retries, say)
+        return [label, "never", "", "", "", 0]
     show = FORMATS[kind]
     low_high = stats.get("ci95") if isinstance(stats.get("ci95"), list) else [None, None]
     interval = f"{show(low_high[0])} to {show(low_high[1])}" if len(low_high) == 2 else "n/a"

@@ -11,7 +11,7 @@
   "use strict";
 
   var data = JSON.parse(document.getElementById("report-data").textContent);
-  var HEIGHT = 260;
+  var HEIGHT = 230;
   var PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22",
                  "#393b79", "#ad494a", "#637939", "#7b4173", "#3182bd", "#e6550d", "#31a354", "#756bb1"];
   var OTHERS_COLOUR = "#7f7f7f";
@@ -216,13 +216,16 @@
       label(ctx, "target " + percent(100 * data.deadline_share), b.left + 4 * px, y - 4 * px);
     }
     if (data.deadline_s == null) return;
+    // Deadline labels go at the bottom: by the deadline the curve is high, so
+    // the bottom is clear of it and of the reach marks.
+    var bottom = b.top + b.height - 6 * px;
     if (data.deadline_s <= u.scales.x.max) {
       var x = u.valToPos(data.deadline_s, "x", true);
       dashed(ctx, FAIL_COLOUR, function () { ctx.moveTo(x, b.top); ctx.lineTo(x, b.top + b.height); });
-      label(ctx, "deadline " + seconds(data.deadline_s), x - 4 * px, b.top + b.height - 6 * px, "right");
+      label(ctx, "deadline " + seconds(data.deadline_s), x - 4 * px, bottom - 10 * px, "right");
     } else {
-      label(ctx, "deadline " + seconds(data.deadline_s) + " (later than this chart) \u2192",
-            b.left + b.width - 4 * px, b.top + 14 * px, "right");
+      label(ctx, "deadline " + seconds(data.deadline_s) + ", later than this chart \u2192",
+            b.left + b.width - 4 * px, bottom - 10 * px, "right");
     }
   }
 
@@ -314,26 +317,44 @@
 
   function replicationsChart(reps) {
     var options = {
-      scales: {x: {time: false}, share: {range: [0, 100]}},
+      scales: {x: {time: false}},
       axes: [{label: "replication"}, {label: "simulated seconds", values: axisSeconds, size: 70}],
       series: [{label: "replication"}],
       cursor: {drag: {x: true, y: false}}
     };
     var columns = [reps.n];
-    var keys = [["sim_elapsed_s", "elapsed", "#222"], ["reach_s.50", "50% sent", "#2ca02c"],
-                ["reach_s.90", "90% sent", "#1f77b4"], ["reach_s.99", "99% sent", "#9467bd"],
-                ["reach_s.100", "100% sent", "#ff7f0e"]];
-    keys.forEach(function (k) {
+    [["sim_elapsed_s", "elapsed", "#222"], ["reach_s.50", "50% sent", "#2ca02c"],
+     ["reach_s.90", "90% sent", "#1f77b4"], ["reach_s.99", "99% sent", "#9467bd"],
+     ["reach_s.100", "100% sent", "#ff7f0e"]].forEach(function (k) {
       options.series.push(dots(k[1], k[2], "y", seconds));
       columns.push(reps[k[0]]);
     });
-    if (reps.within_deadline) {
-      options.axes.push({scale: "share", side: 1, label: "% within deadline", grid: {show: false}, size: 60});
-      options.series.push(dots("within deadline", FAIL_COLOUR, "share", percent));
-      columns.push(reps.within_deadline.map(function (v) { return v == null ? null : 100 * v; }));
-    }
     mount("replications", options, columns);
+    if (reps.within_deadline) deadlineSpreadChart(reps);
   }
+
+  function deadlineSpreadChart(reps) {
+    var shares = reps.within_deadline.map(function (v) { return v == null ? null : 100 * v; });
+    var options = {
+      height: 180,
+      scales: {x: {time: false}, y: {range: function (u, min, max) { return [Math.min(min, targetPercent()) - 2, 100]; }}},
+      axes: [{label: "replication"}, {label: "% within deadline", size: 70}],
+      series: [{label: "replication"}, dots("within deadline", "#1f77b4", "y", percent)],
+      cursor: {drag: {x: true, y: false}},
+      hooks: {draw: [drawTarget]}
+    };
+    mount("replications-deadline", options, [reps.n, shares]);
+  }
+
+  function targetPercent() {
+    return data.deadline_share == null ? 100 : 100 * data.deadline_share;
+  }
+
+  function drawTarget(u) {
+    if (data.deadline_share == null) return;
+    var b = u.bbox, ctx = u.ctx, y = u.valToPos(targetPercent(), "y", true);
+    dashed(ctx, FAIL_COLOUR, function () { ctx.moveTo(b.left, y); ctx.lineTo(b.left + b.width, y); });
+  }  // no label: it would hide dots, and the caption says what the line is
 
   function dots(name, stroke, scale, format) {
     return {label: name, stroke: stroke, scale: scale, paths: function () { return null; },
