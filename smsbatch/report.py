@@ -21,6 +21,7 @@ import argparse
 import html
 import json
 import math
+import os
 from importlib import resources
 from typing import TextIO
 
@@ -59,6 +60,7 @@ def report_main(argv: list[str], stdout: TextIO, stderr: TextIO) -> int:
     try:
         args = _parser().parse_args(argv)
         check_output_path("-o/--output", args.output)  # before reading: a bad path is said at once
+        _check_not_the_summary(args.output, args.summary)
         summary = load_summary(args.summary)
     except UsageError as error:
         stderr.write(f"smsbatch report: error: {error}\n")
@@ -73,6 +75,16 @@ def report_main(argv: list[str], stdout: TextIO, stderr: TextIO) -> int:
         return 1
     stdout.write(f"smsbatch report: wrote {args.output} (open it in a browser)\n")
     return 0
+
+
+def _check_not_the_summary(output: str, summary: str) -> None:
+    """Writing the page over its own summary would lose the run's data."""
+    try:
+        same = os.path.samefile(output, summary)
+    except OSError:
+        return  # either does not exist yet: not the same file
+    if same:
+        raise UsageError(f"argument -o/--output: must not be the summary file itself (got {output!r})")
 
 
 def load_summary(path: str) -> dict:
@@ -289,13 +301,22 @@ def _share(value) -> str:
     return f"{percent:.2f}%" if 99 < percent < 100 else f"{percent:.1f}%"
 
 
+def _text(value) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _dict(value) -> dict:
+    """`value` if it is an object, else an empty one: a key of the wrong type shows as missing."""
+    return value if isinstance(value, dict) else {}
+
+
 def _plain(value) -> str:
     """A setting as written: 0.22, not the 0.22000000000000003 arithmetic may leave."""
     return f"{value:.10g}" if isinstance(value, float) else str(value)
 
 
 def _yes_no(value) -> str:
-    return {True: "yes", False: "no"}.get(value, "n/a")
+    return ("yes" if value else "no") if isinstance(value, bool) else "n/a"
 
 
 def _is_number(value) -> bool:
@@ -337,7 +358,7 @@ def _figure(summary: dict, key: str, label: str, kind: str) -> str:
 
 def _header(summary: dict) -> str:
     senders = summary.get("senders") or []
-    mode = {"real-time": "real", "virtual": "virtual"}.get(summary.get("mode"), "unknown")
+    mode = {"real-time": "real", "virtual": "virtual"}.get(_text(summary.get("mode")), "unknown")
     speed = summary.get("speed")
     speed_text = "" if speed in (None, "max") else f" at speed x{speed:g}" if _is_number(speed) else ""
     line = (f"{_count(summary.get('messages'))} messages through {len(senders)} "
@@ -525,10 +546,11 @@ def _sender_row(sender: dict, total_attempts: float, span: float) -> list:
         value = sender.get(key)
         return _share(value / capacity) if _is_number(value) and capacity > 0 else "n/a"
 
-    seen = sender.get("failed") / attempts if _is_number(sender.get("failed")) and attempts else None
+    counted = _is_number(attempts) and attempts > 0
+    seen = sender.get("failed") / attempts if counted and _is_number(sender.get("failed")) else None
     return [
         sender.get("name"), sender.get("window"), sender.get("rate"),
-        _count(attempts), _share(attempts / total_attempts) if _is_number(attempts) and total_attempts else "n/a",
+        _count(attempts), _share(attempts / total_attempts) if counted and total_attempts else "n/a",
         _count(sender.get("sent")), _count(sender.get("failed")),
         _share(sender.get("fail_rate")), _share(seen),
         per_slot_time("busy_s"), per_slot_time("capped_s"),
@@ -604,7 +626,7 @@ def chart_data(summary: dict, groups: list[tuple[str, list[int]]]) -> dict:
         "messages": summary.get("messages"),
         "deadline_s": _compact(summary.get("deadline_s")),
         "deadline_share": _compact(summary.get("deadline_share")),
-        "reach_s": {mark: _compact((summary.get("reach_s") or {}).get(mark)) for mark in REACH_MARKS},
+        "reach_s": {mark: _compact(_dict(summary.get("reach_s")).get(mark)) for mark in REACH_MARKS},
         "groups": [label for label, _ in groups],
         "timeline": timeline_series(summary.get("timeline"), senders, groups),
         "histograms": [histogram_bars(_merged_histogram(senders, members)) for _, members in groups],
@@ -640,7 +662,8 @@ def timeline_series(timeline, senders: list[dict], groups: list[tuple[str, list[
 def _merged_histogram(senders: list[dict], members: list[int]) -> dict[float, float]:
     merged: dict[float, float] = {}
     for index in members:
-        for pair in senders[index].get("histogram") or []:
+        histogram = senders[index].get("histogram")
+        for pair in histogram if isinstance(histogram, list) else []:
             if isinstance(pair, list) and len(pair) == 2 and _is_number(pair[0]) and _is_number(pair[1]):
                 merged[pair[0]] = merged.get(pair[0], 0) + pair[1]
     return merged

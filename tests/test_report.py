@@ -39,6 +39,7 @@ from smsbatch.report import (
     histogram_bars,
     render_report,
     sender_groups,
+    summary_problem,
     write_report,
 )
 from smsbatch.stats import bucket_of, bucket_value
@@ -438,6 +439,18 @@ def test_a_sender_name_cannot_close_the_data_script():
     assert html.count("</script>") == 4  # the error catcher, the data, uPlot, report.js
 
 
+def test_a_key_of_the_wrong_type_shows_as_missing_rather_than_failing():
+    """A summary that passes summary_problem() always renders, whatever type its other keys have."""
+    base = make_summary(senders=2, rows=20, replications=2)  # small: it renders ~600 times
+    for where in (lambda s: s, lambda s: s["senders"][0], lambda s: s["replications"][0]):
+        for key in list(where(base)):
+            for junk in ("x", [1], None, {"a": 1}, -1.5, True):
+                summary = json.loads(json.dumps(base))
+                where(summary)[key] = junk
+                if summary_problem(summary) is None:
+                    assert render_report(summary).startswith("<!DOCTYPE html>"), (key, junk)
+
+
 def test_the_histogram_keeps_every_attempt_and_its_buckets_edges():
     assert bucket_edges(0.24) == pytest.approx((0.235, 0.245))
     assert bucket_edges(1.0) == pytest.approx((0.995, 1.05))
@@ -500,6 +513,14 @@ def test_output_into_a_missing_folder_is_one_line_and_status_2(tmp_path):
     assert status == 2
     assert err.startswith("smsbatch report: error: argument -o/--output: must be in a folder that exists")
     assert err.count("\n") == 1
+
+
+def test_output_over_the_summary_itself_is_refused(tmp_path):
+    summary_path = tmp_path / "s.json"
+    summary_path.write_text(json.dumps(make_summary(rows=200)))
+    status, _out, err = run_report(str(summary_path), "-o", str(summary_path))
+    assert status == 2 and "-o/--output: must not be the summary file itself" in err
+    assert json.loads(summary_path.read_text())["schema"] == "smsbatch-summary/1"
 
 
 def test_output_is_required(tmp_path):
