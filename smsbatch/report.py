@@ -107,6 +107,8 @@ def load_summary(path: str) -> dict:
         summary = json.loads(text)
     except json.JSONDecodeError as error:
         raise bad(f"must be JSON; line {error.lineno} column {error.colno}: {error.msg}") from None
+    except (ValueError, RecursionError):  # a 5,000-digit number, nesting too deep to read
+        raise bad("must be a JSON summary; this JSON is beyond what Python reads") from None
     rule = summary_problem(summary)
     if rule:
         raise bad(rule)
@@ -724,7 +726,7 @@ def replication_series(replications) -> dict | None:
         return None
     reaches = [r.get("reach_s") if isinstance(r.get("reach_s"), dict) else {} for r in replications]
     series = {
-        "n": [r.get("replication", i + 1) for i, r in enumerate(replications)],
+        "n": [r["replication"] if _is_count(r.get("replication")) else i + 1 for i, r in enumerate(replications)],
         "sim_elapsed_s": [_compact(r.get("sim_elapsed_s")) for r in replications],
         **{f"reach_s.{p}": [_compact(reach.get(p)) for reach in reaches] for p in ("50", "90", "99", "100")},
     }
