@@ -14,6 +14,7 @@ from smsbatch.output import check_output_path, open_standard_fds, standard_strea
 from smsbatch.phones import PhoneError, PhonePool, list_name, read_recipients, recipients_is_stream
 from smsbatch.producer import MessageSource
 from smsbatch.replications import run_replications
+from smsbatch.report import report_main
 from smsbatch.runner import ExitStatus, Runner, choose_batch_size, stop_signals_caught
 from smsbatch.text import plural, redact_url, shorten, sms_segments, visible
 from smsbatch.timeline import csv_text
@@ -41,6 +42,8 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: Te
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["worker"]:
         return worker_main(argv[1:], stdout, stderr, restore_signals)
+    if argv[:1] == ["report"]:
+        return report_main(argv[1:], stdout, stderr)
     def prepare():
         settings = parse_settings(argv)
         _check_output_paths(settings)  # before a long read of --recipients
