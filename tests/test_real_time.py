@@ -78,6 +78,7 @@ def test_replications_keep_replication_one_at_the_top_and_aggregate_the_rest(tmp
     assert many.status == 0
     assert s["sim_elapsed_s"] == single["sim_elapsed_s"] and s["seed"] == 11
     assert [r["replication"] for r in s["replications"]] == [1, 2, 3, 4, 5, 6]
+    assert "timeline" in s and not any("timeline" in r for r in s["replications"])  # replication 1's only
     seeds = [r["seed"] for r in s["replications"]]
     assert seeds[0] == 11 and len(set(seeds)) == 6
     elapsed = [r["sim_elapsed_s"] for r in s["replications"]]

@@ -22,6 +22,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from html.parser import HTMLParser
 
@@ -526,3 +527,37 @@ def test_output_over_the_summary_itself_is_refused(tmp_path):
 def test_output_is_required(tmp_path):
     status, _out, err = run_report(str(tmp_path / "s.json"))
     assert (status, err) == (2, "smsbatch report: error: the following arguments are required: -o/--output\n")
+
+
+# ---- reports of real runs, written by --report ----
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REAL_RUNS = {
+    "real-time": ("-n", "600", "--sender", "0.05:0.1:window=4", "--sender", "0.2:0.05:rate=10",
+                  "--max-retries", "1", "--speed", "50"),
+    "virtual": ("-c", "configs/emergency.ini", "-n", "20000", "--speed", "max"),
+    "replications": ("-c", "configs/emergency.ini", "-n", "5000", "--speed", "max", "--replications", "4",
+                     "--jobs", "2"),
+}
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("kind", sorted(REAL_RUNS))
+def test_the_report_of_a_real_run_draws_every_chart_and_shows_its_figures(tmp_path, kind):
+    need_chromium()
+    summary_path, report_path, timeline_path = (tmp_path / "s.json", tmp_path / "r.html", tmp_path / "t.csv")
+    done = subprocess.run(
+        [sys.executable, "-m", "smsbatch", *REAL_RUNS[kind], "--seed", "3", "--no-progress",
+         "--summary-json", str(summary_path), "--report", str(report_path), "--timeline", str(timeline_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(summary_path.read_text())
+    assert summary["schema"] == "smsbatch-summary/1" and summary["mode"] == (
+        "real-time" if kind == "real-time" else "virtual")
+    rows = summary["timeline"]["rows"]
+    assert 200 <= len(rows) <= 2000 and rows[-1][1] == summary["sent"]  # the last row's sent is the run's
+    assert timeline_path.read_text().splitlines()[0].startswith("t_s,sent,failed,retried,backlog")
+    page, console = open_in_browser(tmp_path, report_path.read_text())
+    assert_page_clean(page, console)
+    assert_every_chart_drawn(page, expected_charts(summary))
+    assert_figures_match(page, summary)
