@@ -534,8 +534,9 @@ def build_parser(default_config_files=()) -> configargparse.ArgParser:
            help="with --broker: run no senders here, only workers")
     option("--broker-timeout", **BROKER_TIMEOUT)
     option("--claim-after", env="CLAIM_AFTER", type=_typed(real_number(1.0, MAX_SECONDS)),
-           default=10.0, help="with --broker: real seconds a sender may stay silent before "
-                              "its work is handed to the others (live senders speak every second)")
+           default=10.0, help="real seconds a sender the run waits on may stay silent before it "
+                              "counts as lost and its work goes to the others (live senders speak "
+                              "twice a second)")
     return parser
 
 

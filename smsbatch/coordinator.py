@@ -87,6 +87,9 @@ class _WorkStream:
     def forget(self, sender: int) -> None:
         pass  # senders through Redis post no board
 
+    def holds_lock(self, sender: int) -> bool:
+        return False
+
     def free_lock_of(self, sender: int) -> bool:
         return False  # Redis holds no lock for a sender
 
@@ -304,6 +307,9 @@ class StreamRunner(Runner):
 
     def _stalled(self) -> bool:
         return False  # a silent sender's batches are taken over through Redis
+
+    def _end_silent_senders(self) -> None:
+        pass  # senders here report through Redis, and a silent one is handled there (_beat_if_due)
 
     def _send_stops(self) -> None:
         self.call(self.client.set, self.keys.state, DONE, ex=self.ttl)  # for senders between reads

@@ -69,6 +69,13 @@ class Claimed:
 
 
 @dataclass(frozen=True, slots=True)
+class Beat:
+    """A sender is alive (sent when it has said nothing else for a while, also mid-send)."""
+
+    sender: int
+
+
+@dataclass(frozen=True, slots=True)
 class Ready:
     """A child is set up and waiting for the run's simulated time 0."""
 

@@ -47,7 +47,7 @@ from smsbatch.children import RunStart, StopSignal
 from smsbatch.clock import Clock, SimClock
 from smsbatch.config import SenderSpec, Settings
 from smsbatch.ledger import Ledger
-from smsbatch.model import (FAILED, RETRY, SENT, ChildFailed, Claimed, MessageBatch, Progress,
+from smsbatch.model import (FAILED, RETRY, SENT, Beat, ChildFailed, Claimed, MessageBatch, Progress,
                             ProducerDone, Ready, Released, SenderDone, Stop)
 from smsbatch.monitor import Monitor, SenderView, Snapshot
 from smsbatch.producer import MessageSource, run_producer
@@ -116,6 +116,8 @@ class Child:
     exited: bool = False
     state: str = "running"
     traceback: str | None = None
+    last_heard: float = 0.0  # real time of its last report (every report is a heartbeat)
+    silent_for: float | None = None  # set when it was ended for silence
 
 
 @dataclass
@@ -223,7 +225,7 @@ class Runner:
         )
         process.start()
         writer.close()  # so that the child's death reads as end-of-file here
-        child = Child(role, index, process, reader)
+        child = Child(role, index, process, reader, last_heard=self.clock.now())
         self.children.append(child)
         if index >= 0:
             self.live.add(index)
@@ -279,7 +281,9 @@ class Runner:
         child.conn = None
 
     def _handle(self, child: Child, report: object) -> None:
-        self.last_movement = self.clock.now()
+        child.last_heard = self.last_movement = self.clock.now()
+        if isinstance(report, Beat):
+            return
         if isinstance(report, Progress):
             self._progress(report)
         elif isinstance(report, Claimed):
@@ -334,7 +338,10 @@ class Runner:
             child.state = f"died ({reason})"
             self._producer_died(reason)
         else:
-            self._sender_gone(child, "died", reason)
+            if child.silent_for is not None:
+                self._sender_gone(child, "lost", f"silent for {child.silent_for:.0f}s")
+            else:
+                self._sender_gone(child, "died", reason)
             self._free_lock_of_dead_sender(child)
             self.transport.forget(child.index)  # it waits for nothing now
 
@@ -429,6 +436,7 @@ class Runner:
             self._warm_stop(name)
 
     def _decide(self) -> None:
+        self._end_silent_senders()
         if self.phase == "running":
             if self.ledger.final == self.ledger.messages:
                 self._send_stops()
@@ -439,6 +447,26 @@ class Runner:
                 self._send_stops()  # drain: whatever is still queued gets sent
         if self.clock.now() > self.deadline and self.phase != "cold":
             self._cold_stop()
+
+    def _end_silent_senders(self) -> None:
+        """A sender silent for --claim-after real seconds (stopped, deadlocked, or
+        on a gateway that never answers: a live one beats every half second, also
+        mid-send) is lost if the run waits on it: it holds messages, or the work
+        queue's read lock, or the run is ending and waits for its goodbye. It is
+        ended (SIGKILL) and its work goes to the others, as a dead one's does."""
+        now = self.clock.now()
+        for child in self.children:
+            if child.index < 0 or child.exited or child.finished or child.silent_for is not None:
+                continue
+            silent = now - child.last_heard
+            if silent > self.settings.claim_after and self._waits_on(child):
+                child.silent_for = silent
+                self.monitor.note(f"smsbatch: {child.role} is silent for {silent:.0f}s: counted lost, ended")
+                child.process.kill()
+
+    def _waits_on(self, child: Child) -> bool:
+        return (self.phase != "running" or self.ledger.held(child.index) > 0
+                or self.transport.holds_lock(child.index))
 
     def _no_senders_left(self) -> None:
         self.stopped_by = "every sender died"

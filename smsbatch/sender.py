@@ -33,7 +33,7 @@ from collections.abc import Callable
 from smsbatch.children import enter_child, parent_alive, report_crash, termination_requested
 from smsbatch.clock import Clock, SimClock
 from smsbatch.config import Settings
-from smsbatch.model import (FAILED, RETRY, SENT, Claimed, Done, MessageBatch, Progress, Ready,
+from smsbatch.model import (FAILED, RETRY, SENT, Beat, Claimed, Done, MessageBatch, Progress, Ready,
                             Released, SenderDone, Stop)
 from smsbatch.sender_model import Draws, SenderModel
 from smsbatch.stats import Stats
@@ -42,6 +42,7 @@ FLUSH_SECONDS = 0.1  # real seconds between progress reports while busy (x sende
 IDLE_POLL_SECONDS = 0.5  # real seconds an idle take waits before checking for a stop (idle senders waking often cost the busy ones CPU)
 WARM_STOP_GRACE = 1.0  # real seconds a warm stop waits for a send in flight
 AHEAD_WAKES = 2  # a busy sender keeps the messages it starts in this many wake-ups
+BEAT_SECONDS = 0.5  # real seconds a sender may say nothing before it says it is alive
 RETRY_MARGIN_SECONDS = 0.002  # real seconds: report a retry this long before it is due back
 DUE_SLACK = 1e-9  # simulated seconds: a send due this close to now is done (float rounding)
 
@@ -119,7 +120,7 @@ class SenderEngine:
         self.draws = Draws(model)
         self.clock = clock
         self.take = take
-        self.report = report
+        self.send_report = report
         self.pause = pause  # returns early when a stop is requested
         self.sleep = sleep
         self.stop_requested = stop_requested
@@ -137,6 +138,7 @@ class SenderEngine:
         self.free: list[float] = [0.0] * model.window  # heap: simulated time each free slot became free
         self.seq = 0
         self.lag = 0.0
+        self.last_said = clock.clock.now()
         self.stopped_by_marker = False
         # Many senders report less often each, so the main process keeps up.
         self.flush_seconds = FLUSH_SECONDS * max(1.0, len(settings.senders) / 32)
@@ -155,8 +157,20 @@ class SenderEngine:
 
     # ---- the loop ----
 
+    def report(self, item: object) -> None:
+        self.last_said = self.clock.clock.now()
+        self.send_report(item)
+
+    def _beat_if_due(self) -> None:
+        """Say it is alive when it has said nothing for a while: a slow send
+        must never look like a hung sender (the loop comes round at least
+        every IDLE_POLL_SECONDS, mid-send too)."""
+        if self.clock.clock.now() - self.last_said >= BEAT_SECONDS:
+            self.report(Beat(self.index))
+
     def run(self) -> None:
         while True:
+            self._beat_if_due()
             if self.stop_requested():
                 self._warm_stop()
                 break

@@ -67,6 +67,9 @@ class LocalTransport:
         """A sender that is gone waits for nothing: never put a batch back for it."""
         self.board[sender] = math.inf
 
+    def holds_lock(self, sender: int) -> bool:
+        return self.lock_holder.value == sender + 1
+
     def free_lock_of(self, sender: int) -> bool:
         """A sender killed while waiting for work leaves the queue's read lock
         held for good: release it on its behalf (a multiprocessing Lock is a

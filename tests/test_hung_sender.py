@@ -1,0 +1,52 @@
+"""A sender that hangs (SIGSTOP: stopped, deadlocked, or a gateway that never
+answers) is counted lost after --claim-after seconds of silence while the run
+waits on it, ended, and its work goes to the others: the run never hangs."""
+
+import os
+import signal
+
+import pytest
+
+from conftest import Run
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def test_a_stopped_sender_holding_work_is_lost_and_its_work_sent_by_the_others(tmp_path, no_children_left):
+    run = Run(tmp_path, "--messages", "600", "--sender", "0.2:0:window=5", "--sender", "0.2:0:window=5",
+              "--speed", "10", "--seed", "3", "--claim-after", "1", "--no-progress")
+    run.wait_for_children(3)
+    run.wait_for_progress(0.3)  # both senders busy: every slot holds a message
+    os.kill(run.pid_of("smsbatch: sender 2"), signal.SIGSTOP)
+    run.finish().accounted()
+    s = run.summary
+    assert run.status == 0 and s["sent"] == 600 and s["unsent"] == 0
+    assert s["lost_senders"] == 1 and s["senders"][1]["state"].startswith("lost (silent for ")
+    assert s["requeued"] > 0 and "sender 2 is silent for" in run.err
+
+
+def test_stopped_idle_senders_holding_the_queues_lock_do_not_hang_the_end(tmp_path, no_children_left):
+    # Three fast senders finish their share and wait for work, one of them
+    # holding the queue's read lock; stopped, they would keep the slow sender
+    # from its Stop and the run from its end.
+    run = Run(tmp_path, "--messages", "20", "--sender", "0.01:0", "--sender", "0.01:0", "--sender", "0.01:0",
+              "--sender", "3:0:distribution=constant:name=slow", "--seed", "8", "--claim-after", "1",
+              "--no-progress")
+    run.wait_for_children(4, prefix="smsbatch: sender")
+    run.wait_for_progress(0.8)  # the fast ones are done and waiting; the slow one is mid-send
+    for n in (1, 2, 3):
+        os.kill(run.pid_of(f"smsbatch: sender {n} "), signal.SIGSTOP)
+    run.finish().accounted()
+    s = run.summary
+    assert run.status == 0 and s["sent"] == 20
+    assert s["senders"][3]["state"] == "done"
+    assert all(x["state"].startswith("lost (silent for ") for x in s["senders"][:3])
+
+
+def test_a_slow_send_is_not_taken_for_a_hang(tmp_path, no_children_left):
+    # One send of 2.5 real seconds, with --claim-after 1: the sender beats mid-send.
+    run = Run(tmp_path, "--messages", "1", "--sender", "2.5:0:distribution=constant", "--seed", "1",
+              "--claim-after", "1", "--no-progress").finish()
+    run.accounted()
+    assert run.status == 0 and run.summary["lost_senders"] == 0
+    assert run.summary["senders"][0]["state"] == "done"
