@@ -64,6 +64,7 @@ BATCH_REAL_SECONDS = 0.1  # a remote sender keeps about this much of its own wor
 TICK_SECONDS = 0.05  # longest wait between looks at signals and deadlines
 WARM_STOP_SECONDS = 2.5  # a warm stop waits this long for senders to report, then ends them
 STALL_SECONDS = 1.0  # after a death: how long nothing may move before the queue is drained
+SILENT_SECONDS = 1.0  # a sender silent this long when it is ended has hung (live ones beat twice a second)
 OUTCOME_WORDS = {SENT: "sent", FAILED: "failed", RETRY: "failed, will retry"}
 
 
@@ -495,8 +496,11 @@ class Runner:
     def _cold_stop(self) -> None:
         self.phase = "cold"
         self.stop_signal.set()
+        now = self.clock.now()
         for child in self.children:
             if not child.exited:
+                if child.index >= 0 and child.silent_for is None and now - child.last_heard > SILENT_SECONDS:
+                    child.silent_for = now - child.last_heard  # hung, not merely slow to stop
                 child.process.kill()
 
     def _over(self) -> bool:

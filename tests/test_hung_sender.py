@@ -50,3 +50,18 @@ def test_a_slow_send_is_not_taken_for_a_hang(tmp_path, no_children_left):
     run.accounted()
     assert run.status == 0 and run.summary["lost_senders"] == 0
     assert run.summary["senders"][0]["state"] == "done"
+
+
+def test_a_stopped_sender_ended_by_a_warm_stop_reads_lost_not_done(tmp_path, no_children_left):
+    run = Run(tmp_path, "--messages", "600", "--sender", "0.2:0:window=5", "--sender", "0.2:0:window=5",
+              "--speed", "5", "--seed", "3", "--no-progress")  # --claim-after stays 10 s
+    run.wait_for_children(3)
+    run.wait_for_progress(0.3)
+    os.kill(run.pid_of("smsbatch: sender 2"), signal.SIGSTOP)
+    run.wait_for_progress(0.3)
+    os.kill(run.proc.pid, signal.SIGTERM)
+    run.finish().accounted()
+    s = run.summary
+    assert run.status == 143 and s["unsent"] > 0
+    assert s["senders"][0]["state"] == "done"
+    assert s["senders"][1]["state"].startswith("lost (silent for ")
