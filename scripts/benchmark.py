@@ -105,11 +105,12 @@ def throughput(runs: int, messages: int, bare_one_messages: int) -> list[Row]:
         ours.append(messages / measure(sms("--messages", messages, "--sender", "0:0", "--sender", "0:0")).seconds)
         bare100.append(messages / measure([*BARE, str(messages), "100"]).seconds)
         bare1.append(bare_one_messages / measure([*BARE, str(bare_one_messages), "1"]).seconds)
-    ratio100 = statistics.median(o / b for o, b in zip(ours, bare100))
-    ratio1 = statistics.median(o / b for o, b in zip(ours, bare1))
+    ratio100 = statistics.median(o / b for o, b in zip(ours, bare100, strict=False))
+    ratio1 = statistics.median(o / b for o, b in zip(ours, bare1, strict=False))
     rate = statistics.median(ours)
     return [
-        (f"zero-wait throughput, {messages:,} msgs, 2 senders", f"{rate:,.0f} msg/s", ">= 300,000 msg/s", rate >= 300_000),
+        (f"zero-wait throughput, {messages:,} msgs, 2 senders", f"{rate:,.0f} msg/s", ">= 300,000 msg/s",
+         rate >= 300_000),
         ("  bare pipeline, 100 msgs per put", f"{statistics.median(bare100):,.0f} msg/s", "", True),
         ("  bare pipeline, 1 msg per put", f"{statistics.median(bare1):,.0f} msg/s", "", True),
         ("  ratio to bare pipeline, 100 per put", f"{ratio100:.2f}", ">= 0.50", ratio100 >= 0.5),
@@ -190,7 +191,7 @@ def virtual_speed(runs: int, messages: int) -> list[Row]:
         ours.append(summary["elapsed_s"])
         done = subprocess.run([*BARE_DES, str(messages), "7"], capture_output=True, text=True, check=True)
         bare.append(json.loads(done.stdout)["loop_s"])
-    ratio = statistics.median(b / o for o, b in zip(ours, bare))
+    ratio = statistics.median(b / o for o, b in zip(ours, bare, strict=False))
     return [
         (f"virtual time, emergency config, {messages:,} msgs", f"{messages / statistics.median(ours):,.0f} msg/s",
          "", True),
@@ -237,7 +238,7 @@ def replications(runs: int, count: int, messages: int) -> list[Row]:
         for jobs, times in ((1, one), (2, two)):
             times.append(measure(sms(*EMERGENCY, "--messages", messages, "--speed", "max",
                                      "--replications", count, "--jobs", jobs)).seconds)
-    ratio = statistics.median(t / o for o, t in zip(one, two))
+    ratio = statistics.median(t / o for o, t in zip(one, two, strict=False))
     return [
         (f"{count} replications of {messages:,} msgs, virtual, 1 job", f"{statistics.median(one):.2f} s", "", True),
         ("  2 jobs", f"{statistics.median(two):.2f} s", "", True),
@@ -290,7 +291,7 @@ def redis_backend(runs: int, messages: int) -> list[Row]:
         server.terminate()
         server.wait()
     rate = statistics.median(ours)
-    ratio = statistics.median(o / b for o, b in zip(ours, local))
+    ratio = statistics.median(o / b for o, b in zip(ours, local, strict=False))
     growth = statistics.median(redis_peaks) / 2**20
     return [
         (name, f"{rate:,.0f} msg/s", ">= 30,000 msg/s", rate >= 30_000),

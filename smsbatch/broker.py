@@ -25,6 +25,7 @@ this code, and must not be able to run theirs.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -290,10 +291,8 @@ class StreamProducer:
 def stderr_line(role: str) -> Callable[[str], None]:
     """A function that writes one line for `role` on stderr, whole (one write)."""
     def say(text: str) -> None:
-        try:
+        with contextlib.suppress(OSError):  # stderr closed or cut short: the run goes on without the line
             os.write(2, f"smsbatch: {role}: {text}\n".encode())
-        except OSError:
-            pass  # stderr closed or cut short: the run goes on without the line
     return say
 
 
@@ -303,7 +302,7 @@ def stderr_line(role: str) -> Callable[[str], None]:
 class _Held:
     """A batch this sender took and has not finished."""
 
-    __slots__ = ("entry", "batch", "reported", "remaining")
+    __slots__ = ("batch", "entry", "remaining", "reported")
 
     def __init__(self, entry: bytes, batch: MessageBatch) -> None:
         self.entry = entry
@@ -473,7 +472,8 @@ class SenderLink:
         finished = [key for key, held in self.held.items() if held.remaining == 0]
         fields = report_fields(
             "progress", self.sender, d=done, st=stats_to_json(progress.stats),
-            r=progress.retries, l=progress.log, rd=self.redelivered, en=progress.ended, lg=progress.lag, cp=progress.capped,
+            r=progress.retries, l=progress.log, rd=self.redelivered, en=progress.ended, lg=progress.lag,
+            cp=progress.capped,
         )
         entries = [self.held.pop(key).entry for key in finished]
         self._call(self._write, fields, entries)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import select
@@ -55,10 +56,8 @@ class StopSignal:
         os.set_blocking(self._write, False)
 
     def set(self) -> None:
-        try:
+        with contextlib.suppress(BlockingIOError):  # already set many times over
             os.write(self._write, b"!")
-        except BlockingIOError:
-            pass  # already set many times over
 
     def is_set(self) -> bool:
         return self.wait(0.0)

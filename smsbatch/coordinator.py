@@ -32,10 +32,30 @@ from dataclasses import dataclass, field
 
 import redis
 
-from smsbatch.broker import (DONE, ENDED_TTL, GROUP, RUNNING, RUNS_KEY, STOPPING,
-                             BEAT_SECONDS, BrokerDown, Patient, RunGone, RunKeys, batch_fields,
-                             connect, consumer_name, decode_ids, decode_outcomes, report_fields,
-                             run_info, run_ttl, spec_from_json, stats_from_json, StreamProducer)
+from smsbatch.broker import (
+    BEAT_SECONDS,
+    DONE,
+    ENDED_TTL,
+    GROUP,
+    RUNNING,
+    RUNS_KEY,
+    STOPPING,
+    BrokerDown,
+    Patient,
+    RunGone,
+    RunKeys,
+    StreamProducer,
+    batch_fields,
+    connect,
+    consumer_name,
+    decode_ids,
+    decode_outcomes,
+    report_fields,
+    run_info,
+    run_ttl,
+    spec_from_json,
+    stats_from_json,
+)
 from smsbatch.children import RunStart, StopSignal
 from smsbatch.config import SenderSpec
 from smsbatch.model import MessageBatch, Stop
@@ -43,8 +63,8 @@ from smsbatch.monitor import SenderView
 from smsbatch.producer import run_producer
 from smsbatch.runner import OUTCOME_WORDS, WARM_STOP_SECONDS, Child, Runner, message_log
 from smsbatch.stats import Stats
-from smsbatch.timeline import RunRecord
 from smsbatch.text import plural, redact_url
+from smsbatch.timeline import RunRecord
 from smsbatch.worker import run_stream_sender
 
 READ_COUNT = 1000  # result entries per XREAD

@@ -67,8 +67,9 @@ class Ledger:
         claims = self.claims[sender]
         claim = claims[done.key]
         offsets = done.offsets
-        if not (isinstance(offsets, range) and isinstance(claim.ids, range) and self._apply_run(claim, offsets, done.outcomes)):
-            for offset, outcome in zip(offsets, done.outcomes):
+        fast = isinstance(offsets, range) and isinstance(claim.ids, range)
+        if not (fast and self._apply_run(claim, offsets, done.outcomes)):
+            for offset, outcome in zip(offsets, done.outcomes, strict=False):
                 self._apply_one(claim, offset, outcome)
         if claim.remaining == 0:
             del claims[done.key]
@@ -121,7 +122,7 @@ class Ledger:
             self.sent += outcomes.count(SENT)
             self.failed += outcomes.count(FAILED)
             return
-        for message_id, outcome in zip(ids, outcomes):
+        for message_id, outcome in zip(ids, outcomes, strict=False):
             if outcome == RETRY:
                 continue
             if self.state[message_id] != OPEN:

@@ -221,7 +221,7 @@ def fit(lines: list[str], columns: int, rows: int, head: int = 2) -> list[str]:
         lines = lines[:room]
     elif len(lines) > room:
         hidden = len(lines) - (room - 1)
-        lines = lines[:room - 1] + [f"  ... and {hidden} more sender{'s' if hidden != 1 else ''}"]
+        lines = [*lines[:room - 1], f"  ... and {hidden} more sender{'s' if hidden != 1 else ''}"]
     return [cut(line, columns - 1) for line in lines]
 
 
@@ -407,8 +407,8 @@ def summary_table(snap: Snapshot, seed: int, stopped_by: str) -> str:
     # Widths in terminal columns, not characters: a name in CJK takes two a character.
     widths = [max(display_width(row[i]) for row in rows) for i in range(len(header))]
     for row in rows:
-        cells = [pad_right(row[0], widths[0])] + [pad_left(c, w) for c, w in zip(row[1:-1], widths[1:-1])]
-        lines.append("  " + "  ".join(cells + [row[-1]]))
+        cells = [pad_right(row[0], widths[0])] + [pad_left(c, w) for c, w in zip(row[1:-1], widths[1:-1], strict=False)]
+        lines.append("  " + "  ".join([*cells, row[-1]]))
     return "\n".join(lines) + "\n"
 
 

@@ -9,6 +9,7 @@ fails once goes quiet for the rest of the run, and the run carries on.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import sys
@@ -162,10 +163,8 @@ def _new_file_mode(path: str) -> int:
 
 
 def _remove_quietly(path: str) -> None:
-    try:
+    with contextlib.suppress(OSError):
         os.remove(path)
-    except OSError:
-        pass
 
 
 def standard_streams(stdout: TextIO | None, stderr: TextIO | None) -> tuple[QuietStream, QuietStream]:

@@ -85,7 +85,7 @@ class PhonePool:
         # fresh random numbers (spread), half are neighbours of prefixes
         # already found (dense mobile ranges are found fast that way).
         candidates = _candidates(example, lengths, found, rng)
-        for _, national in zip(range(MAX_TRIES), candidates):
+        for _, national in zip(range(MAX_TRIES), candidates, strict=False):
             prefix = country + national[:-SUFFIX_DIGITS]
             if prefix not in seen and _prefix_is_mobile(prefix, region, rng):
                 found.append(prefix)

@@ -23,8 +23,8 @@ from dataclasses import replace
 from typing import TextIO
 
 from smsbatch.config import Settings
-from smsbatch.producer import MessageSource
 from smsbatch.monitor import Monitor, NullDisplay, seconds_text, summary_dict
+from smsbatch.producer import MessageSource
 
 AGGREGATED = ("sim_elapsed_s", "reach_s.50", "reach_s.90", "reach_s.99", "reach_s.100", "within_deadline",
               "sent", "failed", "avg_send_time_s")
@@ -100,21 +100,23 @@ def aggregate(summaries: list[dict]) -> dict:
     return {key: describe([figure(s, key) for s in summaries]) for key in AGGREGATED}
 
 
+def _formatter(key: str):
+    """How a figure of `key` is shown: a share in percent, seconds, or a count."""
+    if key == "within_deadline":
+        return lambda value: f"{value:.1%}"
+    unit = "s" if key.endswith("_s") or key.startswith("reach") else ""
+    digits = 3 if key == "avg_send_time_s" else 1
+    return lambda value: f"{value:,.{digits}f}{unit}"
+
+
 def aggregate_lines(agg: dict, total: int, done: int) -> str:
     lines = [f"replications: {done} of {total} done; mean, sd, 95% interval, min, max"]
     for key, d in agg.items():
         if d["n"] == 0:
             lines.append(f"  {key:16} never reached")
             continue
-        unit = "s" if key.endswith("_s") or key.startswith("reach") else ""
-        digits = 3 if key == "avg_send_time_s" else 1
         low, high = d["ci95"]
-
-        def fmt(value: float) -> str:
-            if key == "within_deadline":
-                return f"{value:.1%}"
-            return f"{value:,.{digits}f}{unit}"
-
+        fmt = _formatter(key)
         lines.append(f"  {key:16} {fmt(d['mean'])}  sd {fmt(d['stdev'])}  95% [{fmt(low)}, {fmt(high)}]"
                      f"  min {fmt(d['min'])}  max {fmt(d['max'])}  (n={d['n']})")
     return "\n".join(lines) + "\n"

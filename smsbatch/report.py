@@ -281,10 +281,7 @@ def _seconds(value, never: str = "never", minutes: bool = True) -> str:
         return never
     if not _is_number(value):
         return "n/a"
-    if value < 10:
-        text = f"{value:.3f} s" if value < 1 else f"{value:.2f} s"
-    else:
-        text = f"{value:,.1f} s"
+    text = (f"{value:.3f} s" if value < 1 else f"{value:.2f} s") if value < 10 else f"{value:,.1f} s"
     if minutes and value >= 120:
         text += f" ({_minutes(value)})"
     return text
@@ -641,7 +638,7 @@ def timeline_series(timeline, senders: list[dict], groups: list[tuple[str, list[
     if not isinstance(timeline, dict) or not timeline.get("rows"):
         return None
     names = timeline["columns"]
-    columns = dict(zip(names, map(list, zip(*timeline["rows"]))))
+    columns = dict(zip(names, map(list, zip(*timeline["rows"], strict=False)), strict=False))
 
     def column(name):
         values = columns.get(name)
@@ -650,7 +647,7 @@ def timeline_series(timeline, senders: list[dict], groups: list[tuple[str, list[
     def summed(members, suffix):
         found = [columns[f"{senders[i]['name']}:{suffix}"] for i in members
                  if f"{senders[i]['name']}:{suffix}" in columns]
-        return [_compact(sum(_number(v) for v in values)) for values in zip(*found)] if found else None
+        return [_compact(sum(_number(v) for v in values)) for values in zip(*found, strict=False)] if found else None
 
     everyone = list(range(len(senders)))
     return {

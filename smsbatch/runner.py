@@ -34,7 +34,6 @@ import logging
 import math
 import multiprocessing
 import os
-import random
 import selectors
 import signal
 import time
@@ -47,13 +46,26 @@ from smsbatch.children import RunStart, StopSignal
 from smsbatch.clock import Clock, SimClock
 from smsbatch.config import SenderSpec, Settings
 from smsbatch.ledger import Ledger
-from smsbatch.model import (FAILED, RETRY, SENT, Beat, ChildFailed, Claimed, MessageBatch, Progress,
-                            ProducerDone, Ready, Released, SenderDone, Stop)
+from smsbatch.model import (
+    FAILED,
+    RETRY,
+    SENT,
+    Beat,
+    ChildFailed,
+    Claimed,
+    MessageBatch,
+    ProducerDone,
+    Progress,
+    Ready,
+    Released,
+    SenderDone,
+    Stop,
+)
 from smsbatch.monitor import Monitor, SenderView, Snapshot
 from smsbatch.producer import MessageSource, run_producer
-from smsbatch.timeline import RunRecord, first_width
 from smsbatch.sender import AHEAD_WAKES, run_sender, wake_seconds
 from smsbatch.stats import Stats
+from smsbatch.timeline import RunRecord, first_width
 from smsbatch.transport import LocalTransport
 
 message_log = logging.getLogger("smsbatch.messages")
@@ -380,10 +392,7 @@ class Runner:
         holds any of that batch any more."""
         if not offsets:
             return
-        if key >= 0:
-            batch = self.source.batch(key)
-        else:
-            batch = self.reissued.pop(key) if done else self.reissued[key]
+        batch = self.source.batch(key) if key >= 0 else self.reissued.pop(key) if done else self.reissued[key]
         phones = batch.phones()
         self._put_batch(
             [batch.ids[o] for o in offsets], [phones[o] for o in offsets],

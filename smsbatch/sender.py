@@ -33,13 +33,26 @@ from collections.abc import Callable
 from smsbatch.children import enter_child, parent_alive, report_crash, termination_requested
 from smsbatch.clock import Clock, SimClock
 from smsbatch.config import Settings
-from smsbatch.model import (FAILED, RETRY, SENT, Beat, Claimed, Done, MessageBatch, Progress, Ready,
-                            Released, SenderDone, Stop)
+from smsbatch.model import (
+    FAILED,
+    RETRY,
+    SENT,
+    Beat,
+    Claimed,
+    Done,
+    MessageBatch,
+    Progress,
+    Ready,
+    Released,
+    SenderDone,
+    Stop,
+)
 from smsbatch.sender_model import Draws, SenderModel
 from smsbatch.stats import Stats
 
 FLUSH_SECONDS = 0.1  # real seconds between progress reports while busy (x senders / 32)
-IDLE_POLL_SECONDS = 0.5  # real seconds an idle take waits before checking for a stop (idle senders waking often cost the busy ones CPU)
+# Real seconds an idle take waits before checking for a stop (idle senders waking often cost the busy ones CPU).
+IDLE_POLL_SECONDS = 0.5
 WARM_STOP_GRACE = 1.0  # real seconds a warm stop waits for a send in flight
 AHEAD_WAKES = 2  # a busy sender keeps the messages it starts in this many wake-ups
 BEAT_SECONDS = 0.5  # real seconds a sender may say nothing before it says it is alive

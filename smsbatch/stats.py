@@ -97,7 +97,7 @@ class Stats:
         self.time_sum += float(seconds.sum())
         keys, counts = np.unique(buckets_of(seconds), return_counts=True)
         buckets = self.buckets
-        for bucket, n in zip(keys.tolist(), counts.tolist()):
+        for bucket, n in zip(keys.tolist(), counts.tolist(), strict=False):
             buckets[bucket] = buckets.get(bucket, 0) + n
 
     def forget(self, seconds: float, ok: bool) -> None:

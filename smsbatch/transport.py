@@ -77,7 +77,7 @@ class LocalTransport:
         if self.lock_holder.value != sender + 1:
             return False
         self.lock_holder.value = 0
-        self.work._rlock.release()  # noqa: SLF001
+        self.work._rlock.release()
         return True
 
     def writer_stuck(self) -> bool:
@@ -137,7 +137,7 @@ class LocalTransport:
         lock: a feeder thread blocked on a full pipe holds the write lock until
         someone reads."""
         work = self.work
-        if not work._sem.acquire(False):  # noqa: SLF001 (here and below)
+        if not work._sem.acquire(False):
             return False
         if not work._wlock.acquire(True, PUT_BACK_SECONDS):
             work._sem.release()
@@ -159,7 +159,7 @@ class LocalTransport:
         free the lock if the sender is killed (free_lock_of).
         """
         work, holder, me = self.work, self.lock_holder, sender + 1
-        lock = work._rlock  # noqa: SLF001 (here and below)
+        lock = work._rlock
 
         def take(timeout: float, start: float = 0.0):
             """The next item, or None. `start`: the simulated time this sender
@@ -177,10 +177,10 @@ class LocalTransport:
                 holder.value = 0
                 lock.release()
             item = ForkingPickler.loads(data)
-            if isinstance(item, MessageBatch) and self._sooner_elsewhere(sender, item, start):
-                if self._put_back(data):
-                    time.sleep(DEFER_PAUSE_SECONDS)
-                    return None
+            sooner = isinstance(item, MessageBatch) and self._sooner_elsewhere(sender, item, start)
+            if sooner and self._put_back(data):
+                time.sleep(DEFER_PAUSE_SECONDS)
+                return None
             return item
 
         return take

@@ -99,7 +99,7 @@ def _histogram(seconds: list[float]) -> dict[int, int]:
     if not seconds:
         return {}
     buckets, counts = np.unique(buckets_of(np.array(seconds)), return_counts=True)
-    return dict(zip(buckets.tolist(), counts.tolist()))
+    return dict(zip(buckets.tolist(), counts.tolist(), strict=False))
 
 
 class VirtualEngine:
@@ -157,9 +157,9 @@ class VirtualEngine:
             assert timeline is not None
             timeline.add_bin(
                 t_in_bin, sent - closed["sent"], failed - closed["failed"], retried - closed["retried"],
-                [f - c for f, c in zip(finished, closed["finished"])],
-                [f - c for f, c in zip(failed_attempts, closed["failed_attempts"])], _histogram(ended))
-            in_flight = [b.started(n) - f for b, n, f in zip(blocks, used, finished)]
+                [f - c for f, c in zip(finished, closed["finished"], strict=False)],
+                [f - c for f, c in zip(failed_attempts, closed["failed_attempts"], strict=False)], _histogram(ended))
+            in_flight = [b.started(n) - f for b, n, f in zip(blocks, used, finished, strict=False)]
             timeline.sample(t_in_bin, fresh + len(waiting) + pending, in_flight)
             closed.update(sent=sent, failed=failed, retried=retried, finished=list(finished),
                           failed_attempts=list(failed_attempts))
@@ -275,8 +275,8 @@ class VirtualEngine:
                                 pending_cap[s] = True
                                 heappush(heap, (next_start[s], START, first_slot[s], 0, 0.0))
                         else:
-                            for g, _ in [(g, free_since), *capped[s]]:
-                                heappush(idle, g)
+                            for slot, _ in [(g, free_since), *capped[s]]:
+                                heappush(idle, slot)
                             capped[s].clear()
                             last_end[s] = max(last_end[s], t)
                     elif fresh or waiting:
@@ -300,7 +300,7 @@ class VirtualEngine:
         return [b.stats for b in self.blocks]
 
     def _final_stats(self, used, heap, first_end, last_end) -> list[Stats]:
-        stats = [b.stats_with(n) for b, n in zip(self.blocks, used)]
+        stats = [b.stats_with(n) for b, n in zip(self.blocks, used, strict=False)]
         for event in heap:  # interrupted: attempts in flight did not finish
             if event[1] == FINISH:
                 stats[self._sender_of_slot(event[2])].forget(event[4], event[3] == 0)

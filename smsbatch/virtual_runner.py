@@ -49,7 +49,7 @@ class VirtualRunner:
     def _views(self, stats: list[Stats], state: str, capped: list[float] | None = None) -> tuple[SenderView, ...]:
         capped = capped or [0.0] * len(stats)
         return tuple(SenderView(spec.name, spec, st, state, held)
-                     for spec, st, held in zip(self.settings.senders, stats, capped))
+                     for spec, st, held in zip(self.settings.senders, stats, capped, strict=False))
 
     def _snapshot(self, views, elapsed: float, **figures) -> Snapshot:
         total = Stats()

@@ -13,11 +13,21 @@ from dataclasses import replace
 from multiprocessing import connection, get_context
 from typing import TextIO
 
-from smsbatch.broker import (RUNNING, RUNS_KEY, BrokerDown, Patient, RunGone, RunKeys, SenderLink,
-                             connect, consumer_name, process_label, settings_for_worker,
-                             stderr_line)
-from smsbatch.children import (StopSignal, enter_child, parent_alive, report_crash,
-                               termination_requested)
+from smsbatch.broker import (
+    RUNNING,
+    RUNS_KEY,
+    BrokerDown,
+    Patient,
+    RunGone,
+    RunKeys,
+    SenderLink,
+    connect,
+    consumer_name,
+    process_label,
+    settings_for_worker,
+    stderr_line,
+)
+from smsbatch.children import StopSignal, enter_child, parent_alive, report_crash, termination_requested
 from smsbatch.clock import Clock, SimClock
 from smsbatch.config import SenderSpec, Settings, WorkerSettings
 from smsbatch.model import ChildFailed, Ready

@@ -10,8 +10,8 @@ import sys
 import time
 
 import pytest
-
 from conftest import Run, WorkerProc, child_pids, wait_until
+
 from smsbatch.ledger import Ledger
 from smsbatch.model import FAILED, RETRY, SENT
 from smsbatch.stats import Stats
@@ -47,12 +47,15 @@ def test_a_batch_travels_whole():
 
 
 def test_part_of_a_batch_keeps_ids_numbers_and_attempts_together():
-    batch = broker.MessageBatch.of(0, range(10, 14), ["+1555000001%d" % i for i in range(4)], "hi")
-    decode = lambda fields: broker.batch_from(1, {k.encode(): v.encode() for k, v in fields.items()}, "hi")
+    batch = broker.MessageBatch.of(0, range(10, 14), [f"+1555000001{i}" for i in range(4)], "hi")
+    def decode(fields):
+        return broker.batch_from(1, {k.encode(): v.encode() for k, v in fields.items()}, "hi")
     tail = decode(broker.part_fields(batch, range(2, 4)))
-    assert tail.ids == range(12, 14) and tail.phones() == ["+15550000012", "+15550000013"]
+    assert tail.ids == range(12, 14)
+    assert tail.phones() == ["+15550000012", "+15550000013"]
     some = decode(broker.part_fields(batch, [3, 0]))
-    assert some.ids == (13, 10) and some.phones() == ["+15550000013", "+15550000010"]
+    assert some.ids == (13, 10)
+    assert some.phones() == ["+15550000013", "+15550000010"]
     assert some.attempts == (1, 1)
 
 
@@ -64,7 +67,8 @@ def test_ledger_counts_each_message_id_once():
     # 3 was open (RETRY) when the second report came: its FAILED counts.
     assert (ledger.sent, ledger.failed, ledger.unsent) == (4, 2, 4)
     assert ledger.duplicates == 5  # 0, 1, 2, 4 the second time, 3 the third
-    assert ledger.retry(5, 2) and not ledger.retry(5, 2)  # a retry asked twice is made once
+    assert ledger.retry(5, 2)
+    assert not ledger.retry(5, 2)
     assert not ledger.retry(0, 2)  # no retry for a counted message
     assert ledger.retried == 1
 
@@ -86,13 +90,19 @@ def test_local_and_remote_senders_share_a_run(tmp_path, redis_url, no_children_l
     run.finish().accounted()
     worker.finish()
     s = run.summary
-    assert run.status == 0 and s["unsent"] == 0 and s["run_id"]
-    assert worker.status == 0 and f"joined run {s['run_id']}" in worker.out
+    assert run.status == 0
+    assert s["unsent"] == 0
+    assert s["run_id"]
+    assert worker.status == 0
+    assert f"joined run {s['run_id']}" in worker.out
     names = [x["name"] for x in s["senders"]]
-    assert names[0] == "sender 1" and names[1].startswith("far@")
+    assert names[0] == "sender 1"
+    assert names[1].startswith("far@")
     assert all(x["attempts"] > 0 and x["state"] == "done" for x in s["senders"])
-    assert "far@" in run.err and "joined from" in run.err
-    assert s["retried"] > 0 and s["attempts"] == 4000 + s["retried"]
+    assert "far@" in run.err
+    assert "joined from" in run.err
+    assert s["retried"] > 0
+    assert s["attempts"] == 4000 + s["retried"]
     # After the run: the work stream is empty, the keys expire, the run is unlisted.
     client = redis.Redis.from_url(redis_url)
     keys = broker.RunKeys(s["run_id"])
@@ -112,10 +122,14 @@ def test_a_killed_worker_loses_nothing(tmp_path, redis_url, no_children_left):
     worker.finish()
     run.finish(timeout=45).accounted()
     s = run.summary
-    assert run.status == 0 and s["unsent"] == 0 and s["sent"] + s["failed"] == 6000
-    assert s["lost_senders"] == 2 and s["redelivered"] > 0
+    assert run.status == 0
+    assert s["unsent"] == 0
+    assert s["sent"] + s["failed"] == 6000
+    assert s["lost_senders"] == 2
+    assert s["redelivered"] > 0
     lost = [x for x in s["senders"] if x["state"].startswith("lost")]
-    assert len(lost) == 2 and all(x["attempts"] > 0 for x in lost)
+    assert len(lost) == 2
+    assert all(x["attempts"] > 0 for x in lost)
     assert "counted lost" in run.err
 
 
@@ -129,10 +143,14 @@ def test_a_worker_that_leaves_gives_its_work_back(tmp_path, redis_url, no_childr
     worker.finish(timeout=10)
     run.finish().accounted()
     s = run.summary
-    assert worker.status == 0 and "giving back" in worker.out
-    assert run.status == 0 and s["unsent"] == 0 and s["sent"] == 3000
+    assert worker.status == 0
+    assert "giving back" in worker.out
+    assert run.status == 0
+    assert s["unsent"] == 0
+    assert s["sent"] == 3000
     slow = s["senders"][1]
-    assert slow["state"].startswith("left (gave back ") and slow["state"] != "left (gave back 0)"
+    assert slow["state"].startswith("left (gave back ")
+    assert slow["state"] != "left (gave back 0)"
 
 
 def test_a_slow_sender_elsewhere_does_not_sit_on_a_big_batch(tmp_path, redis_url, no_children_left):
@@ -144,9 +162,11 @@ def test_a_slow_sender_elsewhere_does_not_sit_on_a_big_batch(tmp_path, redis_url
     run.finish(timeout=50).accounted()
     worker.finish(timeout=10)
     s = run.summary
-    assert run.status == 0 and s["sent"] == 40000
+    assert run.status == 0
+    assert s["sent"] == 40000
     slow = s["senders"][1]
-    assert slow["name"].startswith("slow@") and 1 <= slow["attempts"] <= 10
+    assert slow["name"].startswith("slow@")
+    assert 1 <= slow["attempts"] <= 10
 
 
 def test_a_worker_joins_mid_run(tmp_path, redis_url, no_children_left):
@@ -157,9 +177,11 @@ def test_a_worker_joins_mid_run(tmp_path, redis_url, no_children_left):
     run.finish().accounted()
     worker.finish()
     s = run.summary
-    assert run.status == 0 and s["sent"] == 3000
+    assert run.status == 0
+    assert s["sent"] == 3000
     quick = s["senders"][1]
-    assert quick["name"].startswith("quick@") and quick["attempts"] > 0
+    assert quick["name"].startswith("quick@")
+    assert quick["attempts"] > 0
     assert s["senders"][0]["attempts"] > 0  # the local one worked before the worker came
 
 
@@ -171,13 +193,16 @@ def test_ctrl_c_on_the_coordinator_stops_the_workers_senders_too(tmp_path, redis
     os.kill(run.proc.pid, signal.SIGINT)
     run.finish(timeout=20).accounted()
     s = run.summary
-    assert run.status == 130 and 0 < s["sent"] < 5000 and s["unsent"] == 5000 - s["sent"]
+    assert run.status == 130
+    assert 0 < s["sent"] < 5000
+    assert s["unsent"] == 5000 - s["sent"]
     assert [x["state"] for x in s["senders"]] == ["done", "done"]  # both said goodbye
     assert s["senders"][1]["attempts"] > 0
     deadline = time.monotonic() + 10
     while len(child_pids(worker.proc.pid)) and time.monotonic() < deadline:
         time.sleep(0.05)  # its sender left; the worker waits for the next run
-    assert not child_pids(worker.proc.pid) and worker.proc.poll() is None
+    assert not child_pids(worker.proc.pid)
+    assert worker.proc.poll() is None
     worker.kill_group(signal.SIGTERM)
     worker.finish(timeout=10)
     assert worker.status == 0
@@ -195,7 +220,8 @@ def test_workers_leave_a_run_whose_coordinator_died(tmp_path, redis_url, no_chil
     run.proc.wait(10)
     killed = time.monotonic()
     worker.finish(timeout=30)  # the run's keys expire 1 + 5 s after the last renewal
-    assert worker.status == 0 and f"left run {keys.run_id}" in worker.out
+    assert worker.status == 0
+    assert f"left run {keys.run_id}" in worker.out
     assert time.monotonic() - killed < 10
     client = redis.Redis.from_url(redis_url)
     assert not any(client.exists(key) for key in keys.all())  # a leaving sender re-made none
@@ -212,13 +238,17 @@ def test_two_runs_side_by_side_do_not_mix(tmp_path, redis_url, no_children_left)
     for run, messages, senders in [(first, 2000, 1), (second, 3000, 3)]:
         run.finish().accounted()
         s = run.summary
-        assert run.status == 0 and s["messages"] == messages and s["unsent"] == 0
-        assert len(s["senders"]) == senders and s["duplicates"] == 0
+        assert run.status == 0
+        assert s["messages"] == messages
+        assert s["unsent"] == 0
+        assert len(s["senders"]) == senders
+        assert s["duplicates"] == 0
         assert sum(x["attempts"] for x in s["senders"]) == messages
     assert second.summary["run_id"] == second_id != first.summary["run_id"]
     assert second.summary["senders"][2]["name"].startswith("far@")
     worker.finish()  # it served the run it was asked to, and left
-    assert worker.status == 0 and f"joined run {second_id}" in worker.out
+    assert worker.status == 0
+    assert f"joined run {second_id}" in worker.out
 
 
 def test_streams_stay_short_however_long_the_run(tmp_path, no_children_left, private_redis):
@@ -238,7 +268,8 @@ def test_streams_stay_short_however_long_the_run(tmp_path, no_children_left, pri
             stop_at = float("inf")
         time.sleep(0.005)
     run.finish().accounted()
-    assert run.status == 130 and 0 < run.summary["sent"] < 40000
+    assert run.status == 130
+    assert 0 < run.summary["sent"] < 40000
     assert broker.MAX_QUEUED * 0.9 <= longest["work"] <= broker.MAX_QUEUED + 1
     assert 0 < longest["results"] < 100
 
@@ -253,9 +284,13 @@ def test_redis_stopped_mid_run(tmp_path, no_children_left, private_redis):
     run.finish(timeout=30).accounted()
     worker.finish(timeout=30)
     s = run.summary
-    assert run.status == 1 and 0 < s["sent"] < 5000 and s["unsent"] > 0
-    assert "unreachable" in run.err and "unreachable" in s["stopped_by"]
-    assert worker.status == 1 and "unreachable" in worker.out
+    assert run.status == 1
+    assert 0 < s["sent"] < 5000
+    assert s["unsent"] > 0
+    assert "unreachable" in run.err
+    assert "unreachable" in s["stopped_by"]
+    assert worker.status == 1
+    assert "unreachable" in worker.out
 
 
 def test_redis_back_within_the_timeout(tmp_path, no_children_left, private_redis):
@@ -267,8 +302,11 @@ def test_redis_back_within_the_timeout(tmp_path, no_children_left, private_redis
     private_redis.start()
     run.finish(timeout=45).accounted()
     s = run.summary
-    assert run.status == 0 and s["sent"] == 3000 and s["unsent"] == 0
-    assert "unreachable" in run.err and "is back after" in run.err
+    assert run.status == 0
+    assert s["sent"] == 3000
+    assert s["unsent"] == 0
+    assert "unreachable" in run.err
+    assert "is back after" in run.err
 
 
 def _progress_reports(client) -> int:
@@ -289,8 +327,11 @@ def test_redis_back_without_the_runs_data(tmp_path, no_children_left, private_re
     private_redis.start()
     run.finish(timeout=45).accounted()
     s = run.summary
-    assert run.status == 1 and 0 < s["sent"] < 20000 and s["unsent"] == 20000 - s["sent"]
-    assert "gone from Redis" in s["stopped_by"] and "gone from Redis" in run.err
+    assert run.status == 1
+    assert 0 < s["sent"] < 20000
+    assert s["unsent"] == 20000 - s["sent"]
+    assert "gone from Redis" in s["stopped_by"]
+    assert "gone from Redis" in run.err
     assert s["produced"] is None  # the producer did not pretend to add to a stream that was gone
 
 
@@ -302,7 +343,9 @@ def test_bad_broker_input_starts_nothing(no_children_left):
         proc = subprocess.run([sys.executable, "-m", "smsbatch", *argv], capture_output=True,
                               text=True, timeout=30)
         assert proc.returncode == 2, argv
-        assert proc.stdout == "" and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+        assert proc.stdout == ""
+        assert proc.stderr.count("\n") == 1
+        assert "Traceback" not in proc.stderr
         assert "--broker" in proc.stderr or "--sender" in proc.stderr
 
 

@@ -22,7 +22,7 @@ def _ini(tmp_path, text, name="run.ini"):
     return str(path)
 
 
-@pytest.mark.parametrize("text, line, words", [
+@pytest.mark.parametrize(("text", "line", "words"), [
     ("messages = 5\nbogus_key = 3\n", 2, "keys must be option names"),
     ("# a comment\n\nmessages = -1\n", 3, "must be a whole number"),
     ("[smsbatch]\nsender = [1:0.1, 2:7]\n", 2, "FAIL_RATE"),
@@ -34,8 +34,10 @@ def _ini(tmp_path, text, name="run.ini"):
 def test_config_errors_name_the_file_and_line(tmp_path, text, line, words, no_children_left):
     path = _ini(tmp_path, text)
     status, out, err = _run(["-c", path])
-    assert status == 2 and out == ""
-    assert err.count("\n") == 1 and "Traceback" not in err
+    assert status == 2
+    assert out == ""
+    assert err.count("\n") == 1
+    assert "Traceback" not in err
     assert f"{path} line {line}" in err
     assert words in err
 
@@ -52,7 +54,8 @@ def test_a_binary_config_file_is_not_a_text_ini_file(tmp_path, no_children_left)
     path = tmp_path / "run.ini"
     path.write_bytes(b"\x7fELF\x02\x01\xff\xfe\x00")
     status, _, err = _run(["-c", str(path)])
-    assert status == 2 and f"{path} is not a text ini file" in err
+    assert status == 2
+    assert f"{path} is not a text ini file" in err
 
 
 def test_empty_sender_list_in_ini_is_bad_input_not_the_built_in_senders(tmp_path):
@@ -79,7 +82,9 @@ def test_config_values_keep_their_old_forms(tmp_path):
     text = ("--messages = 9\nno-progress\nregion: gb\ntext = '[TEST] flood warning'\n"
             "sender = [0.5:0.1:name=a, 1:0:name=b]  # two routes\n")
     settings = parse_settings(["-c", _ini(tmp_path, text)])
-    assert settings.messages == 9 and not settings.progress and settings.region == "GB"
+    assert settings.messages == 9
+    assert not settings.progress
+    assert settings.region == "GB"
     assert settings.text == "[TEST] flood warning"
     assert [s.name for s in settings.senders] == ["a", "b"]
 
@@ -92,7 +97,8 @@ def test_version_prints_the_package_version(capsys):
 def test_help_shows_real_defaults_not_none(capsys):
     assert main(["--help"]) == 0
     text = " ".join(capsys.readouterr().out.split())  # undo the help's line wrapping
-    assert "(default: None)" not in text and "(default: False)" not in text
+    assert "(default: None)" not in text
+    assert "(default: False)" not in text
     assert "(default: 1000;" in text
     assert "(default: the built-in set 0.05:0.01" in text
     assert "(default: a fresh one, printed)" in text
@@ -106,18 +112,20 @@ class _Source:
 def test_start_line_says_1_message_and_1_sender():
     settings = Settings(messages=1, senders=(parse_sender("0:0"),), seed=3)
     line = start_line(settings, _Source(), invalid=1)
-    assert "smsbatch: 1 message to " in line and " through 1 sender, " in line
+    assert "smsbatch: 1 message to " in line
+    assert " through 1 sender, " in line
     assert "(1 invalid line skipped)" in line
 
 
 def test_names_are_case_insensitive():
     settings = parse_settings(["--distribution", "LOGNORMAL", "--sender", "1:0:distribution=Normal",
                                "--region", "us", "--log", "info"])
-    assert settings.distribution == "lognormal" and settings.senders[0].distribution == "normal"
+    assert settings.distribution == "lognormal"
+    assert settings.senders[0].distribution == "normal"
     assert (settings.region, settings.log_level) == ("US", "INFO")
 
 
-@pytest.mark.parametrize("argv, env", [
+@pytest.mark.parametrize(("argv", "env"), [
     (["--broker", "redis://admin:secret@localhost:99999999/0"], {}),
     (["--broker", "ftp://admin:secret@localhost/0"], {}),
     ([], {"SMSBATCH_BROKER": "redis://admin:secret@localhost:6379/zero"}),
@@ -127,7 +135,8 @@ def test_a_password_in_a_broker_url_is_never_shown(argv, env, monkeypatch, no_ch
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     status, out, err = _run(argv)
-    assert status == 2 and "secret" not in err + out
+    assert status == 2
+    assert "secret" not in err + out
     assert "***" in err
 
 
@@ -138,7 +147,7 @@ def test_start_line_of_a_broker_run_hides_the_password():
     assert "smsbatch worker --broker redis://admin:***@redis-host:6379/0" in line
 
 
-@pytest.mark.parametrize("spec, words", [
+@pytest.mark.parametrize(("spec", "words"), [
     ("1e-320:0", "MEAN must be 0 or a number from 1e-06 to 86400"),
     ("1:0:rate=1e-320", "rate must be a number at least 1e-06"),
     ("1:0:name=a\tb", "name must be printable characters"),

@@ -22,12 +22,12 @@ def test_mean_is_honoured_within_3_percent(name, mean, seed):
     assert statistics.fmean(values) == pytest.approx(mean, rel=0.03)
 
 
-@pytest.mark.parametrize("name, spread", [("normal", 0.5), ("uniform", 0.57), ("lognormal", 1.0)])
+@pytest.mark.parametrize(("name", "spread"), [("normal", 0.5), ("uniform", 0.57), ("lognormal", 1.0)])
 def test_mean_holds_at_the_widest_spreads(name, spread):
     assert statistics.fmean(draws(name, 1.0, spread)) == pytest.approx(1.0, rel=0.03)
 
 
-@pytest.mark.parametrize("name, spread", [("normal", 0.3), ("uniform", 0.3), ("lognormal", 0.3)])
+@pytest.mark.parametrize(("name", "spread"), [("normal", 0.3), ("uniform", 0.3), ("lognormal", 0.3)])
 def test_spread_is_the_coefficient_of_variation(name, spread):
     values = draws(name, 2.0, spread)
     assert statistics.stdev(values) / statistics.fmean(values) == pytest.approx(spread, rel=0.1)

@@ -9,8 +9,8 @@ import signal
 import time
 
 import pytest
-
 from conftest import Run, wait_until_gone
+
 from smsbatch.cli import main
 from smsbatch.sender import SenderEngine
 
@@ -25,9 +25,12 @@ def test_a_killed_sender_loses_nothing(tmp_path):
     os.kill(run.pid_of("smsbatch: sender 2"), signal.SIGKILL)
     run.finish().accounted()
     s = run.summary
-    assert run.status == 0 and s["unsent"] == 0
-    assert s["lost_senders"] == 1 and s["senders"][1]["state"] == "died (SIGKILL)"
-    assert "sender 2 died (SIGKILL);" in run.err and "re-queued" in run.err
+    assert run.status == 0
+    assert s["unsent"] == 0
+    assert s["lost_senders"] == 1
+    assert s["senders"][1]["state"] == "died (SIGKILL)"
+    assert "sender 2 died (SIGKILL);" in run.err
+    assert "re-queued" in run.err
     # Every message counted exactly once: once in the per-sender attempts, once in the log.
     assert sum(x["attempts"] for x in s["senders"]) == 3000
     ids = [int(line.split()[2]) for line in run.err.splitlines() if line.startswith("INFO message ")]
@@ -46,7 +49,8 @@ def test_senders_killed_while_waiting_for_work_do_not_lock_the_queue(tmp_path):
     for n in (1, 2, 3):
         os.kill(run.pid_of(f"smsbatch: sender {n} "), signal.SIGKILL)
     run.finish().accounted()
-    assert run.status == 0 and run.summary["sent"] == 20
+    assert run.status == 0
+    assert run.summary["sent"] == 20
     assert run.summary["senders"][3]["state"] == "done"
 
 
@@ -63,7 +67,8 @@ def test_every_sender_killed_ends_the_run_at_once(tmp_path):
     assert time.monotonic() - killed < 2.0
     run.accounted()
     assert run.status == 1
-    assert run.summary["unsent"] > 0 and run.summary["lost_senders"] == 2
+    assert run.summary["unsent"] > 0
+    assert run.summary["lost_senders"] == 2
     assert run.summary["stopped_by"] == "every sender died"
 
 
@@ -79,7 +84,7 @@ def test_a_killed_producer_does_not_hang_the_run(tmp_path):
     assert "producer died (SIGKILL)" in run.err
 
 
-@pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize(("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 @pytest.mark.parametrize("times", [1, 2])
 def test_signals_stop_warm_then_cold(tmp_path, signum, status, times):
     run = Run(tmp_path, "--messages", "5000", "--sender", "0.5:0.1", "--sender", "0.5:0.1",
@@ -94,7 +99,8 @@ def test_signals_stop_warm_then_cold(tmp_path, signum, status, times):
     assert time.monotonic() - sent_at < 3.0
     run.accounted()
     assert run.status == status
-    assert run.summary["unsent"] > 0 and run.summary["exit_status"] == status
+    assert run.summary["unsent"] > 0
+    assert run.summary["exit_status"] == status
 
 
 def test_sigterm_to_the_main_process_only(tmp_path):
@@ -134,7 +140,9 @@ def test_an_exception_in_a_sender_is_shown_once_and_its_work_redone(tmp_path, mo
                    "--seed", "7", "--no-progress", "--summary-json", str(summary)],
                   stdout=out, stderr=err)
     data = json.loads(summary.read_text())
-    assert status == 0 and data["sent"] == 2000 and data["lost_senders"] == 1
+    assert status == 0
+    assert data["sent"] == 2000
+    assert data["lost_senders"] == 1
     assert err.getvalue().count("RuntimeError: gateway exploded") == 1
     assert "Traceback" in err.getvalue()  # the child's own traceback, shown once
     assert "sender 2 died (exception)" in err.getvalue()

@@ -32,14 +32,16 @@ def _shell(script: str, *argv, timeout=30):
 
 
 def _clean(err: str) -> None:
-    assert "Traceback" not in err and "Exception ignored" not in err, err
+    assert "Traceback" not in err, err
+    assert "Exception ignored" not in err, err
 
 
 def test_head_1_still_gets_the_summary_file_and_exit_0(tmp_path, no_children_left):
     summary = tmp_path / "s.json"
     status, out, err = _shell('"$@" | head -1; exit "${PIPESTATUS[0]}"',
                               *RUN, "--no-progress", "--summary-json", str(summary))
-    assert out.startswith("smsbatch: 50 messages to ") and out.count("\n") == 1
+    assert out.startswith("smsbatch: 50 messages to ")
+    assert out.count("\n") == 1
     _clean(err)
     assert status == 0
     assert json.loads(summary.read_text())["sent"] == 50
@@ -49,17 +51,18 @@ def test_head_1_still_gets_the_summary_file_and_exit_0(tmp_path, no_children_lef
 def test_closed_or_full_stdout_and_stderr_run_to_the_end(tmp_path, redirect, no_children_left):
     summary = tmp_path / "s.json"
     # --interval 0.05: progress lines on stderr while it is dead
-    status, out, err = _shell(f'"$@" {redirect}', *RUN, "--interval", "0.05",
+    status, _out, err = _shell(f'"$@" {redirect}', *RUN, "--interval", "0.05",
                               "--summary-json", str(summary))
     _clean(err)
     assert status == 0
     data = json.loads(summary.read_text())
-    assert data["sent"] == 50 and data["exit_status"] == 0
+    assert data["sent"] == 50
+    assert data["exit_status"] == 0
 
 
 def test_stderr_reader_gone_mid_run(tmp_path, no_children_left):
     summary = tmp_path / "s.json"
-    status, out, err = _shell('"$@" 2>&1 >/dev/null | head -1 >/dev/null; exit "${PIPESTATUS[0]}"',
+    status, _out, _err = _shell('"$@" 2>&1 >/dev/null | head -1 >/dev/null; exit "${PIPESTATUS[0]}"',
                               *RUN, "--interval", "0.05", "--summary-json", str(summary))
     assert status == 0
     assert json.loads(summary.read_text())["sent"] == 50
@@ -81,14 +84,15 @@ def test_summary_to_a_fifo_is_written_in_place(tmp_path, no_children_left):
     status, _, err = _shell('"$@"', *RUN, "--no-progress", "--summary-json", str(fifo))
     reader.join(10)
     _clean(err)
-    assert status == 0 and json.loads(received[0])["sent"] == 50
+    assert status == 0
+    assert json.loads(received[0])["sent"] == 50
     assert sorted(os.listdir(tmp_path)) == ["summary.fifo"]
 
 
 # ---- every output path is checked before the run ----
 
 
-@pytest.mark.parametrize("path, words", [
+@pytest.mark.parametrize(("path", "words"), [
     ("/proc/x.json", "/proc refuses"),
     ("new.json/", "not a folder"),
     ("{tmp}", "not a folder"),
@@ -102,7 +106,8 @@ def test_unwritable_summary_paths_are_bad_input(tmp_path, path, words):
     with pytest.raises(UsageError) as caught:
         check_output_path("--summary-json", path)
     message = str(caught.value)
-    assert message.startswith("argument --summary-json: ") and words in message
+    assert message.startswith("argument --summary-json: ")
+    assert words in message
     assert message.endswith(f"(got {path!r})")
 
 
@@ -114,8 +119,10 @@ def test_the_write_probe_leaves_nothing_behind(tmp_path):
 
 def test_bad_summary_path_starts_nothing(tmp_path, no_children_left):
     status, out, err = _shell('"$@"', *RUN, "--summary-json", "/proc/x.json")
-    assert status == 2 and out == ""
-    assert err.startswith("smsbatch: error: argument --summary-json: ") and err.count("\n") == 1
+    assert status == 2
+    assert out == ""
+    assert err.startswith("smsbatch: error: argument --summary-json: ")
+    assert err.count("\n") == 1
 
 
 # ---- the summary file is written whole ----
@@ -141,14 +148,16 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypat
     monkeypatch.setattr(os, "replace", refuse)
     with pytest.raises(OSError):
         write_text_file(str(path), "new")
-    assert path.read_text() == "old" and os.listdir(tmp_path) == ["s.json"]
+    assert path.read_text() == "old"
+    assert os.listdir(tmp_path) == ["s.json"]
 
 
 def test_a_symlinked_summary_keeps_its_link(tmp_path):
     (tmp_path / "real.json").write_text("old")
     (tmp_path / "link.json").symlink_to("real.json")
     write_text_file(str(tmp_path / "link.json"), "new")
-    assert (tmp_path / "link.json").is_symlink() and (tmp_path / "real.json").read_text() == "new"
+    assert (tmp_path / "link.json").is_symlink()
+    assert (tmp_path / "real.json").read_text() == "new"
 
 
 # ---- the quiet stream ----
@@ -161,7 +170,8 @@ class _Broken(io.StringIO):
 
 def test_a_stream_that_fails_once_goes_quiet():
     stream = QuietStream(_Broken())
-    assert stream.write("a\n") == 2 and stream.dead
+    assert stream.write("a\n") == 2
+    assert stream.dead
     stream.write("b\n")
     stream.flush()
     assert not stream.isatty()
@@ -169,7 +179,9 @@ def test_a_stream_that_fails_once_goes_quiet():
 
 def test_none_stream_is_dead_from_the_start():
     stream = QuietStream(None)
-    assert stream.dead and stream.write("x") == 1 and not stream.isatty()
+    assert stream.dead
+    assert stream.write("x") == 1
+    assert not stream.isatty()
     stream.flush()
 
 
@@ -178,4 +190,5 @@ def test_a_live_stream_passes_everything_through():
     stream = QuietStream(target)
     stream.write("hello\n")
     stream.flush()
-    assert target.getvalue() == "hello\n" and not stream.dead
+    assert target.getvalue() == "hello\n"
+    assert not stream.dead

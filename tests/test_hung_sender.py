@@ -6,7 +6,6 @@ import os
 import signal
 
 import pytest
-
 from conftest import Run
 
 pytestmark = pytest.mark.timeout(60)
@@ -20,9 +19,13 @@ def test_a_stopped_sender_holding_work_is_lost_and_its_work_sent_by_the_others(t
     os.kill(run.pid_of("smsbatch: sender 2"), signal.SIGSTOP)
     run.finish().accounted()
     s = run.summary
-    assert run.status == 0 and s["sent"] == 600 and s["unsent"] == 0
-    assert s["lost_senders"] == 1 and s["senders"][1]["state"].startswith("lost (silent for ")
-    assert s["requeued"] > 0 and "sender 2 is silent for" in run.err
+    assert run.status == 0
+    assert s["sent"] == 600
+    assert s["unsent"] == 0
+    assert s["lost_senders"] == 1
+    assert s["senders"][1]["state"].startswith("lost (silent for ")
+    assert s["requeued"] > 0
+    assert "sender 2 is silent for" in run.err
 
 
 def test_stopped_idle_senders_holding_the_queues_lock_do_not_hang_the_end(tmp_path, no_children_left):
@@ -38,7 +41,8 @@ def test_stopped_idle_senders_holding_the_queues_lock_do_not_hang_the_end(tmp_pa
         os.kill(run.pid_of(f"smsbatch: sender {n} "), signal.SIGSTOP)
     run.finish().accounted()
     s = run.summary
-    assert run.status == 0 and s["sent"] == 20
+    assert run.status == 0
+    assert s["sent"] == 20
     assert s["senders"][3]["state"] == "done"
     assert all(x["state"].startswith("lost (silent for ") for x in s["senders"][:3])
 
@@ -48,7 +52,8 @@ def test_a_slow_send_is_not_taken_for_a_hang(tmp_path, no_children_left):
     run = Run(tmp_path, "--messages", "1", "--sender", "2.5:0:distribution=constant", "--seed", "1",
               "--claim-after", "1", "--no-progress").finish()
     run.accounted()
-    assert run.status == 0 and run.summary["lost_senders"] == 0
+    assert run.status == 0
+    assert run.summary["lost_senders"] == 0
     assert run.summary["senders"][0]["state"] == "done"
 
 
@@ -62,6 +67,7 @@ def test_a_stopped_sender_ended_by_a_warm_stop_reads_lost_not_done(tmp_path, no_
     os.kill(run.proc.pid, signal.SIGTERM)
     run.finish().accounted()
     s = run.summary
-    assert run.status == 143 and s["unsent"] > 0
+    assert run.status == 143
+    assert s["unsent"] > 0
     assert s["senders"][0]["state"] == "done"
     assert s["senders"][1]["state"].startswith("lost (silent for ")

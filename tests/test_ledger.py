@@ -15,7 +15,8 @@ def test_counts_each_message_once():
     ledger.apply(1, Done(1, (4, 0, 2), bytes([SENT, SENT, FAILED])))  # out of order
     assert (ledger.sent, ledger.failed) == (5, 2)
     assert ledger.held(1) == 2
-    assert ledger.unsent == 3 and ledger.sent + ledger.failed + ledger.unsent == 10
+    assert ledger.unsent == 3
+    assert ledger.sent + ledger.failed + ledger.unsent == 10
     assert [i for i, state in enumerate(ledger.state) if state == OPEN] == [4, 6, 8]
 
 
@@ -39,4 +40,5 @@ def test_release_gives_back_only_what_was_not_reported():
     ledger.apply(0, Done(-1, (1,), bytes([RETRY])))  # goes round again elsewhere
     released = ledger.release(0)
     assert released == {0: [1, 2], -1: [0, 2]}
-    assert ledger.held(0) == 0 and ledger.retried == 1
+    assert ledger.held(0) == 0
+    assert ledger.retried == 1

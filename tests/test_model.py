@@ -57,10 +57,12 @@ def test_ties_go_to_the_lower_sender_index():
 
 def test_retries_wait_their_backoff_and_failures_without_retries_never_reach_100():
     outcome = simulate("-n", "50", "--sender", "0:1", "--max-retries", "2", "--retry-backoff", "4")
-    assert outcome.failed == 50 and outcome.retried == 100
+    assert outcome.failed == 50
+    assert outcome.retried == 100
     # Two backoffs: 4 x U(0.5, 1.5), then 8 x U(0.5, 1.5).
     assert 4 * 0.5 + 8 * 0.5 <= outcome.sim_elapsed <= 4 * 1.5 + 8 * 1.5
-    assert outcome.reach["50"] is None and outcome.reach["100"] is None
+    assert outcome.reach["50"] is None
+    assert outcome.reach["100"] is None
 
 
 # ---- analytic results for random send times ----

@@ -3,9 +3,19 @@ import json
 
 from smsbatch.clock import FakeClock
 from smsbatch.config import SenderSpec
-from smsbatch.monitor import (BarDisplay, LineDisplay, Monitor, NullDisplay, SenderView, Snapshot,
-                              make_display, progress_line, summary_dict, summary_table,
-                              write_summary_json)
+from smsbatch.monitor import (
+    BarDisplay,
+    LineDisplay,
+    Monitor,
+    NullDisplay,
+    SenderView,
+    Snapshot,
+    make_display,
+    progress_line,
+    summary_dict,
+    summary_table,
+    write_summary_json,
+)
 from smsbatch.stats import Stats
 
 
@@ -30,7 +40,8 @@ def test_progress_line_has_the_figures():
     assert "4/10 (40.0%)" in line
     assert "sent 3 failed 1" in line
     assert "avg 0.875s/msg" in line  # (0.5 + 0.7 + 0.3 + 2.0) / 4, failures included
-    assert "0.4 msg/s" in line and "eta 15.0s" in line
+    assert "0.4 msg/s" in line
+    assert "eta 15.0s" in line
 
 
 def test_times_are_simulated():
@@ -53,7 +64,9 @@ def test_bar_display_draws_a_bar_and_a_line_per_sender():
     display = BarDisplay(out, messages=10, sender_count=2)
     display.draw(snapshot())
     text = out.getvalue()
-    assert "4/10" in text and "gw-a (mean 0.5s, fail 25%)" in text and "died (SIGKILL)" in text
+    assert "4/10" in text
+    assert "gw-a (mean 0.5s, fail 25%)" in text
+    assert "died (SIGKILL)" in text
     display.close()  # the bars go; the last state stays as plain lines
     last_lines = out.getvalue().splitlines()[-3:]
     assert last_lines[0] == progress_line(snapshot())
@@ -84,7 +97,8 @@ def test_summary_table_and_json(tmp_path):
     snap = snapshot()
     table = summary_table(snap, seed=42, stopped_by="completed")
     assert "messages 10 = sent 3 + failed 1 + unsent 6" in table
-    assert "gw-a" in table and "died (SIGKILL)" in table
+    assert "gw-a" in table
+    assert "died (SIGKILL)" in table
     path = tmp_path / "s.json"
     write_summary_json(str(path), summary_dict(snap, 42, "completed", 1, 10))
     data = json.loads(path.read_text())
@@ -93,4 +107,5 @@ def test_summary_table_and_json(tmp_path):
     assert data["sent"] + data["failed"] + data["unsent"] == data["messages"] == 10
     assert [s["name"] for s in data["senders"]] == ["gw-a", "gw-b"]
     assert {"name", "mean_s", "fail_rate", "sent", "failed", "avg_send_time_s"} <= set(data["senders"][0])
-    assert data["lost_senders"] == 1 and data["requeued"] == 2
+    assert data["lost_senders"] == 1
+    assert data["requeued"] == 2

@@ -90,7 +90,8 @@ def test_binary_recipients_file_is_refused(tmp_path):
 def test_pool_is_cached_and_the_same_every_time(tmp_path):
     first = PhonePool.for_region("GB", cache_dir=str(tmp_path))
     cached = list(tmp_path.iterdir())
-    assert len(cached) == 1 and cached[0].name.startswith("prefixes-GB-")
+    assert len(cached) == 1
+    assert cached[0].name.startswith("prefixes-GB-")
     assert PhonePool.for_region("GB", cache_dir=str(tmp_path)) == first
     cached[0].write_text("garbage here\n")  # a broken cache is rebuilt, not trusted
     assert PhonePool.for_region("GB", cache_dir=str(tmp_path)) == first
@@ -161,6 +162,8 @@ def test_more_random_numbers_than_the_region_holds_is_bad_input(no_children_left
     size = PhonePool.for_region("US").size
     out, err = io.StringIO(), io.StringIO()
     status = main(["--messages", str(size + 1), "--sender", "0:0"], stdout=out, stderr=err)
-    assert status == 2 and out.getvalue() == "" and err.getvalue().count("\n") == 1
+    assert status == 2
+    assert out.getvalue() == ""
+    assert err.getvalue().count("\n") == 1
     assert (f"argument --messages: region US has {size:,} distinct random mobile numbers here; "
             "ask for at most that many") in err.getvalue()

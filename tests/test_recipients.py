@@ -102,7 +102,9 @@ def test_ctrl_c_while_waiting_for_a_fifo_writer_ends_cleanly(tmp_path, no_childr
         proc.wait()
     finally:
         kill_if_running(proc)
-    assert proc.returncode == 130 and out == "" and not summary.exists()
+    assert proc.returncode == 130
+    assert out == ""
+    assert not summary.exists()
     assert err == "smsbatch: interrupted before the run started; nothing was sent\n"
 
 
@@ -200,7 +202,9 @@ def test_the_duplicate_check_costs_at_most_16_bytes_a_number():
         held, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert len(numbers) == count and 12_025_550_007 in numbers and 12_025_550_001 not in numbers
+    assert len(numbers) == count
+    assert 12_025_550_007 in numbers
+    assert 12_025_550_001 not in numbers
     assert not numbers.add(12_025_550_000)
     assert held / count <= 16
     assert peak / count <= 28
@@ -210,7 +214,8 @@ def test_a_capped_run_reads_no_more_of_the_list_than_it_needs(tmp_path):
     path = tmp_path / "numbers.csv"
     path.write_text(LIST)
     recipients = read_recipients(str(path), "US", limit=2)
-    assert recipients.numbers() == DISTINCT[:2] and recipients.duplicates == 4
+    assert recipients.numbers() == DISTINCT[:2]
+    assert recipients.duplicates == 4
 
 
 def test_which_lists_are_streams(tmp_path):

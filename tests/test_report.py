@@ -14,6 +14,7 @@ make_summary() below; shaped like real runs, not drawn from the model.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import math
@@ -88,7 +89,7 @@ def make_timeline(specs, attempts, messages, sent, failed, retried, elapsed, row
         row = [elapsed * x, sent_now, failed_now, round(retried * x), max(0, messages - sent_now - failed_now - 60)]
         wobble = 1 + 0.08 * rng.standard_normal(3)  # percentiles of a few hundred attempts
         row += [None] * 3 if i % 97 == 13 else [0.3 * wobble[0], 1.2 * wobble[1], 2.0 * wobble[2]]
-        for spec, total in zip(specs, attempts):
+        for spec, total in zip(specs, attempts, strict=False):
             in_bin = round(total * 1.6 * (1 - x) ** 0.6 / rows)
             row += [in_bin, round(in_bin * spec["fail_rate"]), round(spec["window"] * min(1, 3 * (1 - x)))]
         table.append(row)
@@ -130,7 +131,7 @@ def make_summary(messages=5000, senders=4, rows=400, mode="virtual", elapsed=60.
         "text": "EMERGENCY ALERT: Flash flood warning. </script><!-- not markup -->", "segments": 1,
         "encoding": "GSM-7",
         "deadline_s": deadline_s, "deadline_share": 0.9, "within_deadline": within, "met_deadline": within >= 0.9,
-        "senders": [sender_figures(spec, n, elapsed, rng) for spec, n in zip(specs, attempts)],
+        "senders": [sender_figures(spec, n, elapsed, rng) for spec, n in zip(specs, attempts, strict=False)],
         "timeline": timeline,
     }
     if replications:
@@ -154,14 +155,16 @@ def add_replications(summary: dict, count: int, rng) -> None:
     for number in range(1, count + 1):
         scale = 1 + 0.05 * rng.standard_normal()
         replication = {key: value for key, value in summary.items() if key != "timeline"}
-        replication.update(replication=number, seed=summary["seed"] + number, sim_elapsed_s=summary["sim_elapsed_s"] * scale,
+        replication.update(replication=number, seed=summary["seed"] + number,
+                           sim_elapsed_s=summary["sim_elapsed_s"] * scale,
                            reach_s={p: v and v * scale for p, v in summary["reach_s"].items()},
                            within_deadline=min(1.0, summary["within_deadline"] * scale))
         replications.append(replication)
     summary["replications"] = replications
     figures = {"sim_elapsed_s": [r["sim_elapsed_s"] for r in replications],
                **{f"reach_s.{p}": [r["reach_s"][p] for r in replications] for p in ("50", "90", "99", "100")},
-               **{key: [r[key] for r in replications] for key in ("sent", "failed", "avg_send_time_s", "within_deadline")}}
+               **{key: [r[key] for r in replications]
+                  for key in ("sent", "failed", "avg_send_time_s", "within_deadline")}}
     summary["aggregate"] = {key: spread_of(values) for key, values in figures.items()}
 
 
@@ -213,10 +216,8 @@ def run_chromium(tmp_path, *args: str) -> tuple[str, str]:
 
 
 def _kill_group(pgid: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):  # every process of the group had ended
         os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass  # every process of the group had ended
 
 
 def _group_members(pgid: int, seconds: float = 5.0) -> set[int]:
@@ -418,9 +419,10 @@ def test_twenty_senders_chart_the_fifteen_busiest_and_others():
     assert groups[15] == ("others (5 senders)", sorted(set(range(20)) - set(busiest)))
     data = chart_data(summary, groups)
     assert len(data["timeline"]["attempts"]) == len(data["histograms"]) == 16
-    every_bin = [sum(bins) for bins in zip(*data["timeline"]["attempts"])]
+    every_bin = [sum(bins) for bins in zip(*data["timeline"]["attempts"], strict=False)]
     columns = summary["timeline"]["columns"]
-    wanted = [sum(row[i] for i, c in enumerate(columns) if c.endswith(":attempts")) for row in summary["timeline"]["rows"]]
+    wanted = [sum(row[i] for i, c in enumerate(columns) if c.endswith(":attempts"))
+              for row in summary["timeline"]["rows"]]
     assert every_bin == wanted
     html = render_report(summary)
     assert html.count('data-chart="histogram-') == 16
@@ -480,7 +482,7 @@ def test_report_command_writes_the_page_and_says_where(tmp_path):
     assert report_path.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
 
 
-@pytest.mark.parametrize("content, rule", [
+@pytest.mark.parametrize(("content", "rule"), [
     (lambda s: {k: v for k, v in s.items() if k != "schema"}, 'has no "schema" key'),
     (lambda s: {**s, "schema": "smsbatch-summary/2"}, "schema 'smsbatch-summary/2' is newer than this smsbatch reads"),
     (lambda s: {**s, "schema": "other/1"}, "schema 'other/1' is not one this smsbatch reads"),
@@ -492,19 +494,22 @@ def test_a_file_that_is_not_a_readable_summary_is_one_line_and_status_2(tmp_path
     summary_path.write_text(json.dumps(content(make_summary(rows=200))))
     status, out, err = run_report(str(summary_path), "-o", str(tmp_path / "r.html"))
     assert (status, out) == (2, "")
-    assert err.startswith("smsbatch report: error: argument SUMMARY: ") and rule in err
+    assert err.startswith("smsbatch report: error: argument SUMMARY: ")
+    assert rule in err
     assert err.count("\n") == 1
     assert not (tmp_path / "r.html").exists()
 
 
-@pytest.mark.parametrize("text, rule", [("{not json", "must be JSON; line 1 column 2"),
+@pytest.mark.parametrize(("text", "rule"), [("{not json", "must be JSON; line 1 column 2"),
                                         (None, "no such file")])
 def test_not_json_or_missing_is_one_line_and_status_2(tmp_path, text, rule):
     summary_path = tmp_path / "s.json"
     if text is not None:
         summary_path.write_text(text)
     status, _out, err = run_report(str(summary_path), "-o", str(tmp_path / "r.html"))
-    assert status == 2 and rule in err and err.count("\n") == 1
+    assert status == 2
+    assert rule in err
+    assert err.count("\n") == 1
 
 
 def test_output_into_a_missing_folder_is_one_line_and_status_2(tmp_path):
@@ -520,7 +525,8 @@ def test_output_over_the_summary_itself_is_refused(tmp_path):
     summary_path = tmp_path / "s.json"
     summary_path.write_text(json.dumps(make_summary(rows=200)))
     status, _out, err = run_report(str(summary_path), "-o", str(summary_path))
-    assert status == 2 and "-o/--output: must not be the summary file itself" in err
+    assert status == 2
+    assert "-o/--output: must not be the summary file itself" in err
     assert json.loads(summary_path.read_text())["schema"] == "smsbatch-summary/1"
 
 
@@ -552,10 +558,12 @@ def test_the_report_of_a_real_run_draws_every_chart_and_shows_its_figures(tmp_pa
         cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     summary = json.loads(summary_path.read_text())
-    assert summary["schema"] == "smsbatch-summary/1" and summary["mode"] == (
+    assert summary["schema"] == "smsbatch-summary/1"
+    assert summary["mode"] == (
         "real-time" if kind == "real-time" else "virtual")
     rows = summary["timeline"]["rows"]
-    assert 200 <= len(rows) <= 2000 and rows[-1][1] == summary["sent"]  # the last row's sent is the run's
+    assert 200 <= len(rows) <= 2000
+    assert rows[-1][1] == summary["sent"]
     assert timeline_path.read_text().splitlines()[0].startswith("t_s,sent,failed,retried,backlog")
     page, console = open_in_browser(tmp_path, report_path.read_text())
     assert_page_clean(page, console)

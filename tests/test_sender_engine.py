@@ -81,9 +81,11 @@ class Harness:
 def test_every_message_is_sent_once_and_reported_in_order():
     h = Harness(SenderSpec(0.5, 0.2, distribution="exponential"), [*batches(3, 10), Stop()])
     reports = h.run()
-    assert isinstance(reports[0], Claimed) and isinstance(reports[-1], SenderDone)
+    assert isinstance(reports[0], Claimed)
+    assert isinstance(reports[-1], SenderDone)
     ledger = h.ledger(30)
-    assert ledger.sent + ledger.failed == 30 and ledger.duplicates == 0
+    assert ledger.sent + ledger.failed == 30
+    assert ledger.duplicates == 0
     attempts = sum(p.stats.attempts for p in h.of(Progress))
     assert attempts == 30
     # One at a time: the simulated run takes the sum of the drawn send times.

@@ -31,14 +31,17 @@ def test_start_line_and_summary_show_the_text_and_its_segments(tmp_path, no_chil
     text_lines = [line for line in out.splitlines() if line.startswith("smsbatch: text ")]
     assert text_lines == ['smsbatch: text "EMERGENCY ALERT: Flash flood warning in your area '
                           'until 18:00..." (1 segment, GSM-7)']
-    assert data["text"].startswith("EMERGENCY ALERT: Flash flood warning") and data["text"].endswith("roads.")
+    assert data["text"].startswith("EMERGENCY ALERT: Flash flood warning")
+    assert data["text"].endswith("roads.")
     assert (data["segments"], data["encoding"]) == (1, "GSM-7")
 
 
 def test_a_unicode_text_is_kept_whole_in_the_summary(tmp_path, no_children_left):
     text = "Alerte inondation: évacuez 🌊 " * 3
     _, _, data = _run(tmp_path, "--text", text)
-    assert data["text"] == text and data["encoding"] == "UCS-2" and data["segments"] == 2
+    assert data["text"] == text
+    assert data["encoding"] == "UCS-2"
+    assert data["segments"] == 2
 
 
 @pytest.mark.parametrize("text", [
@@ -49,7 +52,9 @@ def test_a_unicode_text_is_kept_whole_in_the_summary(tmp_path, no_children_left)
 ])
 def test_the_text_line_fits_100_columns_on_one_line(text):
     line = text_line(text)
-    assert display_width(line) <= 100 and "\n" not in line and "\x1b" not in line
+    assert display_width(line) <= 100
+    assert "\n" not in line
+    assert "\x1b" not in line
 
 
 def test_log_info_shows_the_text_once_per_run(tmp_path, no_children_left):

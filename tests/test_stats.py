@@ -1,5 +1,6 @@
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from smsbatch.stats import Stats, bucket_of, bucket_value
 
@@ -15,7 +16,8 @@ def test_record_counts_and_mean():
     stats = make([(1.0, True), (2.0, False), (3.0, True)])
     assert (stats.attempts, stats.sent, stats.failed) == (3, 2, 1)
     assert stats.mean == pytest.approx(2.0)
-    assert Stats().mean == 0.0 and Stats().percentile(0.5) == 0.0
+    assert Stats().mean == 0.0
+    assert Stats().percentile(0.5) == 0.0
 
 
 @pytest.mark.parametrize("seconds", [0.0, 1e-6, 0.0123, 0.099, 0.1, 0.5, 0.999, 1.0, 3.14159, 99.5, 12345.0])
@@ -30,7 +32,8 @@ def test_percentiles():
     assert stats.percentile(0.95) == pytest.approx(0.95, rel=0.03)
     assert stats.percentile(0.99) == pytest.approx(0.99, rel=0.03)
     snap = stats.snapshot()
-    assert snap["attempts"] == 100 and snap["p50_s"] == stats.percentile(0.5)
+    assert snap["attempts"] == 100
+    assert snap["p50_s"] == stats.percentile(0.5)
 
 
 def test_merge_equals_recording_everything_in_one():

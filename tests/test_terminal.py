@@ -1,7 +1,6 @@
 """What a terminal shows: an honest ETA, and a live display that leaves no fragments."""
 
 import fcntl
-import math
 import os
 import pty
 import select
@@ -53,7 +52,8 @@ def test_ten_messages_all_waiting_for_retries_are_not_eta_0s():
              retries_back_at=19.9)
     assert s.unsent == 10
     assert s.eta == pytest.approx(10.0)
-    assert "eta 10.0s" in progress_line(s) and "eta 0.0s" not in progress_line(s)
+    assert "eta 10.0s" in progress_line(s)
+    assert "eta 0.0s" not in progress_line(s)
 
 
 def test_the_last_retry_alone_is_due_when_it_is_back():
@@ -76,12 +76,14 @@ def test_lines_are_cut_in_columns_a_wide_character_counting_two():
     assert cut("東京", 3) == "東"  # no room for "..."
     assert cut("short", 40) == "short"
     lines = BarDisplay(None, 100, 2).frame(senders_snap(["東京ゲートウェイ", "大阪"]), (30, 10))
-    assert len(lines) == 4 and all(display_width(line) <= 29 for line in lines)
+    assert len(lines) == 4
+    assert all(display_width(line) <= 29 for line in lines)
 
 
 def test_more_senders_than_the_screen_has_rows_are_counted_on_one_line():
     lines = BarDisplay(None, 100, 10).frame(senders_snap([f"gw-{i}" for i in range(10)]), (80, 5))
-    assert len(lines) == 4 and lines[-1] == "  ... and 9 more senders"
+    assert len(lines) == 4
+    assert lines[-1] == "  ... and 9 more senders"
 
 
 def test_redraws_notes_and_a_narrower_screen_leave_nothing_behind(monkeypatch):
@@ -109,8 +111,10 @@ def test_redraws_notes_and_a_narrower_screen_leave_nothing_behind(monkeypatch):
     display.close()
     rows = [row.rstrip() for row in screen.display if row.strip()]
     assert rows[:2] == ["smsbatch: start", "sender 2 died (SIGKILL); 3 in-"]
-    assert rows[2].startswith("[10.0s] 100/100 (100.0%)") and rows[3].startswith("  carrier-a (")
-    assert rows[4].startswith("  東京") and len(rows) == 5
+    assert rows[2].startswith("[10.0s] 100/100 (100.0%)")
+    assert rows[3].startswith("  carrier-a (")
+    assert rows[4].startswith("  東京")
+    assert len(rows) == 5
     assert all(display_width(row) <= 29 for row in rows[2:])
 
 
@@ -206,7 +210,8 @@ def check_the_screen(screen, raw: str, started_at: int, columns: int) -> None:
     text = raw.replace("\r\n", "\n")
     start = text.index("smsbatch: ")
     start_lines = text[start:].split("\n", 2)[:2]  # one write, from stdout
-    assert start_lines[1].startswith('smsbatch: text "') and "\x1b" not in "".join(start_lines)
+    assert start_lines[1].startswith('smsbatch: text "')
+    assert "\x1b" not in "".join(start_lines)
     summary = text[text.index("smsbatch summary ("):]
     assert "\x1b" not in summary
     expected_start = [row for line in start_lines for row in rows_of(line, started_at, columns)]
@@ -218,7 +223,8 @@ def check_the_screen(screen, raw: str, started_at: int, columns: int) -> None:
     assert rows[len(rows) - len(expected_summary):] == expected_summary
     assert len(last_state) == 3, "\n".join(rows)
     progress, *senders = last_state
-    assert progress.startswith("[") and "] 300/300 (100.0%) sent 300" in progress[:columns]
+    assert progress.startswith("[")
+    assert "] 300/300 (100.0%) sent 300" in progress[:columns]
     assert [s[:12] for s in senders] == ["  sender 1 (", "  sender 2 ("]
     for line in last_state:  # whole, or cut to the width with "..."
         assert len(line) < columns

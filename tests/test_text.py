@@ -1,7 +1,17 @@
 import pytest
 
-from smsbatch.text import (GSM7_BASIC, GSM7_EXTENSION, display_width, pad_left, pad_right, plural,
-                           redact_url, shorten, sms_segments, visible)
+from smsbatch.text import (
+    GSM7_BASIC,
+    GSM7_EXTENSION,
+    display_width,
+    pad_left,
+    pad_right,
+    plural,
+    redact_url,
+    shorten,
+    sms_segments,
+    visible,
+)
 
 
 def test_plural_says_one_message_and_two_messages():
@@ -15,7 +25,7 @@ def test_gsm_tables_have_the_standard_sizes():
     assert len(GSM7_EXTENSION) == 10
 
 
-@pytest.mark.parametrize("text, count, encoding", [
+@pytest.mark.parametrize(("text", "count", "encoding"), [
     ("a" * 160, 1, "GSM-7"),
     ("a" * 161, 2, "GSM-7"),
     ("a" * 306, 2, "GSM-7"),
@@ -43,7 +53,7 @@ def test_segments_describe_themselves():
     assert sms_segments("ł" * 71).describe() == "2 segments, UCS-2"
 
 
-@pytest.mark.parametrize("url, shown", [
+@pytest.mark.parametrize(("url", "shown"), [
     ("redis://user:pw@host:6379/0", "redis://user:***@host:6379/0"),
     ("redis://:pw@host/0", "redis://:***@host/0"),
     ("rediss://u:p@ss:w@host/0", "rediss://u:***@host/0"),  # an @ in the password
@@ -61,15 +71,18 @@ def test_display_width_counts_wide_characters_twice():
     assert display_width("abc") == 3
     assert display_width("東京") == 4
     assert display_width("e\u0301") == 1  # e + combining acute
-    assert pad_right("東京", 6) == "東京  " and pad_left("東京", 6) == "  東京"
+    assert pad_right("東京", 6) == "東京  "
+    assert pad_left("東京", 6) == "  東京"
 
 
 def test_shorten_fits_the_width_and_says_it_cut():
     assert shorten("short", 10) == "short"
     cut = shorten("EMERGENCY ALERT: Flash flood warning", 20)
-    assert cut.endswith("...") and len(cut) <= 20
+    assert cut.endswith("...")
+    assert len(cut) <= 20
     wide = shorten("日本語のテキスト" * 5, 20)
-    assert wide.endswith("...") and display_width(wide) <= 20
+    assert wide.endswith("...")
+    assert display_width(wide) <= 20
 
 
 def test_visible_keeps_one_line_and_no_escapes():

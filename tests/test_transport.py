@@ -19,10 +19,12 @@ def transport():
 def test_offer_take_in_order_and_full(transport):
     take = transport.taker(0)
     batch = MessageBatch.of(0, range(2), ["+12025550100", "+12025550101"], "hi")
-    assert transport.offer(batch) and transport.offer(Stop())
+    assert transport.offer(batch)
+    assert transport.offer(Stop())
     assert take(1.0) == batch
     assert take(1.0) == Stop()
-    assert take(0.05) is None and take(0.0) is None
+    assert take(0.05) is None
+    assert take(0.0) is None
     assert all(transport.offer(Stop()) for _ in range(transport.capacity))
     assert not transport.offer(Stop())  # bounded: one more does not fit
 
