@@ -74,9 +74,10 @@ class RunKeys:
         self.info = f"{base}:info"
         self.work = f"{base}:work"
         self.results = f"{base}:results"
+        self.start = f"{base}:start"  # simulated time 0, as wall-clock seconds since the epoch
 
     def all(self) -> tuple[str, ...]:
-        return (self.state, self.info, self.work, self.results)
+        return (self.state, self.info, self.work, self.results, self.start)
 
 
 def connect(url: str) -> redis.Redis:
@@ -333,6 +334,17 @@ class SenderLink:
         self.over = False  # the run is over, or stopping: leave
         self.redelivered = 0  # messages taken over from silent senders, not yet reported
 
+    def wait_for_start(self, stopping: Callable[[], bool], poll: float = 0.05) -> float | None:
+        """The run's simulated time 0 on this machine's monotonic clock (set by the
+        coordinator once its children are ready; a sender joining later reads it at
+        once); None if it stops waiting. Machines' clocks are taken to agree (NTP)."""
+        while not stopping():
+            wall = self._call(self.client.get, self.keys.start)
+            if wall is not None:
+                return time.monotonic() - (time.time() - float(wall))
+            time.sleep(poll)
+        return None
+
     def hello(self, name: str, spec: SenderSpec) -> None:
         self._call(self.client.xadd, self.keys.results, report_fields(
             "hello", self.sender, name=name, spec=spec_to_json(spec), host=socket.gethostname()),
@@ -348,7 +360,7 @@ class SenderLink:
 
     # ---- take ----
 
-    def take(self, timeout: float, start: float = 0.0):
+    def take(self, timeout: float):
         self.beat_if_due()
         if self.over:
             return None

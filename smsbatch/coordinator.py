@@ -149,7 +149,7 @@ class StreamRunner(Runner):
         self.call(self._create_run)
         self.transport = _WorkStream(self)
         self.stop_signal = StopSignal()
-        self.run_start = RunStart(self.ctx)  # senders here start their clocks when ready
+        self.run_start = RunStart(self.ctx)  # set with the rest; senders read the start from Redis
         gc.freeze()  # see Runner._start_children
         for index, spec in enumerate(self.settings.senders):
             sender = consumer_name(index)
@@ -158,6 +158,13 @@ class StreamRunner(Runner):
                         (index, sender, spec.name, self.settings, self.url, self.keys, True))
         producer = StreamProducer(self.url, self.keys, self.settings.broker_timeout)
         self._spawn("producer", -1, run_producer, (self.source, producer))
+
+    def _start_sim(self) -> None:
+        """Simulated time 0 for every sender of the run, here and elsewhere: in
+        Redis, as wall-clock time, since monotonic clocks differ between machines."""
+        super()._start_sim()
+        wall_start = time.time() - (self.clock.now() - self.sim.start)
+        self.call(self.client.set, self.keys.start, repr(wall_start), ex=self.ttl)
 
     def _create_run(self) -> None:
         pipe = self.client.pipeline(transaction=True)  # made here: a failed pipeline is emptied

@@ -33,10 +33,6 @@ class SentHistogram:
             index = int(at / self.width)
         self.counts[index] += count
 
-    def add_all(self, sent_at) -> None:
-        for at, count in sent_at:
-            self.add(at, count)
-
     def _coarsen(self) -> None:
         counts = self.counts
         self.counts = [counts[i] + counts[i + 1] for i in range(0, BINS, 2)] + [0] * (BINS // 2)

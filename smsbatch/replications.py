@@ -131,27 +131,41 @@ def run_replications(settings: Settings, source: MessageSource, stdout: TextIO, 
     _SOURCE = source  # not pickled: a recipients spool is an open file, shared by fork
     jobs = max(1, min(settings.jobs, settings.replications))
     summaries: dict[int, dict] = {}
+    failed = False  # a replication raised (a bug, or a pool that broke): the rest are stopped
     pool = concurrent.futures.ProcessPoolExecutor(
         jobs, mp_context=multiprocessing.get_context("fork"), initializer=_pool_initializer)
     try:
         futures = {pool.submit(run_one, settings, r): r for r in range(1, settings.replications + 1)}
         pending = set(futures)
-        while pending and not signals:
+        while pending and not signals and not failed:
             finished, pending = concurrent.futures.wait(pending, timeout=0.1)
             for future in finished:
-                summary = future.result()
-                summaries[futures[future]] = summary
-                if settings.progress:
-                    stderr.write(f"replication {futures[future]} done ({len(summaries)}/{settings.replications}):"
-                                 f" {summary['sent']} sent, {summary['failed']} failed,"
-                                 f" {seconds_text(summary['sim_elapsed_s'])} simulated\n")
-                    stderr.flush()
+                failed = not _collect(settings, futures[future], future, summaries, stderr) or failed
     finally:
-        if signals:
+        if signals or failed:
             for process in list(getattr(pool, "_processes", {}).values()):
                 process.kill()
         pool.shutdown(wait=True, cancel_futures=True)
-    return _report(settings, [summaries[r] for r in sorted(summaries)], stdout, signals)
+    top = _report(settings, [summaries[r] for r in sorted(summaries)], stdout, signals)
+    if failed:
+        top["exit_status"] = max(top["exit_status"], 1)
+    return top
+
+
+def _collect(settings: Settings, replication: int, future, summaries: dict[int, dict], stderr: TextIO) -> bool:
+    """Keep a finished replication's summary and say so; False if it raised."""
+    try:
+        summary = future.result()
+    except Exception as error:  # said in one line; what finished is still reported
+        stderr.write(f"smsbatch: replication {replication} failed: {error!r}\n")
+        return False
+    summaries[replication] = summary
+    if settings.progress:
+        stderr.write(f"replication {replication} done ({len(summaries)}/{settings.replications}):"
+                     f" {summary['sent']} sent, {summary['failed']} failed,"
+                     f" {seconds_text(summary['sim_elapsed_s'])} simulated\n")
+        stderr.flush()
+    return True
 
 
 def _report(settings: Settings, summaries: list[dict], stdout: TextIO, signals: list[int]) -> dict:

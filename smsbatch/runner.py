@@ -207,6 +207,7 @@ class Runner:
         while self.phase == "running" and not all(c.ready or c.finished or c.exited for c in self.children):
             self._handle_signals()
             self._wait(TICK_SECONDS)
+            self._end_silent_senders()  # one that hangs before it is ready must not hold up the start
         self._start_sim()
 
     def _start_sim(self) -> None:
@@ -294,9 +295,10 @@ class Runner:
         child.conn = None
 
     def _handle(self, child: Child, report: object) -> None:
-        child.last_heard = self.last_movement = self.clock.now()
+        child.last_heard = self.clock.now()
         if isinstance(report, Beat):
-            return
+            return  # alive, but nothing moved: the stall check must not count it
+        self.last_movement = child.last_heard
         if isinstance(report, Progress):
             self._progress(report)
         elif isinstance(report, Claimed):
@@ -426,7 +428,12 @@ class Runner:
         batch = MessageBatch.of(key, tuple(ids), phones, self.source.text, tuple(attempts),
                                 tuple(available))
         self.reissued[key] = batch
-        self.pending_puts.append(batch)
+        if max(attempts) > 1:
+            self.pending_puts.append(batch)
+        else:  # first attempts given back go ahead of retries and stops, as in the model's queue
+            first_later = next((i for i, item in enumerate(self.pending_puts) if not _first_attempts(item)),
+                               len(self.pending_puts))
+            self.pending_puts.insert(first_later, batch)
 
     def _put_pending(self) -> None:
         while self.pending_puts and self.transport.offer(self.pending_puts[0]):
@@ -475,8 +482,11 @@ class Runner:
                 child.process.kill()
 
     def _waits_on(self, child: Child) -> bool:
-        return (self.phase != "running" or self.ledger.held(child.index) > 0
-                or self.transport.holds_lock(child.index))
+        """The run needs word from it: before the start, at the end, or while it
+        holds messages, the queue's read lock, or a place on the waiting board
+        (others give work back for it)."""
+        return (not self.sim_started or self.phase != "running" or self.ledger.held(child.index) > 0
+                or self.transport.holds_lock(child.index) or self.transport.is_waiting(child.index))
 
     def _no_senders_left(self) -> None:
         self.stopped_by = "every sender died"
@@ -570,7 +580,7 @@ class Runner:
             deadline=self.settings.deadline, deadline_share=self.settings.deadline_share,
             timeline=self.record.timeline.as_dict(sim_elapsed) if self.elapsed is not None else None,
             retries_pending=len(self.retry_heap) + sum(len(b) for b in self.pending_puts
-                                                       if isinstance(b, MessageBatch)),
+                                                       if isinstance(b, MessageBatch) and not _first_attempts(b)),
             retries_back_at=max((entry[0] for entry in self.retry_heap), default=0.0),
         )
 
@@ -596,6 +606,10 @@ def stop_signals_caught(restore: bool = True):
         if restore:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+
+def _first_attempts(item: object) -> bool:
+    return isinstance(item, MessageBatch) and (item.attempts is None or max(item.attempts) == 1)
 
 
 def _exit_reason(exitcode: int | None) -> str:

@@ -56,6 +56,7 @@ IDLE_POLL_SECONDS = 0.5
 WARM_STOP_GRACE = 1.0  # real seconds a warm stop waits for a send in flight
 AHEAD_WAKES = 2  # a busy sender keeps the messages it starts in this many wake-ups
 BEAT_SECONDS = 0.5  # real seconds a sender may say nothing before it says it is alive
+DEFER_PAUSE_SECONDS = 0.001  # real seconds: after giving a batch back for another sender
 RETRY_MARGIN_SECONDS = 0.002  # real seconds: report a retry this long before it is due back
 DUE_SLACK = 1e-9  # simulated seconds: a send due this close to now is done (float rounding)
 
@@ -126,7 +127,8 @@ class SenderEngine:
         sleep: Callable[[float], None],
         stop_requested: Callable[[], bool],
         wake: float | None = None,
-        waiting: Callable[[float], None] = lambda since: None,
+        waiting: Callable[[float], None] = lambda start: None,
+        sooner_elsewhere: Callable[[MessageBatch, float], bool] = lambda batch, start: False,
     ) -> None:
         self.index = index
         self.model = model
@@ -138,6 +140,7 @@ class SenderEngine:
         self.sleep = sleep
         self.stop_requested = stop_requested
         self.waiting = waiting  # posts when a free slot could start work it waits for (inf: not waiting)
+        self.sooner_elsewhere = sooner_elsewhere  # could another sender start this batch first?
         self.logging = settings.log_level in ("INFO", "DEBUG")
         self.wake = wake_seconds(len(settings.senders)) if wake is None else wake
         # Starts it makes in AHEAD_WAKES wake-ups, once busy: what it keeps of a
@@ -221,7 +224,7 @@ class SenderEngine:
         start = self._start_if_taken()
         idle = bool(self.free) and not self.backlog and self._startable() > 0
         self.waiting(start if idle else math.inf)  # the same time it judges the batch by: no ping-pong
-        item = self.take(timeout, start)
+        item = self.take(timeout)
         if item is None:
             return False
         self.waiting(math.inf)
@@ -229,6 +232,10 @@ class SenderEngine:
             self.stopped_by_marker = True
             return True
         self.report(Claimed(self.index, item.key))
+        if self.sooner_elsewhere(item, start):  # the model gives it to another: back it goes, whole
+            self.report(Released(self.index, item.key, tuple(range(len(item)))))
+            self.pause(DEFER_PAUSE_SECONDS)  # the one it is for takes it, not this one again
+            return False
         if self.model.instant:
             self._send_instantly(item)
             return True
@@ -431,7 +438,8 @@ def run_sender(index: int, settings: Settings, transport, start, conn, stop_sign
         engine = SenderEngine(
             index, model, settings, SimClock(Clock(), settings.speed, start.value),
             take=transport.taker(index),
-            waiting=lambda since: transport.waiting(index, since),
+            waiting=lambda start: transport.waiting(index, start),
+            sooner_elsewhere=lambda batch, start: transport.sooner_elsewhere(index, batch, start),
             report=conn.send,
             pause=stop_signal.wait,  # returns early when a warm stop is asked for
             sleep=time.sleep,

@@ -75,17 +75,6 @@ class Stats:
         bucket = bucket_of(seconds)
         self.buckets[bucket] = self.buckets.get(bucket, 0) + 1
 
-    def record_many(self, seconds: float, count: int, sent: int, ended_at: float) -> None:
-        """`count` attempts that all took `seconds`, `sent` of them successful."""
-        self.first_end = min(self.first_end, ended_at)
-        self.last_end = max(self.last_end, ended_at)
-        self.attempts += count
-        self.sent += sent
-        self.failed += count - sent
-        self.time_sum += seconds * count
-        bucket = bucket_of(seconds)
-        self.buckets[bucket] = self.buckets.get(bucket, 0) + count
-
     def record_block(self, seconds: np.ndarray, failed: np.ndarray) -> None:
         """Attempts given as arrays of send times and failure flags (no end times)."""
         if not len(seconds):

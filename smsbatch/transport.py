@@ -7,13 +7,13 @@ for senders on other machines) can stand in its place.
 
     runner:   report_channel(), offer(item), free_lock_of(sender), writer_stuck(), close()
     producer: put(batch, timeout), flush(), abandon()
-    sender:   taker(sender)(timeout, start), waiting(sender, since)
+    sender:   taker(sender)(timeout), waiting(sender, start), sooner_elsewhere(sender, batch, start)
 
 Who takes the next batch follows the model, not the race for the queue's
 lock: every sender with a free slot and nothing to start posts on a shared
 board the simulated time it could start a message (inf when it has work). A sender
 that reads a batch another could start sooner (or as soon, with a lower
-index) puts it back, whole and unclaimed, for that one to take. In the
+index) gives it back through the runner (Released) for that one to take. In the
 middle of a run nobody is waiting and this costs a glance at the board; at
 the end, when messages trickle in, it keeps a slow sender that happens to
 hold the lock from taking work a faster, idle one would start first.
@@ -30,8 +30,6 @@ from multiprocessing.reduction import ForkingPickler
 from smsbatch.model import MessageBatch
 
 WRITER_CHECK_SECONDS = 1.0  # a write lock held this long after its holder died is held for good
-PUT_BACK_SECONDS = 1.0  # the longest a put-back waits for the write lock; then the batch is kept
-DEFER_PAUSE_SECONDS = 0.0005  # after putting a batch back: let the sender it is for take the lock
 TIME_SLACK = 1e-9  # simulated seconds: starts this close are at the same time
 
 
@@ -119,7 +117,11 @@ class LocalTransport:
     def waiting(self, sender: int, since: float) -> None:
         self.board[sender] = since
 
-    def _sooner_elsewhere(self, sender: int, batch: MessageBatch, start: float) -> bool:
+    def is_waiting(self, sender: int) -> bool:
+        """It posted that it waits for work: others give batches back for it."""
+        return not math.isinf(self.board[sender])
+
+    def sooner_elsewhere(self, sender: int, batch: MessageBatch, start: float) -> bool:
         """Could another sender start this batch sooner (or as soon, with a lower index)?"""
         available = batch.available_at(0)
         mine = max(start, available)
@@ -130,23 +132,6 @@ class LocalTransport:
             if theirs < mine - TIME_SLACK or (theirs <= mine + TIME_SLACK and other < sender):
                 return True
         return False
-
-    def _put_back(self, data: bytes) -> bool:
-        """The bytes just read go back on the queue (the feeder thread's own steps);
-        False if the producer filled the slot meanwhile. Called without the read
-        lock: a feeder thread blocked on a full pipe holds the write lock until
-        someone reads."""
-        work = self.work
-        if not work._sem.acquire(False):
-            return False
-        if not work._wlock.acquire(True, PUT_BACK_SECONDS):
-            work._sem.release()
-            return False
-        try:
-            work._writer.send_bytes(data)
-        finally:
-            work._wlock.release()
-        return True
 
     def taker(self, sender: int) -> Callable[..., object | None]:
         """Queue.get written out (same steps as multiprocessing/queues.py) so
@@ -161,9 +146,7 @@ class LocalTransport:
         work, holder, me = self.work, self.lock_holder, sender + 1
         lock = work._rlock
 
-        def take(timeout: float, start: float = 0.0):
-            """The next item, or None. `start`: the simulated time this sender
-            would start a message it takes now."""
+        def take(timeout: float):
             deadline = time.monotonic() + timeout
             if not (lock.acquire(True, timeout) if timeout > 0 else lock.acquire(False)):
                 return None
@@ -176,11 +159,6 @@ class LocalTransport:
             finally:
                 holder.value = 0
                 lock.release()
-            item = ForkingPickler.loads(data)
-            sooner = isinstance(item, MessageBatch) and self._sooner_elsewhere(sender, item, start)
-            if sooner and self._put_back(data):
-                time.sleep(DEFER_PAUSE_SECONDS)
-                return None
-            return item
+            return ForkingPickler.loads(data)
 
         return take

@@ -199,6 +199,17 @@ class VirtualEngine:
                 heappush(idle, g)
                 last_end[s] = max(last_end[s], t)
 
+        def wake_one(t: float) -> None:
+            """A message entered the queue at t: the first idle slot (by sender, slot)
+            that can start it at t is told; idle slots of a sender whose rate cap
+            is closed until later wait for it instead (they take work then, if any)."""
+            while idle:
+                g = heappop(idle)
+                s = sender_of[g]
+                free(g, s, t)
+                if not gap[s] or next_start[s] <= t:
+                    return
+
         for s in range(len(models)):
             for g in range(first_slot[s], first_slot[s] + models[s].window):
                 free(g, s, 0.0)
@@ -213,6 +224,8 @@ class VirtualEngine:
                         edge = close_bin(now, t)
                     now = t
                     s = sender_of[key]
+                    if gap[s]:  # a capped sender may go idle at its cap, not at a finish
+                        last_end[s] = t
                     ended.append(seconds)
                     finished[s] += 1
                     if not attempt:
@@ -259,9 +272,7 @@ class VirtualEngine:
                     heappop(heap)
                     pending -= 1
                     waiting.append(attempt)
-                    if idle:
-                        g = heappop(idle)
-                        free(g, sender_of[g], t)
+                    wake_one(t)
                 else:
                     heappop(heap)
                     s = sender_of[key]
@@ -278,7 +289,6 @@ class VirtualEngine:
                             for slot, _ in [(g, free_since), *capped[s]]:
                                 heappush(idle, slot)
                             capped[s].clear()
-                            last_end[s] = max(last_end[s], t)
                     elif fresh or waiting:
                         start(key, s, t)
                     else:
@@ -294,10 +304,6 @@ class VirtualEngine:
         stats = self._final_stats(used, heap, first_end, last_end)
         reach = {p: reach_time.get(count) for p, count in reach_counts(self.messages).items()}
         return Outcome(sent, failed, retried, now, reach, stats, interrupted, by_deadline, capped_time)
-
-    def live_stats(self) -> list[Stats]:
-        """Per-sender stats for the display while the run goes (folded blocks only)."""
-        return [b.stats for b in self.blocks]
 
     def _final_stats(self, used, heap, first_end, last_end) -> list[Stats]:
         stats = [b.stats_with(n) for b, n in zip(self.blocks, used, strict=False)]

@@ -56,6 +56,10 @@ def run_stream_sender(index: int, sender: str, name: str, settings: Settings, ur
                           share_for(spec, settings.speed))
         link.hello(name, spec)
         conn.send(Ready(index))  # the coordinator's own senders: it waits for them
+        start = link.wait_for_start(lambda: stopping() or link.over)
+        if start is None:
+            conn.close()
+            return
 
         def pause(seconds: float) -> None:  # may return early: the engine looks again
             link.beat_if_due()
@@ -64,7 +68,7 @@ def run_stream_sender(index: int, sender: str, name: str, settings: Settings, ur
         SenderEngine(
             index, SenderModel(spec, settings, index if local else sender),
             settings,
-            SimClock(Clock(), settings.speed),
+            SimClock(Clock(), settings.speed, start),
             take=link.take, report=link.report, pause=pause, sleep=time.sleep,
             stop_requested=lambda: stopping() or link.over,
         ).run()

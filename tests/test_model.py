@@ -65,6 +65,22 @@ def test_retries_wait_their_backoff_and_failures_without_retries_never_reach_100
     assert outcome.reach["100"] is None
 
 
+def test_a_retry_goes_to_an_idle_sender_that_can_start_it_not_to_one_waiting_for_its_cap():
+    # Sender 1 (cap 0.1/s) sends at 0 and 10; sender 2 fails everything. The
+    # retries come back at about 26.9 and 27.1: sender 1 takes the first, its cap
+    # then closed until 36.9, so sender 2, idle, takes the second and fails it for good.
+    outcome = simulate("-n", "3", "--sender", "1:0:window=2:rate=0.1", "--sender", "1:1", "--distribution",
+                       "constant", "--max-retries", "1", "--retry-backoff", "20", "--seed", "1")
+    assert (outcome.sent, outcome.failed) == (2, 1)
+    assert [s.attempts for s in outcome.stats] == [2, 3]
+    assert outcome.sim_elapsed < 30
+
+
+def test_a_capped_senders_rate_is_measured_between_its_finishes():
+    outcome = simulate("-n", "10", "--sender", "0:0:rate=5")
+    assert outcome.stats[0].rate == pytest.approx(5.0)
+
+
 # ---- analytic results for random send times ----
 
 

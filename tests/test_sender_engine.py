@@ -36,7 +36,7 @@ class Harness:
             sleep=self.clock.advance, stop_requested=self.stop_requested,
         )
 
-    def take(self, timeout, start=0.0):
+    def take(self, timeout):
         if self.work:
             item = self.work.popleft()
             if isinstance(item, MessageBatch):
