@@ -146,7 +146,7 @@ class Timeline:
 
     def columns(self) -> list[str]:
         per_sender = [f"{name}:{what}" for name in self.names for what in ("attempts", "failed_attempts", "in_flight")]
-        return ["t_s", "sent", "failed", "retried", "backlog", "p50_s", "p95_s", "p99_s", *per_sender]
+        return ["t_s", "sent", "failed", "retried", "backlog", *per_sender, "p50_s", "p95_s", "p99_s"]
 
     def rows(self, last_t: float | None = None) -> list[list]:
         """One row per bin up to the last with anything in it (or up to `last_t`)."""
@@ -163,7 +163,7 @@ class Timeline:
             per_sender = []
             for s in range(len(self.names)):
                 per_sender += [self.attempts[s][b], self.failed_attempts[s][b], in_flight[s]]
-            row = [_round((b + 1) * self.width), *totals, backlog, *_percentiles(self.histograms[b]), *per_sender]
+            row = [_round((b + 1) * self.width), *totals, backlog, *per_sender, *_percentiles(self.histograms[b])]
             rows.append(row)
         return rows
 

@@ -41,6 +41,7 @@ class LocalTransport:
         self.lock_holder = ctx.RawValue("i", 0)  # 1 + the sender holding the queue's read lock
         # Per sender: simulated time it could start work it waits for with a free slot; inf: busy.
         self.board = ctx.RawArray("d", [math.inf] * max(1, senders))
+        self.more_queued = False  # in a sender: was there more on the queue after its last take?
 
     # ---- reports: child -> runner ----
 
@@ -122,7 +123,11 @@ class LocalTransport:
         return not math.isinf(self.board[sender])
 
     def sooner_elsewhere(self, sender: int, batch: MessageBatch, start: float) -> bool:
-        """Could another sender start this batch sooner (or as soon, with a lower index)?"""
+        """Could another sender start this batch sooner (or as soon, with a lower
+        index), and would it otherwise go without? Only when the batch was the last
+        on the queue: with more behind it, whoever waits takes the next one."""
+        if self.more_queued:
+            return False
         available = batch.available_at(0)
         mine = max(start, available)
         for other, since in enumerate(self.board[:]):
@@ -156,6 +161,7 @@ class LocalTransport:
                     return None
                 data = work._recv_bytes()
                 work._sem.release()
+                self.more_queued = work._poll(0)  # read by sooner_elsewhere(), in this process
             finally:
                 holder.value = 0
                 lock.release()

@@ -125,6 +125,17 @@ BAD_INPUT = [
     (["--replications", "2", "--broker", "redis://localhost:6379/0"], {}, "--replications"),
     (["--jobs", "0"], {}, "--jobs"),
     (["--jobs", "257"], {}, "--jobs"),
+    (["--deadline", "0"], {}, "--deadline"),
+    (["--deadline", "-5m"], {}, "--deadline"),
+    (["--deadline", "10d"], {}, "--deadline"),
+    (["--deadline", "soon"], {}, "--deadline"),
+    (["--deadline-share", "0"], {}, "--deadline-share"),
+    (["--deadline-share", "1.5"], {}, "--deadline-share"),
+    (["--report", "/proc/x.html"], {}, "--report"),
+    (["--report", "/nonexistent/dir/r.html"], {}, "--report"),
+    (["--report", "/tmp/"], {}, "--report"),
+    (["--timeline", "/proc/t.csv"], {}, "--timeline"),
+    (["--timeline", "/nonexistent/dir/t.csv"], {}, "--timeline"),
     (["--interval", "0"], {}, "--interval"),
     (["--interval", "nan"], {}, "--interval"),
     (["--seed", "-1"], {}, "--seed"),
@@ -272,3 +283,20 @@ def test_every_shipped_config_parses():
             assert len(worker.senders) == 2
         else:
             assert parse_settings(["-c", path]).messages > 0
+
+
+def test_speed_max_from_the_command_line_an_ini_file_or_the_environment(tmp_path, monkeypatch):
+    assert parse_settings(["--speed", "MAX"]).virtual
+    ini = tmp_path / "run.ini"
+    ini.write_text("[smsbatch]\nspeed = max\n")
+    assert parse_settings(["-c", str(ini)]).virtual
+    monkeypatch.setenv("SMSBATCH_SPEED", "max")
+    settings = parse_settings([])
+    assert settings.virtual and math.isinf(settings.speed)
+    assert not parse_settings(["--speed", "2"]).virtual
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("90", 90.0), ("90s", 90.0), ("10m", 600.0), ("1h", 3600.0),
+                                               ("1.5h", 5400.0)])
+def test_deadlines_read_as_durations(text, seconds):
+    assert parse_settings(["--deadline", text]).deadline == seconds
