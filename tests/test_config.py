@@ -292,7 +292,8 @@ def test_speed_max_from_the_command_line_an_ini_file_or_the_environment(tmp_path
     assert parse_settings(["-c", str(ini)]).virtual
     monkeypatch.setenv("SMSBATCH_SPEED", "max")
     settings = parse_settings([])
-    assert settings.virtual and math.isinf(settings.speed)
+    assert settings.virtual
+    assert math.isinf(settings.speed)
     assert not parse_settings(["--speed", "2"]).virtual
 
 
