@@ -13,8 +13,6 @@ from smsbatch.monitor import Monitor, make_display, summary_dict, summary_table,
 from smsbatch.output import check_output_path, open_standard_fds, standard_streams, write_text_file
 from smsbatch.phones import PhoneError, PhonePool, list_name, read_recipients, recipients_is_stream
 from smsbatch.producer import MessageSource
-from smsbatch.replications import run_replications
-from smsbatch.report import report_main
 from smsbatch.runner import ExitStatus, Runner, choose_batch_size, stop_signals_caught
 from smsbatch.text import plural, redact_url, shorten, sms_segments, visible
 from smsbatch.timeline import csv_text
@@ -43,6 +41,8 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: Te
     if argv[:1] == ["worker"]:
         return worker_main(argv[1:], stdout, stderr, restore_signals)
     if argv[:1] == ["report"]:
+        from smsbatch.report import report_main  # only for this command: it reads its assets
+
         return report_main(argv[1:], stdout, stderr)
     def prepare():
         settings = parse_settings(argv)
@@ -58,6 +58,8 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: Te
         if settings.replications > 1:
             stdout.write(start_line(settings, source, invalid) + "\n")
             stdout.flush()
+            from smsbatch.replications import run_replications  # a process pool, only when asked for
+
             summary = run_replications(settings, source, stdout, stderr, signals)
         else:
             summary = _run_once(settings, source, invalid, runner_class, stdout, stderr, signals)

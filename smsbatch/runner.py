@@ -63,7 +63,7 @@ from smsbatch.model import (
 )
 from smsbatch.monitor import Monitor, SenderView, Snapshot
 from smsbatch.producer import MessageSource, run_producer
-from smsbatch.sender import AHEAD_WAKES, run_sender, wake_seconds
+from smsbatch.sender import ahead_seconds, run_sender
 from smsbatch.stats import Stats
 from smsbatch.timeline import RunRecord, first_width
 from smsbatch.transport import LocalTransport
@@ -112,8 +112,7 @@ def choose_batch_size(settings: Settings, messages: int) -> int:
     if not settings.senders:  # only workers elsewhere, of unknown speed: modest batches
         return max(1, min(UNKNOWN_SENDERS_BATCH, math.ceil(messages / 16)))
     fastest = min(real_seconds_per_message(spec, settings.speed) for spec in settings.senders)
-    wake = wake_seconds(len(settings.senders))
-    by_time = MAX_BATCH if fastest == 0 else int(AHEAD_WAKES * wake / fastest)  # all the fastest keeps
+    by_time = MAX_BATCH if fastest == 0 else int(ahead_seconds(len(settings.senders)) / fastest)  # it keeps all
     by_share = math.ceil(messages / (4 * len(settings.senders)))
     return max(1, min(MAX_BATCH, by_time, by_share))
 

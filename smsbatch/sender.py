@@ -54,11 +54,17 @@ FLUSH_SECONDS = 0.1  # real seconds between progress reports while busy (x sende
 # Real seconds an idle take waits before checking for a stop (idle senders waking often cost the busy ones CPU).
 IDLE_POLL_SECONDS = 0.5
 WARM_STOP_GRACE = 1.0  # real seconds a warm stop waits for a send in flight
-AHEAD_WAKES = 2  # a busy sender keeps the messages it starts in this many wake-ups
 BEAT_SECONDS = 0.5  # real seconds a sender may say nothing before it says it is alive
 DEFER_PAUSE_SECONDS = 0.001  # real seconds: after giving a batch back for another sender
 RETRY_MARGIN_SECONDS = 0.002  # real seconds: report a retry this long before it is due back
 DUE_SLACK = 1e-9  # simulated seconds: a send due this close to now is done (float rounding)
+
+
+def ahead_seconds(senders: int) -> float:
+    """Real seconds of work a busy sender keeps beyond its free slots: two
+    wake-ups, and more with many senders (0.4 ms each), so that hundreds of
+    them do not flood the runner with a report per few messages taken."""
+    return max(2 * wake_seconds(senders), 0.0004 * senders)
 
 
 def wake_seconds(senders: int) -> float:
@@ -143,11 +149,12 @@ class SenderEngine:
         self.sooner_elsewhere = sooner_elsewhere  # could another sender start this batch first?
         self.logging = settings.log_level in ("INFO", "DEBUG")
         self.wake = wake_seconds(len(settings.senders)) if wake is None else wake
-        # Starts it makes in AHEAD_WAKES wake-ups, once busy: what it keeps of a
+        # Starts it makes in ahead_seconds(), once busy: what it keeps of a
         # batch beyond its free slots (see _take).
         sim_per_send = max(model.spec.mean / model.window, model.start_gap)
         real_per_send = sim_per_send / clock.speed
-        self.ahead = 0 if real_per_send == 0 else math.floor(AHEAD_WAKES * self.wake / real_per_send)
+        ahead = ahead_seconds(len(settings.senders))
+        self.ahead = 0 if real_per_send == 0 else math.floor(ahead / real_per_send)
         self.next_start = 0.0  # rate cap: earliest simulated start of the next send
         self.backlog: deque[tuple[MessageBatch, int]] = deque()  # (batch, offset) not started
         self.in_flight: list[tuple] = []  # heap of (due, seq, batch, offset, seconds, outcome)

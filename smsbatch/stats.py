@@ -84,8 +84,12 @@ class Stats:
         self.sent += count - fails
         self.failed += fails
         self.time_sum += float(seconds.sum())
-        keys, counts = np.unique(buckets_of(seconds), return_counts=True)
         buckets = self.buckets
+        if seconds[0] == seconds.min() == seconds.max():  # constant times (zero wait): one bucket, fast
+            bucket = bucket_of(float(seconds[0]))
+            buckets[bucket] = buckets.get(bucket, 0) + count
+            return
+        keys, counts = np.unique(buckets_of(seconds), return_counts=True)
         for bucket, n in zip(keys.tolist(), counts.tolist(), strict=False):
             buckets[bucket] = buckets.get(bucket, 0) + n
 
