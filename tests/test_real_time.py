@@ -108,3 +108,16 @@ def test_a_replication_can_be_repeated_alone_from_its_recorded_seed(tmp_path):
     alone = Run(tmp_path, *settings, "--seed", str(third["seed"]), summary="a.json").finish().summary
     assert alone["sim_elapsed_s"] == third["sim_elapsed_s"]
     assert alone["sent"] == third["sent"]
+
+
+@pytest.mark.timeout(60)
+def test_a_list_from_standard_input_serves_every_replication(tmp_path):
+    summary = tmp_path / "s.json"
+    done = subprocess.run([sys.executable, "-m", "smsbatch", "--recipients", "-", "--replications", "3", "--jobs", "2",
+                           "--speed", "max", "--sender", "0.1:0", "--no-progress", "--summary-json", str(summary)],
+                          input="+12025550143\n+12025550144\n(202) 555-0143\n+12025550145\n", capture_output=True,
+                          text=True, timeout=50)
+    assert done.returncode == 0, done.stderr
+    s = json.loads(summary.read_text())
+    assert s["duplicate_numbers"] == 1
+    assert [(r["messages"], r["sent"]) for r in s["replications"]] == [(3, 3)] * 3
