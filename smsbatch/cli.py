@@ -16,7 +16,6 @@ from smsbatch.producer import MessageSource
 from smsbatch.runner import ExitStatus, Runner, choose_batch_size, stop_signals_caught
 from smsbatch.text import plural, redact_url, shorten, sms_segments, visible
 from smsbatch.timeline import csv_text
-from smsbatch.virtual_runner import VirtualRunner
 
 START_LINE_WIDTH = 100  # columns: the start lines fit a wide terminal without wrapping
 SUMMARY_SCHEMA = "smsbatch-summary/1"
@@ -162,6 +161,8 @@ def _runner_class(settings: Settings):
     """The Runner; with --speed max the virtual one; with --broker the Redis
     one (only then is Redis imported)."""
     if settings.virtual:
+        from smsbatch.virtual_runner import VirtualRunner  # numpy and the event heap, only for --speed max
+
         return VirtualRunner
     if not settings.broker:
         return Runner

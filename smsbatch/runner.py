@@ -64,6 +64,7 @@ from smsbatch.model import (
 from smsbatch.monitor import Monitor, SenderView, Snapshot
 from smsbatch.producer import MessageSource, run_producer
 from smsbatch.sender import ahead_seconds, run_sender
+from smsbatch.sender_model import needs_numpy
 from smsbatch.stats import Stats
 from smsbatch.timeline import RunRecord, first_width
 from smsbatch.transport import LocalTransport
@@ -220,6 +221,8 @@ class Runner:
         self.transport = LocalTransport(self.ctx, len(self.settings.senders))
         self.stop_signal = StopSignal()
         self.run_start = RunStart(self.ctx)
+        if needs_numpy(self.settings):
+            import numpy  # noqa: F401  (loaded once here, so that no forked sender loads it again)
         # Objects made so far are shared with every child: keep the children's
         # garbage collector off them, or each child copies most of its memory.
         gc.freeze()

@@ -259,6 +259,9 @@ class SenderEngine:
         without a trip round the scheduler per message. A sender that never
         waits sends each message the moment it enters the queue."""
         now = self.clock.now()
+        if self.model.nothing_to_draw:  # no retries either: every message is a first attempt, at 0
+            self._send_all_alike(batch, now)
+            return
         seconds, failed = self.draws.take_many(len(batch))
         if batch.available is None and self.model.max_retries == 0:
             outcomes = failed.astype("u1") + 1  # SENT 1, FAILED 2
@@ -285,6 +288,19 @@ class SenderEngine:
             return math.inf  # after what it holds: anyone waiting now comes first
         start = self.free[0] if self.free else (self.in_flight[0][0] if self.in_flight else self.clock.now())
         return max(start, self.next_start) if self.model.start_gap else start
+
+    def _send_all_alike(self, batch: MessageBatch, now: float) -> None:
+        """Zero wait, and every send succeeds (or every one fails for good): nothing to draw."""
+        count = len(batch)
+        outcome = FAILED if self.model.fail_rate == 1.0 else SENT
+        self.stats.record_same(0.0, count, count if outcome == FAILED else 0)
+        self.done.add_run(batch.key, range(count), bytes([outcome]) * count)
+        self._note_lag(now, 0.0)
+        self.ended.append((0.0, 0.0, outcome, count))
+        if self.logging:
+            for offset in range(count):
+                self._note(batch, offset, 0.0, outcome, 0.0)
+        self._flush_if_due()
 
     def _start_free_slots(self) -> None:
         if not self.backlog or not self.free:

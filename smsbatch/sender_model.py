@@ -19,18 +19,34 @@ from __future__ import annotations
 
 import hashlib
 import math
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from smsbatch.config import SenderSpec, Settings
 
+if TYPE_CHECKING:
+    import numpy as np
+
 BLOCK = 4096  # attempts drawn at a time
+
+
+def needs_numpy(settings: Settings) -> bool:
+    """Will any sender of the run draw anything? A sender that never waits and
+    whose sends all succeed (or all fail, with no retries) has nothing to draw:
+    such a run does not even import numpy (a tenth of a second of start-up)."""
+    return any(not _nothing_to_draw(spec, settings) for spec in settings.senders)
+
+
+def _nothing_to_draw(spec: SenderSpec, settings: Settings) -> bool:
+    return (spec.mean == 0.0 and not spec.rate
+            and (spec.fail_rate == 0.0 or (spec.fail_rate == 1.0 and settings.max_retries == 0)))
 
 
 def generators(seed: int, index: int | str) -> tuple[np.random.Generator, ...]:
     """A sender's three independent streams: send times, outcomes, retry jitter.
     `index` is the sender's place in the run, or the name of a sender that
     joined from elsewhere (through Redis)."""
+    import numpy as np  # here: a run with nothing to draw never loads it
+
     if isinstance(index, str):
         index = int.from_bytes(hashlib.sha256(index.encode()).digest()[:8], "big")
     root = np.random.SeedSequence([seed & 0xFFFFFFFFFFFFFFFF, index])
@@ -45,9 +61,11 @@ class SendTimes:
         self.mean = mean
         self.spread = spread
         self.rng = rng
-        self.kept = np.empty(0)  # accepted draws not yet handed out (normal only)
+        self.kept: np.ndarray | None = None  # accepted draws not yet handed out (normal only)
 
     def take(self, count: int) -> np.ndarray:
+        import numpy as np
+
         name, mean, spread, rng = self.name, self.mean, self.spread, self.rng
         if name == "constant":
             return np.full(count, mean)
@@ -67,6 +85,10 @@ class SendTimes:
     def _symmetric_normal(self, count: int) -> np.ndarray:
         # Redraw outside [0, 2*mean]: cut on both sides alike, the mean stays put.
         # Accepted draws are kept in stream order, so blocks do not change the sequence.
+        import numpy as np
+
+        if self.kept is None:
+            self.kept = np.empty(0)
         while len(self.kept) < count:
             draws = self.rng.normal(self.mean, self.spread * self.mean, count)
             self.kept = np.concatenate([self.kept, draws[(draws >= 0.0) & (draws <= 2.0 * self.mean)]])
@@ -84,22 +106,33 @@ class SenderModel:
         self.fail_rate = spec.fail_rate
         self.max_retries = settings.max_retries
         self.retry_backoff = settings.retry_backoff
-        distribution, spread = settings.distribution_of(spec)
-        time_rng, self.outcome_rng, self.jitter_rng = generators(settings.seed, index)
-        self.send_times = SendTimes(distribution, spec.mean, spread, time_rng)
+        self.distribution, self.spread = settings.distribution_of(spec)
+        self.seed, self.index = settings.seed, index
         self.instant = spec.mean == 0.0 and not spec.rate  # a whole batch goes in no time
+        self.nothing_to_draw = _nothing_to_draw(spec, settings)
         self.jitters: list[float] = []
+        self._streams: tuple | None = None  # made at the first draw
+
+    @property
+    def streams(self) -> tuple:
+        """(send times, outcome generator, jitter generator)."""
+        if self._streams is None:
+            time_rng, outcome_rng, jitter_rng = generators(self.seed, self.index)
+            send_times = SendTimes(self.distribution, self.spec.mean, self.spread, time_rng)
+            self._streams = (send_times, outcome_rng, jitter_rng)
+        return self._streams
 
     def block(self, count: int = BLOCK) -> tuple[np.ndarray, np.ndarray]:
         """The next `count` attempts: (send times, failed?) as arrays."""
-        times = self.send_times.take(count)
-        failed = self.outcome_rng.random(count) < self.fail_rate
+        send_times, outcome_rng, _ = self.streams
+        times = send_times.take(count)
+        failed = outcome_rng.random(count) < self.fail_rate
         return times, failed
 
     def retry_delay(self, attempt: int) -> float:
         """Simulated seconds from the failure of `attempt` to its retry entering the queue."""
         if not self.jitters:
-            self.jitters = self.jitter_rng.uniform(0.5, 1.5, 256).tolist()[::-1]
+            self.jitters = self.streams[2].uniform(0.5, 1.5, 256).tolist()[::-1]
         return self.retry_backoff * 2.0 ** (attempt - 1) * self.jitters.pop()
 
     def retries_left(self, attempt: int) -> bool:
@@ -124,12 +157,7 @@ class Draws:
         return self.times[i], self.failed[i]
 
     def take_many(self, count: int) -> tuple[np.ndarray, np.ndarray]:
-        """`count` attempts at once, continuing the same streams."""
-        left_times = np.asarray(self.times[self.next:], dtype=float)
-        left_failed = np.asarray(self.failed[self.next:], dtype=bool)
-        self.times, self.failed, self.next = [], [], 0
-        if len(left_times) >= count:
-            self.times, self.failed = left_times[count:].tolist(), left_failed[count:].tolist()
-            return left_times[:count], left_failed[:count]
-        times, failed = self.model.block(count - len(left_times))
-        return np.concatenate([left_times, times]), np.concatenate([left_failed, failed])
+        """`count` attempts at once, as arrays (for a sender that never waits and
+        so never takes them one by one: the streams simply go on)."""
+        assert self.next == len(self.times), "take_many after take"
+        return self.model.block(count)

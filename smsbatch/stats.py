@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 _ZERO_BUCKET = 0
 _RESOLUTION = 1e-9  # shorter sends count as zero: no clock here measures less
@@ -32,6 +34,8 @@ def bucket_of(seconds: float) -> int:
 
 def buckets_of(seconds: np.ndarray) -> np.ndarray:
     """bucket_of() for a whole array at once."""
+    import numpy as np  # here: a run with nothing to draw never loads it
+
     tiny = seconds < _RESOLUTION
     safe = np.where(tiny, 1.0, seconds)
     exponent = np.floor(np.log10(safe))
@@ -77,6 +81,8 @@ class Stats:
 
     def record_block(self, seconds: np.ndarray, failed: np.ndarray) -> None:
         """Attempts given as arrays of send times and failure flags (no end times)."""
+        import numpy as np
+
         if not len(seconds):
             return
         count, fails = len(seconds), int(np.count_nonzero(failed))
@@ -92,6 +98,15 @@ class Stats:
         keys, counts = np.unique(buckets_of(seconds), return_counts=True)
         for bucket, n in zip(keys.tolist(), counts.tolist(), strict=False):
             buckets[bucket] = buckets.get(bucket, 0) + n
+
+    def record_same(self, seconds: float, count: int, failed: int) -> None:
+        """`count` attempts that all took `seconds`, `failed` of them failed (no end times)."""
+        self.attempts += count
+        self.sent += count - failed
+        self.failed += failed
+        self.time_sum += seconds * count
+        bucket = bucket_of(seconds)
+        self.buckets[bucket] = self.buckets.get(bucket, 0) + count
 
     def forget(self, seconds: float, ok: bool) -> None:
         """Take back one attempt recorded before (it never finished)."""
