@@ -108,7 +108,7 @@ class Progress:
     # (id, phone, next attempt, simulated time it re-enters the queue) of RETRY outcomes
     retries: tuple[tuple[int, str, int, float], ...] = ()
     log: tuple[tuple[int, str, int, float, int], ...] = ()  # (id, phone, outcome, seconds, attempt)
-    # (simulated end time, send time, outcome, count) of the attempts that ended
+    # (simulated end time, send-time bucket (stats.bucket_of), outcome, count) of the attempts that ended
     ended: tuple[tuple[float, float, int, int], ...] = ()
     lag: float = 0.0  # the most simulated time any send or start was handled late, so far
     capped: float = 0.0  # slot-seconds held back by the rate cap, since the previous Progress

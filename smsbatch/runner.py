@@ -167,6 +167,7 @@ class Runner:
         names = [spec.name for spec in self.settings.senders]
         self.record = RunRecord(names, first_width(self.settings, self.source.messages), self.settings.deadline)
         self.sampled_bin = -1  # the timeline bin whose backlog and in-flight were last sampled
+        self.next_sample = 0.0  # real time
         self.requeued = 0
         self.redelivered = 0  # messages taken over from silent senders (the broker's re-queue)
         self.lost_senders = 0
@@ -260,9 +261,10 @@ class Runner:
         self._decide()
 
     def _sample_states(self) -> None:
-        """Backlog and sends in flight, once per timeline bin (held by a sender
-        counts as in flight: it is sending it or about to)."""
-        if not self.sim_started:
+        """Backlog and sends in flight, once per timeline bin and at most every
+        TICK_SECONDS of real time (held by a sender counts as in flight: it is
+        sending it or about to); a bin with no sample keeps the one before."""
+        if not self.sim_started or self.clock.now() < self.next_sample:
             return
         now = self.sim.now()
         timeline = self.record.timeline
@@ -271,6 +273,7 @@ class Runner:
         in_flight = [self.ledger.held(index) for index in range(len(timeline.names))]
         timeline.sample(now, self.ledger.unsent - sum(in_flight), in_flight)
         self.sampled_bin = int(now / timeline.width)
+        self.next_sample = self.clock.now() + TICK_SECONDS
 
     def _wait(self, timeout: float) -> None:
         """Wait up to `timeout` for reports and exits, and handle what came."""

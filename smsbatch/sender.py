@@ -48,7 +48,7 @@ from smsbatch.model import (
     Stop,
 )
 from smsbatch.sender_model import Draws, SenderModel
-from smsbatch.stats import Stats
+from smsbatch.stats import Stats, bucket_of
 
 FLUSH_SECONDS = 0.1  # real seconds between progress reports while busy (x senders / 32)
 # Real seconds an idle take waits before checking for a stop (idle senders waking often cost the busy ones CPU).
@@ -384,9 +384,10 @@ class SenderEngine:
                 heapq.heappush(self.free, due)
 
     def _finish(self, batch: MessageBatch, offset: int, seconds: float, outcome: int, due: float) -> None:
-        self.stats.record(seconds, outcome == SENT, due)
+        bucket = bucket_of(seconds)
+        self.stats.record(seconds, outcome == SENT, due, bucket)
         self.done.add(batch.key, offset, outcome)
-        self.ended.append((due, seconds, outcome, 1))
+        self.ended.append((due, bucket, outcome, 1))
         self._note(batch, offset, seconds, outcome, due)
 
     def _note(self, batch: MessageBatch, offset: int, seconds: float, outcome: int, due: float) -> None:

@@ -66,7 +66,8 @@ class Stats:
     first_end: float = math.inf  # simulated time the first recorded attempt ended
     last_end: float = -math.inf  # ... and the last
 
-    def record(self, seconds: float, ok: bool, ended_at: float | None = None) -> None:
+    def record(self, seconds: float, ok: bool, ended_at: float | None = None, bucket: int | None = None) -> None:
+        """One attempt; `bucket`: bucket_of(seconds), if the caller has it already."""
         if ended_at is not None:
             self.first_end = min(self.first_end, ended_at)
             self.last_end = max(self.last_end, ended_at)
@@ -76,7 +77,8 @@ class Stats:
         else:
             self.failed += 1
         self.time_sum += seconds
-        bucket = bucket_of(seconds)
+        if bucket is None:
+            bucket = bucket_of(seconds)
         self.buckets[bucket] = self.buckets.get(bucket, 0) + 1
 
     def record_block(self, seconds: np.ndarray, failed: np.ndarray) -> None:

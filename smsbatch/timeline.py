@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from smsbatch.config import Settings
 from smsbatch.model import FAILED, SENT
 from smsbatch.reach import SentHistogram
-from smsbatch.stats import bucket_of, bucket_value
+from smsbatch.stats import bucket_value
 
 MAX_BINS = 2000
 TARGET_BINS = 1000
@@ -73,8 +73,9 @@ class Timeline:
         self._grow(index)
         return index
 
-    def add_attempts(self, sender: int, t: float, seconds: float, outcome_counts: tuple[int, int, int]) -> None:
-        """Attempts of one sender ending at t, all of `seconds`: (sent, failed for good, to retry)."""
+    def add_attempts(self, sender: int, t: float, bucket: int, outcome_counts: tuple[int, int, int]) -> None:
+        """Attempts of one sender ending at t, all in send-time `bucket` (stats.bucket_of):
+        (sent, failed for good, to retry)."""
         sent, failed, retry = outcome_counts
         count = sent + failed + retry
         b = self.bin_of(t)
@@ -84,7 +85,6 @@ class Timeline:
         self.attempts[sender][b] += count
         self.failed_attempts[sender][b] += failed + retry
         histogram = self.histograms[b]
-        bucket = bucket_of(seconds)
         histogram[bucket] = histogram.get(bucket, 0) + count
 
     def add_bin(self, t: float, sent: int, failed: int, retried: int, attempts: Sequence[int],
@@ -189,10 +189,10 @@ class RunRecord:
         self.capped.append(0.0)
 
     def record(self, sender: int, ended, capped: float, lag: float) -> None:
-        """`ended`: (due, seconds, outcome, count) of attempts that ended."""
-        for due, seconds, outcome, count in ended:
+        """`ended`: (due, send-time bucket, outcome, count) of attempts that ended."""
+        for due, bucket, outcome, count in ended:
             counts = (count, 0, 0) if outcome == SENT else (0, count, 0) if outcome == FAILED else (0, 0, count)
-            self.timeline.add_attempts(sender, due, seconds, counts)
+            self.timeline.add_attempts(sender, due, bucket, counts)
             if outcome == SENT:
                 self.sent_times.add(due, count)
                 if due <= self.deadline:
