@@ -166,8 +166,9 @@ class VirtualEngine:
             ended.clear()
             return (math.floor(t_next / timeline.width) + 1) * timeline.width
 
-        def start(g: int, s: int, t: float) -> None:
-            """Slot g of sender s starts the message at the head of the queue at t."""
+        def next_attempt(s: int) -> tuple[int, float, bool]:
+            """The message at the head of the queue (its attempt number), and sender
+            s's next draw: (attempt, send time, failed?)."""
             nonlocal fresh
             if fresh:
                 fresh -= 1
@@ -179,12 +180,16 @@ class VirtualEngine:
                 times[s], fails[s] = blocks[s].refill()
                 i = 0
             used[s] = i + 1
-            seconds = times[s][i]
+            return attempt, times[s][i], fails[s][i]
+
+        def start(g: int, s: int, t: float) -> None:
+            """Slot g of sender s starts the message at the head of the queue at t."""
+            attempt, seconds, failed_draw = next_attempt(s)
             next_start[s] = t + gap[s]
             due = t + seconds
             if due < first_end[s]:
                 first_end[s] = due
-            heappush(heap, (due, FINISH, g, attempt if fails[s][i] else 0, seconds))
+            heappush(heap, (due, FINISH, g, attempt if failed_draw else 0, seconds))
 
         def free(g: int, s: int, t: float) -> None:
             """Slot g is free at t and cannot start at once: wait for work or the cap."""
@@ -253,18 +258,8 @@ class VirtualEngine:
                         and (len(heap) < 2 or heap[1][0] > t)
                         and (len(heap) < 3 or heap[2][0] > t)
                     ):
-                        if fresh:
-                            fresh -= 1
-                            attempt = 1
-                        else:
-                            attempt = waiting.popleft()
-                        i = used[s]
-                        if i == len(times[s]):
-                            times[s], fails[s] = blocks[s].refill()
-                            i = 0
-                        used[s] = i + 1
-                        seconds = times[s][i]
-                        heapreplace(heap, (t + seconds, FINISH, key, attempt if fails[s][i] else 0, seconds))
+                        attempt, seconds, failed_draw = next_attempt(s)
+                        heapreplace(heap, (t + seconds, FINISH, key, attempt if failed_draw else 0, seconds))
                     else:
                         heappop(heap)
                         free(key, s, t)
