@@ -121,3 +121,14 @@ def test_a_list_from_standard_input_serves_every_replication(tmp_path):
     s = json.loads(summary.read_text())
     assert s["duplicate_numbers"] == 1
     assert [(r["messages"], r["sent"]) for r in s["replications"]] == [(3, 3)] * 3
+
+
+@pytest.mark.timeout(60)
+def test_senders_that_never_wait_give_the_models_zero_and_are_faithful(tmp_path, no_children_left):
+    run = Run(tmp_path, "-n", "20000", "--sender", "0:0.1", "--sender", "0:0.1", "--seed", "2",
+              "--no-progress").finish()
+    run.accounted()
+    s = run.summary
+    assert s["sim_elapsed_s"] == 0.0
+    assert s["reach_s"]["50"] == 0.0
+    assert s["faithful"] is True
