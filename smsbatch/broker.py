@@ -342,6 +342,9 @@ class SenderLink:
             wall = self._call(self.client.get, self.keys.start)
             if wall is not None:
                 return time.monotonic() - (time.time() - float(wall))
+            self.beat_if_due()  # a run that ended (or whose coordinator died) before its start: leave
+            if self.over:
+                return None
             time.sleep(poll)
         return None
 
