@@ -110,7 +110,7 @@ def seconds_text(seconds: float) -> str:
         return "?"
     if seconds < 60:
         return f"{seconds:.1f}s"
-    minutes, seconds = divmod(int(seconds), 60)
+    minutes, seconds = divmod(round(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
 
@@ -360,9 +360,13 @@ def reach_line(snap: Snapshot) -> str:
 
 
 def deadline_line(snap: Snapshot) -> str:
+    if not snap.met_deadline and snap.unsent and snap.sim_elapsed < snap.deadline:
+        return (f"  deadline {seconds_text(snap.deadline)}: not reached: the run stopped at "
+                f"{seconds_text(snap.sim_elapsed)} with {snap.within_deadline:.1%} sent")
     verdict = "met" if snap.met_deadline else "MISSED"
+    caveat = "" if snap.faithful else " (by a run NOT faithful to the model: see above)"
     return (f"  deadline {seconds_text(snap.deadline)}: {snap.within_deadline:.1%} sent by then; "
-            f"{verdict} (needs {snap.deadline_share:.0%})")
+            f"{verdict} (needs {snap.deadline_share:.0%}){caveat}")
 
 
 def faithful_line(snap: Snapshot) -> str:
@@ -390,8 +394,8 @@ def summary_table(snap: Snapshot, seed: int, stopped_by: str) -> str:
         f"  elapsed {seconds_text(snap.elapsed)} real, {seconds_text(snap.sim_elapsed)} simulated;"
         f" {snap.rate:.1f} msg/s simulated",
         reach_line(snap),
-        deadline_line(snap),
         faithful_line(snap),
+        deadline_line(snap),
         "",
     ]
     header = ("sender", "mean s", "fail%", "attempts", "sent", "failed", "fail% seen", "avg s",

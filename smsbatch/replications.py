@@ -25,6 +25,7 @@ from typing import TextIO
 from smsbatch.config import Settings
 from smsbatch.monitor import Monitor, NullDisplay, seconds_text, summary_dict
 from smsbatch.producer import MessageSource
+from smsbatch.runner import stop_signals_caught
 
 AGGREGATED = ("sim_elapsed_s", "reach_s.50", "reach_s.90", "reach_s.99", "reach_s.100", "within_deadline",
               "sent", "failed", "avg_send_time_s")
@@ -54,8 +55,10 @@ def run_one(settings: Settings, replication: int) -> dict:
     assert _SOURCE is not None
     source = replace(_SOURCE, seed=seed)  # recipients are read once, by the main process
     monitor = Monitor(NullDisplay(_Discard()), settings.interval)
-    runner = make_runner(settings, source, monitor, [])
-    result = runner.run()
+    # SIGTERM from the main process (Ctrl-C there) stops this run warmly: its
+    # children are reaped and its summary still comes back, every message counted.
+    with stop_signals_caught() as signals:
+        result = make_runner(settings, source, monitor, signals).run()
     summary = summary_dict(result.snapshot, settings.seed, result.stopped_by, int(result.exit_status),
                            result.produced, result.startup)
     summary["replication"] = replication
@@ -71,9 +74,9 @@ class _Discard:
 
 
 def _pool_initializer() -> None:
-    # Ctrl-C reaches the whole process group: the main process decides.
+    # Ctrl-C reaches the whole process group: the main process decides, and
+    # asks a running replication to stop with SIGTERM (caught in run_one).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def figure(summary: dict, key: str) -> float | None:
@@ -143,13 +146,24 @@ def run_replications(settings: Settings, source: MessageSource, stdout: TextIO, 
                 failed = not _collect(settings, futures[future], future, summaries, stderr) or failed
     finally:
         if signals or failed:
-            for process in list(getattr(pool, "_processes", {}).values()):
-                process.kill()
+            _stop_running(pool, signals, stderr)
         pool.shutdown(wait=True, cancel_futures=True)
+    for future in pending:  # stopped partway: what they counted still counts
+        if future.done() and not future.cancelled() and futures[future] not in summaries:
+            failed = not _collect(settings, futures[future], future, summaries, stderr) or failed
     top = _report(settings, [summaries[r] for r in sorted(summaries)], stdout, signals)
     if failed:
         top["exit_status"] = max(top["exit_status"], 1)
     return top
+
+
+def _stop_running(pool, signals: list[int], stderr: TextIO) -> None:
+    """Replications not started are dropped; running ones stop warmly (SIGTERM)."""
+    if signals:
+        stderr.write(f"smsbatch: {signal.Signals(signals[0]).name}: stopping the replications\n")
+        stderr.flush()
+    for process in list(getattr(pool, "_processes", {}).values()):
+        process.terminate()
 
 
 def _collect(settings: Settings, replication: int, future, summaries: dict[int, dict], stderr: TextIO) -> bool:
@@ -175,11 +189,14 @@ def _report(settings: Settings, summaries: list[dict], stdout: TextIO, signals: 
         stdout.write(f"replication {first['replication']} (seed {first['seed']}): "
                      f"{first['sent']} sent, {first['failed']} failed, {first['unsent']} unsent of "
                      f"{first['messages']}; {seconds_text(first['sim_elapsed_s'])} simulated\n")
+        stdout.write(_senders_line(first))
     stdout.write(aggregate_lines(agg, settings.replications, len(summaries)))
-    for summary in summaries:
-        accounted = summary["sent"] + summary["failed"] + summary["unsent"] == summary["messages"]
-        if not accounted:
-            stdout.write(f"replication {summary['replication']}: NOT every message accounted for\n")
+    if summaries:
+        met = sum(1 for s in summaries if s["met_deadline"])
+        stdout.write(f"deadline {seconds_text(settings.deadline)}: met by {met} of {len(summaries)} replications"
+                     f" (needs {settings.deadline_share:.0%} sent by then)\n")
+    accounted = all(s["sent"] + s["failed"] + s["unsent"] == s["messages"] for s in summaries)
+    stdout.write(f"every message accounted for, in every replication: {'yes' if accounted else 'NO'}\n")
     stdout.flush()
     top = dict(summaries[0]) if summaries else _nothing_done(settings)
     top.update(replications=[_without_timeline(s) for s in summaries], aggregate=agg)
@@ -188,6 +205,13 @@ def _report(settings: Settings, summaries: list[dict], stdout: TextIO, signals: 
     elif summaries:
         top["exit_status"] = max(s["exit_status"] for s in summaries)
     return top
+
+
+def _senders_line(summary: dict) -> str:
+    """What each sender carried in this replication: its share of the attempts."""
+    attempts = sum(s["attempts"] for s in summary["senders"]) or 1
+    shares = ", ".join(f"{s['name']} {s['attempts']:,} ({s['attempts'] / attempts:.1%})" for s in summary["senders"])
+    return f"  attempts by sender: {shares}\n"
 
 
 def _without_timeline(summary: dict) -> dict:

@@ -39,6 +39,9 @@ class VirtualRunner:
 
         def tick(progress: Progress) -> bool:
             self.monitor.tick(lambda: self._live(progress, self.clock.now() - started))
+            if self.signals:
+                name = signal.Signals(self.signals[0]).name
+                self.monitor.note(f"smsbatch: {name}: stopping at {progress.now:.1f}s simulated")
             return not self.signals
 
         outcome = engine.run(tick)

@@ -65,3 +65,15 @@ def test_a_100000_message_runs_report_is_under_1_mb(tmp_path):
                   stdout=out, stderr=io.StringIO())
     assert status == 0
     assert 50_000 < report.stat().st_size < 1_000_000
+
+
+def test_a_run_stopped_before_its_deadline_says_it_was_not_reached():
+    from smsbatch.monitor import Snapshot, deadline_line
+    from smsbatch.stats import Stats
+
+    stopped = Snapshot(messages=100, sent=10, failed=0, retried=0, elapsed=1.0, speed=5.0, stats=Stats(),
+                       sim_elapsed=8.2, sent_by_deadline=10, deadline=600.0)
+    assert "not reached: the run stopped at 8.2s with 10.0% sent" in deadline_line(stopped)
+    finished = Snapshot(messages=100, sent=10, failed=90, retried=0, elapsed=1.0, speed=5.0, stats=Stats(),
+                        sim_elapsed=8.2, sent_by_deadline=10, deadline=600.0)
+    assert "MISSED" in deadline_line(finished)

@@ -2,6 +2,8 @@
 and a run that cannot keep up says so (faithful: false)."""
 
 import json
+import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -132,3 +134,18 @@ def test_senders_that_never_wait_give_the_models_zero_and_are_faithful(tmp_path,
     assert s["sim_elapsed_s"] == 0.0
     assert s["reach_s"]["50"] == 0.0
     assert s["faithful"] is True
+
+
+@pytest.mark.timeout(60)
+def test_ctrl_c_during_replications_stops_the_running_ones_warmly_and_counts_them(tmp_path, no_children_left):
+    run = Run(tmp_path, "-c", "configs/emergency.ini", "-n", "2000", "--speed", "20", "--replications", "4",
+              "--jobs", "2", "--seed", "1", "--no-progress")
+    run.wait_for_children(4, prefix="smsbatch: sender")  # replications under way
+    os.kill(run.proc.pid, signal.SIGINT)
+    run.finish()
+    s = run.summary
+    assert run.status == 130
+    assert "every message accounted for, in every replication: yes" in run.out
+    assert s["replications"]  # the ones that ran are reported, stopped ones included
+    for r in s["replications"]:
+        assert r["sent"] + r["failed"] + r["unsent"] == r["messages"]
