@@ -300,6 +300,9 @@ def parse_text(text: str) -> str:
     return str(text)
 
 
+ECHO_WIDTH = 60  # characters of a bad value an error line shows
+
+
 def _typed(rule, shown=str):
     """Wrap a rule for argparse, which shows ArgumentTypeError messages as they are.
     `shown` is how the bad value is echoed (a URL without its password)."""
@@ -308,7 +311,10 @@ def _typed(rule, shown=str):
         try:
             return rule(text)
         except ValueError as error:
-            raise configargparse.ArgumentTypeError(f"{error} (got {shown(text)!r})") from None
+            echoed = repr(shown(text))
+            if len(echoed) > ECHO_WIDTH:  # one line, whatever was given (a 1,600-character text)
+                echoed = echoed[:ECHO_WIDTH - 4] + "...'"
+            raise configargparse.ArgumentTypeError(f"{error} (got {echoed})") from None
 
     parse.__name__ = getattr(rule, "__name__", "value")
     return parse

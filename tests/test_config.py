@@ -301,3 +301,12 @@ def test_speed_max_from_the_command_line_an_ini_file_or_the_environment(tmp_path
                                                ("1.5h", 5400.0)])
 def test_deadlines_read_as_durations(text, seconds):
     assert parse_settings(["--deadline", text]).deadline == seconds
+
+
+def test_a_long_bad_value_is_shortened_in_its_one_line(capsys):
+    status = main(["--text", "x" * 1601])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert err.count("\n") == 1
+    assert len(err) < 200
+    assert "argument --text: must be at most 1600 characters" in err
