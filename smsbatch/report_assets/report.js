@@ -315,10 +315,13 @@
     }, [bars.x, bars.y]);
   }
 
+  // Replications are counted, not measured: ticks at whole numbers only.
+  var WHOLE_STEPS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000];
+
   function replicationsChart(reps) {
     var options = {
       scales: {x: {time: false}},
-      axes: [{label: "replication"}, {label: "simulated seconds", values: axisSeconds, size: 70}],
+      axes: [{label: "replication", incrs: WHOLE_STEPS}, {label: "simulated seconds", values: axisSeconds, size: 70}],
       series: [{label: "replication"}],
       cursor: {drag: {x: true, y: false}}
     };
@@ -338,7 +341,7 @@
     var options = {
       height: 180,
       scales: {x: {time: false}, y: {range: function (u, min, max) { return [Math.min(min, targetPercent()) - 2, 100]; }}},
-      axes: [{label: "replication"}, {label: "% within deadline", size: 70}],
+      axes: [{label: "replication", incrs: WHOLE_STEPS}, {label: "% within deadline", size: 70}],
       series: [{label: "replication"}, dots("within deadline", "#1f77b4", "y", percent)],
       cursor: {drag: {x: true, y: false}},
       hooks: {draw: [drawTarget]}
