@@ -9,13 +9,13 @@ import sys
 from typing import TextIO
 
 from smsbatch.config import Settings, UsageError, parse_settings, parse_worker_settings, settings_dict
-from smsbatch.monitor import Monitor, make_display, summary_dict, summary_table, write_summary_json
-from smsbatch.output import check_output_path, open_standard_fds, standard_streams, write_text_file
-from smsbatch.phones import PhoneError, PhonePool, list_name, read_recipients, recipients_is_stream
-from smsbatch.producer import MessageSource
-from smsbatch.runner import ExitStatus, Runner, choose_batch_size, stop_signals_caught
-from smsbatch.text import plural, redact_url, shorten, sms_segments, visible
-from smsbatch.timeline import csv_text
+from smsbatch.core.phones import PhoneError, PhonePool, list_name, read_recipients, recipients_is_stream
+from smsbatch.core.text import plural, redact_url, shorten, sms_segments, visible
+from smsbatch.core.timeline import csv_text
+from smsbatch.present.monitor import Monitor, make_display, summary_dict, summary_table, write_summary_json
+from smsbatch.present.output import check_output_path, open_standard_fds, standard_streams, write_text_file
+from smsbatch.realtime.producer import MessageSource
+from smsbatch.realtime.runner import ExitStatus, Runner, choose_batch_size, stop_signals_caught
 
 START_LINE_WIDTH = 100  # columns: the start lines fit a wide terminal without wrapping
 SUMMARY_SCHEMA = "smsbatch-summary/1"
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: Te
     if argv[:1] == ["worker"]:
         return worker_main(argv[1:], stdout, stderr, restore_signals)
     if argv[:1] == ["report"]:
-        from smsbatch.report import report_main  # only for this command: it reads its assets
+        from smsbatch.present.report import report_main  # only for this command: it reads its assets
 
         return report_main(argv[1:], stdout, stderr)
     def prepare():
@@ -125,7 +125,7 @@ def _write_outputs(settings: Settings, summary: dict, stderr: TextIO) -> None:
     if settings.timeline and summary.get("timeline"):
         _write_file(settings.timeline, lambda: csv_text(summary["timeline"]), stderr, "timeline")
     if settings.report:
-        from smsbatch.report import render_report  # only when asked for: it reads its assets
+        from smsbatch.present.report import render_report  # only when asked for: it reads its assets
 
         _write_file(settings.report, lambda: render_report(summary), stderr, "report")
 
@@ -161,20 +161,20 @@ def _runner_class(settings: Settings):
     """The Runner; with --speed max the virtual one; with --broker the Redis
     one (only then is Redis imported)."""
     if settings.virtual:
-        from smsbatch.virtual_runner import VirtualRunner  # numpy and the event heap, only for --speed max
+        from smsbatch.virtual.runner import VirtualRunner  # numpy and the event heap, only for --speed max
 
         return VirtualRunner
     if not settings.broker:
         return Runner
     _check_broker(settings.broker)
-    from smsbatch.coordinator import StreamRunner
+    from smsbatch.broker.coordinator import StreamRunner
 
     return StreamRunner
 
 
 def _check_broker(url: str) -> None:
     try:
-        from smsbatch.broker import check_reachable
+        from smsbatch.broker.streams import check_reachable
     except ImportError:
         raise UsageError("argument --broker: needs the Redis client: pip install 'smsbatch[redis]'") from None
     try:
@@ -193,7 +193,7 @@ def worker_main(argv: list[str], stdout: TextIO, stderr: TextIO, restore_signals
     settings, status = _checked_input("smsbatch worker", stderr, prepare)
     if settings is None:
         return status
-    from smsbatch.worker import Worker
+    from smsbatch.broker.worker import Worker
 
     with stop_signals_caught(restore=restore_signals) as signals:
         return Worker(settings, stdout, signals).run()

@@ -21,8 +21,8 @@ import configargparse
 import phonenumbers
 
 from smsbatch import __version__
-from smsbatch.distributions import DEFAULT_DISTRIBUTION, DEFAULT_SPREAD, DISTRIBUTIONS, MAX_SPREAD
-from smsbatch.text import redact_url, shorten, visible
+from smsbatch.core.distributions import DEFAULT_DISTRIBUTION, DEFAULT_SPREAD, DISTRIBUTIONS, MAX_SPREAD
+from smsbatch.core.text import redact_url, shorten, visible
 
 MAX_MESSAGES = 1_000_000_000
 MAX_SENDERS = 1024

@@ -23,9 +23,9 @@ from dataclasses import replace
 from typing import TextIO
 
 from smsbatch.config import Settings
-from smsbatch.monitor import Monitor, NullDisplay, seconds_text, summary_dict
-from smsbatch.producer import MessageSource
-from smsbatch.runner import stop_signals_caught
+from smsbatch.present.monitor import Monitor, NullDisplay, seconds_text, summary_dict
+from smsbatch.realtime.producer import MessageSource
+from smsbatch.realtime.runner import stop_signals_caught
 
 AGGREGATED = ("sim_elapsed_s", "reach_s.50", "reach_s.90", "reach_s.99", "reach_s.100", "within_deadline",
               "sent", "failed", "avg_send_time_s")

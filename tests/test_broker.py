@@ -12,11 +12,11 @@ import time
 import pytest
 from conftest import Run, WorkerProc, child_pids, wait_until
 
-from smsbatch.ledger import Ledger
-from smsbatch.model import FAILED, RETRY, SENT
-from smsbatch.stats import Stats
+from smsbatch.core.ledger import Ledger
+from smsbatch.core.model import FAILED, RETRY, SENT
+from smsbatch.core.stats import Stats
 
-broker = pytest.importorskip("smsbatch.broker", reason="the Redis client is not installed")
+broker = pytest.importorskip("smsbatch.broker.streams", reason="the Redis client is not installed")
 redis = pytest.importorskip("redis")
 
 
@@ -352,6 +352,6 @@ def test_bad_broker_input_starts_nothing(no_children_left):
 def test_redis_is_not_imported_without_a_broker(no_children_left):
     code = ("import sys, io; from smsbatch.cli import main; "
             "main(['-n', '20', '--sender', '0:0', '--no-progress'], io.StringIO(), io.StringIO()); "
-            "print('redis' in sys.modules, 'smsbatch.broker' in sys.modules)")
+            "print('redis' in sys.modules, 'smsbatch.broker.streams' in sys.modules)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
     assert proc.stdout.split() == ["False", "False"], proc.stderr

@@ -68,8 +68,8 @@ def test_a_100000_message_runs_report_is_under_1_mb(tmp_path):
 
 
 def test_a_run_stopped_before_its_deadline_says_it_was_not_reached():
-    from smsbatch.monitor import Snapshot, deadline_line
-    from smsbatch.stats import Stats
+    from smsbatch.core.stats import Stats
+    from smsbatch.present.monitor import Snapshot, deadline_line
 
     stopped = Snapshot(messages=100, sent=10, failed=0, retried=0, elapsed=1.0, speed=5.0, stats=Stats(),
                        sim_elapsed=8.2, sent_by_deadline=10, deadline=600.0)

@@ -4,7 +4,7 @@ import statistics
 import pytest
 
 from smsbatch.config import UsageError, parse_settings
-from smsbatch.distributions import DISTRIBUTIONS, MAX_SPREAD, make_sampler
+from smsbatch.core.distributions import DISTRIBUTIONS, MAX_SPREAD, make_sampler
 
 
 def draws(name, mean, spread, n=10_000, seed=7):

@@ -12,7 +12,7 @@ import pytest
 from conftest import Run, wait_until_gone
 
 from smsbatch.cli import main
-from smsbatch.sender import SenderEngine
+from smsbatch.realtime.sender import SenderEngine
 
 pytestmark = pytest.mark.timeout(60)
 

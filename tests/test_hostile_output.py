@@ -12,7 +12,7 @@ import threading
 import pytest
 
 from smsbatch.config import UsageError
-from smsbatch.output import QuietStream, check_output_path, write_text_file
+from smsbatch.present.output import QuietStream, check_output_path, write_text_file
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -1,5 +1,5 @@
-from smsbatch.ledger import OPEN, Ledger
-from smsbatch.model import FAILED, RETRY, SENT, Done
+from smsbatch.core.ledger import OPEN, Ledger
+from smsbatch.core.model import FAILED, RETRY, SENT, Done
 
 
 def test_counts_each_message_once():

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from smsbatch.config import parse_settings
-from smsbatch.reach import SentHistogram, reach_counts
-from smsbatch.sender_model import BLOCK, SenderModel, SendTimes
-from smsbatch.virtual import VirtualEngine
+from smsbatch.core.reach import SentHistogram, reach_counts
+from smsbatch.core.sender_model import BLOCK, SenderModel, SendTimes
+from smsbatch.virtual.engine import VirtualEngine
 
 
 def simulate(*args):

@@ -1,9 +1,10 @@
 import io
 import json
 
-from smsbatch.clock import FakeClock
 from smsbatch.config import SenderSpec
-from smsbatch.monitor import (
+from smsbatch.core.clock import FakeClock
+from smsbatch.core.stats import Stats
+from smsbatch.present.monitor import (
     BarDisplay,
     LineDisplay,
     Monitor,
@@ -16,7 +17,6 @@ from smsbatch.monitor import (
     summary_table,
     write_summary_json,
 )
-from smsbatch.stats import Stats
 
 
 def stats(*records):

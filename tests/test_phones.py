@@ -5,7 +5,7 @@ import time
 import pytest
 
 from smsbatch.cli import main
-from smsbatch.phones import (
+from smsbatch.core.phones import (
     POOL_SIZE,
     PhoneError,
     PhonePool,
@@ -13,7 +13,7 @@ from smsbatch.phones import (
     normalise,
     read_recipients,
 )
-from smsbatch.producer import MessageSource
+from smsbatch.realtime.producer import MessageSource
 
 
 @pytest.mark.parametrize("region", ["US", "GB", "DE", "FR", "IN", "BR", "JP", "AU"])

@@ -14,14 +14,14 @@ import tracemalloc
 import pytest
 from conftest import communicate_or_kill
 
-from smsbatch.phones import (
+from smsbatch.core.phones import (
     NumberSet,
     PhoneError,
     PhonePool,
     read_recipients,
     recipients_is_stream,
 )
-from smsbatch.producer import MessageSource
+from smsbatch.realtime.producer import MessageSource
 
 FIVE_WAYS = ["+1 202-555-0143", "(202) 555-0143", "202.555.0143", "+12025550143", "2025550143"]
 # A header and a junk line (2 invalid), one number written five ways (4

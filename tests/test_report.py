@@ -31,7 +31,8 @@ import numpy as np
 import pytest
 
 from smsbatch.cli import main
-from smsbatch.report import (
+from smsbatch.core.stats import bucket_of, bucket_value
+from smsbatch.present.report import (
     CHARTED_SENDERS,
     HEADLINE,
     RUN_FIGURES,
@@ -44,7 +45,6 @@ from smsbatch.report import (
     summary_problem,
     write_report,
 )
-from smsbatch.stats import bucket_of, bucket_value
 
 CHROMIUM = shutil.which("chromium")
 BROWSER_SECONDS = 45  # under the tests' 60 s timeout, so a hung browser is killed by us, with its group
@@ -62,7 +62,7 @@ def make_senders(count: int) -> list[dict]:
 
 
 def lognormal_histogram(rng, mean: float, count: int) -> list[list]:
-    """[[seconds, count], ...] in smsbatch.stats's two-significant-figure buckets."""
+    """[[seconds, count], ...] in smsbatch.core.stats's two-significant-figure buckets."""
     sigma = math.sqrt(math.log(1 + 0.5 ** 2))
     draws = rng.lognormal(math.log(mean) - sigma ** 2 / 2, sigma, size=max(1, count))
     buckets: dict[int, int] = {}

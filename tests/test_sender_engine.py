@@ -4,12 +4,12 @@ from collections import deque
 
 import pytest
 
-from smsbatch.clock import FakeClock, SimClock
 from smsbatch.config import SenderSpec, Settings
-from smsbatch.ledger import Ledger
-from smsbatch.model import FAILED, RETRY, SENT, Claimed, MessageBatch, Progress, Released, SenderDone, Stop
-from smsbatch.sender import SenderEngine
-from smsbatch.sender_model import SenderModel
+from smsbatch.core.clock import FakeClock, SimClock
+from smsbatch.core.ledger import Ledger
+from smsbatch.core.model import FAILED, RETRY, SENT, Claimed, MessageBatch, Progress, Released, SenderDone, Stop
+from smsbatch.core.sender_model import SenderModel
+from smsbatch.realtime.sender import SenderEngine
 
 
 def batches(count, size):

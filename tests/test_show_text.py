@@ -10,9 +10,9 @@ import pytest
 
 from smsbatch.cli import text_line
 from smsbatch.config import SenderSpec
-from smsbatch.monitor import SenderView, Snapshot, summary_table
-from smsbatch.stats import Stats
-from smsbatch.text import display_width
+from smsbatch.core.stats import Stats
+from smsbatch.core.text import display_width
+from smsbatch.present.monitor import SenderView, Snapshot, summary_table
 
 pytestmark = pytest.mark.timeout(60)
 

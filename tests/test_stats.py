@@ -2,7 +2,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from smsbatch.stats import Stats, bucket_of, bucket_value
+from smsbatch.core.stats import Stats, bucket_of, bucket_value
 
 
 def make(times_and_oks):

@@ -15,9 +15,11 @@ import pyte
 import pytest
 from wcwidth import wcwidth
 
-from smsbatch import monitor
 from smsbatch.config import SenderSpec
-from smsbatch.monitor import (
+from smsbatch.core.stats import Stats
+from smsbatch.core.text import display_width
+from smsbatch.present import monitor
+from smsbatch.present.monitor import (
     NO_WRAP,
     BarDisplay,
     SenderView,
@@ -26,8 +28,6 @@ from smsbatch.monitor import (
     progress_line,
     seconds_text,
 )
-from smsbatch.stats import Stats
-from smsbatch.text import display_width
 
 
 def snap(messages=100, sent=0, failed=0, sim_elapsed=0.0, retries_pending=0, retried=0, retries_back_at=0.0):

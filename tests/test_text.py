@@ -1,6 +1,6 @@
 import pytest
 
-from smsbatch.text import (
+from smsbatch.core.text import (
     GSM7_BASIC,
     GSM7_EXTENSION,
     display_width,

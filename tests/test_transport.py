@@ -3,8 +3,8 @@ import time
 
 import pytest
 
-from smsbatch.model import MessageBatch, Stop
-from smsbatch.transport import LocalTransport
+from smsbatch.core.model import MessageBatch, Stop
+from smsbatch.local.transport import LocalTransport
 
 pytestmark = pytest.mark.timeout(30)
 

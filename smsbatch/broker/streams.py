@@ -36,9 +36,9 @@ from collections.abc import Callable
 import redis
 
 from smsbatch.config import SenderSpec, Settings
-from smsbatch.model import Done, MessageBatch, Progress, Released, SenderDone, Stop, pack_numbers
-from smsbatch.stats import Stats
-from smsbatch.text import redact_url
+from smsbatch.core.model import Done, MessageBatch, Progress, Released, SenderDone, Stop, pack_numbers
+from smsbatch.core.stats import Stats
+from smsbatch.core.text import redact_url
 
 RUNS_KEY = "smsbatch:runs"
 GROUP = "senders"

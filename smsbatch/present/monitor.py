@@ -14,11 +14,11 @@ import os
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from smsbatch.clock import Clock
 from smsbatch.config import SenderSpec
-from smsbatch.output import write_text_file
-from smsbatch.stats import Stats, bucket_value
-from smsbatch.text import char_width, display_width, pad_left, pad_right, shorten
+from smsbatch.core.clock import Clock
+from smsbatch.core.stats import Stats, bucket_value
+from smsbatch.core.text import char_width, display_width, pad_left, pad_right, shorten
+from smsbatch.present.output import write_text_file
 
 
 @dataclass(frozen=True)

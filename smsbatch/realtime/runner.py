@@ -42,11 +42,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import IntEnum
 
-from smsbatch.children import RunStart, StopSignal
-from smsbatch.clock import Clock, SimClock
 from smsbatch.config import SenderSpec, Settings
-from smsbatch.ledger import Ledger
-from smsbatch.model import (
+from smsbatch.core.clock import Clock, SimClock
+from smsbatch.core.ledger import Ledger
+from smsbatch.core.model import (
     FAILED,
     RETRY,
     SENT,
@@ -61,13 +60,14 @@ from smsbatch.model import (
     SenderDone,
     Stop,
 )
-from smsbatch.monitor import Monitor, SenderView, Snapshot
-from smsbatch.producer import MessageSource, run_producer
-from smsbatch.sender import ahead_seconds, run_sender
-from smsbatch.sender_model import needs_numpy
-from smsbatch.stats import Stats
-from smsbatch.timeline import RunRecord, first_width
-from smsbatch.transport import LocalTransport
+from smsbatch.core.sender_model import needs_numpy
+from smsbatch.core.stats import Stats
+from smsbatch.core.timeline import RunRecord, first_width
+from smsbatch.local.transport import LocalTransport
+from smsbatch.present.monitor import Monitor, SenderView, Snapshot
+from smsbatch.realtime.children import RunStart, StopSignal
+from smsbatch.realtime.producer import MessageSource, run_producer
+from smsbatch.realtime.sender import ahead_seconds, run_sender
 
 message_log = logging.getLogger("smsbatch.messages")
 

@@ -11,15 +11,15 @@ from __future__ import annotations
 import signal
 from dataclasses import dataclass, field
 
-from smsbatch.clock import Clock
 from smsbatch.config import Settings
-from smsbatch.monitor import Monitor, SenderView, Snapshot
-from smsbatch.producer import MessageSource
-from smsbatch.runner import ExitStatus, RunResult
-from smsbatch.sender_model import SenderModel
-from smsbatch.stats import Stats
-from smsbatch.timeline import Timeline, first_width
-from smsbatch.virtual import Outcome, Progress, VirtualEngine
+from smsbatch.core.clock import Clock
+from smsbatch.core.sender_model import SenderModel
+from smsbatch.core.stats import Stats
+from smsbatch.core.timeline import Timeline, first_width
+from smsbatch.present.monitor import Monitor, SenderView, Snapshot
+from smsbatch.realtime.producer import MessageSource
+from smsbatch.realtime.runner import ExitStatus, RunResult
+from smsbatch.virtual.engine import Outcome, Progress, VirtualEngine
 
 
 @dataclass

@@ -30,10 +30,9 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from smsbatch.children import enter_child, parent_alive, report_crash, termination_requested
-from smsbatch.clock import Clock, SimClock
 from smsbatch.config import Settings
-from smsbatch.model import (
+from smsbatch.core.clock import Clock, SimClock
+from smsbatch.core.model import (
     FAILED,
     RETRY,
     SENT,
@@ -47,8 +46,9 @@ from smsbatch.model import (
     SenderDone,
     Stop,
 )
-from smsbatch.sender_model import Draws, SenderModel
-from smsbatch.stats import Stats, bucket_of
+from smsbatch.core.sender_model import Draws, SenderModel
+from smsbatch.core.stats import Stats, bucket_of
+from smsbatch.realtime.children import enter_child, parent_alive, report_crash, termination_requested
 
 FLUSH_SECONDS = 0.1  # real seconds between progress reports while busy (x senders / 32)
 # Real seconds an idle take waits before checking for a stop (idle senders waking often cost the busy ones CPU).

@@ -12,9 +12,9 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from smsbatch.children import enter_child, parent_alive, report_crash, termination_requested
-from smsbatch.model import MessageBatch, ProducerDone, Ready
-from smsbatch.phones import PhonePool, Recipients
+from smsbatch.core.model import MessageBatch, ProducerDone, Ready
+from smsbatch.core.phones import PhonePool, Recipients
+from smsbatch.realtime.children import enter_child, parent_alive, report_crash, termination_requested
 
 PUT_POLL_SECONDS = 0.1
 READY_BATCHES = 16  # batches queued before simulated time may start (the queue holds more)

@@ -1,4 +1,4 @@
-// The report's charts: reads the JSON in #report-data (written by smsbatch/report.py)
+// The report's charts: reads the JSON in #report-data (written by smsbatch/present/report.py)
 // and draws each <figure class="chart" data-chart-expected="1"> with uPlot.
 //
 // After drawing, the page says what it drew, in the DOM, where a headless

@@ -12,7 +12,7 @@ import traceback
 
 from setproctitle import setproctitle
 
-from smsbatch.model import ChildFailed
+from smsbatch.core.model import ChildFailed
 
 _PR_SET_PDEATHSIG = 1
 

@@ -3,7 +3,7 @@
     summary dict --> render_report() --> HTML text --> write_report(path)
                       |-- scorecard, tables: written here, as HTML (readable with no JS, printable)
                       |-- chart data: pruned and rounded, as JSON in <script type="application/json">
-                      `-- uPlot + report.js + CSS: inlined from smsbatch/report_assets/
+                      `-- uPlot + report.js + CSS: inlined from smsbatch/present/report_assets/
 
 The page asks nothing of the network and needs no server: everything it shows
 is inside it. Its size is bounded whatever the run's size: the timeline has at
@@ -27,11 +27,11 @@ from typing import TextIO
 
 from smsbatch import __version__
 from smsbatch.config import UsageError
-from smsbatch.output import check_output_path, write_text_file
+from smsbatch.present.output import check_output_path, write_text_file
 
 SCHEMA = "smsbatch-summary/1"
 SCHEMA_PREFIX = "smsbatch-summary/"
-UPLOT_VERSION = "1.6.32"  # smsbatch/report_assets/README.md says where it came from
+UPLOT_VERSION = "1.6.32"  # smsbatch/present/report_assets/README.md says where it came from
 CHARTED_SENDERS = 16  # more than this: the 15 busiest and "others"
 HISTOGRAM_BINS = 40  # bars per send-time histogram
 CHART_DIGITS = 5  # significant figures: 2,000 bins need 4 to stay distinct
@@ -251,7 +251,7 @@ window.addEventListener("error", function (event) {
 
 
 def _asset(name: str) -> str:
-    text = resources.files("smsbatch").joinpath("report_assets", name).read_text(encoding="utf-8")
+    text = resources.files("smsbatch.present").joinpath("report_assets", name).read_text(encoding="utf-8")
     if "</script" in text.lower() or "</style" in text.lower():  # would end its tag early
         raise ValueError(f"report asset {name} contains a closing tag and cannot be inlined")
     return text
@@ -669,7 +669,7 @@ def _merged_histogram(senders: list[dict], members: list[int]) -> dict[float, fl
 
 
 def bucket_edges(seconds: float) -> tuple[float, float]:
-    """The send times a two-significant-figure bucket stands for (smsbatch.stats
+    """The send times a two-significant-figure bucket stands for (smsbatch.core.stats
     rounds to it): 0.24 is [0.235, 0.245); 1.0 is [0.995, 1.05)."""
     if seconds <= 0:
         return 0.0, 0.0

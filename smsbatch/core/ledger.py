@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from smsbatch.model import FAILED, RETRY, SENT, Done
+from smsbatch.core.model import FAILED, RETRY, SENT, Done
 
 OPEN = 0
 # A RETRY outcome leaves the message open: it goes round again.

@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable
 from multiprocessing.reduction import ForkingPickler
 
-from smsbatch.model import MessageBatch
+from smsbatch.core.model import MessageBatch
 
 WRITER_CHECK_SECONDS = 1.0  # a write lock held this long after its holder died is held for good
 TIME_SLACK = 1e-9  # simulated seconds: starts this close are at the same time

@@ -21,9 +21,9 @@ import math
 from collections.abc import Sequence
 
 from smsbatch.config import Settings
-from smsbatch.model import FAILED, SENT
-from smsbatch.reach import SentHistogram
-from smsbatch.stats import bucket_value
+from smsbatch.core.model import FAILED, SENT
+from smsbatch.core.reach import SentHistogram
+from smsbatch.core.stats import bucket_value
 
 MAX_BINS = 2000
 TARGET_BINS = 1000

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from smsbatch.stats import Stats
+from smsbatch.core.stats import Stats
 
 # Outcome codes of one attempt, one byte each in Progress.outcomes.
 SENT = 1

@@ -13,7 +13,7 @@ from dataclasses import replace
 from multiprocessing import connection, get_context
 from typing import TextIO
 
-from smsbatch.broker import (
+from smsbatch.broker.streams import (
     RUNNING,
     RUNS_KEY,
     BrokerDown,
@@ -27,14 +27,14 @@ from smsbatch.broker import (
     settings_for_worker,
     stderr_line,
 )
-from smsbatch.children import StopSignal, enter_child, parent_alive, report_crash, termination_requested
-from smsbatch.clock import Clock, SimClock
 from smsbatch.config import SenderSpec, Settings, WorkerSettings
-from smsbatch.model import ChildFailed, Ready
-from smsbatch.runner import share_for
-from smsbatch.sender import SenderEngine
-from smsbatch.sender_model import SenderModel
-from smsbatch.text import plural, redact_url
+from smsbatch.core.clock import Clock, SimClock
+from smsbatch.core.model import ChildFailed, Ready
+from smsbatch.core.sender_model import SenderModel
+from smsbatch.core.text import plural, redact_url
+from smsbatch.realtime.children import StopSignal, enter_child, parent_alive, report_crash, termination_requested
+from smsbatch.realtime.runner import share_for
+from smsbatch.realtime.sender import SenderEngine
 
 LOOK_SECONDS = 0.2  # how often a waiting worker looks for a run, and for signals
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 import redis
 
-from smsbatch.broker import (
+from smsbatch.broker.streams import (
     BEAT_SECONDS,
     DONE,
     ENDED_TTL,
@@ -56,16 +56,16 @@ from smsbatch.broker import (
     spec_from_json,
     stats_from_json,
 )
-from smsbatch.children import RunStart, StopSignal
+from smsbatch.broker.worker import run_stream_sender
 from smsbatch.config import SenderSpec
-from smsbatch.model import MessageBatch, Stop
-from smsbatch.monitor import SenderView
-from smsbatch.producer import run_producer
-from smsbatch.runner import OUTCOME_WORDS, WARM_STOP_SECONDS, Child, Runner, message_log
-from smsbatch.stats import Stats
-from smsbatch.text import plural, redact_url
-from smsbatch.timeline import RunRecord
-from smsbatch.worker import run_stream_sender
+from smsbatch.core.model import MessageBatch, Stop
+from smsbatch.core.stats import Stats
+from smsbatch.core.text import plural, redact_url
+from smsbatch.core.timeline import RunRecord
+from smsbatch.present.monitor import SenderView
+from smsbatch.realtime.children import RunStart, StopSignal
+from smsbatch.realtime.producer import run_producer
+from smsbatch.realtime.runner import OUTCOME_WORDS, WARM_STOP_SECONDS, Child, Runner, message_log
 
 READ_COUNT = 1000  # result entries per XREAD
 RUN_GONE = "the run's keys are gone from Redis (restarted without its data?)"

@@ -34,10 +34,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from smsbatch.reach import reach_counts
-from smsbatch.sender_model import BLOCK, SenderModel
-from smsbatch.stats import Stats, buckets_of
-from smsbatch.timeline import Timeline
+from smsbatch.core.reach import reach_counts
+from smsbatch.core.sender_model import BLOCK, SenderModel
+from smsbatch.core.stats import Stats, buckets_of
+from smsbatch.core.timeline import Timeline
 
 FINISH, ARRIVE, START = 0, 1, 2
 CHUNK = 8192  # events between looks at the clock (display) and at signals
