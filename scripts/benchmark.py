@@ -61,7 +61,7 @@ def tree_rss(pid: int) -> int:
 def measure(command: list[str], watch: Callable[[int], int] | None = None) -> Measured:
     """Run `command`; with `watch`, sample watch(pid) every 5 ms and keep the peak."""
     summary_path = None
-    if command[:len(SMSBATCH)] == SMSBATCH:
+    if command[: len(SMSBATCH)] == SMSBATCH:
         summary_path = tempfile.mktemp(suffix=".json")
         command = [*command, "--summary-json", summary_path]
     start = time.perf_counter()
@@ -109,8 +109,12 @@ def throughput(runs: int, messages: int, bare_one_messages: int) -> list[Row]:
     ratio1 = statistics.median(o / b for o, b in zip(ours, bare1, strict=False))
     rate = statistics.median(ours)
     return [
-        (f"zero-wait throughput, {messages:,} msgs, 2 senders", f"{rate:,.0f} msg/s", ">= 300,000 msg/s",
-         rate >= 300_000),
+        (
+            f"zero-wait throughput, {messages:,} msgs, 2 senders",
+            f"{rate:,.0f} msg/s",
+            ">= 300,000 msg/s",
+            rate >= 300_000,
+        ),
         ("  bare pipeline, 100 msgs per put", f"{statistics.median(bare100):,.0f} msg/s", "", True),
         ("  bare pipeline, 1 msg per put", f"{statistics.median(bare1):,.0f} msg/s", "", True),
         ("  ratio to bare pipeline, 100 per put", f"{ratio100:.2f}", ">= 0.50", ratio100 >= 0.5),
@@ -129,8 +133,14 @@ def scheduling(runs: int, seconds: float, quick: bool = False) -> list[Row]:
         summaries = [measure(sms("--messages", messages, *senders_args)).summary for _ in range(runs)]
         value = statistics.median(efficiency(s, senders) for s in summaries)
         whole = statistics.median(efficiency(s, senders, whole_run=True) for s in summaries)
-        rows.append((f"scheduling efficiency, mean {mean * 1000:g} ms, {senders} senders",
-                     f"{value:.3f} (run {whole:.3f})", f">= {target}", value >= target))
+        rows.append(
+            (
+                f"scheduling efficiency, mean {mean * 1000:g} ms, {senders} senders",
+                f"{value:.3f} (run {whole:.3f})",
+                f">= {target}",
+                value >= target,
+            )
+        )
     return rows
 
 
@@ -138,8 +148,7 @@ def memory(runs: int, small: int, large: int) -> list[Row]:
     small_peaks, large_peaks = [], []
     for _ in range(runs):
         for count, peaks in ((small, small_peaks), (large, large_peaks)):
-            peaks.append(measure(sms("--messages", count, "--sender", "0:0", "--sender", "0:0"),
-                                 watch=tree_rss).peak)
+            peaks.append(measure(sms("--messages", count, "--sender", "0:0", "--sender", "0:0"), watch=tree_rss).peak)
     low, high = statistics.median(small_peaks), statistics.median(large_peaks)
     growth = (high - low) / 2**20
     return [
@@ -150,8 +159,9 @@ def memory(runs: int, small: int, large: int) -> list[Row]:
 
 
 def startup(runs: int) -> list[Row]:
-    value = statistics.median(measure(sms("--messages", 1, "--sender", "0:0")).seconds
-                              for _ in range(5 if runs > 1 else 1))
+    value = statistics.median(
+        measure(sms("--messages", 1, "--sender", "0:0")).seconds for _ in range(5 if runs > 1 else 1)
+    )
     return [("start-up: a one-message run, end to end", f"{value:.3f} s", "< 0.6 s", value < 0.6)]
 
 
@@ -159,8 +169,7 @@ def window(runs: int, messages: int, size: int) -> list[Row]:
     rows = []
     for distribution, target in (("constant", 0.9), ("lognormal", None)):
         spec = f"1:0:window={size}:distribution={distribution}"
-        values = [efficiency(measure(sms("--messages", messages, "--sender", spec)).summary, size)
-                  for _ in range(runs)]
+        values = [efficiency(measure(sms("--messages", messages, "--sender", spec)).summary, size) for _ in range(runs)]
         value = statistics.median(values)
         name = f"one sender, window {size:,}, mean 1 s {distribution}, {messages:,} msgs"
         if target is None:  # 10 rounds of 10,000 draws each: the longest chain sets the end
@@ -193,8 +202,12 @@ def virtual_speed(runs: int, messages: int) -> list[Row]:
         bare.append(json.loads(done.stdout)["loop_s"])
     ratio = statistics.median(b / o for o, b in zip(ours, bare, strict=False))
     return [
-        (f"virtual time, emergency config, {messages:,} msgs", f"{messages / statistics.median(ours):,.0f} msg/s",
-         "", True),
+        (
+            f"virtual time, emergency config, {messages:,} msgs",
+            f"{messages / statistics.median(ours):,.0f} msg/s",
+            "",
+            True,
+        ),
         ("  bare heapq loop of the same model", f"{messages / statistics.median(bare):,.0f} msg/s", "", True),
         ("  ratio to the bare loop (statistics kept)", f"{ratio:.2f}", ">= 0.8", ratio >= 0.8),
     ]
@@ -206,8 +219,12 @@ def virtual_memory(large: int, huge: int) -> list[Row]:
         peaks[count] = measure(sms(*EMERGENCY, "--messages", count, "--speed", "max"), watch=tree_rss).peak
     per_message = (peaks[huge] - peaks[large]) / (huge - large)
     return [
-        (f"virtual time: peak RSS, {large:,} msgs", f"{peaks[large] / 2**20:.1f} MB", "< 150 MB",
-         peaks[large] < 150 * 2**20),
+        (
+            f"virtual time: peak RSS, {large:,} msgs",
+            f"{peaks[large] / 2**20:.1f} MB",
+            "< 150 MB",
+            peaks[large] < 150 * 2**20,
+        ),
         (f"  peak RSS, {huge:,} msgs", f"{peaks[huge] / 2**20:.1f} MB", "", True),
         ("  growth per message", f"{per_message:.2f} bytes", "< 4 bytes", per_message < 4),
     ]
@@ -222,13 +239,20 @@ def answer_by_speed(messages: int, speeds: tuple[str, ...]) -> list[Row]:
         elapsed, faithful, lag = summary["sim_elapsed_s"], summary["faithful"], summary["lag_s"]
         if model is None:
             model = elapsed
-            rows.append((f"sim_elapsed_s, emergency, {messages:,} msgs, --speed max", f"{elapsed:,.1f} s",
-                         "the model", True))
+            rows.append(
+                (f"sim_elapsed_s, emergency, {messages:,} msgs, --speed max", f"{elapsed:,.1f} s", "the model", True)
+            )
             continue
         off = elapsed / model - 1
         holds = abs(off) <= 0.03 or not faithful
-        rows.append((f"  --speed {speed}: {'faithful' if faithful else 'NOT faithful'}, lag {lag:,.2f} s",
-                     f"{elapsed:,.1f} s ({off:+.1%})", "3% or not faithful", holds))
+        rows.append(
+            (
+                f"  --speed {speed}: {'faithful' if faithful else 'NOT faithful'}, lag {lag:,.2f} s",
+                f"{elapsed:,.1f} s ({off:+.1%})",
+                "3% or not faithful",
+                holds,
+            )
+        )
     return rows
 
 
@@ -236,8 +260,11 @@ def replications(runs: int, count: int, messages: int) -> list[Row]:
     one, two = [], []
     for _ in range(runs):  # alternate, so load on the machine hits both alike
         for jobs, times in ((1, one), (2, two)):
-            times.append(measure(sms(*EMERGENCY, "--messages", messages, "--speed", "max",
-                                     "--replications", count, "--jobs", jobs)).seconds)
+            times.append(
+                measure(
+                    sms(*EMERGENCY, "--messages", messages, "--speed", "max", "--replications", count, "--jobs", jobs)
+                ).seconds
+            )
     ratio = statistics.median(t / o for o, t in zip(one, two, strict=False))
     return [
         (f"{count} replications of {messages:,} msgs, virtual, 1 job", f"{statistics.median(one):.2f} s", "", True),
@@ -259,8 +286,10 @@ def redis_backend(runs: int, messages: int) -> list[Row]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                               "--appendonly", "no"], stdout=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
     url = f"redis://127.0.0.1:{port}/0"
     client = redis.Redis.from_url(url)
     try:
@@ -273,11 +302,17 @@ def redis_backend(runs: int, messages: int) -> list[Row]:
         idle_memory = client.info("memory")["used_memory"]
         ours, local, redis_peaks = [], [], []
         for _ in range(runs):
-            workers = [subprocess.Popen([sys.executable, "-m", "smsbatch", "worker", "--broker", url,
-                                         "--sender", "0:0", "--once"], stdout=subprocess.DEVNULL)
-                       for _ in range(2)]
-            run = measure(sms("--broker", url, "--no-local-senders", "--messages", messages),
-                          watch=lambda pid: client.info("memory")["used_memory"])
+            workers = [
+                subprocess.Popen(
+                    [sys.executable, "-m", "smsbatch", "worker", "--broker", url, "--sender", "0:0", "--once"],
+                    stdout=subprocess.DEVNULL,
+                )
+                for _ in range(2)
+            ]
+            run = measure(
+                sms("--broker", url, "--no-local-senders", "--messages", messages),
+                watch=lambda pid: client.info("memory")["used_memory"],
+            )
             for worker in workers:
                 try:
                     worker.wait(5)
@@ -321,8 +356,11 @@ def main() -> int:
         lambda: answer_by_speed(2_000 if q else 200_000, ("100", "1000") if q else ("100", "1000", "10000")),
         lambda: replications(runs, 2 if q else 8, 20_000 if q else 200_000),
     ]
-    print(f"smsbatch benchmark: {os.cpu_count()} cores, Python {sys.version.split()[0]}, "
-          f"{'quick' if q else f'median of {runs} runs'}", flush=True)
+    print(
+        f"smsbatch benchmark: {os.cpu_count()} cores, Python {sys.version.split()[0]}, "
+        f"{'quick' if q else f'median of {runs} runs'}",
+        flush=True,
+    )
     rows: list[Row] = []
     width = 62
     print(f"{'figure':<{width}} {'measured':>24} {'target':>18}  holds")

@@ -33,8 +33,12 @@ def entry() -> None:
     sys.exit(status)
 
 
-def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: TextIO | None = None,
-         restore_signals: bool = True) -> int:
+def main(
+    argv: list[str] | None = None,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+    restore_signals: bool = True,
+) -> int:
     stdout, stderr = standard_streams(stdout, stderr)  # a closed or cut-short stream goes quiet
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["worker"]:
@@ -43,6 +47,7 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: Te
         from smsbatch.present.report import report_main  # only for this command: it reads its assets
 
         return report_main(argv[1:], stdout, stderr)
+
     def prepare():
         settings = parse_settings(argv)
         _check_output_paths(settings)  # before a long read of --recipients
@@ -68,8 +73,15 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: Te
     return summary["exit_status"]
 
 
-def _run_once(settings: Settings, source: MessageSource, invalid: int, runner_class, stdout: TextIO,
-              stderr: TextIO, signals: list[int]) -> dict:
+def _run_once(
+    settings: Settings,
+    source: MessageSource,
+    invalid: int,
+    runner_class,
+    stdout: TextIO,
+    stderr: TextIO,
+    signals: list[int],
+) -> dict:
     """One run with the live display; its summary table printed, its summary returned."""
     display = make_display(stderr, settings.progress, source.messages, len(settings.senders))
     _setup_logging(settings.log_level, display)
@@ -83,8 +95,9 @@ def _run_once(settings: Settings, source: MessageSource, invalid: int, runner_cl
     monitor.close(result.snapshot)
     stdout.write(summary_table(result.snapshot, settings.seed, result.stopped_by))
     stdout.flush()
-    summary = summary_dict(result.snapshot, settings.seed, result.stopped_by, int(result.exit_status),
-                           result.produced, result.startup)
+    summary = summary_dict(
+        result.snapshot, settings.seed, result.stopped_by, int(result.exit_status), result.produced, result.startup
+    )
     if settings.broker:
         summary.update(broker=redact_url(settings.broker), run_id=run_id)
     return summary
@@ -110,9 +123,11 @@ def _with_deadline(settings: Settings, summary: dict, stdout: TextIO) -> int:
     missed = [run for run in runs if not run["met_deadline"]]
     if settings.require_deadline and status == ExitStatus.OK and missed:
         worst = min(run["within_deadline"] for run in missed)
-        stdout.write(f"smsbatch: deadline missed: {worst:.1%} sent by {summary['deadline_s']:g}s"
-                     f"{f' in {len(missed)} of {len(runs)} replications' if len(runs) > 1 else ''},"
-                     f" {settings.deadline_share:.0%} required (exit 3)\n")
+        stdout.write(
+            f"smsbatch: deadline missed: {worst:.1%} sent by {summary['deadline_s']:g}s"
+            f"{f' in {len(missed)} of {len(runs)} replications' if len(runs) > 1 else ''},"
+            f" {settings.deadline_share:.0%} required (exit 3)\n"
+        )
         stdout.flush()
         return ExitStatus.DEADLINE_MISSED
     return status
@@ -185,6 +200,7 @@ def _check_broker(url: str) -> None:
 
 def worker_main(argv: list[str], stdout: TextIO, stderr: TextIO, restore_signals: bool) -> int:
     """`smsbatch worker`: senders on this machine for runs started elsewhere."""
+
     def prepare():
         settings = parse_worker_settings(argv)
         _check_broker(settings.broker)
@@ -209,8 +225,10 @@ def make_source(settings: Settings, stderr: TextIO | None = None) -> tuple[Messa
         option = "--recipients" if settings.recipients else "--region"
         raise UsageError(f"argument {option}: {error}") from None
     if settings.messages > pool.size and not settings.virtual:  # dealt without replacement (none in virtual time)
-        raise UsageError(f"argument --messages: region {settings.region} has {pool.size:,} distinct "
-                         "random mobile numbers here; ask for at most that many")
+        raise UsageError(
+            f"argument --messages: region {settings.region} has {pool.size:,} distinct "
+            "random mobile numbers here; ask for at most that many"
+        )
     return _source(settings, settings.messages, pool=pool), 0
 
 
@@ -226,8 +244,7 @@ def _recipients_source(settings: Settings, stderr: TextIO | None) -> tuple[Messa
 
 
 def _source(settings: Settings, messages: int, **kwargs) -> MessageSource:
-    return MessageSource(messages, choose_batch_size(settings, messages), settings.text,
-                         settings.seed, **kwargs)
+    return MessageSource(messages, choose_batch_size(settings, messages), settings.text, settings.seed, **kwargs)
 
 
 def _check_output_paths(settings: Settings) -> None:
@@ -252,10 +269,14 @@ def _segments_fields(text: str) -> dict:
 
 
 def start_line(settings: Settings, source: MessageSource, invalid: int, run_id: str | None = None) -> str:
-    where = (f"numbers from {list_name(settings.recipients)}" if settings.recipients
-             else f"random {settings.region} mobiles")
-    skips = [plural(count, what) for count, what in
-             ((invalid, "invalid line"), (source.duplicate_numbers, "duplicate number")) if count]
+    where = (
+        f"numbers from {list_name(settings.recipients)}" if settings.recipients else f"random {settings.region} mobiles"
+    )
+    skips = [
+        plural(count, what)
+        for count, what in ((invalid, "invalid line"), (source.duplicate_numbers, "duplicate number"))
+        if count
+    ]
     skipped = f" ({' and '.join(skips)} skipped)" if skips else ""
     seed = f"seed {settings.seed}" + ("" if settings.seed_given else " (pass --seed to repeat)")
     line = (
@@ -266,8 +287,10 @@ def start_line(settings: Settings, source: MessageSource, invalid: int, run_id: 
     )
     if run_id:
         broker = redact_url(settings.broker)
-        line += (f"\nsmsbatch: run {run_id} on {broker}; add senders from any machine with: "
-                 f"smsbatch worker --broker {broker}")
+        line += (
+            f"\nsmsbatch: run {run_id} on {broker}; add senders from any machine with: "
+            f"smsbatch worker --broker {broker}"
+        )
     return line + "\n" + text_line(settings.text)  # last: scripts read the lines above by position
 
 
@@ -302,4 +325,3 @@ def _setup_logging(level: str, display) -> None:
     logger.handlers[0].setFormatter(logging.Formatter("%(levelname)s %(message)s"))
     logger.setLevel(level)
     logger.propagate = False
-

@@ -97,9 +97,7 @@ class Settings:
         return math.isinf(self.speed)
 
     def distribution_of(self, spec: SenderSpec) -> tuple[str, float]:
-        return spec.distribution or self.distribution, (
-            self.spread if spec.spread is None else spec.spread
-        )
+        return spec.distribution or self.distribution, (self.spread if spec.spread is None else spec.spread)
 
 
 # ---- value rules: each raises ValueError with the rule, in words ----
@@ -136,6 +134,7 @@ def real_number(low: float, high: float, low_open: bool = False):
 
 def zero_or_at_least(low: float, high: float, unit: str):
     """0, or a number from `low` to `high`: nothing between 0 and `low`."""
+
     def parse(text: str) -> float:
         rule = f"must be 0 or a number from {low:g} to {high:g} {unit}"
         try:
@@ -202,9 +201,15 @@ def settings_dict(settings: Settings, messages: int) -> dict:
         "region": settings.region,
         "recipients": settings.recipients,
         "senders": [
-            {"name": spec.name, "mean_s": spec.mean, "fail_rate": spec.fail_rate, "window": spec.window,
-             "rate": spec.rate or None, "distribution": settings.distribution_of(spec)[0],
-             "spread": settings.distribution_of(spec)[1]}
+            {
+                "name": spec.name,
+                "mean_s": spec.mean,
+                "fail_rate": spec.fail_rate,
+                "window": spec.window,
+                "rate": spec.rate or None,
+                "distribution": settings.distribution_of(spec)[0],
+                "spread": settings.distribution_of(spec)[1],
+            }
             for spec in settings.senders
         ],
     }
@@ -270,9 +275,7 @@ def parse_sender(text: str) -> SenderSpec:
         key, sep, value = part.partition("=")
         key = key.strip()
         if not sep or key not in SENDER_FIELDS:
-            raise ValueError(
-                f"extra fields must be key=value with key one of {', '.join(SENDER_FIELDS)}"
-            )
+            raise ValueError(f"extra fields must be key=value with key one of {', '.join(SENDER_FIELDS)}")
         if key in fields:
             raise ValueError(f"field {key} given twice")
         value = value.strip()
@@ -313,7 +316,7 @@ def _typed(rule, shown=str):
         except ValueError as error:
             echoed = repr(shown(text))
             if len(echoed) > ECHO_WIDTH:  # one line, whatever was given (a 1,600-character text)
-                echoed = echoed[:ECHO_WIDTH - 4] + "...'"
+                echoed = echoed[: ECHO_WIDTH - 4] + "...'"
             raise configargparse.ArgumentTypeError(f"{error} (got {echoed})") from None
 
     parse.__name__ = getattr(rule, "__name__", "value")
@@ -338,8 +341,9 @@ class _Parser(configargparse.ArgParser):
         # SMSBATCH_SENDER=[] would add no --sender at all, so the built-in
         # senders would run: the opposite of what an empty list says.
         if value == [] and action is not None:
-            self.error(f"argument {_flags(action)}: must not be an empty list; "
-                       f"leave {key} unset for the default (got '[]')")
+            self.error(
+                f"argument {_flags(action)}: must not be an empty list; leave {key} unset for the default (got '[]')"
+            )
         return super().convert_item_to_command_line_arg(action, key, value)
 
 
@@ -395,11 +399,15 @@ class IniFile(configargparse.ConfigFileParser):
                 continue
             match = _KEY_VALUE.fullmatch(line)
             if not match:
-                raise _config_error(f"argument -c/--config: must be an ini file of key = value lines; "
-                                    f"{where} is not (got {_quoted(line)})")
+                raise _config_error(
+                    f"argument -c/--config: must be an ini file of key = value lines; "
+                    f"{where} is not (got {_quoted(line)})"
+                )
             if section is not None and section.lower() != self.section:
-                raise _config_error(f"argument -c/--config: {self.prog} reads [{self.section}] or no "
-                                    f"section (got [{_shown(section)}] in {where})")
+                raise _config_error(
+                    f"argument -c/--config: {self.prog} reads [{self.section}] or no "
+                    f"section (got [{_shown(section)}] in {where})"
+                )
             key = match["key"].removeprefix("--")
             if key in items:
                 raise _config_error(f"argument -c/--config: each key once (got {key!r} again in {where})")
@@ -407,13 +415,20 @@ class IniFile(configargparse.ConfigFileParser):
         return items
 
     def _action(self, key: str, where: str):
-        options = {flag[2:]: action for action in self.parser._actions for flag in action.option_strings
-                   if flag.startswith("--") and action.dest not in ("config", "help", "version")}
+        options = {
+            flag[2:]: action
+            for action in self.parser._actions
+            for flag in action.option_strings
+            if flag.startswith("--") and action.dest not in ("config", "help", "version")
+        }
         if key in options:
             return options[key]
         near = key.replace("_", "-").lower()
-        rule = (f"{key} is written {near}" if near in options
-                else "keys must be option names such as messages or max-retries")
+        rule = (
+            f"{key} is written {near}"
+            if near in options
+            else "keys must be option names such as messages or max-retries"
+        )
         raise _config_error(f"argument -c/--config: {rule} (got {_quoted(key)} in {where})")
 
     def _checked(self, action, raw: str | None, where: str):
@@ -421,8 +436,10 @@ class IniFile(configargparse.ConfigFileParser):
         for a repeatable option), once the option's own rule accepts it."""
         flags = _flags(action)
         if raw is None and action.nargs != 0:  # a bare key is only for a flag (`no-progress`)
-            raise _config_error(f"argument {flags}: needs key = value in a config file (got "
-                                f"{_quoted(flags.split('--')[-1])} alone in {where})")
+            raise _config_error(
+                f"argument {flags}: needs key = value in a config file (got "
+                f"{_quoted(flags.split('--')[-1])} alone in {where})"
+            )
         value = _unquoted(_INLINE_COMMENT.sub("", raw)) if raw is not None else "true"
         if action.nargs == 0:  # a flag: --no-progress
             if value.lower() not in TRUE_WORDS + FALSE_WORDS:
@@ -431,8 +448,9 @@ class IniFile(configargparse.ConfigFileParser):
         repeatable = isinstance(action, argparse._AppendAction)
         values = _listed(value) if repeatable else [value]
         if not values:
-            raise _config_error(f"argument {flags}: must not be an empty list; "
-                                f"leave the key out for the default (got '[]' in {where})")
+            raise _config_error(
+                f"argument {flags}: must not be an empty list; leave the key out for the default (got '[]' in {where})"
+            )
         for each in values:
             try:
                 action.type and action.type(each)
@@ -472,7 +490,9 @@ def _config_error(message: str) -> configargparse.ConfigFileParserException:
 
 
 BROKER_TIMEOUT = dict(
-    env="BROKER_TIMEOUT", type=_typed(real_number(0.0, MAX_SECONDS)), default=30.0,
+    env="BROKER_TIMEOUT",
+    type=_typed(real_number(0.0, MAX_SECONDS)),
+    default=30.0,
     help="with --broker: seconds to keep retrying an unreachable broker before giving up",
 )
 
@@ -489,60 +509,161 @@ def build_parser(default_config_files=()) -> configargparse.ArgParser:
         parser.add_argument(*flags, env_var=f"SMSBATCH_{env}", **kwargs)
 
     option("-c", "--config", env="CONFIG", is_config_file=True, help="ini file with any of these options")
-    option("-n", "--messages", env="MESSAGES", type=_typed(whole_number(1, MAX_MESSAGES)),
-           default=None, help="messages to send (default: 1000; with --recipients, one per valid number)")
+    option(
+        "-n",
+        "--messages",
+        env="MESSAGES",
+        type=_typed(whole_number(1, MAX_MESSAGES)),
+        default=None,
+        help="messages to send (default: 1000; with --recipients, one per valid number)",
+    )
     option("--text", env="TEXT", type=_typed(parse_text), default=DEFAULT_TEXT, help="the alert text")
-    option("--region", env="REGION", type=_typed(parse_region), default="US",
-           help="region of the random mobile numbers, and of local numbers in --recipients")
-    option("--recipients", env="RECIPIENTS", metavar="FILE",
-           help="send to the numbers in FILE (one per line, or first CSV column) instead")
-    option("--sender", env="SENDER", action="append", type=_typed(parse_sender), metavar="SPEC",
-           help="MEAN:FAIL_RATE[:key=value...], repeatable; keys: "
-                "name, window, rate, distribution, spread "
-                f"(default: the built-in set {' '.join(DEFAULT_SENDERS)})")
-    option("--distribution", env="DISTRIBUTION", type=_typed(parse_distribution),
-           default=DEFAULT_DISTRIBUTION, help=f"send-time distribution: {', '.join(DISTRIBUTIONS)}")
-    option("--spread", env="SPREAD", type=_typed(parse_spread), default=DEFAULT_SPREAD,
-           help="send-time standard deviation / mean (normal, lognormal, uniform)")
-    option("--interval", env="INTERVAL", type=_typed(real_number(MIN_INTERVAL, 3600.0)),
-           default=1.0, help="seconds between progress refreshes")
-    option("--speed", env="SPEED", type=_typed(parse_speed), default=1.0,
-           help="speed-up factor: simulated waits take 1/SPEED of real time; "
-                "max: the model in virtual time, no waiting")
-    option("--replications", env="REPLICATIONS", type=_typed(whole_number(1, 10_000)), default=1,
-           help="independent runs with seeds derived from --seed; the summary gives mean and 95%% interval")
-    option("--jobs", env="JOBS", type=_typed(whole_number(1, 256)), default=None,
-           help="processes running replications side by side [the number of cores]")
-    option("--seed", env="SEED", type=_typed(whole_number(0, 2**63 - 1)), default=None,
-           help="seed for a reproducible run (default: a fresh one, printed)")
+    option(
+        "--region",
+        env="REGION",
+        type=_typed(parse_region),
+        default="US",
+        help="region of the random mobile numbers, and of local numbers in --recipients",
+    )
+    option(
+        "--recipients",
+        env="RECIPIENTS",
+        metavar="FILE",
+        help="send to the numbers in FILE (one per line, or first CSV column) instead",
+    )
+    option(
+        "--sender",
+        env="SENDER",
+        action="append",
+        type=_typed(parse_sender),
+        metavar="SPEC",
+        help="MEAN:FAIL_RATE[:key=value...], repeatable; keys: "
+        "name, window, rate, distribution, spread "
+        f"(default: the built-in set {' '.join(DEFAULT_SENDERS)})",
+    )
+    option(
+        "--distribution",
+        env="DISTRIBUTION",
+        type=_typed(parse_distribution),
+        default=DEFAULT_DISTRIBUTION,
+        help=f"send-time distribution: {', '.join(DISTRIBUTIONS)}",
+    )
+    option(
+        "--spread",
+        env="SPREAD",
+        type=_typed(parse_spread),
+        default=DEFAULT_SPREAD,
+        help="send-time standard deviation / mean (normal, lognormal, uniform)",
+    )
+    option(
+        "--interval",
+        env="INTERVAL",
+        type=_typed(real_number(MIN_INTERVAL, 3600.0)),
+        default=1.0,
+        help="seconds between progress refreshes",
+    )
+    option(
+        "--speed",
+        env="SPEED",
+        type=_typed(parse_speed),
+        default=1.0,
+        help="speed-up factor: simulated waits take 1/SPEED of real time; max: the model in virtual time, no waiting",
+    )
+    option(
+        "--replications",
+        env="REPLICATIONS",
+        type=_typed(whole_number(1, 10_000)),
+        default=1,
+        help="independent runs with seeds derived from --seed; the summary gives mean and 95%% interval",
+    )
+    option(
+        "--jobs",
+        env="JOBS",
+        type=_typed(whole_number(1, 256)),
+        default=None,
+        help="processes running replications side by side [the number of cores]",
+    )
+    option(
+        "--seed",
+        env="SEED",
+        type=_typed(whole_number(0, 2**63 - 1)),
+        default=None,
+        help="seed for a reproducible run (default: a fresh one, printed)",
+    )
     option("--summary-json", env="SUMMARY_JSON", metavar="PATH", help="write the summary here")
-    option("--report", env="REPORT", metavar="PATH.html",
-           help="write a self-contained HTML report with charts here (opens offline)")
+    option(
+        "--report",
+        env="REPORT",
+        metavar="PATH.html",
+        help="write a self-contained HTML report with charts here (opens offline)",
+    )
     option("--timeline", env="TIMELINE", metavar="PATH.csv", help="write the run's timeline here as CSV")
-    option("--deadline", env="DEADLINE", type=_typed(parse_duration), default=600.0,
-           help="simulated time by which --deadline-share of the messages should be sent: "
-                "seconds, or 90s, 10m, 1h [10m]")
-    option("--deadline-share", env="DEADLINE_SHARE", type=_typed(real_number(0.0, 1.0, low_open=True)),
-           default=0.9, help="share of all messages that must be sent by --deadline")
-    option("--require-deadline", env="REQUIRE_DEADLINE", action="store_true",
-           help="exit with status 3 when the deadline is missed (for CI)")
+    option(
+        "--deadline",
+        env="DEADLINE",
+        type=_typed(parse_duration),
+        default=600.0,
+        help="simulated time by which --deadline-share of the messages should be sent: seconds, or 90s, 10m, 1h [10m]",
+    )
+    option(
+        "--deadline-share",
+        env="DEADLINE_SHARE",
+        type=_typed(real_number(0.0, 1.0, low_open=True)),
+        default=0.9,
+        help="share of all messages that must be sent by --deadline",
+    )
+    option(
+        "--require-deadline",
+        env="REQUIRE_DEADLINE",
+        action="store_true",
+        help="exit with status 3 when the deadline is missed (for CI)",
+    )
     option("--no-progress", env="NO_PROGRESS", action="store_true", help="no live progress display")
-    option("--log", env="LOG", type=_typed(parse_log_level), default="WARNING",
-           help="log level; INFO logs every message sent or failed")
-    option("--max-retries", env="MAX_RETRIES", type=_typed(whole_number(0, 100)), default=0,
-           help="attempts after a failed one before a message counts as failed")
-    option("--retry-backoff", env="RETRY_BACKOFF", type=_typed(real_number(0.0, MAX_SECONDS)),
-           default=1.0, help="simulated seconds before the first retry; doubles each time, jittered")
-    option("--broker", env="BROKER", type=_typed(parse_broker_url, redact_url), metavar="URL",
-           help="run the senders through Redis Streams at URL (needs pip install 'smsbatch[redis]'); "
-                "`smsbatch worker --broker URL` adds senders from other machines")
-    option("--no-local-senders", env="NO_LOCAL_SENDERS", action="store_true",
-           help="with --broker: run no senders here, only workers")
+    option(
+        "--log",
+        env="LOG",
+        type=_typed(parse_log_level),
+        default="WARNING",
+        help="log level; INFO logs every message sent or failed",
+    )
+    option(
+        "--max-retries",
+        env="MAX_RETRIES",
+        type=_typed(whole_number(0, 100)),
+        default=0,
+        help="attempts after a failed one before a message counts as failed",
+    )
+    option(
+        "--retry-backoff",
+        env="RETRY_BACKOFF",
+        type=_typed(real_number(0.0, MAX_SECONDS)),
+        default=1.0,
+        help="simulated seconds before the first retry; doubles each time, jittered",
+    )
+    option(
+        "--broker",
+        env="BROKER",
+        type=_typed(parse_broker_url, redact_url),
+        metavar="URL",
+        help="run the senders through Redis Streams at URL (needs pip install 'smsbatch[redis]'); "
+        "`smsbatch worker --broker URL` adds senders from other machines",
+    )
+    option(
+        "--no-local-senders",
+        env="NO_LOCAL_SENDERS",
+        action="store_true",
+        help="with --broker: run no senders here, only workers",
+    )
     option("--broker-timeout", **BROKER_TIMEOUT)
-    option("--claim-after", env="CLAIM_AFTER", type=_typed(real_number(1.0, MAX_SECONDS)),
-           default=10.0, help="real seconds a sender the run waits on may stay silent before it "
-                              "counts as lost and its work goes to the others (live senders speak "
-                              "twice a second)")
+    option(
+        "--claim-after",
+        env="CLAIM_AFTER",
+        type=_typed(real_number(1.0, MAX_SECONDS)),
+        default=10.0,
+        help="real seconds a sender the run waits on may stay silent before it "
+        "counts as lost and its work goes to the others (live senders speak "
+        "twice a second)",
+    )
     return parser
 
 
@@ -566,11 +687,22 @@ def build_worker_parser() -> configargparse.ArgParser:
         parser.add_argument(*flags, env_var=f"SMSBATCH_{env}", **kwargs)
 
     option("-c", "--config", env="WORKER_CONFIG", is_config_file=True, help="ini file with any of these options")
-    option("--broker", env="BROKER", type=_typed(parse_broker_url, redact_url), metavar="URL", required=True,
-           help="the Redis URL the run was started with")
-    option("--sender", env="SENDER", action="append", type=_typed(parse_sender), metavar="SPEC",
-           help="MEAN:FAIL_RATE[:key=value...], repeatable "
-                f"(default: the built-in set {' '.join(DEFAULT_SENDERS)})")
+    option(
+        "--broker",
+        env="BROKER",
+        type=_typed(parse_broker_url, redact_url),
+        metavar="URL",
+        required=True,
+        help="the Redis URL the run was started with",
+    )
+    option(
+        "--sender",
+        env="SENDER",
+        action="append",
+        type=_typed(parse_sender),
+        metavar="SPEC",
+        help=f"MEAN:FAIL_RATE[:key=value...], repeatable (default: the built-in set {' '.join(DEFAULT_SENDERS)})",
+    )
     option("--run", env="RUN", metavar="ID", help="join this run only (default: the one in progress, or the next)")
     option("--once", env="ONCE", action="store_true", help="leave after one run (default: serve run after run)")
     option("--broker-timeout", **BROKER_TIMEOUT)
@@ -582,8 +714,9 @@ def parse_worker_settings(argv: list[str] | None) -> WorkerSettings:
         ns = build_worker_parser().parse_args(argv)
     except UnicodeDecodeError:
         raise UsageError("argument -c/--config: the config file is not a text ini file") from None
-    return WorkerSettings(broker=ns.broker, senders=_sender_specs(ns), run_id=ns.run,
-                          once=ns.once, broker_timeout=ns.broker_timeout)
+    return WorkerSettings(
+        broker=ns.broker, senders=_sender_specs(ns), run_id=ns.run, once=ns.once, broker_timeout=ns.broker_timeout
+    )
 
 
 def parse_log_level(text: str) -> str:
@@ -675,8 +808,11 @@ def _named(spec: SenderSpec, index: int) -> SenderSpec:
 def _check_spreads(ns, senders) -> None:
     checks = [("--spread", ns.distribution, ns.spread)]
     checks += [
-        (f"--sender {spec.name}", spec.distribution or ns.distribution,
-         ns.spread if spec.spread is None else spec.spread)
+        (
+            f"--sender {spec.name}",
+            spec.distribution or ns.distribution,
+            ns.spread if spec.spread is None else spec.spread,
+        )
         for spec in senders
     ]
     for option, distribution, spread in checks:

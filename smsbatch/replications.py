@@ -27,12 +27,50 @@ from smsbatch.present.monitor import Monitor, NullDisplay, seconds_text, summary
 from smsbatch.realtime.producer import MessageSource
 from smsbatch.realtime.runner import stop_signals_caught
 
-AGGREGATED = ("sim_elapsed_s", "reach_s.50", "reach_s.90", "reach_s.99", "reach_s.100", "within_deadline",
-              "sent", "failed", "avg_send_time_s")
+AGGREGATED = (
+    "sim_elapsed_s",
+    "reach_s.50",
+    "reach_s.90",
+    "reach_s.99",
+    "reach_s.100",
+    "within_deadline",
+    "sent",
+    "failed",
+    "avg_send_time_s",
+)
 # Student's t, 97.5% quantile, by degrees of freedom (1..30); beyond, the normal's 1.96 is close.
-_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
-         2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
-         2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+_T975 = (
+    12.706,
+    4.303,
+    3.182,
+    2.776,
+    2.571,
+    2.447,
+    2.365,
+    2.306,
+    2.262,
+    2.228,
+    2.201,
+    2.179,
+    2.160,
+    2.145,
+    2.131,
+    2.120,
+    2.110,
+    2.101,
+    2.093,
+    2.086,
+    2.080,
+    2.074,
+    2.069,
+    2.064,
+    2.060,
+    2.056,
+    2.052,
+    2.048,
+    2.045,
+    2.042,
+)
 
 
 def replication_seed(seed: int, replication: int) -> int:
@@ -59,8 +97,9 @@ def run_one(settings: Settings, replication: int) -> dict:
     # children are reaped and its summary still comes back, every message counted.
     with stop_signals_caught() as signals:
         result = make_runner(settings, source, monitor, signals).run()
-    summary = summary_dict(result.snapshot, settings.seed, result.stopped_by, int(result.exit_status),
-                           result.produced, result.startup)
+    summary = summary_dict(
+        result.snapshot, settings.seed, result.stopped_by, int(result.exit_status), result.produced, result.startup
+    )
     summary["replication"] = replication
     return summary
 
@@ -95,8 +134,14 @@ def describe(values: list[float]) -> dict:
     stdev = statistics.stdev(values) if n > 1 else 0.0
     t = _T975[n - 2] if 1 < n <= len(_T975) + 1 else 1.96
     half = t * stdev / math.sqrt(n) if n > 1 else 0.0
-    return {"mean": mean, "stdev": stdev, "ci95": [mean - half, mean + half], "min": min(values),
-            "max": max(values), "n": n}
+    return {
+        "mean": mean,
+        "stdev": stdev,
+        "ci95": [mean - half, mean + half],
+        "min": min(values),
+        "max": max(values),
+        "n": n,
+    }
 
 
 def aggregate(summaries: list[dict]) -> dict:
@@ -120,13 +165,16 @@ def aggregate_lines(agg: dict, total: int, done: int) -> str:
             continue
         low, high = d["ci95"]
         fmt = _formatter(key)
-        lines.append(f"  {key:16} {fmt(d['mean'])}  sd {fmt(d['stdev'])}  95% [{fmt(low)}, {fmt(high)}]"
-                     f"  min {fmt(d['min'])}  max {fmt(d['max'])}  (n={d['n']})")
+        lines.append(
+            f"  {key:16} {fmt(d['mean'])}  sd {fmt(d['stdev'])}  95% [{fmt(low)}, {fmt(high)}]"
+            f"  min {fmt(d['min'])}  max {fmt(d['max'])}  (n={d['n']})"
+        )
     return "\n".join(lines) + "\n"
 
 
-def run_replications(settings: Settings, source: MessageSource, stdout: TextIO, stderr: TextIO,
-                     signals: list[int]) -> dict:
+def run_replications(
+    settings: Settings, source: MessageSource, stdout: TextIO, stderr: TextIO, signals: list[int]
+) -> dict:
     """Run every replication; print a line for replication 1 and the aggregate. The
     summary returned is replication 1's, with `replications` and `aggregate`; its
     exit status is the worst of the replications' (or 130/143 when interrupted)."""
@@ -136,7 +184,8 @@ def run_replications(settings: Settings, source: MessageSource, stdout: TextIO, 
     summaries: dict[int, dict] = {}
     failed = False  # a replication raised (a bug, or a pool that broke): the rest are stopped
     pool = concurrent.futures.ProcessPoolExecutor(
-        jobs, mp_context=multiprocessing.get_context("fork"), initializer=_pool_initializer)
+        jobs, mp_context=multiprocessing.get_context("fork"), initializer=_pool_initializer
+    )
     try:
         futures = {pool.submit(run_one, settings, r): r for r in range(1, settings.replications + 1)}
         pending = set(futures)
@@ -175,9 +224,11 @@ def _collect(settings: Settings, replication: int, future, summaries: dict[int, 
         return False
     summaries[replication] = summary
     if settings.progress:
-        stderr.write(f"replication {replication} done ({len(summaries)}/{settings.replications}):"
-                     f" {summary['sent']} sent, {summary['failed']} failed,"
-                     f" {seconds_text(summary['sim_elapsed_s'])} simulated\n")
+        stderr.write(
+            f"replication {replication} done ({len(summaries)}/{settings.replications}):"
+            f" {summary['sent']} sent, {summary['failed']} failed,"
+            f" {seconds_text(summary['sim_elapsed_s'])} simulated\n"
+        )
         stderr.flush()
     return True
 
@@ -186,15 +237,19 @@ def _report(settings: Settings, summaries: list[dict], stdout: TextIO, signals: 
     agg = aggregate(summaries)
     if summaries:
         first = summaries[0]
-        stdout.write(f"replication {first['replication']} (seed {first['seed']}): "
-                     f"{first['sent']} sent, {first['failed']} failed, {first['unsent']} unsent of "
-                     f"{first['messages']}; {seconds_text(first['sim_elapsed_s'])} simulated\n")
+        stdout.write(
+            f"replication {first['replication']} (seed {first['seed']}): "
+            f"{first['sent']} sent, {first['failed']} failed, {first['unsent']} unsent of "
+            f"{first['messages']}; {seconds_text(first['sim_elapsed_s'])} simulated\n"
+        )
         stdout.write(_senders_line(first))
     stdout.write(aggregate_lines(agg, settings.replications, len(summaries)))
     if summaries:
         met = sum(1 for s in summaries if s["met_deadline"])
-        stdout.write(f"deadline {seconds_text(settings.deadline)}: met by {met} of {len(summaries)} replications"
-                     f" (needs {settings.deadline_share:.0%} sent by then)\n")
+        stdout.write(
+            f"deadline {seconds_text(settings.deadline)}: met by {met} of {len(summaries)} replications"
+            f" (needs {settings.deadline_share:.0%} sent by then)\n"
+        )
     accounted = all(s["sent"] + s["failed"] + s["unsent"] == s["messages"] for s in summaries)
     stdout.write(f"every message accounted for, in every replication: {'yes' if accounted else 'NO'}\n")
     stdout.flush()
@@ -220,8 +275,15 @@ def _without_timeline(summary: dict) -> dict:
 
 def _nothing_done(settings: Settings) -> dict:
     """Interrupted before any replication finished: every message of replication 1 unsent."""
-    return {"messages": settings.messages, "sent": 0, "failed": 0, "unsent": settings.messages,
-            "exit_status": 1, "seed": settings.seed, "met_deadline": False, "within_deadline": 0.0,
-            "deadline_s": settings.deadline, "replication": 1}
-
-
+    return {
+        "messages": settings.messages,
+        "sent": 0,
+        "failed": 0,
+        "unsent": settings.messages,
+        "exit_status": 1,
+        "seed": settings.seed,
+        "met_deadline": False,
+        "within_deadline": 0.0,
+        "deadline_s": settings.deadline,
+        "replication": 1,
+    }

@@ -96,9 +96,11 @@ class Run:
     def __init__(self, tmp_path, *argv, summary="summary.json"):
         self.summary_path = tmp_path / summary
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "smsbatch", *argv, "--summary-json", str(self.summary_path),
-             "--interval", "0.1"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+            [sys.executable, "-m", "smsbatch", *argv, "--summary-json", str(self.summary_path), "--interval", "0.1"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
         )
         self.children = {}
 
@@ -168,9 +170,21 @@ class RedisServer:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", self.dir],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self.dir,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -184,8 +198,7 @@ class RedisServer:
 
     def stop(self, save: bool = False) -> None:
         if save:
-            subprocess.run(["redis-cli", "-p", str(self.port), "shutdown", "save"], timeout=10,
-                           capture_output=True)
+            subprocess.run(["redis-cli", "-p", str(self.port), "shutdown", "save"], timeout=10, capture_output=True)
         else:
             self.proc.terminate()
         self.proc.wait(10)
@@ -235,7 +248,10 @@ class WorkerProc:
     def __init__(self, url, *argv):
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "smsbatch", "worker", "--broker", url, *argv],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
         )
 
     def finish(self, timeout=30):

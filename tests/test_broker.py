@@ -42,14 +42,21 @@ def test_a_batch_travels_whole():
     fields = broker.batch_fields((7, 3), "+15550000001\n+15550000002\n", (2, 3))
     batch = broker.batch_from(4, {k.encode(): v.encode() for k, v in fields.items()}, "hi")
     assert (batch.key, batch.ids, batch.phones(), batch.attempts, batch.text) == (
-        4, (7, 3), ["+15550000001", "+15550000002"], (2, 3), "hi")
+        4,
+        (7, 3),
+        ["+15550000001", "+15550000002"],
+        (2, 3),
+        "hi",
+    )
     assert isinstance(broker.batch_from(0, {b"stop": b"1"}, "hi"), broker.Stop)
 
 
 def test_part_of_a_batch_keeps_ids_numbers_and_attempts_together():
     batch = broker.MessageBatch.of(0, range(10, 14), [f"+1555000001{i}" for i in range(4)], "hi")
+
     def decode(fields):
         return broker.batch_from(1, {k.encode(): v.encode() for k, v in fields.items()}, "hi")
+
     tail = decode(broker.part_fields(batch, range(2, 4)))
     assert tail.ids == range(12, 14)
     assert tail.phones() == ["+15550000012", "+15550000013"]
@@ -85,8 +92,20 @@ def runs_on(url):
 
 def test_local_and_remote_senders_share_a_run(tmp_path, redis_url, no_children_left):
     worker = WorkerProc(redis_url, "--sender", "0.01:0.1:name=far", "--once")
-    run = Run(tmp_path, "--broker", redis_url, "--messages", "4000", "--sender", "0.01:0.1",
-              "--max-retries", "1", "--seed", "3", *FAST)
+    run = Run(
+        tmp_path,
+        "--broker",
+        redis_url,
+        "--messages",
+        "4000",
+        "--sender",
+        "0.01:0.1",
+        "--max-retries",
+        "1",
+        "--seed",
+        "3",
+        *FAST,
+    )
     run.finish().accounted()
     worker.finish()
     s = run.summary
@@ -115,8 +134,7 @@ def test_local_and_remote_senders_share_a_run(tmp_path, redis_url, no_children_l
 
 def test_a_killed_worker_loses_nothing(tmp_path, redis_url, no_children_left):
     worker = WorkerProc(redis_url, "--sender", "0.02:0.05", "--sender", "0.02:0.05", "--once")
-    run = Run(tmp_path, "--broker", redis_url, "--messages", "6000", "--sender", "0.01:0.05",
-              "--seed", "4", *FAST)
+    run = Run(tmp_path, "--broker", redis_url, "--messages", "6000", "--sender", "0.01:0.05", "--seed", "4", *FAST)
     time.sleep(1.2)  # both worker senders hold batches by now
     worker.kill_group(signal.SIGKILL)
     worker.finish()
@@ -136,8 +154,7 @@ def test_a_killed_worker_loses_nothing(tmp_path, redis_url, no_children_left):
 def test_a_worker_that_leaves_gives_its_work_back(tmp_path, redis_url, no_children_left):
     # Sends of 2 s real (20 s at x10) outlast the leaving grace second: they are given back.
     worker = WorkerProc(redis_url, "--sender", "20:0:window=5:name=slow", "--once")
-    run = Run(tmp_path, "--broker", redis_url, "--messages", "3000", "--sender", "0.01:0",
-              "--seed", "5", *FAST)
+    run = Run(tmp_path, "--broker", redis_url, "--messages", "3000", "--sender", "0.01:0", "--seed", "5", *FAST)
     time.sleep(1.5)
     worker.kill_group(signal.SIGTERM)
     worker.finish(timeout=10)
@@ -157,8 +174,20 @@ def test_a_slow_sender_elsewhere_does_not_sit_on_a_big_batch(tmp_path, redis_url
     # Batches are sized for the fast local sender (1000 messages); the remote
     # one takes a second per message, so it must keep one and give the rest back.
     worker = WorkerProc(redis_url, "--sender", "1:0:distribution=constant:name=slow", "--once")
-    run = Run(tmp_path, "--broker", redis_url, "--messages", "40000", "--sender", "0.0001:0",
-              "--seed", "15", "--no-progress", "--claim-after", "1")
+    run = Run(
+        tmp_path,
+        "--broker",
+        redis_url,
+        "--messages",
+        "40000",
+        "--sender",
+        "0.0001:0",
+        "--seed",
+        "15",
+        "--no-progress",
+        "--claim-after",
+        "1",
+    )
     run.finish(timeout=50).accounted()
     worker.finish(timeout=10)
     s = run.summary
@@ -170,8 +199,7 @@ def test_a_slow_sender_elsewhere_does_not_sit_on_a_big_batch(tmp_path, redis_url
 
 
 def test_a_worker_joins_mid_run(tmp_path, redis_url, no_children_left):
-    run = Run(tmp_path, "--broker", redis_url, "--messages", "3000", "--sender", "0.05:0",
-              "--seed", "6", *FAST)
+    run = Run(tmp_path, "--broker", redis_url, "--messages", "3000", "--sender", "0.05:0", "--seed", "6", *FAST)
     time.sleep(1.0)
     worker = WorkerProc(redis_url, "--sender", "0:0:name=quick", "--once")
     run.finish().accounted()
@@ -187,8 +215,7 @@ def test_a_worker_joins_mid_run(tmp_path, redis_url, no_children_left):
 
 def test_ctrl_c_on_the_coordinator_stops_the_workers_senders_too(tmp_path, redis_url, no_children_left):
     worker = WorkerProc(redis_url, "--sender", "0.5:0:window=10")  # serves run after run
-    run = Run(tmp_path, "--broker", redis_url, "--messages", "5000", "--sender", "0.05:0",
-              "--seed", "11", *FAST)
+    run = Run(tmp_path, "--broker", redis_url, "--messages", "5000", "--sender", "0.05:0", "--seed", "11", *FAST)
     time.sleep(1.5)
     os.kill(run.proc.pid, signal.SIGINT)
     run.finish(timeout=20).accounted()
@@ -211,8 +238,20 @@ def test_ctrl_c_on_the_coordinator_stops_the_workers_senders_too(tmp_path, redis
 
 def test_workers_leave_a_run_whose_coordinator_died(tmp_path, redis_url, no_children_left):
     worker = WorkerProc(redis_url, "--sender", "0.5:0", "--once")
-    run = Run(tmp_path, "--broker", redis_url, "--messages", "5000", "--sender", "0.5:0",
-              "--broker-timeout", "1", "--seed", "13", *FAST)
+    run = Run(
+        tmp_path,
+        "--broker",
+        redis_url,
+        "--messages",
+        "5000",
+        "--sender",
+        "0.5:0",
+        "--broker-timeout",
+        "1",
+        "--seed",
+        "13",
+        *FAST,
+    )
     run.proc.stdout.readline()
     keys = broker.RunKeys(run.proc.stdout.readline().split()[2])
     time.sleep(1.5)
@@ -228,10 +267,34 @@ def test_workers_leave_a_run_whose_coordinator_died(tmp_path, redis_url, no_chil
 
 
 def test_two_runs_side_by_side_do_not_mix(tmp_path, redis_url, no_children_left):
-    first = Run(tmp_path, "--broker", redis_url, "--messages", "2000", "--sender", "0.01:0.1",
-                "--seed", "7", *FAST, summary="first.json")
-    second = Run(tmp_path, "--broker", redis_url, "--messages", "3000", "--sender", "0.01:0.2",
-                 "--sender", "0.02:0", "--seed", "8", *FAST, summary="second.json")
+    first = Run(
+        tmp_path,
+        "--broker",
+        redis_url,
+        "--messages",
+        "2000",
+        "--sender",
+        "0.01:0.1",
+        "--seed",
+        "7",
+        *FAST,
+        summary="first.json",
+    )
+    second = Run(
+        tmp_path,
+        "--broker",
+        redis_url,
+        "--messages",
+        "3000",
+        "--sender",
+        "0.01:0.2",
+        "--sender",
+        "0.02:0",
+        "--seed",
+        "8",
+        *FAST,
+        summary="second.json",
+    )
     second.proc.stdout.readline()
     second_id = second.proc.stdout.readline().split()[2]  # "smsbatch: run ID on URL; ..."
     worker = WorkerProc(redis_url, "--run", second_id, "--sender", "0.01:0:name=far")
@@ -255,8 +318,20 @@ def test_streams_stay_short_however_long_the_run(tmp_path, no_children_left, pri
     # Senders slower than the producer: the work stream fills up to its bound
     # (back-pressure), and the results stream is trimmed as it is read.
     client = redis.Redis.from_url(private_redis.url)
-    run = Run(tmp_path, "--broker", private_redis.url, "--messages", "40000", "--sender", "0.001:0",
-              "--sender", "0.001:0", "--seed", "12", "--no-progress")
+    run = Run(
+        tmp_path,
+        "--broker",
+        private_redis.url,
+        "--messages",
+        "40000",
+        "--sender",
+        "0.001:0",
+        "--sender",
+        "0.001:0",
+        "--seed",
+        "12",
+        "--no-progress",
+    )
     longest = {"work": 0, "results": 0}
     stop_at = time.monotonic() + 2.0
     while run.proc.poll() is None:
@@ -277,8 +352,20 @@ def test_streams_stay_short_however_long_the_run(tmp_path, no_children_left, pri
 def test_redis_stopped_mid_run(tmp_path, no_children_left, private_redis):
     url = private_redis.url
     worker = WorkerProc(url, "--sender", "0.05:0", "--broker-timeout", "1")
-    run = Run(tmp_path, "--broker", url, "--messages", "5000", "--sender", "0.05:0",
-              "--broker-timeout", "1", "--seed", "9", *FAST)
+    run = Run(
+        tmp_path,
+        "--broker",
+        url,
+        "--messages",
+        "5000",
+        "--sender",
+        "0.05:0",
+        "--broker-timeout",
+        "1",
+        "--seed",
+        "9",
+        *FAST,
+    )
     time.sleep(1.5)
     private_redis.stop()
     run.finish(timeout=30).accounted()
@@ -294,8 +381,22 @@ def test_redis_stopped_mid_run(tmp_path, no_children_left, private_redis):
 
 
 def test_redis_back_within_the_timeout(tmp_path, no_children_left, private_redis):
-    run = Run(tmp_path, "--broker", private_redis.url, "--messages", "3000", "--sender", "0.02:0",
-              "--sender", "0.02:0", "--broker-timeout", "20", "--seed", "10", *FAST)
+    run = Run(
+        tmp_path,
+        "--broker",
+        private_redis.url,
+        "--messages",
+        "3000",
+        "--sender",
+        "0.02:0",
+        "--sender",
+        "0.02:0",
+        "--broker-timeout",
+        "20",
+        "--seed",
+        "10",
+        *FAST,
+    )
     time.sleep(1.0)
     private_redis.stop(save=True)  # it comes back with the run's streams
     time.sleep(1.0)
@@ -319,8 +420,20 @@ def _progress_reports(client) -> int:
 
 def test_redis_back_without_the_runs_data(tmp_path, no_children_left, private_redis):
     # 400 batches of 50: the producer is still at work (held back) when Redis comes back empty
-    run = Run(tmp_path, "--broker", private_redis.url, "--messages", "20000", "--sender", "0.02:0",
-              "--broker-timeout", "20", "--seed", "14", *FAST)
+    run = Run(
+        tmp_path,
+        "--broker",
+        private_redis.url,
+        "--messages",
+        "20000",
+        "--sender",
+        "0.02:0",
+        "--broker-timeout",
+        "20",
+        "--seed",
+        "14",
+        *FAST,
+    )
     client = redis.Redis.from_url(private_redis.url)
     wait_until(lambda: _progress_reports(client) >= 2, seconds=20)  # some messages sent, not all
     private_redis.stop()  # nothing saved: it comes back empty
@@ -337,11 +450,14 @@ def test_redis_back_without_the_runs_data(tmp_path, no_children_left, private_re
 
 def test_bad_broker_input_starts_nothing(no_children_left):
     # (bad --broker values for a run are in test_config's table)
-    for argv in (["--broker", "redis://127.0.0.1:1/0"], ["worker"],
-                 ["worker", "--broker", "redis://x:6379/zero"], ["worker", "--broker", "redis://127.0.0.1:1/0"],
-                 ["worker", "--broker", "redis://127.0.0.1:1/0", "--sender", "1:2"]):
-        proc = subprocess.run([sys.executable, "-m", "smsbatch", *argv], capture_output=True,
-                              text=True, timeout=30)
+    for argv in (
+        ["--broker", "redis://127.0.0.1:1/0"],
+        ["worker"],
+        ["worker", "--broker", "redis://x:6379/zero"],
+        ["worker", "--broker", "redis://127.0.0.1:1/0"],
+        ["worker", "--broker", "redis://127.0.0.1:1/0", "--sender", "1:2"],
+    ):
+        proc = subprocess.run([sys.executable, "-m", "smsbatch", *argv], capture_output=True, text=True, timeout=30)
         assert proc.returncode == 2, argv
         assert proc.stdout == ""
         assert proc.stderr.count("\n") == 1
@@ -350,8 +466,10 @@ def test_bad_broker_input_starts_nothing(no_children_left):
 
 
 def test_redis_is_not_imported_without_a_broker(no_children_left):
-    code = ("import sys, io; from smsbatch.cli import main; "
-            "main(['-n', '20', '--sender', '0:0', '--no-progress'], io.StringIO(), io.StringIO()); "
-            "print('redis' in sys.modules, 'smsbatch.broker.streams' in sys.modules)")
+    code = (
+        "import sys, io; from smsbatch.cli import main; "
+        "main(['-n', '20', '--sender', '0:0', '--no-progress'], io.StringIO(), io.StringIO()); "
+        "print('redis' in sys.modules, 'smsbatch.broker.streams' in sys.modules)"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
     assert proc.stdout.split() == ["False", "False"], proc.stderr

@@ -52,16 +52,37 @@ def test_env_var_sender_list(monkeypatch):
 
 def test_sender_spec_fields():
     spec = parse_sender("1:0.05:window=1000:rate=500:name=gw:distribution=normal:spread=0.2")
-    assert spec == SenderSpec(1.0, 0.05, name="gw", distribution="normal", spread=0.2,
-                              window=1000, rate=500.0)
+    assert spec == SenderSpec(1.0, 0.05, name="gw", distribution="normal", spread=0.2, window=1000, rate=500.0)
     assert parse_sender("0:0") == SenderSpec(0.0, 0.0)
 
 
-@pytest.mark.parametrize("text", [
-    "", ":", "1", "1:", ":0.1", "x:0.1", "1:x", "-1:0.1", "1:1.5", "1:-0.1", "nan:0.1", "1:nan",
-    "inf:0", "1:0:bogus=1", "1:0:window", "1:0:window=0", "1:0:window=1.5", "1:0:rate=0",
-    "1:0:rate=-5", "1:0:distribution=pareto", "1:0:name=", "1:0:window=2:window=3",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        ":",
+        "1",
+        "1:",
+        ":0.1",
+        "x:0.1",
+        "1:x",
+        "-1:0.1",
+        "1:1.5",
+        "1:-0.1",
+        "nan:0.1",
+        "1:nan",
+        "inf:0",
+        "1:0:bogus=1",
+        "1:0:window",
+        "1:0:window=0",
+        "1:0:window=1.5",
+        "1:0:rate=0",
+        "1:0:rate=-5",
+        "1:0:distribution=pareto",
+        "1:0:name=",
+        "1:0:window=2:window=3",
+    ],
+)
 def test_bad_sender_specs(text):
     with pytest.raises(ValueError):
         parse_sender(text)
@@ -83,8 +104,7 @@ def test_sender_parser_accepts_or_rejects_cleanly(text):
     assert spec.window >= 1
 
 
-@given(st.just(0.0) | st.floats(1e-6, 1e4), st.floats(0, 1, allow_nan=False),
-       st.integers(1, 10_000))
+@given(st.just(0.0) | st.floats(1e-6, 1e4), st.floats(0, 1, allow_nan=False), st.integers(1, 10_000))
 def test_sender_parser_round_trips(mean, fail_rate, window):
     spec = parse_sender(f"{mean!r}:{fail_rate!r}:window={window}")
     assert (spec.mean, spec.fail_rate, spec.window) == (mean, fail_rate, window)
@@ -199,22 +219,25 @@ def test_bad_input_is_one_line_and_exit_2(argv, env, option, monkeypatch, no_chi
     assert "Traceback" not in err
 
 
-@pytest.mark.parametrize(("content", "option"), [
-    (b"\x7fELF\x02\x01\x01\x00\xff\xfe\x00binary", "--config"),
-    (b'{"messages": 5}\n', "{"),
-    (b"messages = 5\ncolour = red\n", "colour"),
-    (b"messages = -1\n", "--messages"),
-    (b"sender = [1:0.1, 2:7]\n", "--sender"),
-    (b"messages = 5\nbogus_key = 3\n", "bogus_key"),
-    (b"max_retries = 3\n", "max-retries"),
-    (b"[smsbatch]\nsender = []\n", "--sender"),
-    (b"[other]\nmessages = 5\n", "[other]"),
-    (b"[smsbatch worker]\nbroker = redis://localhost:6379/0\n", "[smsbatch worker]"),
-    (b"messages = 3\nmessages = 4\n", "messages"),
-    (b"no-progress = maybe\n", "--no-progress"),
-    (b"messages 5\n", "ini"),
-    (b"[smsbatch]\nmessages\n", "needs key = value"),
-])
+@pytest.mark.parametrize(
+    ("content", "option"),
+    [
+        (b"\x7fELF\x02\x01\x01\x00\xff\xfe\x00binary", "--config"),
+        (b'{"messages": 5}\n', "{"),
+        (b"messages = 5\ncolour = red\n", "colour"),
+        (b"messages = -1\n", "--messages"),
+        (b"sender = [1:0.1, 2:7]\n", "--sender"),
+        (b"messages = 5\nbogus_key = 3\n", "bogus_key"),
+        (b"max_retries = 3\n", "max-retries"),
+        (b"[smsbatch]\nsender = []\n", "--sender"),
+        (b"[other]\nmessages = 5\n", "[other]"),
+        (b"[smsbatch worker]\nbroker = redis://localhost:6379/0\n", "[smsbatch worker]"),
+        (b"messages = 3\nmessages = 4\n", "messages"),
+        (b"no-progress = maybe\n", "--no-progress"),
+        (b"messages 5\n", "ini"),
+        (b"[smsbatch]\nmessages\n", "needs key = value"),
+    ],
+)
 def test_bad_config_files(tmp_path, content, option, no_children_left):
     ini = tmp_path / "bad.ini"
     ini.write_bytes(content)
@@ -228,6 +251,7 @@ def test_bad_config_files(tmp_path, content, option, no_children_left):
 
 def test_unreadable_config_file(tmp_path, no_children_left):
     import os
+
     ini = tmp_path / "secret.ini"
     ini.write_text("messages = 5\n")
     ini.chmod(0)
@@ -297,8 +321,9 @@ def test_speed_max_from_the_command_line_an_ini_file_or_the_environment(tmp_path
     assert not parse_settings(["--speed", "2"]).virtual
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("90", 90.0), ("90s", 90.0), ("10m", 600.0), ("1h", 3600.0),
-                                               ("1.5h", 5400.0)])
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("90", 90.0), ("90s", 90.0), ("10m", 600.0), ("1h", 3600.0), ("1.5h", 5400.0)]
+)
 def test_deadlines_read_as_durations(text, seconds):
     assert parse_settings(["--deadline", text]).deadline == seconds
 

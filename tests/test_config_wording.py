@@ -22,15 +22,18 @@ def _ini(tmp_path, text, name="run.ini"):
     return str(path)
 
 
-@pytest.mark.parametrize(("text", "line", "words"), [
-    ("messages = 5\nbogus_key = 3\n", 2, "keys must be option names"),
-    ("# a comment\n\nmessages = -1\n", 3, "must be a whole number"),
-    ("[smsbatch]\nsender = [1:0.1, 2:7]\n", 2, "FAIL_RATE"),
-    ("[smsbatch]\nsender = []\n", 2, "must not be an empty list"),
-    ("[alerts]\nmessages = 5\n", 2, "[alerts]"),
-    ("messages = 5\nmessages = 6\n", 2, "each key once"),
-    ("text = hello\nmax_retries = 2\n", 2, "max_retries is written max-retries"),
-])
+@pytest.mark.parametrize(
+    ("text", "line", "words"),
+    [
+        ("messages = 5\nbogus_key = 3\n", 2, "keys must be option names"),
+        ("# a comment\n\nmessages = -1\n", 3, "must be a whole number"),
+        ("[smsbatch]\nsender = [1:0.1, 2:7]\n", 2, "FAIL_RATE"),
+        ("[smsbatch]\nsender = []\n", 2, "must not be an empty list"),
+        ("[alerts]\nmessages = 5\n", 2, "[alerts]"),
+        ("messages = 5\nmessages = 6\n", 2, "each key once"),
+        ("text = hello\nmax_retries = 2\n", 2, "max_retries is written max-retries"),
+    ],
+)
 def test_config_errors_name_the_file_and_line(tmp_path, text, line, words, no_children_left):
     path = _ini(tmp_path, text)
     status, out, err = _run(["-c", path])
@@ -46,8 +49,10 @@ def test_a_json_file_as_config_is_not_an_ini_file(tmp_path, no_children_left):
     path = _ini(tmp_path, '{"messages": 10}\n', name="run.json")
     status, _, err = _run(["-c", path])
     assert status == 2
-    assert err == (f"smsbatch: error: argument -c/--config: must be an ini file of key = value lines; "
-                   f"{path} line 1 is not (got '{{\"messages\": 10}}')\n")
+    assert err == (
+        f"smsbatch: error: argument -c/--config: must be an ini file of key = value lines; "
+        f"{path} line 1 is not (got '{{\"messages\": 10}}')\n"
+    )
 
 
 def test_a_binary_config_file_is_not_a_text_ini_file(tmp_path, no_children_left):
@@ -79,8 +84,10 @@ def test_worker_reads_only_the_worker_section(tmp_path):
 
 
 def test_config_values_keep_their_old_forms(tmp_path):
-    text = ("--messages = 9\nno-progress\nregion: gb\ntext = '[TEST] flood warning'\n"
-            "sender = [0.5:0.1:name=a, 1:0:name=b]  # two routes\n")
+    text = (
+        "--messages = 9\nno-progress\nregion: gb\ntext = '[TEST] flood warning'\n"
+        "sender = [0.5:0.1:name=a, 1:0:name=b]  # two routes\n"
+    )
     settings = parse_settings(["-c", _ini(tmp_path, text)])
     assert settings.messages == 9
     assert not settings.progress
@@ -118,19 +125,23 @@ def test_start_line_says_1_message_and_1_sender():
 
 
 def test_names_are_case_insensitive():
-    settings = parse_settings(["--distribution", "LOGNORMAL", "--sender", "1:0:distribution=Normal",
-                               "--region", "us", "--log", "info"])
+    settings = parse_settings(
+        ["--distribution", "LOGNORMAL", "--sender", "1:0:distribution=Normal", "--region", "us", "--log", "info"]
+    )
     assert settings.distribution == "lognormal"
     assert settings.senders[0].distribution == "normal"
     assert (settings.region, settings.log_level) == ("US", "INFO")
 
 
-@pytest.mark.parametrize(("argv", "env"), [
-    (["--broker", "redis://admin:secret@localhost:99999999/0"], {}),
-    (["--broker", "ftp://admin:secret@localhost/0"], {}),
-    ([], {"SMSBATCH_BROKER": "redis://admin:secret@localhost:6379/zero"}),
-    (["--broker", "redis://localhost:6379/x?password=secret"], {}),
-])
+@pytest.mark.parametrize(
+    ("argv", "env"),
+    [
+        (["--broker", "redis://admin:secret@localhost:99999999/0"], {}),
+        (["--broker", "ftp://admin:secret@localhost/0"], {}),
+        ([], {"SMSBATCH_BROKER": "redis://admin:secret@localhost:6379/zero"}),
+        (["--broker", "redis://localhost:6379/x?password=secret"], {}),
+    ],
+)
 def test_a_password_in_a_broker_url_is_never_shown(argv, env, monkeypatch, no_children_left):
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -147,12 +158,14 @@ def test_start_line_of_a_broker_run_hides_the_password():
     assert "smsbatch worker --broker redis://admin:***@redis-host:6379/0" in line
 
 
-@pytest.mark.parametrize(("spec", "words"), [
-    ("1e-320:0", "MEAN must be 0 or a number from 1e-06 to 86400"),
-    ("1:0:rate=1e-320", "rate must be a number at least 1e-06"),
-    ("1:0:name=a\tb", "name must be printable characters"),
-])
+@pytest.mark.parametrize(
+    ("spec", "words"),
+    [
+        ("1e-320:0", "MEAN must be 0 or a number from 1e-06 to 86400"),
+        ("1:0:rate=1e-320", "rate must be a number at least 1e-06"),
+        ("1:0:name=a\tb", "name must be printable characters"),
+    ],
+)
 def test_tiny_numbers_and_unprintable_names_are_refused_in_words(spec, words):
     with pytest.raises(ValueError, match=words):
         parse_sender(spec)
-

@@ -18,8 +18,24 @@ pytestmark = pytest.mark.timeout(60)
 
 
 def test_a_killed_sender_loses_nothing(tmp_path):
-    run = Run(tmp_path, "--messages", "3000", "--sender", "0.01:0.1", "--sender", "0.01:0.1",
-              "--sender", "0.01:0.1", "--speed", "10", "--seed", "1", "--log", "INFO", "--no-progress")
+    run = Run(
+        tmp_path,
+        "--messages",
+        "3000",
+        "--sender",
+        "0.01:0.1",
+        "--sender",
+        "0.01:0.1",
+        "--sender",
+        "0.01:0.1",
+        "--speed",
+        "10",
+        "--seed",
+        "1",
+        "--log",
+        "INFO",
+        "--no-progress",
+    )
     run.wait_for_children(4)
     run.wait_for_progress(0.5)
     os.kill(run.pid_of("smsbatch: sender 2"), signal.SIGKILL)
@@ -41,9 +57,22 @@ def test_senders_killed_while_waiting_for_work_do_not_lock_the_queue(tmp_path):
     # Three fast senders finish their share and wait in get(); one of them holds
     # the queue's read lock while it waits. Kill all three: the slow sender must
     # still be able to take its Stop, so the runner has to release the lock.
-    run = Run(tmp_path, "--messages", "20", "--sender", "0.01:0", "--sender", "0.01:0",
-              "--sender", "0.01:0", "--sender", "2:0:distribution=constant:name=slow",
-              "--seed", "8", "--no-progress")
+    run = Run(
+        tmp_path,
+        "--messages",
+        "20",
+        "--sender",
+        "0.01:0",
+        "--sender",
+        "0.01:0",
+        "--sender",
+        "0.01:0",
+        "--sender",
+        "2:0:distribution=constant:name=slow",
+        "--seed",
+        "8",
+        "--no-progress",
+    )
     run.wait_for_children(4, prefix="smsbatch: sender")  # the producer may be done already
     time.sleep(0.8)
     for n in (1, 2, 3):
@@ -55,8 +84,9 @@ def test_senders_killed_while_waiting_for_work_do_not_lock_the_queue(tmp_path):
 
 
 def test_every_sender_killed_ends_the_run_at_once(tmp_path):
-    run = Run(tmp_path, "--messages", "5000", "--sender", "0.05:0", "--sender", "0.05:0",
-              "--speed", "10", "--seed", "2")
+    run = Run(
+        tmp_path, "--messages", "5000", "--sender", "0.05:0", "--sender", "0.05:0", "--speed", "10", "--seed", "2"
+    )
     run.wait_for_children(3)
     run.wait_for_progress()
     for title, pid in run.children.items():
@@ -73,8 +103,20 @@ def test_every_sender_killed_ends_the_run_at_once(tmp_path):
 
 
 def test_a_killed_producer_does_not_hang_the_run(tmp_path):
-    run = Run(tmp_path, "--messages", "200000", "--sender", "0.0001:0", "--sender", "0.0001:0",
-              "--speed", "1", "--seed", "3", "--no-progress")
+    run = Run(
+        tmp_path,
+        "--messages",
+        "200000",
+        "--sender",
+        "0.0001:0",
+        "--sender",
+        "0.0001:0",
+        "--speed",
+        "1",
+        "--seed",
+        "3",
+        "--no-progress",
+    )
     run.wait_for_children(3)
     run.wait_for_progress(0.3)
     os.kill(run.pid_of("smsbatch: producer"), signal.SIGKILL)
@@ -87,8 +129,9 @@ def test_a_killed_producer_does_not_hang_the_run(tmp_path):
 @pytest.mark.parametrize(("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 @pytest.mark.parametrize("times", [1, 2])
 def test_signals_stop_warm_then_cold(tmp_path, signum, status, times):
-    run = Run(tmp_path, "--messages", "5000", "--sender", "0.5:0.1", "--sender", "0.5:0.1",
-              "--speed", "5", "--seed", "4")
+    run = Run(
+        tmp_path, "--messages", "5000", "--sender", "0.5:0.1", "--sender", "0.5:0.1", "--speed", "5", "--seed", "4"
+    )
     run.wait_for_children(3)
     run.wait_for_progress(0.5)
     sent_at = time.monotonic()
@@ -113,8 +156,7 @@ def test_sigterm_to_the_main_process_only(tmp_path):
 
 
 def test_children_die_with_a_killed_main_process(tmp_path):
-    run = Run(tmp_path, "--messages", "100000", "--sender", "0.5:0", "--sender", "0.5:0",
-              "--speed", "1", "--seed", "6")
+    run = Run(tmp_path, "--messages", "100000", "--sender", "0.5:0", "--sender", "0.5:0", "--speed", "1", "--seed", "6")
     children = run.wait_for_children(3)
     run.proc.kill()
     run.proc.wait(timeout=10)
@@ -130,15 +172,30 @@ def _explode_in_sender_2(real_finish):
     return finish
 
 
-def test_an_exception_in_a_sender_is_shown_once_and_its_work_redone(tmp_path, monkeypatch,
-                                                                   no_children_left):
+def test_an_exception_in_a_sender_is_shown_once_and_its_work_redone(tmp_path, monkeypatch, no_children_left):
     # The patch is made before the fork, so the sender processes inherit it.
     monkeypatch.setattr(SenderEngine, "_finish", _explode_in_sender_2(SenderEngine._finish))
     out, err = io.StringIO(), io.StringIO()
     summary = tmp_path / "s.json"
-    status = main(["--messages", "2000", "--sender", "0.01:0", "--sender", "0.01:0", "--speed", "50",
-                   "--seed", "7", "--no-progress", "--summary-json", str(summary)],
-                  stdout=out, stderr=err)
+    status = main(
+        [
+            "--messages",
+            "2000",
+            "--sender",
+            "0.01:0",
+            "--sender",
+            "0.01:0",
+            "--speed",
+            "50",
+            "--seed",
+            "7",
+            "--no-progress",
+            "--summary-json",
+            str(summary),
+        ],
+        stdout=out,
+        stderr=err,
+    )
     data = json.loads(summary.read_text())
     assert status == 0
     assert data["sent"] == 2000

@@ -26,8 +26,9 @@ def _shell(script: str, *argv, timeout=30):
     stdout is block-buffered, as it is for most users: with PYTHONUNBUFFERED
     nothing is left in the buffer for the exit-time flush to fail on."""
     env = {name: value for name, value in os.environ.items() if name != "PYTHONUNBUFFERED"}
-    proc = subprocess.run(["bash", "-c", script, "bash", *argv], capture_output=True, text=True,
-                          timeout=timeout, env=env)
+    proc = subprocess.run(
+        ["bash", "-c", script, "bash", *argv], capture_output=True, text=True, timeout=timeout, env=env
+    )
     return proc.returncode, proc.stdout, proc.stderr
 
 
@@ -38,8 +39,9 @@ def _clean(err: str) -> None:
 
 def test_head_1_still_gets_the_summary_file_and_exit_0(tmp_path, no_children_left):
     summary = tmp_path / "s.json"
-    status, out, err = _shell('"$@" | head -1; exit "${PIPESTATUS[0]}"',
-                              *RUN, "--no-progress", "--summary-json", str(summary))
+    status, out, err = _shell(
+        '"$@" | head -1; exit "${PIPESTATUS[0]}"', *RUN, "--no-progress", "--summary-json", str(summary)
+    )
     assert out.startswith("smsbatch: 50 messages to ")
     assert out.count("\n") == 1
     _clean(err)
@@ -51,8 +53,7 @@ def test_head_1_still_gets_the_summary_file_and_exit_0(tmp_path, no_children_lef
 def test_closed_or_full_stdout_and_stderr_run_to_the_end(tmp_path, redirect, no_children_left):
     summary = tmp_path / "s.json"
     # --interval 0.05: progress lines on stderr while it is dead
-    status, _out, err = _shell(f'"$@" {redirect}', *RUN, "--interval", "0.05",
-                              "--summary-json", str(summary))
+    status, _out, err = _shell(f'"$@" {redirect}', *RUN, "--interval", "0.05", "--summary-json", str(summary))
     _clean(err)
     assert status == 0
     data = json.loads(summary.read_text())
@@ -62,8 +63,14 @@ def test_closed_or_full_stdout_and_stderr_run_to_the_end(tmp_path, redirect, no_
 
 def test_stderr_reader_gone_mid_run(tmp_path, no_children_left):
     summary = tmp_path / "s.json"
-    status, _out, _err = _shell('"$@" 2>&1 >/dev/null | head -1 >/dev/null; exit "${PIPESTATUS[0]}"',
-                              *RUN, "--interval", "0.05", "--summary-json", str(summary))
+    status, _out, _err = _shell(
+        '"$@" 2>&1 >/dev/null | head -1 >/dev/null; exit "${PIPESTATUS[0]}"',
+        *RUN,
+        "--interval",
+        "0.05",
+        "--summary-json",
+        str(summary),
+    )
     assert status == 0
     assert json.loads(summary.read_text())["sent"] == 50
 
@@ -72,7 +79,7 @@ def test_summary_to_dev_stdout_is_written_in_place(tmp_path, no_children_left):
     status, out, err = _shell('"$@"', *RUN, "--no-progress", "--summary-json", "/dev/stdout")
     _clean(err)
     assert status == 0
-    assert json.loads(out[out.index("{"):])["sent"] == 50
+    assert json.loads(out[out.index("{") :])["sent"] == 50
 
 
 def test_summary_to_a_fifo_is_written_in_place(tmp_path, no_children_left):
@@ -92,14 +99,17 @@ def test_summary_to_a_fifo_is_written_in_place(tmp_path, no_children_left):
 # ---- every output path is checked before the run ----
 
 
-@pytest.mark.parametrize(("path", "words"), [
-    ("/proc/x.json", "/proc refuses"),
-    ("new.json/", "not a folder"),
-    ("{tmp}", "not a folder"),
-    ("{tmp}/missing/s.json", "that exists"),
-    ("{tmp}/file.txt/s.json", "that exists"),  # a file where a folder should be
-    ("", "must be a file path"),
-])
+@pytest.mark.parametrize(
+    ("path", "words"),
+    [
+        ("/proc/x.json", "/proc refuses"),
+        ("new.json/", "not a folder"),
+        ("{tmp}", "not a folder"),
+        ("{tmp}/missing/s.json", "that exists"),
+        ("{tmp}/file.txt/s.json", "that exists"),  # a file where a folder should be
+        ("", "must be a file path"),
+    ],
+)
 def test_unwritable_summary_paths_are_bad_input(tmp_path, path, words):
     (tmp_path / "file.txt").write_text("")
     path = path.format(tmp=tmp_path)

@@ -12,8 +12,22 @@ pytestmark = pytest.mark.timeout(60)
 
 
 def test_a_stopped_sender_holding_work_is_lost_and_its_work_sent_by_the_others(tmp_path, no_children_left):
-    run = Run(tmp_path, "--messages", "600", "--sender", "0.2:0:window=5", "--sender", "0.2:0:window=5",
-              "--speed", "10", "--seed", "3", "--claim-after", "1", "--no-progress")
+    run = Run(
+        tmp_path,
+        "--messages",
+        "600",
+        "--sender",
+        "0.2:0:window=5",
+        "--sender",
+        "0.2:0:window=5",
+        "--speed",
+        "10",
+        "--seed",
+        "3",
+        "--claim-after",
+        "1",
+        "--no-progress",
+    )
     run.wait_for_children(3)
     run.wait_for_progress(0.3)  # both senders busy: every slot holds a message
     os.kill(run.pid_of("smsbatch: sender 2"), signal.SIGSTOP)
@@ -32,9 +46,24 @@ def test_stopped_idle_senders_holding_the_queues_lock_do_not_hang_the_end(tmp_pa
     # Three fast senders finish their share and wait for work, one of them
     # holding the queue's read lock; stopped, they would keep the slow sender
     # from its Stop and the run from its end.
-    run = Run(tmp_path, "--messages", "20", "--sender", "0.01:0", "--sender", "0.01:0", "--sender", "0.01:0",
-              "--sender", "3:0:distribution=constant:name=slow", "--seed", "8", "--claim-after", "1",
-              "--no-progress")
+    run = Run(
+        tmp_path,
+        "--messages",
+        "20",
+        "--sender",
+        "0.01:0",
+        "--sender",
+        "0.01:0",
+        "--sender",
+        "0.01:0",
+        "--sender",
+        "3:0:distribution=constant:name=slow",
+        "--seed",
+        "8",
+        "--claim-after",
+        "1",
+        "--no-progress",
+    )
     run.wait_for_children(4, prefix="smsbatch: sender")
     run.wait_for_progress(0.8)  # the fast ones are done and waiting; the slow one is mid-send
     for n in (1, 2, 3):
@@ -49,8 +78,18 @@ def test_stopped_idle_senders_holding_the_queues_lock_do_not_hang_the_end(tmp_pa
 
 def test_a_slow_send_is_not_taken_for_a_hang(tmp_path, no_children_left):
     # One send of 2.5 real seconds, with --claim-after 1: the sender beats mid-send.
-    run = Run(tmp_path, "--messages", "1", "--sender", "2.5:0:distribution=constant", "--seed", "1",
-              "--claim-after", "1", "--no-progress").finish()
+    run = Run(
+        tmp_path,
+        "--messages",
+        "1",
+        "--sender",
+        "2.5:0:distribution=constant",
+        "--seed",
+        "1",
+        "--claim-after",
+        "1",
+        "--no-progress",
+    ).finish()
     run.accounted()
     assert run.status == 0
     assert run.summary["lost_senders"] == 0
@@ -58,8 +97,20 @@ def test_a_slow_send_is_not_taken_for_a_hang(tmp_path, no_children_left):
 
 
 def test_a_stopped_sender_ended_by_a_warm_stop_reads_lost_not_done(tmp_path, no_children_left):
-    run = Run(tmp_path, "--messages", "600", "--sender", "0.2:0:window=5", "--sender", "0.2:0:window=5",
-              "--speed", "5", "--seed", "3", "--no-progress")  # --claim-after stays 10 s
+    run = Run(
+        tmp_path,
+        "--messages",
+        "600",
+        "--sender",
+        "0.2:0:window=5",
+        "--sender",
+        "0.2:0:window=5",
+        "--speed",
+        "5",
+        "--seed",
+        "3",
+        "--no-progress",
+    )  # --claim-after stays 10 s
     run.wait_for_children(3)
     run.wait_for_progress(0.3)
     os.kill(run.pid_of("smsbatch: sender 2"), signal.SIGSTOP)

@@ -69,8 +69,22 @@ def test_a_retry_goes_to_an_idle_sender_that_can_start_it_not_to_one_waiting_for
     # Sender 1 (cap 0.1/s) sends at 0 and 10; sender 2 fails everything. The
     # retries come back at about 26.9 and 27.1: sender 1 takes the first, its cap
     # then closed until 36.9, so sender 2, idle, takes the second and fails it for good.
-    outcome = simulate("-n", "3", "--sender", "1:0:window=2:rate=0.1", "--sender", "1:1", "--distribution",
-                       "constant", "--max-retries", "1", "--retry-backoff", "20", "--seed", "1")
+    outcome = simulate(
+        "-n",
+        "3",
+        "--sender",
+        "1:0:window=2:rate=0.1",
+        "--sender",
+        "1:1",
+        "--distribution",
+        "constant",
+        "--max-retries",
+        "1",
+        "--retry-backoff",
+        "20",
+        "--seed",
+        "1",
+    )
     assert (outcome.sent, outcome.failed) == (2, 1)
     assert [s.attempts for s in outcome.stats] == [2, 3]
     assert outcome.sim_elapsed < 30
@@ -92,8 +106,12 @@ def test_exponential_makespan_matches_the_queueing_result():
     # N exponential sends on c slots: E[makespan] = (N - c)/c x mean + H_c x mean.
     n, c, mean = 2000, 8, 0.5
     expected = (n - c) / c * mean + harmonic(c) * mean
-    makespans = [simulate("-n", str(n), "--sender", f"{mean}:0:window={c}", "--distribution",
-                          "exponential", "--seed", str(seed)).sim_elapsed for seed in range(40)]
+    makespans = [
+        simulate(
+            "-n", str(n), "--sender", f"{mean}:0:window={c}", "--distribution", "exponential", "--seed", str(seed)
+        ).sim_elapsed
+        for seed in range(40)
+    ]
     standard_error = np.std(makespans) / math.sqrt(len(makespans))
     assert np.mean(makespans) == pytest.approx(expected, abs=4 * standard_error)
 
@@ -101,8 +119,18 @@ def test_exponential_makespan_matches_the_queueing_result():
 def test_expected_attempts_with_retries_match_the_geometric_series():
     # Each message is attempted until it succeeds or has had 1 + R attempts.
     n, p, retries = 20_000, 0.3, 2
-    outcome = simulate("-n", str(n), "--sender", f"0.01:{p}:window=50", "--max-retries", str(retries),
-                       "--retry-backoff", "0.1", "--seed", "3")
+    outcome = simulate(
+        "-n",
+        str(n),
+        "--sender",
+        f"0.01:{p}:window=50",
+        "--max-retries",
+        str(retries),
+        "--retry-backoff",
+        "0.1",
+        "--seed",
+        "3",
+    )
     attempts = sum(s.attempts for s in outcome.stats)
     expected = n * sum(p**k for k in range(retries + 1))
     assert attempts == pytest.approx(expected, rel=0.02)
@@ -119,13 +147,31 @@ def test_the_rate_cap_binds_when_the_window_could_go_faster():
 # ---- determinism ----
 
 
-SETTINGS = ("-n", "5000", "--sender", "0.3:0.03:window=10", "--sender", "0.8:0.06:window=30:rate=20",
-            "--sender", "2:0.1:window=50", "--max-retries", "1", "--retry-backoff", "3")
+SETTINGS = (
+    "-n",
+    "5000",
+    "--sender",
+    "0.3:0.03:window=10",
+    "--sender",
+    "0.8:0.06:window=30:rate=20",
+    "--sender",
+    "2:0.1:window=50",
+    "--max-retries",
+    "1",
+    "--retry-backoff",
+    "3",
+)
 
 
 def figures(outcome):
-    return (outcome.sim_elapsed, outcome.sent, outcome.failed, outcome.retried, outcome.reach,
-            [(s.attempts, s.time_sum, s.buckets) for s in outcome.stats])
+    return (
+        outcome.sim_elapsed,
+        outcome.sent,
+        outcome.failed,
+        outcome.retried,
+        outcome.reach,
+        [(s.attempts, s.time_sum, s.buckets) for s in outcome.stats],
+    )
 
 
 def test_the_same_seed_gives_the_same_figures_to_the_bit():

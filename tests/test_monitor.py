@@ -29,10 +29,23 @@ def stats(*records):
 def snapshot(elapsed=10.0, speed=1.0):
     a = stats((0.5, True), (0.7, True), (0.3, False))
     b = stats((2.0, True))
-    views = (SenderView("gw-a", SenderSpec(0.5, 0.25), a, "running"),
-             SenderView("gw-b", SenderSpec(2.0, 0.0), b, "died (SIGKILL)"))
-    return Snapshot(messages=10, sent=3, failed=1, retried=0, elapsed=elapsed, speed=speed,
-                    stats=a + b, senders=views, requeued=2, lost_senders=1, sim_elapsed=elapsed * speed)
+    views = (
+        SenderView("gw-a", SenderSpec(0.5, 0.25), a, "running"),
+        SenderView("gw-b", SenderSpec(2.0, 0.0), b, "died (SIGKILL)"),
+    )
+    return Snapshot(
+        messages=10,
+        sent=3,
+        failed=1,
+        retried=0,
+        elapsed=elapsed,
+        speed=speed,
+        stats=a + b,
+        senders=views,
+        requeued=2,
+        lost_senders=1,
+        sim_elapsed=elapsed * speed,
+    )
 
 
 def test_progress_line_has_the_figures():
@@ -102,8 +115,7 @@ def test_summary_table_and_json(tmp_path):
     path = tmp_path / "s.json"
     write_summary_json(str(path), summary_dict(snap, 42, "completed", 1, 10))
     data = json.loads(path.read_text())
-    assert {"messages", "sent", "failed", "unsent", "avg_send_time_s", "elapsed_s", "seed",
-            "senders"} <= set(data)
+    assert {"messages", "sent", "failed", "unsent", "avg_send_time_s", "elapsed_s", "seed", "senders"} <= set(data)
     assert data["sent"] + data["failed"] + data["unsent"] == data["messages"] == 10
     assert [s["name"] for s in data["senders"]] == ["gw-a", "gw-b"]
     assert {"name", "mean_s", "fail_rate", "sent", "failed", "avg_send_time_s"} <= set(data["senders"][0])

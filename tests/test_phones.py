@@ -60,11 +60,11 @@ def test_batches_are_reproducible_from_seed_and_key():
 def test_recipients_file(tmp_path):
     path = tmp_path / "numbers.csv"
     path.write_text(
-        "phone,name\n"            # a header: not a number, counted invalid
+        "phone,name\n"  # a header: not a number, counted invalid
         "+1 415 555 2671,Ann\n"
-        "(202) 555-0143\n"        # national format, read in --region
+        "(202) 555-0143\n"  # national format, read in --region
         "\n"
-        "12345\n"                 # too short
+        "12345\n"  # too short
         "+44 7400 123456,Bob\n"
     )
     recipients = read_recipients(str(path), "US")
@@ -165,5 +165,6 @@ def test_more_random_numbers_than_the_region_holds_is_bad_input(no_children_left
     assert status == 2
     assert out.getvalue() == ""
     assert err.getvalue().count("\n") == 1
-    assert (f"argument --messages: region US has {size:,} distinct random mobile numbers here; "
-            "ask for at most that many") in err.getvalue()
+    assert (
+        f"argument --messages: region US has {size:,} distinct random mobile numbers here; ask for at most that many"
+    ) in err.getvalue()

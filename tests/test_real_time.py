@@ -15,17 +15,46 @@ from conftest import Run
 def virtual_runs(tmp_path, *argv, replications=10):
     """The model: the mean of replications in virtual time."""
     path = tmp_path / "model.json"
-    done = subprocess.run([sys.executable, "-m", "smsbatch", *argv, "--speed", "max", "--no-progress",
-                           "--replications", str(replications), "--summary-json", str(path)],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "smsbatch",
+            *argv,
+            "--speed",
+            "max",
+            "--no-progress",
+            "--replications",
+            str(replications),
+            "--summary-json",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     return json.loads(path.read_text())
 
 
 @pytest.mark.timeout(60)
 def test_a_slow_sender_does_not_sit_on_work_a_fast_one_could_do(tmp_path, no_children_left):
-    run = Run(tmp_path, "-n", "100", "--sender", "0.05:0", "--sender", "10:0", "--distribution", "constant",
-              "--speed", "20", "--seed", "1", "--no-progress").finish()
+    run = Run(
+        tmp_path,
+        "-n",
+        "100",
+        "--sender",
+        "0.05:0",
+        "--sender",
+        "10:0",
+        "--distribution",
+        "constant",
+        "--speed",
+        "20",
+        "--seed",
+        "1",
+        "--no-progress",
+    ).finish()
     run.accounted()
     assert run.summary["sim_elapsed_s"] == pytest.approx(10.0, rel=0.05)  # the model: exactly 10 s
     assert [s["attempts"] for s in run.summary["senders"]] == [99, 1]
@@ -33,8 +62,20 @@ def test_a_slow_sender_does_not_sit_on_work_a_fast_one_could_do(tmp_path, no_chi
 
 @pytest.mark.timeout(90)
 def test_real_time_at_a_modest_speed_agrees_with_virtual_time(tmp_path, no_children_left):
-    settings = ("-n", "3000", "--sender", "0.2:0.05:window=10", "--sender", "1:0.1:window=20:rate=15",
-                "--max-retries", "1", "--retry-backoff", "2", "--seed", "4")
+    settings = (
+        "-n",
+        "3000",
+        "--sender",
+        "0.2:0.05:window=10",
+        "--sender",
+        "1:0.1:window=20:rate=15",
+        "--max-retries",
+        "1",
+        "--retry-backoff",
+        "2",
+        "--seed",
+        "4",
+    )
     model = virtual_runs(tmp_path, *settings)["aggregate"]
     run = Run(tmp_path, *settings, "--speed", "20", "--no-progress").finish()
     run.accounted()
@@ -48,8 +89,20 @@ def test_real_time_at_a_modest_speed_agrees_with_virtual_time(tmp_path, no_child
 @pytest.mark.timeout(60)
 def test_a_run_the_machine_cannot_follow_says_it_is_not_faithful(tmp_path, no_children_left):
     # 50,000 sends of 0.1 ms at x1000: 0.1 us of real time each, far less than Python needs.
-    run = Run(tmp_path, "-n", "50000", "--sender", "0.0001:0", "--distribution", "constant",
-              "--speed", "1000", "--seed", "1", "--no-progress").finish()
+    run = Run(
+        tmp_path,
+        "-n",
+        "50000",
+        "--sender",
+        "0.0001:0",
+        "--distribution",
+        "constant",
+        "--speed",
+        "1000",
+        "--seed",
+        "1",
+        "--no-progress",
+    ).finish()
     run.accounted()
     s = run.summary
     assert s["faithful"] is False
@@ -76,8 +129,19 @@ def test_virtual_time_summary_has_the_same_keys_and_says_max(tmp_path):
 
 @pytest.mark.timeout(60)
 def test_replications_keep_replication_one_at_the_top_and_aggregate_the_rest(tmp_path, no_children_left):
-    settings = ("-n", "2000", "--sender", "0.2:0.1:window=5", "--max-retries", "1", "--seed", "11",
-                "--speed", "max", "--no-progress")
+    settings = (
+        "-n",
+        "2000",
+        "--sender",
+        "0.2:0.1:window=5",
+        "--max-retries",
+        "1",
+        "--seed",
+        "11",
+        "--speed",
+        "max",
+        "--no-progress",
+    )
     single = Run(tmp_path, *settings, summary="one.json").finish().summary
     many = Run(tmp_path, *settings, "--replications", "6", "--jobs", "2", summary="six.json").finish()
     s = many.summary
@@ -104,8 +168,9 @@ def test_replications_keep_replication_one_at_the_top_and_aggregate_the_rest(tmp
 
 def test_a_replication_can_be_repeated_alone_from_its_recorded_seed(tmp_path):
     settings = ("-n", "1000", "--sender", "0.3:0.2:window=3", "--speed", "max", "--no-progress")
-    many = Run(tmp_path, *settings, "--seed", "5", "--replications", "3", "--jobs", "1",
-               summary="m.json").finish().summary
+    many = (
+        Run(tmp_path, *settings, "--seed", "5", "--replications", "3", "--jobs", "1", summary="m.json").finish().summary
+    )
     third = many["replications"][2]
     alone = Run(tmp_path, *settings, "--seed", str(third["seed"]), summary="a.json").finish().summary
     assert alone["sim_elapsed_s"] == third["sim_elapsed_s"]
@@ -115,10 +180,30 @@ def test_a_replication_can_be_repeated_alone_from_its_recorded_seed(tmp_path):
 @pytest.mark.timeout(60)
 def test_a_list_from_standard_input_serves_every_replication(tmp_path):
     summary = tmp_path / "s.json"
-    done = subprocess.run([sys.executable, "-m", "smsbatch", "--recipients", "-", "--replications", "3", "--jobs", "2",
-                           "--speed", "max", "--sender", "0.1:0", "--no-progress", "--summary-json", str(summary)],
-                          input="+12025550143\n+12025550144\n(202) 555-0143\n+12025550145\n", capture_output=True,
-                          text=True, timeout=50)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "smsbatch",
+            "--recipients",
+            "-",
+            "--replications",
+            "3",
+            "--jobs",
+            "2",
+            "--speed",
+            "max",
+            "--sender",
+            "0.1:0",
+            "--no-progress",
+            "--summary-json",
+            str(summary),
+        ],
+        input="+12025550143\n+12025550144\n(202) 555-0143\n+12025550145\n",
+        capture_output=True,
+        text=True,
+        timeout=50,
+    )
     assert done.returncode == 0, done.stderr
     s = json.loads(summary.read_text())
     assert s["duplicate_numbers"] == 1
@@ -127,8 +212,9 @@ def test_a_list_from_standard_input_serves_every_replication(tmp_path):
 
 @pytest.mark.timeout(60)
 def test_senders_that_never_wait_give_the_models_zero_and_are_faithful(tmp_path, no_children_left):
-    run = Run(tmp_path, "-n", "20000", "--sender", "0:0.1", "--sender", "0:0.1", "--seed", "2",
-              "--no-progress").finish()
+    run = Run(
+        tmp_path, "-n", "20000", "--sender", "0:0.1", "--sender", "0:0.1", "--seed", "2", "--no-progress"
+    ).finish()
     run.accounted()
     s = run.summary
     assert s["sim_elapsed_s"] == 0.0
@@ -138,8 +224,22 @@ def test_senders_that_never_wait_give_the_models_zero_and_are_faithful(tmp_path,
 
 @pytest.mark.timeout(60)
 def test_ctrl_c_during_replications_stops_the_running_ones_warmly_and_counts_them(tmp_path, no_children_left):
-    run = Run(tmp_path, "-c", "configs/emergency.ini", "-n", "2000", "--speed", "20", "--replications", "4",
-              "--jobs", "2", "--seed", "1", "--no-progress")
+    run = Run(
+        tmp_path,
+        "-c",
+        "configs/emergency.ini",
+        "-n",
+        "2000",
+        "--speed",
+        "20",
+        "--replications",
+        "4",
+        "--jobs",
+        "2",
+        "--seed",
+        "1",
+        "--no-progress",
+    )
     run.wait_for_children(4, prefix="smsbatch: sender")  # replications under way
     os.kill(run.proc.pid, signal.SIGINT)
     run.finish()

@@ -33,11 +33,24 @@ DISTINCT = ["+12025550143", "+14155552671", "+447400123456"]
 def smsbatch(tmp_path, recipients, **popen):
     """The real command, in its own process group (killed whole if a test fails)."""
     summary = tmp_path / "summary.json"
-    argv = [sys.executable, "-m", "smsbatch", "--recipients", recipients, "--sender", "0:0",
-            "--no-progress", "--seed", "1", "--summary-json", str(summary)]
+    argv = [
+        sys.executable,
+        "-m",
+        "smsbatch",
+        "--recipients",
+        recipients,
+        "--sender",
+        "0:0",
+        "--no-progress",
+        "--seed",
+        "1",
+        "--summary-json",
+        str(summary),
+    ]
     popen.setdefault("stdin", subprocess.DEVNULL)
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True, **popen)
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True, **popen
+    )
     return proc, summary
 
 
@@ -114,11 +127,14 @@ def test_recipients_from_a_process_substitution(tmp_path, no_children_left):
     numbers = tmp_path / "numbers.csv"
     numbers.write_text(LIST)
     summary = tmp_path / "summary.json"
-    command = ('exec "$0" -m smsbatch --recipients <(cat "$1") --sender 0:0 --no-progress '
-               '--seed 1 --summary-json "$2"')
-    proc = subprocess.Popen(["bash", "-c", command, sys.executable, str(numbers), str(summary)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    command = 'exec "$0" -m smsbatch --recipients <(cat "$1") --sender 0:0 --no-progress --seed 1 --summary-json "$2"'
+    proc = subprocess.Popen(
+        ["bash", "-c", command, sys.executable, str(numbers), str(summary)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         out, err = communicate_or_kill(proc, 50)
     finally:

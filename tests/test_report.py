@@ -56,15 +56,24 @@ BROWSER_SECONDS = 45  # under the tests' 60 s timeout, so a hung browser is kill
 def make_senders(count: int) -> list[dict]:
     """Sender settings like configs/emergency.ini's, repeated with variations."""
     windows, means, fail_rates = [20, 20, 40, 1], [0.2, 0.5, 1.5, 3.0], [0.02, 0.05, 0.12, 0.1]
-    return [{"name": f"carrier-{i + 1}", "mean_s": means[i % 4] * (1 + i // 4 * 0.1),
-             "fail_rate": fail_rates[i % 4], "window": windows[i % 4], "rate": 25.0 if i % 4 == 1 else None,
-             "distribution": "lognormal", "spread": 0.5} for i in range(count)]
+    return [
+        {
+            "name": f"carrier-{i + 1}",
+            "mean_s": means[i % 4] * (1 + i // 4 * 0.1),
+            "fail_rate": fail_rates[i % 4],
+            "window": windows[i % 4],
+            "rate": 25.0 if i % 4 == 1 else None,
+            "distribution": "lognormal",
+            "spread": 0.5,
+        }
+        for i in range(count)
+    ]
 
 
 def lognormal_histogram(rng, mean: float, count: int) -> list[list]:
     """[[seconds, count], ...] in smsbatch.core.stats's two-significant-figure buckets."""
-    sigma = math.sqrt(math.log(1 + 0.5 ** 2))
-    draws = rng.lognormal(math.log(mean) - sigma ** 2 / 2, sigma, size=max(1, count))
+    sigma = math.sqrt(math.log(1 + 0.5**2))
+    draws = rng.lognormal(math.log(mean) - sigma**2 / 2, sigma, size=max(1, count))
     buckets: dict[int, int] = {}
     for seconds in draws:
         bucket = bucket_of(float(seconds))
@@ -98,12 +107,15 @@ def make_timeline(specs, attempts, messages, sent, failed, retried, elapsed, row
 
 def reach_times(timeline: dict, messages: int) -> dict:
     rows = timeline["rows"]
-    return {p: next((row[0] for row in rows if row[1] >= -(-messages * int(p) // 100)), None)
-            for p in ("50", "90", "99", "100")}
+    return {
+        p: next((row[0] for row in rows if row[1] >= -(-messages * int(p) // 100)), None)
+        for p in ("50", "90", "99", "100")
+    }
 
 
-def make_summary(messages=5000, senders=4, rows=400, mode="virtual", elapsed=60.0, deadline_s=600.0,
-                 replications=0, seed=7) -> dict:
+def make_summary(
+    messages=5000, senders=4, rows=400, mode="virtual", elapsed=60.0, deadline_s=600.0, replications=0, seed=7
+) -> dict:
     """A summary in the smsbatch-summary/1 schema, every key the report reads."""
     rng = np.random.default_rng(seed)
     specs = make_senders(senders)
@@ -118,19 +130,46 @@ def make_summary(messages=5000, senders=4, rows=400, mode="virtual", elapsed=60.
     summary = {
         "schema": "smsbatch-summary/1",
         "command": f"smsbatch -n {messages} -c configs/emergency.ini --speed {speed} --seed {seed} "
-                   "--summary-json s.json",
-        "settings": {"messages": messages, "distribution": "lognormal", "spread": 0.5, "max_retries": 2,
-                     "retry_backoff": 2.0, "seed": seed, "speed": speed, "mode": mode, "senders": specs},
-        "messages": messages, "sent": sent, "failed": failed, "unsent": 0, "attempts": sum(attempts),
-        "retried": retried, "produced": messages,
-        "avg_send_time_s": 0.4890872475558561, "p50_s": 0.24, "p95_s": 1.7000000000000002, "p99_s": 2.9,
-        "elapsed_s": 0.016285632 if mode == "virtual" else elapsed / 10, "sim_elapsed_s": elapsed,
-        "speed": speed, "mode": mode, "seed": seed, "stopped_by": "completed", "exit_status": 0,
-        "lag_s": 0.0 if mode == "virtual" else 0.12, "faithful": True,
+        "--summary-json s.json",
+        "settings": {
+            "messages": messages,
+            "distribution": "lognormal",
+            "spread": 0.5,
+            "max_retries": 2,
+            "retry_backoff": 2.0,
+            "seed": seed,
+            "speed": speed,
+            "mode": mode,
+            "senders": specs,
+        },
+        "messages": messages,
+        "sent": sent,
+        "failed": failed,
+        "unsent": 0,
+        "attempts": sum(attempts),
+        "retried": retried,
+        "produced": messages,
+        "avg_send_time_s": 0.4890872475558561,
+        "p50_s": 0.24,
+        "p95_s": 1.7000000000000002,
+        "p99_s": 2.9,
+        "elapsed_s": 0.016285632 if mode == "virtual" else elapsed / 10,
+        "sim_elapsed_s": elapsed,
+        "speed": speed,
+        "mode": mode,
+        "seed": seed,
+        "stopped_by": "completed",
+        "exit_status": 0,
+        "lag_s": 0.0 if mode == "virtual" else 0.12,
+        "faithful": True,
         "reach_s": reach_times(timeline, messages),
-        "text": "EMERGENCY ALERT: Flash flood warning. </script><!-- not markup -->", "segments": 1,
+        "text": "EMERGENCY ALERT: Flash flood warning. </script><!-- not markup -->",
+        "segments": 1,
         "encoding": "GSM-7",
-        "deadline_s": deadline_s, "deadline_share": 0.9, "within_deadline": within, "met_deadline": within >= 0.9,
+        "deadline_s": deadline_s,
+        "deadline_share": 0.9,
+        "within_deadline": within,
+        "met_deadline": within >= 0.9,
         "senders": [sender_figures(spec, n, elapsed, rng) for spec, n in zip(specs, attempts, strict=False)],
         "timeline": timeline,
     }
@@ -142,12 +181,21 @@ def make_summary(messages=5000, senders=4, rows=400, mode="virtual", elapsed=60.
 def sender_figures(spec: dict, attempts: int, elapsed: float, rng) -> dict:
     failed = round(attempts * spec["fail_rate"])
     mean = spec["mean_s"]
-    return {**{k: spec[k] for k in ("name", "mean_s", "fail_rate", "window", "rate")}, "state": "done",
-            "attempts": attempts, "sent": attempts - failed, "failed": failed, "avg_send_time_s": mean,
-            "rate_per_s": attempts / elapsed, "p50_s": mean * 0.9, "p95_s": mean * 1.9, "p99_s": mean * 2.6,
-            "histogram": lognormal_histogram(rng, mean, min(attempts, 20000)),
-            "busy_s": 0.8 * spec["window"] * elapsed,
-            "capped_s": 0.1 * spec["window"] * elapsed if spec["rate"] else 0.0}
+    return {
+        **{k: spec[k] for k in ("name", "mean_s", "fail_rate", "window", "rate")},
+        "state": "done",
+        "attempts": attempts,
+        "sent": attempts - failed,
+        "failed": failed,
+        "avg_send_time_s": mean,
+        "rate_per_s": attempts / elapsed,
+        "p50_s": mean * 0.9,
+        "p95_s": mean * 1.9,
+        "p99_s": mean * 2.6,
+        "histogram": lognormal_histogram(rng, mean, min(attempts, 20000)),
+        "busy_s": 0.8 * spec["window"] * elapsed,
+        "capped_s": 0.1 * spec["window"] * elapsed if spec["rate"] else 0.0,
+    }
 
 
 def add_replications(summary: dict, count: int, rng) -> None:
@@ -155,16 +203,20 @@ def add_replications(summary: dict, count: int, rng) -> None:
     for number in range(1, count + 1):
         scale = 1 + 0.05 * rng.standard_normal()
         replication = {key: value for key, value in summary.items() if key != "timeline"}
-        replication.update(replication=number, seed=summary["seed"] + number,
-                           sim_elapsed_s=summary["sim_elapsed_s"] * scale,
-                           reach_s={p: v and v * scale for p, v in summary["reach_s"].items()},
-                           within_deadline=min(1.0, summary["within_deadline"] * scale))
+        replication.update(
+            replication=number,
+            seed=summary["seed"] + number,
+            sim_elapsed_s=summary["sim_elapsed_s"] * scale,
+            reach_s={p: v and v * scale for p, v in summary["reach_s"].items()},
+            within_deadline=min(1.0, summary["within_deadline"] * scale),
+        )
         replications.append(replication)
     summary["replications"] = replications
-    figures = {"sim_elapsed_s": [r["sim_elapsed_s"] for r in replications],
-               **{f"reach_s.{p}": [r["reach_s"][p] for r in replications] for p in ("50", "90", "99", "100")},
-               **{key: [r[key] for r in replications]
-                  for key in ("sent", "failed", "avg_send_time_s", "within_deadline")}}
+    figures = {
+        "sim_elapsed_s": [r["sim_elapsed_s"] for r in replications],
+        **{f"reach_s.{p}": [r["reach_s"][p] for r in replications] for p in ("50", "90", "99", "100")},
+        **{key: [r[key] for r in replications] for key in ("sent", "failed", "avg_send_time_s", "within_deadline")},
+    }
     summary["aggregate"] = {key: spread_of(values) for key, values in figures.items()}
 
 
@@ -175,8 +227,14 @@ def spread_of(values: list) -> dict:
     mean = sum(values) / len(values)
     stdev = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
     half = 2.09 * stdev / math.sqrt(len(values))
-    return {"mean": mean, "stdev": stdev, "ci95": [mean - half, mean + half], "min": min(values),
-            "max": max(values), "n": len(values)}
+    return {
+        "mean": mean,
+        "stdev": stdev,
+        "ci95": [mean - half, mean + half],
+        "min": min(values),
+        "max": max(values),
+        "n": len(values),
+    }
 
 
 SUMMARIES = {
@@ -200,12 +258,23 @@ def need_chromium() -> None:
 def run_chromium(tmp_path, *args: str) -> tuple[str, str]:
     """Chromium headless with the network cut, in its own process group, which
     is killed afterwards (and on a timeout) so no helper process outlives the test."""
-    command = [CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
-               "--disable-background-networking", "--disable-component-update", "--disable-sync",
-               f"--user-data-dir={tmp_path / 'chromium-profile'}", "--proxy-server=127.0.0.1:9",
-               "--enable-logging=stderr", "--v=0", "--virtual-time-budget=5000", *args]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    command = [
+        CHROMIUM,
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+        "--proxy-server=127.0.0.1:9",
+        "--enable-logging=stderr",
+        "--v=0",
+        "--virtual-time-budget=5000",
+        *args,
+    ]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         out, err = proc.communicate(timeout=BROWSER_SECONDS)
     finally:
@@ -306,7 +375,7 @@ def shown_matches(shown: str, value, kind: str) -> bool:
     parsed = float(number.replace(",", ""))
     if kind == "share":
         return shown.endswith("%") and abs(parsed / 100 - value) <= 0.5 * 10 ** -(decimals + 2) + 1e-12
-    return abs(parsed - value) <= 0.5 * 10 ** -decimals + 1e-9
+    return abs(parsed - value) <= 0.5 * 10**-decimals + 1e-9
 
 
 def assert_figures_match(page: DumpedPage, summary: dict) -> None:
@@ -341,8 +410,7 @@ def test_every_chart_draws_with_no_error_and_the_figures_are_the_summarys(tmp_pa
 def test_a_summary_without_the_new_keys_shows_what_it_has(tmp_path):
     need_chromium()
     summary = make_summary()
-    for key in ("timeline", "command", "settings", "deadline_s", "deadline_share", "within_deadline",
-                "met_deadline"):
+    for key in ("timeline", "command", "settings", "deadline_s", "deadline_share", "within_deadline", "met_deadline"):
         del summary[key]
     for sender in summary["senders"]:
         for key in ("histogram", "busy_s", "capped_s"):
@@ -370,7 +438,8 @@ def test_the_check_catches_a_page_that_loads_from_the_network_or_fails(tmp_path)
     """The checks above would pass a broken page if they could not see breakage: show they can."""
     need_chromium()
     html = render_report(make_summary()).replace(
-        "<body>", '<body><img src="https://cdn.example.com/chart.png"><script>console.error("oops")</script>', 1)
+        "<body>", '<body><img src="https://cdn.example.com/chart.png"><script>console.error("oops")</script>', 1
+    )
     page, console = open_in_browser(tmp_path, html)
     errors = json.loads(page.html["data-errors"])
     assert "oops" in errors
@@ -396,8 +465,9 @@ def test_screenshot_shows_the_page(tmp_path):
     need_chromium()
     path = tmp_path / "report.html"
     write_report(make_summary(), str(path))
-    run_chromium(tmp_path, "--hide-scrollbars", "--window-size=1280,2400",
-                 f"--screenshot={tmp_path / 'shot.png'}", path.as_uri())
+    run_chromium(
+        tmp_path, "--hide-scrollbars", "--window-size=1280,2400", f"--screenshot={tmp_path / 'shot.png'}", path.as_uri()
+    )
     assert (tmp_path / "shot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -421,8 +491,9 @@ def test_twenty_senders_chart_the_fifteen_busiest_and_others():
     assert len(data["timeline"]["attempts"]) == len(data["histograms"]) == 16
     every_bin = [sum(bins) for bins in zip(*data["timeline"]["attempts"], strict=False)]
     columns = summary["timeline"]["columns"]
-    wanted = [sum(row[i] for i, c in enumerate(columns) if c.endswith(":attempts"))
-              for row in summary["timeline"]["rows"]]
+    wanted = [
+        sum(row[i] for i, c in enumerate(columns) if c.endswith(":attempts")) for row in summary["timeline"]["rows"]
+    ]
     assert every_bin == wanted
     html = render_report(summary)
     assert html.count('data-chart="histogram-') == 16
@@ -482,13 +553,19 @@ def test_report_command_writes_the_page_and_says_where(tmp_path):
     assert report_path.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
 
 
-@pytest.mark.parametrize(("content", "rule"), [
-    (lambda s: {k: v for k, v in s.items() if k != "schema"}, 'has no "schema" key'),
-    (lambda s: {**s, "schema": "smsbatch-summary/2"}, "schema 'smsbatch-summary/2' is newer than this smsbatch reads"),
-    (lambda s: {**s, "schema": "other/1"}, "schema 'other/1' is not one this smsbatch reads"),
-    (lambda s: [s], "must be a JSON object"),
-    (lambda s: {**s, "timeline": {"columns": ["t_s"], "rows": [[1, 2]]}}, '"timeline" must be'),
-])
+@pytest.mark.parametrize(
+    ("content", "rule"),
+    [
+        (lambda s: {k: v for k, v in s.items() if k != "schema"}, 'has no "schema" key'),
+        (
+            lambda s: {**s, "schema": "smsbatch-summary/2"},
+            "schema 'smsbatch-summary/2' is newer than this smsbatch reads",
+        ),
+        (lambda s: {**s, "schema": "other/1"}, "schema 'other/1' is not one this smsbatch reads"),
+        (lambda s: [s], "must be a JSON object"),
+        (lambda s: {**s, "timeline": {"columns": ["t_s"], "rows": [[1, 2]]}}, '"timeline" must be'),
+    ],
+)
 def test_a_file_that_is_not_a_readable_summary_is_one_line_and_status_2(tmp_path, content, rule):
     summary_path = tmp_path / "s.json"
     summary_path.write_text(json.dumps(content(make_summary(rows=200))))
@@ -500,8 +577,7 @@ def test_a_file_that_is_not_a_readable_summary_is_one_line_and_status_2(tmp_path
     assert not (tmp_path / "r.html").exists()
 
 
-@pytest.mark.parametrize(("text", "rule"), [("{not json", "must be JSON; line 1 column 2"),
-                                        (None, "no such file")])
+@pytest.mark.parametrize(("text", "rule"), [("{not json", "must be JSON; line 1 column 2"), (None, "no such file")])
 def test_not_json_or_missing_is_one_line_and_status_2(tmp_path, text, rule):
     summary_path = tmp_path / "s.json"
     if text is not None:
@@ -539,11 +615,31 @@ def test_output_is_required(tmp_path):
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REAL_RUNS = {
-    "real-time": ("-n", "600", "--sender", "0.05:0.1:window=4", "--sender", "0.2:0.05:rate=10",
-                  "--max-retries", "1", "--speed", "50"),
+    "real-time": (
+        "-n",
+        "600",
+        "--sender",
+        "0.05:0.1:window=4",
+        "--sender",
+        "0.2:0.05:rate=10",
+        "--max-retries",
+        "1",
+        "--speed",
+        "50",
+    ),
     "virtual": ("-c", "configs/emergency.ini", "-n", "20000", "--speed", "max"),
-    "replications": ("-c", "configs/emergency.ini", "-n", "5000", "--speed", "max", "--replications", "4",
-                     "--jobs", "2"),
+    "replications": (
+        "-c",
+        "configs/emergency.ini",
+        "-n",
+        "5000",
+        "--speed",
+        "max",
+        "--replications",
+        "4",
+        "--jobs",
+        "2",
+    ),
 }
 
 
@@ -553,14 +649,30 @@ def test_the_report_of_a_real_run_draws_every_chart_and_shows_its_figures(tmp_pa
     need_chromium()
     summary_path, report_path, timeline_path = (tmp_path / "s.json", tmp_path / "r.html", tmp_path / "t.csv")
     done = subprocess.run(
-        [sys.executable, "-m", "smsbatch", *REAL_RUNS[kind], "--seed", "3", "--no-progress",
-         "--summary-json", str(summary_path), "--report", str(report_path), "--timeline", str(timeline_path)],
-        cwd=ROOT, capture_output=True, text=True, timeout=60)
+        [
+            sys.executable,
+            "-m",
+            "smsbatch",
+            *REAL_RUNS[kind],
+            "--seed",
+            "3",
+            "--no-progress",
+            "--summary-json",
+            str(summary_path),
+            "--report",
+            str(report_path),
+            "--timeline",
+            str(timeline_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     summary = json.loads(summary_path.read_text())
     assert summary["schema"] == "smsbatch-summary/1"
-    assert summary["mode"] == (
-        "real-time" if kind == "real-time" else "virtual")
+    assert summary["mode"] == ("real-time" if kind == "real-time" else "virtual")
     rows = summary["timeline"]["rows"]
     assert 200 <= len(rows) <= 2000
     assert rows[-1][1] == summary["sent"]

@@ -25,8 +25,22 @@ def accounted(data):
 
 def test_senders_measure_what_they_were_set_to(tmp_path, no_children_left):
     status, data, out, err = run(
-        tmp_path, "--messages", "6000", "--sender", "0.01:0.1", "--sender", "0.02:0.3:name=slow",
-        "--speed", "100", "--seed", "1", "--interval", "0.2", "--distribution", "exponential")
+        tmp_path,
+        "--messages",
+        "6000",
+        "--sender",
+        "0.01:0.1",
+        "--sender",
+        "0.02:0.3:name=slow",
+        "--speed",
+        "100",
+        "--seed",
+        "1",
+        "--interval",
+        "0.2",
+        "--distribution",
+        "exponential",
+    )
     assert status == 0
     accounted(data)
     assert data["unsent"] == 0
@@ -47,8 +61,9 @@ def test_senders_measure_what_they_were_set_to(tmp_path, no_children_left):
 
 
 def test_zero_wait_pipeline(tmp_path, no_children_left):
-    status, data, _, _ = run(tmp_path, "--messages", "50000", "--sender", "0:0", "--sender", "0:0.5",
-                             "--no-progress", "--seed", "2")
+    status, data, _, _ = run(
+        tmp_path, "--messages", "50000", "--sender", "0:0", "--sender", "0:0.5", "--no-progress", "--seed", "2"
+    )
     assert status == 0
     assert data["sent"] + data["failed"] == 50000
     assert data["avg_send_time_s"] == 0.0
@@ -56,9 +71,23 @@ def test_zero_wait_pipeline(tmp_path, no_children_left):
 
 
 def test_retries(tmp_path, no_children_left):
-    status, data, _out, err = run(tmp_path, "--messages", "400", "--sender", "0.01:0.5",
-                                 "--sender", "0.01:0.5", "--max-retries", "3",
-                                 "--retry-backoff", "0.02", "--speed", "50", "--seed", "3")
+    status, data, _out, err = run(
+        tmp_path,
+        "--messages",
+        "400",
+        "--sender",
+        "0.01:0.5",
+        "--sender",
+        "0.01:0.5",
+        "--max-retries",
+        "3",
+        "--retry-backoff",
+        "0.02",
+        "--speed",
+        "50",
+        "--seed",
+        "3",
+    )
     assert status == 0
     accounted(data)
     assert data["unsent"] == 0
@@ -71,8 +100,19 @@ def test_retries(tmp_path, no_children_left):
 
 
 def test_window_and_rate_fields(tmp_path, no_children_left):
-    status, data, _, _ = run(tmp_path, "--messages", "2000", "--sender", "1:0:window=500",
-                             "--sender", "0:0:rate=2000", "--speed", "20", "--seed", "4")
+    status, data, _, _ = run(
+        tmp_path,
+        "--messages",
+        "2000",
+        "--sender",
+        "1:0:window=500",
+        "--sender",
+        "0:0:rate=2000",
+        "--speed",
+        "20",
+        "--seed",
+        "4",
+    )
     assert status == 0
     assert data["unsent"] == 0
     windowed, capped = data["senders"]
@@ -91,9 +131,22 @@ def test_recipients_file(tmp_path, no_children_left):
 
 
 def test_log_info_logs_every_message_once(tmp_path, no_children_left):
-    status, data, _, err = run(tmp_path, "--messages", "300", "--sender", "0.001:0.2",
-                               "--sender", "0.001:0.2", "--speed", "100", "--log", "INFO",
-                               "--no-progress", "--seed", "6")
+    status, data, _, err = run(
+        tmp_path,
+        "--messages",
+        "300",
+        "--sender",
+        "0.001:0.2",
+        "--sender",
+        "0.001:0.2",
+        "--speed",
+        "100",
+        "--log",
+        "INFO",
+        "--no-progress",
+        "--seed",
+        "6",
+    )
     assert status == 0
     ids = [int(line.split()[2]) for line in err.splitlines() if line.startswith("INFO message ")]
     assert sorted(ids) == list(range(300))
@@ -109,8 +162,9 @@ def test_seed_is_chosen_and_printed_when_not_given(tmp_path, no_children_left):
 def test_command_line_entry_point(tmp_path, no_children_left):
     ini = tmp_path / "run.ini"
     ini.write_text("messages = 200\nsender = [0.01:0.1, 0.02:0.2]\nspeed = 100\ninterval = 0.1\n")
-    result = subprocess.run([sys.executable, "-m", "smsbatch", "-c", str(ini), "--seed", "7"],
-                            capture_output=True, text=True, timeout=50)
+    result = subprocess.run(
+        [sys.executable, "-m", "smsbatch", "-c", str(ini), "--seed", "7"], capture_output=True, text=True, timeout=50
+    )
     assert result.returncode == 0, result.stderr
     assert "messages 200 = sent" in result.stdout
     assert "Traceback" not in result.stderr

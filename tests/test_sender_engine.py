@@ -13,9 +13,12 @@ from smsbatch.realtime.sender import SenderEngine
 
 
 def batches(count, size):
-    return [MessageBatch.of(k, range(k * size, (k + 1) * size),
-                            [f"+1202555{i:04d}" for i in range(k * size, (k + 1) * size)], "hi")
-            for k in range(count)]
+    return [
+        MessageBatch.of(
+            k, range(k * size, (k + 1) * size), [f"+1202555{i:04d}" for i in range(k * size, (k + 1) * size)], "hi"
+        )
+        for k in range(count)
+    ]
 
 
 class Harness:
@@ -31,9 +34,15 @@ class Harness:
         self.next_key = -1
         settings = Settings(messages=1, senders=(spec,), speed=speed, seed=1, **settings)
         self.engine = SenderEngine(
-            0, SenderModel(spec, settings, 0), settings, SimClock(self.clock, speed),
-            take=self.take, report=self.report, pause=self.clock.advance,
-            sleep=self.clock.advance, stop_requested=self.stop_requested,
+            0,
+            SenderModel(spec, settings, 0),
+            settings,
+            SimClock(self.clock, speed),
+            take=self.take,
+            report=self.report,
+            pause=self.clock.advance,
+            sleep=self.clock.advance,
+            stop_requested=self.stop_requested,
         )
 
     def take(self, timeout):
@@ -50,9 +59,15 @@ class Harness:
         if isinstance(item, Released):
             batch = self.taken[item.key]
             phones = batch.phones()
-            self.work.appendleft(MessageBatch.of(
-                self.next_key, tuple(batch.ids[o] for o in item.offsets), [phones[o] for o in item.offsets],
-                batch.text, tuple(batch.attempt(o) for o in item.offsets)))
+            self.work.appendleft(
+                MessageBatch.of(
+                    self.next_key,
+                    tuple(batch.ids[o] for o in item.offsets),
+                    [phones[o] for o in item.offsets],
+                    batch.text,
+                    tuple(batch.attempt(o) for o in item.offsets),
+                )
+            )
             self.next_key -= 1
 
     def stop_requested(self):
@@ -172,8 +187,7 @@ def test_logging_reports_every_message():
 def test_rate_holds_with_variable_send_times_and_late_wake_ups():
     # Sends of ~1 ms, 100 in flight, capped at 5000/s: every start must take the
     # next slot of the rate limit in time order, even when a wake-up comes late.
-    h = Harness(SenderSpec(0.001, 0.0, window=100, rate=5000, distribution="lognormal"),
-                [*batches(20, 500), Stop()])
+    h = Harness(SenderSpec(0.001, 0.0, window=100, rate=5000, distribution="lognormal"), [*batches(20, 500), Stop()])
     h.run()
     stats = h.of(Progress)[0].stats.__class__()
     for p in h.of(Progress):

@@ -42,7 +42,11 @@ def test_merge_equals_recording_everything_in_one():
     whole = make([(0.1, True), (0.2, False), (0.3, True)])
     merged = a + b
     assert (merged.attempts, merged.sent, merged.failed, merged.buckets) == (
-        whole.attempts, whole.sent, whole.failed, whole.buckets)
+        whole.attempts,
+        whole.sent,
+        whole.failed,
+        whole.buckets,
+    )
     assert a.attempts == 2  # + leaves its operands alone
 
 

@@ -31,9 +31,18 @@ from smsbatch.present.monitor import (
 
 
 def snap(messages=100, sent=0, failed=0, sim_elapsed=0.0, retries_pending=0, retried=0, retries_back_at=0.0):
-    return Snapshot(messages=messages, sent=sent, failed=failed, retried=retried, elapsed=1.0,
-                    speed=1.0, stats=Stats(), sim_elapsed=sim_elapsed, retries_pending=retries_pending,
-                    retries_back_at=retries_back_at)
+    return Snapshot(
+        messages=messages,
+        sent=sent,
+        failed=failed,
+        retried=retried,
+        elapsed=1.0,
+        speed=1.0,
+        stats=Stats(),
+        sim_elapsed=sim_elapsed,
+        retries_pending=retries_pending,
+        retries_back_at=retries_back_at,
+    )
 
 
 # ---- the ETA ----
@@ -48,8 +57,7 @@ def test_eta_is_the_work_left_at_the_rate_of_final_outcomes():
 def test_ten_messages_all_waiting_for_retries_are_not_eta_0s():
     # 990 outcomes in 9.9 s: a count alone gives 10 / 100 = 0.1 s, and 0.0s for
     # the last few; but the 10 wait out a backoff until 19.9 s.
-    s = snap(messages=1000, sent=980, failed=10, sim_elapsed=9.9, retries_pending=10, retried=10,
-             retries_back_at=19.9)
+    s = snap(messages=1000, sent=980, failed=10, sim_elapsed=9.9, retries_pending=10, retried=10, retries_back_at=19.9)
     assert s.unsent == 10
     assert s.eta == pytest.approx(10.0)
     assert "eta 10.0s" in progress_line(s)
@@ -67,8 +75,17 @@ def test_the_last_retry_alone_is_due_when_it_is_back():
 
 def senders_snap(names, finished=50):
     views = tuple(SenderView(name, SenderSpec(0.5, 0.1), Stats(), "running") for name in names)
-    return Snapshot(messages=100, sent=finished, failed=0, retried=0, elapsed=1.0, speed=1.0,
-                    stats=Stats(), senders=views, sim_elapsed=10.0)
+    return Snapshot(
+        messages=100,
+        sent=finished,
+        failed=0,
+        retried=0,
+        elapsed=1.0,
+        speed=1.0,
+        stats=Stats(),
+        senders=views,
+        sim_elapsed=10.0,
+    )
 
 
 def test_lines_are_cut_in_columns_a_wide_character_counting_two():
@@ -126,8 +143,7 @@ def test_redraws_notes_and_a_narrower_screen_leave_nothing_behind(monkeypatch):
 # re-wrap them; the display is built for both, and tmux is checked by hand
 # (see the README's What you see).
 
-ARGV = ["-n", "300", "--sender", "0.05:0", "--sender", "0.1:0", "--speed", "20",
-        "--interval", "0.05", "--seed", "1"]
+ARGV = ["-n", "300", "--sender", "0.05:0", "--sender", "0.1:0", "--speed", "20", "--interval", "0.05", "--seed", "1"]
 ROWS = 100  # room for the whole run at 40 columns: nothing scrolls out of sight
 
 
@@ -156,8 +172,13 @@ def run_on_a_terminal(columns: int, resize_to: int | None = None, timeout: float
     set_size(slave, ROWS, columns)
     screen = Terminal(columns, ROWS)
     feed = pyte.ByteStream(screen).feed
-    proc = subprocess.Popen([sys.executable, "-m", "smsbatch", *ARGV], stdin=subprocess.DEVNULL,
-                            stdout=slave, stderr=slave, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "smsbatch", *ARGV],
+        stdin=subprocess.DEVNULL,
+        stdout=slave,
+        stderr=slave,
+        start_new_session=True,
+    )
     os.close(slave)
     raw = bytearray()
     deadline = time.monotonic() + timeout
@@ -192,7 +213,7 @@ def run_on_a_terminal(columns: int, resize_to: int | None = None, timeout: float
 def rows_of(line: str, written_at: int, now: int) -> list[str]:
     """The rows `line` takes, written at `written_at` columns and then cut to
     `now` (pyte, like xterm, cuts rows when the terminal narrows)."""
-    chunks = [line[i:i + written_at] for i in range(0, len(line), written_at)] or [""]
+    chunks = [line[i : i + written_at] for i in range(0, len(line), written_at)] or [""]
     return [chunk[:now].rstrip() for chunk in chunks]
 
 
@@ -212,15 +233,15 @@ def check_the_screen(screen, raw: str, started_at: int, columns: int) -> None:
     start_lines = text[start:].split("\n", 2)[:2]  # one write, from stdout
     assert start_lines[1].startswith('smsbatch: text "')
     assert "\x1b" not in "".join(start_lines)
-    summary = text[text.index("smsbatch summary ("):]
+    summary = text[text.index("smsbatch summary (") :]
     assert "\x1b" not in summary
     expected_start = [row for line in start_lines for row in rows_of(line, started_at, columns)]
     expected_summary = [row for line in summary.splitlines() for row in rows_of(line, columns, columns)]
 
     rows = screen_rows(screen)
-    assert rows[:len(expected_start)] == expected_start
-    last_state = rows[len(expected_start):len(rows) - len(expected_summary)]
-    assert rows[len(rows) - len(expected_summary):] == expected_summary
+    assert rows[: len(expected_start)] == expected_start
+    last_state = rows[len(expected_start) : len(rows) - len(expected_summary)]
+    assert rows[len(rows) - len(expected_summary) :] == expected_summary
     assert len(last_state) == 3, "\n".join(rows)
     progress, *senders = last_state
     assert progress.startswith("[")

@@ -25,24 +25,27 @@ def test_gsm_tables_have_the_standard_sizes():
     assert len(GSM7_EXTENSION) == 10
 
 
-@pytest.mark.parametrize(("text", "count", "encoding"), [
-    ("a" * 160, 1, "GSM-7"),
-    ("a" * 161, 2, "GSM-7"),
-    ("a" * 306, 2, "GSM-7"),
-    ("a" * 307, 3, "GSM-7"),
-    ("€" * 80, 1, "GSM-7"),  # an extension character counts 2: 160 septets
-    ("€" * 81, 2, "GSM-7"),
-    ("a" * 152 + "€", 1, "GSM-7"),  # 154 septets in one SMS
-    ("a" * 152 + "€" + "a" * 7, 2, "GSM-7"),  # 161: the € is not split over two parts
-    ("Ünìcode? éàü ÄÖÑ", 1, "GSM-7"),  # these accents are in GSM-7
-    ("ł" * 70, 1, "UCS-2"),
-    ("ł" * 71, 2, "UCS-2"),
-    ("ł" * 134, 2, "UCS-2"),
-    ("ł" * 135, 3, "UCS-2"),
-    ("🌊" * 35, 1, "UCS-2"),  # a surrogate pair is two UTF-16 units
-    ("🌊" * 36, 2, "UCS-2"),
-    ("a" * 159 + "ç", 3, "UCS-2"),  # one character outside GSM-7 makes the whole text UCS-2
-])
+@pytest.mark.parametrize(
+    ("text", "count", "encoding"),
+    [
+        ("a" * 160, 1, "GSM-7"),
+        ("a" * 161, 2, "GSM-7"),
+        ("a" * 306, 2, "GSM-7"),
+        ("a" * 307, 3, "GSM-7"),
+        ("€" * 80, 1, "GSM-7"),  # an extension character counts 2: 160 septets
+        ("€" * 81, 2, "GSM-7"),
+        ("a" * 152 + "€", 1, "GSM-7"),  # 154 septets in one SMS
+        ("a" * 152 + "€" + "a" * 7, 2, "GSM-7"),  # 161: the € is not split over two parts
+        ("Ünìcode? éàü ÄÖÑ", 1, "GSM-7"),  # these accents are in GSM-7
+        ("ł" * 70, 1, "UCS-2"),
+        ("ł" * 71, 2, "UCS-2"),
+        ("ł" * 134, 2, "UCS-2"),
+        ("ł" * 135, 3, "UCS-2"),
+        ("🌊" * 35, 1, "UCS-2"),  # a surrogate pair is two UTF-16 units
+        ("🌊" * 36, 2, "UCS-2"),
+        ("a" * 159 + "ç", 3, "UCS-2"),  # one character outside GSM-7 makes the whole text UCS-2
+    ],
+)
 def test_sms_segments_counts_gsm7_and_ucs2(text, count, encoding):
     segments = sms_segments(text)
     assert (segments.count, segments.encoding) == (count, encoding)
@@ -53,16 +56,19 @@ def test_segments_describe_themselves():
     assert sms_segments("ł" * 71).describe() == "2 segments, UCS-2"
 
 
-@pytest.mark.parametrize(("url", "shown"), [
-    ("redis://user:pw@host:6379/0", "redis://user:***@host:6379/0"),
-    ("redis://:pw@host/0", "redis://:***@host/0"),
-    ("rediss://u:p@ss:w@host/0", "rediss://u:***@host/0"),  # an @ in the password
-    ("redis://host:6379/0?password=pw&db=1", "redis://host:6379/0?password=***&db=1"),
-    ("unix://u:pw@/run/redis.sock?db=0", "unix://u:***@/run/redis.sock?db=0"),
-    ("redis://user:pw@host:99999999/0", "redis://user:***@host:99999999/0"),  # not a valid URL
-    ("redis://host:6379/0", "redis://host:6379/0"),
-    ("localhost", "localhost"),
-])
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://user:pw@host:6379/0", "redis://user:***@host:6379/0"),
+        ("redis://:pw@host/0", "redis://:***@host/0"),
+        ("rediss://u:p@ss:w@host/0", "rediss://u:***@host/0"),  # an @ in the password
+        ("redis://host:6379/0?password=pw&db=1", "redis://host:6379/0?password=***&db=1"),
+        ("unix://u:pw@/run/redis.sock?db=0", "unix://u:***@/run/redis.sock?db=0"),
+        ("redis://user:pw@host:99999999/0", "redis://user:***@host:99999999/0"),  # not a valid URL
+        ("redis://host:6379/0", "redis://host:6379/0"),
+        ("localhost", "localhost"),
+    ],
+)
 def test_redact_url_hides_the_password(url, shown):
     assert redact_url(url) == shown
 

@@ -99,8 +99,11 @@ class _WorkStream:
         return self.runner.ctx.Pipe(duplex=False)
 
     def offer(self, item) -> bool:
-        fields = {"stop": "1"} if isinstance(item, Stop) else batch_fields(item.ids, item.numbers, item.attempts,
-                                                                                 item.available)
+        fields = (
+            {"stop": "1"}
+            if isinstance(item, Stop)
+            else batch_fields(item.ids, item.numbers, item.attempts, item.available)
+        )
         self.runner.call(self.runner.client.xadd, self.runner.keys.work, fields)
         return True
 
@@ -130,8 +133,13 @@ class StreamRunner(Runner):
         self.keys = RunKeys(self.run_id)
         self.ttl = run_ttl(self.settings.broker_timeout)
         self.client = connect(self.url)
-        self.call = Patient(self.url, self.settings.broker_timeout, self._note,
-                            give_up=lambda: bool(self.signals), back=self._forgive_silence)
+        self.call = Patient(
+            self.url,
+            self.settings.broker_timeout,
+            self._note,
+            give_up=lambda: bool(self.signals),
+            back=self._forgive_silence,
+        )
         self.slots: list[Slot] = []
         self.slot_of: dict[str, int] = {}  # consumer name -> index in slots
         self.last_read = "0-0"
@@ -154,8 +162,12 @@ class StreamRunner(Runner):
         for index, spec in enumerate(self.settings.senders):
             sender = consumer_name(index)
             self._add_slot(sender, spec.name, spec, local=True)
-            self._spawn(spec.name, index, run_stream_sender,
-                        (index, sender, spec.name, self.settings, self.url, self.keys, True))
+            self._spawn(
+                spec.name,
+                index,
+                run_stream_sender,
+                (index, sender, spec.name, self.settings, self.url, self.keys, True),
+            )
         producer = StreamProducer(self.url, self.keys, self.settings.broker_timeout)
         self._spawn("producer", -1, run_producer, (self.source, producer))
 
@@ -250,8 +262,15 @@ class StreamRunner(Runner):
         self.record.record(index, report["en"], report["cp"], report["lg"])
         self.redelivered += report["rd"]
         for message_id, phone, outcome, seconds, attempt in report["l"]:
-            message_log.info("message %d to %s %s by %s in %.3fs (attempt %d)", message_id,
-                             phone, OUTCOME_WORDS[outcome], slot.name, seconds, attempt)
+            message_log.info(
+                "message %d to %s %s by %s in %.3fs (attempt %d)",
+                message_id,
+                phone,
+                OUTCOME_WORDS[outcome],
+                slot.name,
+                seconds,
+                attempt,
+            )
 
     def _bye(self, index: int, slot: Slot, report: dict) -> None:
         self.live.discard(index)
@@ -285,8 +304,7 @@ class StreamRunner(Runner):
                 self.live.discard(index)
                 self.lost_senders += 1
                 slot.state = f"lost (silent {silent:.0f}s)"
-                self._note(f"{slot.name} is silent for {silent:.0f}s: counted lost; "
-                                  "its batches go to the others")
+                self._note(f"{slot.name} is silent for {silent:.0f}s: counted lost; its batches go to the others")
 
     def _forgive_silence(self) -> None:
         """After an outage every sender was silent through no fault of its own."""
@@ -313,8 +331,7 @@ class StreamRunner(Runner):
             return
         slot.state = child.state = f"{how} ({reason})"
         self.lost_senders += 1
-        self._note(f"{child.role} {how} ({reason}); its batches go to the others "
-                          f"after {self.settings.claim_after:g}s")
+        self._note(f"{child.role} {how} ({reason}); its batches go to the others after {self.settings.claim_after:g}s")
 
     def _producer_died(self, reason: str) -> None:
         if self.broker_gone:  # it gave up on Redis, as the runner did
@@ -329,8 +346,10 @@ class StreamRunner(Runner):
     def _no_senders_left(self) -> None:
         if not self.waiting_noted:
             self.waiting_noted = True
-            self._note(f"no sender is running: waiting for one to join "
-                              f"(smsbatch worker --broker {redact_url(self.url)}); Ctrl-C stops the run")
+            self._note(
+                f"no sender is running: waiting for one to join "
+                f"(smsbatch worker --broker {redact_url(self.url)}); Ctrl-C stops the run"
+            )
 
     def _stalled(self) -> bool:
         return False  # a silent sender's batches are taken over through Redis
@@ -386,5 +405,6 @@ class StreamRunner(Runner):
     # ---- what the monitor sees ----
 
     def _sender_views(self) -> tuple[SenderView, ...]:
-        return tuple(SenderView(s.name, s.spec, s.stats, s.state, self.record.capped[i])
-                     for i, s in enumerate(self.slots))
+        return tuple(
+            SenderView(s.name, s.spec, s.stats, s.state, self.record.capped[i]) for i, s in enumerate(self.slots)
+        )

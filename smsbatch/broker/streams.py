@@ -90,9 +90,14 @@ class Patient:
     smsbatch makes is safe to repeat: a repeated report is a duplicate, and
     duplicates are counted once."""
 
-    def __init__(self, url: str, timeout: float, say: Callable[[str], None],
-                 give_up: Callable[[], bool] = lambda: False,
-                 back: Callable[[], None] = lambda: None) -> None:
+    def __init__(
+        self,
+        url: str,
+        timeout: float,
+        say: Callable[[str], None],
+        give_up: Callable[[], bool] = lambda: False,
+        back: Callable[[], None] = lambda: None,
+    ) -> None:
         self.url = url
         self.shown_url = redact_url(url)  # what messages show: no password
         self.timeout = timeout
@@ -121,8 +126,9 @@ class Patient:
         now = time.monotonic()
         if self.down_since is None:
             self.down_since = now
-            self.say(f"Redis at {self.shown_url} is unreachable ({_one_line(error)}); "
-                     f"retrying for up to {self.timeout:g}s")
+            self.say(
+                f"Redis at {self.shown_url} is unreachable ({_one_line(error)}); retrying for up to {self.timeout:g}s"
+            )
         if now - self.down_since >= self.timeout or self.give_up():
             raise BrokerDown(f"Redis at {self.shown_url} unreachable for {now - self.down_since:.1f}s")
 
@@ -184,11 +190,18 @@ def part_fields(batch: MessageBatch, positions) -> dict:
     phones = batch.phones()
     if isinstance(positions, range):
         part = slice(positions.start, positions.stop)
-        return batch_fields(batch.ids[part], pack_numbers(phones[part]),
-                            batch.attempts[part] if batch.attempts else None,
-                            batch.available[part] if batch.available else None)
-    return batch_fields([batch.ids[p] for p in positions], pack_numbers(phones[p] for p in positions),
-                        [batch.attempt(p) for p in positions], [batch.available_at(p) for p in positions])
+        return batch_fields(
+            batch.ids[part],
+            pack_numbers(phones[part]),
+            batch.attempts[part] if batch.attempts else None,
+            batch.available[part] if batch.available else None,
+        )
+    return batch_fields(
+        [batch.ids[p] for p in positions],
+        pack_numbers(phones[p] for p in positions),
+        [batch.attempt(p) for p in positions],
+        [batch.available_at(p) for p in positions],
+    )
 
 
 def batch_from(key: int, fields: dict, text: str) -> MessageBatch | Stop:
@@ -197,15 +210,25 @@ def batch_from(key: int, fields: dict, text: str) -> MessageBatch | Stop:
     attempts = fields.get(b"a")
     available = fields.get(b"v")
     return MessageBatch(
-        key, decode_ids(fields[b"ids"].decode()), fields[b"n"].decode(), text,
+        key,
+        decode_ids(fields[b"ids"].decode()),
+        fields[b"n"].decode(),
+        text,
         tuple(int(a) for a in attempts.split(b",")) if attempts else None,
         tuple(float(v) for v in available.split(b",")) if available else None,
     )
 
 
 def stats_to_json(stats: Stats) -> list:
-    return [stats.attempts, stats.sent, stats.failed, stats.time_sum, list(stats.buckets.items()),
-            stats.first_end, stats.last_end]
+    return [
+        stats.attempts,
+        stats.sent,
+        stats.failed,
+        stats.time_sum,
+        list(stats.buckets.items()),
+        stats.first_end,
+        stats.last_end,
+    ]
 
 
 def stats_from_json(data: list) -> Stats:
@@ -226,16 +249,32 @@ def report_fields(kind: str, sender: str, **data) -> dict:
 
 
 def spec_to_json(spec: SenderSpec) -> dict:
-    return {"mean": spec.mean, "fail_rate": spec.fail_rate, "name": spec.name, "window": spec.window,
-            "rate": spec.rate, "distribution": spec.distribution, "spread": spec.spread}
+    return {
+        "mean": spec.mean,
+        "fail_rate": spec.fail_rate,
+        "name": spec.name,
+        "window": spec.window,
+        "rate": spec.rate,
+        "distribution": spec.distribution,
+        "spread": spec.spread,
+    }
 
 
 def spec_from_json(data: dict) -> SenderSpec:
     return SenderSpec(**data)
 
 
-RUN_SETTINGS = ("messages", "text", "distribution", "spread", "speed", "seed", "log_level",
-                "max_retries", "claim_after")
+RUN_SETTINGS = (
+    "messages",
+    "text",
+    "distribution",
+    "spread",
+    "speed",
+    "seed",
+    "log_level",
+    "max_retries",
+    "claim_after",
+)
 
 
 def run_info(settings: Settings) -> str:
@@ -275,8 +314,9 @@ class StreamProducer:
             if time.monotonic() >= deadline:
                 return False
             time.sleep(0.01)
-        entry = self.patient(self.client.xadd, self.keys.work,
-                             batch_fields(batch.ids, batch.numbers, batch.attempts), nomkstream=True)
+        entry = self.patient(
+            self.client.xadd, self.keys.work, batch_fields(batch.ids, batch.numbers, batch.attempts), nomkstream=True
+        )
         if entry is None:  # no stream to add to: Redis lost the run (the coordinator says so too)
             stderr_line("producer")("the run's work stream is gone from Redis; stopping")
             os._exit(1)
@@ -291,9 +331,11 @@ class StreamProducer:
 
 def stderr_line(role: str) -> Callable[[str], None]:
     """A function that writes one line for `role` on stderr, whole (one write)."""
+
     def say(text: str) -> None:
         with contextlib.suppress(OSError):  # stderr closed or cut short: the run goes on without the line
             os.write(2, f"smsbatch: {role}: {text}\n".encode())
+
     return say
 
 
@@ -316,8 +358,9 @@ class SenderLink:
     """One sender's connection to a run: the take/report/pause functions the
     SenderEngine is given, over Redis instead of a queue and a pipe."""
 
-    def __init__(self, url: str, keys: RunKeys, sender: str, text: str, claim_after: float,
-                 patient: Patient, share: int) -> None:
+    def __init__(
+        self, url: str, keys: RunKeys, sender: str, text: str, claim_after: float, patient: Patient, share: int
+    ) -> None:
         self.client = connect(url)
         self.share = share  # messages to hold at once (see runner.share_for)
         self.keys = keys
@@ -349,9 +392,12 @@ class SenderLink:
         return None
 
     def hello(self, name: str, spec: SenderSpec) -> None:
-        self._call(self.client.xadd, self.keys.results, report_fields(
-            "hello", self.sender, name=name, spec=spec_to_json(spec), host=socket.gethostname()),
-            nomkstream=True)
+        self._call(
+            self.client.xadd,
+            self.keys.results,
+            report_fields("hello", self.sender, name=name, spec=spec_to_json(spec), host=socket.gethostname()),
+            nomkstream=True,
+        )
 
     def _call(self, call, *args, **kwargs):
         try:
@@ -399,15 +445,19 @@ class SenderLink:
         rest = part_fields(batch, range(self.share, len(batch)))
         self._call(self.client.xadd, self.keys.work, rest, nomkstream=True)
         kept = slice(0, self.share)
-        return MessageBatch(batch.key, batch.ids[kept], pack_numbers(batch.phones()[kept]), batch.text,
-                            batch.attempts[kept] if batch.attempts else None,
-                            batch.available[kept] if batch.available else None)
+        return MessageBatch(
+            batch.key,
+            batch.ids[kept],
+            pack_numbers(batch.phones()[kept]),
+            batch.text,
+            batch.attempts[kept] if batch.attempts else None,
+            batch.available[kept] if batch.available else None,
+        )
 
     def _read(self, timeout: float):
         timeout = min(timeout, self.beat_seconds)  # back in time for the next beat
         block = max(1, int(timeout * 1000)) if timeout > 0 else None
-        answer = self._call(self.client.xreadgroup, GROUP, self.sender, {self.keys.work: ">"},
-                            count=1, block=block)
+        answer = self._call(self.client.xreadgroup, GROUP, self.sender, {self.keys.work: ">"}, count=1, block=block)
         if not answer:
             return None
         return answer[0][1][0]
@@ -418,8 +468,15 @@ class SenderLink:
         if now < self.next_reclaim:
             return None
         self.next_reclaim = now + self.beat_seconds
-        answer = self._call(self.client.xautoclaim, self.keys.work, GROUP, self.sender,
-                            self.claim_after_ms, start_id=self.reclaim_from, count=1)
+        answer = self._call(
+            self.client.xautoclaim,
+            self.keys.work,
+            GROUP,
+            self.sender,
+            self.claim_after_ms,
+            start_id=self.reclaim_from,
+            count=1,
+        )
         self.reclaim_from = answer[0]
         for entry_id, fields in answer[1]:
             if fields:  # an entry deleted meanwhile comes back empty
@@ -445,8 +502,9 @@ class SenderLink:
     def _beat(self) -> bytes | None:
         pipe = self.client.pipeline(transaction=False)  # made here: a failed pipeline is emptied
         if self.held:
-            pipe.xclaim(self.keys.work, GROUP, self.sender, 0,
-                        [held.entry for held in self.held.values()], idle=0, justid=True)
+            pipe.xclaim(
+                self.keys.work, GROUP, self.sender, 0, [held.entry for held in self.held.values()], idle=0, justid=True
+            )
         pipe.xadd(self.keys.results, report_fields("beat", self.sender), nomkstream=True)
         pipe.get(self.keys.state)
         return pipe.execute()[-1]
@@ -486,8 +544,15 @@ class SenderLink:
         done = [self._done_entry(d) for d in progress.done]
         finished = [key for key, held in self.held.items() if held.remaining == 0]
         fields = report_fields(
-            "progress", self.sender, d=done, st=stats_to_json(progress.stats),
-            r=progress.retries, l=progress.log, rd=self.redelivered, en=progress.ended, lg=progress.lag,
+            "progress",
+            self.sender,
+            d=done,
+            st=stats_to_json(progress.stats),
+            r=progress.retries,
+            l=progress.log,
+            rd=self.redelivered,
+            en=progress.ended,
+            lg=progress.lag,
             cp=progress.capped,
         )
         entries = [self.held.pop(key).entry for key in finished]
@@ -498,14 +563,14 @@ class SenderLink:
         held = self.held[done.key]
         offsets = done.offsets
         if isinstance(offsets, range):
-            held.reported[offsets.start:offsets.stop] = b"\1" * len(offsets)
+            held.reported[offsets.start : offsets.stop] = b"\1" * len(offsets)
         else:
             for offset in offsets:
                 held.reported[offset] = 1
         held.remaining -= len(offsets)
         ids = held.batch.ids
         if isinstance(offsets, range) and isinstance(ids, range):
-            ids = ids[offsets.start:offsets.stop]
+            ids = ids[offsets.start : offsets.stop]
         else:
             ids = [ids[o] for o in offsets]
         return [encode_ids(ids), encode_outcomes(done.outcomes)]

@@ -39,8 +39,18 @@ from smsbatch.realtime.sender import SenderEngine
 LOOK_SECONDS = 0.2  # how often a waiting worker looks for a run, and for signals
 
 
-def run_stream_sender(index: int, sender: str, name: str, settings: Settings, url: str,
-                      keys: RunKeys, local: bool, conn, stop_signal, parent_pid: int) -> None:
+def run_stream_sender(
+    index: int,
+    sender: str,
+    name: str,
+    settings: Settings,
+    url: str,
+    keys: RunKeys,
+    local: bool,
+    conn,
+    stop_signal,
+    parent_pid: int,
+) -> None:
     """Entry point of a sender process that takes its work from Redis."""
     spec = settings.senders[index]
     enter_child(f"smsbatch: {name} ({spec.describe()}) via Redis", parent_pid)
@@ -51,9 +61,15 @@ def run_stream_sender(index: int, sender: str, name: str, settings: Settings, ur
     say = stderr_line(name)
 
     try:
-        link = SenderLink(url, keys, sender, settings.text, settings.claim_after,
-                          Patient(url, settings.broker_timeout, say, give_up=stopping),
-                          share_for(spec, settings.speed))
+        link = SenderLink(
+            url,
+            keys,
+            sender,
+            settings.text,
+            settings.claim_after,
+            Patient(url, settings.broker_timeout, say, give_up=stopping),
+            share_for(spec, settings.speed),
+        )
         link.hello(name, spec)
         conn.send(Ready(index))  # the coordinator's own senders: it waits for them
         start = link.wait_for_start(lambda: stopping() or link.over)
@@ -66,10 +82,14 @@ def run_stream_sender(index: int, sender: str, name: str, settings: Settings, ur
             stop_signal.wait(min(seconds, link.beat_seconds))
 
         SenderEngine(
-            index, SenderModel(spec, settings, index if local else sender),
+            index,
+            SenderModel(spec, settings, index if local else sender),
             settings,
             SimClock(Clock(), settings.speed, start),
-            take=link.take, report=link.report, pause=pause, sleep=time.sleep,
+            take=link.take,
+            report=link.report,
+            pause=pause,
+            sleep=time.sleep,
             stop_requested=lambda: stopping() or link.over,
         ).run()
     except (BrokerDown, RunGone) as error:
@@ -92,8 +112,7 @@ class Worker:
         self.out = out
         self.signals = signals
         self.client = connect(settings.broker)
-        self.patient = Patient(settings.broker, settings.broker_timeout, self.say,
-                               give_up=lambda: bool(self.signals))
+        self.patient = Patient(settings.broker, settings.broker_timeout, self.say, give_up=lambda: bool(self.signals))
         self.ctx = get_context("fork")
         self.served: set[str] = set()  # a run left (ended, or its senders died) is not joined again
 
@@ -146,8 +165,9 @@ class Worker:
         info = self.patient(self.client.get, keys.info)
         if info is None:
             return  # it ended as we looked
-        settings = replace(settings_for_worker(info.decode(), self.settings.senders),
-                           broker_timeout=self.settings.broker_timeout)
+        settings = replace(
+            settings_for_worker(info.decode(), self.settings.senders), broker_timeout=self.settings.broker_timeout
+        )
         self.say(f"joined run {run_id} with {plural(len(settings.senders), 'sender')}")
         stop_signal = StopSignal()
         children = [self._spawn(index, settings, keys, stop_signal) for index in range(len(settings.senders))]
@@ -159,8 +179,18 @@ class Worker:
         spec: SenderSpec = settings.senders[index]
         process = self.ctx.Process(
             target=run_stream_sender,
-            args=(index, consumer_name(index), f"{spec.name}@{process_label()}", settings,
-                  self.settings.broker, keys, False, writer, stop_signal, os.getpid()),
+            args=(
+                index,
+                consumer_name(index),
+                f"{spec.name}@{process_label()}",
+                settings,
+                self.settings.broker,
+                keys,
+                False,
+                writer,
+                stop_signal,
+                os.getpid(),
+            ),
             daemon=True,
         )
         process.start()

@@ -80,11 +80,11 @@ class Ledger:
         """The fast path: a run of offsets none of which was counted before."""
         first = claim.ids[offsets.start] if offsets else 0
         end = first + len(offsets)
-        if claim.done[offsets.start:offsets.stop].count(0) != len(offsets):
+        if claim.done[offsets.start : offsets.stop].count(0) != len(offsets):
             return False
         if self.state[first:end].count(OPEN) != len(offsets):
             return False
-        claim.done[offsets.start:offsets.stop] = b"\1" * len(offsets)
+        claim.done[offsets.start : offsets.stop] = b"\1" * len(offsets)
         claim.remaining -= len(offsets)
         self.state[first:end] = outcomes.translate(_FINAL_STATE)
         self.sent += outcomes.count(SENT)
@@ -116,9 +116,9 @@ class Ledger:
     def record(self, ids, outcomes: bytes) -> None:
         """Count final outcomes by message id; a message counted before is a
         duplicate (at-least-once delivery). RETRY outcomes are counted by retry()."""
-        if isinstance(ids, range) and self.state[ids.start:ids.stop].count(OPEN) == len(ids):
+        if isinstance(ids, range) and self.state[ids.start : ids.stop].count(OPEN) == len(ids):
             final = outcomes.translate(_FINAL_STATE)
-            self.state[ids.start:ids.stop] = final
+            self.state[ids.start : ids.stop] = final
             self.sent += outcomes.count(SENT)
             self.failed += outcomes.count(FAILED)
             return

@@ -166,7 +166,7 @@ def _candidates(example, lengths, found, rng):
     while True:
         if found and rng.random() < 0.5:
             base = rng.choice(found).split("+", 1)[1]
-            base = base[len(str(example.country_code)):]  # national part of the prefix
+            base = base[len(str(example.country_code)) :]  # national part of the prefix
             keep = max(1, len(base) - rng.randint(1, 3))
             tail = len(base) + SUFFIX_DIGITS - keep
             yield base[:keep] + "".join(rng.choices(digits, k=tail))
@@ -306,8 +306,10 @@ def read_recipients(path: str, region: str, limit: int | None = None) -> Recipie
 
 
 def _no_spool(error: OSError) -> PhoneError:
-    return PhoneError(f"cannot keep its numbers in a temporary file in {tempfile.gettempdir()} "
-                      f"({error.strerror}); set TMPDIR to a writable directory")
+    return PhoneError(
+        f"cannot keep its numbers in a temporary file in {tempfile.gettempdir()} "
+        f"({error.strerror}); set TMPDIR to a writable directory"
+    )
 
 
 def _spool_numbers(recipients: Recipients, numbers, limit: int | None) -> None:

@@ -37,8 +37,11 @@ def needs_numpy(settings: Settings) -> bool:
 
 
 def _nothing_to_draw(spec: SenderSpec, settings: Settings) -> bool:
-    return (spec.mean == 0.0 and not spec.rate
-            and (spec.fail_rate == 0.0 or (spec.fail_rate == 1.0 and settings.max_retries == 0)))
+    return (
+        spec.mean == 0.0
+        and not spec.rate
+        and (spec.fail_rate == 0.0 or (spec.fail_rate == 1.0 and settings.max_retries == 0))
+    )
 
 
 def generators(seed: int, index: int | str) -> tuple[np.random.Generator, ...]:

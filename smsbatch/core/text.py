@@ -83,8 +83,11 @@ def _redact_query(text: str) -> str:
     before, sep, query = text.partition("?")
     if not sep:
         return text
-    fields = [f"{key}=***" if key.lower() == "password" else field
-              for field in query.split("&") for key in [field.partition("=")[0]]]
+    fields = [
+        f"{key}=***" if key.lower() == "password" else field
+        for field in query.split("&")
+        for key in [field.partition("=")[0]]
+    ]
     return before + sep + "&".join(fields)
 
 
@@ -130,4 +133,3 @@ def _parts(units: list[int], single: int, part: int) -> int:
             count, room = count + 1, part
         room -= size
     return count
-

@@ -87,8 +87,16 @@ class Timeline:
         histogram = self.histograms[b]
         histogram[bucket] = histogram.get(bucket, 0) + count
 
-    def add_bin(self, t: float, sent: int, failed: int, retried: int, attempts: Sequence[int],
-                failed_attempts: Sequence[int], histogram: dict[int, int]) -> None:
+    def add_bin(
+        self,
+        t: float,
+        sent: int,
+        failed: int,
+        retried: int,
+        attempts: Sequence[int],
+        failed_attempts: Sequence[int],
+        histogram: dict[int, int],
+    ) -> None:
         """Counts already gathered for the bin of `t` (virtual time closes its bins this way)."""
         b = self.bin_of(t)
         self.sent[b] += sent
@@ -128,17 +136,20 @@ class Timeline:
 
     def _coarsen(self) -> None:
         """Twice as wide: neighbouring bins merged, counts added, the later sample kept."""
+
         def pairs(series: list[int]) -> list[int]:
-            return [sum(series[i:i + 2]) for i in range(0, len(series), 2)]
+            return [sum(series[i : i + 2]) for i in range(0, len(series), 2)]
 
         def later(series: list) -> list:
-            return [series[i + 1] if i + 1 < len(series) and series[i + 1] is not None else series[i]
-                    for i in range(0, len(series), 2)]
+            return [
+                series[i + 1] if i + 1 < len(series) and series[i + 1] is not None else series[i]
+                for i in range(0, len(series), 2)
+            ]
 
         self.sent, self.failed, self.retried = pairs(self.sent), pairs(self.failed), pairs(self.retried)
         self.attempts = [pairs(series) for series in self.attempts]
         self.failed_attempts = [pairs(series) for series in self.failed_attempts]
-        self.histograms = [_merged(self.histograms[i:i + 2]) for i in range(0, len(self.histograms), 2)]
+        self.histograms = [_merged(self.histograms[i : i + 2]) for i in range(0, len(self.histograms), 2)]
         self.backlog, self.in_flight = later(self.backlog), later(self.in_flight)
         self.width *= 2
 
@@ -237,5 +248,3 @@ def csv_text(timeline: dict) -> str:
     for row in timeline["rows"]:
         writer.writerow("" if value is None else value for value in row)
     return out.getvalue()
-
-

@@ -129,8 +129,7 @@ def sender_line(view: SenderView, sim_elapsed: float) -> str:
     stats = view.stats
     rate = stats.attempts / sim_elapsed if sim_elapsed > 0 else 0.0
     return (
-        f"  {view.label}: {stats.sent} sent, {stats.failed} failed,"
-        f" avg {stats.mean:.3f}s, {rate:.1f}/s [{view.state}]"
+        f"  {view.label}: {stats.sent} sent, {stats.failed} failed, avg {stats.mean:.3f}s, {rate:.1f}/s [{view.state}]"
     )
 
 
@@ -208,8 +207,14 @@ def bar_line(finished: int, messages: int, bar_width: int) -> str:
 
     percent = math.floor(100 * finished / messages) if messages else 100
     tail = f"| {finished}/{messages}"
-    return tqdm.format_meter(finished, messages or 1, 0, ncols=bar_width + 5 + len(tail),
-                             prefix=f"{percent:3d}%", bar_format="{desc}|{bar}" + tail)
+    return tqdm.format_meter(
+        finished,
+        messages or 1,
+        0,
+        ncols=bar_width + 5 + len(tail),
+        prefix=f"{percent:3d}%",
+        bar_format="{desc}|{bar}" + tail,
+    )
 
 
 def fit(lines: list[str], columns: int, rows: int, head: int = 2) -> list[str]:
@@ -223,7 +228,7 @@ def fit(lines: list[str], columns: int, rows: int, head: int = 2) -> list[str]:
         lines = lines[:room]
     elif len(lines) > room:
         hidden = len(lines) - (room - 1)
-        lines = [*lines[:room - 1], f"  ... and {hidden} more sender{'s' if hidden != 1 else ''}"]
+        lines = [*lines[: room - 1], f"  ... and {hidden} more sender{'s' if hidden != 1 else ''}"]
     return [cut(line, columns - 1) for line in lines]
 
 
@@ -257,8 +262,7 @@ class BarDisplay:
         of it, and puts the cursor back at column 0 of the first row."""
         self.shown = len(lines)
         up = f"\x1b[{len(lines) - 1}A" if len(lines) > 1 else ""
-        return ("\r" + NO_WRAP + "\n".join(CLEAR_LINE + line for line in lines) + CLEAR_BELOW
-                + WRAP + up + "\r")
+        return "\r" + NO_WRAP + "\n".join(CLEAR_LINE + line for line in lines) + CLEAR_BELOW + WRAP + up + "\r"
 
     def _erase(self) -> str:
         """Text that erases the block row by row: erasing to the end of the screen
@@ -361,12 +365,16 @@ def reach_line(snap: Snapshot) -> str:
 
 def deadline_line(snap: Snapshot) -> str:
     if not snap.met_deadline and snap.unsent and snap.sim_elapsed < snap.deadline:
-        return (f"  deadline {seconds_text(snap.deadline)}: not reached: the run stopped at "
-                f"{seconds_text(snap.sim_elapsed)} with {snap.within_deadline:.1%} sent")
+        return (
+            f"  deadline {seconds_text(snap.deadline)}: not reached: the run stopped at "
+            f"{seconds_text(snap.sim_elapsed)} with {snap.within_deadline:.1%} sent"
+        )
     verdict = "met" if snap.met_deadline else "MISSED"
     caveat = "" if snap.faithful else " (by a run NOT faithful to the model: see above)"
-    return (f"  deadline {seconds_text(snap.deadline)}: {snap.within_deadline:.1%} sent by then; "
-            f"{verdict} (needs {snap.deadline_share:.0%}){caveat}")
+    return (
+        f"  deadline {seconds_text(snap.deadline)}: {snap.within_deadline:.1%} sent by then; "
+        f"{verdict} (needs {snap.deadline_share:.0%}){caveat}"
+    )
 
 
 def faithful_line(snap: Snapshot) -> str:
@@ -374,9 +382,11 @@ def faithful_line(snap: Snapshot) -> str:
         return "  model: exact (virtual time)"
     if snap.faithful:
         return f"  model: faithful (fell behind by at most {snap.lag:.3g}s simulated)"
-    return (f"  model: NOT faithful: fell behind by up to {snap.lag:.3g}s simulated "
-            f"(over 1% of {snap.sim_elapsed:.3g}s); the figures depend on this machine. "
-            "Use --speed max for the model's answer, or a lower --speed")
+    return (
+        f"  model: NOT faithful: fell behind by up to {snap.lag:.3g}s simulated "
+        f"(over 1% of {snap.sim_elapsed:.3g}s); the figures depend on this machine. "
+        "Use --speed max for the model's answer, or a lower --speed"
+    )
 
 
 def summary_table(snap: Snapshot, seed: int, stopped_by: str) -> str:
@@ -398,15 +408,34 @@ def summary_table(snap: Snapshot, seed: int, stopped_by: str) -> str:
         deadline_line(snap),
         "",
     ]
-    header = ("sender", "mean s", "fail%", "attempts", "sent", "failed", "fail% seen", "avg s",
-              "p50 s", "p95 s", "p99 s", "state")
+    header = (
+        "sender",
+        "mean s",
+        "fail%",
+        "attempts",
+        "sent",
+        "failed",
+        "fail% seen",
+        "avg s",
+        "p50 s",
+        "p95 s",
+        "p99 s",
+        "state",
+    )
     rows = [header] + [
         (
-            v.name, f"{v.spec.mean:g}", f"{v.spec.fail_rate:.1%}", str(v.stats.attempts),
-            str(v.stats.sent), str(v.stats.failed),
+            v.name,
+            f"{v.spec.mean:g}",
+            f"{v.spec.fail_rate:.1%}",
+            str(v.stats.attempts),
+            str(v.stats.sent),
+            str(v.stats.failed),
             f"{v.stats.failed / v.stats.attempts:.1%}" if v.stats.attempts else "-",
-            f"{v.stats.mean:.3f}", f"{v.stats.percentile(0.5):.3g}",
-            f"{v.stats.percentile(0.95):.3g}", f"{v.stats.percentile(0.99):.3g}", v.state,
+            f"{v.stats.mean:.3f}",
+            f"{v.stats.percentile(0.5):.3g}",
+            f"{v.stats.percentile(0.95):.3g}",
+            f"{v.stats.percentile(0.99):.3g}",
+            v.state,
         )
         for v in snap.senders
     ]
@@ -418,8 +447,9 @@ def summary_table(snap: Snapshot, seed: int, stopped_by: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def summary_dict(snap: Snapshot, seed: int, stopped_by: str, exit_status: int, produced,
-                 startup_s: float = 0.0) -> dict:
+def summary_dict(
+    snap: Snapshot, seed: int, stopped_by: str, exit_status: int, produced, startup_s: float = 0.0
+) -> dict:
     s = snap.stats
     return {
         "messages": snap.messages,

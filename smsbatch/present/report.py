@@ -47,11 +47,15 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> _Parser:
-    parser = _Parser(prog="smsbatch report",
-                     description="Build the HTML report of a run from its --summary-json file.")
+    parser = _Parser(prog="smsbatch report", description="Build the HTML report of a run from its --summary-json file.")
     parser.add_argument("summary", metavar="SUMMARY", help="a summary file written by smsbatch --summary-json")
-    parser.add_argument("-o", "--output", required=True, metavar="REPORT",
-                        help="where to write the report (one self-contained .html file)")
+    parser.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="REPORT",
+        help="where to write the report (one self-contained .html file)",
+    )
     return parser
 
 
@@ -70,8 +74,7 @@ def report_main(argv: list[str], stdout: TextIO, stderr: TextIO) -> int:
     try:
         write_report(summary, args.output)
     except OSError as error:  # the disk filled up, the folder went away since the check
-        stderr.write(f"smsbatch report: could not write the report to {args.output} "
-                     f"({error.strerror or error})\n")
+        stderr.write(f"smsbatch report: could not write the report to {args.output} ({error.strerror or error})\n")
         return 1
     stdout.write(f"smsbatch report: wrote {args.output} (open it in a browser)\n")
     return 0
@@ -89,6 +92,7 @@ def _check_not_the_summary(output: str, summary: str) -> None:
 
 def load_summary(path: str) -> dict:
     """The summary at `path`, checked: UsageError (naming SUMMARY and the rule) otherwise."""
+
     def bad(rule: str) -> UsageError:
         return UsageError(f"argument SUMMARY: {rule} (got {path!r})")
 
@@ -131,8 +135,8 @@ def summary_problem(summary) -> str | None:
 
 def _schema_version(schema) -> int:
     """2 for "smsbatch-summary/2"; 0 for anything that is not a summary schema."""
-    if isinstance(schema, str) and schema.startswith(SCHEMA_PREFIX) and schema[len(SCHEMA_PREFIX):].isdigit():
-        return int(schema[len(SCHEMA_PREFIX):])
+    if isinstance(schema, str) and schema.startswith(SCHEMA_PREFIX) and schema[len(SCHEMA_PREFIX) :].isdigit():
+        return int(schema[len(SCHEMA_PREFIX) :])
     return 0
 
 
@@ -141,15 +145,17 @@ def _shape_problem(summary: dict) -> str | None:
     if not _is_count(summary.get("messages")):
         return '"messages" must be a whole number'
     senders = summary.get("senders", [])
-    if not isinstance(senders, list) or not all(isinstance(s, dict) and isinstance(s.get("name"), str)
-                                                for s in senders):
+    if not isinstance(senders, list) or not all(
+        isinstance(s, dict) and isinstance(s.get("name"), str) for s in senders
+    ):
         return '"senders" must be a list of objects with a "name"'
     timeline = summary.get("timeline")
     if timeline is not None and not _table_shaped(timeline):
         return '"timeline" must be {"columns": [names], "rows": [[values], ...]}, one value per column'
     replications = summary.get("replications")
-    if replications is not None and not (isinstance(replications, list)
-                                         and all(isinstance(r, dict) for r in replications)):
+    if replications is not None and not (
+        isinstance(replications, list) and all(isinstance(r, dict) for r in replications)
+    ):
         return '"replications" must be a list of summaries'
     return None
 
@@ -162,9 +168,12 @@ def _table_shaped(timeline) -> bool:
     if not isinstance(timeline, dict):
         return False
     columns, rows = timeline.get("columns"), timeline.get("rows")
-    return (isinstance(columns, list) and all(isinstance(c, str) for c in columns)
-            and isinstance(rows, list)
-            and all(isinstance(row, list) and len(row) == len(columns) for row in rows))
+    return (
+        isinstance(columns, list)
+        and all(isinstance(c, str) for c in columns)
+        and isinstance(rows, list)
+        and all(isinstance(row, list) and len(row) == len(columns) for row in rows)
+    )
 
 
 # ---- the page ----
@@ -181,16 +190,18 @@ def render_report(summary: dict) -> str:
     senders = summary.get("senders") or []
     groups = sender_groups(senders)
     data = chart_data(summary, groups)
-    body = "\n".join([
-        _header(summary),
-        _scorecard(summary),
-        _repeat_section(summary),
-        _timeline_section(summary),
-        _histogram_section(senders, groups),
-        _sender_table(summary),
-        _replications_section(summary),
-        _footer(),
-    ])
+    body = "\n".join(
+        [
+            _header(summary),
+            _scorecard(summary),
+            _repeat_section(summary),
+            _timeline_section(summary),
+            _histogram_section(senders, groups),
+            _sender_table(summary),
+            _replications_section(summary),
+            _footer(),
+        ]
+    )
     title = f"smsbatch report: {_count(summary.get('messages'))} messages, seed {summary.get('seed', '?')}"
     return PAGE.format(
         title=_h(title),
@@ -341,15 +352,19 @@ def _figure(summary: dict, key: str, label: str, kind: str) -> str:
     try:
         value = figure_value(summary, key)
     except KeyError:
-        return (f'<div class="figure missing"><div class="label">{_h(label)}</div>'
-                f'<div class="value">not in this summary</div></div>')
+        return (
+            f'<div class="figure missing"><div class="label">{_h(label)}</div>'
+            f'<div class="value">not in this summary</div></div>'
+        )
     shown = _seconds(value, minutes=False) if kind == "seconds" else FORMATS[kind](value)
     long_time = kind == "seconds" and _is_number(value) and value >= 120
     note = _minutes(value) if long_time else ""  # under the figure, so the figure stays on one line
     note_html = f'<div class="note">{_h(note)}</div>' if note else ""
-    return (f'<div class="figure"><div class="label">{_h(label)}</div>'
-            f'<div class="value" data-figure="{_h(key)}" data-kind="{kind}" '
-            f'data-value="{_h(json.dumps(value))}">{_h(shown)}</div>{note_html}</div>')
+    return (
+        f'<div class="figure"><div class="label">{_h(label)}</div>'
+        f'<div class="value" data-figure="{_h(key)}" data-kind="{kind}" '
+        f'data-value="{_h(json.dumps(value))}">{_h(shown)}</div>{note_html}</div>'
+    )
 
 
 # ---- sections ----
@@ -360,10 +375,14 @@ def _header(summary: dict) -> str:
     mode = {"real-time": "real", "virtual": "virtual"}.get(_text(summary.get("mode")), "unknown")
     speed = summary.get("speed")
     speed_text = "" if speed in (None, "max") else f" at speed x{speed:g}" if _is_number(speed) else ""
-    line = (f"{_count(summary.get('messages'))} messages through {len(senders)} "
-            f"sender{'s' if len(senders) != 1 else ''}, {mode} time{speed_text}, seed {summary.get('seed', '?')}")
-    return (f'<header><h1>smsbatch report</h1><p class="subtitle">{_h(line)}</p>'
-            f"{_verdict(summary)}{_warnings(summary)}</header>")
+    line = (
+        f"{_count(summary.get('messages'))} messages through {len(senders)} "
+        f"sender{'s' if len(senders) != 1 else ''}, {mode} time{speed_text}, seed {summary.get('seed', '?')}"
+    )
+    return (
+        f'<header><h1>smsbatch report</h1><p class="subtitle">{_h(line)}</p>'
+        f"{_verdict(summary)}{_warnings(summary)}</header>"
+    )
 
 
 def _verdict(summary: dict) -> str:
@@ -372,19 +391,25 @@ def _verdict(summary: dict) -> str:
         return '<p class="verdict unknown">No deadline figures in this summary.</p>'
     deadline, target = summary.get("deadline_s"), summary.get("deadline_share")
     said = "Deadline met" if met else "Deadline missed"
-    return (f'<p class="verdict {"met" if met else "missed"}">{said}: {_share(within)} of the messages '
-            f"were sent within {_seconds(deadline)} (target {_share(target)}).</p>")
+    return (
+        f'<p class="verdict {"met" if met else "missed"}">{said}: {_share(within)} of the messages '
+        f"were sent within {_seconds(deadline)} (target {_share(target)}).</p>"
+    )
 
 
 def _warnings(summary: dict) -> str:
     notes = []
     stopped_by = summary.get("stopped_by")
     if stopped_by not in (None, "completed"):
-        notes.append(f"The run was stopped ({stopped_by}, exit status {summary.get('exit_status')}): "
-                     "the figures cover the part that ran.")
+        notes.append(
+            f"The run was stopped ({stopped_by}, exit status {summary.get('exit_status')}): "
+            "the figures cover the part that ran."
+        )
     if summary.get("faithful") is False:
-        notes.append(f"NOT faithful: the run fell behind the model by up to {_seconds(summary.get('lag_s'))} "
-                     "simulated, so its figures depend on the machine it ran on.")
+        notes.append(
+            f"NOT faithful: the run fell behind the model by up to {_seconds(summary.get('lag_s'))} "
+            "simulated, so its figures depend on the machine it ran on."
+        )
     return "".join(f'<p class="warning">{_h(note)}</p>' for note in notes)
 
 
@@ -433,19 +458,25 @@ SENDER_SETTING_KEYS = ["name", "mean_s", "fail_rate", "window", "rate", "distrib
 
 def _repeat_section(summary: dict) -> str:
     command = summary.get("command")
-    command_html = (f"<pre><code>{_h(command)}</code></pre>" if isinstance(command, str)
-                    else '<p class="missing">The command line is not in this summary.</p>')
+    command_html = (
+        f"<pre><code>{_h(command)}</code></pre>"
+        if isinstance(command, str)
+        else '<p class="missing">The command line is not in this summary.</p>'
+    )
     figures = "".join(_figure(summary, key, label, kind) for key, label, kind in RUN_FIGURES)
-    return (f'<section id="repeat"><h2>How to repeat this run</h2>{command_html}'
-            f'<div class="figures small">{figures}</div>{_settings_tables(summary)}</section>')
+    return (
+        f'<section id="repeat"><h2>How to repeat this run</h2>{command_html}'
+        f'<div class="figures small">{figures}</div>{_settings_tables(summary)}</section>'
+    )
 
 
 def _settings_tables(summary: dict) -> str:
     settings = summary.get("settings")
     if not isinstance(settings, dict):
         senders = summary.get("senders") or []
-        return ('<p class="missing">The full settings are not in this summary; the senders as run:</p>'
-                + _table(SENDER_SETTING_KEYS[:5], [[s.get(k) for k in SENDER_SETTING_KEYS[:5]] for s in senders]))
+        return '<p class="missing">The full settings are not in this summary; the senders as run:</p>' + _table(
+            SENDER_SETTING_KEYS[:5], [[s.get(k) for k in SENDER_SETTING_KEYS[:5]] for s in senders]
+        )
     run = _table(["setting", "value"], [[key, settings[key]] for key in SETTING_KEYS if key in settings])
     senders = settings.get("senders") if isinstance(settings.get("senders"), list) else []
     rows = [[s.get(k) for k in SENDER_SETTING_KEYS] for s in senders if isinstance(s, dict)]
@@ -454,8 +485,9 @@ def _settings_tables(summary: dict) -> str:
 
 def _table(headings: list[str], rows: list[list], numeric_from: int = 1) -> str:
     head = "".join(f"<th>{_h(h)}</th>" for h in headings)
-    body = "".join("<tr>" + "".join(_cell(value, i >= numeric_from) for i, value in enumerate(row)) + "</tr>"
-                   for row in rows)
+    body = "".join(
+        "<tr>" + "".join(_cell(value, i >= numeric_from) for i, value in enumerate(row)) + "</tr>" for row in rows
+    )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -465,65 +497,105 @@ def _cell(value, numeric: bool) -> str:
 
 
 TIME_CHARTS = [  # (name, title, what it shows)
-    ("reach", "Share of messages sent",
-     ("Cumulative share of all messages sent (and failed for good) over simulated time; the dashed lines "
-      "are the deadline and its target share, the dots the times 50, 90 and 99% had been sent.")),
-    ("attempts", "Attempts per second, by sender",
-     ("Attempts that ended in each time bin, per simulated second, stacked by sender; the red line is "
-      "failed attempts per second (all senders).")),
-    ("send-time", "Send time per bin",
-     "p50, p95 and p99 of the send times of the attempts that ended in each bin (gaps: no attempt ended)."),
-    ("backlog", "Backlog and in flight",
-     ("Messages waiting at the end of each bin, retries pending included (left axis), and sends in "
-      "flight per sender, stacked (right axis).")),
+    (
+        "reach",
+        "Share of messages sent",
+        (
+            "Cumulative share of all messages sent (and failed for good) over simulated time; the dashed lines "
+            "are the deadline and its target share, the dots the times 50, 90 and 99% had been sent."
+        ),
+    ),
+    (
+        "attempts",
+        "Attempts per second, by sender",
+        (
+            "Attempts that ended in each time bin, per simulated second, stacked by sender; the red line is "
+            "failed attempts per second (all senders)."
+        ),
+    ),
+    (
+        "send-time",
+        "Send time per bin",
+        "p50, p95 and p99 of the send times of the attempts that ended in each bin (gaps: no attempt ended).",
+    ),
+    (
+        "backlog",
+        "Backlog and in flight",
+        (
+            "Messages waiting at the end of each bin, retries pending included (left axis), and sends in "
+            "flight per sender, stacked (right axis)."
+        ),
+    ),
 ]
 
 
 def _timeline_section(summary: dict) -> str:
     has_timeline = isinstance(summary.get("timeline"), dict) and bool(summary["timeline"].get("rows"))
-    charts = "".join(_chart_box(name, title, about, has_timeline, "no timeline in this summary")
-                     for name, title, about in TIME_CHARTS)
-    return (f'<section id="timeline"><h2>Over simulated time</h2>'
-            f'<p class="hint">Hover for values; drag across a chart to zoom (all four follow), '
-            f"double-click to zoom out.</p>{charts}</section>")
+    charts = "".join(
+        _chart_box(name, title, about, has_timeline, "no timeline in this summary")
+        for name, title, about in TIME_CHARTS
+    )
+    return (
+        f'<section id="timeline"><h2>Over simulated time</h2>'
+        f'<p class="hint">Hover for values; drag across a chart to zoom (all four follow), '
+        f"double-click to zoom out.</p>{charts}</section>"
+    )
 
 
 def _chart_box(name: str, title: str, about: str, available: bool, missing: str) -> str:
-    inner = ('<div class="plot"></div>' if available
-             else f'<div class="missing-chart">{_h(missing)}</div>')
+    inner = '<div class="plot"></div>' if available else f'<div class="missing-chart">{_h(missing)}</div>'
     wanted = ' data-chart-expected="1"' if available else ""
-    return (f'<figure class="chart" data-chart="{_h(name)}"{wanted}><figcaption><b>{_h(title)}</b> '
-            f"{_h(about)}</figcaption>{inner}</figure>")
+    return (
+        f'<figure class="chart" data-chart="{_h(name)}"{wanted}><figcaption><b>{_h(title)}</b> '
+        f"{_h(about)}</figcaption>{inner}</figure>"
+    )
 
 
 def _histogram_section(senders: list[dict], groups: list[tuple[str, list[int]]]) -> str:
     boxes = []
     for index, (label, members) in enumerate(groups):
-        has_histogram = any(isinstance(senders[i].get("histogram"), list) and senders[i]["histogram"]
-                            for i in members)
+        has_histogram = any(isinstance(senders[i].get("histogram"), list) and senders[i]["histogram"] for i in members)
         about = _histogram_caption(senders, members)
-        boxes.append(_chart_box(f"histogram-{index}", label, about, has_histogram,
-                                "no send-time histogram in this summary"))
-    return (f'<section id="histograms"><h2>Send times by sender</h2>'
-            f'<p class="hint">How many attempts took how long (simulated seconds).</p>'
-            f'<div class="grid">{"".join(boxes)}</div></section>')
+        boxes.append(
+            _chart_box(f"histogram-{index}", label, about, has_histogram, "no send-time histogram in this summary")
+        )
+    return (
+        f'<section id="histograms"><h2>Send times by sender</h2>'
+        f'<p class="hint">How many attempts took how long (simulated seconds).</p>'
+        f'<div class="grid">{"".join(boxes)}</div></section>'
+    )
 
 
 def _histogram_caption(senders: list[dict], members: list[int]) -> str:
     if len(members) > 1:
         return f"{sum(_number(senders[i].get('attempts')) for i in members):,} attempts"
     sender = senders[members[0]]
-    return (f"{_count(sender.get('attempts'))} attempts; p50 {_seconds(sender.get('p50_s'), 'n/a')}, "
-            f"p95 {_seconds(sender.get('p95_s'), 'n/a')}, p99 {_seconds(sender.get('p99_s'), 'n/a')}")
+    return (
+        f"{_count(sender.get('attempts'))} attempts; p50 {_seconds(sender.get('p50_s'), 'n/a')}, "
+        f"p95 {_seconds(sender.get('p95_s'), 'n/a')}, p99 {_seconds(sender.get('p99_s'), 'n/a')}"
+    )
 
 
 def _number(value) -> float:
     return value if _is_number(value) else 0
 
 
-SENDER_COLUMNS = ["sender", "window", "rate cap /s", "attempts", "share of attempts", "sent", "failed",
-                  "fail rate set", "fail rate seen", "utilisation", "held back by rate cap",
-                  "p50", "p95", "p99"]
+SENDER_COLUMNS = [
+    "sender",
+    "window",
+    "rate cap /s",
+    "attempts",
+    "share of attempts",
+    "sent",
+    "failed",
+    "fail rate set",
+    "fail rate seen",
+    "utilisation",
+    "held back by rate cap",
+    "p50",
+    "p95",
+    "p99",
+]
 
 
 def _sender_table(summary: dict) -> str:
@@ -531,10 +603,12 @@ def _sender_table(summary: dict) -> str:
     total = sum(_number(s.get("attempts")) for s in senders)
     span = _number(summary.get("sim_elapsed_s"))
     rows = [_sender_row(sender, total, span) for sender in senders]
-    return (f'<section id="senders"><h2>Senders</h2>{_table(SENDER_COLUMNS, rows)}'
-            f'<p class="hint">Counts are attempts. Utilisation: time the slots spent sending / (window x '
-            f"simulated elapsed time); held back: time a free slot with work waiting was kept idle by "
-            f"the rate cap, on the same scale.</p></section>")
+    return (
+        f'<section id="senders"><h2>Senders</h2>{_table(SENDER_COLUMNS, rows)}'
+        f'<p class="hint">Counts are attempts. Utilisation: time the slots spent sending / (window x '
+        f"simulated elapsed time); held back: time a free slot with work waiting was kept idle by "
+        f"the rate cap, on the same scale.</p></section>"
+    )
 
 
 def _sender_row(sender: dict, total_attempts: float, span: float) -> list:
@@ -548,12 +622,19 @@ def _sender_row(sender: dict, total_attempts: float, span: float) -> list:
     counted = _is_number(attempts) and attempts > 0
     seen = sender.get("failed") / attempts if counted and _is_number(sender.get("failed")) else None
     return [
-        sender.get("name"), sender.get("window"), sender.get("rate"),
-        _count(attempts), _share(attempts / total_attempts) if counted and total_attempts else "n/a",
-        _count(sender.get("sent")), _count(sender.get("failed")),
-        _share(sender.get("fail_rate")), _share(seen),
-        per_slot_time("busy_s"), per_slot_time("capped_s"),
-        _seconds(sender.get("p50_s"), "n/a"), _seconds(sender.get("p95_s"), "n/a"),
+        sender.get("name"),
+        sender.get("window"),
+        sender.get("rate"),
+        _count(attempts),
+        _share(attempts / total_attempts) if counted and total_attempts else "n/a",
+        _count(sender.get("sent")),
+        _count(sender.get("failed")),
+        _share(sender.get("fail_rate")),
+        _share(seen),
+        per_slot_time("busy_s"),
+        per_slot_time("capped_s"),
+        _seconds(sender.get("p50_s"), "n/a"),
+        _seconds(sender.get("p95_s"), "n/a"),
         _seconds(sender.get("p99_s"), "n/a"),
     ]
 
@@ -575,16 +656,27 @@ def _replications_section(summary: dict) -> str:
     aggregate = aggregate if isinstance(aggregate, dict) else {}
     rows = [_replicated_row(label, kind, aggregate.get(key)) for key, label, kind in REPLICATED]
     table = _table(["figure", "mean", "95% interval", "min", "max", "n"], rows)
-    charts = _chart_box("replications", "Spread across replications, in time",
-                        "Each dot is one replication's simulated elapsed time or reach time.", True, "")
+    charts = _chart_box(
+        "replications",
+        "Spread across replications, in time",
+        "Each dot is one replication's simulated elapsed time or reach time.",
+        True,
+        "",
+    )
     if any(isinstance(r, dict) and "within_deadline" in r for r in replications):
-        charts += _chart_box("replications-deadline", "Spread across replications, within the deadline",
-                             "Each dot is the share of one replication's messages sent by the deadline; "
-                             "the dashed line is the target.", True, "")
-    return (f'<section id="replications"><h2>{len(replications):,} replications</h2>'
-            f'<p class="hint">Everything above this section is replication 1\'s; here are all of them. '
-            f"The interval is the mean's 95% confidence interval (Student's t); n counts the "
-            f"replications that reached the figure.</p>{table}{charts}</section>")
+        charts += _chart_box(
+            "replications-deadline",
+            "Spread across replications, within the deadline",
+            "Each dot is the share of one replication's messages sent by the deadline; the dashed line is the target.",
+            True,
+            "",
+        )
+    return (
+        f'<section id="replications"><h2>{len(replications):,} replications</h2>'
+        f'<p class="hint">Everything above this section is replication 1\'s; here are all of them. '
+        f"The interval is the mean's 95% confidence interval (Student's t); n counts the "
+        f"replications that reached the figure.</p>{table}{charts}</section>"
+    )
 
 
 def _replicated_row(label: str, kind: str, stats) -> list:
@@ -595,13 +687,21 @@ def _replicated_row(label: str, kind: str, stats) -> list:
     show = FORMATS[kind]
     low_high = stats.get("ci95") if isinstance(stats.get("ci95"), list) else [None, None]
     interval = f"{show(low_high[0])} to {show(low_high[1])}" if len(low_high) == 2 else "n/a"
-    return [label, show(stats.get("mean")), interval, show(stats.get("min")), show(stats.get("max")),
-            _count(stats.get("n"))]
+    return [
+        label,
+        show(stats.get("mean")),
+        interval,
+        show(stats.get("min")),
+        show(stats.get("max")),
+        _count(stats.get("n")),
+    ]
 
 
 def _footer() -> str:
-    return (f"<footer>Made by smsbatch {_h(__version__)}. Charts: uPlot {UPLOT_VERSION} (MIT licence), "
-            f"inlined; this page loads nothing from the network.</footer>")
+    return (
+        f"<footer>Made by smsbatch {_h(__version__)}. Charts: uPlot {UPLOT_VERSION} (MIT licence), "
+        f"inlined; this page loads nothing from the network.</footer>"
+    )
 
 
 # ---- chart data: what report.js draws ----
@@ -614,8 +714,8 @@ def sender_groups(senders: list[dict]) -> list[tuple[str, list[int]]]:
     if len(senders) <= CHARTED_SENDERS:
         return [(sender.get("name", f"sender {i + 1}"), [i]) for i, sender in enumerate(senders)]
     by_attempts = sorted(range(len(senders)), key=lambda i: -_number(senders[i].get("attempts")))
-    busiest = sorted(by_attempts[:CHARTED_SENDERS - 1])
-    others = sorted(by_attempts[CHARTED_SENDERS - 1:])
+    busiest = sorted(by_attempts[: CHARTED_SENDERS - 1])
+    others = sorted(by_attempts[CHARTED_SENDERS - 1 :])
     return [(senders[i]["name"], [i]) for i in busiest] + [(f"others ({len(others)} senders)", others)]
 
 
@@ -645,8 +745,9 @@ def timeline_series(timeline, senders: list[dict], groups: list[tuple[str, list[
         return None if values is None else [_compact(v) for v in values]
 
     def summed(members, suffix):
-        found = [columns[f"{senders[i]['name']}:{suffix}"] for i in members
-                 if f"{senders[i]['name']}:{suffix}" in columns]
+        found = [
+            columns[f"{senders[i]['name']}:{suffix}"] for i in members if f"{senders[i]['name']}:{suffix}" in columns
+        ]
         return [_compact(sum(_number(v) for v in values)) for values in zip(*found, strict=False)] if found else None
 
     everyone = list(range(len(senders)))
@@ -696,9 +797,11 @@ def histogram_bars(buckets: dict[float, float]) -> dict | None:
     for seconds, count in buckets.items():
         low, high = edges[seconds]
         _spread(bars, width, low, high, count)
-    return {"width": _compact(width),
-            "x": [_compact((i + 0.5) * width) for i in range(len(bars))],
-            "y": [_compact(round(count, 1)) for count in bars]}
+    return {
+        "width": _compact(width),
+        "x": [_compact((i + 0.5) * width) for i in range(len(bars))],
+        "y": [_compact(round(count, 1)) for count in bars],
+    }
 
 
 def _spread(bars: list[float], width: float, low: float, high: float, count: float) -> None:

@@ -199,8 +199,7 @@ class Runner:
         finally:
             self._shutdown()
         self.elapsed = self.clock.now() - self.started
-        return RunResult(self.snapshot(), self._exit_status(), self.stopped_by, self.produced,
-                         self.startup)
+        return RunResult(self.snapshot(), self._exit_status(), self.stopped_by, self.produced, self.startup)
 
     def _wait_until_ready(self) -> None:
         """Simulated time 0 is a barrier: every sender ready and the first batch
@@ -230,15 +229,21 @@ class Runner:
         # Senders first: they wait idle until the producer starts, instead of
         # working and taking the CPU from the main process while it forks the rest.
         for index in range(len(self.settings.senders)):
-            self._spawn(self.settings.senders[index].name, index, run_sender,
-                        (index, self.settings, self.transport, self.run_start))
+            self._spawn(
+                self.settings.senders[index].name,
+                index,
+                run_sender,
+                (index, self.settings, self.transport, self.run_start),
+            )
         self._spawn("producer", -1, run_producer, (self.source, self.transport))
 
     def _spawn(self, role: str, index: int, target, args: tuple) -> None:
         reader, writer = self.transport.report_channel()
         process = self.ctx.Process(
-            target=target, args=(*args, writer, self.stop_signal, os.getpid()),
-            name=f"smsbatch {role}", daemon=True,
+            target=target,
+            args=(*args, writer, self.stop_signal, os.getpid()),
+            name=f"smsbatch {role}",
+            daemon=True,
         )
         process.start()
         writer.close()  # so that the child's death reads as end-of-file here
@@ -338,8 +343,15 @@ class Runner:
         if report.log:
             name = self.settings.senders[report.sender].name
             for message_id, phone, outcome, seconds, attempt in report.log:
-                message_log.info("message %d to %s %s by %s in %.3fs (attempt %d)", message_id,
-                                 phone, OUTCOME_WORDS[outcome], name, seconds, attempt)
+                message_log.info(
+                    "message %d to %s %s by %s in %.3fs (attempt %d)",
+                    message_id,
+                    phone,
+                    OUTCOME_WORDS[outcome],
+                    name,
+                    seconds,
+                    attempt,
+                )
 
     def _exited(self, child: Child) -> None:
         if child.conn is not None:
@@ -382,8 +394,7 @@ class Runner:
             self.monitor.note(f"smsbatch: {child.role} died holding the work queue's lock; released it")
 
     def _producer_died(self, reason: str) -> None:
-        self.monitor.note(f"smsbatch: the producer died ({reason}); what it made is sent, "
-                          "the rest counted unsent")
+        self.monitor.note(f"smsbatch: the producer died ({reason}); what it made is sent, the rest counted unsent")
         if self.phase != "running":
             return
         self.stopped_by = "the producer died"
@@ -402,8 +413,10 @@ class Runner:
         batch = self.source.batch(key) if key >= 0 else self.reissued.pop(key) if done else self.reissued[key]
         phones = batch.phones()
         self._put_batch(
-            [batch.ids[o] for o in offsets], [phones[o] for o in offsets],
-            [batch.attempt(o) for o in offsets], [batch.available_at(o) for o in offsets],
+            [batch.ids[o] for o in offsets],
+            [phones[o] for o in offsets],
+            [batch.attempt(o) for o in offsets],
+            [batch.available_at(o) for o in offsets],
         )
 
     def _first_attempts_queued(self) -> bool:
@@ -425,19 +438,18 @@ class Runner:
         while self.retry_heap and self.retry_heap[0][0] <= now and len(due) < self.source.batch_size:
             due.append(heapq.heappop(self.retry_heap))
         if due and self.phase == "running":
-            self._put_batch([d[1] for d in due], [d[2] for d in due], [d[3] for d in due],
-                            [d[0] for d in due])
+            self._put_batch([d[1] for d in due], [d[2] for d in due], [d[3] for d in due], [d[0] for d in due])
 
     def _put_batch(self, ids, phones, attempts, available) -> None:
         key, self.next_key = self.next_key, self.next_key - 1
-        batch = MessageBatch.of(key, tuple(ids), phones, self.source.text, tuple(attempts),
-                                tuple(available))
+        batch = MessageBatch.of(key, tuple(ids), phones, self.source.text, tuple(attempts), tuple(available))
         self.reissued[key] = batch
         if max(attempts) > 1:
             self.pending_puts.append(batch)
         else:  # first attempts given back go ahead of retries and stops, as in the model's queue
-            first_later = next((i for i, item in enumerate(self.pending_puts) if not _first_attempts(item)),
-                               len(self.pending_puts))
+            first_later = next(
+                (i for i, item in enumerate(self.pending_puts) if not _first_attempts(item)), len(self.pending_puts)
+            )
             self.pending_puts.insert(first_later, batch)
 
     def _put_pending(self) -> None:
@@ -490,8 +502,13 @@ class Runner:
         """The run needs word from it: before the start, at the end, or while it
         holds messages, the queue's read lock, or a place on the waiting board
         (others give work back for it)."""
-        return (not self.sim_started or self.phase != "running" or self.ledger.held(child.index) > 0
-                or self.transport.holds_lock(child.index) or self.transport.is_waiting(child.index))
+        return (
+            not self.sim_started
+            or self.phase != "running"
+            or self.ledger.held(child.index) > 0
+            or self.transport.holds_lock(child.index)
+            or self.transport.is_waiting(child.index)
+        )
 
     def _no_senders_left(self) -> None:
         self.stopped_by = "every sender died"
@@ -500,8 +517,11 @@ class Runner:
 
     def _stalled(self) -> bool:
         return (
-            self.lost_senders > 0 and self.producer_done and not self.retry_heap
-            and not self.pending_puts and self.clock.now() - self.last_movement > STALL_SECONDS
+            self.lost_senders > 0
+            and self.producer_done
+            and not self.retry_heap
+            and not self.pending_puts
+            and self.clock.now() - self.last_movement > STALL_SECONDS
             and not any(self.ledger.held(index) for index in self.live)
         )
 
@@ -576,16 +596,27 @@ class Runner:
         else:
             sim_elapsed = self.sim.now() if self.sim_started else 0.0
         return Snapshot(
-            messages=self.ledger.messages, sent=self.ledger.sent, failed=self.ledger.failed,
-            retried=self.ledger.retried, elapsed=elapsed, speed=self.settings.speed,
-            stats=total, senders=views, requeued=self.requeued, lost_senders=self.lost_senders,
-            redelivered=self.redelivered, duplicates=self.ledger.duplicates,
-            sim_elapsed=sim_elapsed, reach=self.record.sent_times.reach(self.ledger.messages),
-            lag=self.record.lag, sent_by_deadline=self.record.sent_by_deadline,
-            deadline=self.settings.deadline, deadline_share=self.settings.deadline_share,
+            messages=self.ledger.messages,
+            sent=self.ledger.sent,
+            failed=self.ledger.failed,
+            retried=self.ledger.retried,
+            elapsed=elapsed,
+            speed=self.settings.speed,
+            stats=total,
+            senders=views,
+            requeued=self.requeued,
+            lost_senders=self.lost_senders,
+            redelivered=self.redelivered,
+            duplicates=self.ledger.duplicates,
+            sim_elapsed=sim_elapsed,
+            reach=self.record.sent_times.reach(self.ledger.messages),
+            lag=self.record.lag,
+            sent_by_deadline=self.record.sent_by_deadline,
+            deadline=self.settings.deadline,
+            deadline_share=self.settings.deadline_share,
             timeline=self.record.timeline.as_dict(sim_elapsed) if self.elapsed is not None else None,
-            retries_pending=len(self.retry_heap) + sum(len(b) for b in self.pending_puts
-                                                       if isinstance(b, MessageBatch) and not _first_attempts(b)),
+            retries_pending=len(self.retry_heap)
+            + sum(len(b) for b in self.pending_puts if isinstance(b, MessageBatch) and not _first_attempts(b)),
             retries_back_at=max((entry[0] for entry in self.retry_heap), default=0.0),
         )
 

@@ -269,8 +269,9 @@ class SenderEngine:
             self.done.add_run(batch.key, range(len(batch)), outcomes.tobytes())
             self._note_lag(now, 0.0)
             fails = int(failed.sum())
-            self.ended += [(0.0, 0.0, outcome, count) for outcome, count in
-                           ((SENT, len(batch) - fails), (FAILED, fails)) if count]
+            self.ended += [
+                (0.0, 0.0, outcome, count) for outcome, count in ((SENT, len(batch) - fails), (FAILED, fails)) if count
+            ]
             if self.logging:
                 for offset, outcome in enumerate(outcomes.tolist()):
                     self._note(batch, offset, 0.0, outcome, 0.0)
@@ -439,8 +440,18 @@ class SenderEngine:
 
     def flush(self) -> None:
         if self._pending():
-            self.report(Progress(self.index, self.done.drain(), self.stats, tuple(self.retries),
-                                 tuple(self.log), tuple(self.ended), self.lag, self.capped))
+            self.report(
+                Progress(
+                    self.index,
+                    self.done.drain(),
+                    self.stats,
+                    tuple(self.retries),
+                    tuple(self.log),
+                    tuple(self.ended),
+                    self.lag,
+                    self.capped,
+                )
+            )
         self._reset_report()
 
 
@@ -460,7 +471,10 @@ def run_sender(index: int, settings: Settings, transport, start, conn, stop_sign
             conn.send(SenderDone(index))
             return
         engine = SenderEngine(
-            index, model, settings, SimClock(Clock(), settings.speed, start.value),
+            index,
+            model,
+            settings,
+            SimClock(Clock(), settings.speed, start.value),
             take=transport.taker(index),
             waiting=lambda start: transport.waiting(index, start),
             sooner_elsewhere=lambda batch, start: transport.sooner_elsewhere(index, batch, start),

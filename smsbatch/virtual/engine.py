@@ -103,8 +103,9 @@ def _histogram(seconds: list[float]) -> dict[int, int]:
 
 
 class VirtualEngine:
-    def __init__(self, models: Sequence[SenderModel], messages: int, timeline: Timeline | None = None,
-                 deadline: float = math.inf) -> None:
+    def __init__(
+        self, models: Sequence[SenderModel], messages: int, timeline: Timeline | None = None, deadline: float = math.inf
+    ) -> None:
         self.models = list(models)
         self.messages = messages
         self.blocks = [_Blocks(model) for model in self.models]
@@ -147,8 +148,13 @@ class VirtualEngine:
         finished = [0] * len(models)  # attempts ended, per sender
         failed_attempts = [0] * len(models)
         ended: list[float] = []  # send times of the attempts ended in the current bin
-        closed = {"sent": 0, "failed": 0, "retried": 0, "finished": [0] * len(models),
-                  "failed_attempts": [0] * len(models)}
+        closed = {
+            "sent": 0,
+            "failed": 0,
+            "retried": 0,
+            "finished": [0] * len(models),
+            "failed_attempts": [0] * len(models),
+        }
         timeline = self.timeline
         edge = timeline.width if timeline else math.inf
 
@@ -156,13 +162,23 @@ class VirtualEngine:
             """Hand the counts of the bin holding t_in_bin to the timeline; the next bin's end."""
             assert timeline is not None
             timeline.add_bin(
-                t_in_bin, sent - closed["sent"], failed - closed["failed"], retried - closed["retried"],
+                t_in_bin,
+                sent - closed["sent"],
+                failed - closed["failed"],
+                retried - closed["retried"],
                 [f - c for f, c in zip(finished, closed["finished"], strict=False)],
-                [f - c for f, c in zip(failed_attempts, closed["failed_attempts"], strict=False)], _histogram(ended))
+                [f - c for f, c in zip(failed_attempts, closed["failed_attempts"], strict=False)],
+                _histogram(ended),
+            )
             in_flight = [b.started(n) - f for b, n, f in zip(blocks, used, finished, strict=False)]
             timeline.sample(t_in_bin, fresh + len(waiting) + pending, in_flight)
-            closed.update(sent=sent, failed=failed, retried=retried, finished=list(finished),
-                          failed_attempts=list(failed_attempts))
+            closed.update(
+                sent=sent,
+                failed=failed,
+                retried=retried,
+                finished=list(finished),
+                failed_attempts=list(failed_attempts),
+            )
             ended.clear()
             return (math.floor(t_next / timeline.width) + 1) * timeline.width
 

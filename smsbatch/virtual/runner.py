@@ -46,33 +46,54 @@ class VirtualRunner:
 
         outcome = engine.run(tick)
         snapshot = self._final(outcome, self.clock.now() - started, timeline.as_dict(outcome.sim_elapsed))
-        return RunResult(snapshot, self._exit_status(outcome), self._stopped_by(outcome),
-                         self.source.messages, 0.0)
+        return RunResult(snapshot, self._exit_status(outcome), self._stopped_by(outcome), self.source.messages, 0.0)
 
     def _views(self, stats: list[Stats], state: str, capped: list[float] | None = None) -> tuple[SenderView, ...]:
         capped = capped or [0.0] * len(stats)
-        return tuple(SenderView(spec.name, spec, st, state, held)
-                     for spec, st, held in zip(self.settings.senders, stats, capped, strict=False))
+        return tuple(
+            SenderView(spec.name, spec, st, state, held)
+            for spec, st, held in zip(self.settings.senders, stats, capped, strict=False)
+        )
 
     def _snapshot(self, views, elapsed: float, **figures) -> Snapshot:
         total = Stats()
         for view in views:
             total.merge(view.stats)
-        return Snapshot(messages=self.source.messages, elapsed=elapsed, speed=self.settings.speed,
-                        stats=total, senders=views, mode="virtual", deadline=self.settings.deadline,
-                        deadline_share=self.settings.deadline_share, **figures)
+        return Snapshot(
+            messages=self.source.messages,
+            elapsed=elapsed,
+            speed=self.settings.speed,
+            stats=total,
+            senders=views,
+            mode="virtual",
+            deadline=self.settings.deadline,
+            deadline_share=self.settings.deadline_share,
+            **figures,
+        )
 
     def _live(self, progress: Progress, elapsed: float) -> Snapshot:
-        return self._snapshot(self._views(progress.stats, "running"), elapsed, sent=progress.sent,
-                              failed=progress.failed, retried=progress.retried,
-                              sim_elapsed=progress.now)
+        return self._snapshot(
+            self._views(progress.stats, "running"),
+            elapsed,
+            sent=progress.sent,
+            failed=progress.failed,
+            retried=progress.retried,
+            sim_elapsed=progress.now,
+        )
 
     def _final(self, outcome: Outcome, elapsed: float, timeline: dict) -> Snapshot:
         state = "stopped" if outcome.interrupted else "done"
-        return self._snapshot(self._views(outcome.stats, state, outcome.capped), elapsed, sent=outcome.sent,
-                              failed=outcome.failed, retried=outcome.retried,
-                              sim_elapsed=outcome.sim_elapsed, reach=outcome.reach,
-                              sent_by_deadline=outcome.sent_by_deadline, timeline=timeline)
+        return self._snapshot(
+            self._views(outcome.stats, state, outcome.capped),
+            elapsed,
+            sent=outcome.sent,
+            failed=outcome.failed,
+            retried=outcome.retried,
+            sim_elapsed=outcome.sim_elapsed,
+            reach=outcome.reach,
+            sent_by_deadline=outcome.sent_by_deadline,
+            timeline=timeline,
+        )
 
     def _stopped_by(self, outcome: Outcome) -> str:
         if not outcome.interrupted:
