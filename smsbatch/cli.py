@@ -6,16 +6,23 @@ import logging
 import shlex
 import signal
 import sys
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from smsbatch.config import Settings, UsageError, parse_settings, parse_worker_settings, settings_dict
+from smsbatch.core.batching import choose_batch_size
+from smsbatch.core.clock import Clock
 from smsbatch.core.phones import PhoneError, PhonePool, list_name, read_recipients, recipients_is_stream
 from smsbatch.core.text import plural, redact_url, shorten, sms_segments, visible
 from smsbatch.core.timeline import csv_text
+from smsbatch.local.backend import LocalBackend
 from smsbatch.present.monitor import Monitor, make_display, summary_dict, summary_table, write_summary_json
 from smsbatch.present.output import check_output_path, open_standard_fds, standard_streams, write_text_file
+from smsbatch.realtime.backend import Backend
 from smsbatch.realtime.producer import MessageSource
-from smsbatch.realtime.runner import ExitStatus, Runner, choose_batch_size, stop_signals_caught
+from smsbatch.realtime.runner import ExitStatus, Runner, stop_signals_caught
+
+if TYPE_CHECKING:
+    from smsbatch.virtual.runner import VirtualRunner
 
 START_LINE_WIDTH = 100  # columns: the start lines fit a wide terminal without wrapping
 SUMMARY_SCHEMA = "smsbatch-summary/1"
@@ -52,12 +59,14 @@ def main(
         settings = parse_settings(argv)
         _check_output_paths(settings)  # before a long read of --recipients
         source, invalid = make_source(settings, stderr)
-        return settings, source, invalid, _runner_class(settings)
+        if settings.broker and not settings.virtual:
+            _check_broker(settings.broker)
+        return settings, source, invalid
 
     prepared, status = _checked_input("smsbatch", stderr, prepare)
     if prepared is None:
         return status
-    settings, source, invalid, runner_class = prepared
+    settings, source, invalid = prepared
     with stop_signals_caught(restore=restore_signals) as signals:
         if settings.replications > 1:
             stdout.write(start_line(settings, source, invalid) + "\n")
@@ -66,7 +75,7 @@ def main(
 
             summary = run_replications(settings, source, stdout, stderr, signals)
         else:
-            summary = _run_once(settings, source, invalid, runner_class, stdout, stderr, signals)
+            summary = _run_once(settings, source, invalid, stdout, stderr, signals)
         summary.update(_run_facts(settings, argv, source))
         summary["exit_status"] = _with_deadline(settings, summary, stdout)
         _write_outputs(settings, summary, stderr)
@@ -77,7 +86,6 @@ def _run_once(
     settings: Settings,
     source: MessageSource,
     invalid: int,
-    runner_class,
     stdout: TextIO,
     stderr: TextIO,
     signals: list[int],
@@ -87,8 +95,8 @@ def _run_once(
     _setup_logging(settings.log_level, display)
     logging.getLogger("smsbatch").info("alert text: %s", visible(settings.text))  # once, not per message
     monitor = Monitor(display, settings.interval)
-    runner = runner_class(settings, source, monitor, signals=signals)
-    run_id = getattr(runner, "run_id", None)
+    run_id = _new_run_id() if settings.broker and not settings.virtual else None
+    runner = make_runner(settings, source, monitor, signals, run_id)
     stdout.write(start_line(settings, source, invalid, run_id) + "\n")
     stdout.flush()
     result = runner.run()
@@ -99,7 +107,7 @@ def _run_once(
         result.snapshot, settings.seed, result.stopped_by, int(result.exit_status), result.produced, result.startup
     )
     if settings.broker:
-        summary.update(broker=redact_url(settings.broker), run_id=run_id)
+        summary.update(broker=redact_url(settings.broker), run_id=result.run_id)
     return summary
 
 
@@ -168,23 +176,30 @@ def _checked_input(prog: str, stderr: TextIO, prepare):
         return None, ExitStatus.INTERRUPTED
 
 
-def make_runner(settings: Settings, source: MessageSource, monitor: Monitor, signals: list[int]):
-    return _runner_class(settings)(settings, source, monitor, signals=signals)
-
-
-def _runner_class(settings: Settings):
-    """The Runner; with --speed max the virtual one; with --broker the Redis
-    one (only then is Redis imported)."""
+def make_runner(
+    settings: Settings, source: MessageSource, monitor: Monitor, signals: list[int], run_id: str | None = None
+) -> Runner | VirtualRunner:
+    """The runner for these settings: with --speed max the virtual one; else the
+    one runner, with the local backend or (with --broker, only then is Redis
+    imported) the Redis one."""
     if settings.virtual:
         from smsbatch.virtual.runner import VirtualRunner  # numpy and the event heap, only for --speed max
 
-        return VirtualRunner
-    if not settings.broker:
-        return Runner
-    _check_broker(settings.broker)
-    from smsbatch.broker.coordinator import StreamRunner
+        return VirtualRunner(settings, source, monitor, signals=signals)
+    backend: Backend
+    if settings.broker:
+        from smsbatch.broker.coordinator import RedisBackend
 
-    return StreamRunner
+        backend = RedisBackend(settings, source, run_id or _new_run_id())
+    else:
+        backend = LocalBackend(settings, source)
+    return Runner(settings, source, monitor, backend, Clock(), signals)
+
+
+def _new_run_id() -> str:
+    from smsbatch.broker.keys import new_run_id
+
+    return new_run_id()
 
 
 def _check_broker(url: str) -> None:

@@ -25,7 +25,7 @@ from typing import TextIO
 from smsbatch.config import Settings
 from smsbatch.present.monitor import Monitor, NullDisplay, seconds_text, summary_dict
 from smsbatch.realtime.producer import MessageSource
-from smsbatch.realtime.runner import stop_signals_caught
+from smsbatch.realtime.status import stop_signals_caught
 
 AGGREGATED = (
     "sim_elapsed_s",

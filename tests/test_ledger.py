@@ -9,6 +9,7 @@ def test_counts_each_message_once():
     assert not ledger.apply(0, Done(0, range(0, 3), bytes([SENT, FAILED, SENT])))
     assert (ledger.sent, ledger.failed, ledger.unsent) == (2, 1, 7)
     assert ledger.apply(0, Done(0, range(3, 5), bytes([SENT, RETRY])))  # finishes the claim
+    assert ledger.retry(4, 2)  # the RETRY outcome is scheduled, and counted, by its message id
     assert (ledger.sent, ledger.failed, ledger.retried) == (3, 1, 1)
     assert 0 not in ledger.claims[0]  # the claim on batch 0 is finished
     assert ledger.held(1) == 5
@@ -38,6 +39,8 @@ def test_release_gives_back_only_what_was_not_reported():
     ledger.claim(0, -1, (4, 5, 3))
     ledger.apply(0, Done(0, range(0, 1), bytes([SENT])))
     ledger.apply(0, Done(-1, (1,), bytes([RETRY])))  # goes round again elsewhere
+    assert ledger.retry(5, 2)  # the runner schedules the retry (counted once: asking again changes nothing)
+    assert not ledger.retry(5, 2)
     released = ledger.release(0)
     assert released == {0: [1, 2], -1: [0, 2]}
     assert ledger.held(0) == 0

@@ -38,7 +38,11 @@ class SimClock:
         self.start = clock.now() if start is None else start
 
     def now(self) -> float:
-        return (self.clock.now() - self.start) * self.speed
+        return self.at(self.clock.now())
+
+    def at(self, real: float) -> float:
+        """Simulated time at monotonic time `real`."""
+        return (real - self.start) * self.speed
 
     def real_delay(self, sim_deadline: float) -> float:
         """Real seconds from now until the simulated time `sim_deadline`."""

@@ -20,6 +20,10 @@ _FINAL_STATE = bytes(range(256)).replace(bytes([RETRY]), bytes([OPEN]))
 
 @dataclass
 class Claim:
+    """Messages a sender took (a batch, or part of one) and which of them it has
+    reported: what the runner re-queues if the sender dies, and what a sender
+    through Redis gives back when it leaves."""
+
     ids: range | tuple[int, ...]
     done: bytearray = field(init=False)
     remaining: int = field(init=False)
@@ -27,6 +31,29 @@ class Claim:
     def __post_init__(self) -> None:
         self.done = bytearray(len(self.ids))
         self.remaining = len(self.ids)
+
+    def mark(self, offsets: range | tuple[int, ...] | list[int]) -> range | list[int]:
+        """Mark `offsets` reported; returns those not reported before."""
+        if isinstance(offsets, range) and offsets.step == 1:
+            part = slice(offsets.start, offsets.stop)
+            if self.done[part].count(0) == len(offsets):  # the usual case: a run, none seen before
+                self.done[part] = b"\1" * len(offsets)
+                self.remaining -= len(offsets)
+                return offsets
+        new = [offset for offset in offsets if not self.done[offset]]
+        for offset in new:
+            self.done[offset] = 1
+        self.remaining -= len(new)
+        return new
+
+    def open_offsets(self) -> list[int]:
+        return [offset for offset, done in enumerate(self.done) if not done]
+
+    def ids_at(self, offsets: range | list[int]) -> range | tuple[int, ...]:
+        ids = self.ids
+        if isinstance(offsets, range) and isinstance(ids, range):
+            return ids[offsets.start : offsets.stop]
+        return tuple(ids[offset] for offset in offsets)
 
 
 class Ledger:
@@ -38,7 +65,7 @@ class Ledger:
         self.retried = 0  # attempts that failed and went round again
         self.duplicates = 0
         self.claims: dict[int, dict[int, Claim]] = {}  # sender -> batch key -> claim
-        self._retry_attempt: bytearray | None = None  # the broker's path only
+        self._retry_attempt: bytearray | None = None
 
     @property
     def retry_attempt(self) -> bytearray:
@@ -55,7 +82,7 @@ class Ledger:
     def unsent(self) -> int:
         return self.messages - self.final
 
-    def claim(self, sender: int, key: int, ids) -> None:
+    def claim(self, sender: int, key: int, ids: range | tuple[int, ...]) -> None:
         self.claims.setdefault(sender, {})[key] = Claim(ids)
 
     def held(self, sender: int) -> int:
@@ -63,55 +90,22 @@ class Ledger:
         return sum(claim.remaining for claim in self.claims.get(sender, {}).values())
 
     def apply(self, sender: int, done: Done) -> bool:
-        """Count one report; True when it finishes the sender's claim on that batch."""
+        """Count one report against the sender's claim; True when it finishes the claim."""
         claims = self.claims[sender]
         claim = claims[done.key]
-        offsets = done.offsets
-        fast = isinstance(offsets, range) and isinstance(claim.ids, range)
-        if not (fast and self._apply_run(claim, offsets, done.outcomes)):
-            for offset, outcome in zip(offsets, done.outcomes, strict=False):
-                self._apply_one(claim, offset, outcome)
+        new = claim.mark(done.offsets)
+        self.duplicates += len(done.offsets) - len(new)
+        if len(new) == len(done.offsets):
+            self.record(claim.ids_at(new), done.outcomes)
+        else:
+            kept = set(new)
+            self.record(claim.ids_at(new), bytes(o for i, o in zip(done.offsets, done.outcomes) if i in kept))
         if claim.remaining == 0:
             del claims[done.key]
             return True
         return False
 
-    def _apply_run(self, claim: Claim, offsets: range, outcomes: bytes) -> bool:
-        """The fast path: a run of offsets none of which was counted before."""
-        first = claim.ids[offsets.start] if offsets else 0
-        end = first + len(offsets)
-        if claim.done[offsets.start : offsets.stop].count(0) != len(offsets):
-            return False
-        if self.state[first:end].count(OPEN) != len(offsets):
-            return False
-        claim.done[offsets.start : offsets.stop] = b"\1" * len(offsets)
-        claim.remaining -= len(offsets)
-        self.state[first:end] = outcomes.translate(_FINAL_STATE)
-        self.sent += outcomes.count(SENT)
-        self.failed += outcomes.count(FAILED)
-        self.retried += outcomes.count(RETRY)
-        return True
-
-    def _apply_one(self, claim: Claim, offset: int, outcome: int) -> None:
-        if claim.done[offset]:
-            self.duplicates += 1
-            return
-        claim.done[offset] = 1
-        claim.remaining -= 1
-        message_id = claim.ids[offset]
-        if self.state[message_id] != OPEN:
-            self.duplicates += 1
-            return
-        if outcome == SENT:
-            self.sent += 1
-        elif outcome == FAILED:
-            self.failed += 1
-        else:
-            self.retried += 1
-            return
-        self.state[message_id] = outcome
-
-    # ---- the broker's path: reports name message ids, and may come twice ----
+    # ---- the one counting path: by message id; a report may come twice ----
 
     def record(self, ids, outcomes: bytes) -> None:
         """Count final outcomes by message id; a message counted before is a
@@ -142,16 +136,12 @@ class Ledger:
         self.retried += 1
         return True
 
-    def release_part(self, sender: int, key: int, offsets) -> list[int]:
+    def release_part(self, sender: int, key: int, offsets: tuple[int, ...]) -> list[int]:
         """A live sender gives back part of a batch it claimed: those offsets are
         no longer its (marked done in its claim, still open in the ledger)."""
         claims = self.claims[sender]
-        claim = claims[key]
-        released = [o for o in offsets if not claim.done[o]]
-        for offset in released:
-            claim.done[offset] = 1
-        claim.remaining -= len(released)
-        if claim.remaining == 0:
+        released = list(claims[key].mark(offsets))
+        if claims[key].remaining == 0:
             del claims[key]
         return released
 
@@ -159,7 +149,7 @@ class Ledger:
         """Drop a dead sender's claims; {batch key: offsets it never reported}."""
         released = {}
         for key, claim in self.claims.pop(sender, {}).items():
-            offsets = [i for i, done in enumerate(claim.done) if not done and self.state[claim.ids[i]] == OPEN]
+            offsets = [i for i in claim.open_offsets() if self.state[claim.ids[i]] == OPEN]
             if offsets:
                 released[key] = offsets
         return released

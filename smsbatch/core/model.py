@@ -93,10 +93,13 @@ class Released:
 
 @dataclass(frozen=True, slots=True)
 class Done:
-    """Attempts a sender finished within one batch."""
+    """Attempts a sender finished within one batch.
 
-    key: int
-    offsets: range | tuple[int, ...]  # positions within the batch
+    key None: `offsets` are message ids (a transport that keeps the claims
+    itself, Redis, reports what was done by id)."""
+
+    key: int | None
+    offsets: range | tuple[int, ...]  # positions within the batch (message ids when key is None)
     outcomes: bytes  # SENT, FAILED or RETRY per offset
 
 
@@ -112,6 +115,7 @@ class Progress:
     ended: tuple[tuple[float, float, int, int], ...] = ()
     lag: float = 0.0  # the most simulated time any send or start was handled late, so far
     capped: float = 0.0  # slot-seconds held back by the rate cap, since the previous Progress
+    redelivered: int = 0  # messages taken over from a silent sender (Redis), since the previous Progress
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +123,7 @@ class SenderDone:
     """A sender stopped (a Stop marker, or a warm stop) and will send nothing more."""
 
     sender: int
+    given_back: int | None = None  # messages it had not started and gave back (Redis)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,3 +138,8 @@ class ChildFailed:
 
     role: str
     traceback: str
+
+
+class TransportLost(Exception):
+    """The transport is gone (Redis unreachable too long, or the run's keys
+    lost): say so in one line and stop with what is known; no traceback."""

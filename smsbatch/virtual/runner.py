@@ -18,7 +18,7 @@ from smsbatch.core.stats import Stats
 from smsbatch.core.timeline import Timeline, first_width
 from smsbatch.present.monitor import Monitor, SenderView, Snapshot
 from smsbatch.realtime.producer import MessageSource
-from smsbatch.realtime.runner import ExitStatus, RunResult
+from smsbatch.realtime.status import ExitStatus, RunResult
 from smsbatch.virtual.engine import Outcome, Progress, VirtualEngine
 
 

@@ -1,0 +1,159 @@
+"""The accounts of a real-time run: every message's fate (the ledger), what
+each sender holds, the statistics per sender, and the run's record over
+simulated time. Fed by reports in any order, from any backend; pure
+bookkeeping, no processes and no clock.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from smsbatch.config import SenderSpec, Settings
+from smsbatch.core.ledger import Ledger
+from smsbatch.core.model import FAILED, RETRY, SENT, Claimed, MessageBatch, Progress, Released
+from smsbatch.core.stats import Stats
+from smsbatch.core.timeline import RunRecord, first_width
+from smsbatch.present.monitor import SenderView, Snapshot
+from smsbatch.realtime.producer import MessageSource
+from smsbatch.realtime.retries import Retry
+
+message_log = logging.getLogger("smsbatch.messages")
+OUTCOME_WORDS = {SENT: "sent", FAILED: "failed", RETRY: "failed, will retry"}
+
+
+class Accounts:
+    def __init__(self, settings: Settings, source: MessageSource, tracks_claims: bool) -> None:
+        self.settings = settings
+        self.source = source
+        self.tracks_claims = tracks_claims
+        self.ledger = Ledger(source.messages)
+        self.names: list[str] = []
+        self.specs: list[SenderSpec] = []
+        self.stats: list[Stats] = []
+        self.record = RunRecord([], first_width(settings, source.messages), settings.deadline)
+        self.reissued: dict[int, MessageBatch] = {}  # batches the runner made, by key (< 0)
+        self.next_key = -1
+        self.requeued = 0  # messages a lost sender held, put back on the queue
+        self.redelivered = 0  # messages the transport took over from silent senders
+        self.lost_senders = 0
+        self.sampled_bin = -1  # the timeline bin whose backlog and in-flight were last sampled
+
+    def add_sender(self, name: str, spec: SenderSpec) -> int:
+        self.names.append(name)
+        self.specs.append(spec)
+        self.stats.append(Stats())
+        if len(self.names) > len(self.record.timeline.names):
+            self.record.add_sender(name)
+        return len(self.names) - 1
+
+    # ---- reports ----
+
+    def claim(self, report: Claimed) -> None:
+        ids = self.source.ids(report.key) if report.key >= 0 else self.reissued[report.key].ids
+        self.ledger.claim(report.sender, report.key, ids)
+
+    def progress(self, report: Progress) -> list[Retry]:
+        """Count a report; returns the retries it asks for (each asked for once)."""
+        self.stats[report.sender].merge(report.stats)
+        self.record.record(report.sender, report.ended, report.capped, report.lag)
+        for done in report.done:
+            if done.key is None:  # message ids, from a transport that keeps the claims itself
+                self.ledger.record(done.offsets, done.outcomes)
+            elif self.ledger.apply(report.sender, done) and done.key < 0:
+                self.reissued.pop(done.key, None)
+        self.redelivered += report.redelivered
+        if report.log:
+            self._log(self.names[report.sender], report.log)
+        return [
+            (back_at, message_id, phone, attempt)
+            for message_id, phone, attempt, back_at in report.retries
+            if self.ledger.retry(message_id, attempt)
+        ]
+
+    @staticmethod
+    def _log(name: str, log: Sequence[tuple[int, str, int, float, int]]) -> None:
+        for message_id, phone, outcome, seconds, attempt in log:
+            message_log.info(
+                "message %d to %s %s by %s in %.3fs (attempt %d)",
+                message_id, phone, OUTCOME_WORDS[outcome], name, seconds, attempt,
+            )  # fmt: skip
+
+    def release_part(self, report: Released) -> MessageBatch | None:
+        """A live sender gave back part of a batch: the part to queue again."""
+        offsets = self.ledger.release_part(report.sender, report.key, report.offsets)
+        done = report.key not in self.ledger.claims[report.sender]
+        return self._part(report.key, offsets, done)
+
+    def release(self, sender: int) -> list[MessageBatch]:
+        """A sender is gone: what it held and never reported, to queue again."""
+        parts = [self._part(key, offsets) for key, offsets in self.ledger.release(sender).items()]
+        batches = [part for part in parts if part is not None]
+        self.requeued += sum(len(batch) for batch in batches)
+        return batches
+
+    def _part(self, key: int, offsets: list[int], done: bool = True) -> MessageBatch | None:
+        """Messages of batch `key` at `offsets`, as a new batch; `done`: no sender
+        holds any of batch `key` any more."""
+        if not offsets:
+            return None
+        batch = self.source.batch(key) if key >= 0 else self.reissued.pop(key) if done else self.reissued[key]
+        phones = batch.phones()
+        return self.new_batch(
+            [batch.ids[o] for o in offsets],
+            [phones[o] for o in offsets],
+            [batch.attempt(o) for o in offsets],
+            [batch.available_at(o) for o in offsets],
+        )
+
+    def new_batch(self, ids: list[int], phones: list[str], attempts: list[int], available: list[float]) -> MessageBatch:
+        """A batch the runner puts on the queue (retries, or what a sender gave back)."""
+        key, self.next_key = self.next_key, self.next_key - 1
+        batch = MessageBatch.of(key, tuple(ids), phones, self.source.text, tuple(attempts), tuple(available))
+        if self.tracks_claims:  # a sender will claim it by its key
+            self.reissued[key] = batch
+        return batch
+
+    def retry_batch(self, due: list[Retry]) -> MessageBatch:
+        return self.new_batch([d[1] for d in due], [d[2] for d in due], [d[3] for d in due], [d[0] for d in due])
+
+    # ---- the timeline's states ----
+
+    def sample(self, sim_now: float) -> None:
+        """Backlog and sends in flight, once per timeline bin (held by a sender
+        counts as in flight: it is sending it or about to); a bin with no
+        sample keeps the one before."""
+        timeline = self.record.timeline
+        this_bin = int(sim_now / timeline.width)
+        if this_bin == self.sampled_bin:
+            return
+        in_flight = [self.ledger.held(index) for index in range(len(timeline.names))]
+        timeline.sample(sim_now, self.ledger.unsent - sum(in_flight), in_flight)
+        self.sampled_bin = this_bin
+
+    # ---- what the monitor sees ----
+
+    def snapshot(
+        self, states: Sequence[str], elapsed: float, sim_now: float | None, retries_pending: int, retries_back_at: float
+    ) -> Snapshot:
+        """`sim_now`: simulated time so far, or None once the run is over."""
+        views = tuple(
+            SenderView(self.names[i], self.specs[i], self.stats[i], states[i], self.record.capped[i])
+            for i in range(len(self.names))
+        )
+        total = Stats()
+        for view in views:
+            total.merge(view.stats)
+        over = sim_now is None
+        sim_elapsed = max(total.last_end, 0.0) if over else sim_now  # over: the time of the last outcome
+        ledger, record = self.ledger, self.record
+        return Snapshot(
+            messages=ledger.messages, sent=ledger.sent, failed=ledger.failed, retried=ledger.retried,
+            elapsed=elapsed, speed=self.settings.speed, stats=total, senders=views, requeued=self.requeued,
+            lost_senders=self.lost_senders, redelivered=self.redelivered, duplicates=ledger.duplicates,
+            sim_elapsed=sim_elapsed, reach=record.sent_times.reach(ledger.messages), lag=record.lag,
+            sent_by_deadline=record.sent_by_deadline, deadline=self.settings.deadline,
+            deadline_share=self.settings.deadline_share,
+            timeline=record.timeline.as_dict(sim_elapsed) if over else None,
+            retries_pending=retries_pending, retries_back_at=retries_back_at,
+        )  # fmt: skip

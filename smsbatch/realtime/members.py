@@ -1,0 +1,123 @@
+"""Who takes part in a run: the senders (listed in the settings, or joined
+from elsewhere) and the producer; who is live, who is silent, who is gone."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from smsbatch.config import SenderSpec, Settings
+from smsbatch.core.text import plural
+from smsbatch.realtime.accounts import Accounts
+from smsbatch.realtime.backend import Phase
+
+if TYPE_CHECKING:
+    from smsbatch.realtime.runner import Runner
+
+SILENT_SECONDS = 1.0  # a sender silent this long when it is ended has hung (live ones beat twice a second)
+
+
+@dataclass
+class Member:
+    name: str
+    spec: SenderSpec
+    last_heard: float  # real time of its last report (every report is a heartbeat)
+    state: str = "starting"
+    ready: bool = False  # said Ready: simulated time may start
+    finished: bool = False  # said SenderDone
+    exited: bool = False  # its process here exited
+    silent_for: float | None = None  # set when it was counted lost for silence
+
+
+class Members:
+    def __init__(self, settings: Settings, accounts: Accounts, now: float) -> None:
+        self.settings = settings
+        self.accounts = accounts
+        self.senders: list[Member] = []
+        self.live: set[int] = set()  # senders that have neither finished nor gone
+        for spec in settings.senders:
+            self.add(spec.name, spec, now)
+        self.producer_ready = self.producer_done = self.producer_exited = False
+        self.produced: int | None = None
+        self.last_movement = now  # real time of the last report that was not a beat
+
+    def add(self, name: str, spec: SenderSpec, now: float) -> int:
+        index = self.accounts.add_sender(name, spec)
+        self.senders.append(Member(name, spec, now))
+        self.live.add(index)
+        return index
+
+    def all_ready(self) -> bool:
+        producer = self.producer_ready or self.producer_done or self.producer_exited
+        return producer and all(m.ready or m.finished or m.exited for m in self.senders)
+
+    def states(self) -> list[str]:
+        return [member.state for member in self.senders]
+
+    def gone(self, runner: Runner, index: int, how: str, reason: str, quiet: bool = False) -> None:
+        """A sender died, was lost, or left before the end: what it held goes to the others."""
+        member = self.senders[index]
+        member.state = f"{how} ({reason})"
+        self.live.discard(index)
+        self.accounts.lost_senders += 1
+        if not runner.backend.tracks_claims:  # the transport redelivers what it held
+            if not quiet:
+                runner.note(f"{member.name} {how} ({reason}); its batches go to the others "
+                            f"after {self.settings.claim_after:g}s")  # fmt: skip
+            return
+        batches = self.accounts.release(index)
+        if runner.phase != Phase.COLD:
+            for batch in batches:
+                runner.outbox.add(batch)
+        count = sum(len(batch) for batch in batches)
+        runner.note(f"{member.name} {how} ({reason}); {plural(count, 'in-flight message')} re-queued")
+
+    def end_silent(self, runner: Runner) -> None:
+        """A sender silent for --claim-after real seconds (stopped, deadlocked, or
+        on a gateway that never answers: a live one beats every half second, also
+        mid-send) is lost if the run waits on it. A process here is ended
+        (SIGKILL) and its work goes to the others, as a dead one's does."""
+        for index, member in enumerate(self.senders):
+            if member.exited or member.finished or member.silent_for is not None:
+                continue
+            silent = runner.now - member.last_heard
+            if silent > self.settings.claim_after and self._waits_on(runner, index):
+                member.silent_for = silent
+                self._lose(runner, index, silent)
+
+    def _lose(self, runner: Runner, index: int, silent: float) -> None:
+        name = self.senders[index].name
+        if runner.backend.end(index):  # a process here: its exit follows, and counts it lost
+            runner.note(f"{name} is silent for {silent:.0f}s: counted lost, ended")
+            return
+        runner.note(f"{name} is silent for {silent:.0f}s: counted lost; its batches go to the others")
+        self.gone(runner, index, "lost", f"silent for {silent:.0f}s", quiet=True)
+
+    @staticmethod
+    def _waits_on(runner: Runner, index: int) -> bool:
+        """The run needs word from it: before the start, at the end, while it
+        holds messages, or for a reason only the transport knows."""
+        return (
+            runner.sim is None
+            or runner.phase != Phase.RUNNING
+            or runner.accounts.ledger.held(index) > 0
+            or runner.backend.waits_on(index)
+        )
+
+    def heard(self, runner: Runner, index: int, moved: bool) -> None:
+        """Any word from a sender: it is alive (and back, if it was counted lost)."""
+        member = self.senders[index]
+        member.last_heard = runner.now
+        if moved:
+            self.last_movement = runner.now
+        if member.silent_for is not None and not member.exited and runner.backend.open_membership:
+            runner.note(f"{member.name} is back")
+            member.silent_for = None
+            member.state = "running"
+            self.live.add(index)
+
+    def note_hung(self, now: float) -> None:
+        """A cold stop: a sender that has said nothing for a while has hung, not merely been slow to stop."""
+        for member in self.senders:
+            if not member.exited and member.silent_for is None and now - member.last_heard > SILENT_SECONDS:
+                member.silent_for = now - member.last_heard

@@ -1,0 +1,107 @@
+"""When and how a run stops: a pure function of what the runner knows.
+
+No processes, no clock reads: the runner describes the run (a Situation) and
+acts on the answer, so every rule is tested with plain values
+(tests/test_stopping.py).
+
+    running --every message counted--------------------> draining (one Stop per live sender)
+       |    --a sender died, nothing moved since--------> draining (whatever is queued is sent)
+       |    --no sender left (none may join)------------> warm
+       |--first SIGINT/SIGTERM (also while draining)----> warm   (finish what is in hand; a time limit)
+       '--second signal, or the time limit passed-------> cold   (kill every child)
+"""
+
+from __future__ import annotations
+
+import signal
+from dataclasses import dataclass
+from enum import Enum
+
+from smsbatch.realtime.backend import Phase
+
+STALL_SECONDS = 1.0  # after a death: how long nothing may move before the queue is drained
+
+
+class Action(Enum):
+    CONTINUE = "continue"
+    SEND_STOPS = "send stops"
+    WARM = "warm stop"
+    COLD = "cold stop"
+    WAIT_FOR_SENDERS = "wait for senders"  # none left, but workers may join
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    reason: str = ""  # what stopped the run, in words (empty: keep the one before)
+    note: str = ""  # a line for the monitor
+
+
+CONTINUE = Decision(Action.CONTINUE)
+
+
+@dataclass(frozen=True)
+class Situation:
+    phase: Phase
+    messages: int
+    final: int  # messages sent, or failed for good
+    live_senders: int
+    signals: tuple[int, ...]  # SIGINT/SIGTERM received so far, in order
+    now: float  # real seconds
+    time_limit: float  # real time a stopping run ends cold (inf: none)
+    lost_senders: int
+    producer_done: bool
+    work_waiting: bool  # retries scheduled, or work the sink had no room for
+    held_by_live: int  # messages live senders hold (when the runner tracks claims)
+    last_movement: float  # real time of the last report that was not a beat
+    tracks_claims: bool
+    open_membership: bool
+
+
+def decide(run: Situation) -> Decision:
+    return _by_signal(run) or _by_time_limit(run) or _by_progress(run) or CONTINUE
+
+
+def _by_signal(run: Situation) -> Decision | None:
+    if not run.signals:
+        return None
+    name = signal.Signals(run.signals[-1]).name
+    if len(run.signals) >= 2 and run.phase != Phase.COLD:
+        return Decision(Action.COLD, f"{name} twice")
+    if run.phase in (Phase.RUNNING, Phase.DRAINING):
+        return Decision(Action.WARM, name, f"{name}: stopping; press Ctrl-C again to stop at once")
+    return None
+
+
+def _by_time_limit(run: Situation) -> Decision | None:
+    if run.phase != Phase.COLD and run.now > run.time_limit:
+        return Decision(Action.COLD)
+    return None
+
+
+def _by_progress(run: Situation) -> Decision | None:
+    if run.phase != Phase.RUNNING:
+        return None
+    if run.final == run.messages:
+        return Decision(Action.SEND_STOPS)
+    if not run.live_senders:
+        if run.open_membership:
+            return Decision(Action.WAIT_FOR_SENDERS)
+        return Decision(Action.WARM, "every sender died")
+    if stalled(run):
+        return Decision(Action.SEND_STOPS, "nothing moved after a sender died")
+    return None
+
+
+def stalled(run: Situation) -> bool:
+    """A sender died, the producer is done, nothing is waiting to be queued or
+    held by anyone, and nothing moved for a while: what is queued is all there is.
+    (A transport that redelivers a lost sender's work never stalls this way.)"""
+    return (
+        run.tracks_claims
+        and run.lost_senders > 0
+        and run.producer_done
+        and not run.work_waiting
+        and not run.held_by_live
+        and run.now - run.last_movement > STALL_SECONDS
+    )
