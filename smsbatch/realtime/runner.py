@@ -83,16 +83,28 @@ class Runner:
 
     def run(self) -> RunResult:
         try:
-            self.backend.begin()
-            self._wait_until_ready()
+            self.start()
             while not self.over():
                 self.step()
                 self.monitor.tick(self.snapshot)
         except Exception:  # a bug of ours: still stop everything and account for every message
             self.stopped_by, self.internal_error = "internal error", True
             self.note(f"internal error, stopping:\n{traceback.format_exc().rstrip()}")
-        finally:
-            self._shutdown()
+        except BaseException:
+            self.finish()  # leave no process behind, even then
+            raise
+        return self.finish()
+
+    def start(self) -> None:
+        """Start every child, and simulated time once they are ready."""
+        self.backend.begin()
+        self._wait_until_ready()
+
+    def finish(self) -> RunResult:
+        """Whatever happened: collect what was said last, leave no process behind, and say how it went."""
+        self.backend.announce(Phase.COLD if self.phase == Phase.COLD else Phase.WARM)
+        for index, event in self.backend.close():
+            self.reports.handle(index, event)
         self.elapsed = self.clock.now() - self.started
         return RunResult(
             self.snapshot(), exit_status(self), self.stopped_by, self.members.produced, self.startup,
@@ -110,12 +122,6 @@ class Runner:
         self.startup = self.now - self.started
         self.sim = SimClock(self.clock, self.settings.speed, self.now)
         self.backend.start_clock(self.now)
-
-    def _shutdown(self) -> None:
-        """Whatever happened: collect what was said last, and leave no process behind."""
-        self.backend.announce(Phase.COLD if self.phase == Phase.COLD else Phase.WARM)
-        for index, event in self.backend.close():
-            self.reports.handle(index, event)
 
     def over(self) -> bool:
         if self.phase == Phase.RUNNING or self.backend.children_running():
