@@ -9,13 +9,14 @@ import sys
 from typing import TextIO
 
 from smsbatch.config import Settings, UsageError, parse_settings, parse_worker_settings, settings_dict
+from smsbatch.core.batching import choose_batch_size
 from smsbatch.core.phones import PhoneError, PhonePool, list_name, read_recipients, recipients_is_stream
 from smsbatch.core.text import plural, redact_url, shorten, sms_segments, visible
 from smsbatch.core.timeline import csv_text
 from smsbatch.present.monitor import Monitor, make_display, summary_dict, summary_table, write_summary_json
 from smsbatch.present.output import check_output_path, open_standard_fds, standard_streams, write_text_file
 from smsbatch.realtime.producer import MessageSource
-from smsbatch.realtime.runner import ExitStatus, Runner, choose_batch_size, stop_signals_caught
+from smsbatch.realtime.runner import ExitStatus, Runner, stop_signals_caught
 
 START_LINE_WIDTH = 100  # columns: the start lines fit a wide terminal without wrapping
 SUMMARY_SCHEMA = "smsbatch-summary/1"

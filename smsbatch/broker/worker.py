@@ -28,12 +28,12 @@ from smsbatch.broker.streams import (
     stderr_line,
 )
 from smsbatch.config import SenderSpec, Settings, WorkerSettings
+from smsbatch.core.batching import share_for
 from smsbatch.core.clock import Clock, SimClock
 from smsbatch.core.model import ChildFailed, Ready
 from smsbatch.core.sender_model import SenderModel
 from smsbatch.core.text import plural, redact_url
 from smsbatch.realtime.children import StopSignal, enter_child, parent_alive, report_crash, termination_requested
-from smsbatch.realtime.runner import share_for
 from smsbatch.realtime.sender import SenderEngine
 
 LOOK_SECONDS = 0.2  # how often a waiting worker looks for a run, and for signals

@@ -42,7 +42,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import IntEnum
 
-from smsbatch.config import SenderSpec, Settings
+from smsbatch.config import Settings
 from smsbatch.core.clock import Clock, SimClock
 from smsbatch.core.ledger import Ledger
 from smsbatch.core.model import (
@@ -67,13 +67,10 @@ from smsbatch.local.transport import LocalTransport
 from smsbatch.present.monitor import Monitor, SenderView, Snapshot
 from smsbatch.realtime.children import RunStart, StopSignal
 from smsbatch.realtime.producer import MessageSource, run_producer
-from smsbatch.realtime.sender import ahead_seconds, run_sender
+from smsbatch.realtime.sender import run_sender
 
 message_log = logging.getLogger("smsbatch.messages")
 
-MAX_BATCH = 1000
-UNKNOWN_SENDERS_BATCH = 100
-BATCH_REAL_SECONDS = 0.1  # a remote sender keeps about this much of its own work from a batch
 TICK_SECONDS = 0.05  # longest wait between looks at signals and deadlines
 WARM_STOP_SECONDS = 2.5  # a warm stop waits this long for senders to report, then ends them
 STALL_SECONDS = 1.0  # after a death: how long nothing may move before the queue is drained
@@ -88,34 +85,6 @@ class ExitStatus(IntEnum):
     DEADLINE_MISSED = 3  # --require-deadline, and the deadline was missed
     INTERRUPTED = 130  # SIGINT (Ctrl-C)
     TERMINATED = 143  # SIGTERM
-
-
-def real_seconds_per_message(spec: SenderSpec, speed: float) -> float:
-    """How long a sender takes per message, in real seconds, when busy."""
-    per_send = spec.mean / spec.window
-    if spec.rate:
-        per_send = max(per_send, 1.0 / spec.rate)
-    return per_send / speed
-
-
-def share_for(spec: SenderSpec, speed: float) -> int:
-    """Messages a sender should hold at once: BATCH_REAL_SECONDS of work, and
-    enough to fill its window."""
-    per_message = real_seconds_per_message(spec, speed)
-    by_time = MAX_BATCH if per_message == 0 else int(BATCH_REAL_SECONDS / per_message)
-    return max(1, spec.window, min(MAX_BATCH, by_time))
-
-
-def choose_batch_size(settings: Settings, messages: int) -> int:
-    """What the fastest sender starts in a few wake-ups (fewer trips to the
-    queue), and every sender gets several batches. A slower sender keeps only
-    what it will start before its next wake-up and gives the rest back."""
-    if not settings.senders:  # only workers elsewhere, of unknown speed: modest batches
-        return max(1, min(UNKNOWN_SENDERS_BATCH, math.ceil(messages / 16)))
-    fastest = min(real_seconds_per_message(spec, settings.speed) for spec in settings.senders)
-    by_time = MAX_BATCH if fastest == 0 else int(ahead_seconds(len(settings.senders)) / fastest)  # it keeps all
-    by_share = math.ceil(messages / (4 * len(settings.senders)))
-    return max(1, min(MAX_BATCH, by_time, by_share))
 
 
 @dataclass
