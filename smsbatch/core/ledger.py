@@ -20,6 +20,8 @@ _FINAL_STATE = bytes(range(256)).replace(bytes([RETRY]), bytes([OPEN]))
 
 @dataclass
 class Claim:
+    """A batch a sender holds: which of its offsets are done (reported or given back)."""
+
     ids: range | tuple[int, ...]
     done: bytearray = field(init=False)
     remaining: int = field(init=False)
@@ -27,6 +29,27 @@ class Claim:
     def __post_init__(self) -> None:
         self.done = bytearray(len(self.ids))
         self.remaining = len(self.ids)
+
+    def mark(self, offsets) -> list[int]:
+        """Mark `offsets` done; return those that were not done before (a
+        repeated offset counts once, so `remaining` never goes below zero)."""
+        if isinstance(offsets, range) and offsets.step == 1:
+            part = slice(offsets.start, offsets.stop)
+            if self.done[part].count(0) == len(offsets):  # the usual case: a fresh run of offsets
+                self.done[part] = b"\1" * len(offsets)
+                self.remaining -= len(offsets)
+                return list(offsets)
+        marked = []
+        for offset in offsets:
+            if not self.done[offset]:
+                self.done[offset] = 1
+                marked.append(offset)
+        self.remaining -= len(marked)
+        return marked
+
+    def open_offsets(self) -> list[int]:
+        """Offsets not done yet, in order."""
+        return [offset for offset, done in enumerate(self.done) if not done]
 
 
 class Ledger:

@@ -127,6 +127,11 @@ class ProducerDone:
     messages: int
 
 
+class TransportLost(Exception):
+    """The transport is gone (Redis unreachable, or the run's keys lost): the
+    process that meets it says so in one line and exits 1, no traceback."""
+
+
 @dataclass(frozen=True, slots=True)
 class ChildFailed:
     """An exception in a child, as text with its traceback."""
