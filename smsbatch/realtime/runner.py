@@ -63,7 +63,7 @@ from smsbatch.core.model import (
 from smsbatch.core.sender_model import needs_numpy
 from smsbatch.core.stats import Stats
 from smsbatch.core.timeline import RunRecord, first_width
-from smsbatch.local.transport import LocalTransport
+from smsbatch.local.transport import LocalSenderPorts, LocalTransport
 from smsbatch.present.monitor import Monitor, SenderView, Snapshot
 from smsbatch.realtime.children import RunStart, StopSignal
 from smsbatch.realtime.producer import MessageSource, run_producer
@@ -202,7 +202,7 @@ class Runner:
                 self.settings.senders[index].name,
                 index,
                 run_sender,
-                (index, self.settings, self.transport, self.run_start),
+                (index, f"sender {index + 1}", self.settings, LocalSenderPorts(self.transport, self.run_start, index)),
             )
         self._spawn("producer", -1, run_producer, (self.source, self.transport))
 
