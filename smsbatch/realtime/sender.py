@@ -461,7 +461,9 @@ class SenderPort(Protocol):
     """What a sender process works through: the queue, board and pipe of one
     machine (local/transport.py), or a link to Redis (broker/link.py)."""
 
-    model_key: int | str  # what its random draws are keyed by (SenderModel)
+    @property
+    def model_key(self) -> int | str:
+        """What its random draws are keyed by (SenderModel)."""
 
     def open(self, stopping: Callable[[], bool]) -> float | None:
         """Connect, announce, say Ready; then wait for the run's simulated time 0,
@@ -490,7 +492,9 @@ class SenderPortFactory(Protocol):
     """Builds a sender's port inside its own process (a Redis connection must
     be made there, not inherited through fork)."""
 
-    via: str  # the end of the process title: how the sender gets its work
+    @property
+    def via(self) -> str:
+        """The end of the process title: how the sender gets its work."""
 
     def __call__(self, conn, stop_signal) -> SenderPort: ...
 
