@@ -1,9 +1,8 @@
-"""Senders that work through Redis: the sender process, and `smsbatch worker`.
+"""`smsbatch worker`: this machine's senders, added to runs through Redis.
 
-The same sender process (realtime/sender.run_sender) serves the coordinator's
-own senders (with --broker) and the senders of a worker on any other machine:
-a SenderEngine working through a StreamSenderPort (link.py) instead of a queue
-and a pipe.
+A worker's sender processes are the same as the coordinator's own (with
+--broker): realtime/sender.run_sender, a SenderEngine working through a
+StreamSenderPort (link.py) instead of a queue and a pipe.
 """
 
 from __future__ import annotations
