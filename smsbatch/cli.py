@@ -204,7 +204,7 @@ def _new_run_id() -> str:
 
 def _check_broker(url: str) -> None:
     try:
-        from smsbatch.broker.streams import check_reachable
+        from smsbatch.broker.patient import check_reachable
     except ImportError:
         raise UsageError("argument --broker: needs the Redis client: pip install 'smsbatch[redis]'") from None
     try:

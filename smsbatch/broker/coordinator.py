@@ -25,40 +25,20 @@ from __future__ import annotations
 
 import gc
 import heapq
-import json
 import secrets
 import time
 from dataclasses import dataclass, field
 
 import redis
 
-from smsbatch.broker.streams import (
-    BEAT_SECONDS,
-    DONE,
-    ENDED_TTL,
-    GROUP,
-    RUNNING,
-    RUNS_KEY,
-    STOPPING,
-    BrokerDown,
-    Patient,
-    RunGone,
-    RunKeys,
-    StreamProducer,
-    batch_fields,
-    connect,
-    consumer_name,
-    decode_ids,
-    decode_outcomes,
-    report_fields,
-    run_info,
-    run_ttl,
-    spec_from_json,
-    stats_from_json,
-)
-from smsbatch.broker.worker import run_stream_sender
+from smsbatch.broker.codec import Bye, Hello, Opened, Report, StreamProgress, item_fields, report_from, run_info
+from smsbatch.broker.keys import BEAT_SECONDS, DONE, STOPPING, RunKeys, consumer_name, run_ttl
+from smsbatch.broker.link import StreamSenderPorts
+from smsbatch.broker.patient import BrokerDown, Patient, RunGone, connect
+from smsbatch.broker.producer import StreamProducer
+from smsbatch.broker.store import RunStore
 from smsbatch.config import SenderSpec
-from smsbatch.core.model import MessageBatch, Stop
+from smsbatch.core.model import MessageBatch
 from smsbatch.core.stats import Stats
 from smsbatch.core.text import plural, redact_url
 from smsbatch.core.timeline import RunRecord
@@ -66,8 +46,8 @@ from smsbatch.present.monitor import SenderView
 from smsbatch.realtime.children import RunStart, StopSignal
 from smsbatch.realtime.producer import run_producer
 from smsbatch.realtime.runner import OUTCOME_WORDS, WARM_STOP_SECONDS, Child, Runner, message_log
+from smsbatch.realtime.sender import run_sender
 
-READ_COUNT = 1000  # result entries per XREAD
 RUN_GONE = "the run's keys are gone from Redis (restarted without its data?)"
 
 
@@ -99,12 +79,7 @@ class _WorkStream:
         return self.runner.ctx.Pipe(duplex=False)
 
     def offer(self, item) -> bool:
-        fields = (
-            {"stop": "1"}
-            if isinstance(item, Stop)
-            else batch_fields(item.ids, item.numbers, item.attempts, item.available)
-        )
-        self.runner.call(self.runner.client.xadd, self.runner.keys.work, fields)
+        self.runner.store.add_work(item_fields(item), make_stream=True)
         return True
 
     def forget(self, sender: int) -> None:
@@ -129,20 +104,22 @@ class StreamRunner(Runner):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.settings.broker is None:
+            raise ValueError("a StreamRunner needs settings.broker")
         self.url = self.settings.broker
         self.keys = RunKeys(self.run_id)
         self.ttl = run_ttl(self.settings.broker_timeout)
-        self.client = connect(self.url)
-        self.call = Patient(
+        patient = Patient(
             self.url,
             self.settings.broker_timeout,
             self._note,
             give_up=lambda: bool(self.signals),
             back=self._forgive_silence,
         )
+        self.store = RunStore(connect(self.url), self.keys, patient)
         self.slots: list[Slot] = []
         self.slot_of: dict[str, int] = {}  # consumer name -> index in slots
-        self.last_read = "0-0"
+        self.last_read: bytes | str = "0-0"  # the last results entry read
         self.next_beat = 0.0
         self.broker_gone = False
         self.waiting_noted = False
@@ -154,7 +131,7 @@ class StreamRunner(Runner):
     # ---- start ----
 
     def _start_children(self) -> None:
-        self.call(self._create_run)
+        self.store.create_run(run_info(self.settings), self.ttl)
         self.transport = _WorkStream(self)
         self.stop_signal = StopSignal()
         self.run_start = RunStart(self.ctx)  # set with the rest; senders read the start from Redis
@@ -162,12 +139,8 @@ class StreamRunner(Runner):
         for index, spec in enumerate(self.settings.senders):
             sender = consumer_name(index)
             self._add_slot(sender, spec.name, spec, local=True)
-            self._spawn(
-                spec.name,
-                index,
-                run_stream_sender,
-                (index, sender, spec.name, self.settings, self.url, self.keys, True),
-            )
+            ports = StreamSenderPorts(self.url, self.keys, index, sender, spec.name, self.settings, local=True)
+            self._spawn(spec.name, index, run_sender, (index, spec.name, self.settings, ports))
         producer = StreamProducer(self.url, self.keys, self.settings.broker_timeout)
         self._spawn("producer", -1, run_producer, (self.source, producer))
 
@@ -176,18 +149,7 @@ class StreamRunner(Runner):
         Redis, as wall-clock time, since monotonic clocks differ between machines."""
         super()._start_sim()
         wall_start = time.time() - (self.clock.now() - self.sim.start)
-        self.call(self.client.set, self.keys.start, repr(wall_start), ex=self.ttl)
-
-    def _create_run(self) -> None:
-        pipe = self.client.pipeline(transaction=True)  # made here: a failed pipeline is emptied
-        pipe.set(self.keys.state, RUNNING, ex=self.ttl)
-        pipe.set(self.keys.info, run_info(self.settings), ex=self.ttl)
-        pipe.xgroup_create(self.keys.work, GROUP, id="0", mkstream=True)
-        pipe.xadd(self.keys.results, report_fields("start", ""))
-        pipe.expire(self.keys.work, self.ttl)
-        pipe.expire(self.keys.results, self.ttl)
-        pipe.zadd(RUNS_KEY, {self.run_id: time.time()})
-        pipe.execute()
+        self.store.set_start(wall_start, self.ttl)
 
     def _add_slot(self, sender: str, name: str, spec: SenderSpec, local: bool) -> int:
         index = len(self.slots)
@@ -216,25 +178,24 @@ class StreamRunner(Runner):
     def _read_results(self, timeout: float | None) -> bool:
         """Handle what the senders wrote (waiting up to `timeout`); False if nothing came."""
         block = None if timeout is None else max(1, int(timeout * 1000))
-        answer = self.call(self.client.xread, {self.keys.results: self.last_read}, count=READ_COUNT, block=block)
-        if not answer or not answer[0][1]:
+        entries = self.store.read_results(self.last_read, block)
+        if not entries:
             return False
-        for entry_id, fields in answer[0][1]:
-            self._report(json.loads(fields[b"r"]))
+        for entry_id, fields in entries:
+            self._report(report_from(fields))
             self.last_read = entry_id
-        # Read: trim it, so the stream stays short however long the run.
-        self.call(self.client.xtrim, self.keys.results, minid=self.last_read, approximate=False)
+        self.store.trim_results(self.last_read)  # read: the stream stays short however long the run
         return True
 
-    def _report(self, report: dict) -> None:
-        kind, sender = report["t"], report["s"]
-        if kind == "start":
+    def _report(self, report: Report) -> None:
+        if isinstance(report, Opened):
             return
+        sender = report.sender
         self.last_movement = self.clock.now()
         index = self.slot_of.get(sender)
         if index is None:  # a sender elsewhere, joining (its hello comes first)
-            if kind == "hello":
-                name, spec, where = report["name"], spec_from_json(report["spec"]), report["host"]
+            if isinstance(report, Hello):
+                name, spec, where = report.name, report.spec, report.host
             else:
                 name, spec, where = sender, SenderSpec(0.0, 0.0, name=sender), "an unknown place"
             index = self._add_slot(sender, name, spec, local=False)
@@ -245,23 +206,23 @@ class StreamRunner(Runner):
             self._note(f"{slot.name} is back")
             self.live.add(index)
             slot.state = "running"
-        if kind == "hello":
+        if isinstance(report, Hello):
             slot.state = "running"
-        if kind == "progress":
+        if isinstance(report, StreamProgress):
             self._stream_progress(index, slot, report)
-        elif kind == "bye":
+        elif isinstance(report, Bye):
             self._bye(index, slot, report)
 
-    def _stream_progress(self, index: int, slot: Slot, report: dict) -> None:
-        slot.stats.merge(stats_from_json(report["st"]))
-        for ids, outcomes in report["d"]:
-            self.ledger.record(decode_ids(ids), decode_outcomes(outcomes))
-        for message_id, phone, attempt, back_at in report["r"]:
+    def _stream_progress(self, index: int, slot: Slot, report: StreamProgress) -> None:
+        slot.stats.merge(report.stats)
+        for ids, outcomes in report.done:
+            self.ledger.record(ids, outcomes)
+        for message_id, phone, attempt, back_at in report.retries:
             if self.ledger.retry(message_id, attempt) and self.phase == "running":
                 heapq.heappush(self.retry_heap, (back_at, message_id, phone, attempt))
-        self.record.record(index, report["en"], report["cp"], report["lg"])
-        self.redelivered += report["rd"]
-        for message_id, phone, outcome, seconds, attempt in report["l"]:
+        self.record.record(index, report.ended, report.capped, report.lag)
+        self.redelivered += report.redelivered
+        for message_id, phone, outcome, seconds, attempt in report.log:
             message_log.info(
                 "message %d to %s %s by %s in %.3fs (attempt %d)",
                 message_id,
@@ -272,9 +233,9 @@ class StreamRunner(Runner):
                 attempt,
             )
 
-    def _bye(self, index: int, slot: Slot, report: dict) -> None:
+    def _bye(self, index: int, slot: Slot, report: Bye) -> None:
         self.live.discard(index)
-        given_back = report["given_back"]
+        given_back = report.given_back
         if self.phase == "running":
             slot.state = f"left (gave back {given_back})"
             self.lost_senders += 1
@@ -295,7 +256,7 @@ class StreamRunner(Runner):
         if now < self.next_beat:
             return
         self.next_beat = now + BEAT_SECONDS
-        if not self.call(self._renew_keys):
+        if not self.store.renew_keys(self.ttl):
             raise RunGone(RUN_GONE)
         for index in list(self.live):
             slot = self.slots[index]
@@ -311,14 +272,6 @@ class StreamRunner(Runner):
         now = self.clock.now()
         for slot in self.slots:
             slot.last_seen = now
-
-    def _renew_keys(self) -> bool:
-        """Keep the run's keys alive (they expire if we die); False if they are gone."""
-        pipe = self.client.pipeline(transaction=False)
-        for key in self.keys.all():
-            pipe.expire(key, self.ttl)
-        pipe.exists(self.keys.state)
-        return bool(pipe.execute()[-1])
 
     # ---- the runner's decisions, through Redis ----
 
@@ -336,7 +289,7 @@ class StreamRunner(Runner):
     def _producer_died(self, reason: str) -> None:
         if self.broker_gone:  # it gave up on Redis, as the runner did
             return
-        if not self.call(self._renew_keys):  # it found the run gone from Redis: that is the news
+        if not self.store.renew_keys(self.ttl):  # it found the run gone from Redis: that is the news
             raise RunGone(RUN_GONE)
         super()._producer_died(reason)
 
@@ -358,7 +311,7 @@ class StreamRunner(Runner):
         pass  # senders here report through Redis, and a silent one is handled there (_beat_if_due)
 
     def _send_stops(self) -> None:
-        self.call(self.client.set, self.keys.state, DONE, ex=self.ttl)  # for senders between reads
+        self.store.set_state(DONE, self.ttl)  # for senders between reads
         super()._send_stops()
         self.deadline = min(self.deadline, self.clock.now() + WARM_STOP_SECONDS + BEAT_SECONDS)
 
@@ -366,7 +319,7 @@ class StreamRunner(Runner):
         super()._warm_stop(reason)
         self.deadline += BEAT_SECONDS  # senders elsewhere hear of it within a beat
         if not self.broker_gone:
-            self.call(self.client.set, self.keys.state, STOPPING, ex=self.ttl)
+            self.store.set_state(STOPPING, self.ttl)
 
     def _broker_lost(self, reason: str) -> None:
         self.broker_gone = True
@@ -393,12 +346,7 @@ class StreamRunner(Runner):
         try:
             while self._read_results(None):  # drain: the last reports and goodbyes
                 pass
-            pipe = self.client.pipeline(transaction=False)
-            pipe.set(self.keys.state, DONE)
-            for key in self.keys.all():
-                pipe.expire(key, ENDED_TTL)
-            pipe.zrem(RUNS_KEY, self.run_id)
-            pipe.execute()
+            self.store.end_run()
         except (redis.RedisError, BrokerDown):
             pass  # the keys expire on their own anyway
 

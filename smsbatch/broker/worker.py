@@ -1,8 +1,8 @@
-"""Senders that work through Redis: the sender process, and `smsbatch worker`.
+"""`smsbatch worker`: this machine's senders, added to runs through Redis.
 
-The same sender process serves the coordinator's own senders (with --broker)
-and the senders of a worker on any other machine: a SenderEngine wired to a
-SenderLink instead of a queue and a pipe.
+A worker's sender processes are the same as the coordinator's own (with
+--broker): realtime/sender.run_sender, a SenderEngine working through a
+StreamSenderPort (link.py) instead of a queue and a pipe.
 """
 
 from __future__ import annotations
@@ -13,94 +13,18 @@ from dataclasses import replace
 from multiprocessing import connection, get_context
 from typing import TextIO
 
-from smsbatch.broker.streams import (
-    RUNNING,
-    RUNS_KEY,
-    BrokerDown,
-    Patient,
-    RunGone,
-    RunKeys,
-    SenderLink,
-    connect,
-    consumer_name,
-    process_label,
-    settings_for_worker,
-    stderr_line,
-)
+from smsbatch.broker.codec import settings_for_worker
+from smsbatch.broker.keys import RUNNING, RunKeys, consumer_name, process_label
+from smsbatch.broker.link import StreamSenderPorts
+from smsbatch.broker.patient import BrokerDown, Patient, connect
+from smsbatch.broker.store import RunStore
 from smsbatch.config import SenderSpec, Settings, WorkerSettings
-from smsbatch.core.clock import Clock, SimClock
-from smsbatch.core.model import ChildFailed, Ready
-from smsbatch.core.sender_model import SenderModel
+from smsbatch.core.model import ChildFailed
 from smsbatch.core.text import plural, redact_url
-from smsbatch.realtime.children import StopSignal, enter_child, parent_alive, report_crash, termination_requested
-from smsbatch.core.batching import share_for
-from smsbatch.realtime.sender import SenderEngine
+from smsbatch.realtime.children import StopSignal
+from smsbatch.realtime.sender import run_sender
 
 LOOK_SECONDS = 0.2  # how often a waiting worker looks for a run, and for signals
-
-
-def run_stream_sender(
-    index: int,
-    sender: str,
-    name: str,
-    settings: Settings,
-    url: str,
-    keys: RunKeys,
-    local: bool,
-    conn,
-    stop_signal,
-    parent_pid: int,
-) -> None:
-    """Entry point of a sender process that takes its work from Redis."""
-    spec = settings.senders[index]
-    enter_child(f"smsbatch: {name} ({spec.describe()}) via Redis", parent_pid)
-
-    def stopping() -> bool:
-        return stop_signal.is_set() or termination_requested() or not parent_alive(parent_pid)
-
-    say = stderr_line(name)
-
-    try:
-        link = SenderLink(
-            url,
-            keys,
-            sender,
-            settings.text,
-            settings.claim_after,
-            Patient(url, settings.broker_timeout, say, give_up=stopping),
-            share_for(spec, settings.speed),
-        )
-        link.hello(name, spec)
-        conn.send(Ready(index))  # the coordinator's own senders: it waits for them
-        start = link.wait_for_start(lambda: stopping() or link.over)
-        if start is None:
-            conn.close()
-            return
-
-        def pause(seconds: float) -> None:  # may return early: the engine looks again
-            link.beat_if_due()
-            stop_signal.wait(min(seconds, link.beat_seconds))
-
-        SenderEngine(
-            index,
-            SenderModel(spec, settings, index if local else sender),
-            settings,
-            SimClock(Clock(), settings.speed, start),
-            take=link.take,
-            report=link.report,
-            pause=pause,
-            sleep=time.sleep,
-            stop_requested=lambda: stopping() or link.over,
-        ).run()
-    except (BrokerDown, RunGone) as error:
-        say(f"{error}; leaving")
-        conn.close()
-        os._exit(1)
-    except BaseException:
-        report_crash(conn, name)
-        conn.close()
-        os._exit(1)
-    conn.close()
 
 
 class Worker:
@@ -111,8 +35,8 @@ class Worker:
         self.settings = settings
         self.out = out
         self.signals = signals
-        self.client = connect(settings.broker)
-        self.patient = Patient(settings.broker, settings.broker_timeout, self.say, give_up=lambda: bool(self.signals))
+        patient = Patient(settings.broker, settings.broker_timeout, self.say, give_up=lambda: bool(self.signals))
+        self.store = RunStore(connect(settings.broker), None, patient)  # the runs in progress; for_run(): one
         self.ctx = get_context("fork")
         self.served: set[str] = set()  # a run left (ended, or its senders died) is not joined again
 
@@ -137,22 +61,22 @@ class Worker:
     def _next_run(self) -> str | None:
         """The oldest run in progress (or the one asked for), once there is one."""
         waiting = False
+        wanted = self.settings.run_id
         while not self.signals:
-            wanted = self.settings.run_id
-            candidates = [wanted] if wanted else [r.decode() for r in self.patient(self.client.zrange, RUNS_KEY, 0, -1)]
-            for run_id in candidates:
+            for run_id in [wanted] if wanted else self.store.runs_in_progress():
                 if run_id in self.served:
                     if wanted:
                         return None  # the one run it was asked to serve
                     continue
-                state = self.patient(self.client.get, RunKeys(run_id).state)
-                if state == RUNNING.encode():
+                run = self.store.for_run(run_id)
+                state = run.read_state()
+                if state == RUNNING:
                     return run_id
-                if wanted and state is not None and state != RUNNING.encode():
+                if wanted and state is not None:
                     self.say(f"run {wanted} is over")
                     return None
                 if state is None and not wanted:
-                    self.patient(self.client.zrem, RUNS_KEY, run_id)  # its keys expired: it is gone
+                    run.unlist()  # its keys expired: it is gone
             if not waiting:
                 self.say(f"waiting for {'run ' + wanted if wanted else 'a run'} on {redact_url(self.settings.broker)}")
                 waiting = True
@@ -162,11 +86,11 @@ class Worker:
     def _serve(self, run_id: str) -> None:
         self.served.add(run_id)
         keys = RunKeys(run_id)
-        info = self.patient(self.client.get, keys.info)
+        info = self.store.for_run(run_id).read_info()
         if info is None:
             return  # it ended as we looked
         settings = replace(
-            settings_for_worker(info.decode(), self.settings.senders), broker_timeout=self.settings.broker_timeout
+            settings_for_worker(info, self.settings.senders), broker_timeout=self.settings.broker_timeout
         )
         self.say(f"joined run {run_id} with {plural(len(settings.senders), 'sender')}")
         stop_signal = StopSignal()
@@ -177,20 +101,11 @@ class Worker:
     def _spawn(self, index: int, settings: Settings, keys: RunKeys, stop_signal):
         reader, writer = self.ctx.Pipe(duplex=False)
         spec: SenderSpec = settings.senders[index]
+        name = f"{spec.name}@{process_label()}"
+        ports = StreamSenderPorts(self.settings.broker, keys, index, consumer_name(index), name, settings, local=False)
         process = self.ctx.Process(
-            target=run_stream_sender,
-            args=(
-                index,
-                consumer_name(index),
-                f"{spec.name}@{process_label()}",
-                settings,
-                self.settings.broker,
-                keys,
-                False,
-                writer,
-                stop_signal,
-                os.getpid(),
-            ),
+            target=run_sender,
+            args=(index, name, settings, ports, writer, stop_signal, os.getpid()),
             daemon=True,
         )
         process.start()

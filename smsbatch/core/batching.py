@@ -1,6 +1,9 @@
-"""How many messages travel together: the producer's batch size, and what a
-sender through Redis keeps of a batch. Shared by the runner, the coordinator
-and `smsbatch worker`."""
+"""How many messages travel together: the producer's batch size, and how much
+of a batch a sender elsewhere keeps (the rest goes back for the others).
+
+Used by the runner, the CLI and the Redis worker, so it lives apart from all
+three: a worker must not reach into the runner to size its share.
+"""
 
 from __future__ import annotations
 

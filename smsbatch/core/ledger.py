@@ -40,9 +40,11 @@ class Claim:
                 self.done[part] = b"\1" * len(offsets)
                 self.remaining -= len(offsets)
                 return offsets
-        new = [offset for offset in offsets if not self.done[offset]]
-        for offset in new:
-            self.done[offset] = 1
+        new = []
+        for offset in offsets:  # one at a time: an offset repeated in `offsets` counts once
+            if not self.done[offset]:
+                self.done[offset] = 1
+                new.append(offset)
         self.remaining -= len(new)
         return new
 

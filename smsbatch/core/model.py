@@ -132,14 +132,15 @@ class ProducerDone:
     messages: int
 
 
+class TransportLost(Exception):
+    """The transport is gone (Redis unreachable, or the run's keys lost): a
+    child that meets it says so in one line and exits 1, no traceback; the
+    runner stops with what is known."""
+
+
 @dataclass(frozen=True, slots=True)
 class ChildFailed:
     """An exception in a child, as text with its traceback."""
 
     role: str
     traceback: str
-
-
-class TransportLost(Exception):
-    """The transport is gone (Redis unreachable too long, or the run's keys
-    lost): say so in one line and stop with what is known; no traceback."""

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 from smsbatch.config import Settings
 from smsbatch.core.sender_model import needs_numpy
-from smsbatch.local.transport import LocalTransport
+from smsbatch.local.transport import LocalSenderPorts, LocalTransport
 from smsbatch.realtime.backend import PRODUCER, Exited, Note, Phase, Work
 from smsbatch.realtime.children import RunStart
 from smsbatch.realtime.producer import MessageSource, run_producer
@@ -45,7 +45,8 @@ class LocalBackend:
         # Senders first: they wait idle until the producer starts, instead of
         # working and taking the CPU from the main process while it forks the rest.
         for index, spec in enumerate(self.settings.senders):
-            self.supervisor.spawn(spec.name, index, run_sender, (index, self.settings, self.transport, self.run_start))
+            ports = LocalSenderPorts(self.transport, self.run_start, index)
+            self.supervisor.spawn(spec.name, index, run_sender, (index, f"sender {index + 1}", self.settings, ports))
         self.supervisor.spawn("producer", PRODUCER, run_producer, (self.source, self.transport))
 
     def start_clock(self, start: float) -> None:

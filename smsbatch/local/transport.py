@@ -7,7 +7,8 @@ for senders on other machines) can stand in its place.
 
     runner:   report_channel(), offer(item), free_lock_of(sender), writer_stuck(), close()
     producer: put(batch, timeout), flush(), abandon()
-    sender:   taker(sender)(timeout), waiting(sender, start), sooner_elsewhere(sender, batch, start)
+    sender:   taker(sender)(timeout), waiting(sender, start), sooner_elsewhere(sender, batch, start),
+              through a LocalSenderPort (the SenderPort of realtime/sender.py)
 
 Who takes the next batch follows the model, not the race for the queue's
 lock: every sender with a free slot and nothing to start posts on a shared
@@ -25,9 +26,12 @@ import math
 import queue
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from multiprocessing.reduction import ForkingPickler
+from typing import ClassVar
 
-from smsbatch.core.model import MessageBatch
+from smsbatch.core.model import MessageBatch, Ready, SenderDone
+from smsbatch.realtime.children import RunStart
 
 WRITER_CHECK_SECONDS = 1.0  # a write lock held this long after its holder died is held for good
 TIME_SLACK = 1e-9  # simulated seconds: starts this close are at the same time
@@ -168,3 +172,58 @@ class LocalTransport:
             return ForkingPickler.loads(data)
 
         return take
+
+
+@dataclass(frozen=True)
+class LocalSenderPorts:
+    """Makes a sender's LocalSenderPort in its own process."""
+
+    transport: LocalTransport
+    run_start: RunStart  # set by the runner once every child is ready
+    index: int
+    via: ClassVar[str] = ""
+
+    def __call__(self, conn, stop_signal) -> LocalSenderPort:
+        return LocalSenderPort(self.transport, self.run_start, self.index, conn, stop_signal)
+
+
+class LocalSenderPort:
+    """What a sender process works through on one machine: the work queue
+    (its taker), the waiting board, the shared start, its report pipe."""
+
+    def __init__(self, transport: LocalTransport, run_start: RunStart, index: int, conn, stop_signal) -> None:
+        self.transport = transport
+        self.run_start = run_start
+        self.index = index
+        self.model_key = index
+        self.conn = conn
+        self.stop_signal = stop_signal
+        self._take = transport.taker(index)
+
+    def open(self, stopping: Callable[[], bool]) -> float | None:
+        self.conn.send(Ready(self.index))
+        if not self.run_start.wait(stopping):
+            self.conn.send(SenderDone(self.index))  # it will send nothing: the runner need not wait for it
+            return None
+        return self.run_start.value
+
+    def take(self, timeout: float):
+        return self._take(timeout)
+
+    def report(self, item: object) -> None:
+        self.conn.send(item)
+
+    def pause(self, seconds: float) -> None:
+        self.stop_signal.wait(seconds)  # returns early when a warm stop is asked for
+
+    def waiting(self, start: float) -> None:
+        self.transport.waiting(self.index, start)
+
+    def sooner_elsewhere(self, batch: MessageBatch, start: float) -> bool:
+        return self.transport.sooner_elsewhere(self.index, batch, start)
+
+    def over(self) -> bool:
+        return False  # the runner says when: a Stop on the queue, or the stop signal
+
+    def close(self) -> None:
+        self.conn.close()

@@ -9,6 +9,7 @@ import select
 import signal
 import sys
 import traceback
+from collections.abc import Callable
 
 from setproctitle import setproctitle
 
@@ -115,6 +116,16 @@ def termination_requested() -> bool:
 
 def parent_alive(parent_pid: int) -> bool:
     return os.getppid() == parent_pid
+
+
+def stderr_line(role: str) -> Callable[[str], None]:
+    """A function that writes one line for `role` on stderr, whole (one write)."""
+
+    def say(text: str) -> None:
+        with contextlib.suppress(OSError):  # stderr closed or cut short: the run goes on without the line
+            os.write(2, f"smsbatch: {role}: {text}\n".encode())
+
+    return say
 
 
 def report_crash(conn, role: str) -> None:

@@ -12,9 +12,9 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from smsbatch.core.model import MessageBatch, ProducerDone, Ready
+from smsbatch.core.model import MessageBatch, ProducerDone, Ready, TransportLost
 from smsbatch.core.phones import PhonePool, Recipients
-from smsbatch.realtime.children import enter_child, parent_alive, report_crash, termination_requested
+from smsbatch.realtime.children import enter_child, parent_alive, report_crash, stderr_line, termination_requested
 
 PUT_POLL_SECONDS = 0.1
 READY_BATCHES = 16  # batches queued before simulated time may start (the queue holds more)
@@ -72,6 +72,10 @@ def run_producer(source: MessageSource, transport, conn, stop_signal, parent_pid
                 conn.send(Ready(-1))  # work is queued ahead: the run may start without waiting for us
         transport.flush()  # everything is on its way before we say so
         conn.send(ProducerDone(batches, produced))
+    except TransportLost as error:  # the runner has its own word on it: one line here, no traceback
+        stderr_line("producer")(f"{error}; stopping")
+        conn.close()
+        os._exit(1)
     except BaseException:
         report_crash(conn, "producer")
         os._exit(1)

@@ -2,7 +2,8 @@
 
 SenderEngine is the whole loop with no process in it: it is given functions to
 take work, report and pause, so tests drive it with a fake clock. run_sender()
-wires it to the real queue, pipe and stop event in a child process.
+wires it, in a child process, to a SenderPort: the queue and pipe of one
+machine (local/transport.py), or Redis (broker/link.py).
 
 It keeps to the model (README, "The model") on a simulated timeline:
 
@@ -29,6 +30,7 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Protocol
 
 from smsbatch.config import Settings
 from smsbatch.core.clock import Clock, SimClock
@@ -41,14 +43,14 @@ from smsbatch.core.model import (
     Done,
     MessageBatch,
     Progress,
-    Ready,
     Released,
     SenderDone,
     Stop,
+    TransportLost,
 )
 from smsbatch.core.sender_model import Draws, SenderModel
 from smsbatch.core.stats import Stats, bucket_of
-from smsbatch.realtime.children import enter_child, parent_alive, report_crash, termination_requested
+from smsbatch.realtime.children import enter_child, parent_alive, report_crash, stderr_line, termination_requested
 
 FLUSH_SECONDS = 0.1  # real seconds between progress reports while busy (x senders / 32)
 # Real seconds an idle take waits before checking for a stop (idle senders waking often cost the busy ones CPU).
@@ -455,37 +457,94 @@ class SenderEngine:
         self._reset_report()
 
 
-def run_sender(index: int, settings: Settings, transport, start, conn, stop_signal, parent_pid: int) -> None:
-    """Entry point of a sender process. `start` is the run's shared start
-    (simulated time 0), set by the runner once every child is ready."""
+class SenderPort(Protocol):
+    """What a sender process works through: the queue, board and pipe of one
+    machine (local/transport.py), or a link to Redis (broker/link.py)."""
+
+    @property
+    def model_key(self) -> int | str:
+        """What its random draws are keyed by (SenderModel)."""
+
+    def open(self, stopping: Callable[[], bool]) -> float | None:
+        """Connect, announce, say Ready; then wait for the run's simulated time 0,
+        as a monotonic time on this machine. None: stop before starting."""
+
+    def take(self, timeout: float) -> MessageBatch | Stop | None: ...
+
+    def report(self, item: object) -> None: ...
+
+    def pause(self, seconds: float) -> None:
+        """Wait up to `seconds`; less when a stop is asked for."""
+
+    def waiting(self, start: float) -> None:
+        """A free slot could start work at simulated time `start` (inf: not waiting)."""
+
+    def sooner_elsewhere(self, batch: MessageBatch, start: float) -> bool:
+        """Could another sender start this batch sooner than `start`?"""
+
+    def over(self) -> bool:
+        """The run is over for this sender: leave, as after a warm stop."""
+
+    def close(self) -> None: ...
+
+
+class SenderPortFactory(Protocol):
+    """Builds a sender's port inside its own process (a Redis connection must
+    be made there, not inherited through fork)."""
+
+    @property
+    def via(self) -> str:
+        """The end of the process title: how the sender gets its work."""
+
+    def __call__(self, conn, stop_signal) -> SenderPort: ...
+
+
+def run_sender(
+    index: int,
+    name: str,
+    settings: Settings,
+    port_factory: SenderPortFactory,
+    conn,
+    stop_signal,
+    parent_pid: int,
+) -> None:
+    """Entry point of a sender process: a SenderEngine working through the port
+    that `port_factory` builds. A transport lost (TransportLost) is one line on
+    stderr and exit status 1; any other exception goes to the parent through
+    `conn`, with its traceback."""
     spec = settings.senders[index]
-    enter_child(f"smsbatch: sender {index + 1} ({spec.describe()})", parent_pid)
+    enter_child(f"smsbatch: {name} ({spec.describe()}){port_factory.via}", parent_pid)
+
+    def stopping() -> bool:
+        return stop_signal.is_set() or termination_requested() or not parent_alive(parent_pid)
+
     try:
-        model = SenderModel(spec, settings, index)
-
-        def stopping() -> bool:
-            return stop_signal.is_set() or termination_requested() or not parent_alive(parent_pid)
-
-        conn.send(Ready(index))
-        if not start.wait(stopping):
-            conn.send(SenderDone(index))
-            return
-        engine = SenderEngine(
-            index,
-            model,
-            settings,
-            SimClock(Clock(), settings.speed, start.value),
-            take=transport.taker(index),
-            waiting=lambda start: transport.waiting(index, start),
-            sooner_elsewhere=lambda batch, start: transport.sooner_elsewhere(index, batch, start),
-            report=conn.send,
-            pause=stop_signal.wait,  # returns early when a warm stop is asked for
-            sleep=time.sleep,
-            stop_requested=stopping,
-        )
-        engine.run()
-    except BaseException:
-        report_crash(conn, f"sender {index + 1}")
-        os._exit(1)
-    finally:
+        port = port_factory(conn, stop_signal)
+        start = port.open(stopping)
+        if start is not None:
+            _engine(index, port, settings, start, lambda: stopping() or port.over()).run()
+        port.close()
+    except TransportLost as error:
+        stderr_line(name)(f"{error}; leaving")
         conn.close()
+        os._exit(1)
+    except BaseException:
+        report_crash(conn, name)
+        conn.close()
+        os._exit(1)
+
+
+def _engine(index: int, port: SenderPort, settings: Settings, start: float, stopping) -> SenderEngine:
+    return SenderEngine(
+        index,
+        SenderModel(settings.senders[index], settings, port.model_key),
+        settings,
+        SimClock(Clock(), settings.speed, start),
+        take=port.take,
+        report=port.report,
+        pause=port.pause,  # returns early when a warm stop is asked for
+        sleep=time.sleep,
+        stop_requested=stopping,
+        waiting=port.waiting,
+        sooner_elsewhere=port.sooner_elsewhere,
+    )
