@@ -100,8 +100,7 @@ class Ledger:
         if len(new) == len(done.offsets):
             self.record(claim.ids_at(new), done.outcomes)
         else:
-            kept = set(new)
-            self.record(claim.ids_at(new), bytes(o for i, o in zip(done.offsets, done.outcomes) if i in kept))
+            self.record(claim.ids_at(new), _outcomes_of(new, done))
         if claim.remaining == 0:
             del claims[done.key]
             return True
@@ -155,3 +154,11 @@ class Ledger:
             if offsets:
                 released[key] = offsets
         return released
+
+
+def _outcomes_of(offsets: list[int], done: Done) -> bytes:
+    """The outcomes `done` reports for `offsets` (each offset's first, in the order of `offsets`)."""
+    first: dict[int, int] = {}
+    for offset, outcome in zip(done.offsets, done.outcomes, strict=True):
+        first.setdefault(offset, outcome)
+    return bytes(first[offset] for offset in offsets)
