@@ -190,7 +190,7 @@ def make_runner(
     if settings.broker:
         from smsbatch.broker.coordinator import RedisBackend
 
-        backend = RedisBackend(settings, source, run_id or _new_run_id())
+        backend = RedisBackend(settings, source, run_id or _new_run_id(), give_up=lambda: bool(signals))
     else:
         backend = LocalBackend(settings, source)
     return Runner(settings, source, monitor, backend, Clock(), signals)

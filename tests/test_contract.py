@@ -2,8 +2,8 @@
 the work (huey's storage tests are the model: one suite, each backend).
 
 Each test runs the one Runner over each backend: the in-memory fake
-(instant), the local processes, and Redis Streams (needs
-SMSBATCH_TEST_REDIS_URL; CI starts a Redis). Whatever the backend:
+(instant), the local processes, and Redis Streams (a
+redis-server: CI's, or one the tests start). Whatever the backend:
 - every message is counted once, and each sender answers its Stop;
 - a sender ended mid-run is noticed, and its work is sent by the others;
 - a warm stop accounts for every message, and leaves no process behind.
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import io
 import multiprocessing
-import os
 import signal
 from collections.abc import Callable
 
@@ -26,12 +25,15 @@ from smsbatch.present.monitor import Monitor, NullDisplay, Snapshot
 from smsbatch.realtime.memory import MemoryBackend
 from smsbatch.realtime.runner import ExitStatus, Runner, RunResult
 
-REDIS_URL = os.environ.get("SMSBATCH_TEST_REDIS_URL")
-BACKENDS = [
-    "memory",
-    "local",
-    pytest.param("redis", marks=pytest.mark.skipif(not REDIS_URL and not os.environ.get("CI"), reason="no Redis")),
-]
+BACKENDS = ["memory", "local", "redis"]
+
+
+@pytest.fixture
+def backend(request) -> tuple[str, str]:
+    """(the backend's name, the Redis URL for "redis": CI's server, or one of
+    our own, see conftest.redis_url)."""
+    url = request.getfixturevalue("redis_url") if request.param == "redis" else ""
+    return request.param, url
 
 
 class WatchingMonitor(Monitor):
@@ -45,15 +47,18 @@ class WatchingMonitor(Monitor):
         self.when(snapshot_of())
 
 
-def run(backend: str, args: list[str], when: Callable[[Runner, Snapshot], None] = lambda r, s: None) -> RunResult:
+def run(
+    backend: tuple[str, str], args: list[str], when: Callable[[Runner, Snapshot], None] = lambda r, s: None
+) -> RunResult:
     argv = ["--no-progress", "--seed", "5", "--claim-after", "2", *args]
-    if backend == "redis":
-        argv += ["--broker", REDIS_URL or "redis://127.0.0.1:6379/0"]
+    name, url = backend
+    if name == "redis":
+        argv += ["--broker", url]
     settings = parse_settings(argv)
     source, _ = make_source(settings)
     holder: list[Runner] = []
     monitor = WatchingMonitor(lambda snap: when(holder[0], snap))
-    if backend == "memory":
+    if name == "memory":
         runner = Runner(settings, source, monitor, MemoryBackend(settings, source), Clock(), [])
     else:
         made = make_runner(settings, source, monitor, [])
@@ -73,7 +78,7 @@ def accounted(result: RunResult, messages: int) -> None:
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", BACKENDS, indirect=True)
 def test_every_message_is_counted_once_and_every_sender_answers_its_stop(backend):
     result = run(backend, ["-n", "3000", "--speed", "1000", "--sender", "0.2:0.1", "--sender", "0.3:0"])
     s = result.snapshot
@@ -86,7 +91,7 @@ def test_every_message_is_counted_once_and_every_sender_answers_its_stop(backend
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", BACKENDS, indirect=True)
 def test_a_sender_ended_mid_run_is_noticed_and_its_work_is_sent_by_the_others(backend):
     ended: list[bool] = []
 
@@ -107,7 +112,7 @@ def test_a_sender_ended_mid_run_is_noticed_and_its_work_is_sent_by_the_others(ba
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", BACKENDS, indirect=True)
 def test_a_warm_stop_accounts_for_every_message_and_leaves_no_process(backend):
     def stop_midway(runner: Runner, snap: Snapshot) -> None:
         if snap.sent >= 500 and not runner.signals:

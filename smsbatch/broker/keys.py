@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import secrets
 import socket
 
 RUNS_KEY = "smsbatch:runs"
@@ -42,6 +43,10 @@ class RunKeys:
 
     def all(self) -> tuple[str, ...]:
         return (self.state, self.info, self.work, self.results, self.start)
+
+
+def new_run_id() -> str:
+    return secrets.token_hex(4)
 
 
 def run_ttl(broker_timeout: float) -> int:

@@ -28,6 +28,7 @@ from smsbatch.config import SenderSpec
 from smsbatch.core.model import MessageBatch, Stop
 
 PRODUCER = -1  # the producer's index in events (senders are 0, 1, ...)
+NOBODY = -2  # the index of what the backend itself has to say (Note, Resumed)
 
 
 class Phase(Enum):

@@ -45,10 +45,9 @@ from smsbatch.realtime.producer import MessageSource
 from smsbatch.realtime.reports import ReportHandler
 from smsbatch.realtime.retries import Outbox, RetrySchedule
 from smsbatch.realtime.status import ExitStatus, RunResult, exit_status, stop_signals_caught
-from smsbatch.realtime.stopping import Action, Decision, Situation, decide
+from smsbatch.realtime.stopping import WARM_STOP_SECONDS, Action, Decision, Situation, decide
 
 TICK_SECONDS = 0.05  # longest wait between looks at signals and time limits
-WARM_STOP_SECONDS = 2.5  # a warm stop waits this long for senders to report, then ends them
 
 __all__ = ["ExitStatus", "RunResult", "Runner", "stop_signals_caught"]
 

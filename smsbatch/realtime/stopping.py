@@ -19,6 +19,7 @@ from enum import Enum
 
 from smsbatch.realtime.backend import Phase
 
+WARM_STOP_SECONDS = 2.5  # a warm stop waits this long for senders to report, then ends them
 STALL_SECONDS = 1.0  # after a death: how long nothing may move before the queue is drained
 
 
