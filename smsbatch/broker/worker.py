@@ -7,10 +7,9 @@ StreamSenderPort (link.py) instead of a queue and a pipe.
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import replace
-from multiprocessing import connection, get_context
+from multiprocessing import get_context
 from typing import TextIO
 
 from smsbatch.broker.codec import settings_for_worker
@@ -18,11 +17,13 @@ from smsbatch.broker.keys import RUNNING, RunKeys, consumer_name, process_label
 from smsbatch.broker.link import StreamSenderPorts
 from smsbatch.broker.patient import BrokerDown, Patient, connect
 from smsbatch.broker.store import RunStore
-from smsbatch.config import SenderSpec, Settings, WorkerSettings
+from smsbatch.config import WorkerSettings
 from smsbatch.core.model import ChildFailed
 from smsbatch.core.text import plural, redact_url
-from smsbatch.realtime.children import StopSignal
+from smsbatch.realtime.backend import Phase
 from smsbatch.realtime.sender import run_sender
+from smsbatch.realtime.stopping import Action, by_signal
+from smsbatch.realtime.supervisor import Event, Supervisor
 
 LOOK_SECONDS = 0.2  # how often a waiting worker looks for a run, and for signals
 
@@ -93,58 +94,36 @@ class Worker:
             settings_for_worker(info, self.settings.senders), broker_timeout=self.settings.broker_timeout
         )
         self.say(f"joined run {run_id} with {plural(len(settings.senders), 'sender')}")
-        stop_signal = StopSignal()
-        children = [self._spawn(index, settings, keys, stop_signal) for index in range(len(settings.senders))]
-        self._watch(children, stop_signal, run_id)
-        stop_signal.close()
+        supervisor = Supervisor(self.ctx)
+        for index, spec in enumerate(settings.senders):
+            name = f"{spec.name}@{process_label()}"
+            ports = StreamSenderPorts(self.settings.broker, keys, index, consumer_name(index), name, settings, False)
+            supervisor.spawn(name, index, run_sender, (index, name, settings, ports))
+        self._watch(supervisor, run_id)
 
-    def _spawn(self, index: int, settings: Settings, keys: RunKeys, stop_signal):
-        reader, writer = self.ctx.Pipe(duplex=False)
-        spec: SenderSpec = settings.senders[index]
-        name = f"{spec.name}@{process_label()}"
-        ports = StreamSenderPorts(self.settings.broker, keys, index, consumer_name(index), name, settings, local=False)
-        process = self.ctx.Process(
-            target=run_sender,
-            args=(index, name, settings, ports, writer, stop_signal, os.getpid()),
-            daemon=True,
-        )
-        process.start()
-        writer.close()
-        return process, reader
-
-    def _watch(self, children, stop_signal, run_id: str) -> None:
+    def _watch(self, supervisor: Supervisor, run_id: str) -> None:
         """Until every sender has left: pass on a stop, show what failed."""
-        alive = {process.sentinel: process for process, _ in children}
-        readers = {reader for _, reader in children}
-        signalled = 0
-        while alive:
-            signalled = self._pass_on_signals(signalled, stop_signal, alive.values(), run_id)
-            for ready in connection.wait([*alive, *readers], LOOK_SECONDS):
-                if ready in readers:
-                    self._read(ready, readers)
-                else:
-                    alive.pop(ready).join()
-        self._pass_on_signals(signalled, stop_signal, (), run_id)  # the senders may have heard it first
-        for reader in readers:
-            reader.close()
+        phase = Phase.RUNNING
+        while supervisor.running():
+            phase = self._pass_on_signals(supervisor, phase, run_id)
+            self._show_failures(supervisor.events(LOOK_SECONDS))
+        self._pass_on_signals(supervisor, phase, run_id)  # the senders may have heard it first
+        self._show_failures(supervisor.close())
         self.say(f"left run {run_id}")
 
-    def _pass_on_signals(self, signalled: int, stop_signal, alive, run_id: str) -> int:
-        """First SIGTERM/SIGINT: the senders leave warmly. Second: at once."""
-        if len(self.signals) > signalled == 0:
-            self.say(f"leaving run {run_id}: finishing sends in flight, giving back the rest")
-            stop_signal.set()
-        elif len(self.signals) > 1:
-            for process in alive:
-                process.kill()
-        return len(self.signals)
+    def _pass_on_signals(self, supervisor: Supervisor, phase: Phase, run_id: str) -> Phase:
+        """The runner's two-stage stop: first SIGTERM/SIGINT, the senders leave warmly; second, at once."""
+        decision = by_signal(tuple(self.signals), phase)
+        if decision is None:
+            return phase
+        if decision.action == Action.COLD:
+            supervisor.kill_all()
+            return Phase.COLD
+        self.say(f"leaving run {run_id}: finishing sends in flight, giving back the rest")
+        supervisor.stop_signal.set()
+        return Phase.WARM
 
-    def _read(self, reader, readers: set) -> None:
-        try:
-            report = reader.recv()
-        except (EOFError, OSError):
-            readers.discard(reader)
-            reader.close()
-            return
-        if isinstance(report, ChildFailed):
-            self.say(f"{report.role} failed:\n{report.traceback.rstrip()}")
+    def _show_failures(self, events: list[Event]) -> None:
+        for _, report in events:
+            if isinstance(report, ChildFailed):
+                self.say(f"{report.role} failed:\n{report.traceback.rstrip()}")

@@ -60,16 +60,18 @@ class Situation:
 
 
 def decide(run: Situation) -> Decision:
-    return _by_signal(run) or _by_time_limit(run) or _by_progress(run) or CONTINUE
+    return by_signal(run.signals, run.phase) or _by_time_limit(run) or _by_progress(run) or CONTINUE
 
 
-def _by_signal(run: Situation) -> Decision | None:
-    if not run.signals:
+def by_signal(signals: tuple[int, ...], phase: Phase) -> Decision | None:
+    """The two-stage stop (the runner's, and `smsbatch worker`'s): the first
+    SIGINT/SIGTERM asks for a warm stop, the second for a cold one."""
+    if not signals:
         return None
-    name = signal.Signals(run.signals[-1]).name
-    if len(run.signals) >= 2 and run.phase != Phase.COLD:
+    name = signal.Signals(signals[-1]).name
+    if len(signals) >= 2 and phase != Phase.COLD:
         return Decision(Action.COLD, f"{name} twice")
-    if run.phase in (Phase.RUNNING, Phase.DRAINING):
+    if phase in (Phase.RUNNING, Phase.DRAINING):
         return Decision(Action.WARM, name, f"{name}: stopping; press Ctrl-C again to stop at once")
     return None
 
