@@ -199,6 +199,7 @@ class SenderLink:
 
     def _done_ids(self, done: Done) -> tuple[Ids, bytes]:
         """Attempts finished in one batch, by message id (the coordinator counts ids)."""
+        assert done.key is not None, "a sender's own reports name the batch"
         _, batch, claim = self.held[done.key]
         offsets = done.offsets
         claim.mark(offsets)

@@ -145,7 +145,7 @@ class Accounts:
         for view in views:
             total.merge(view.stats)
         over = sim_now is None
-        sim_elapsed = max(total.last_end, 0.0) if over else sim_now  # over: the time of the last outcome
+        sim_elapsed = max(total.last_end, 0.0) if sim_now is None else sim_now  # over: the time of the last outcome
         ledger, record = self.ledger, self.record
         return Snapshot(
             messages=ledger.messages, sent=ledger.sent, failed=ledger.failed, retried=ledger.retried,

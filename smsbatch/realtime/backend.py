@@ -119,16 +119,35 @@ class Membership(Protocol):
 
 
 class Backend(WorkSink, ReportSource, Membership, Protocol):
-    """All three, plus two facts the runner's decisions depend on."""
+    """All three, plus the facts the runner's decisions depend on."""
 
-    # True: the runner tracks what each sender holds (Claimed) and re-queues what
-    # a lost one held. False: the transport redelivers it (Redis: XAUTOCLAIM).
-    tracks_claims: bool
-    # Senders may join after the start (workers elsewhere): none left is a wait, not the end.
-    open_membership: bool
-    # Real seconds a sender may take to hear of a stop beyond the runner's own grace.
-    stop_grace: float
-    # The end waits this long (real seconds) for senders to answer their Stop; None: no limit.
-    drain_limit: float | None
-    run_id: str | None  # the transport's name for the run (Redis), for the summary
-    join_hint: str  # how a sender joins (open membership), shown while the run waits for one
+    @property
+    def tracks_claims(self) -> bool:
+        """True: the runner tracks what each sender holds (Claimed) and re-queues
+        what a lost one held. False: the transport redelivers it (Redis: XAUTOCLAIM)."""
+        ...
+
+    @property
+    def open_membership(self) -> bool:
+        """Senders may join after the start (workers elsewhere): none left is a wait, not the end."""
+        ...
+
+    @property
+    def stop_grace(self) -> float:
+        """Real seconds a sender may take to hear of a stop, beyond the runner's own grace."""
+        ...
+
+    @property
+    def drain_limit(self) -> float | None:
+        """Real seconds the end waits for senders to answer their Stop; None: no limit."""
+        ...
+
+    @property
+    def run_id(self) -> str | None:
+        """The transport's name for the run (Redis), for the summary."""
+        ...
+
+    @property
+    def join_hint(self) -> str:
+        """How a sender joins (open membership), shown while the run waits for one."""
+        ...
