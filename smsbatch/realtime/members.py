@@ -68,7 +68,7 @@ class Members:
         batches = self.accounts.release(index)
         if runner.phase != Phase.COLD:
             for batch in batches:
-                runner.outbox.add(batch)
+                runner.pending.add(batch)
         count = sum(len(batch) for batch in batches)
         runner.note(f"{member.name} {how} ({reason}); {plural(count, 'in-flight message')} re-queued")
 

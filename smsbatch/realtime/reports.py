@@ -49,7 +49,7 @@ class ReportHandler:
     def _released(self, index: int, report: Released) -> None:
         batch = self.accounts.release_part(report)
         if batch is not None:
-            self.runner.outbox.add(batch)
+            self.runner.pending.add(batch)
 
     def _ready(self, index: int, report: Ready) -> None:
         if index == PRODUCER:

@@ -1,8 +1,8 @@
-"""The retry schedule and the outbox: work the runner itself puts on the queue.
+"""The retry schedule and the pending work: what the runner itself puts on the queue.
 
 Retries wait here until their simulated time to re-enter the queue; then they
-go in the outbox, behind every first attempt (the model's FIFO queue: all
-first attempts are queued at time 0). The outbox holds what the work sink had
+go in the pending work, behind every first attempt (the model's FIFO queue: all
+first attempts are queued at time 0). PendingWork holds what the work sink had
 no room for yet, in the model's order: first attempts given back, then
 retries, then the Stops.
 """
@@ -46,7 +46,7 @@ def is_first_attempts(item: object) -> bool:
     return isinstance(item, MessageBatch) and (item.attempts is None or max(item.attempts) == 1)
 
 
-class Outbox:
+class PendingWork:
     """Work waiting for room in the sink, in the model's order."""
 
     def __init__(self) -> None:

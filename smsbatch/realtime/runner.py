@@ -7,9 +7,9 @@ the pipes, see broker/coordinator.py):
     (Process)                 (mp.Queue,                    (Processes)
         |                      bounded)                          |
         |                         ^                              | Claimed, Progress, Released,
-        |                         | Outbox: retries, re-queued   | SenderDone, ChildFailed, Beat
-        |                         | batches, one Stop per sender | (a report pipe each)
-        | ProducerDone            |                              v
+        |                         | PendingWork: retries,        | SenderDone, ChildFailed, Beat
+        |                         | re-queued batches, one Stop  | (a report pipe each)
+        | ProducerDone            | per sender                   v
         +-----------------------> Runner (main process) <--------+
                                    | Accounts: the ledger (each message counted once),
                                    |   what each sender holds, stats, the timeline
@@ -43,7 +43,7 @@ from smsbatch.realtime.backend import Backend, Phase
 from smsbatch.realtime.members import Members
 from smsbatch.realtime.producer import MessageSource
 from smsbatch.realtime.reports import ReportHandler
-from smsbatch.realtime.retries import Outbox, RetrySchedule
+from smsbatch.realtime.retries import PendingWork, RetrySchedule
 from smsbatch.realtime.status import ExitStatus, RunResult, exit_status, stop_signals_caught
 from smsbatch.realtime.stopping import WARM_STOP_SECONDS, Action, Decision, Situation, decide
 
@@ -65,7 +65,7 @@ class Runner:
         self.accounts = Accounts(self.settings, self.source, self.backend.tracks_claims)
         self.members = Members(self.settings, self.accounts, self.clock.now())
         self.retries = RetrySchedule()
-        self.outbox = Outbox()
+        self.pending = PendingWork()
         self.phase = Phase.RUNNING
         self.stopped_by = "completed"
         self.time_limit = float("inf")  # real time a stopping run ends cold
@@ -136,7 +136,7 @@ class Runner:
             self._take_events(0.0 if now is not None else self._wait_seconds())
             self.now = self.clock.now() if now is None else now
             self._queue_due_retries()
-            self.outbox.flush(self.backend.offer)
+            self.pending.flush(self.backend.offer)
             if self.sim is not None:
                 self.accounts.sample(self.sim.at(self.now))
             self.members.end_silent(self)
@@ -166,7 +166,7 @@ class Runner:
             return
         due = self.retries.take_due(self.sim.at(self.now), self.source.batch_size)
         if due and self.phase == Phase.RUNNING:
-            self.outbox.add(self.accounts.retry_batch(due))
+            self.pending.add(self.accounts.retry_batch(due))
 
     # ---- decisions ----
 
@@ -176,7 +176,7 @@ class Runner:
             phase=self.phase, messages=self.accounts.ledger.messages, final=self.accounts.ledger.final,
             live_senders=len(members.live), signals=tuple(self.signals), now=self.now,
             time_limit=self.time_limit, lost_senders=self.accounts.lost_senders,
-            producer_done=members.producer_done, work_waiting=bool(len(self.retries) or len(self.outbox)),
+            producer_done=members.producer_done, work_waiting=bool(len(self.retries) or len(self.pending)),
             held_by_live=sum(self.accounts.ledger.held(index) for index in members.live),
             last_movement=members.last_movement, tracks_claims=self.backend.tracks_claims,
             open_membership=self.backend.open_membership,
@@ -201,8 +201,8 @@ class Runner:
         self.phase = Phase.DRAINING
         self.backend.announce(Phase.DRAINING)
         for _ in self.members.live:  # one per sender
-            self.outbox.add(Stop())
-        self.outbox.flush(self.backend.offer)
+            self.pending.add(Stop())
+        self.pending.flush(self.backend.offer)
         if self.backend.drain_limit is not None:
             self.time_limit = min(self.time_limit, self.now + self.backend.drain_limit)
 
@@ -221,7 +221,7 @@ class Runner:
 
     def _transport_lost(self, reason: str) -> None:
         self.transport_lost = True
-        self.outbox.clear()
+        self.pending.clear()
         if self.stopped_by == "completed":
             self.stopped_by = reason
         self.note(f"{reason}; stopping with what is known")
@@ -239,5 +239,5 @@ class Runner:
         over = self.elapsed is not None
         elapsed = self.elapsed if self.elapsed is not None else self.clock.now() - self.started
         sim_now = None if over else self.sim.now() if self.sim is not None else 0.0
-        pending = len(self.retries) + self.outbox.retries()
+        pending = len(self.retries) + self.pending.retries()
         return self.accounts.snapshot(self.members.states(), elapsed, sim_now, pending, self.retries.last_at())
