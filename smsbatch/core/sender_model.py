@@ -22,6 +22,7 @@ import math
 from typing import TYPE_CHECKING
 
 from smsbatch.config import SenderSpec, Settings
+from smsbatch.core.model import FAILED, RETRY, SENT
 
 if TYPE_CHECKING:
     import numpy as np
@@ -140,6 +141,12 @@ class SenderModel:
 
     def retries_left(self, attempt: int) -> bool:
         return attempt <= self.max_retries
+
+    def outcome(self, attempt: int, failed: bool) -> int:
+        """How `attempt` ends: sent, failed for good, or to be retried."""
+        if not failed:
+            return SENT
+        return RETRY if self.retries_left(attempt) else FAILED
 
 
 class Draws:
