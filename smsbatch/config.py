@@ -15,7 +15,9 @@ import os
 import re
 import secrets
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import configargparse
 import phonenumbers
@@ -497,18 +499,41 @@ BROKER_TIMEOUT = dict(
 )
 
 
-def build_parser(default_config_files=()) -> configargparse.ArgParser:
+class _AddOption(Protocol):
+    """Adds one option, with its environment variable SMSBATCH_<env>."""
+
+    def __call__(self, *flags: str, env: str, **kwargs: object) -> None: ...
+
+
+def _option_adder(parser: configargparse.ArgParser) -> _AddOption:
+    def option(*flags: str, env: str, **kwargs: object) -> None:
+        parser.add_argument(*flags, env_var=f"SMSBATCH_{env}", **kwargs)
+
+    return option
+
+
+def build_parser(default_config_files: Sequence[str] = ()) -> configargparse.ArgParser:
     parser = _Parser(
         prog="smsbatch",
         section="smsbatch",
         description="Simulate an SMS alert blast through a set of senders and watch it go.",
         default_config_files=list(default_config_files),
     )
-
-    def option(*flags, env: str, **kwargs):
-        parser.add_argument(*flags, env_var=f"SMSBATCH_{env}", **kwargs)
-
+    option = _option_adder(parser)
     option("-c", "--config", env="CONFIG", is_config_file=True, help="ini file with any of these options")
+    _message_options(option)
+    _sender_options(option)
+    _run_options(option)
+    _output_options(option)
+    _deadline_options(option)
+    _display_options(option)
+    _retry_options(option)
+    _broker_options(option)
+    return parser
+
+
+def _message_options(option: _AddOption) -> None:
+    """The message and who it goes to."""
     option(
         "-n",
         "--messages",
@@ -531,6 +556,10 @@ def build_parser(default_config_files=()) -> configargparse.ArgParser:
         metavar="FILE",
         help="send to the numbers in FILE (one per line, or first CSV column) instead",
     )
+
+
+def _sender_options(option: _AddOption) -> None:
+    """The senders and their send times."""
     option(
         "--sender",
         env="SENDER",
@@ -555,6 +584,10 @@ def build_parser(default_config_files=()) -> configargparse.ArgParser:
         default=DEFAULT_SPREAD,
         help="send-time standard deviation / mean (normal, lognormal, uniform)",
     )
+
+
+def _run_options(option: _AddOption) -> None:
+    """How the run goes: its pace, the display refresh, the replications, the seed."""
     option(
         "--interval",
         env="INTERVAL",
@@ -590,6 +623,10 @@ def build_parser(default_config_files=()) -> configargparse.ArgParser:
         default=None,
         help="seed for a reproducible run (default: a fresh one, printed)",
     )
+
+
+def _output_options(option: _AddOption) -> None:
+    """What is written, and where."""
     option("--summary-json", env="SUMMARY_JSON", metavar="PATH", help="write the summary here")
     option(
         "--report",
@@ -598,6 +635,10 @@ def build_parser(default_config_files=()) -> configargparse.ArgParser:
         help="write a self-contained HTML report with charts here (opens offline)",
     )
     option("--timeline", env="TIMELINE", metavar="PATH.csv", help="write the run's timeline here as CSV")
+
+
+def _deadline_options(option: _AddOption) -> None:
+    """The planner's target."""
     option(
         "--deadline",
         env="DEADLINE",
@@ -618,6 +659,10 @@ def build_parser(default_config_files=()) -> configargparse.ArgParser:
         action="store_true",
         help="exit with status 3 when the deadline is missed (for CI)",
     )
+
+
+def _display_options(option: _AddOption) -> None:
+    """What is shown and logged while it runs."""
     option("--no-progress", env="NO_PROGRESS", action="store_true", help="no live progress display")
     option(
         "--log",
@@ -626,6 +671,10 @@ def build_parser(default_config_files=()) -> configargparse.ArgParser:
         default="WARNING",
         help="log level; INFO logs every message sent or failed",
     )
+
+
+def _retry_options(option: _AddOption) -> None:
+    """Failed attempts going round again."""
     option(
         "--max-retries",
         env="MAX_RETRIES",
@@ -640,6 +689,10 @@ def build_parser(default_config_files=()) -> configargparse.ArgParser:
         default=1.0,
         help="simulated seconds before the first retry; doubles each time, jittered",
     )
+
+
+def _broker_options(option: _AddOption) -> None:
+    """Redis Streams, and senders on other machines."""
     option(
         "--broker",
         env="BROKER",
@@ -664,7 +717,6 @@ def build_parser(default_config_files=()) -> configargparse.ArgParser:
         "counts as lost and its work goes to the others (live senders speak "
         "twice a second)",
     )
-    return parser
 
 
 @dataclass(frozen=True)
@@ -682,9 +734,7 @@ def build_worker_parser() -> configargparse.ArgParser:
         section="smsbatch worker",
         description="Add senders on this machine to a smsbatch run through Redis Streams.",
     )
-
-    def option(*flags, env: str, **kwargs):
-        parser.add_argument(*flags, env_var=f"SMSBATCH_{env}", **kwargs)
+    option = _option_adder(parser)
 
     option("-c", "--config", env="WORKER_CONFIG", is_config_file=True, help="ini file with any of these options")
     option(
