@@ -389,10 +389,32 @@ def faithful_line(snap: Snapshot) -> str:
     )
 
 
+SENDER_HEADER = (
+    "sender",
+    "mean s",
+    "fail%",
+    "attempts",
+    "sent",
+    "failed",
+    "fail% seen",
+    "avg s",
+    "p50 s",
+    "p95 s",
+    "p99 s",
+    "state",
+)
+
+
 def summary_table(snap: Snapshot, seed: int, stopped_by: str) -> str:
+    rows = [SENDER_HEADER] + [_sender_row(v) for v in snap.senders]
+    return "\n".join(_summary_head(snap, seed, stopped_by) + _table_lines(rows)) + "\n"
+
+
+def _summary_head(snap: Snapshot, seed: int, stopped_by: str) -> list[str]:
+    """The run's figures, above the table of senders."""
     s = snap.stats
     accounted = "yes" if snap.sent + snap.failed + snap.unsent == snap.messages else "NO"
-    lines = [
+    return [
         f"smsbatch summary (seed {seed}, {snap.mode}, {stopped_by})",
         f"  messages {snap.messages} = sent {snap.sent} + failed {snap.failed} + unsent {snap.unsent}"
         f"  (every message accounted for: {accounted})",
@@ -408,43 +430,34 @@ def summary_table(snap: Snapshot, seed: int, stopped_by: str) -> str:
         deadline_line(snap),
         "",
     ]
-    header = (
-        "sender",
-        "mean s",
-        "fail%",
-        "attempts",
-        "sent",
-        "failed",
-        "fail% seen",
-        "avg s",
-        "p50 s",
-        "p95 s",
-        "p99 s",
-        "state",
+
+
+def _sender_row(v: SenderView) -> tuple[str, ...]:
+    return (
+        v.name,
+        f"{v.spec.mean:g}",
+        f"{v.spec.fail_rate:.1%}",
+        str(v.stats.attempts),
+        str(v.stats.sent),
+        str(v.stats.failed),
+        f"{v.stats.failed / v.stats.attempts:.1%}" if v.stats.attempts else "-",
+        f"{v.stats.mean:.3f}",
+        f"{v.stats.percentile(0.5):.3g}",
+        f"{v.stats.percentile(0.95):.3g}",
+        f"{v.stats.percentile(0.99):.3g}",
+        v.state,
     )
-    rows = [header] + [
-        (
-            v.name,
-            f"{v.spec.mean:g}",
-            f"{v.spec.fail_rate:.1%}",
-            str(v.stats.attempts),
-            str(v.stats.sent),
-            str(v.stats.failed),
-            f"{v.stats.failed / v.stats.attempts:.1%}" if v.stats.attempts else "-",
-            f"{v.stats.mean:.3f}",
-            f"{v.stats.percentile(0.5):.3g}",
-            f"{v.stats.percentile(0.95):.3g}",
-            f"{v.stats.percentile(0.99):.3g}",
-            v.state,
-        )
-        for v in snap.senders
-    ]
+
+
+def _table_lines(rows: list[tuple[str, ...]]) -> list[str]:
+    """Names left-aligned, figures right-aligned, the state last and unpadded."""
     # Widths in terminal columns, not characters: a name in CJK takes two a character.
-    widths = [max(display_width(row[i]) for row in rows) for i in range(len(header))]
+    widths = [max(display_width(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = []
     for row in rows:
         cells = [pad_right(row[0], widths[0])] + [pad_left(c, w) for c, w in zip(row[1:-1], widths[1:-1], strict=False)]
         lines.append("  " + "  ".join([*cells, row[-1]]))
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def summary_dict(
