@@ -55,7 +55,7 @@ class Ledger:
     def unsent(self) -> int:
         return self.messages - self.final
 
-    def claim(self, sender: int, key: int, ids) -> None:
+    def claim(self, sender: int, key: int, ids: range | tuple[int, ...]) -> None:
         self.claims.setdefault(sender, {})[key] = Claim(ids)
 
     def held(self, sender: int) -> int:
@@ -67,8 +67,8 @@ class Ledger:
         claims = self.claims[sender]
         claim = claims[done.key]
         offsets = done.offsets
-        fast = isinstance(offsets, range) and isinstance(claim.ids, range)
-        if not (fast and self._apply_run(claim, offsets, done.outcomes)):
+        fast = isinstance(claim.ids, range)
+        if not (fast and isinstance(offsets, range) and self._apply_run(claim, offsets, done.outcomes)):
             for offset, outcome in zip(offsets, done.outcomes, strict=False):
                 self._apply_one(claim, offset, outcome)
         if claim.remaining == 0:
@@ -113,7 +113,7 @@ class Ledger:
 
     # ---- the broker's path: reports name message ids, and may come twice ----
 
-    def record(self, ids, outcomes: bytes) -> None:
+    def record(self, ids: range | tuple[int, ...], outcomes: bytes) -> None:
         """Count final outcomes by message id; a message counted before is a
         duplicate (at-least-once delivery). RETRY outcomes are counted by retry()."""
         if isinstance(ids, range) and self.state[ids.start : ids.stop].count(OPEN) == len(ids):
@@ -142,7 +142,7 @@ class Ledger:
         self.retried += 1
         return True
 
-    def release_part(self, sender: int, key: int, offsets) -> list[int]:
+    def release_part(self, sender: int, key: int, offsets: tuple[int, ...]) -> list[int]:
         """A live sender gives back part of a batch it claimed: those offsets are
         no longer its (marked done in its claim, still open in the ledger)."""
         claims = self.claims[sender]

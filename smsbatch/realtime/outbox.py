@@ -78,7 +78,7 @@ class Outbox:
     retries: list[tuple[int, str, int, float]]  # (id, phone, next attempt, simulated time it is back)
     first_back: float  # the earliest simulated time a retry here re-enters the queue
     log: list[tuple[int, str, int, float, int]]  # (id, phone, outcome, seconds, attempt)
-    ended: list[tuple[float, float, int, int]]  # (due, send-time bucket, outcome, count)
+    ended: list[tuple[float, int, int, int]]  # (due, send-time bucket, outcome, count)
     capped: float  # slot-seconds a free slot with work in hand was held back by the rate cap
     phone_cache: dict[int, list[str]]  # batch key -> its numbers, split only while needed
     last_flush: float  # real time of the last report
@@ -135,7 +135,7 @@ class Outbox:
         count = len(batch)
         self.stats.record_same(0.0, count, count if outcome == FAILED else 0)
         self.done.add_run(batch.key, range(count), bytes([outcome]) * count)
-        self.ended.append((0.0, 0.0, outcome, count))
+        self.ended.append((0.0, bucket_of(0.0), outcome, count))
         if self.logging:
             for offset in range(count):
                 self._note(batch, offset, 0.0, outcome, 0.0)
@@ -146,9 +146,9 @@ class Outbox:
         outcomes = failed.astype("u1") + 1  # SENT 1, FAILED 2
         self.stats.record_block(seconds, failed)
         self.done.add_run(batch.key, range(len(batch)), outcomes.tobytes())
-        fails = int(failed.sum())
+        fails, zero = int(failed.sum()), bucket_of(0.0)
         self.ended += [
-            (0.0, 0.0, outcome, count) for outcome, count in ((SENT, len(batch) - fails), (FAILED, fails)) if count
+            (0.0, zero, outcome, count) for outcome, count in ((SENT, len(batch) - fails), (FAILED, fails)) if count
         ]
         if self.logging:
             for offset, outcome in enumerate(outcomes.tolist()):
