@@ -19,9 +19,10 @@ from typing import Any, Protocol, TextIO, TypeVar
 
 from smsbatch.config import UsageError
 
-# A summary as the JSON file holds it: plain values, lists and dicts, of a
-# shape that grew over versions (`smsbatch report` reads older ones too).
-Summary = dict[str, Any]
+# A JSON object: plain values, lists and objects, read from a file or about
+# to be written to one (`smsbatch report` reads summaries of older versions).
+JsonObject = dict[str, Any]
+Summary = JsonObject  # what --summary-json writes
 
 _Result = TypeVar("_Result")
 
