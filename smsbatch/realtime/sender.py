@@ -2,7 +2,10 @@
 
 SenderEngine is the whole loop with no process in it: it is given functions to
 take work, report and pause, so tests drive it with a fake clock. run_sender()
-wires it to the real queue, pipe and stop event in a child process.
+wires it to the real queue, pipe and stop event in a child process. The loop
+uses three parts: Intake (intake.py: what it takes, keeps and gives back),
+Slots (slots.py: free slots, sends in flight, the rate cap) and Outbox
+(outbox.py: what it reports, and when).
 
 It keeps to the model (README, "The model") on a simulated timeline:
 
