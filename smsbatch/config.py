@@ -15,7 +15,9 @@ import os
 import re
 import secrets
 from collections import OrderedDict
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Protocol
 
 import configargparse
 import phonenumbers
@@ -103,7 +105,7 @@ class Settings:
 # ---- value rules: each raises ValueError with the rule, in words ----
 
 
-def whole_number(low: int, high: int):
+def whole_number(low: int, high: int) -> Callable[[str], int]:
     def parse(text: str) -> int:
         text = str(text).strip()
         try:
@@ -117,7 +119,7 @@ def whole_number(low: int, high: int):
     return parse
 
 
-def real_number(low: float, high: float, low_open: bool = False):
+def real_number(low: float, high: float, low_open: bool = False) -> Callable[[str], float]:
     def parse(text: str) -> float:
         above = f"above {low:g}" if low_open else f"at least {low:g}"
         rule = f"must be a number {above} and at most {high:g}"
@@ -132,7 +134,7 @@ def real_number(low: float, high: float, low_open: bool = False):
     return parse
 
 
-def zero_or_at_least(low: float, high: float, unit: str):
+def zero_or_at_least(low: float, high: float, unit: str) -> Callable[[str], float]:
     """0, or a number from `low` to `high`: nothing between 0 and `low`."""
 
     def parse(text: str) -> float:
@@ -248,12 +250,13 @@ def parse_sender_name(text: str) -> str:
     return text
 
 
-SENDER_FIELDS = {
-    "name": parse_sender_name,
-    "window": parse_window,
-    "rate": parse_rate,
-    "distribution": parse_distribution,
-    "spread": parse_spread,
+# The key=value fields of a --sender spec: each checks its value and sets it.
+SENDER_FIELDS: dict[str, Callable[[SenderSpec, str], SenderSpec]] = {
+    "name": lambda spec, text: replace(spec, name=parse_sender_name(text)),
+    "window": lambda spec, text: replace(spec, window=parse_window(text)),
+    "rate": lambda spec, text: replace(spec, rate=parse_rate(text)),
+    "distribution": lambda spec, text: replace(spec, distribution=parse_distribution(text)),
+    "spread": lambda spec, text: replace(spec, spread=parse_spread(text)),
 }
 
 
@@ -270,20 +273,22 @@ def parse_sender(text: str) -> SenderSpec:
         fail_rate = parse_fail_rate(parts[1])
     except ValueError as error:
         raise ValueError(f"FAIL_RATE {error}") from None
-    fields: dict[str, object] = {}
+    spec = SenderSpec(mean, fail_rate)
+    given: set[str] = set()
     for part in parts[2:]:
         key, sep, value = part.partition("=")
         key = key.strip()
         if not sep or key not in SENDER_FIELDS:
             raise ValueError(f"extra fields must be key=value with key one of {', '.join(SENDER_FIELDS)}")
-        if key in fields:
+        if key in given:
             raise ValueError(f"field {key} given twice")
+        given.add(key)
         value = value.strip()
         try:
-            fields[key] = SENDER_FIELDS[key](value)
+            spec = SENDER_FIELDS[key](spec, value)
         except ValueError as error:
             raise ValueError(f"{key} {error}") from None
-    return SenderSpec(mean, fail_rate, **fields)
+    return spec
 
 
 def parse_region(text: str) -> str:
@@ -306,11 +311,11 @@ def parse_text(text: str) -> str:
 ECHO_WIDTH = 60  # characters of a bad value an error line shows
 
 
-def _typed(rule, shown=str):
+def _typed(rule: Callable[[str], object], shown: Callable[[str], str] = str) -> Callable[[str], object]:
     """Wrap a rule for argparse, which shows ArgumentTypeError messages as they are.
     `shown` is how the bad value is echoed (a URL without its password)."""
 
-    def parse(text: str):
+    def parse(text: str) -> object:
         try:
             return rule(text)
         except ValueError as error:
@@ -414,7 +419,8 @@ class IniFile(configargparse.ConfigFileParser):
             items[key] = self._checked(self._action(key, where), match["value"], where)
         return items
 
-    def _action(self, key: str, where: str):
+    def _action(self, key: str, where: str) -> argparse.Action:
+        assert self.parser is not None, "set by _Parser"
         options = {
             flag[2:]: action
             for action in self.parser._actions
@@ -489,26 +495,41 @@ def _config_error(message: str) -> configargparse.ConfigFileParserException:
     return configargparse.ConfigFileParserException(message)
 
 
-BROKER_TIMEOUT = dict(
-    env="BROKER_TIMEOUT",
-    type=_typed(real_number(0.0, MAX_SECONDS)),
-    default=30.0,
-    help="with --broker: seconds to keep retrying an unreachable broker before giving up",
-)
+class _AddOption(Protocol):
+    """Adds one option, with its environment variable SMSBATCH_<env>."""
+
+    def __call__(self, *flags: str, env: str, **kwargs: object) -> None: ...
 
 
-def build_parser(default_config_files=()) -> configargparse.ArgParser:
+def _option_adder(parser: configargparse.ArgParser) -> _AddOption:
+    def option(*flags: str, env: str, **kwargs: object) -> None:
+        parser.add_argument(*flags, env_var=f"SMSBATCH_{env}", **kwargs)
+
+    return option
+
+
+def build_parser(default_config_files: Sequence[str] = ()) -> configargparse.ArgParser:
     parser = _Parser(
         prog="smsbatch",
         section="smsbatch",
         description="Simulate an SMS alert blast through a set of senders and watch it go.",
         default_config_files=list(default_config_files),
     )
-
-    def option(*flags, env: str, **kwargs):
-        parser.add_argument(*flags, env_var=f"SMSBATCH_{env}", **kwargs)
-
+    option = _option_adder(parser)
     option("-c", "--config", env="CONFIG", is_config_file=True, help="ini file with any of these options")
+    _message_options(option)
+    _sender_options(option)
+    _run_options(option)
+    _output_options(option)
+    _deadline_options(option)
+    _display_options(option)
+    _retry_options(option)
+    _broker_options(option)
+    return parser
+
+
+def _message_options(option: _AddOption) -> None:
+    """The message and who it goes to."""
     option(
         "-n",
         "--messages",
@@ -531,6 +552,10 @@ def build_parser(default_config_files=()) -> configargparse.ArgParser:
         metavar="FILE",
         help="send to the numbers in FILE (one per line, or first CSV column) instead",
     )
+
+
+def _sender_options(option: _AddOption) -> None:
+    """The senders and their send times."""
     option(
         "--sender",
         env="SENDER",
@@ -555,6 +580,10 @@ def build_parser(default_config_files=()) -> configargparse.ArgParser:
         default=DEFAULT_SPREAD,
         help="send-time standard deviation / mean (normal, lognormal, uniform)",
     )
+
+
+def _run_options(option: _AddOption) -> None:
+    """How the run goes: its pace, the display refresh, the replications, the seed."""
     option(
         "--interval",
         env="INTERVAL",
@@ -590,6 +619,10 @@ def build_parser(default_config_files=()) -> configargparse.ArgParser:
         default=None,
         help="seed for a reproducible run (default: a fresh one, printed)",
     )
+
+
+def _output_options(option: _AddOption) -> None:
+    """What is written, and where."""
     option("--summary-json", env="SUMMARY_JSON", metavar="PATH", help="write the summary here")
     option(
         "--report",
@@ -598,6 +631,10 @@ def build_parser(default_config_files=()) -> configargparse.ArgParser:
         help="write a self-contained HTML report with charts here (opens offline)",
     )
     option("--timeline", env="TIMELINE", metavar="PATH.csv", help="write the run's timeline here as CSV")
+
+
+def _deadline_options(option: _AddOption) -> None:
+    """The planner's target."""
     option(
         "--deadline",
         env="DEADLINE",
@@ -618,6 +655,10 @@ def build_parser(default_config_files=()) -> configargparse.ArgParser:
         action="store_true",
         help="exit with status 3 when the deadline is missed (for CI)",
     )
+
+
+def _display_options(option: _AddOption) -> None:
+    """What is shown and logged while it runs."""
     option("--no-progress", env="NO_PROGRESS", action="store_true", help="no live progress display")
     option(
         "--log",
@@ -626,6 +667,10 @@ def build_parser(default_config_files=()) -> configargparse.ArgParser:
         default="WARNING",
         help="log level; INFO logs every message sent or failed",
     )
+
+
+def _retry_options(option: _AddOption) -> None:
+    """Failed attempts going round again."""
     option(
         "--max-retries",
         env="MAX_RETRIES",
@@ -640,6 +685,10 @@ def build_parser(default_config_files=()) -> configargparse.ArgParser:
         default=1.0,
         help="simulated seconds before the first retry; doubles each time, jittered",
     )
+
+
+def _broker_options(option: _AddOption) -> None:
+    """Redis Streams, and senders on other machines."""
     option(
         "--broker",
         env="BROKER",
@@ -654,7 +703,7 @@ def build_parser(default_config_files=()) -> configargparse.ArgParser:
         action="store_true",
         help="with --broker: run no senders here, only workers",
     )
-    option("--broker-timeout", **BROKER_TIMEOUT)
+    _broker_timeout_option(option)
     option(
         "--claim-after",
         env="CLAIM_AFTER",
@@ -664,7 +713,17 @@ def build_parser(default_config_files=()) -> configargparse.ArgParser:
         "counts as lost and its work goes to the others (live senders speak "
         "twice a second)",
     )
-    return parser
+
+
+def _broker_timeout_option(option: _AddOption) -> None:
+    """The same in the run's parser and the worker's."""
+    option(
+        "--broker-timeout",
+        env="BROKER_TIMEOUT",
+        type=_typed(real_number(0.0, MAX_SECONDS)),
+        default=30.0,
+        help="with --broker: seconds to keep retrying an unreachable broker before giving up",
+    )
 
 
 @dataclass(frozen=True)
@@ -682,9 +741,7 @@ def build_worker_parser() -> configargparse.ArgParser:
         section="smsbatch worker",
         description="Add senders on this machine to a smsbatch run through Redis Streams.",
     )
-
-    def option(*flags, env: str, **kwargs):
-        parser.add_argument(*flags, env_var=f"SMSBATCH_{env}", **kwargs)
+    option = _option_adder(parser)
 
     option("-c", "--config", env="WORKER_CONFIG", is_config_file=True, help="ini file with any of these options")
     option(
@@ -705,7 +762,7 @@ def build_worker_parser() -> configargparse.ArgParser:
     )
     option("--run", env="RUN", metavar="ID", help="join this run only (default: the one in progress, or the next)")
     option("--once", env="ONCE", action="store_true", help="leave after one run (default: serve run after run)")
-    option("--broker-timeout", **BROKER_TIMEOUT)
+    _broker_timeout_option(option)
     return parser
 
 

@@ -20,10 +20,11 @@ import multiprocessing
 import signal
 import statistics
 from dataclasses import replace
-from typing import TextIO
+from typing import Any, TextIO
 
 from smsbatch.config import Settings
 from smsbatch.present.monitor import Monitor, NullDisplay, seconds_text, summary_dict
+from smsbatch.present.output import Summary
 from smsbatch.realtime.producer import MessageSource
 from smsbatch.realtime.status import stop_signals_caught
 
@@ -84,7 +85,7 @@ def replication_seed(seed: int, replication: int) -> int:
 _SOURCE: MessageSource | None = None  # the run's messages, inherited by the forked pool
 
 
-def run_one(settings: Settings, replication: int) -> dict:
+def run_one(settings: Settings, replication: int) -> Summary:
     """One whole run, quietly, as its summary dict (in a pool process)."""
     from smsbatch.cli import make_runner  # the CLI's own wiring, no drawing
 
@@ -118,15 +119,15 @@ def _pool_initializer() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def figure(summary: dict, key: str) -> float | None:
+def figure(summary: Summary, key: str) -> float | None:
     if key.startswith("reach_s."):
         return summary["reach_s"].get(key.split(".", 1)[1])
     return summary[key]
 
 
-def describe(values: list[float]) -> dict:
+def describe(figures: list[float | None]) -> dict[str, Any]:
     """mean, stdev, ci95 [low, high], min, max, n of the non-null values."""
-    values = [v for v in values if v is not None]
+    values = [v for v in figures if v is not None]
     n = len(values)
     if not n:
         return {"mean": None, "stdev": None, "ci95": [None, None], "min": None, "max": None, "n": 0}
@@ -144,7 +145,7 @@ def describe(values: list[float]) -> dict:
     }
 
 
-def aggregate(summaries: list[dict]) -> dict:
+def aggregate(summaries: list[Summary]) -> dict[str, dict[str, Any]]:
     return {key: describe([figure(s, key) for s in summaries]) for key in AGGREGATED}
 
 

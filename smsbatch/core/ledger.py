@@ -108,7 +108,7 @@ class Ledger:
 
     # ---- the one counting path: by message id; a report may come twice ----
 
-    def record(self, ids, outcomes: bytes) -> None:
+    def record(self, ids: range | tuple[int, ...], outcomes: bytes) -> None:
         """Count final outcomes by message id; a message counted before is a
         duplicate (at-least-once delivery). RETRY outcomes are counted by retry()."""
         if isinstance(ids, range) and self.state[ids.start : ids.stop].count(OPEN) == len(ids):

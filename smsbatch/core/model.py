@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from smsbatch.core.stats import Stats
@@ -32,7 +33,15 @@ class MessageBatch:
     available: tuple[float, ...] | None = None
 
     @classmethod
-    def of(cls, key: int, ids, phones, text: str, attempts=None, available=None) -> MessageBatch:
+    def of(
+        cls,
+        key: int,
+        ids: range | tuple[int, ...],
+        phones: Iterable[str],
+        text: str,
+        attempts: tuple[int, ...] | None = None,
+        available: tuple[float, ...] | None = None,
+    ) -> MessageBatch:
         return cls(key, ids, pack_numbers(phones), text, attempts, available)
 
     def __len__(self) -> int:
@@ -48,7 +57,7 @@ class MessageBatch:
         return 0.0 if self.available is None else self.available[offset]
 
 
-def pack_numbers(phones) -> str:
+def pack_numbers(phones: Iterable[str]) -> str:
     return "".join(phone + "\n" for phone in phones)
 
 
@@ -112,7 +121,7 @@ class Progress:
     retries: tuple[tuple[int, str, int, float], ...] = ()
     log: tuple[tuple[int, str, int, float, int], ...] = ()  # (id, phone, outcome, seconds, attempt)
     # (simulated end time, send-time bucket (stats.bucket_of), outcome, count) of the attempts that ended
-    ended: tuple[tuple[float, float, int, int], ...] = ()
+    ended: tuple[tuple[float, int, int, int], ...] = ()
     lag: float = 0.0  # the most simulated time any send or start was handled late, so far
     capped: float = 0.0  # slot-seconds held back by the rate cap, since the previous Progress
     redelivered: int = 0  # messages taken over from a silent sender (Redis), since the previous Progress

@@ -24,13 +24,15 @@ import random
 import stat
 import tempfile
 from array import array
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import IO
 
 import phonenumbers
 from phonenumbers import PhoneNumberType
 
 SUFFIX_DIGITS = 4
-SUFFIX_COUNT = 10**SUFFIX_DIGITS
+SUFFIX_COUNT: int = 10**SUFFIX_DIGITS
 SUFFIXES = tuple(f"{i:0{SUFFIX_DIGITS}d}\n" for i in range(SUFFIX_COUNT))  # newline-ended
 MOBILE_TYPES = (PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE)
 # 1024 prefixes: 10,240,000 distinct numbers in a big region, found in about
@@ -156,11 +158,15 @@ def _cache_dir() -> str:
 
 def _mobile_lengths(region: str, example: phonenumbers.PhoneNumber) -> list[int]:
     metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
-    lengths = [n for n in metadata.mobile.possible_length if n > SUFFIX_DIGITS]
+    mobile = metadata.mobile if metadata is not None else None
+    possible = mobile.possible_length if mobile is not None and mobile.possible_length else ()
+    lengths = [n for n in possible if n > SUFFIX_DIGITS]
     return lengths or [len(str(example.national_number))]
 
 
-def _candidates(example, lengths, found, rng):
+def _candidates(
+    example: phonenumbers.PhoneNumber, lengths: list[int], found: list[str], rng: random.Random
+) -> Iterator[str]:
     yield str(example.national_number)
     digits = "0123456789"
     while True:
@@ -261,7 +267,7 @@ class Recipients:
     it, so the producer and the runner read any batch by its offset."""
 
     path: str
-    spool: object  # a binary file
+    spool: IO[bytes]
     valid: int = 0  # distinct valid numbers, in the spool
     invalid: int = 0  # lines that are not a valid number
     duplicates: int = 0  # valid lines repeating a number seen before
@@ -312,7 +318,7 @@ def _no_spool(error: OSError) -> PhoneError:
     )
 
 
-def _spool_numbers(recipients: Recipients, numbers, limit: int | None) -> None:
+def _spool_numbers(recipients: Recipients, numbers: Iterable[int | None], limit: int | None) -> None:
     seen = NumberSet()
     pending = array("q")
     for number in numbers:
@@ -332,7 +338,7 @@ def _spool_numbers(recipients: Recipients, numbers, limit: int | None) -> None:
     recipients.spool.flush()  # the forked producer reads it by descriptor
 
 
-def _open_binary(path: str):
+def _open_binary(path: str) -> IO[bytes]:
     try:
         if path == "-":
             return os.fdopen(os.dup(0), "rb", buffering=0)  # ours to close, not stdin
@@ -346,7 +352,7 @@ def list_name(path: str) -> str:
     return "standard input" if path == "-" else path
 
 
-def _lines(handle, path: str):
+def _lines(handle: IO[bytes], path: str) -> Iterator[str]:
     """The text lines of a binary stream, read a block at a time."""
     rest = b""
     while True:
@@ -366,7 +372,7 @@ def _lines(handle, path: str):
         yield rest.decode("utf-8", errors="replace")
 
 
-def _numbers(lines, region: str):
+def _numbers(lines: Iterable[str], region: str) -> Iterator[int | None]:
     """int(E.164 number), or None when invalid, for each non-blank line."""
     for line in lines:
         raw = _first_column(line)

@@ -22,6 +22,7 @@ import math
 from typing import TYPE_CHECKING
 
 from smsbatch.config import SenderSpec, Settings
+from smsbatch.core.model import FAILED, RETRY, SENT
 
 if TYPE_CHECKING:
     import numpy as np
@@ -99,6 +100,10 @@ class SendTimes:
         return taken
 
 
+# (send times, outcome generator, jitter generator)
+_Streams = tuple[SendTimes, "np.random.Generator", "np.random.Generator"]
+
+
 class SenderModel:
     """One sender: its slots, its rate cap, and the draws of every attempt."""
 
@@ -114,10 +119,10 @@ class SenderModel:
         self.instant = spec.mean == 0.0 and not spec.rate  # a whole batch goes in no time
         self.nothing_to_draw = _nothing_to_draw(spec, settings)
         self.jitters: list[float] = []
-        self._streams: tuple | None = None  # made at the first draw
+        self._streams: _Streams | None = None  # made at the first draw
 
     @property
-    def streams(self) -> tuple:
+    def streams(self) -> _Streams:
         """(send times, outcome generator, jitter generator)."""
         if self._streams is None:
             time_rng, outcome_rng, jitter_rng = generators(self.seed, self.index)
@@ -140,6 +145,12 @@ class SenderModel:
 
     def retries_left(self, attempt: int) -> bool:
         return attempt <= self.max_retries
+
+    def outcome(self, attempt: int, failed: bool) -> int:
+        """How `attempt` ends: sent, failed for good, or to be retried."""
+        if not failed:
+            return SENT
+        return RETRY if self.retries_left(attempt) else FAILED
 
 
 class Draws:

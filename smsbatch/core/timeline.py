@@ -18,12 +18,23 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import TypedDict, TypeVar
 
 from smsbatch.config import Settings
 from smsbatch.core.model import FAILED, SENT
 from smsbatch.core.reach import SentHistogram
 from smsbatch.core.stats import bucket_value
+
+_Sample = TypeVar("_Sample")
+
+
+class TimelineTable(TypedDict):
+    """The timeline as the summary holds it: one row per bin, one value per column."""
+
+    columns: list[str]
+    rows: list[list[float | None]]  # None: no sample (backlog) or no attempt (percentiles) in the bin
+
 
 MAX_BINS = 2000
 TARGET_BINS = 1000
@@ -140,7 +151,7 @@ class Timeline:
         def pairs(series: list[int]) -> list[int]:
             return [sum(series[i : i + 2]) for i in range(0, len(series), 2)]
 
-        def later(series: list) -> list:
+        def later(series: list[_Sample | None]) -> list[_Sample | None]:
             return [
                 series[i + 1] if i + 1 < len(series) and series[i + 1] is not None else series[i]
                 for i in range(0, len(series), 2)
@@ -159,18 +170,20 @@ class Timeline:
         per_sender = [f"{name}:{what}" for name in self.names for what in ("attempts", "failed_attempts", "in_flight")]
         return ["t_s", "sent", "failed", "retried", "backlog", *per_sender, "p50_s", "p95_s", "p99_s"]
 
-    def rows(self, last_t: float | None = None) -> list[list]:
+    def rows(self, last_t: float | None = None) -> list[list[float | None]]:
         """One row per bin up to the last with anything in it (or up to `last_t`)."""
         count = len(self.sent)
         if last_t is not None:
             count = max(count, self.bin_of(last_t) + 1) if last_t > 0 else max(count, 1)
             self._grow(count - 1)
-        rows, totals = [], [0, 0, 0]
-        backlog, in_flight = None, [0] * len(self.names)
+        rows: list[list[float | None]] = []
+        totals = [0, 0, 0]
+        backlog: int | None = None
+        in_flight = [0] * len(self.names)
         for b in range(count):
             totals = [totals[0] + self.sent[b], totals[1] + self.failed[b], totals[2] + self.retried[b]]
             backlog = self.backlog[b] if self.backlog[b] is not None else backlog
-            in_flight = self.in_flight[b] if self.in_flight[b] is not None else in_flight
+            in_flight = sample if (sample := self.in_flight[b]) is not None else in_flight
             per_sender = []
             for s in range(len(self.names)):
                 per_sender += [self.attempts[s][b], self.failed_attempts[s][b], in_flight[s]]
@@ -178,7 +191,7 @@ class Timeline:
             rows.append(row)
         return rows
 
-    def as_dict(self, last_t: float | None = None) -> dict:
+    def as_dict(self, last_t: float | None = None) -> TimelineTable:
         return {"columns": self.columns(), "rows": self.rows(last_t)}
 
 
@@ -199,7 +212,7 @@ class RunRecord:
         self.timeline.add_sender(name)
         self.capped.append(0.0)
 
-    def record(self, sender: int, ended, capped: float, lag: float) -> None:
+    def record(self, sender: int, ended: Iterable[tuple[float, int, int, int]], capped: float, lag: float) -> None:
         """`ended`: (due, send-time bucket, outcome, count) of attempts that ended."""
         for due, bucket, outcome, count in ended:
             counts = (count, 0, 0) if outcome == SENT else (0, count, 0) if outcome == FAILED else (0, 0, count)
@@ -224,7 +237,8 @@ def _percentiles(histogram: dict[int, int]) -> list[float | None]:
     total = sum(histogram.values())
     if not total:
         return [None] * len(PERCENTILES)
-    found, seen = [], 0
+    found: list[float | None] = []
+    seen = 0
     wanted = [fraction * total for _, fraction in PERCENTILES]
     for bucket in sorted(histogram):
         seen += histogram[bucket]
@@ -240,7 +254,7 @@ def _round(value: float) -> float:
     return float(f"{value:.6g}")
 
 
-def csv_text(timeline: dict) -> str:
+def csv_text(timeline: TimelineTable) -> str:
     """The timeline as CSV: a header row of column names (quoted where needed), then the rows."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")

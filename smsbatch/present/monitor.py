@@ -11,14 +11,16 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TextIO
+from typing import Protocol, TextIO
 
 from smsbatch.config import SenderSpec
 from smsbatch.core.clock import Clock
 from smsbatch.core.stats import Stats, bucket_value
 from smsbatch.core.text import char_width, display_width, pad_left, pad_right, shorten
-from smsbatch.present.output import write_text_file
+from smsbatch.core.timeline import TimelineTable
+from smsbatch.present.output import Summary, TextSink, write_text_file
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,7 @@ class Snapshot:
     sent_by_deadline: int = 0
     deadline: float = 600.0  # simulated seconds
     deadline_share: float = 0.9
-    timeline: dict | None = None  # {"columns": [...], "rows": [...]}, at the end of a run
+    timeline: TimelineTable | None = None  # at the end of a run
 
     @property
     def within_deadline(self) -> float:
@@ -207,7 +209,7 @@ def bar_line(finished: int, messages: int, bar_width: int) -> str:
 
     percent = math.floor(100 * finished / messages) if messages else 100
     tail = f"| {finished}/{messages}"
-    return tqdm.format_meter(
+    meter: str = tqdm.format_meter(
         finished,
         messages or 1,
         0,
@@ -215,6 +217,7 @@ def bar_line(finished: int, messages: int, bar_width: int) -> str:
         prefix=f"{percent:3d}%",
         bar_format="{desc}|{bar}" + tail,
     )
+    return meter
 
 
 def fit(lines: list[str], columns: int, rows: int, head: int = 2) -> list[str]:
@@ -282,7 +285,7 @@ class BarDisplay:
     def note(self, text: str) -> None:
         """A line above the block, for good: the block is erased, the line written
         whole (the terminal wraps it, as any output), and the block drawn again."""
-        if self.shown:
+        if self.shown and self.last is not None:  # shown: drawn, so there is a last snapshot
             self._write(self._erase() + text + "\n" + self._frame_text(self.last))
         else:
             self._write(text + "\n")
@@ -303,7 +306,7 @@ class BarDisplay:
 class NullDisplay:
     """--no-progress: notes still go out, the live display does not."""
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextSink) -> None:
         self.stream = stream
 
     def draw(self, snap: Snapshot) -> None:
@@ -317,7 +320,17 @@ class NullDisplay:
         pass
 
 
-def make_display(stream: TextIO, progress: bool, messages: int, sender_count: int):
+class Display(Protocol):
+    """What the monitor draws on: BarDisplay, LineDisplay or NullDisplay."""
+
+    def draw(self, snap: Snapshot) -> None: ...
+
+    def note(self, text: str) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def make_display(stream: TextIO, progress: bool, messages: int, sender_count: int) -> Display:
     if not progress:
         return NullDisplay(stream)
     if stream.isatty():
@@ -329,7 +342,7 @@ def make_display(stream: TextIO, progress: bool, messages: int, sender_count: in
 class Monitor:
     """Redraws the display every `interval` seconds of the injected clock."""
 
-    display: object
+    display: Display
     interval: float
     clock: Clock = field(default_factory=Clock)
     next_draw: float = 0.0
@@ -337,7 +350,7 @@ class Monitor:
     def due_in(self) -> float:
         return max(0.0, self.next_draw - self.clock.now())
 
-    def tick(self, snapshot_of) -> None:
+    def tick(self, snapshot_of: Callable[[], Snapshot]) -> None:
         now = self.clock.now()
         if now >= self.next_draw:
             self.display.draw(snapshot_of())
@@ -389,10 +402,32 @@ def faithful_line(snap: Snapshot) -> str:
     )
 
 
+SENDER_HEADER = (
+    "sender",
+    "mean s",
+    "fail%",
+    "attempts",
+    "sent",
+    "failed",
+    "fail% seen",
+    "avg s",
+    "p50 s",
+    "p95 s",
+    "p99 s",
+    "state",
+)
+
+
 def summary_table(snap: Snapshot, seed: int, stopped_by: str) -> str:
+    rows = [SENDER_HEADER] + [_sender_row(v) for v in snap.senders]
+    return "\n".join(_summary_head(snap, seed, stopped_by) + _table_lines(rows)) + "\n"
+
+
+def _summary_head(snap: Snapshot, seed: int, stopped_by: str) -> list[str]:
+    """The run's figures, above the table of senders."""
     s = snap.stats
     accounted = "yes" if snap.sent + snap.failed + snap.unsent == snap.messages else "NO"
-    lines = [
+    return [
         f"smsbatch summary (seed {seed}, {snap.mode}, {stopped_by})",
         f"  messages {snap.messages} = sent {snap.sent} + failed {snap.failed} + unsent {snap.unsent}"
         f"  (every message accounted for: {accounted})",
@@ -408,48 +443,39 @@ def summary_table(snap: Snapshot, seed: int, stopped_by: str) -> str:
         deadline_line(snap),
         "",
     ]
-    header = (
-        "sender",
-        "mean s",
-        "fail%",
-        "attempts",
-        "sent",
-        "failed",
-        "fail% seen",
-        "avg s",
-        "p50 s",
-        "p95 s",
-        "p99 s",
-        "state",
+
+
+def _sender_row(v: SenderView) -> tuple[str, ...]:
+    return (
+        v.name,
+        f"{v.spec.mean:g}",
+        f"{v.spec.fail_rate:.1%}",
+        str(v.stats.attempts),
+        str(v.stats.sent),
+        str(v.stats.failed),
+        f"{v.stats.failed / v.stats.attempts:.1%}" if v.stats.attempts else "-",
+        f"{v.stats.mean:.3f}",
+        f"{v.stats.percentile(0.5):.3g}",
+        f"{v.stats.percentile(0.95):.3g}",
+        f"{v.stats.percentile(0.99):.3g}",
+        v.state,
     )
-    rows = [header] + [
-        (
-            v.name,
-            f"{v.spec.mean:g}",
-            f"{v.spec.fail_rate:.1%}",
-            str(v.stats.attempts),
-            str(v.stats.sent),
-            str(v.stats.failed),
-            f"{v.stats.failed / v.stats.attempts:.1%}" if v.stats.attempts else "-",
-            f"{v.stats.mean:.3f}",
-            f"{v.stats.percentile(0.5):.3g}",
-            f"{v.stats.percentile(0.95):.3g}",
-            f"{v.stats.percentile(0.99):.3g}",
-            v.state,
-        )
-        for v in snap.senders
-    ]
+
+
+def _table_lines(rows: list[tuple[str, ...]]) -> list[str]:
+    """Names left-aligned, figures right-aligned, the state last and unpadded."""
     # Widths in terminal columns, not characters: a name in CJK takes two a character.
-    widths = [max(display_width(row[i]) for row in rows) for i in range(len(header))]
+    widths = [max(display_width(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = []
     for row in rows:
         cells = [pad_right(row[0], widths[0])] + [pad_left(c, w) for c, w in zip(row[1:-1], widths[1:-1], strict=False)]
         lines.append("  " + "  ".join([*cells, row[-1]]))
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def summary_dict(
-    snap: Snapshot, seed: int, stopped_by: str, exit_status: int, produced, startup_s: float = 0.0
-) -> dict:
+    snap: Snapshot, seed: int, stopped_by: str, exit_status: int, produced: int | None, startup_s: float = 0.0
+) -> Summary:
     s = snap.stats
     return {
         "messages": snap.messages,
@@ -499,11 +525,11 @@ def summary_dict(
     }
 
 
-def _times(snapshot: dict) -> dict:
+def _times(snapshot: Mapping[str, float]) -> dict[str, float]:
     """The send-time figures of a Stats snapshot (its counts are per attempt)."""
     return {key: value for key, value in snapshot.items() if key.endswith("_s")}
 
 
-def write_summary_json(path: str, summary: dict) -> None:
+def write_summary_json(path: str, summary: Summary) -> None:
     """Whole or not at all (see write_text_file); the alert text and names as they are, in UTF-8."""
     write_text_file(path, json.dumps(summary, indent=2, ensure_ascii=False) + "\n")

@@ -14,9 +14,25 @@ import os
 import stat
 import sys
 import tempfile
-from typing import TextIO
+from collections.abc import Callable
+from typing import Any, Protocol, TextIO, TypeVar
 
 from smsbatch.config import UsageError
+
+# A JSON object: plain values, lists and objects, read from a file or about
+# to be written to one (`smsbatch report` reads summaries of older versions).
+JsonObject = dict[str, Any]
+Summary = JsonObject  # what --summary-json writes
+
+_Result = TypeVar("_Result")
+
+
+class TextSink(Protocol):
+    """Where text can be written: a TextIO, a QuietStream, or something that discards it."""
+
+    def write(self, text: str, /) -> int: ...
+
+    def flush(self) -> None: ...
 
 
 class QuietStream:
@@ -29,23 +45,23 @@ class QuietStream:
         self.dead = stream is None
 
     def write(self, text: str) -> int:
-        if not self.dead:
+        if self.stream is not None and not self.dead:
             self._try(self.stream.write, text)
         return len(text)
 
     def flush(self) -> None:
-        if not self.dead:
+        if self.stream is not None and not self.dead:
             self._try(self.stream.flush)
 
     def isatty(self) -> bool:
-        return not self.dead and self._try(self.stream.isatty) is True
+        return self.stream is not None and not self.dead and self._try(self.stream.isatty) is True
 
-    def __getattr__(self, name: str):  # encoding, fileno, ... for tqdm and friends
+    def __getattr__(self, name: str) -> object:  # encoding, fileno, ... for tqdm and friends
         if self.stream is None:
             raise AttributeError(name)
         return getattr(self.stream, name)
 
-    def _try(self, call, *args):
+    def _try(self, call: Callable[..., _Result], *args: object) -> _Result | None:
         try:
             return call(*args)
         except (OSError, ValueError):  # ValueError: the stream was closed
@@ -57,10 +73,12 @@ class QuietStream:
         _silence(self.stream)
 
 
-def _silence(stream) -> None:
+def _silence(stream: TextIO | None) -> None:
     """Point the stream's file descriptor at /dev/null, so what is still in its
     buffer goes there when Python flushes it at exit, instead of an
     "Exception ignored ... BrokenPipeError" on stderr."""
+    if stream is None:
+        return
     try:
         fd = stream.fileno()
     except (AttributeError, OSError, ValueError):
@@ -139,9 +157,9 @@ def write_text_file(path: str, text: str) -> None:
         return
     target = os.path.realpath(path)  # replace what a symlink points at, not the link
     folder, name = os.path.split(target)
-    handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
+    fd, temporary = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
     try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
             out.write(text)
             out.flush()
             os.fchmod(out.fileno(), _new_file_mode(target))

@@ -22,12 +22,16 @@ import html
 import json
 import math
 import os
+from collections.abc import Callable
 from importlib import resources
-from typing import TextIO
+from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from smsbatch import __version__
 from smsbatch.config import UsageError
-from smsbatch.present.output import check_output_path, write_text_file
+from smsbatch.present.output import JsonObject, Summary, check_output_path, write_text_file
+
+if TYPE_CHECKING:
+    from typing_extensions import TypeIs  # typing.TypeIs from Python 3.13
 
 SCHEMA = "smsbatch-summary/1"
 SCHEMA_PREFIX = "smsbatch-summary/"
@@ -37,12 +41,14 @@ HISTOGRAM_BINS = 40  # bars per send-time histogram
 CHART_DIGITS = 5  # significant figures: 2,000 bins need 4 to stay distinct
 REACH_MARKS = ("50", "90", "99")
 
+Number = int | float  # a JSON number
+
 
 # ---- the command ----
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, no usage block
+    def error(self, message: str) -> NoReturn:  # one line, no usage block
         raise UsageError(message)
 
 
@@ -90,7 +96,7 @@ def _check_not_the_summary(output: str, summary: str) -> None:
         raise UsageError(f"argument -o/--output: must not be the summary file itself (got {output!r})")
 
 
-def load_summary(path: str) -> dict:
+def load_summary(path: str) -> Summary:
     """The summary at `path`, checked: UsageError (naming SUMMARY and the rule) otherwise."""
 
     def bad(rule: str) -> UsageError:
@@ -116,10 +122,11 @@ def load_summary(path: str) -> dict:
     rule = summary_problem(summary)
     if rule:
         raise bad(rule)
-    return summary
+    checked: Summary = summary  # an object with the keys the page reads, of their types
+    return checked
 
 
-def summary_problem(summary) -> str | None:
+def summary_problem(summary: object) -> str | None:
     """What makes `summary` something this report cannot read, or None."""
     if not isinstance(summary, dict):
         return "must be a JSON object written by smsbatch --summary-json"
@@ -133,14 +140,14 @@ def summary_problem(summary) -> str | None:
     return _shape_problem(summary)
 
 
-def _schema_version(schema) -> int:
+def _schema_version(schema: object) -> int:
     """2 for "smsbatch-summary/2"; 0 for anything that is not a summary schema."""
     if isinstance(schema, str) and schema.startswith(SCHEMA_PREFIX) and schema[len(SCHEMA_PREFIX) :].isdigit():
         return int(schema[len(SCHEMA_PREFIX) :])
     return 0
 
 
-def _shape_problem(summary: dict) -> str | None:
+def _shape_problem(summary: Summary) -> str | None:
     """The keys the page is drawn from must have the types the schema gives them."""
     if not _is_count(summary.get("messages")):
         return '"messages" must be a whole number'
@@ -160,11 +167,11 @@ def _shape_problem(summary: dict) -> str | None:
     return None
 
 
-def _is_count(value) -> bool:
+def _is_count(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
-def _table_shaped(timeline) -> bool:
+def _table_shaped(timeline: object) -> bool:
     if not isinstance(timeline, dict):
         return False
     columns, rows = timeline.get("columns"), timeline.get("rows")
@@ -179,12 +186,12 @@ def _table_shaped(timeline) -> bool:
 # ---- the page ----
 
 
-def write_report(summary: dict, path: str) -> None:
+def write_report(summary: Summary, path: str) -> None:
     """Write the report of `summary` at `path`, whole (a reader never sees half a page)."""
     write_text_file(path, render_report(summary))
 
 
-def render_report(summary: dict) -> str:
+def render_report(summary: Summary) -> str:
     """The report page of `summary` as one HTML string. Keys the summary lacks
     (an older run has no timeline, say) leave their part of the page saying so."""
     senders = summary.get("senders") or []
@@ -268,25 +275,25 @@ def _asset(name: str) -> str:
     return text
 
 
-def script_json(data) -> str:
+def script_json(data: object) -> str:
     """JSON for a <script> element: every `<` escaped, so no string in it (a
     sender named `</script>`) can close the element or open a comment."""
     text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     return text.replace("<", "\\u003c").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
 
 
-def _h(value) -> str:
+def _h(value: object) -> str:
     return html.escape(str(value), quote=True)
 
 
 # ---- formatting: what the page shows for a value ----
 
 
-def _count(value) -> str:
+def _count(value: object) -> str:
     return f"{value:,}" if _is_number(value) else "n/a"
 
 
-def _seconds(value, never: str = "never", minutes: bool = True) -> str:
+def _seconds(value: object, never: str = "never", minutes: bool = True) -> str:
     """Simulated or real seconds, to about 3 figures; minutes added past two of them."""
     if value is None:
         return never
@@ -303,7 +310,7 @@ def _minutes(value: float) -> str:
     return f"{whole_minutes:,} min {seconds} s"
 
 
-def _share(value) -> str:
+def _share(value: object) -> str:
     """A share 0..1 as a percentage; two decimals just below 100%, so 99.96% never shows as 100%."""
     if not _is_number(value):
         return "n/a"
@@ -311,34 +318,45 @@ def _share(value) -> str:
     return f"{percent:.2f}%" if 99 < percent < 100 else f"{percent:.1f}%"
 
 
-def _text(value) -> str | None:
+def _text(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _dict(value) -> dict:
+def _dict(value: object) -> JsonObject:
     """`value` if it is an object, else an empty one: a key of the wrong type shows as missing."""
     return value if isinstance(value, dict) else {}
 
 
-def _plain(value) -> str:
+def _plain(value: object) -> str:
     """A setting as written: 0.22, not the 0.22000000000000003 arithmetic may leave."""
     return f"{value:.10g}" if isinstance(value, float) else str(value)
 
 
-def _yes_no(value) -> str:
+def _list(value: object) -> list[object]:
+    """`value` if it is a list, else an empty one."""
+    return value if isinstance(value, list) else []
+
+
+def _yes_no(value: object) -> str:
     return ("yes" if value else "no") if isinstance(value, bool) else "n/a"
 
 
-def _is_number(value) -> bool:
+def _is_number(value: object) -> TypeIs[int | float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-FORMATS = {"count": _count, "seconds": _seconds, "share": _share, "bool": _yes_no, "text": str}
+FORMATS: dict[str, Callable[[object], str]] = {
+    "count": _count,
+    "seconds": _seconds,
+    "share": _share,
+    "bool": _yes_no,
+    "text": str,
+}
 
 
-def figure_value(summary: dict, key: str):
+def figure_value(summary: Summary, key: str) -> object:
     """The value at a dotted key (`reach_s.90`), or KeyError."""
-    value = summary
+    value: object = summary
     for part in key.split("."):
         if not isinstance(value, dict) or part not in value:
             raise KeyError(key)
@@ -346,7 +364,7 @@ def figure_value(summary: dict, key: str):
     return value
 
 
-def _figure(summary: dict, key: str, label: str, kind: str) -> str:
+def _figure(summary: Summary, key: str, label: str, kind: str) -> str:
     """A headline figure: `data-figure` names its key, `data-value` holds the
     JSON value, the text shows it formatted. A key the summary lacks shows so."""
     try:
@@ -357,8 +375,9 @@ def _figure(summary: dict, key: str, label: str, kind: str) -> str:
             f'<div class="value">not in this summary</div></div>'
         )
     shown = _seconds(value, minutes=False) if kind == "seconds" else FORMATS[kind](value)
-    long_time = kind == "seconds" and _is_number(value) and value >= 120
-    note = _minutes(value) if long_time else ""  # under the figure, so the figure stays on one line
+    note = ""  # minutes, for a long time: under the figure, so the figure stays on one line
+    if kind == "seconds" and _is_number(value) and value >= 120:
+        note = _minutes(value)
     note_html = f'<div class="note">{_h(note)}</div>' if note else ""
     return (
         f'<div class="figure"><div class="label">{_h(label)}</div>'
@@ -370,9 +389,9 @@ def _figure(summary: dict, key: str, label: str, kind: str) -> str:
 # ---- sections ----
 
 
-def _header(summary: dict) -> str:
+def _header(summary: Summary) -> str:
     senders = summary.get("senders") or []
-    mode = {"real-time": "real", "virtual": "virtual"}.get(_text(summary.get("mode")), "unknown")
+    mode = {"real-time": "real", "virtual": "virtual"}.get(_text(summary.get("mode")) or "", "unknown")
     speed = summary.get("speed")
     speed_text = "" if speed in (None, "max") else f" at speed x{speed:g}" if _is_number(speed) else ""
     line = (
@@ -385,7 +404,7 @@ def _header(summary: dict) -> str:
     )
 
 
-def _verdict(summary: dict) -> str:
+def _verdict(summary: Summary) -> str:
     met, within = summary.get("met_deadline"), summary.get("within_deadline")
     if not isinstance(met, bool) or not _is_number(within):
         return '<p class="verdict unknown">No deadline figures in this summary.</p>'
@@ -397,7 +416,7 @@ def _verdict(summary: dict) -> str:
     )
 
 
-def _warnings(summary: dict) -> str:
+def _warnings(summary: Summary) -> str:
     notes = []
     stopped_by = summary.get("stopped_by")
     if stopped_by not in (None, "completed"):
@@ -437,7 +456,7 @@ HEADLINE = [  # (key, label, kind)
 ]
 
 
-def _scorecard(summary: dict) -> str:
+def _scorecard(summary: Summary) -> str:
     figures = "".join(_figure(summary, key, label, kind) for key, label, kind in HEADLINE)
     return f'<section id="scorecard"><h2>Scorecard</h2><div class="figures">{figures}</div></section>'
 
@@ -456,7 +475,7 @@ SETTING_KEYS = ["messages", "distribution", "spread", "max_retries", "retry_back
 SENDER_SETTING_KEYS = ["name", "mean_s", "fail_rate", "window", "rate", "distribution", "spread"]
 
 
-def _repeat_section(summary: dict) -> str:
+def _repeat_section(summary: Summary) -> str:
     command = summary.get("command")
     command_html = (
         f"<pre><code>{_h(command)}</code></pre>"
@@ -470,7 +489,7 @@ def _repeat_section(summary: dict) -> str:
     )
 
 
-def _settings_tables(summary: dict) -> str:
+def _settings_tables(summary: Summary) -> str:
     settings = summary.get("settings")
     if not isinstance(settings, dict):
         senders = summary.get("senders") or []
@@ -478,12 +497,12 @@ def _settings_tables(summary: dict) -> str:
             SENDER_SETTING_KEYS[:5], [[s.get(k) for k in SENDER_SETTING_KEYS[:5]] for s in senders]
         )
     run = _table(["setting", "value"], [[key, settings[key]] for key in SETTING_KEYS if key in settings])
-    senders = settings.get("senders") if isinstance(settings.get("senders"), list) else []
-    rows = [[s.get(k) for k in SENDER_SETTING_KEYS] for s in senders if isinstance(s, dict)]
+    senders = settings.get("senders")
+    rows = [[s.get(k) for k in SENDER_SETTING_KEYS] for s in _list(senders) if isinstance(s, dict)]
     return f'<div class="settings">{run}{_table(SENDER_SETTING_KEYS, rows)}</div>'
 
 
-def _table(headings: list[str], rows: list[list], numeric_from: int = 1) -> str:
+def _table(headings: list[str], rows: list[list[object]], numeric_from: int = 1) -> str:
     head = "".join(f"<th>{_h(h)}</th>" for h in headings)
     body = "".join(
         "<tr>" + "".join(_cell(value, i >= numeric_from) for i, value in enumerate(row)) + "</tr>" for row in rows
@@ -491,7 +510,7 @@ def _table(headings: list[str], rows: list[list], numeric_from: int = 1) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _cell(value, numeric: bool) -> str:
+def _cell(value: object, numeric: bool) -> str:
     text = "none" if value is None else _h(_plain(value))
     return f'<td class="num">{text}</td>' if numeric and not isinstance(value, str) else f"<td>{text}</td>"
 
@@ -529,7 +548,7 @@ TIME_CHARTS = [  # (name, title, what it shows)
 ]
 
 
-def _timeline_section(summary: dict) -> str:
+def _timeline_section(summary: Summary) -> str:
     has_timeline = isinstance(summary.get("timeline"), dict) and bool(summary["timeline"].get("rows"))
     charts = "".join(
         _chart_box(name, title, about, has_timeline, "no timeline in this summary")
@@ -551,7 +570,7 @@ def _chart_box(name: str, title: str, about: str, available: bool, missing: str)
     )
 
 
-def _histogram_section(senders: list[dict], groups: list[tuple[str, list[int]]]) -> str:
+def _histogram_section(senders: list[JsonObject], groups: list[tuple[str, list[int]]]) -> str:
     boxes = []
     for index, (label, members) in enumerate(groups):
         has_histogram = any(isinstance(senders[i].get("histogram"), list) and senders[i]["histogram"] for i in members)
@@ -566,7 +585,7 @@ def _histogram_section(senders: list[dict], groups: list[tuple[str, list[int]]])
     )
 
 
-def _histogram_caption(senders: list[dict], members: list[int]) -> str:
+def _histogram_caption(senders: list[JsonObject], members: list[int]) -> str:
     if len(members) > 1:
         return f"{sum(_number(senders[i].get('attempts')) for i in members):,} attempts"
     sender = senders[members[0]]
@@ -576,7 +595,7 @@ def _histogram_caption(senders: list[dict], members: list[int]) -> str:
     )
 
 
-def _number(value) -> float:
+def _number(value: object) -> float:
     return value if _is_number(value) else 0
 
 
@@ -598,7 +617,7 @@ SENDER_COLUMNS = [
 ]
 
 
-def _sender_table(summary: dict) -> str:
+def _sender_table(summary: Summary) -> str:
     senders = summary.get("senders") or []
     total = sum(_number(s.get("attempts")) for s in senders)
     span = _number(summary.get("sim_elapsed_s"))
@@ -611,22 +630,23 @@ def _sender_table(summary: dict) -> str:
     )
 
 
-def _sender_row(sender: dict, total_attempts: float, span: float) -> list:
-    attempts = sender.get("attempts")
+def _sender_row(sender: JsonObject, total_attempts: float, span: float) -> list[object]:
+    attempts: object = sender.get("attempts")
+    failed: object = sender.get("failed")
     capacity = _number(sender.get("window")) * span  # slot-seconds the sender had
 
-    def per_slot_time(key):
-        value = sender.get(key)
+    def per_slot_time(key: str) -> str:
+        value: object = sender.get(key)
         return _share(value / capacity) if _is_number(value) and capacity > 0 else "n/a"
 
-    counted = _is_number(attempts) and attempts > 0
-    seen = sender.get("failed") / attempts if counted and _is_number(sender.get("failed")) else None
+    counted = attempts if _is_number(attempts) and attempts > 0 else None
+    seen = failed / counted if counted is not None and _is_number(failed) else None
     return [
         sender.get("name"),
         sender.get("window"),
         sender.get("rate"),
         _count(attempts),
-        _share(attempts / total_attempts) if counted and total_attempts else "n/a",
+        _share(counted / total_attempts) if counted is not None and total_attempts else "n/a",
         _count(sender.get("sent")),
         _count(sender.get("failed")),
         _share(sender.get("fail_rate")),
@@ -649,7 +669,7 @@ REPLICATED = [  # (aggregate key, label, kind)
 ]
 
 
-def _replications_section(summary: dict) -> str:
+def _replications_section(summary: Summary) -> str:
     replications, aggregate = summary.get("replications"), summary.get("aggregate")
     if not replications:
         return ""
@@ -679,13 +699,14 @@ def _replications_section(summary: dict) -> str:
     )
 
 
-def _replicated_row(label: str, kind: str, stats) -> list:
+def _replicated_row(label: str, kind: str, stats: object) -> list[object]:
     if not isinstance(stats, dict):
         return [label, "not in this summary", "", "", "", ""]
     if stats.get("n") == 0:  # no replication reached it (100% with failures and no retries, say)
         return [label, "never", "", "", "", 0]
     show = FORMATS[kind]
-    low_high = stats.get("ci95") if isinstance(stats.get("ci95"), list) else [None, None]
+    ci95 = stats.get("ci95")
+    low_high = ci95 if isinstance(ci95, list) else [None, None]
     interval = f"{show(low_high[0])} to {show(low_high[1])}" if len(low_high) == 2 else "n/a"
     return [
         label,
@@ -707,7 +728,7 @@ def _footer() -> str:
 # ---- chart data: what report.js draws ----
 
 
-def sender_groups(senders: list[dict]) -> list[tuple[str, list[int]]]:
+def sender_groups(senders: list[JsonObject]) -> list[tuple[str, list[int]]]:
     """(label, sender indexes) per charted series: every sender, or beyond
     CHARTED_SENDERS the busiest CHARTED_SENDERS - 1 (in their given order) and
     one "others" group, so the page stays small and readable."""
@@ -719,7 +740,7 @@ def sender_groups(senders: list[dict]) -> list[tuple[str, list[int]]]:
     return [(senders[i]["name"], [i]) for i in busiest] + [(f"others ({len(others)} senders)", others)]
 
 
-def chart_data(summary: dict, groups: list[tuple[str, list[int]]]) -> dict:
+def chart_data(summary: Summary, groups: list[tuple[str, list[int]]]) -> JsonObject:
     senders = summary.get("senders") or []
     return {
         "messages": summary.get("messages"),
@@ -733,18 +754,20 @@ def chart_data(summary: dict, groups: list[tuple[str, list[int]]]) -> dict:
     }
 
 
-def timeline_series(timeline, senders: list[dict], groups: list[tuple[str, list[int]]]) -> dict | None:
+def timeline_series(
+    timeline: object, senders: list[JsonObject], groups: list[tuple[str, list[int]]]
+) -> JsonObject | None:
     """The timeline as columns (what uPlot draws), senders summed into their groups."""
     if not isinstance(timeline, dict) or not timeline.get("rows"):
         return None
     names = timeline["columns"]
     columns = dict(zip(names, map(list, zip(*timeline["rows"], strict=False)), strict=False))
 
-    def column(name):
+    def column(name: str) -> list[Number | None] | None:
         values = columns.get(name)
         return None if values is None else [_compact(v) for v in values]
 
-    def summed(members, suffix):
+    def summed(members: list[int], suffix: str) -> list[Number | None] | None:
         found = [
             columns[f"{senders[i]['name']}:{suffix}"] for i in members if f"{senders[i]['name']}:{suffix}" in columns
         ]
@@ -759,7 +782,7 @@ def timeline_series(timeline, senders: list[dict], groups: list[tuple[str, list[
     }
 
 
-def _merged_histogram(senders: list[dict], members: list[int]) -> dict[float, float]:
+def _merged_histogram(senders: list[JsonObject], members: list[int]) -> dict[float, float]:
     merged: dict[float, float] = {}
     for index in members:
         histogram = senders[index].get("histogram")
@@ -783,7 +806,7 @@ def bucket_edges(seconds: float) -> tuple[float, float]:
     return seconds - below, seconds + step / 2
 
 
-def histogram_bars(buckets: dict[float, float]) -> dict | None:
+def histogram_bars(buckets: dict[float, float]) -> JsonObject | None:
     """Bars of equal width from 0 to the slowest send: the buckets are two
     significant figures wide (0.01 s below 1 s, 0.1 s above), so each is shared
     among the bars it overlaps, in proportion, rather than drawn with a jump
@@ -821,11 +844,11 @@ def nice_step(rough: float) -> float:
     return next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= rough * (1 - 1e-12))
 
 
-def replication_series(replications) -> dict | None:
+def replication_series(replications: list[JsonObject] | None) -> JsonObject | None:
     if not replications:
         return None
-    reaches = [r.get("reach_s") if isinstance(r.get("reach_s"), dict) else {} for r in replications]
-    series = {
+    reaches = [_dict(r.get("reach_s")) for r in replications]
+    series: JsonObject = {
         "n": [r["replication"] if _is_count(r.get("replication")) else i + 1 for i, r in enumerate(replications)],
         "sim_elapsed_s": [_compact(r.get("sim_elapsed_s")) for r in replications],
         **{f"reach_s.{p}": [_compact(reach.get(p)) for reach in reaches] for p in ("50", "90", "99", "100")},
@@ -835,7 +858,7 @@ def replication_series(replications) -> dict | None:
     return series
 
 
-def _compact(value):
+def _compact(value: object) -> Number | None:
     """A number as the charts need it: CHART_DIGITS significant figures, whole
     numbers without ".0" (the page's size is mostly these); non-numbers as null."""
     if not _is_number(value):

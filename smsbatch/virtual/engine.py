@@ -22,15 +22,21 @@ Statistics cost nothing per attempt: every attempt's send time and outcome
 come from the sender's pre-drawn blocks (sender_model.py), which are folded
 into the sender's Stats a block at a time. The only per-attempt bookkeeping is
 the counts and the reach times.
+
+The code: _Simulation holds one run's state and has a handler per event kind
+(_finish, _arrive, _start); _CapGate keeps the rate-capped senders' waiting
+slots; _Bins hands the counts to the timeline bin by bin. The handlers use
+plain attributes and lists, no per-event objects: this loop is the hot path
+of `--speed max` (about a million attempts a second).
 """
 
 from __future__ import annotations
 
-import heapq
 import math
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from heapq import heappop, heappush, heapreplace
 
 import numpy as np
 
@@ -41,6 +47,8 @@ from smsbatch.core.timeline import Timeline
 
 FINISH, ARRIVE, START = 0, 1, 2
 CHUNK = 8192  # events between looks at the clock (display) and at signals
+
+Event = tuple[float, int, int, int, float]  # (time, kind, key, attempt, seconds): see above
 
 
 @dataclass
@@ -102,6 +110,278 @@ def _histogram(seconds: list[float]) -> dict[int, int]:
     return dict(zip(buckets.tolist(), counts.tolist(), strict=False))
 
 
+class _CapGate:
+    """The rate caps: a capped sender's starts are at least start_gap apart, and
+    a free slot waiting for the cap holds nothing. Its free slots wait here,
+    lowest first, behind one START event at the time the cap opens (keyed by the
+    sender's first slot, so that it sorts among the senders' slots)."""
+
+    def __init__(self, models: Sequence[SenderModel], first_slot: list[int], events: list[Event]) -> None:
+        self.gap = [m.start_gap for m in models]  # 0.0: no cap
+        self.first_slot = first_slot
+        self.events = events
+        self.next_start = [0.0] * len(models)  # when each cap opens
+        self.start_due = [False] * len(models)  # a START event is waiting for this sender's cap
+        self.held: list[list[tuple[int, float]]] = [[] for _ in models]  # heaps of (slot, free since)
+        self.capped_time = [0.0] * len(models)  # slot-seconds held back with work waiting
+
+    def hold(self, slot: int, s: int, t: float) -> None:
+        """Slot of capped sender s is free at t: it waits for the cap, and for work."""
+        heappush(self.held[s], (slot, t))
+        if not self.start_due[s]:
+            self.start_due[s] = True
+            heappush(self.events, (max(t, self.next_start[s]), START, self.first_slot[s], 0, 0.0))
+
+    def let_one_start(self, s: int, t: float) -> int:
+        """The cap opens at t with work waiting: the lowest held slot starts now,
+        and the next one when the cap opens again."""
+        slot, free_since = heappop(self.held[s])
+        self.capped_time[s] += t - free_since
+        self.next_start[s] = t + self.gap[s]
+        self.start_due[s] = bool(self.held[s])
+        if self.start_due[s]:
+            heappush(self.events, (self.next_start[s], START, self.first_slot[s], 0, 0.0))
+        return slot
+
+    def release(self, s: int) -> list[int]:
+        """The cap opens and there is no work: every held slot goes idle."""
+        self.start_due[s] = False
+        slots = [slot for slot, _ in self.held[s]]
+        self.held[s].clear()
+        return slots
+
+
+class _Bins:
+    """Hands the counts of each bin of simulated time to the timeline when the run leaves it."""
+
+    def __init__(self, timeline: Timeline | None, senders: int) -> None:
+        self.timeline = timeline
+        self.edge = timeline.width if timeline else math.inf  # end of the open bin
+        self.ended: list[float] = []  # send times of the attempts ended in the open bin
+        # The run's counts when the last bin closed.
+        self.sent = self.failed = self.retried = 0
+        self.finished = [0] * senders
+        self.failed_attempts = [0] * senders
+
+    def close(self, run: _Simulation, t_in_bin: float, t_next: float) -> None:
+        """Hand the counts of the bin holding t_in_bin over; the next bin is the one holding t_next."""
+        timeline = self.timeline
+        assert timeline is not None
+        timeline.add_bin(
+            t_in_bin,
+            run.sent - self.sent,
+            run.failed - self.failed,
+            run.retried - self.retried,
+            [f - c for f, c in zip(run.finished, self.finished, strict=False)],
+            [f - c for f, c in zip(run.failed_attempts, self.failed_attempts, strict=False)],
+            _histogram(self.ended),
+        )
+        timeline.sample(t_in_bin, run.backlog(), run.in_flight())
+        self.sent, self.failed, self.retried = run.sent, run.failed, run.retried
+        self.finished, self.failed_attempts = list(run.finished), list(run.failed_attempts)
+        self.ended.clear()
+        self.edge = (math.floor(t_next / timeline.width) + 1) * timeline.width
+
+
+class _Simulation:
+    """One run: the event heap, the queue, the slots, the counts, and a handler
+    per event kind. Slots are numbered across senders (sender 0's first)."""
+
+    def __init__(
+        self,
+        models: Sequence[SenderModel],
+        blocks: list[_Blocks],
+        messages: int,
+        timeline: Timeline | None,
+        deadline: float,
+    ) -> None:
+        senders = len(models)
+        self.blocks = blocks
+        self.sender_of = [s for s, model in enumerate(models) for _ in range(model.window)]
+        first_slot = [self.sender_of.index(s) for s in range(senders)]
+        self.retry_delay = [model.retry_delay for model in models]
+        self.max_retries = models[0].max_retries if models else 0
+        self.events: list[Event] = []
+        self.gate = _CapGate(models, first_slot, self.events)
+        self.gap = self.gate.gap
+        self.idle: list[int] = []  # heap of slots with nothing to do
+        # The queue: first attempts (interchangeable, so a count), then retries (attempt numbers).
+        self.fresh = messages
+        self.waiting: deque[int] = deque()
+        self.pending = 0  # retries on their way back to the queue
+        # Each sender's current block of draws, and how many of it are used.
+        self.times: list[list[float]] = [[] for _ in models]
+        self.fails: list[list[bool]] = [[] for _ in models]
+        self.used = [0] * senders
+        self.now = 0.0
+        self.sent = self.failed = self.retried = self.seq = 0
+        self.finished = [0] * senders  # attempts ended, per sender
+        self.failed_attempts = [0] * senders
+        self.first_end = [math.inf] * senders
+        self.last_end = [-math.inf] * senders
+        self.deadline, self.by_deadline = deadline, 0
+        self.reach_at = sorted(set(reach_counts(messages).values()))
+        self.next_reach = self.reach_at.pop(0)
+        self.reach_time: dict[int, float] = {}
+        self.bins = _Bins(timeline, senders)
+        self.ended = self.bins.ended
+
+    def begin(self) -> None:
+        """Every slot is free at time 0."""
+        for slot, s in enumerate(self.sender_of):
+            self._free(slot, s, 0.0)
+
+    def run_events(self, count: int) -> None:
+        """Handle up to `count` events, in time order."""
+        events = self.events
+        finish, arrive, start = self._finish, self._arrive, self._start
+        for _ in range(count):
+            if not events:
+                return
+            t, kind, key, attempt, seconds = events[0]
+            if kind == FINISH:
+                finish(t, key, attempt, seconds)
+            elif kind == ARRIVE:
+                arrive(t, attempt)
+            else:
+                start(t, key)
+
+    # ---- the events ----
+
+    def _finish(self, t: float, slot: int, attempt: int, seconds: float) -> None:
+        """A send ends at t (`attempt` 0: it succeeded): count it; the slot goes
+        on at once when nothing else happens at t, else it is free."""
+        if t >= self.bins.edge:
+            self.bins.close(self, self.now, t)
+        self.now = t
+        s = self.sender_of[slot]
+        capped = self.gap[s]
+        if capped:  # a capped sender may go idle at its cap, not at a finish
+            self.last_end[s] = t
+        self.ended.append(seconds)
+        self.finished[s] += 1
+        if not attempt:
+            self.sent = sent = self.sent + 1
+            if t <= self.deadline:
+                self.by_deadline += 1
+            if sent == self.next_reach:
+                self._reached(sent, t)
+        elif attempt <= self.max_retries:
+            self._retry(t, slot, s, attempt)
+            return
+        else:
+            self.failed_attempts[s] += 1
+            self.failed += 1
+        events = self.events
+        if (
+            (self.fresh or self.waiting)
+            and not capped
+            and (len(events) < 2 or events[1][0] > t)
+            and (len(events) < 3 or events[2][0] > t)
+        ):  # the fast path: the slot goes on, the FINISH event becomes the next one
+            attempt, seconds, failed_draw = self._next_attempt(s)
+            heapreplace(events, (t + seconds, FINISH, slot, attempt if failed_draw else 0, seconds))
+        else:
+            heappop(events)
+            self._free(slot, s, t)
+
+    def _retry(self, t: float, slot: int, s: int, attempt: int) -> None:
+        """`attempt` failed at t with retries left: it re-enters the queue after its
+        retry delay (its ARRIVE event takes the FINISH event's place)."""
+        self.failed_attempts[s] += 1
+        self.retried += 1
+        self.seq += 1
+        self.pending += 1
+        heapreplace(self.events, (t + self.retry_delay[s](attempt), ARRIVE, self.seq, attempt + 1, 0.0))
+        self._free(slot, s, t)
+
+    def _reached(self, sent: int, t: float) -> None:
+        self.reach_time[sent] = t
+        self.next_reach = self.reach_at.pop(0) if self.reach_at else -1
+
+    def _arrive(self, t: float, attempt: int) -> None:
+        """A retry enters the back of the queue at t."""
+        heappop(self.events)
+        self.pending -= 1
+        self.waiting.append(attempt)
+        self._wake_one(t)
+
+    def _start(self, t: float, key: int) -> None:
+        """Slot `key` may start at t; for a capped sender, its cap opens (key: its first slot)."""
+        heappop(self.events)
+        s = self.sender_of[key]
+        has_work = self.fresh or self.waiting
+        if self.gap[s]:
+            if has_work:
+                self._start_send(self.gate.let_one_start(s, t), s, t)
+            else:
+                for slot in self.gate.release(s):
+                    heappush(self.idle, slot)
+        elif has_work:
+            self._start_send(key, s, t)
+        else:
+            self._go_idle(key, s, t)
+
+    # ---- the slots ----
+
+    def _start_send(self, slot: int, s: int, t: float) -> None:
+        """Slot of sender s starts the message at the head of the queue at t."""
+        attempt, seconds, failed_draw = self._next_attempt(s)
+        due = t + seconds
+        if due < self.first_end[s]:
+            self.first_end[s] = due
+        heappush(self.events, (due, FINISH, slot, attempt if failed_draw else 0, seconds))
+
+    def _free(self, slot: int, s: int, t: float) -> None:
+        """Slot is free at t and cannot start at once: it waits for work, or the cap."""
+        if self.gap[s]:
+            self.gate.hold(slot, s, t)
+        elif self.fresh or self.waiting:
+            heappush(self.events, (t, START, slot, 0, 0.0))  # after the other events at t
+        else:
+            self._go_idle(slot, s, t)
+
+    def _go_idle(self, slot: int, s: int, t: float) -> None:
+        heappush(self.idle, slot)
+        self.last_end[s] = max(self.last_end[s], t)
+
+    def _wake_one(self, t: float) -> None:
+        """A message entered the queue at t: the first idle slot (by sender, slot)
+        that can start it at t is told; idle slots of a sender whose rate cap
+        is closed until later wait for it instead (they take work then, if any)."""
+        idle, next_start = self.idle, self.gate.next_start
+        while idle:
+            slot = heappop(idle)
+            s = self.sender_of[slot]
+            self._free(slot, s, t)
+            if not self.gap[s] or next_start[s] <= t:
+                return
+
+    def _next_attempt(self, s: int) -> tuple[int, float, bool]:
+        """The message at the head of the queue (its attempt number), and sender
+        s's next draw: (attempt, send time, failed?)."""
+        if self.fresh:
+            self.fresh -= 1
+            attempt = 1
+        else:
+            attempt = self.waiting.popleft()
+        i = self.used[s]
+        if i == len(self.times[s]):
+            self.times[s], self.fails[s] = self.blocks[s].refill()
+            i = 0
+        self.used[s] = i + 1
+        return attempt, self.times[s][i], self.fails[s][i]
+
+    # ---- the end ----
+
+    def backlog(self) -> int:
+        """Messages in the queue, and retries on their way back to it."""
+        return self.fresh + len(self.waiting) + self.pending
+
+    def in_flight(self) -> list[int]:
+        return [b.started(n) - f for b, n, f in zip(self.blocks, self.used, self.finished, strict=False)]
+
+
 class VirtualEngine:
     def __init__(
         self, models: Sequence[SenderModel], messages: int, timeline: Timeline | None = None, deadline: float = math.inf
@@ -116,218 +396,38 @@ class VirtualEngine:
     def run(self, tick: Callable[[Progress], bool] | None = None) -> Outcome:
         """Simulate to the end. `tick(progress)` is called every CHUNK events;
         it returns False to stop the run where it is (Ctrl-C)."""
-        models, blocks = self.models, self.blocks
-        heap: list[tuple] = []
-        heappush, heappop, heapreplace = heapq.heappush, heapq.heappop, heapq.heapreplace
-        sender_of: list[int] = []
-        first_slot: list[int] = []
-        for s, model in enumerate(models):
-            first_slot.append(len(sender_of))
-            sender_of.extend([s] * model.window)
-        gap = [m.start_gap for m in models]
-        next_start = [0.0] * len(models)
-        pending_cap = [False] * len(models)  # a START event is waiting for this sender's cap
-        capped: list[list[tuple[int, float]]] = [[] for _ in models]  # (slot, free since) waiting for the cap
-        capped_time = [0.0] * len(models)
-        times: list[list[float]] = [[] for _ in models]
-        fails: list[list[bool]] = [[] for _ in models]
-        used = [0] * len(models)
-        first_end = [math.inf] * len(models)
-        last_end = [-math.inf] * len(models)
-        idle: list[int] = []  # heap of slots with nothing to do
-        waiting: deque[int] = deque()  # retry attempts in the queue, after the first attempts
-        fresh = self.messages  # first attempts still in the queue
-        max_retries = models[0].max_retries if models else 0
-        reach_at = sorted(set(reach_counts(self.messages).values()))
-        reach_time: dict[int, float] = {}
-        next_reach = reach_at.pop(0)
-        sent = failed = retried = seq = 0
-        now = 0.0
-        deadline, by_deadline = self.deadline, 0
-        pending = 0  # retries waiting to re-enter the queue
-        finished = [0] * len(models)  # attempts ended, per sender
-        failed_attempts = [0] * len(models)
-        ended: list[float] = []  # send times of the attempts ended in the current bin
-        closed = {
-            "sent": 0,
-            "failed": 0,
-            "retried": 0,
-            "finished": [0] * len(models),
-            "failed_attempts": [0] * len(models),
-        }
-        timeline = self.timeline
-        edge = timeline.width if timeline else math.inf
-
-        def close_bin(t_in_bin: float, t_next: float) -> float:
-            """Hand the counts of the bin holding t_in_bin to the timeline; the next bin's end."""
-            assert timeline is not None
-            timeline.add_bin(
-                t_in_bin,
-                sent - closed["sent"],
-                failed - closed["failed"],
-                retried - closed["retried"],
-                [f - c for f, c in zip(finished, closed["finished"], strict=False)],
-                [f - c for f, c in zip(failed_attempts, closed["failed_attempts"], strict=False)],
-                _histogram(ended),
-            )
-            in_flight = [b.started(n) - f for b, n, f in zip(blocks, used, finished, strict=False)]
-            timeline.sample(t_in_bin, fresh + len(waiting) + pending, in_flight)
-            closed.update(
-                sent=sent,
-                failed=failed,
-                retried=retried,
-                finished=list(finished),
-                failed_attempts=list(failed_attempts),
-            )
-            ended.clear()
-            return (math.floor(t_next / timeline.width) + 1) * timeline.width
-
-        def next_attempt(s: int) -> tuple[int, float, bool]:
-            """The message at the head of the queue (its attempt number), and sender
-            s's next draw: (attempt, send time, failed?)."""
-            nonlocal fresh
-            if fresh:
-                fresh -= 1
-                attempt = 1
-            else:
-                attempt = waiting.popleft()
-            i = used[s]
-            if i == len(times[s]):
-                times[s], fails[s] = blocks[s].refill()
-                i = 0
-            used[s] = i + 1
-            return attempt, times[s][i], fails[s][i]
-
-        def start(g: int, s: int, t: float) -> None:
-            """Slot g of sender s starts the message at the head of the queue at t."""
-            attempt, seconds, failed_draw = next_attempt(s)
-            next_start[s] = t + gap[s]
-            due = t + seconds
-            if due < first_end[s]:
-                first_end[s] = due
-            heappush(heap, (due, FINISH, g, attempt if failed_draw else 0, seconds))
-
-        def free(g: int, s: int, t: float) -> None:
-            """Slot g is free at t and cannot start at once: wait for work or the cap."""
-            if gap[s]:
-                heappush(capped[s], (g, t))
-                if not pending_cap[s]:
-                    pending_cap[s] = True
-                    heappush(heap, (max(t, next_start[s]), START, first_slot[s], 0, 0.0))
-            elif fresh or waiting:
-                heappush(heap, (t, START, g, 0, 0.0))  # after the other events at t
-            else:
-                heappush(idle, g)
-                last_end[s] = max(last_end[s], t)
-
-        def wake_one(t: float) -> None:
-            """A message entered the queue at t: the first idle slot (by sender, slot)
-            that can start it at t is told; idle slots of a sender whose rate cap
-            is closed until later wait for it instead (they take work then, if any)."""
-            while idle:
-                g = heappop(idle)
-                s = sender_of[g]
-                free(g, s, t)
-                if not gap[s] or next_start[s] <= t:
-                    return
-
-        for s in range(len(models)):
-            for g in range(first_slot[s], first_slot[s] + models[s].window):
-                free(g, s, 0.0)
-
-        while heap:
-            for _ in range(CHUNK):
-                if not heap:
-                    break
-                t, kind, key, attempt, seconds = heap[0]
-                if kind == FINISH:
-                    if t >= edge:
-                        edge = close_bin(now, t)
-                    now = t
-                    s = sender_of[key]
-                    if gap[s]:  # a capped sender may go idle at its cap, not at a finish
-                        last_end[s] = t
-                    ended.append(seconds)
-                    finished[s] += 1
-                    if not attempt:
-                        sent += 1
-                        if t <= deadline:
-                            by_deadline += 1
-                        if sent == next_reach:
-                            reach_time[sent] = t
-                            next_reach = reach_at.pop(0) if reach_at else -1
-                    elif attempt <= max_retries:
-                        failed_attempts[s] += 1
-                        retried += 1
-                        seq += 1
-                        pending += 1
-                        heapreplace(heap, (t + models[s].retry_delay(attempt), ARRIVE, seq, attempt + 1, 0.0))
-                        free(key, s, t)
-                        continue
-                    else:
-                        failed_attempts[s] += 1
-                        failed += 1
-                    # The fast path: the slot goes on at once, if nothing else happens at t.
-                    if (
-                        (fresh or waiting)
-                        and not gap[s]
-                        and (len(heap) < 2 or heap[1][0] > t)
-                        and (len(heap) < 3 or heap[2][0] > t)
-                    ):
-                        attempt, seconds, failed_draw = next_attempt(s)
-                        heapreplace(heap, (t + seconds, FINISH, key, attempt if failed_draw else 0, seconds))
-                    else:
-                        heappop(heap)
-                        free(key, s, t)
-                elif kind == ARRIVE:
-                    heappop(heap)
-                    pending -= 1
-                    waiting.append(attempt)
-                    wake_one(t)
-                else:
-                    heappop(heap)
-                    s = sender_of[key]
-                    if gap[s]:
-                        pending_cap[s] = False
-                        g, free_since = heappop(capped[s])
-                        if fresh or waiting:
-                            capped_time[s] += t - free_since
-                            start(g, s, t)
-                            if capped[s]:
-                                pending_cap[s] = True
-                                heappush(heap, (next_start[s], START, first_slot[s], 0, 0.0))
-                        else:
-                            for slot, _ in [(g, free_since), *capped[s]]:
-                                heappush(idle, slot)
-                            capped[s].clear()
-                    elif fresh or waiting:
-                        start(key, s, t)
-                    else:
-                        heappush(idle, key)
-                        last_end[s] = max(last_end[s], t)
-            self.progress.now, self.progress.sent, self.progress.failed = now, sent, failed
-            self.progress.retried = retried
-            if tick is not None and heap and not tick(self.progress):
+        run = _Simulation(self.models, self.blocks, self.messages, self.timeline, self.deadline)
+        run.begin()
+        progress = self.progress
+        while run.events:
+            run.run_events(CHUNK)
+            progress.now, progress.sent, progress.failed, progress.retried = run.now, run.sent, run.failed, run.retried
+            if tick is not None and run.events and not tick(progress):
                 break
-        interrupted = bool(heap)
-        if timeline is not None:
-            close_bin(now, now)
-        stats = self._final_stats(used, heap, first_end, last_end)
-        reach = {p: reach_time.get(count) for p, count in reach_counts(self.messages).items()}
-        return Outcome(sent, failed, retried, now, reach, stats, interrupted, by_deadline, capped_time)
+        return self._outcome(run)
 
-    def _final_stats(self, used, heap, first_end, last_end) -> list[Stats]:
-        stats = [b.stats_with(n) for b, n in zip(self.blocks, used, strict=False)]
-        for event in heap:  # interrupted: attempts in flight did not finish
-            if event[1] == FINISH:
-                stats[self._sender_of_slot(event[2])].forget(event[4], event[3] == 0)
+    def _outcome(self, run: _Simulation) -> Outcome:
+        """The figures of the run, where it is (interrupted if events are left)."""
+        if run.bins.timeline is not None:
+            run.bins.close(run, run.now, run.now)
+        reach = {p: run.reach_time.get(count) for p, count in reach_counts(self.messages).items()}
+        return Outcome(
+            run.sent,
+            run.failed,
+            run.retried,
+            run.now,
+            reach,
+            self._final_stats(run),
+            bool(run.events),
+            run.by_deadline,
+            run.gate.capped_time,
+        )
+
+    def _final_stats(self, run: _Simulation) -> list[Stats]:
+        stats = [b.stats_with(n) for b, n in zip(self.blocks, run.used, strict=False)]
+        for _, kind, slot, attempt, seconds in run.events:  # interrupted: attempts in flight did not finish
+            if kind == FINISH:
+                stats[run.sender_of[slot]].forget(seconds, attempt == 0)
         for s, st in enumerate(stats):
-            st.first_end, st.last_end = first_end[s], last_end[s]
+            st.first_end, st.last_end = run.first_end[s], run.last_end[s]
         return stats
-
-    def _sender_of_slot(self, slot: int) -> int:
-        for s, model in enumerate(self.models):
-            if slot < model.window:
-                return s
-            slot -= model.window
-        raise ValueError(slot)

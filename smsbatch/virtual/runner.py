@@ -9,13 +9,13 @@ still redraws every --interval real seconds, showing simulated time.
 from __future__ import annotations
 
 import signal
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from smsbatch.config import Settings
 from smsbatch.core.clock import Clock
 from smsbatch.core.sender_model import SenderModel
 from smsbatch.core.stats import Stats
-from smsbatch.core.timeline import Timeline, first_width
+from smsbatch.core.timeline import Timeline, TimelineTable, first_width
 from smsbatch.present.monitor import Monitor, SenderView, Snapshot
 from smsbatch.realtime.producer import MessageSource
 from smsbatch.realtime.status import ExitStatus, RunResult
@@ -55,41 +55,34 @@ class VirtualRunner:
             for spec, st, held in zip(self.settings.senders, stats, capped, strict=False)
         )
 
-    def _snapshot(self, views, elapsed: float, **figures) -> Snapshot:
+    def _snapshot(
+        self, views: tuple[SenderView, ...], elapsed: float, counts: Progress | Outcome, sim_elapsed: float
+    ) -> Snapshot:
         total = Stats()
         for view in views:
             total.merge(view.stats)
         return Snapshot(
             messages=self.source.messages,
+            sent=counts.sent,
+            failed=counts.failed,
+            retried=counts.retried,
             elapsed=elapsed,
+            sim_elapsed=sim_elapsed,
             speed=self.settings.speed,
             stats=total,
             senders=views,
             mode="virtual",
             deadline=self.settings.deadline,
             deadline_share=self.settings.deadline_share,
-            **figures,
         )
 
     def _live(self, progress: Progress, elapsed: float) -> Snapshot:
-        return self._snapshot(
-            self._views(progress.stats, "running"),
-            elapsed,
-            sent=progress.sent,
-            failed=progress.failed,
-            retried=progress.retried,
-            sim_elapsed=progress.now,
-        )
+        return self._snapshot(self._views(progress.stats, "running"), elapsed, progress, progress.now)
 
-    def _final(self, outcome: Outcome, elapsed: float, timeline: dict) -> Snapshot:
+    def _final(self, outcome: Outcome, elapsed: float, timeline: TimelineTable) -> Snapshot:
         state = "stopped" if outcome.interrupted else "done"
-        return self._snapshot(
-            self._views(outcome.stats, state, outcome.capped),
-            elapsed,
-            sent=outcome.sent,
-            failed=outcome.failed,
-            retried=outcome.retried,
-            sim_elapsed=outcome.sim_elapsed,
+        return replace(
+            self._snapshot(self._views(outcome.stats, state, outcome.capped), elapsed, outcome, outcome.sim_elapsed),
             reach=outcome.reach,
             sent_by_deadline=outcome.sent_by_deadline,
             timeline=timeline,

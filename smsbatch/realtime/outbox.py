@@ -1,0 +1,218 @@
+"""What a real-time sender tells the runner, and when.
+
+Everything it says goes through its Outbox (so it knows when it last spoke,
+and says it is alive when it has been quiet too long). Its Progress reports
+gather the attempts finished since the last one (grouped by batch, for the
+ledger), their stats, their ends (for the timeline), the retries (which must
+reach the runner before they are due back in the queue), its lag and, at
+--log INFO, a line per attempt.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from smsbatch.core.clock import SimClock
+from smsbatch.core.model import FAILED, RETRY, SENT, Beat, Done, MessageBatch, Progress
+from smsbatch.core.sender_model import SenderModel
+from smsbatch.core.stats import Stats, bucket_of
+
+if TYPE_CHECKING:
+    import numpy as np  # only for the types: a run with nothing to draw never loads numpy
+
+FLUSH_SECONDS = 0.1  # real seconds between progress reports while busy (x senders / 32)
+BEAT_SECONDS = 0.5  # real seconds a sender may say nothing before it says it is alive
+RETRY_MARGIN_SECONDS = 0.002  # real seconds: report a retry this long before it is due back
+
+
+class DoneBuffer:
+    """Finished attempts since the last report, grouped by batch."""
+
+    def __init__(self) -> None:
+        self.offsets: dict[int, list[int]] = {}
+        self.outcomes: dict[int, bytearray] = {}
+        self.in_order: dict[int, bool] = {}
+
+    def add(self, key: int, offset: int, outcome: int) -> None:
+        offsets = self.offsets.get(key)
+        if offsets is None:
+            self.offsets[key] = [offset]
+            self.outcomes[key] = bytearray((outcome,))
+            self.in_order[key] = True
+            return
+        if offset != offsets[-1] + 1:
+            self.in_order[key] = False
+        offsets.append(offset)
+        self.outcomes[key].append(outcome)
+
+    def add_run(self, key: int, offsets: range, outcomes: bytes) -> None:
+        existing = self.offsets.get(key)
+        if existing is None:
+            self.offsets[key] = list(offsets)
+            self.outcomes[key] = bytearray(outcomes)
+            self.in_order[key] = True
+            return
+        if offsets.start != existing[-1] + 1:
+            self.in_order[key] = False
+        existing.extend(offsets)
+        self.outcomes[key] += outcomes
+
+    def drain(self) -> tuple[Done, ...]:
+        done = tuple(
+            Done(
+                key,
+                range(offsets[0], offsets[-1] + 1) if self.in_order[key] else tuple(offsets),
+                bytes(self.outcomes[key]),
+            )
+            for key, offsets in self.offsets.items()
+        )
+        self.offsets, self.outcomes, self.in_order = {}, {}, {}
+        return done
+
+
+class Outbox:
+    done: DoneBuffer
+    stats: Stats
+    retries: list[tuple[int, str, int, float]]  # (id, phone, next attempt, simulated time it is back)
+    first_back: float  # the earliest simulated time a retry here re-enters the queue
+    log: list[tuple[int, str, int, float, int]]  # (id, phone, outcome, seconds, attempt)
+    ended: list[tuple[float, int, int, int]]  # (due, send-time bucket, outcome, count)
+    capped: float  # slot-seconds a free slot with work in hand was held back by the rate cap
+    phone_cache: dict[int, list[str]]  # batch key -> its numbers, split only while needed
+    last_flush: float  # real time of the last report
+
+    def __init__(
+        self,
+        index: int,
+        model: SenderModel,
+        clock: SimClock,
+        send: Callable[[object], None],
+        logging: bool,
+        senders: int,
+    ) -> None:
+        self.index = index
+        self.model = model
+        self.clock = clock
+        self.send = send
+        self.logging = logging
+        # Many senders report less often each, so the main process keeps up.
+        self.flush_seconds = FLUSH_SECONDS * max(1.0, senders / 32)
+        # The most simulated time by which a due send was handled, or a message started, late.
+        self.lag = 0.0
+        self.last_said = clock.clock.now()
+        self.clear()
+
+    def clear(self) -> None:
+        """Start afresh, after a report."""
+        self.done = DoneBuffer()
+        self.stats = Stats()
+        self.retries = []
+        self.first_back = math.inf
+        self.log = []
+        self.ended = []
+        self.capped = 0.0
+        self.phone_cache = {}
+        self.last_flush = self.clock.clock.now()
+
+    # ---- filling ----
+
+    def note_lag(self, now: float, scheduled: float) -> None:
+        if now - scheduled > self.lag:
+            self.lag = now - scheduled
+
+    def add(self, batch: MessageBatch, offset: int, seconds: float, outcome: int, due: float) -> None:
+        """One attempt, ended at the simulated time `due`."""
+        bucket = bucket_of(seconds)
+        self.stats.record(seconds, outcome == SENT, due, bucket)
+        self.done.add(batch.key, offset, outcome)
+        self.ended.append((due, bucket, outcome, 1))
+        self._note(batch, offset, seconds, outcome, due)
+
+    def add_alike(self, batch: MessageBatch, outcome: int) -> None:
+        """A whole batch of first attempts at time 0 that took no time and all ended alike."""
+        count = len(batch)
+        self.stats.record_same(0.0, count, count if outcome == FAILED else 0)
+        self.done.add_run(batch.key, range(count), bytes([outcome]) * count)
+        self.ended.append((0.0, bucket_of(0.0), outcome, count))
+        if self.logging:
+            for offset in range(count):
+                self._note(batch, offset, 0.0, outcome, 0.0)
+
+    def add_drawn(self, batch: MessageBatch, seconds: np.ndarray, failed: np.ndarray) -> None:
+        """A whole batch of first attempts at time 0, with no retries: drawn send times
+        (all zero: it never waits) and outcomes."""
+        outcomes = failed.astype("u1") + 1  # SENT 1, FAILED 2
+        self.stats.record_block(seconds, failed)
+        self.done.add_run(batch.key, range(len(batch)), outcomes.tobytes())
+        fails, zero = int(failed.sum()), bucket_of(0.0)
+        self.ended += [
+            (0.0, zero, outcome, count) for outcome, count in ((SENT, len(batch) - fails), (FAILED, fails)) if count
+        ]
+        if self.logging:
+            for offset, outcome in enumerate(outcomes.tolist()):
+                self._note(batch, offset, 0.0, outcome, 0.0)
+
+    def _note(self, batch: MessageBatch, offset: int, seconds: float, outcome: int, due: float) -> None:
+        """What goes round again, and what gets logged."""
+        if outcome != RETRY and not self.logging:
+            return
+        phone = self._phones_of(batch)[offset]
+        attempt = batch.attempt(offset)
+        if outcome == RETRY:
+            back_at = due + self.model.retry_delay(attempt)
+            self.retries.append((batch.ids[offset], phone, attempt + 1, back_at))
+            self.first_back = min(self.first_back, back_at)
+        if self.logging:
+            self.log.append((batch.ids[offset], phone, outcome, seconds, attempt))
+
+    def _phones_of(self, batch: MessageBatch) -> list[str]:
+        phones = self.phone_cache.get(batch.key)
+        if phones is None:
+            phones = self.phone_cache[batch.key] = batch.phones()
+        return phones
+
+    # ---- saying ----
+
+    def say(self, item: object) -> None:
+        self.last_said = self.clock.clock.now()
+        self.send(item)
+
+    def beat_if_due(self) -> None:
+        """Say it is alive when it has said nothing for a while: a slow send
+        must never look like a hung sender (the loop comes round at least
+        every IDLE_POLL_SECONDS, mid-send too)."""
+        if self.clock.clock.now() - self.last_said >= BEAT_SECONDS:
+            self.say(Beat(self.index))
+
+    @property
+    def pending(self) -> bool:
+        return self.stats.attempts > 0
+
+    def until_flush(self) -> float:
+        """Real seconds until the next report is due (when something is pending)."""
+        until = self.last_flush + self.flush_seconds - self.clock.clock.now()
+        # A retry must reach the runner before its time to re-enter the queue.
+        return min(until, self.clock.real_delay(self.first_back) - RETRY_MARGIN_SECONDS)
+
+    def flush_if_due(self) -> None:
+        if self.pending and self.until_flush() <= 0:
+            self.flush()
+
+    def flush(self) -> None:
+        """Report what is pending, if anything, and start afresh."""
+        if self.pending:
+            self.say(
+                Progress(
+                    self.index,
+                    self.done.drain(),
+                    self.stats,
+                    tuple(self.retries),
+                    tuple(self.log),
+                    tuple(self.ended),
+                    self.lag,
+                    self.capped,
+                )
+            )
+        self.clear()
