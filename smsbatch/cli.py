@@ -46,7 +46,11 @@ def main(
     stderr: TextIO | None = None,
     restore_signals: bool = True,
 ) -> int:
-    stdout, stderr = standard_streams(stdout, stderr)  # a closed or cut-short stream goes quiet
+    out, err = standard_streams(stdout, stderr)  # a closed or cut-short stream goes quiet
+    return _main(argv, out, err, restore_signals)
+
+
+def _main(argv: list[str] | None, stdout: TextIO, stderr: TextIO, restore_signals: bool) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["worker"]:
         return worker_main(argv[1:], stdout, stderr, restore_signals)
@@ -250,11 +254,13 @@ def make_source(settings: Settings, stderr: TextIO | None = None) -> tuple[Messa
 def _recipients_source(settings: Settings, stderr: TextIO | None) -> tuple[MessageSource, int]:
     """The list is read whole before anything starts (its count sizes the run,
     and a bad list is bad input); a stream may take a while, so say so."""
-    if stderr is not None and recipients_is_stream(settings.recipients):
-        stderr.write(f"smsbatch: reading numbers from {list_name(settings.recipients)} until it ends...\n")
+    path = settings.recipients
+    assert path is not None
+    if stderr is not None and recipients_is_stream(path):
+        stderr.write(f"smsbatch: reading numbers from {list_name(path)} until it ends...\n")
         stderr.flush()
     limit = settings.messages if settings.messages_given else None
-    recipients = read_recipients(settings.recipients, settings.region, limit)
+    recipients = read_recipients(path, settings.region, limit)
     return _source(settings, recipients.valid, recipients=recipients), recipients.invalid
 
 
@@ -300,7 +306,7 @@ def start_line(settings: Settings, source: MessageSource, invalid: int, run_id: 
         f"{settings.distribution} send times, "
         f"{'virtual time (--speed max)' if settings.virtual else f'speed x{settings.speed:g}'}, {seed}"
     )
-    if run_id:
+    if run_id and settings.broker:
         broker = redact_url(settings.broker)
         line += (
             f"\nsmsbatch: run {run_id} on {broker}; add senders from any machine with: "

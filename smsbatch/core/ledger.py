@@ -9,6 +9,7 @@ sent again by the others.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from smsbatch.core.model import FAILED, RETRY, SENT, Done
@@ -93,6 +94,7 @@ class Ledger:
 
     def apply(self, sender: int, done: Done) -> bool:
         """Count one report against the sender's claim; True when it finishes the claim."""
+        assert done.key is not None, "a claimed batch is reported by its key"
         claims = self.claims[sender]
         claim = claims[done.key]
         new = claim.mark(done.offsets)
@@ -156,7 +158,7 @@ class Ledger:
         return released
 
 
-def _outcomes_of(offsets: list[int], done: Done) -> bytes:
+def _outcomes_of(offsets: Sequence[int], done: Done) -> bytes:
     """The outcomes `done` reports for `offsets` (each offset's first, in the order of `offsets`)."""
     first: dict[int, int] = {}
     for offset, outcome in zip(done.offsets, done.outcomes, strict=True):

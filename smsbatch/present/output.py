@@ -15,7 +15,7 @@ import stat
 import sys
 import tempfile
 from collections.abc import Callable
-from typing import Any, Protocol, TextIO, TypeVar
+from typing import Any, Protocol, TextIO, TypeVar, cast
 
 from smsbatch.config import UsageError
 
@@ -185,6 +185,8 @@ def _remove_quietly(path: str) -> None:
         os.remove(path)
 
 
-def standard_streams(stdout: TextIO | None, stderr: TextIO | None) -> tuple[QuietStream, QuietStream]:
-    """The streams main() writes to: the ones given, or sys's, made quiet on failure."""
-    return quiet(stdout or sys.stdout), quiet(stderr or sys.stderr)
+def standard_streams(stdout: TextIO | None, stderr: TextIO | None) -> tuple[TextIO, TextIO]:
+    """The streams main() writes to: the ones given, or sys's, made quiet on failure.
+    A QuietStream stands in for the TextIO it wraps (write, flush and isatty
+    its own, the rest forwarded), hence the casts."""
+    return cast(TextIO, quiet(stdout or sys.stdout)), cast(TextIO, quiet(stderr or sys.stderr))

@@ -53,6 +53,7 @@ class MessageSource:
         if self.pool is not None:
             numbers = self.pool.numbers_packed(self.seed, ids)
         else:
+            assert self.recipients is not None, "a source has a pool or a recipients list"
             numbers = self.recipients.packed(ids.start, ids.stop)
         return MessageBatch(key, ids, numbers, self.text)
 
