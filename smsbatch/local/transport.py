@@ -5,7 +5,7 @@ for work, and a pipe per child for its reports. The runner, the producer and
 the senders use only the methods below, so another transport (Redis Streams,
 for senders on other machines) can stand in its place.
 
-    runner:   report_channel(), offer(item), free_lock_of(sender), writer_stuck(), close()
+    runner:   offer(item), free_lock_of(sender), writer_stuck(), close()
     producer: put(batch, timeout), flush(), abandon()
     sender:   taker(sender)(timeout), waiting(sender, start), sooner_elsewhere(sender, batch, start),
               through a LocalSenderPort (the SenderPort of realtime/sender.py)
@@ -27,21 +27,24 @@ import queue
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.context import ForkContext
 from multiprocessing.reduction import ForkingPickler
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from smsbatch.core.model import MessageBatch, Ready, SenderDone
-from smsbatch.realtime.children import RunStart
+from smsbatch.core.model import MessageBatch, Ready, SenderDone, Stop
+from smsbatch.realtime.children import RunStart, StopSignal
 
 WRITER_CHECK_SECONDS = 1.0  # a write lock held this long after its holder died is held for good
 TIME_SLACK = 1e-9  # simulated seconds: starts this close are at the same time
 
 
 class LocalTransport:
-    def __init__(self, ctx, senders: int) -> None:
+    def __init__(self, ctx: ForkContext, senders: int) -> None:
         self.ctx = ctx
         self.capacity = max(16, 4 * senders)  # batches: bounded, for back-pressure on the producer
-        self.work = ctx.Queue(maxsize=self.capacity)
+        # Any: the taker and free_lock_of use the queue's private parts (multiprocessing/queues.py).
+        self.work: Any = ctx.Queue(maxsize=self.capacity)
         self.lock_holder = ctx.RawValue("i", 0)  # 1 + the sender holding the queue's read lock
         # Per sender: simulated time it could start work it waits for with a free slot; inf: busy.
         self.board = ctx.RawArray("d", [math.inf] * max(1, senders))
@@ -49,16 +52,9 @@ class LocalTransport:
 
     # ---- reports: child -> runner ----
 
-    def report_channel(self):
-        """(runner's end, child's end). Each child reports on its own pipe: a
-        shared queue's write lock, held by a child killed mid-write, would
-        silence every other child."""
-        reader, writer = self.ctx.Pipe(duplex=False)
-        return reader, writer
-
     # ---- the runner ----
 
-    def offer(self, item) -> bool:
+    def offer(self, item: MessageBatch | Stop) -> bool:
         """Put without waiting; False if the queue is full (try again later)."""
         try:
             self.work.put_nowait(item)
@@ -71,7 +67,8 @@ class LocalTransport:
         self.board[sender] = math.inf
 
     def holds_lock(self, sender: int) -> bool:
-        return self.lock_holder.value == sender + 1
+        holder: int = self.lock_holder.value
+        return holder == sender + 1
 
     def free_lock_of(self, sender: int) -> bool:
         """A sender killed while waiting for work leaves the queue's read lock
@@ -100,7 +97,7 @@ class LocalTransport:
 
     # ---- the producer ----
 
-    def put(self, batch, timeout: float) -> bool:
+    def put(self, batch: MessageBatch, timeout: float) -> bool:
         """Put, waiting up to `timeout` for room; False if there was none."""
         try:
             self.work.put(batch, timeout=timeout)
@@ -142,7 +139,7 @@ class LocalTransport:
                 return True
         return False
 
-    def taker(self, sender: int) -> Callable[..., object | None]:
+    def taker(self, sender: int) -> Callable[[float], MessageBatch | Stop | None]:
         """Queue.get written out (same steps as multiprocessing/queues.py) so
         the read lock has a known holder.
 
@@ -155,7 +152,7 @@ class LocalTransport:
         work, holder, me = self.work, self.lock_holder, sender + 1
         lock = work._rlock
 
-        def take(timeout: float):
+        def take(timeout: float) -> MessageBatch | Stop | None:
             deadline = time.monotonic() + timeout
             if not (lock.acquire(True, timeout) if timeout > 0 else lock.acquire(False)):
                 return None
@@ -169,7 +166,8 @@ class LocalTransport:
             finally:
                 holder.value = 0
                 lock.release()
-            return ForkingPickler.loads(data)
+            item: MessageBatch | Stop = ForkingPickler.loads(data)
+            return item
 
         return take
 
@@ -183,7 +181,7 @@ class LocalSenderPorts:
     index: int
     via: ClassVar[str] = ""
 
-    def __call__(self, conn, stop_signal) -> LocalSenderPort:
+    def __call__(self, conn: Connection, stop_signal: StopSignal) -> LocalSenderPort:
         return LocalSenderPort(self.transport, self.run_start, self.index, conn, stop_signal)
 
 
@@ -191,7 +189,9 @@ class LocalSenderPort:
     """What a sender process works through on one machine: the work queue
     (its taker), the waiting board, the shared start, its report pipe."""
 
-    def __init__(self, transport: LocalTransport, run_start: RunStart, index: int, conn, stop_signal) -> None:
+    def __init__(
+        self, transport: LocalTransport, run_start: RunStart, index: int, conn: Connection, stop_signal: StopSignal
+    ) -> None:
         self.transport = transport
         self.run_start = run_start
         self.index = index
@@ -207,7 +207,7 @@ class LocalSenderPort:
             return None
         return self.run_start.value
 
-    def take(self, timeout: float):
+    def take(self, timeout: float) -> MessageBatch | Stop | None:
         return self._take(timeout)
 
     def report(self, item: object) -> None:

@@ -10,6 +10,9 @@ import signal
 import sys
 import traceback
 from collections.abc import Callable
+from multiprocessing.connection import Connection
+from multiprocessing.context import ForkContext
+from types import FrameType
 
 from setproctitle import setproctitle
 
@@ -82,7 +85,7 @@ class RunStart:
     wait for it. A monotonic time in a shared double, and a pipe to wake the
     waiters (CLOCK_MONOTONIC is the same clock in every process of a machine)."""
 
-    def __init__(self, ctx) -> None:
+    def __init__(self, ctx: ForkContext) -> None:
         self._value = ctx.RawValue("d", 0.0)
         self._flag = StopSignal()
 
@@ -92,9 +95,10 @@ class RunStart:
 
     @property
     def value(self) -> float:
-        return self._value.value
+        value: float = self._value.value
+        return value
 
-    def wait(self, stopping, poll: float = 0.1) -> bool:
+    def wait(self, stopping: Callable[[], bool], poll: float = 0.1) -> bool:
         """Wait until the start is set (True), or until `stopping()` (False)."""
         while not self._flag.wait(poll):
             if stopping():
@@ -105,7 +109,7 @@ class RunStart:
         self._flag.close()
 
 
-def _request_termination(signum, frame) -> None:
+def _request_termination(signum: int, frame: FrameType | None) -> None:
     global _terminate_requested
     _terminate_requested = True
 
@@ -128,7 +132,7 @@ def stderr_line(role: str) -> Callable[[str], None]:
     return say
 
 
-def report_crash(conn, role: str) -> None:
+def report_crash(conn: Connection, role: str) -> None:
     """Send the traceback of the exception being handled to the main process."""
     text = traceback.format_exc()
     try:

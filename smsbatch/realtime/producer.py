@@ -11,10 +11,19 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Protocol
 
 from smsbatch.core.model import MessageBatch, ProducerDone, Ready, TransportLost
 from smsbatch.core.phones import PhonePool, Recipients
-from smsbatch.realtime.children import enter_child, parent_alive, report_crash, stderr_line, termination_requested
+from smsbatch.realtime.children import (
+    StopSignal,
+    enter_child,
+    parent_alive,
+    report_crash,
+    stderr_line,
+    termination_requested,
+)
 
 PUT_POLL_SECONDS = 0.1
 READY_BATCHES = 16  # batches queued before simulated time may start (the queue holds more)
@@ -58,7 +67,24 @@ class MessageSource:
         return MessageBatch(key, ids, numbers, self.text)
 
 
-def run_producer(source: MessageSource, transport, conn, stop_signal, parent_pid: int) -> None:
+class WorkPutter(Protocol):
+    """The producer's side of a transport (local/transport.py, broker/producer.py)."""
+
+    @property
+    def capacity(self) -> int:
+        """Batches it may queue before the run starts."""
+        ...
+
+    def put(self, batch: MessageBatch, timeout: float) -> bool: ...
+
+    def flush(self) -> None: ...
+
+    def abandon(self) -> None: ...
+
+
+def run_producer(
+    source: MessageSource, transport: WorkPutter, conn: Connection, stop_signal: StopSignal, parent_pid: int
+) -> None:
     """Entry point of the producer process."""
     enter_child("smsbatch: producer", parent_pid)
     try:
@@ -84,7 +110,7 @@ def run_producer(source: MessageSource, transport, conn, stop_signal, parent_pid
         conn.close()
 
 
-def _put(transport, batch: MessageBatch, stop_signal, parent_pid: int) -> bool:
+def _put(transport: WorkPutter, batch: MessageBatch, stop_signal: StopSignal, parent_pid: int) -> bool:
     """Put with back-pressure; False if the run is stopping."""
     while not (stop_signal.is_set() or termination_requested()) and parent_alive(parent_pid):
         if transport.put(batch, PUT_POLL_SECONDS):

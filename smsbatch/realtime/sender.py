@@ -32,6 +32,7 @@ import math
 import os
 import time
 from collections.abc import Callable
+from multiprocessing.connection import Connection
 from typing import Protocol
 
 from smsbatch.config import Settings
@@ -46,7 +47,14 @@ from smsbatch.core.model import (
 )
 from smsbatch.core.sender_model import Draws, SenderModel
 from smsbatch.core.stats import Stats
-from smsbatch.realtime.children import enter_child, parent_alive, report_crash, stderr_line, termination_requested
+from smsbatch.realtime.children import (
+    StopSignal,
+    enter_child,
+    parent_alive,
+    report_crash,
+    stderr_line,
+    termination_requested,
+)
 from smsbatch.realtime.intake import Intake
 from smsbatch.realtime.outbox import Outbox
 from smsbatch.realtime.slots import Slots
@@ -307,7 +315,7 @@ class SenderPortFactory(Protocol):
     def via(self) -> str:
         """The end of the process title: how the sender gets its work."""
 
-    def __call__(self, conn, stop_signal) -> SenderPort: ...
+    def __call__(self, conn: Connection, stop_signal: StopSignal) -> SenderPort: ...
 
 
 def run_sender(
@@ -315,8 +323,8 @@ def run_sender(
     name: str,
     settings: Settings,
     port_factory: SenderPortFactory,
-    conn,
-    stop_signal,
+    conn: Connection,
+    stop_signal: StopSignal,
     parent_pid: int,
 ) -> None:
     """Entry point of a sender process: a SenderEngine working through the port
@@ -345,7 +353,9 @@ def run_sender(
         os._exit(1)
 
 
-def _engine(index: int, port: SenderPort, settings: Settings, start: float, stopping) -> SenderEngine:
+def _engine(
+    index: int, port: SenderPort, settings: Settings, start: float, stopping: Callable[[], bool]
+) -> SenderEngine:
     return SenderEngine(
         index,
         SenderModel(settings.senders[index], settings, port.model_key),
