@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from smsbatch.config import SenderSpec, Settings
-from smsbatch.core.model import MessageBatch, Stop, pack_numbers
+from smsbatch.core.model import MessageBatch, Stop
 from smsbatch.core.stats import Stats
 
 Ids = range | tuple[int, ...]
@@ -83,24 +83,10 @@ def item_fields(item: MessageBatch | Stop) -> dict[str, str]:
     return batch_fields(item.ids, item.numbers, item.attempts, item.available)
 
 
-def part_fields(batch: MessageBatch, positions) -> dict[str, str]:
-    """Batch fields for the messages at `positions` of `batch` (a range of
-    positions keeps a range of ids compact)."""
-    phones = batch.phones()
-    if isinstance(positions, range):
-        part = slice(positions.start, positions.stop)
-        return batch_fields(
-            batch.ids[part],
-            pack_numbers(phones[part]),
-            batch.attempts[part] if batch.attempts else None,
-            batch.available[part] if batch.available else None,
-        )
-    return batch_fields(
-        [batch.ids[p] for p in positions],
-        pack_numbers(phones[p] for p in positions),
-        [batch.attempt(p) for p in positions],
-        [batch.available_at(p) for p in positions],
-    )
+def part_fields(batch: MessageBatch, positions: range | Sequence[int]) -> dict[str, str]:
+    """Batch fields for the messages at `positions` of `batch`."""
+    part = batch.part(positions)
+    return batch_fields(part.ids, part.numbers, part.attempts, part.available)
 
 
 def batch_from(key: int, fields: dict, text: str) -> MessageBatch | Stop:

@@ -30,7 +30,7 @@ from smsbatch.broker.store import Entry, RunStore
 from smsbatch.config import SenderSpec, Settings
 from smsbatch.core.batching import share_for
 from smsbatch.core.ledger import Claim
-from smsbatch.core.model import Done, MessageBatch, Progress, Ready, Released, SenderDone, Stop, pack_numbers
+from smsbatch.core.model import Done, MessageBatch, Progress, Ready, Released, SenderDone, Stop
 from smsbatch.realtime.children import stderr_line
 
 START_POLL_SECONDS = 0.05  # how often a sender looks for the run's start
@@ -117,15 +117,7 @@ class SenderLink:
         sender dies first, the whole entry comes round again, and the part
         given back is then sent twice and counted once."""
         self.store.add_work(part_fields(batch, range(self.share, len(batch))))
-        kept = slice(0, self.share)
-        return MessageBatch(
-            batch.key,
-            batch.ids[kept],
-            pack_numbers(batch.phones()[kept]),
-            batch.text,
-            batch.attempts[kept] if batch.attempts else None,
-            batch.available[kept] if batch.available else None,
-        )
+        return batch.part(range(self.share))
 
     def _read(self, timeout: float) -> Entry | None:
         timeout = min(timeout, self.beat_seconds)  # back in time for the next beat

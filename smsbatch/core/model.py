@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from smsbatch.core.stats import Stats
@@ -55,6 +55,26 @@ class MessageBatch:
 
     def available_at(self, offset: int) -> float:
         return 0.0 if self.available is None else self.available[offset]
+
+    def part(self, positions: range | Sequence[int], key: int | None = None) -> MessageBatch:
+        """The messages at `positions` as a batch of their own (this batch's key
+        unless one is given). The one place a batch is cut: the runner's
+        re-queues, and what a sender through Redis keeps or gives back."""
+        phones = self.phones()
+        key = self.key if key is None else key
+        if isinstance(positions, range) and positions.step == 1:  # a range of ids stays a range
+            cut = slice(positions.start, positions.stop)
+            attempts = self.attempts[cut] if self.attempts else None
+            available = self.available[cut] if self.available else None
+            return MessageBatch(key, self.ids[cut], pack_numbers(phones[cut]), self.text, attempts, available)
+        return MessageBatch(
+            key,
+            tuple(self.ids[p] for p in positions),
+            pack_numbers(phones[p] for p in positions),
+            self.text,
+            tuple(self.attempt(p) for p in positions),
+            tuple(self.available_at(p) for p in positions),
+        )
 
 
 def pack_numbers(phones: Iterable[str]) -> str:

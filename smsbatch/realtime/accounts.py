@@ -98,24 +98,28 @@ class Accounts:
         if not offsets:
             return None
         batch = self.source.batch(key) if key >= 0 else self.reissued.pop(key) if done else self.reissued[key]
-        phones = batch.phones()
-        return self.new_batch(
-            [batch.ids[o] for o in offsets],
-            [phones[o] for o in offsets],
-            [batch.attempt(o) for o in offsets],
-            [batch.available_at(o) for o in offsets],
-        )
-
-    def new_batch(self, ids: list[int], phones: list[str], attempts: list[int], available: list[float]) -> MessageBatch:
-        """A batch the runner puts on the queue (retries, or what a sender gave back)."""
-        key, self.next_key = self.next_key, self.next_key - 1
-        batch = MessageBatch.of(key, tuple(ids), phones, self.source.text, tuple(attempts), tuple(available))
-        if self.tracks_claims:  # a sender will claim it by its key
-            self.reissued[key] = batch
-        return batch
+        return self._issued(batch.part(offsets, self._new_key()))
 
     def retry_batch(self, due: list[Retry]) -> MessageBatch:
-        return self.new_batch([d[1] for d in due], [d[2] for d in due], [d[3] for d in due], [d[0] for d in due])
+        """Retries due back, as a batch the runner puts on the queue."""
+        batch = MessageBatch.of(
+            self._new_key(),
+            tuple(d[1] for d in due),
+            [d[2] for d in due],
+            self.source.text,
+            tuple(d[3] for d in due),
+            tuple(d[0] for d in due),
+        )
+        return self._issued(batch)
+
+    def _new_key(self) -> int:
+        key, self.next_key = self.next_key, self.next_key - 1
+        return key
+
+    def _issued(self, batch: MessageBatch) -> MessageBatch:
+        if self.tracks_claims:  # a sender will claim it by its key
+            self.reissued[batch.key] = batch
+        return batch
 
     # ---- the timeline's states ----
 
