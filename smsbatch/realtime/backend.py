@@ -9,7 +9,8 @@ knows none of them; it holds one object that has all three:
     WorkSink      offer(item)            a batch or one Stop, without waiting; False: full, offer again later
                   announce(phase)        tell every sender how the run stands (draining, warm, cold)
     ReportSource  events(timeout)        what senders and the producer said, and who came and went
-    Membership    begin(), start_clock(t), waits_on(i), end(i), close()
+    Membership    begin(), start_clock(t), waits_on(i), end(i), end_all(),
+                  children_running(), close()
 
 Reports are the model's types (core/model.py: Claimed, Progress, Released,
 Ready, SenderDone, ProducerDone, ChildFailed, Beat) whatever the transport;

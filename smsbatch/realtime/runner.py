@@ -101,7 +101,8 @@ class Runner:
 
     def finish(self) -> RunResult:
         """Whatever happened: collect what was said last, leave no process behind, and say how it went."""
-        self.backend.announce(Phase.COLD if self.phase == Phase.COLD else Phase.WARM)
+        if self.phase == Phase.RUNNING:  # it ended by an error of ours: tell the senders too
+            self.backend.announce(Phase.WARM)
         for index, event in self.backend.close():
             self.reports.handle(index, event)
         self.elapsed = self.clock.now() - self.started
@@ -114,7 +115,10 @@ class Runner:
         """Simulated time 0 is a barrier: every sender ready and the first batches
         queued. Start-up is real time only; a child that dies meanwhile counts."""
         while self.phase == Phase.RUNNING and not self.members.all_ready():
-            self._take_events(TICK_SECONDS)
+            try:
+                self._take_events(TICK_SECONDS)
+            except TransportLost as error:
+                self._transport_lost(str(error))
             self.now = self.clock.now()
             self.members.end_silent(self)  # one that hangs before it is ready must not hold up the start
             self._act(decide(self._situation()))
