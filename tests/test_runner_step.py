@@ -132,3 +132,21 @@ def test_the_figures_do_not_depend_on_the_speed(speed):
     reference, _, ref_clock = make_runner("-n", "300", "--sender", "1:0.3", "--speed", "7")
     r = drive(reference, ref_clock).snapshot
     assert (s.sent, s.failed, s.stats.time_sum) == (r.sent, r.failed, r.stats.time_sum)
+
+
+def test_a_silent_sender_ended_is_lost_not_back_when_senders_may_join():
+    """Its exit is not word from it: it is counted lost, never 'back'."""
+    runner, backend, clock = make_runner("-n", "400", "--sender", "1:0", "--sender", "1:0", "--claim-after", "5")
+    backend.open_membership = True  # as with Redis: a sender that speaks after it was lost is back
+
+    def hang_then_wait(turn: int) -> None:
+        if turn == 0:
+            backend.hang(1)
+        if turn == 2:
+            clock.advance(6.0)
+
+    s = drive(runner, clock, before_turn=hang_then_wait).snapshot
+    notes = runner.monitor.display.stream.getvalue()
+    assert s.senders[1].state.startswith("lost (silent for ")
+    assert "is back" not in notes
+    assert "sender 2 is silent for 6s: counted lost, ended" in notes

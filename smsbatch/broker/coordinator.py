@@ -39,7 +39,8 @@ from smsbatch.broker.patient import Patient, RunGone, connect
 from smsbatch.broker.producer import StreamProducer
 from smsbatch.broker.store import RunStore
 from smsbatch.config import SenderSpec, Settings
-from smsbatch.core.model import Beat, Done, Progress, SenderDone, TransportLost
+from smsbatch.core.clock import Clock
+from smsbatch.core.model import Beat, Done, ProducerDone, Progress, SenderDone, TransportLost
 from smsbatch.core.text import redact_url
 from smsbatch.realtime.backend import NOBODY, PRODUCER, Exited, Joined, Note, Phase, Resumed, Work
 from smsbatch.realtime.producer import MessageSource, run_producer
@@ -73,9 +74,17 @@ class RedisBackend:
     stop_grace = BEAT_SECONDS  # senders elsewhere hear of a stop within a beat
     drain_limit = WARM_STOP_SECONDS + BEAT_SECONDS  # a sender elsewhere may vanish without its bye
 
-    def __init__(self, settings: Settings, source: MessageSource, run_id: str, give_up: Callable[[], bool]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        source: MessageSource,
+        run_id: str,
+        give_up: Callable[[], bool],
+        clock: Clock | None = None,
+    ) -> None:
         assert settings.broker is not None
         self.settings, self.source, self.run_id = settings, source, run_id
+        self.clock = clock or Clock()
         self.url = settings.broker
         self.join_hint = f" (smsbatch worker --broker {redact_url(self.url)})"
         self.keys = RunKeys(run_id)
@@ -87,6 +96,7 @@ class RedisBackend:
         self.index_of = {consumer_name(i): i for i in range(len(settings.senders))}  # consumer -> sender index
         self.last_read: bytes | str = "0-0"  # the last results entry read
         self.next_beat = 0.0
+        self.producer_done = False
         self.gone = False
 
     def _say(self, text: str) -> None:
@@ -113,13 +123,14 @@ class RedisBackend:
     def start_clock(self, start: float) -> None:
         """Simulated time 0 for every sender of the run, here and elsewhere: in
         Redis, as wall-clock time, since monotonic clocks differ between machines."""
-        self.store.set_start(time.time() - (time.monotonic() - start), self.ttl)
+        self.store.set_start(time.time() - (self.clock.now() - start), self.ttl)
 
     # ---- work ----
 
     @_marks_gone
     def offer(self, item: Work) -> bool:
-        self.store.add_work(item_fields(item))
+        if not self.store.add_work(item_fields(item)):
+            raise RunGone(RUN_GONE)  # no stream to add to: a batch must not vanish unsaid
         return True  # the producer keeps the stream short; the runner's own puts are few
 
     @_marks_gone
@@ -133,38 +144,39 @@ class RedisBackend:
 
     @_marks_gone
     def events(self, timeout: float) -> list[Event]:
-        found = self._local_events(self.supervisor.events(0.0 if not self.gone else timeout))
+        """Everything read is delivered, also when Redis fails midway: it stays
+        in `said` for the next call (the results read are trimmed from Redis, and
+        an exit's sentinel is read once)."""
+        self._take_local(self.supervisor.events(0.0 if not self.gone else timeout))
         if not self.gone:
-            found += self._read_results(timeout)
+            self._read_results(timeout)
             self._beat_if_due()
-        found += self.said
-        self.said = []
+        found, self.said = self.said, []
         return found
 
-    def _local_events(self, events: list[Event]) -> list[Event]:
-        """What the local children said and how they ended; a clean exit of a
-        sender is not news here: its goodbye comes through Redis."""
-        kept: list[Event] = []
+    def _take_local(self, events: list[Event]) -> None:
+        """What the local children said and how they ended."""
+        producer_lost = False
         for index, event in events:
-            if isinstance(event, Exited):
-                if event.clean and index != PRODUCER and not self.gone:
-                    continue
-                if not event.clean and index == PRODUCER and not self.gone and not self.store.renew_keys(self.ttl):
-                    raise RunGone(RUN_GONE)  # it found the run gone from Redis: that is the news
-            kept.append((index, event))
-        return kept
+            if isinstance(event, ProducerDone):
+                self.producer_done = True
+            elif isinstance(event, Exited) and index == PRODUCER and not event.clean:
+                producer_lost = not self.producer_done
+            self.said.append((index, event))
+        if producer_lost and not self.gone and not self.store.renew_keys(self.ttl):
+            raise RunGone(RUN_GONE)  # it found the run gone from Redis: that is the news
 
-    def _read_results(self, timeout: float | None) -> list[Event]:
-        """What the senders wrote (waiting up to `timeout`; None: not at all)."""
+    def _read_results(self, timeout: float | None) -> bool:
+        """What the senders wrote, into `said` (waiting up to `timeout`; None: not
+        at all); False if nothing came."""
         block = None if timeout is None else max(1, int(timeout * 1000))
         entries = self.store.read_results(self.last_read, block)
-        found: list[Event] = []
         for entry_id, fields in entries:
-            found += self._decoded(report_from(fields))
+            self.said += self._decoded(report_from(fields))
             self.last_read = entry_id
         if entries:
             self.store.trim_results(self.last_read)  # read: the stream stays short however long the run
-        return found
+        return bool(entries)
 
     def _decoded(self, report: Report) -> list[Event]:
         """A report from Redis as the model's report, from sender `index`."""
@@ -185,7 +197,7 @@ class RedisBackend:
 
     def _beat_if_due(self) -> None:
         """Every second: keep the run's keys alive, and check the run is still in Redis."""
-        now = time.monotonic()
+        now = self.clock.now()
         if now < self.next_beat:
             return
         self.next_beat = now + BEAT_SECONDS
@@ -215,15 +227,15 @@ class RedisBackend:
         return self.supervisor.running()
 
     def close(self) -> list[Event]:
-        said = [(i, e) for i, e in self.supervisor.close() if not isinstance(e, Exited)]
-        if self.gone:
-            return said
-        try:
-            while batch := self._read_results(None):  # the last reports and goodbyes
-                said += batch
-            self.store.end_run()
-        except (redis.RedisError, TransportLost):
-            pass  # the keys expire on their own anyway
+        self.said += [(i, e) for i, e in self.supervisor.close() if not isinstance(e, Exited)]
+        if not self.gone:
+            try:
+                while self._read_results(None):  # the last reports and goodbyes
+                    pass
+                self.store.end_run()
+            except (redis.RedisError, TransportLost):
+                pass  # the keys expire on their own anyway
+        said, self.said = self.said, []
         return said
 
 

@@ -11,6 +11,7 @@ import multiprocessing
 from collections.abc import Iterable
 
 from smsbatch.config import Settings
+from smsbatch.core.model import ProducerDone
 from smsbatch.core.sender_model import needs_numpy
 from smsbatch.local.transport import LocalSenderPorts, LocalTransport
 from smsbatch.realtime.backend import PRODUCER, Exited, Note, Phase, Work
@@ -35,6 +36,8 @@ class LocalBackend:
         self.transport = LocalTransport(ctx, len(settings.senders))
         self.run_start = RunStart(ctx)
         self.supervisor = Supervisor(ctx)
+        self.producer_done = False
+        self.stopping = False
 
     def begin(self) -> None:
         if needs_numpy(self.settings):
@@ -59,6 +62,7 @@ class LocalBackend:
 
     def announce(self, phase: Phase) -> None:
         if phase in (Phase.WARM, Phase.COLD):  # draining needs nothing: the Stops are on the queue
+            self.stopping = True
             self.supervisor.stop_signal.set()
 
     # ---- reports ----
@@ -66,6 +70,8 @@ class LocalBackend:
     def events(self, timeout: float) -> list[Event]:
         found: list[Event] = []
         for index, event in self.supervisor.events(timeout):
+            if isinstance(event, ProducerDone):
+                self.producer_done = True
             if isinstance(event, Exited) and not event.clean:
                 found.extend(self._mend(index, event))
             else:
@@ -75,7 +81,8 @@ class LocalBackend:
     def _mend(self, index: int, exited: Exited) -> list[Event]:
         """A child died: make good what it may have left behind."""
         if index == PRODUCER:
-            broken = self.transport.writer_stuck()  # it died mid-write: the queue may hold half a batch
+            # Did it die mid-write (the queue may hold half a batch)? Only news while it was still producing.
+            broken = not (self.producer_done or self.stopping) and self.transport.writer_stuck()
             return [(index, Exited(index, exited.clean, exited.reason, exited.crashed, queue_broken=broken))]
         self.transport.forget(index)  # it waits for nothing now
         mended: list[Event] = [(index, exited)]

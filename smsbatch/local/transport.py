@@ -1,11 +1,10 @@
-"""How work and reports travel between processes, behind one small interface.
+"""How work travels on one machine: a bounded multiprocessing.Queue, and the
+waiting board. (Reports travel on a pipe per child: realtime/supervisor.py.)
+LocalBackend (local/backend.py) holds one for the runner; the producer and
+the senders use the methods below.
 
-LocalTransport is the one-machine transport: a bounded multiprocessing.Queue
-for work, and a pipe per child for its reports. The runner, the producer and
-the senders use only the methods below, so another transport (Redis Streams,
-for senders on other machines) can stand in its place.
-
-    runner:   offer(item), free_lock_of(sender), writer_stuck(), close()
+    backend:  offer(item), forget(sender), holds_lock(sender), is_waiting(sender),
+              free_lock_of(sender), writer_stuck(), close()
     producer: put(batch, timeout), flush(), abandon()
     sender:   taker(sender)(timeout), waiting(sender, start), sooner_elsewhere(sender, batch, start),
               through a LocalSenderPort (the SenderPort of realtime/sender.py)
@@ -41,7 +40,6 @@ TIME_SLACK = 1e-9  # simulated seconds: starts this close are at the same time
 
 class LocalTransport:
     def __init__(self, ctx: ForkContext, senders: int) -> None:
-        self.ctx = ctx
         self.capacity = max(16, 4 * senders)  # batches: bounded, for back-pressure on the producer
         # Any: the taker and free_lock_of use the queue's private parts (multiprocessing/queues.py).
         self.work: Any = ctx.Queue(maxsize=self.capacity)
@@ -49,8 +47,6 @@ class LocalTransport:
         # Per sender: simulated time it could start work it waits for with a free slot; inf: busy.
         self.board = ctx.RawArray("d", [math.inf] * max(1, senders))
         self.more_queued = False  # in a sender: was there more on the queue after its last take?
-
-    # ---- reports: child -> runner ----
 
     # ---- the runner ----
 

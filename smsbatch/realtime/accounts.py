@@ -66,7 +66,7 @@ class Accounts:
         if report.log:
             self._log(self.names[report.sender], report.log)
         return [
-            (back_at, message_id, phone, attempt)
+            Retry(back_at, message_id, phone, attempt)
             for message_id, phone, attempt, back_at in report.retries
             if self.ledger.retry(message_id, attempt)
         ]
@@ -104,11 +104,11 @@ class Accounts:
         """Retries due back, as a batch the runner puts on the queue."""
         batch = MessageBatch.of(
             self._new_key(),
-            tuple(d[1] for d in due),
-            [d[2] for d in due],
+            tuple(retry.message_id for retry in due),
+            [retry.phone for retry in due],
             self.source.text,
-            tuple(d[3] for d in due),
-            tuple(d[0] for d in due),
+            tuple(retry.attempt for retry in due),
+            tuple(retry.back_at for retry in due),
         )
         return self._issued(batch)
 

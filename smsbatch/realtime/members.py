@@ -97,6 +97,8 @@ class Members:
     def _waits_on(runner: Runner, index: int) -> bool:
         """The run needs word from it: before the start, at the end, while it
         holds messages, or for a reason only the transport knows."""
+        if not runner.backend.tracks_claims:  # what it holds is the transport's to know
+            return runner.backend.waits_on(index)
         return (
             runner.sim is None
             or runner.phase != Phase.RUNNING

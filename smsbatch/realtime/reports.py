@@ -34,17 +34,18 @@ class ReportHandler:
         }
 
     def handle(self, index: int, event: object) -> None:
-        if index >= 0 and not isinstance(event, Joined | Note):
+        if isinstance(event, Exited | Joined | Note | Resumed):
+            pass  # not word from a live sender: no heartbeat, no movement
+        elif index >= 0:
             self.members.heard(self.runner, index, moved=not isinstance(event, Beat))
         elif index == PRODUCER:
             self.members.last_movement = self.runner.now
         self.by_type[type(event)](index, event)
 
     def _progress(self, index: int, report: Progress) -> None:
-        for back_at, message_id, phone, attempt in self.accounts.progress(report):
+        for retry in self.accounts.progress(report):
             if self.runner.phase == Phase.RUNNING:
-                self.runner.retries.add(message_id, phone, attempt, back_at)
-        self.members.senders[index].state = "running"
+                self.runner.retries.add(retry.message_id, retry.phone, retry.attempt, retry.back_at)
 
     def _released(self, index: int, report: Released) -> None:
         batch = self.accounts.release_part(report)
@@ -95,6 +96,8 @@ class ReportHandler:
         self.members.live.discard(index)
         if member.finished:
             return
+        if exited.clean and not self.runner.backend.tracks_claims:
+            return  # its goodbye, if any, comes through the transport, which hands on what it held
         if self.runner.transport_lost:  # it gave up on the transport too: not lost, just cut off
             member.state = "stopped (transport lost)"
         elif member.silent_for is not None:

@@ -12,10 +12,16 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Callable
+from typing import NamedTuple
 
 from smsbatch.core.model import MessageBatch, Stop
 
-Retry = tuple[float, int, str, int]  # (simulated time it is back in the queue, message id, phone, attempt)
+
+class Retry(NamedTuple):
+    back_at: float  # simulated time it is back in the queue (first: the heap's order)
+    message_id: int
+    phone: str
+    attempt: int
 
 
 class RetrySchedule:
@@ -26,18 +32,18 @@ class RetrySchedule:
         return len(self._heap)
 
     def add(self, message_id: int, phone: str, attempt: int, back_at: float) -> None:
-        heapq.heappush(self._heap, (back_at, message_id, phone, attempt))
+        heapq.heappush(self._heap, Retry(back_at, message_id, phone, attempt))
 
     def next_at(self) -> float:
         """Simulated time of the next retry due (inf: none)."""
-        return self._heap[0][0] if self._heap else math.inf
+        return self._heap[0].back_at if self._heap else math.inf
 
     def last_at(self) -> float:
-        return max((entry[0] for entry in self._heap), default=0.0)
+        return max((entry.back_at for entry in self._heap), default=0.0)
 
     def take_due(self, now: float, limit: int) -> list[Retry]:
         due: list[Retry] = []
-        while self._heap and self._heap[0][0] <= now and len(due) < limit:
+        while self._heap and self._heap[0].back_at <= now and len(due) < limit:
             due.append(heapq.heappop(self._heap))
         return due
 

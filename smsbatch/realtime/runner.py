@@ -45,7 +45,15 @@ from smsbatch.realtime.producer import MessageSource
 from smsbatch.realtime.reports import ReportHandler
 from smsbatch.realtime.retries import PendingWork, RetrySchedule
 from smsbatch.realtime.status import ExitStatus, RunResult, exit_status, stop_signals_caught
-from smsbatch.realtime.stopping import WARM_STOP_SECONDS, Action, Decision, Situation, decide
+from smsbatch.realtime.stopping import (
+    CONTINUE,
+    WARM_STOP_SECONDS,
+    Action,
+    Decision,
+    Situation,
+    by_signal,
+    decide,
+)
 
 TICK_SECONDS = 0.05  # longest wait between looks at signals and time limits
 
@@ -76,6 +84,7 @@ class Runner:
         self.startup = 0.0
         self.elapsed: float | None = None  # set when the run is over
         self.waiting_noted = False
+        self.next_sample = 0.0  # real time
         self.reports = ReportHandler(self)
 
     # ---- start and end ----
@@ -96,15 +105,20 @@ class Runner:
 
     def start(self) -> None:
         """Start every child, and simulated time once they are ready."""
+        self.started = self.now = self.clock.now()
         self.backend.begin()
         self._wait_until_ready()
 
     def finish(self) -> RunResult:
         """Whatever happened: collect what was said last, leave no process behind, and say how it went."""
-        if self.phase == Phase.RUNNING:  # it ended by an error of ours: tell the senders too
-            self.backend.announce(Phase.WARM)
-        for index, event in self.backend.close():
-            self.reports.handle(index, event)
+        try:
+            if self.phase == Phase.RUNNING:  # it ended by an error of ours: tell the senders too
+                self.backend.announce(Phase.WARM)
+        except TransportLost:
+            pass  # they will find out for themselves
+        finally:
+            for index, event in self.backend.close():
+                self.reports.handle(index, event)
         self.elapsed = self.clock.now() - self.started
         return RunResult(
             self.snapshot(), exit_status(self), self.stopped_by, self.members.produced, self.startup,
@@ -121,7 +135,7 @@ class Runner:
                 self._transport_lost(str(error))
             self.now = self.clock.now()
             self.members.end_silent(self)  # one that hangs before it is ready must not hold up the start
-            self._act(decide(self._situation()))
+            self._act(by_signal(tuple(self.signals), self.phase) or CONTINUE)  # the rest waits for time 0
         self.startup = self.now - self.started
         self.sim = SimClock(self.clock, self.settings.speed, self.now)
         self.backend.start_clock(self.now)
@@ -139,14 +153,19 @@ class Runner:
         try:
             self._take_events(0.0 if now is not None else self._wait_seconds())
             self.now = self.clock.now() if now is None else now
+            self.members.end_silent(self)  # right after the news: a Resumed among it forgives an outage
             self._queue_due_retries()
             self.pending.flush(self.backend.offer)
-            if self.sim is not None:
-                self.accounts.sample(self.sim.at(self.now))
-            self.members.end_silent(self)
-            self._act(decide(self._situation()))
+            self._sample()
+            self._act(decide(situation_of(self)))
         except TransportLost as error:
             self._transport_lost(str(error))
+
+    def _sample(self) -> None:
+        """The timeline's backlog and in-flight, at most every TICK_SECONDS of real time."""
+        if self.sim is not None and self.now >= self.next_sample:
+            self.accounts.sample(self.sim.at(self.now))
+            self.next_sample = self.now + TICK_SECONDS
 
     def _wait_seconds(self) -> float:
         return max(0.0, min(TICK_SECONDS, self.monitor.due_in(), self._retry_due_in()))
@@ -159,7 +178,7 @@ class Runner:
         return self.members.producer_done or self.members.producer_exited
 
     def _retry_due_in(self) -> float:
-        if not len(self.retries) or not self._first_attempts_queued() or self.sim is None:
+        if not self.retries or not self._first_attempts_queued() or self.sim is None:
             return float("inf")
         return self.sim.real_delay(self.retries.next_at())
 
@@ -173,18 +192,6 @@ class Runner:
             self.pending.add(self.accounts.retry_batch(due))
 
     # ---- decisions ----
-
-    def _situation(self) -> Situation:
-        members = self.members
-        return Situation(
-            phase=self.phase, messages=self.accounts.ledger.messages, final=self.accounts.ledger.final,
-            live_senders=len(members.live), signals=tuple(self.signals), now=self.now,
-            time_limit=self.time_limit, lost_senders=self.accounts.lost_senders,
-            producer_done=members.producer_done, work_waiting=bool(len(self.retries) or len(self.pending)),
-            held_by_live=sum(self.accounts.ledger.held(index) for index in members.live),
-            last_movement=members.last_movement, tracks_claims=self.backend.tracks_claims,
-            open_membership=self.backend.open_membership,
-        )  # fmt: skip
 
     def _act(self, decision: Decision) -> None:
         if decision.note:
@@ -245,3 +252,17 @@ class Runner:
         sim_now = None if over else self.sim.now() if self.sim is not None else 0.0
         pending = len(self.retries) + self.pending.retries()
         return self.accounts.snapshot(self.members.states(), elapsed, sim_now, pending, self.retries.last_at())
+
+
+def situation_of(runner: Runner) -> Situation:
+    """What the stop policy needs to know of a run, as plain values."""
+    members = runner.members
+    return Situation(
+        phase=runner.phase, messages=runner.accounts.ledger.messages, final=runner.accounts.ledger.final,
+        live_senders=len(members.live), signals=tuple(runner.signals), now=runner.now,
+        time_limit=runner.time_limit, lost_senders=runner.accounts.lost_senders,
+        producer_done=members.producer_done, work_waiting=bool(len(runner.retries) or len(runner.pending)),
+        held_by_live=sum(runner.accounts.ledger.held(index) for index in members.live),
+        last_movement=members.last_movement, tracks_claims=runner.backend.tracks_claims,
+        open_membership=runner.backend.open_membership,
+    )  # fmt: skip
