@@ -209,6 +209,22 @@ class Started:
         assert not any(reader.is_alive() for reader in self.readers), "a process outlived smsbatch, holding its output"
         return "".join(self.lines["out"]), "".join(self.lines["err"])
 
+    def freeze_when(self, condition, seconds: float = 20.0) -> None:
+        """Stop (SIGSTOP) this process group at a moment `condition()` is true:
+        stop it, look, and let it go on (SIGCONT) to look again if not; so what
+        the condition saw is still so when the test acts on the frozen group
+        (a batch held for a few milliseconds is still held when it is killed)."""
+
+        def frozen_and_true():
+            os.killpg(self.proc.pid, signal.SIGSTOP)
+            if condition():
+                return True
+            os.killpg(self.proc.pid, signal.SIGCONT)
+            return False
+
+        frozen_and_true.__name__ = f"frozen while {getattr(condition, '__name__', condition)}"
+        wait_until(frozen_and_true, seconds)
+
     def senders_holding(self, finished_one: bool = False) -> int:
         """How many of this process's senders hold a batch on a run's work stream
         now (XPENDING); with finished_one, only those also seen to have
@@ -288,6 +304,16 @@ class Run(Started):
 
         counted.__name__ = f"progress: {done} messages sent or failed"
         return wait_until(counted, seconds)
+
+    def results_caught_up(self) -> bool:
+        """With --broker: the coordinator has read every report on its run's results
+        stream (it trims what it has read, keeping the last), so all the senders
+        wrote before now is counted. The run id is on the start line (stdout)."""
+        import redis
+
+        run_id = self.wait_for_line(r"^smsbatch: run (\S+) on ", stream="out")[1]
+        with redis.Redis.from_url(self.url) as client:
+            return client.xlen(f"smsbatch:{run_id}:results") <= 1
 
     def finish(self, timeout=30):
         self.out, self.err = self.collect(timeout)
