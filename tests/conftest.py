@@ -324,10 +324,21 @@ class Run(Started):
         return self
 
     def accounted(self):
-        s = self.summary
-        assert s["sent"] + s["failed"] + s["unsent"] == s["messages"]
+        check_accounts(self.summary)
         assert "every message accounted for: yes" in self.out
         assert "Traceback" not in self.err
+
+
+def check_accounts(s: dict) -> None:
+    """The totals of a summary add up, however the run ended."""
+    assert s["sent"] + s["failed"] + s["unsent"] == s["messages"]
+    if s["produced"] is not None:  # None: production was cut short and not counted
+        assert s["sent"] + s["failed"] <= s["produced"] <= s["messages"]
+    # Every attempt reported is some sender's, and ended sent or failed for it...
+    assert sum(x["attempts"] for x in s["senders"]) == s["attempts"]
+    assert sum(x["sent"] + x["failed"] for x in s["senders"]) == s["attempts"]
+    # ...and counted once: a final outcome, a retry, or a duplicate report ignored.
+    assert s["attempts"] == s["sent"] + s["failed"] + s["retried"] + s["duplicates"]
 
 
 # ---- Redis, for the broker tests ----
