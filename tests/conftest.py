@@ -76,7 +76,10 @@ def communicate_or_kill(proc, timeout):
     try:
         return proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        end_group(proc)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        print(f"killed after {timeout}s; its stdout:\n{out}\nits stderr:\n{err}")  # shown with the failure
         raise
 
 
@@ -203,6 +206,7 @@ class Started:
             self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             end_group(self.proc)
+            print(f"killed after {timeout}s; it wrote:\n{''.join(self.lines['out'] + self.lines['err'])}")
             raise
         for reader in self.readers:
             reader.join(10)
@@ -238,13 +242,16 @@ class Started:
 
 def batches_held(url: str, pid: int) -> dict[str, set]:
     """The work-stream entries each sender of process `pid` holds, not yet
-    acknowledged, over every run on that Redis (consumer names are host/pid/n)."""
+    acknowledged, over every run in progress on that Redis (consumer names are
+    host/pid/n; an ended run's may be a gone process's whose pid came round again)."""
     import redis
 
     prefix = f"{socket.gethostname()}/{pid}/"
     held: dict[str, set] = {}
     with redis.Redis.from_url(url) as client:
         for key in client.scan_iter(match="smsbatch:*:work"):
+            if client.get(key.decode().rsplit(":", 1)[0] + ":state") != b"running":
+                continue
             try:
                 entries = client.xpending_range(key, "senders", min="-", max="+", count=100_000)
             except redis.ResponseError:  # the stream has no consumer group yet, or is gone
