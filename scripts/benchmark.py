@@ -4,15 +4,18 @@ Absolute times are noisy on a shared machine, so the headline figures are
 ratios measured side by side in the same run, and each figure is the median of
 several runs, alternating between the things compared.
 
-    python scripts/benchmark.py [--quick] [--runs N]
+    python scripts/benchmark.py [--quick] [--runs N] [--only NAME[,NAME]]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import re
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -36,8 +39,8 @@ class Measured:
     summary: dict | None
 
 
-def tree_rss(pid: int) -> int:
-    """Resident memory of a process and all its descendants, in bytes."""
+def process_children() -> dict[int, list[int]]:
+    """Every process's children, read from /proc."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -46,10 +49,22 @@ def tree_rss(pid: int) -> int:
                     children.setdefault(int(handle.read().rsplit(")", 1)[1].split()[1]), []).append(int(entry))
             except OSError:
                 pass
-    total, todo = 0, [pid]
+    return children
+
+
+def descendants(pid: int) -> list[int]:
+    children, found, todo = process_children(), [], [pid]
     while todo:
-        current = todo.pop()
-        todo.extend(children.get(current, []))
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def tree_rss(pid: int) -> int:
+    """Resident memory of a process and all its descendants, in bytes."""
+    total = 0
+    for current in (pid, *descendants(pid)):
         try:
             with open(f"/proc/{current}/statm") as handle:
                 total += int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -273,16 +288,20 @@ def replications(runs: int, count: int, messages: int) -> list[Row]:
     ]
 
 
-def redis_backend(runs: int, messages: int) -> list[Row]:
-    """2 workers on this machine, one zero-wait sender each, against the
-    multiprocessing backend with 2 senders; and Redis's own memory."""
-    name = f"Redis backend, zero wait, 2 workers, {messages:,} msgs"
+def redis_missing() -> str | None:
+    """Why the Redis rows cannot run here, or None if they can."""
     try:
-        import redis
+        import redis  # noqa: F401
     except ImportError:
-        return [(name, "skipped", "pip install '.[redis]'", True)]
-    if not shutil.which("redis-server"):
-        return [(name, "skipped", "no redis-server", True)]
+        return "pip install '.[redis]'"
+    return None if shutil.which("redis-server") else "no redis-server"
+
+
+@contextlib.contextmanager
+def redis_server():
+    """A redis-server of the benchmark's own on a free port, answering; yields its URL."""
+    import redis
+
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -291,14 +310,31 @@ def redis_backend(runs: int, messages: int) -> list[Row]:
         stdout=subprocess.DEVNULL,
     )
     url = f"redis://127.0.0.1:{port}/0"
-    client = redis.Redis.from_url(url)
     try:
+        client = redis.Redis.from_url(url)
         for _ in range(100):
             try:
                 client.ping()
                 break
             except redis.ConnectionError:
                 time.sleep(0.05)
+        yield url
+    finally:
+        server.terminate()
+        server.wait()
+
+
+def redis_backend(runs: int, messages: int) -> list[Row]:
+    """2 workers on this machine, one zero-wait sender each, against the
+    multiprocessing backend with 2 senders; and Redis's own memory."""
+    name = f"Redis backend, zero wait, 2 workers, {messages:,} msgs"
+    missing = redis_missing()
+    if missing:
+        return [(name, "skipped", missing, True)]
+    import redis
+
+    with redis_server() as url:
+        client = redis.Redis.from_url(url)
         idle_memory = client.info("memory")["used_memory"]
         ours, local, redis_peaks = [], [], []
         for _ in range(runs):
@@ -322,9 +358,6 @@ def redis_backend(runs: int, messages: int) -> list[Row]:
             ours.append(messages / run.seconds)
             redis_peaks.append(run.peak - idle_memory)
             local.append(messages / measure(sms("--messages", messages, "--sender", "0:0", "--sender", "0:0")).seconds)
-    finally:
-        server.terminate()
-        server.wait()
     rate = statistics.median(ours)
     ratio = statistics.median(o / b for o, b in zip(ours, local, strict=False))
     growth = statistics.median(redis_peaks) / 2**20
@@ -336,35 +369,193 @@ def redis_backend(runs: int, messages: int) -> list[Row]:
     ]
 
 
+# ---- how fast a run ends when things go wrong ----
+# The README promises these end times; tests/test_faults.py and
+# tests/test_broker.py run the same scenarios and check everything else about
+# them (with generous timeouts that only catch a hang).
+
+PROGRESS = re.compile(r"^\[[\d.]+s\] \d+/\d+ \([\d.]+%\) sent (\d+) failed (\d+)", re.MULTILINE)
+DEAD_SENDERS_RUN = ("--messages", 5000, "--sender", "0.05:0", "--sender", "0.05:0", "--speed", 10, "--seed", 2)
+STOPPED_RUN = ("--messages", 5000, "--sender", "0.5:0.1", "--sender", "0.5:0.1", "--speed", 5, "--seed", 4)
+
+
+def wait_for(condition: Callable[[], object], seconds: float, what: str):
+    """Poll `condition` until it is true (its value is returned); give up after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise SystemExit(f"benchmark: no {what} within {seconds:g} s")
+        time.sleep(0.01)
+
+
+@dataclass
+class Watched:
+    """smsbatch started as from a terminal (a process group of its own), its
+    stdout and stderr going to files in `folder`, read as they grow."""
+
+    proc: subprocess.Popen
+    folder: str
+
+    def text(self, stream: str) -> str:
+        with open(os.path.join(self.folder, stream)) as handle:
+            return handle.read()
+
+    def counted(self) -> int:
+        """Messages sent or failed, by the last progress line so far."""
+        found = PROGRESS.findall(self.text("err"))
+        return int(found[-1][0]) + int(found[-1][1]) if found else 0
+
+    def senders(self) -> list[int]:
+        """The run's sender processes, found by their titles."""
+        return [pid for pid in descendants(self.proc.pid) if title_of(pid).startswith("smsbatch: sender")]
+
+    def exit_seconds(self, since: float, status: int) -> float:
+        """Real seconds from `since` to its exit, which must be with `status`."""
+        self.proc.wait(60)
+        seconds = time.monotonic() - since
+        if self.proc.returncode != status:
+            raise SystemExit(f"benchmark: exit {self.proc.returncode}, not {status}:\n{self.text('err')[-2000:]}")
+        return seconds
+
+
+@contextlib.contextmanager
+def started(*argv):
+    """Watched smsbatch (`--interval 0.1` for a run); its group is killed on the way out."""
+    extra = () if argv[0] == "worker" else ("--interval", "0.1")
+    with tempfile.TemporaryDirectory() as folder:
+        with open(os.path.join(folder, "out"), "w") as out, open(os.path.join(folder, "err"), "w") as err:
+            command = [sys.executable, "-m", "smsbatch", *map(str, argv), *extra]
+            proc = subprocess.Popen(command, stdout=out, stderr=err, start_new_session=True)
+        try:
+            yield Watched(proc, folder)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def title_of(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return handle.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def under_way(run: Watched, senders: int) -> list[int]:
+    """Wait for the run's senders and its first messages; returns the senders' pids."""
+    pids = wait_for(lambda: len(run.senders()) >= senders and run.senders(), 20, "senders")
+    wait_for(run.counted, 20, "progress")
+    return pids
+
+
+def every_sender_killed() -> float:
+    """Both senders SIGKILLed mid-run: seconds from the kill to the run's exit (1)."""
+    with started(*DEAD_SENDERS_RUN) as run:
+        senders = under_way(run, 2)
+        killed = time.monotonic()
+        for pid in senders:
+            os.kill(pid, signal.SIGKILL)
+        return run.exit_seconds(killed, status=1)
+
+
+def stopped_by(signum: int, times: int) -> float:
+    """Ctrl-C (or SIGTERM) to the run's process group, once (warm stop) or twice
+    50 ms apart (cold): seconds from the first signal to the run's exit."""
+    with started(*STOPPED_RUN) as run:
+        under_way(run, 2)
+        sent_at = time.monotonic()
+        for _ in range(times):
+            os.killpg(run.proc.pid, signum)
+            time.sleep(0.05)  # two presses of Ctrl-C, 50 ms apart
+        return run.exit_seconds(sent_at, status=128 + signum)
+
+
+def worker_left(url: str) -> float:
+    """A --once worker in a run whose coordinator (with --broker-timeout 1) is
+    killed with its group: seconds from then to the worker's exit. The run's
+    keys expire 1 + 5 s after their last renewal, and the worker's senders
+    see the run gone at their next beat."""
+    coordinator = ("--broker", url, "--messages", 5000, "--sender", "0.5:0", "--broker-timeout", 1, "--seed", 13)
+    with (
+        started("worker", "--broker", url, "--sender", "0.5:0", "--once") as worker,
+        started(*coordinator, "--speed", 10, "--no-progress", "--claim-after", 1) as run,
+    ):
+        wait_for(lambda: "joined run" in worker.text("out"), 20, "worker joining")
+        wait_for(lambda: len(descendants(worker.proc.pid)) >= 1, 20, "worker's sender")
+        os.killpg(run.proc.pid, signal.SIGKILL)
+        run.proc.wait(10)
+        return worker.exit_seconds(time.monotonic(), status=0)
+
+
+def run_ends(repeats: int) -> list[Row]:
+    """The README's end times, each the worst of `repeats` runs (or more)."""
+    dead = max(every_sender_killed() for _ in range(repeats))
+    warm = max(stopped_by(signum, 1) for signum in (signal.SIGINT, signal.SIGTERM) for _ in range(repeats))
+    cold = max(stopped_by(signal.SIGINT, 2) for _ in range(repeats))
+    return [
+        (f"every sender killed: kill to exit, worst of {repeats}", f"{dead:.2f} s", "< 2 s", dead < 2),
+        (f"warm stop (Ctrl-C or SIGTERM): to exit, worst of {2 * repeats}", f"{warm:.2f} s", "< 3 s", warm < 3),
+        (f"cold stop (Ctrl-C twice): to exit, worst of {repeats}", f"{cold:.2f} s", "< 3 s", cold < 3),
+    ]
+
+
+def worker_leaves(repeats: int) -> list[Row]:
+    name = f"Redis: coordinator killed, worker gone, worst of {repeats}"
+    missing = redis_missing()
+    if missing:
+        return [(name, "skipped", missing, True)]
+    with redis_server() as url:
+        seconds = max(worker_left(url) for _ in range(repeats))
+    return [(name, f"{seconds:.2f} s", "< 10 s", seconds < 10)]
+
+
+def sections(quick: bool, runs: int) -> dict[str, Callable[[], list[Row]]]:
+    """Every section of the table, by the name --only takes, in the order printed."""
+    q = quick
+    return {
+        "throughput": lambda: throughput(runs, 20_000 if q else 1_000_000, 2_000 if q else 200_000),
+        "scheduling": lambda: scheduling(runs, 0.2 if q else 6.0, quick=q),
+        "memory": lambda: memory(runs, 10_000, 20_000 if q else 1_000_000),
+        "startup": lambda: startup(runs),
+        "window": lambda: window(runs, 2_000 if q else 100_000, 1_000 if q else 10_000),
+        "rate": lambda: rate_limit(runs, 500 if q else 50_000, 5000),
+        "redis": lambda: redis_backend(runs, 20_000 if q else 1_000_000),
+        "virtual-speed": lambda: virtual_speed(runs, 20_000 if q else 200_000),
+        "virtual-memory": lambda: virtual_memory(100_000 if q else 1_000_000, 200_000 if q else 10_000_000),
+        "speeds": lambda: answer_by_speed(2_000 if q else 200_000, ("100", "1000") if q else ("100", "1000", "10000")),
+        "replications": lambda: replications(runs, 2 if q else 8, 20_000 if q else 200_000),
+        "run-ends": lambda: run_ends(1 if q else 2),
+        "worker-leaves": lambda: worker_leaves(1 if q else 2),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one run each (a smoke test)")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--only", metavar="NAME[,NAME]", help=f"these sections only: {', '.join(sections(True, 1))}")
     args = parser.parse_args()
     runs = 1 if args.quick else max(3, args.runs)
-    q = args.quick
-    sections = [
-        lambda: throughput(runs, 20_000 if q else 1_000_000, 2_000 if q else 200_000),
-        lambda: scheduling(runs, 0.2 if q else 6.0, quick=q),
-        lambda: memory(runs, 10_000, 20_000 if q else 1_000_000),
-        lambda: startup(runs),
-        lambda: window(runs, 2_000 if q else 100_000, 1_000 if q else 10_000),
-        lambda: rate_limit(runs, 500 if q else 50_000, 5000),
-        lambda: redis_backend(runs, 20_000 if q else 1_000_000),
-        lambda: virtual_speed(runs, 20_000 if q else 200_000),
-        lambda: virtual_memory(100_000 if q else 1_000_000, 200_000 if q else 10_000_000),
-        lambda: answer_by_speed(2_000 if q else 200_000, ("100", "1000") if q else ("100", "1000", "10000")),
-        lambda: replications(runs, 2 if q else 8, 20_000 if q else 200_000),
-    ]
+    chosen = sections(args.quick, runs)
+    if args.only:
+        names = args.only.split(",")
+        unknown = [name for name in names if name not in chosen]
+        if unknown:
+            parser.error(f"--only: no section {', '.join(unknown)}; the sections are {', '.join(chosen)}")
+        chosen = {name: section for name, section in chosen.items() if name in names}
     print(
         f"smsbatch benchmark: {os.cpu_count()} cores, Python {sys.version.split()[0]}, "
-        f"{'quick' if q else f'median of {runs} runs'}",
+        f"{'quick' if args.quick else f'median of {runs} runs'}",
         flush=True,
     )
     rows: list[Row] = []
     width = 62
     print(f"{'figure':<{width}} {'measured':>24} {'target':>18}  holds")
-    for section in sections:
+    for section in chosen.values():
         for row in section():
             rows.append(row)
             name, value, target, holds = row

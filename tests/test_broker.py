@@ -92,7 +92,7 @@ def test_local_and_remote_senders_share_a_run(tmp_path, redis_url, no_children_l
 def test_a_killed_worker_loses_nothing(tmp_path, redis_url, no_children_left):
     worker = WorkerProc(redis_url, "--sender", "0.02:0.05", "--sender", "0.02:0.05", "--once")
     run = Run(tmp_path, "--broker", redis_url, "--messages", "6000", "--sender", "0.01:0.05", "--seed", "4", *FAST)
-    time.sleep(1.2)  # both worker senders hold batches by now
+    worker.freeze_when(lambda: worker.senders_holding(finished_one=True) == 2)  # both reported, and hold more
     worker.kill_group(signal.SIGKILL)
     worker.finish()
     run.finish(timeout=45).accounted()
@@ -112,7 +112,7 @@ def test_a_worker_that_leaves_gives_its_work_back(tmp_path, redis_url, no_childr
     # Sends of 2 s real (20 s at x10) outlast the leaving grace second: they are given back.
     worker = WorkerProc(redis_url, "--sender", "20:0:window=5:name=slow", "--once")
     run = Run(tmp_path, "--broker", redis_url, "--messages", "3000", "--sender", "0.01:0", "--seed", "5", *FAST)
-    time.sleep(1.5)
+    wait_until(worker.senders_holding)  # sends in flight when it is told to leave
     worker.kill_group(signal.SIGTERM)
     worker.finish(timeout=10)
     run.finish().accounted()
@@ -157,7 +157,7 @@ def test_a_slow_sender_elsewhere_does_not_sit_on_a_big_batch(tmp_path, redis_url
 
 def test_a_worker_joins_mid_run(tmp_path, redis_url, no_children_left):
     run = Run(tmp_path, "--broker", redis_url, "--messages", "3000", "--sender", "0.05:0", "--seed", "6", *FAST)
-    time.sleep(1.0)
+    wait_until(run.senders_holding)  # the local one has work before the worker comes
     worker = WorkerProc(redis_url, "--sender", "0:0:name=quick", "--once")
     run.finish().accounted()
     worker.finish()
@@ -173,7 +173,7 @@ def test_a_worker_joins_mid_run(tmp_path, redis_url, no_children_left):
 def test_ctrl_c_on_the_coordinator_stops_the_workers_senders_too(tmp_path, redis_url, no_children_left):
     worker = WorkerProc(redis_url, "--sender", "0.5:0:window=10")  # serves run after run
     run = Run(tmp_path, "--broker", redis_url, "--messages", "5000", "--sender", "0.05:0", "--seed", "11", *FAST)
-    time.sleep(1.5)
+    wait_until(lambda: run.senders_holding() and worker.senders_holding(finished_one=True))  # both at work
     os.kill(run.proc.pid, signal.SIGINT)
     run.finish(timeout=20).accounted()
     s = run.summary
@@ -182,9 +182,7 @@ def test_ctrl_c_on_the_coordinator_stops_the_workers_senders_too(tmp_path, redis
     assert s["unsent"] == 5000 - s["sent"]
     assert [x["state"] for x in s["senders"]] == ["done", "done"]  # both said goodbye
     assert s["senders"][1]["attempts"] > 0
-    deadline = time.monotonic() + 10
-    while len(child_pids(worker.proc.pid)) and time.monotonic() < deadline:
-        time.sleep(0.05)  # its sender left; the worker waits for the next run
+    wait_until(lambda: not child_pids(worker.proc.pid))  # its sender left; the worker waits for the next run
     assert not child_pids(worker.proc.pid)
     assert worker.proc.poll() is None
     worker.kill_group(signal.SIGTERM)
@@ -211,14 +209,14 @@ def test_workers_leave_a_run_whose_coordinator_died(tmp_path, redis_url, no_chil
     )
     run.proc.stdout.readline()
     keys = broker_keys.RunKeys(run.proc.stdout.readline().split()[2])
-    time.sleep(1.5)
+    wait_until(worker.senders_holding)  # the worker has joined the run
     os.killpg(run.proc.pid, signal.SIGKILL)  # the coordinator and its own children
     run.proc.wait(10)
-    killed = time.monotonic()
-    worker.finish(timeout=30)  # the run's keys expire 1 + 5 s after the last renewal
+    # The run's keys expire 1 + 5 s after the last renewal; scripts/benchmark.sh
+    # checks the worker leaves within 10 s. Here only a hang fails.
+    worker.finish(timeout=30)
     assert worker.status == 0
     assert f"left run {keys.run_id}" in worker.out
-    assert time.monotonic() - killed < 10
     client = redis.Redis.from_url(redis_url)
     assert not any(client.exists(key) for key in keys.all())  # a leaving sender re-made none
 
@@ -290,15 +288,19 @@ def test_streams_stay_short_however_long_the_run(tmp_path, no_children_left, pri
         "--no-progress",
     )
     longest = {"work": 0, "results": 0}
-    stop_at = time.monotonic() + 2.0
-    while run.proc.poll() is None:
+    stop_at = time.monotonic() + 2.0  # the behaviour under test: 2 s of a busy run, watched
+
+    def ended_while_watched():  # one look at both streams (every 5 ms); Ctrl-C after 2 s
+        nonlocal stop_at
         for key in client.keys("smsbatch:*:work") + client.keys("smsbatch:*:results"):
             kind = key.decode().rsplit(":", 1)[1]
             longest[kind] = max(longest[kind], client.xlen(key))
         if time.monotonic() > stop_at:
             os.kill(run.proc.pid, signal.SIGINT)
             stop_at = float("inf")
-        time.sleep(0.005)
+        return run.proc.poll() is not None
+
+    wait_until(ended_while_watched, seconds=40, poll=0.005)
     run.finish().accounted()
     assert run.status == 130
     assert 0 < run.summary["sent"] < 40000
@@ -323,7 +325,8 @@ def test_redis_stopped_mid_run(tmp_path, no_children_left, private_redis):
         "9",
         *FAST,
     )
-    time.sleep(1.5)
+    wait_until(lambda: run.senders_holding(finished_one=True))  # a batch sent and reported
+    wait_until(run.results_caught_up)  # and counted
     private_redis.stop()
     run.finish(timeout=30).accounted()
     worker.finish(timeout=30)
@@ -354,9 +357,9 @@ def test_redis_back_within_the_timeout(tmp_path, no_children_left, private_redis
         "10",
         *FAST,
     )
-    time.sleep(1.0)
+    wait_until(run.senders_holding)  # the run is under way
     private_redis.stop(save=True)  # it comes back with the run's streams
-    time.sleep(1.0)
+    run.wait_for_line("unreachable")  # the run has seen it gone
     private_redis.start()
     run.finish(timeout=45).accounted()
     s = run.summary

@@ -9,7 +9,7 @@ import signal
 import time
 
 import pytest
-from conftest import Run, wait_until_gone
+from conftest import process_state, wait_until, wait_until_gone
 
 from smsbatch.cli import main
 from smsbatch.realtime.sender import SenderEngine
@@ -17,9 +17,8 @@ from smsbatch.realtime.sender import SenderEngine
 pytestmark = pytest.mark.timeout(60)
 
 
-def test_a_killed_sender_loses_nothing(tmp_path):
-    run = Run(
-        tmp_path,
+def test_a_killed_sender_loses_nothing(processes):
+    run = processes.run(
         "--messages",
         "3000",
         "--sender",
@@ -37,7 +36,7 @@ def test_a_killed_sender_loses_nothing(tmp_path):
         "--no-progress",
     )
     run.wait_for_children(4)
-    run.wait_for_progress(0.5)
+    run.wait_for_line(r"^INFO message \d+ .* by sender 2 ")  # sender 2 has work in hand
     os.kill(run.pid_of("smsbatch: sender 2"), signal.SIGKILL)
     run.finish().accounted()
     s = run.summary
@@ -53,12 +52,11 @@ def test_a_killed_sender_loses_nothing(tmp_path):
     assert sorted(ids) == list(range(3000))
 
 
-def test_senders_killed_while_waiting_for_work_do_not_lock_the_queue(tmp_path):
+def test_senders_killed_while_waiting_for_work_do_not_lock_the_queue(processes):
     # Three fast senders finish their share and wait in get(); one of them holds
     # the queue's read lock while it waits. Kill all three: the slow sender must
     # still be able to take its Stop, so the runner has to release the lock.
-    run = Run(
-        tmp_path,
+    run = processes.run(
         "--messages",
         "20",
         "--sender",
@@ -71,10 +69,11 @@ def test_senders_killed_while_waiting_for_work_do_not_lock_the_queue(tmp_path):
         "2:0:distribution=constant:name=slow",
         "--seed",
         "8",
-        "--no-progress",
     )
     run.wait_for_children(4, prefix="smsbatch: sender")  # the producer may be done already
-    time.sleep(0.8)
+    fast = [run.pid_of(f"smsbatch: sender {n} ") for n in (1, 2, 3)]
+    run.wait_for_progress(19)  # all but the slow sender's one message: the fast ones are done
+    wait_until(lambda: all(process_state(pid) == "S" for pid in fast))  # and asleep, waiting for work
     for n in (1, 2, 3):
         os.kill(run.pid_of(f"smsbatch: sender {n} "), signal.SIGKILL)
     run.finish().accounted()
@@ -83,18 +82,17 @@ def test_senders_killed_while_waiting_for_work_do_not_lock_the_queue(tmp_path):
     assert run.summary["senders"][3]["state"] == "done"
 
 
-def test_every_sender_killed_ends_the_run_at_once(tmp_path):
-    run = Run(
-        tmp_path, "--messages", "5000", "--sender", "0.05:0", "--sender", "0.05:0", "--speed", "10", "--seed", "2"
+def test_every_sender_killed_ends_the_run_at_once(processes):
+    # How fast it ends ("well under 2 s") is a row of scripts/benchmark.sh.
+    run = processes.run(
+        "--messages", "5000", "--sender", "0.05:0", "--sender", "0.05:0", "--speed", "10", "--seed", "2"
     )
     run.wait_for_children(3)
     run.wait_for_progress()
     for title, pid in run.children.items():
         if "sender" in title:
             os.kill(pid, signal.SIGKILL)
-    killed = time.monotonic()
-    run.finish()
-    assert time.monotonic() - killed < 2.0
+    run.finish(timeout=20)  # a hang, not a slow end, fails here
     run.accounted()
     assert run.status == 1
     assert run.summary["unsent"] > 0
@@ -102,9 +100,8 @@ def test_every_sender_killed_ends_the_run_at_once(tmp_path):
     assert run.summary["stopped_by"] == "every sender died"
 
 
-def test_a_killed_producer_does_not_hang_the_run(tmp_path):
-    run = Run(
-        tmp_path,
+def test_a_killed_producer_does_not_hang_the_run(processes):
+    run = processes.run(
         "--messages",
         "200000",
         "--sender",
@@ -115,10 +112,9 @@ def test_a_killed_producer_does_not_hang_the_run(tmp_path):
         "1",
         "--seed",
         "3",
-        "--no-progress",
     )
     run.wait_for_children(3)
-    run.wait_for_progress(0.3)
+    run.wait_for_progress()
     os.kill(run.pid_of("smsbatch: producer"), signal.SIGKILL)
     run.finish().accounted()
     assert run.status == 1
@@ -128,35 +124,34 @@ def test_a_killed_producer_does_not_hang_the_run(tmp_path):
 
 @pytest.mark.parametrize(("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 @pytest.mark.parametrize("times", [1, 2])
-def test_signals_stop_warm_then_cold(tmp_path, signum, status, times):
-    run = Run(
-        tmp_path, "--messages", "5000", "--sender", "0.5:0.1", "--sender", "0.5:0.1", "--speed", "5", "--seed", "4"
+def test_signals_stop_warm_then_cold(processes, signum, status, times):
+    # How fast it stops ("under 3 s") is a row of scripts/benchmark.sh.
+    run = processes.run(
+        "--messages", "5000", "--sender", "0.5:0.1", "--sender", "0.5:0.1", "--speed", "5", "--seed", "4"
     )
     run.wait_for_children(3)
-    run.wait_for_progress(0.5)
-    sent_at = time.monotonic()
+    run.wait_for_progress()
     for _ in range(times):
         os.killpg(run.proc.pid, signum)  # like Ctrl-C in a terminal: the whole group
-        time.sleep(0.05)
-    run.finish()
-    assert time.monotonic() - sent_at < 3.0
+        time.sleep(0.05)  # the behaviour under test: two presses of Ctrl-C, 50 ms apart
+    run.finish(timeout=20)  # a hang, not a slow stop, fails here
     run.accounted()
     assert run.status == status
     assert run.summary["unsent"] > 0
     assert run.summary["exit_status"] == status
 
 
-def test_sigterm_to_the_main_process_only(tmp_path):
-    run = Run(tmp_path, "--messages", "5000", "--sender", "0.5:0.1", "--speed", "5", "--seed", "5")
+def test_sigterm_to_the_main_process_only(processes):
+    run = processes.run("--messages", "5000", "--sender", "0.5:0.1", "--speed", "5", "--seed", "5")
     run.wait_for_children(2)
-    run.wait_for_progress(0.5)
+    run.wait_for_progress()
     run.proc.send_signal(signal.SIGTERM)
     run.finish().accounted()
     assert run.status == 143
 
 
-def test_children_die_with_a_killed_main_process(tmp_path):
-    run = Run(tmp_path, "--messages", "100000", "--sender", "0.5:0", "--sender", "0.5:0", "--speed", "1", "--seed", "6")
+def test_children_die_with_a_killed_main_process(processes):
+    run = processes.run("--messages", "100000", "--sender", "0.5:0", "--sender", "0.5:0", "--speed", "1", "--seed", "6")
     children = run.wait_for_children(3)
     run.proc.kill()
     run.proc.wait(timeout=10)

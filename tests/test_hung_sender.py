@@ -6,14 +6,13 @@ import os
 import signal
 
 import pytest
-from conftest import Run
+from conftest import process_state, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
 
-def test_a_stopped_sender_holding_work_is_lost_and_its_work_sent_by_the_others(tmp_path, no_children_left):
-    run = Run(
-        tmp_path,
+def test_a_stopped_sender_holding_work_is_lost_and_its_work_sent_by_the_others(processes):
+    run = processes.run(
         "--messages",
         "600",
         "--sender",
@@ -26,10 +25,9 @@ def test_a_stopped_sender_holding_work_is_lost_and_its_work_sent_by_the_others(t
         "3",
         "--claim-after",
         "1",
-        "--no-progress",
     )
     run.wait_for_children(3)
-    run.wait_for_progress(0.3)  # both senders busy: every slot holds a message
+    run.wait_for_progress(20)  # both senders busy (the first 10 sends done): every slot holds a message
     os.kill(run.pid_of("smsbatch: sender 2"), signal.SIGSTOP)
     run.finish().accounted()
     s = run.summary
@@ -42,12 +40,11 @@ def test_a_stopped_sender_holding_work_is_lost_and_its_work_sent_by_the_others(t
     assert "sender 2 is silent for" in run.err
 
 
-def test_stopped_idle_senders_holding_the_queues_lock_do_not_hang_the_end(tmp_path, no_children_left):
+def test_stopped_idle_senders_holding_the_queues_lock_do_not_hang_the_end(processes):
     # Three fast senders finish their share and wait for work, one of them
     # holding the queue's read lock; stopped, they would keep the slow sender
     # from its Stop and the run from its end.
-    run = Run(
-        tmp_path,
+    run = processes.run(
         "--messages",
         "20",
         "--sender",
@@ -62,10 +59,11 @@ def test_stopped_idle_senders_holding_the_queues_lock_do_not_hang_the_end(tmp_pa
         "8",
         "--claim-after",
         "1",
-        "--no-progress",
     )
     run.wait_for_children(4, prefix="smsbatch: sender")
-    run.wait_for_progress(0.8)  # the fast ones are done and waiting; the slow one is mid-send
+    fast = [run.pid_of(f"smsbatch: sender {n} ") for n in (1, 2, 3)]
+    run.wait_for_progress(19)  # the fast ones are done (the slow one is mid-send with the last)
+    wait_until(lambda: all(process_state(pid) == "S" for pid in fast))  # and asleep, waiting for work
     for n in (1, 2, 3):
         os.kill(run.pid_of(f"smsbatch: sender {n} "), signal.SIGSTOP)
     run.finish().accounted()
@@ -76,10 +74,9 @@ def test_stopped_idle_senders_holding_the_queues_lock_do_not_hang_the_end(tmp_pa
     assert all(x["state"].startswith("lost (silent for ") for x in s["senders"][:3])
 
 
-def test_a_slow_send_is_not_taken_for_a_hang(tmp_path, no_children_left):
+def test_a_slow_send_is_not_taken_for_a_hang(processes):
     # One send of 2.5 real seconds, with --claim-after 1: the sender beats mid-send.
-    run = Run(
-        tmp_path,
+    run = processes.run(
         "--messages",
         "1",
         "--sender",
@@ -96,9 +93,8 @@ def test_a_slow_send_is_not_taken_for_a_hang(tmp_path, no_children_left):
     assert run.summary["senders"][0]["state"] == "done"
 
 
-def test_a_stopped_sender_ended_by_a_warm_stop_reads_lost_not_done(tmp_path, no_children_left):
-    run = Run(
-        tmp_path,
+def test_a_stopped_sender_ended_by_a_warm_stop_reads_lost_not_done(processes):
+    run = processes.run(
         "--messages",
         "600",
         "--sender",
@@ -109,12 +105,12 @@ def test_a_stopped_sender_ended_by_a_warm_stop_reads_lost_not_done(tmp_path, no_
         "5",
         "--seed",
         "3",
-        "--no-progress",
     )  # --claim-after stays 10 s
     run.wait_for_children(3)
-    run.wait_for_progress(0.3)
-    os.kill(run.pid_of("smsbatch: sender 2"), signal.SIGSTOP)
-    run.wait_for_progress(0.3)
+    run.wait_for_progress(20)  # both senders busy
+    stopped = run.pid_of("smsbatch: sender 2")
+    os.kill(stopped, signal.SIGSTOP)
+    wait_until(lambda: process_state(stopped) == "T")  # stopped, before the warm stop begins
     os.kill(run.proc.pid, signal.SIGTERM)
     run.finish().accounted()
     s = run.summary

@@ -9,7 +9,8 @@ import subprocess
 import sys
 
 import pytest
-from conftest import Run
+
+pytestmark = pytest.mark.timeout(60)
 
 
 def virtual_runs(tmp_path, *argv, replications=10):
@@ -38,9 +39,8 @@ def virtual_runs(tmp_path, *argv, replications=10):
 
 
 @pytest.mark.timeout(60)
-def test_a_slow_sender_does_not_sit_on_work_a_fast_one_could_do(tmp_path, no_children_left):
-    run = Run(
-        tmp_path,
+def test_a_slow_sender_does_not_sit_on_work_a_fast_one_could_do(processes):
+    run = processes.run(
         "-n",
         "100",
         "--sender",
@@ -61,7 +61,7 @@ def test_a_slow_sender_does_not_sit_on_work_a_fast_one_could_do(tmp_path, no_chi
 
 
 @pytest.mark.timeout(90)
-def test_real_time_at_a_modest_speed_agrees_with_virtual_time(tmp_path, no_children_left):
+def test_real_time_at_a_modest_speed_agrees_with_virtual_time(tmp_path, processes):
     settings = (
         "-n",
         "3000",
@@ -77,7 +77,7 @@ def test_real_time_at_a_modest_speed_agrees_with_virtual_time(tmp_path, no_child
         "4",
     )
     model = virtual_runs(tmp_path, *settings)["aggregate"]
-    run = Run(tmp_path, *settings, "--speed", "20", "--no-progress").finish()
+    run = processes.run(*settings, "--speed", "20", "--no-progress").finish()
     run.accounted()
     s = run.summary
     assert s["mode"] == "real-time"
@@ -87,10 +87,9 @@ def test_real_time_at_a_modest_speed_agrees_with_virtual_time(tmp_path, no_child
 
 
 @pytest.mark.timeout(60)
-def test_a_run_the_machine_cannot_follow_says_it_is_not_faithful(tmp_path, no_children_left):
+def test_a_run_the_machine_cannot_follow_says_it_is_not_faithful(processes):
     # 50,000 sends of 0.1 ms at x1000: 0.1 us of real time each, far less than Python needs.
-    run = Run(
-        tmp_path,
+    run = processes.run(
         "-n",
         "50000",
         "--sender",
@@ -113,10 +112,10 @@ def test_a_run_the_machine_cannot_follow_says_it_is_not_faithful(tmp_path, no_ch
 
 
 @pytest.mark.timeout(60)
-def test_virtual_time_summary_has_the_same_keys_and_says_max(tmp_path):
+def test_virtual_time_summary_has_the_same_keys_and_says_max(processes):
     settings = ("-n", "500", "--sender", "0.1:0.1", "--seed", "2", "--no-progress")
-    virtual = Run(tmp_path, *settings, "--speed", "max", summary="v.json").finish()
-    real = Run(tmp_path, *settings, "--speed", "50", summary="r.json").finish()
+    virtual = processes.run(*settings, "--speed", "max", summary="v.json").finish()
+    real = processes.run(*settings, "--speed", "50", summary="r.json").finish()
     virtual.accounted(), real.accounted()
     assert set(virtual.summary) == set(real.summary)
     assert virtual.summary["speed"] == "max"
@@ -128,7 +127,7 @@ def test_virtual_time_summary_has_the_same_keys_and_says_max(tmp_path):
 
 
 @pytest.mark.timeout(60)
-def test_replications_keep_replication_one_at_the_top_and_aggregate_the_rest(tmp_path, no_children_left):
+def test_replications_keep_replication_one_at_the_top_and_aggregate_the_rest(processes):
     settings = (
         "-n",
         "2000",
@@ -142,8 +141,8 @@ def test_replications_keep_replication_one_at_the_top_and_aggregate_the_rest(tmp
         "max",
         "--no-progress",
     )
-    single = Run(tmp_path, *settings, summary="one.json").finish().summary
-    many = Run(tmp_path, *settings, "--replications", "6", "--jobs", "2", summary="six.json").finish()
+    single = processes.run(*settings, summary="one.json").finish().summary
+    many = processes.run(*settings, "--replications", "6", "--jobs", "2", summary="six.json").finish()
     s = many.summary
     assert many.status == 0
     assert s["sim_elapsed_s"] == single["sim_elapsed_s"]
@@ -166,13 +165,13 @@ def test_replications_keep_replication_one_at_the_top_and_aggregate_the_rest(tmp
     assert "95% [" in many.out
 
 
-def test_a_replication_can_be_repeated_alone_from_its_recorded_seed(tmp_path):
+def test_a_replication_can_be_repeated_alone_from_its_recorded_seed(processes):
     settings = ("-n", "1000", "--sender", "0.3:0.2:window=3", "--speed", "max", "--no-progress")
     many = (
-        Run(tmp_path, *settings, "--seed", "5", "--replications", "3", "--jobs", "1", summary="m.json").finish().summary
+        processes.run(*settings, "--seed", "5", "--replications", "3", "--jobs", "1", summary="m.json").finish().summary
     )
     third = many["replications"][2]
-    alone = Run(tmp_path, *settings, "--seed", str(third["seed"]), summary="a.json").finish().summary
+    alone = processes.run(*settings, "--seed", str(third["seed"]), summary="a.json").finish().summary
     assert alone["sim_elapsed_s"] == third["sim_elapsed_s"]
     assert alone["sent"] == third["sent"]
 
@@ -211,9 +210,9 @@ def test_a_list_from_standard_input_serves_every_replication(tmp_path):
 
 
 @pytest.mark.timeout(60)
-def test_senders_that_never_wait_give_the_models_zero_and_are_faithful(tmp_path, no_children_left):
-    run = Run(
-        tmp_path, "-n", "20000", "--sender", "0:0.1", "--sender", "0:0.1", "--seed", "2", "--no-progress"
+def test_senders_that_never_wait_give_the_models_zero_and_are_faithful(processes):
+    run = processes.run(
+        "-n", "20000", "--sender", "0:0.1", "--sender", "0:0.1", "--seed", "2", "--no-progress"
     ).finish()
     run.accounted()
     s = run.summary
@@ -223,9 +222,8 @@ def test_senders_that_never_wait_give_the_models_zero_and_are_faithful(tmp_path,
 
 
 @pytest.mark.timeout(60)
-def test_ctrl_c_during_replications_stops_the_running_ones_warmly_and_counts_them(tmp_path, no_children_left):
-    run = Run(
-        tmp_path,
+def test_ctrl_c_during_replications_stops_the_running_ones_warmly_and_counts_them(processes):
+    run = processes.run(
         "-c",
         "configs/emergency.ini",
         "-n",

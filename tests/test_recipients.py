@@ -12,7 +12,7 @@ import tempfile
 import tracemalloc
 
 import pytest
-from conftest import communicate_or_kill
+from conftest import communicate_or_kill, start
 
 from smsbatch.core.phones import (
     NumberSet,
@@ -31,7 +31,7 @@ DISTINCT = ["+12025550143", "+14155552671", "+447400123456"]
 
 
 def smsbatch(tmp_path, recipients, **popen):
-    """The real command, in its own process group (killed whole if a test fails)."""
+    """The real command, in its own process group (killed whole at teardown, pass or fail)."""
     summary = tmp_path / "summary.json"
     argv = [
         sys.executable,
@@ -48,9 +48,7 @@ def smsbatch(tmp_path, recipients, **popen):
         str(summary),
     ]
     popen.setdefault("stdin", subprocess.DEVNULL)
-    proc = subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True, **popen
-    )
+    proc = start(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
     return proc, summary
 
 
@@ -128,12 +126,11 @@ def test_recipients_from_a_process_substitution(tmp_path, no_children_left):
     numbers.write_text(LIST)
     summary = tmp_path / "summary.json"
     command = 'exec "$0" -m smsbatch --recipients <(cat "$1") --sender 0:0 --no-progress --seed 1 --summary-json "$2"'
-    proc = subprocess.Popen(
+    proc = start(
         ["bash", "-c", command, sys.executable, str(numbers), str(summary)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        start_new_session=True,
     )
     try:
         out, err = communicate_or_kill(proc, 50)

@@ -24,11 +24,11 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from html.parser import HTMLParser
 
 import numpy as np
 import pytest
+from conftest import start, wait_until
 
 from smsbatch.cli import main
 from smsbatch.core.stats import bucket_of, bucket_value
@@ -46,6 +46,7 @@ from smsbatch.present.report import (
     write_report,
 )
 
+pytestmark = pytest.mark.timeout(60)
 CHROMIUM = shutil.which("chromium")
 BROWSER_SECONDS = 45  # under the tests' 60 s timeout, so a hung browser is killed by us, with its group
 
@@ -274,13 +275,17 @@ def run_chromium(tmp_path, *args: str) -> tuple[str, str]:
         "--virtual-time-budget=5000",
         *args,
     ]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = start(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         out, err = proc.communicate(timeout=BROWSER_SECONDS)
     finally:
         _kill_group(proc.pid)
         proc.communicate() if proc.returncode is None else None
-    assert not _group_members(proc.pid), "chromium left processes behind"
+
+    def chromium_left_no_process():
+        return not _group_members(proc.pid)
+
+    wait_until(chromium_left_no_process, seconds=5, poll=0.05)
     return out, err
 
 
@@ -289,22 +294,18 @@ def _kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
-def _group_members(pgid: int, seconds: float = 5.0) -> set[int]:
-    """Live processes (not zombies) in process group `pgid`, waiting up to `seconds` for them to go."""
-    deadline = time.monotonic() + seconds
-    while True:
-        members = set()
-        for entry in filter(str.isdigit, os.listdir("/proc")):
-            try:
-                with open(f"/proc/{entry}/stat") as handle:
-                    fields = handle.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if fields[0] != "Z" and int(fields[2]) == pgid:
-                members.add(int(entry))
-        if not members or time.monotonic() > deadline:
-            return members
-        time.sleep(0.05)
+def _group_members(pgid: int) -> set[int]:
+    """Live processes (not zombies) in process group `pgid`."""
+    members = set()
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            members.add(int(entry))
+    return members
 
 
 class DumpedPage(HTMLParser):

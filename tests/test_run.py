@@ -2,10 +2,12 @@
 
 import io
 import json
+import re
 import subprocess
 import sys
 
 import pytest
+from conftest import check_accounts
 
 from smsbatch.cli import main
 
@@ -20,7 +22,7 @@ def run(tmp_path, *argv):
 
 
 def accounted(data):
-    assert data["sent"] + data["failed"] + data["unsent"] == data["messages"]
+    check_accounts(data)
 
 
 def test_senders_measure_what_they_were_set_to(tmp_path, no_children_left):
@@ -65,9 +67,15 @@ def test_zero_wait_pipeline(tmp_path, no_children_left):
         tmp_path, "--messages", "50000", "--sender", "0:0", "--sender", "0:0.5", "--no-progress", "--seed", "2"
     )
     assert status == 0
+    accounted(data)
     assert data["sent"] + data["failed"] == 50000
     assert data["avg_send_time_s"] == 0.0
     assert data["produced"] == 50000
+    sure, coin = data["senders"]
+    assert sure["attempts"] + coin["attempts"] == 50000  # each message once, no retries
+    assert sure["failed"] == 0
+    assert coin["failed"] / coin["attempts"] == pytest.approx(0.5, abs=0.03)  # thousands of draws
+    assert data["failed"] == coin["failed"]
 
 
 def test_retries(tmp_path, no_children_left):
@@ -114,10 +122,22 @@ def test_window_and_rate_fields(tmp_path, no_children_left):
         "4",
     )
     assert status == 0
+    accounted(data)
     assert data["unsent"] == 0
     windowed, capped = data["senders"]
     assert windowed["attempts"] > 0
     assert capped["attempts"] > 0
+    assert windowed["attempts"] + capped["attempts"] == 2000  # nothing fails: each message once
+    # The cap, exactly: zero-wait sends started 2000 a simulated second, each
+    # gap of 1/2000 s spent waiting on the cap (or, at most, for work).
+    assert capped["rate_per_s"] == pytest.approx(2000, rel=1e-6)
+    assert capped["avg_send_time_s"] == 0.0
+    assert 0 < capped["capped_s"] <= (capped["attempts"] - 1) / 2000 + 1e-9
+    assert data["sim_elapsed_s"] >= (capped["attempts"] - 1) / 2000
+    # The window: hundreds of 1 s (mean) lognormal sends in flight at once.
+    assert windowed["avg_send_time_s"] == pytest.approx(1.0, rel=0.1)
+    assert windowed["capped_s"] == 0.0
+    assert data["sim_elapsed_s"] < windowed["attempts"] * 1.0 / 10  # far faster than one at a time
 
 
 def test_recipients_file(tmp_path, no_children_left):
@@ -166,5 +186,16 @@ def test_command_line_entry_point(tmp_path, no_children_left):
         [sys.executable, "-m", "smsbatch", "-c", str(ini), "--seed", "7"], capture_output=True, text=True, timeout=50
     )
     assert result.returncode == 0, result.stderr
-    assert "messages 200 = sent" in result.stdout
     assert "Traceback" not in result.stderr
+    out = result.stdout
+    assert "smsbatch: 200 messages to random US mobiles through 2 senders" in out
+    assert "speed x100, seed 7" in out
+    totals = re.search(r"messages 200 = sent (\d+) \+ failed (\d+) \+ unsent 0 ", out)
+    assert totals, out
+    assert "(every message accounted for: yes)" in out
+    # The senders of the file, one table row each: name, mean, fail%, attempts, sent, failed.
+    rows = re.findall(r"^  (sender \d) +([\d.]+) +([\d.]+)% +(\d+) +(\d+) +(\d+) ", out, re.MULTILINE)
+    assert [row[:3] for row in rows] == [("sender 1", "0.01", "10.0"), ("sender 2", "0.02", "20.0")]
+    assert sum(int(row[3]) for row in rows) == 200
+    assert sum(int(row[4]) for row in rows) == int(totals[1])
+    assert sum(int(row[5]) for row in rows) == int(totals[2])

@@ -13,6 +13,7 @@ import time
 
 import pyte
 import pytest
+from conftest import start
 from wcwidth import wcwidth
 
 from smsbatch.config import SenderSpec
@@ -172,13 +173,7 @@ def run_on_a_terminal(columns: int, resize_to: int | None = None, timeout: float
     set_size(slave, ROWS, columns)
     screen = Terminal(columns, ROWS)
     feed = pyte.ByteStream(screen).feed
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "smsbatch", *ARGV],
-        stdin=subprocess.DEVNULL,
-        stdout=slave,
-        stderr=slave,
-        start_new_session=True,
-    )
+    proc = start([sys.executable, "-m", "smsbatch", *ARGV], stdin=subprocess.DEVNULL, stdout=slave, stderr=slave)
     os.close(slave)
     raw = bytearray()
     deadline = time.monotonic() + timeout
