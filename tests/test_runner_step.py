@@ -150,3 +150,17 @@ def test_a_silent_sender_ended_is_lost_not_back_when_senders_may_join():
     assert s.senders[1].state.startswith("lost (silent for ")
     assert "is back" not in notes
     assert "sender 2 is silent for 6s: counted lost, ended" in notes
+
+
+def test_a_batch_a_sender_took_and_died_with_before_claiming_it_is_sent_by_the_others():
+    """Killed between taking a batch off the queue and saying so (Claimed): the
+    runner never knew it held that batch. The stall that follows puts every
+    open message no one holds back on the queue."""
+    runner, backend, clock = make_runner("-n", "400", "--sender", "1:0", "--sender", "1:0")
+    result = drive(runner, clock, before_turn=lambda turn: turn == 1 and backend.vanish(0))
+    s = result.snapshot
+    assert s.senders[0].state == "died (SIGKILL)"
+    assert (s.sent, s.unsent, s.duplicates) == (400, 0, 0)
+    assert s.requeued > 0
+    assert result.exit_status == ExitStatus.OK
+    assert result.stopped_by == "completed"

@@ -10,7 +10,7 @@ import logging
 from collections.abc import Sequence
 
 from smsbatch.config import SenderSpec, Settings
-from smsbatch.core.ledger import Ledger
+from smsbatch.core.ledger import OPEN, Ledger
 from smsbatch.core.model import FAILED, RETRY, SENT, Claimed, MessageBatch, Progress, Released
 from smsbatch.core.stats import Stats
 from smsbatch.core.timeline import RunRecord, first_width
@@ -91,6 +91,28 @@ class Accounts:
         batches = [part for part in parts if part is not None]
         self.requeued += sum(len(batch) for batch in batches)
         return batches
+
+    def lost_in_transit(self) -> list[MessageBatch]:
+        """Open messages that no sender holds and nothing will bring back (called
+        on a stall: the queue is empty, no retry is waiting): a sender killed
+        between taking a batch off the queue and saying so (Claimed) took them
+        with it. As batches to queue again: the runner's own batches as they
+        were, the rest as first attempts."""
+        state = self.ledger.state
+        batches: list[MessageBatch] = []
+        seen: set[int] = set()
+        for key in list(self.reissued):
+            batch = self.reissued.pop(key)
+            seen.update(batch.ids)
+            batches.append(batch.part([o for o, i in enumerate(batch.ids) if state[i] == OPEN], self._new_key()))
+        for key in range(self.source.batch_count):
+            ids = self.source.ids(key)
+            if state[ids.start : ids.stop].count(OPEN):
+                offsets = [o for o, i in enumerate(ids) if state[i] == OPEN and i not in seen]
+                batches.append(self.source.batch(key).part(offsets, self._new_key()))
+        lost = [self._issued(batch) for batch in batches if len(batch)]
+        self.requeued += sum(len(batch) for batch in lost)
+        return lost
 
     def _part(self, key: int, offsets: list[int], done: bool = True) -> MessageBatch | None:
         """Messages of batch `key` at `offsets`, as a new batch; `done`: no sender

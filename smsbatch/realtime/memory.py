@@ -42,11 +42,15 @@ class FakeSender:
         self.time = 0.0
         self.running = True  # not yet done, dead or stopped
         self.took = False
+        self.vanishes = False
         self.hung = False  # claims what it takes, then says nothing more (a sender that hangs mid-send)
 
     def take(self, item: Work) -> list[Event]:
         if isinstance(item, Stop):
             return self.leave()
+        if self.vanishes:  # killed between taking it and saying so: the batch goes with it
+            self.running = False
+            return [(self.index, Exited(self.index, False, "SIGKILL"))]
         claimed: list[Event] = [(self.index, Claimed(self.index, item.key))]
         return claimed if self.hung else [*claimed, (self.index, self._send_all(item))]
 
@@ -140,6 +144,10 @@ class MemoryBackend:
         """From now on that sender takes one more item and then is silent."""
         self.senders[sender].hung = True
         self.senders[sender].took = False
+
+    def vanish(self, sender: int) -> None:
+        """That sender dies with the next item it takes, before it can claim it."""
+        self.senders[sender].vanishes = True
 
     def waits_on(self, sender: int) -> bool:
         return False

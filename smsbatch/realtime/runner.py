@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from smsbatch.config import Settings
 from smsbatch.core.clock import Clock, SimClock
 from smsbatch.core.model import Stop, TransportLost
+from smsbatch.core.text import plural
 from smsbatch.present.monitor import Monitor, Snapshot
 from smsbatch.realtime.accounts import Accounts
 from smsbatch.realtime.backend import Backend, Phase
@@ -204,6 +205,8 @@ class Runner:
         elif decision.action == Action.COLD:
             self.stopped_by = decision.reason or self.stopped_by
             self._cold_stop()
+        elif decision.action == Action.REQUEUE_LOST:
+            requeue_lost(self)
         elif decision.action == Action.WAIT_FOR_SENDERS and not self.waiting_noted:
             self.waiting_noted = True
             self.note(f"no sender is running: waiting for one to join{self.backend.join_hint}; Ctrl-C stops the run")
@@ -266,3 +269,17 @@ def situation_of(runner: Runner) -> Situation:
         last_movement=members.last_movement, tracks_claims=runner.backend.tracks_claims,
         open_membership=runner.backend.open_membership,
     )  # fmt: skip
+
+
+def requeue_lost(runner: Runner) -> None:
+    """A stall after a death: what no sender holds and nothing will bring back
+    is queued again (see Accounts.lost_in_transit)."""
+    lost = runner.accounts.lost_in_transit()
+    if not lost:  # nothing open that no one holds: the stall is the end
+        runner.stopped_by = "nothing moved after a sender died"
+        runner.send_stops()
+        return
+    for batch in lost:
+        runner.pending.add(batch)
+    runner.members.last_movement = runner.now
+    runner.note(f"{plural(sum(map(len, lost)), 'message')} a dead sender took unsaid: re-queued")

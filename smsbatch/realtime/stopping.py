@@ -5,7 +5,8 @@ acts on the answer, so every rule is tested with plain values
 (tests/test_stopping.py).
 
     running --every message counted--------------------> draining (one Stop per live sender)
-       |    --a sender died, nothing moved since--------> draining (whatever is queued is sent)
+       |    --a sender died, nothing moved since--------> running: what no one holds is queued again
+       |                                                  (or draining, if nothing was lost)
        |    --no sender left (none may join)------------> warm
        |--first SIGINT/SIGTERM (also while draining)----> warm   (finish what is in hand; a time limit)
        '--second signal, or the time limit passed-------> cold   (kill every child)
@@ -29,6 +30,7 @@ class Action(Enum):
     WARM = "warm stop"
     COLD = "cold stop"
     WAIT_FOR_SENDERS = "wait for senders"  # none left, but workers may join
+    REQUEUE_LOST = "re-queue what was lost"  # a stall after a death: work lost in transit
 
 
 @dataclass(frozen=True)
@@ -92,13 +94,15 @@ def _by_progress(run: Situation) -> Decision | None:
             return Decision(Action.WAIT_FOR_SENDERS)
         return Decision(Action.WARM, "every sender died")
     if stalled(run):
-        return Decision(Action.SEND_STOPS, "nothing moved after a sender died")
+        return Decision(Action.REQUEUE_LOST)
     return None
 
 
 def stalled(run: Situation) -> bool:
     """A sender died, the producer is done, nothing is waiting to be queued or
-    held by anyone, and nothing moved for a while: what is queued is all there is.
+    held by anyone, and nothing moved for a while: the queue is empty (idle
+    senders would have taken what was on it), so an open message is one a
+    sender took and died with before it could say so.
     (A transport that redelivers a lost sender's work never stalls this way.)"""
     return (
         run.tracks_claims
