@@ -75,6 +75,11 @@ def test_local_and_remote_senders_share_a_run(tmp_path, redis_url, no_children_l
     assert names[0] == "sender 1"
     assert names[1].startswith("far@")
     assert all(x["attempts"] > 0 and x["state"] == "done" for x in s["senders"])
+    # Against the model: a 10% failure rate fails about 400 first attempts (sd 19),
+    # and their retries fail about 40 (sd 6); every attempt is one sender's.
+    assert 300 < s["retried"] < 500
+    assert 10 < s["failed"] < 80
+    assert sum(x["attempts"] for x in s["senders"]) == s["sent"] + s["failed"] + s["retried"] + s["duplicates"]
     assert "far@" in run.err
     assert "joined from" in run.err
     assert s["retried"] > 0
