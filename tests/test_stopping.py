@@ -13,7 +13,8 @@ from smsbatch.realtime.stopping import STALL_SECONDS, Action, Situation, decide
 
 RUNNING = Situation(
     phase=Phase.RUNNING, messages=100, final=40, live_senders=2, signals=(), now=50.0, time_limit=math.inf,
-    lost_senders=0, producer_done=True, work_waiting=False, held_by_live=10, last_movement=49.9,
+    lost_senders=0, producer_done=True, work_waiting=False, held_by_live=10, producer_lost=False,
+    queue_broken=False, last_movement=49.9,
     tracks_claims=True, open_membership=False,
 )  # fmt: skip
 
@@ -63,3 +64,12 @@ def test_a_stall_after_a_death_queues_again_what_no_one_holds():
     for change in ({"lost_senders": 0}, {"producer_done": False}, {"work_waiting": True}, {"held_by_live": 1},
                    {"last_movement": 49.5}, {"tracks_claims": False}):  # fmt: skip
         assert decide(dataclasses.replace(stalled, **change)).action == Action.CONTINUE, change
+
+
+def test_the_producer_dying_sends_what_it_made_or_stops_warmly_if_it_broke_the_queue():
+    drained = decide(with_(producer_done=False, producer_lost=True))
+    assert (drained.action, drained.reason) == (Action.SEND_STOPS, "the producer died")
+    warm = decide(with_(producer_done=False, producer_lost=True, queue_broken=True))
+    assert (warm.action, warm.reason) == (Action.WARM, "the producer died")
+    # Before every message counted, and before a sender's death: the producer's comes first.
+    assert decide(with_(producer_lost=True, final=100)).reason == "the producer died"

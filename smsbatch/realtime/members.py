@@ -38,6 +38,8 @@ class Members:
         for spec in settings.senders:
             self.add(spec.name, spec, now)
         self.producer_ready = self.producer_done = self.producer_exited = False
+        self.producer_lost = False  # it died before it had made everything
+        self.queue_broken = False  # ... while writing to the work queue
         self.produced: int | None = None
         self.last_movement = now  # real time of the last report that was not a beat
 

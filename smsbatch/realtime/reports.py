@@ -113,10 +113,5 @@ class ReportHandler:
         if runner.phase != Phase.RUNNING and exited.clean:
             return  # asked to stop before it had made everything
         runner.note(f"the producer died ({exited.reason}); what it made is sent, the rest counted unsent")
-        if runner.phase != Phase.RUNNING:
-            return
-        runner.stopped_by = "the producer died"
-        if exited.queue_broken:
-            runner.warm_stop("the producer died while writing to the work queue")
-        else:
-            runner.send_stops()  # the queue is whole: send what the producer put
+        self.members.producer_lost = True  # the stop policy decides what follows
+        self.members.queue_broken = exited.queue_broken

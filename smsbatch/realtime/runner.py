@@ -266,6 +266,7 @@ def situation_of(runner: Runner) -> Situation:
         time_limit=runner.time_limit, lost_senders=runner.accounts.lost_senders,
         producer_done=members.producer_done, work_waiting=bool(len(runner.retries) or len(runner.pending)),
         held_by_live=sum(runner.accounts.ledger.held(index) for index in members.live),
+        producer_lost=members.producer_lost, queue_broken=members.queue_broken,
         last_movement=members.last_movement, tracks_claims=runner.backend.tracks_claims,
         open_membership=runner.backend.open_membership,
     )  # fmt: skip

@@ -8,6 +8,7 @@ acts on the answer, so every rule is tested with plain values
        |    --a sender died, nothing moved since--------> running: what no one holds is queued again
        |                                                  (or draining, if nothing was lost)
        |    --no sender left (none may join)------------> warm
+       |    --the producer died-------------------------> draining (warm, if it broke the queue)
        |--first SIGINT/SIGTERM (also while draining)----> warm   (finish what is in hand; a time limit)
        '--second signal, or the time limit passed-------> cold   (kill every child)
 """
@@ -56,6 +57,8 @@ class Situation:
     producer_done: bool
     work_waiting: bool  # retries scheduled, or work the sink had no room for
     held_by_live: int  # messages live senders hold (when the runner tracks claims)
+    producer_lost: bool  # the producer died before it had made everything
+    queue_broken: bool  # ... while writing to the work queue (it may hold half a batch)
     last_movement: float  # real time of the last report that was not a beat
     tracks_claims: bool
     open_membership: bool
@@ -87,6 +90,8 @@ def _by_time_limit(run: Situation) -> Decision | None:
 def _by_progress(run: Situation) -> Decision | None:
     if run.phase != Phase.RUNNING:
         return None
+    if run.producer_lost:  # what it made is sent; if the queue may be broken, not even that
+        return Decision(Action.WARM if run.queue_broken else Action.SEND_STOPS, "the producer died")
     if run.final == run.messages:
         return Decision(Action.SEND_STOPS)
     if not run.live_senders:
