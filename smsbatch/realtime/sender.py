@@ -36,6 +36,7 @@ from multiprocessing.connection import Connection
 from typing import Protocol
 
 from smsbatch.config import Settings
+from smsbatch.core.batching import ahead_seconds, wake_seconds
 from smsbatch.core.clock import Clock, SimClock
 from smsbatch.core.model import (
     FAILED,
@@ -63,21 +64,6 @@ from smsbatch.realtime.slots import Slots
 IDLE_POLL_SECONDS = 0.5
 WARM_STOP_GRACE = 1.0  # real seconds a warm stop waits for a send in flight
 DUE_SLACK = 1e-9  # simulated seconds: a send due this close to now is done (float rounding)
-
-
-def ahead_seconds(senders: int) -> float:
-    """Real seconds of work a busy sender keeps beyond its free slots: two
-    wake-ups, and more with many senders (0.4 ms each), so that hundreds of
-    them do not flood the runner with a report per few messages taken."""
-    return max(2 * wake_seconds(senders), 0.0004 * senders)
-
-
-def wake_seconds(senders: int) -> float:
-    """How often, at most, a busy sender wakes (real seconds). Sends still end
-    at their exact due times; a late wake-up finishes every send due by then,
-    each followed by the next. Short for a few senders (little lateness),
-    longer for hundreds (waking each for every send would take the machine)."""
-    return min(0.02, max(0.002, 0.0005 * senders))
 
 
 def _ahead_starts(model: SenderModel, speed: float, senders: int) -> int:
