@@ -1,5 +1,7 @@
 """How many messages travel together: the producer's batch size, and how much
-of a batch a sender elsewhere keeps (the rest goes back for the others).
+of a batch a sender elsewhere keeps (the rest goes back for the others); and
+the two sender timings they follow: how often a busy sender wakes, and how
+far ahead of its free slots it keeps work.
 
 Used by the runner, the CLI and the Redis worker, so it lives apart from all
 three: a worker must not reach into the runner to size its share.
