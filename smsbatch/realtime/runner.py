@@ -265,7 +265,7 @@ def situation_of(runner: Runner) -> Situation:
         live_senders=len(members.live), signals=tuple(runner.signals), now=runner.now,
         time_limit=runner.time_limit, lost_senders=runner.accounts.lost_senders,
         producer_done=members.producer_done, work_waiting=bool(len(runner.retries) or len(runner.pending)),
-        held_by_live=sum(runner.accounts.ledger.held(index) for index in members.live),
+        held_by_live=_held_by_live(runner),
         producer_lost=members.producer_lost, queue_broken=members.queue_broken,
         last_movement=members.last_movement, tracks_claims=runner.backend.tracks_claims,
         open_membership=runner.backend.open_membership,
@@ -284,3 +284,11 @@ def requeue_lost(runner: Runner) -> None:
         runner.pending.add(batch)
     runner.members.last_movement = runner.now
     runner.note(f"{plural(sum(map(len, lost)), 'message')} a dead sender took unsaid: re-queued")
+
+
+def _held_by_live(runner: Runner) -> int:
+    """What live senders hold; summed only after a sender was lost, the one time
+    the stop policy looks (every step, with hundreds of senders, it would cost)."""
+    if not runner.accounts.lost_senders or not runner.backend.tracks_claims:
+        return 0
+    return sum(runner.accounts.ledger.held(index) for index in runner.members.live)

@@ -56,7 +56,7 @@ class Situation:
     lost_senders: int
     producer_done: bool
     work_waiting: bool  # retries scheduled, or work the sink had no room for
-    held_by_live: int  # messages live senders hold (when the runner tracks claims)
+    held_by_live: int  # messages live senders hold (0 unless a sender was lost and the runner tracks claims)
     producer_lost: bool  # the producer died before it had made everything
     queue_broken: bool  # ... while writing to the work queue (it may hold half a batch)
     last_movement: float  # real time of the last report that was not a beat
