@@ -14,6 +14,7 @@ from smsbatch.core.clock import Clock
 from smsbatch.core.phones import PhoneError, PhonePool, list_name, read_recipients, recipients_is_stream
 from smsbatch.core.text import plural, redact_url, shorten, sms_segments, visible
 from smsbatch.core.timeline import csv_text
+from smsbatch.core.trace import trace_csv
 from smsbatch.local.backend import LocalBackend
 from smsbatch.present.monitor import Monitor, make_display, summary_dict, summary_table, write_summary_json
 from smsbatch.present.output import check_output_path, open_standard_fds, standard_streams, write_text_file
@@ -105,6 +106,9 @@ def _run_once(
     stdout.flush()
     result = runner.run()
     monitor.close(result.snapshot)
+    if settings.trace:
+        names = [view.name for view in result.snapshot.senders]
+        _write_file(settings.trace, lambda: trace_csv(result.trace or (), names), stderr, "trace")
     stdout.write(summary_table(result.snapshot, settings.seed, result.stopped_by))
     stdout.flush()
     summary = summary_dict(
@@ -272,6 +276,7 @@ def _check_output_paths(settings: Settings) -> None:
     check_output_path("--summary-json", settings.summary_json)
     check_output_path("--report", settings.report)
     check_output_path("--timeline", settings.timeline)
+    check_output_path("--trace", settings.trace)
 
 
 def _write_summary(path: str, summary: dict, stderr: TextIO) -> None:

@@ -92,6 +92,7 @@ class Settings:
     require_deadline: bool = False  # a missed deadline exits with status 3
     report: str | None = None  # an HTML report is written here
     timeline: str | None = None  # the timeline is written here as CSV
+    trace: str | None = None  # a row per attempt is written here as CSV
 
     @property
     def virtual(self) -> bool:
@@ -631,6 +632,12 @@ def _output_options(option: _AddOption) -> None:
         help="write a self-contained HTML report with charts here (opens offline)",
     )
     option("--timeline", env="TIMELINE", metavar="PATH.csv", help="write the run's timeline here as CSV")
+    option(
+        "--trace",
+        env="TRACE",
+        metavar="PATH.csv",
+        help="write one row per attempt here as CSV (sender, slot, attempt, start, end, outcome); one local run",
+    )
 
 
 def _deadline_options(option: _AddOption) -> None:
@@ -802,6 +809,8 @@ def settings_from(ns) -> Settings:
         raise UsageError("argument --speed: max (virtual time) runs on this machine only, not with --broker")
     if ns.broker and ns.replications > 1:
         raise UsageError("argument --replications: more than 1 only without --broker")
+    if ns.trace and (ns.broker or ns.replications > 1):
+        raise UsageError("argument --trace: one run on this machine only (not with --broker or --replications)")
     senders = () if ns.no_local_senders else _sender_specs(ns)
     _check_spreads(ns, senders)
     seed_given = ns.seed is not None
@@ -834,6 +843,7 @@ def settings_from(ns) -> Settings:
         require_deadline=ns.require_deadline,
         report=ns.report,
         timeline=ns.timeline,
+        trace=ns.trace,
     )
 
 

@@ -159,10 +159,10 @@ def test_children_die_with_a_killed_main_process(processes):
 
 
 def _explode_in_sender_2(real_finish):
-    def finish(self, batch, offset, seconds, outcome, due):
+    def finish(self, *attempt):
         if self.index == 1 and self.stats.attempts >= 20:
             raise RuntimeError("gateway exploded")
-        return real_finish(self, batch, offset, seconds, outcome, due)
+        return real_finish(self, *attempt)
 
     return finish
 

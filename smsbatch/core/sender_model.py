@@ -1,7 +1,22 @@
-"""A sender's behaviour, in one place: what each attempt takes and how it ends.
+"""A sender's behaviour, in one place: its slots, its rate cap, what each
+attempt takes and how it ends, and when a failed one comes back.
 
-Both modes draw through this: the virtual-time engine (virtual.py) and the
-real-time sender process (sender.py). Each sender has its own generators,
+Both engines ask this module and hold no sender rule of their own: the
+virtual-time engine (virtual/engine.py) keeps the event heap, the queue and
+the tie order; the real-time sender (realtime/sender.py) keeps sleeping,
+intake and reporting. The rules:
+
+- SlotBoard: which free slot starts the next message, and when: the one that
+  can start it soonest, the lowest slot at a tie (a slot waiting for the rate
+  cap holds nothing);
+- Pacer: the rate cap, starts at least 1/rate apart;
+- SenderModel.attempt(): an attempt's send time and how it ends (sent, retry,
+  failed for good); retry_delay(): when a retry re-enters the queue.
+
+The virtual engine's inlined loop is a fast path of the same rules (a slot
+that finishes goes on at once when nothing else happens at that time); the
+trace test (tests/test_trace.py) holds it to the real-time sender and to a
+slow, obvious event loop, row for row. Each sender has its own generators,
 seeded from (run seed, sender index), one stream each for send times,
 outcomes and retry jitter, so a sender's k-th attempt has the same send time
 and outcome in every mode, however its attempts interleave with the others'.
@@ -18,6 +33,7 @@ retries left re-enters the queue at fail time + backoff * 2**(k-1) * U(0.5, 1.5)
 from __future__ import annotations
 
 import hashlib
+import heapq
 import math
 from typing import TYPE_CHECKING
 
@@ -104,6 +120,82 @@ class SendTimes:
 _Streams = tuple[SendTimes, "np.random.Generator", "np.random.Generator"]
 
 
+class Pacer:
+    """The rate cap: a sender's starts are at least `gap` simulated seconds
+    apart (gap 0.0: no cap). `next_start` is the earliest start of the next one."""
+
+    __slots__ = ("gap", "next_start")
+
+    def __init__(self, gap: float) -> None:
+        self.gap = gap
+        self.next_start = 0.0
+
+    def opens_at(self, ready: float) -> float:
+        """The earliest start of a send ready at `ready`."""
+        return ready if ready >= self.next_start else self.next_start
+
+    def start(self, ready: float) -> float:
+        """A send ready at `ready` starts when the cap lets it; the next one gap later."""
+        if not self.gap:
+            return ready
+        start = ready if ready >= self.next_start else self.next_start
+        self.next_start = start + self.gap
+        return start
+
+    def starts_by(self, horizon: float, free: int) -> int:
+        """How many of `free` slots can start by the simulated time `horizon`."""
+        if not self.gap:
+            return free
+        if self.next_start > horizon:
+            return 0
+        return min(free, 1 + int((horizon - self.next_start) / self.gap))
+
+
+class SlotBoard:
+    """A sender's free slots, and the model's rule for which one starts the
+    next message in the queue: the slot that can start it soonest (free, the
+    message there, the rate cap open), the lowest slot at a tie.
+
+    Free slots are a heap of (free since, slot). A message that arrives after
+    several slots went free finds them all free, so the lowest of those takes
+    it, whichever went free first."""
+
+    def __init__(self, window: int, pacer: Pacer) -> None:
+        self.free: list[tuple[float, int]] = [(0.0, slot) for slot in range(window)]
+        self.pacer = pacer
+
+    def __len__(self) -> int:
+        return len(self.free)
+
+    def earliest(self, available: float) -> float:
+        """When a message that entered the queue at `available` would start here."""
+        since = self.free[0][0]
+        return self.pacer.opens_at(since if since > available else available)
+
+    def take(self, available: float) -> tuple[int, float, float]:
+        """The slot that starts a message that entered the queue at `available`:
+        (slot, start, ready), ready being when it would start were there no cap."""
+        free = self.free
+        at = self.pacer.opens_at(available)
+        if free[0][0] > at:  # no slot is free by then: the first one to be free
+            since, slot = heapq.heappop(free)
+            ready = since if since > available else available
+            return slot, self.pacer.start(ready), ready
+        ties = []  # every slot free by `at` starts it at `at`: the lowest one does
+        while free and free[0][0] <= at:
+            ties.append(heapq.heappop(free))
+        pick = min(ties, key=lambda entry: entry[1])
+        for entry in ties:
+            if entry is not pick:
+                heapq.heappush(free, entry)
+        since, slot = pick
+        ready = since if since > available else available
+        return slot, self.pacer.start(ready), ready
+
+    def release(self, slot: int, since: float) -> None:
+        heapq.heappush(self.free, (since, slot))
+
+
 class SenderModel:
     """One sender: its slots, its rate cap, and the draws of every attempt."""
 
@@ -142,6 +234,14 @@ class SenderModel:
         if not self.jitters:
             self.jitters = self.streams[2].uniform(0.5, 1.5, 256).tolist()[::-1]
         return self.retry_backoff * 2.0 ** (attempt - 1) * self.jitters.pop()
+
+    def pacer(self) -> Pacer:
+        """A fresh rate cap for one run."""
+        return Pacer(self.start_gap)
+
+    def board(self) -> SlotBoard:
+        """Its slots for one run, all free at time 0."""
+        return SlotBoard(self.window, self.pacer())
 
     def retries_left(self, attempt: int) -> bool:
         return attempt <= self.max_retries

@@ -14,6 +14,7 @@ from smsbatch.core.ledger import OPEN, Ledger
 from smsbatch.core.model import FAILED, RETRY, SENT, Claimed, MessageBatch, Progress, Released
 from smsbatch.core.stats import Stats
 from smsbatch.core.timeline import RunRecord, first_width
+from smsbatch.core.trace import TraceRow
 from smsbatch.present.monitor import SenderView, Snapshot
 from smsbatch.realtime.producer import MessageSource
 from smsbatch.realtime.retries import Retry
@@ -38,6 +39,7 @@ class Accounts:
         self.redelivered = 0  # messages the transport took over from silent senders
         self.lost_senders = 0
         self.sampled_bin = -1  # the timeline bin whose backlog and in-flight were last sampled
+        self.trace: list[TraceRow] | None = [] if settings.trace else None  # --trace: every attempt's row
 
     def add_sender(self, name: str, spec: SenderSpec) -> int:
         self.names.append(name)
@@ -63,6 +65,8 @@ class Accounts:
             elif self.ledger.apply(report.sender, done) and done.key < 0:
                 self.reissued.pop(done.key, None)
         self.redelivered += report.redelivered
+        if self.trace is not None:
+            self.trace += [(report.sender, *row) for row in report.trace]
         if report.log:
             self._log(self.names[report.sender], report.log)
         return [

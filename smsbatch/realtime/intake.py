@@ -59,7 +59,7 @@ class Intake:
     def startable(self) -> int:
         """Free slots that can start a message before the next wake-up."""
         if not self.model.start_gap:
-            return len(self.slots.free)
+            return self.slots.free
         return self.slots.startable_by(self.clock.now() + self.wake * self.clock.speed)
 
     def fill(self) -> None:

@@ -12,9 +12,7 @@ from collections.abc import Iterator
 
 from smsbatch.config import Settings
 from smsbatch.core.model import (
-    FAILED,
     RETRY,
-    SENT,
     Claimed,
     Done,
     MessageBatch,
@@ -61,7 +59,7 @@ class FakeSender:
             seconds, failed = self.draws.take()
             self.time = max(self.time, batch.available_at(offset)) + seconds
             attempt = batch.attempt(offset)
-            outcome = SENT if not failed else RETRY if self.model.retries_left(attempt) else FAILED
+            outcome = self.model.outcome(attempt, failed)
             stats.record(seconds, not failed, ended_at=self.time)
             outcomes.append(outcome)
             if outcome == RETRY:

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 FLUSH_SECONDS = 0.1  # real seconds between progress reports while busy (x senders / 32)
 BEAT_SECONDS = 0.5  # real seconds a sender may say nothing before it says it is alive
 RETRY_MARGIN_SECONDS = 0.002  # real seconds: report a retry this long before it is due back
+DUE_SLACK_SECONDS = 1e-9  # real seconds: a report due this soon is due now
 
 
 class DoneBuffer:
@@ -80,6 +81,7 @@ class Outbox:
     log: list[tuple[int, str, int, float, int]]  # (id, phone, outcome, seconds, attempt)
     ended: list[tuple[float, int, int, int]]  # (due, send-time bucket, outcome, count)
     capped: float  # slot-seconds a free slot with work in hand was held back by the rate cap
+    trace: list[tuple[int, int, float, float, int]] | None  # --trace: (slot, attempt, start, end, outcome)
     phone_cache: dict[int, list[str]]  # batch key -> its numbers, split only while needed
     last_flush: float  # real time of the last report
 
@@ -91,12 +93,14 @@ class Outbox:
         send: Callable[[object], None],
         logging: bool,
         senders: int,
+        tracing: bool = False,
     ) -> None:
         self.index = index
         self.model = model
         self.clock = clock
         self.send = send
         self.logging = logging
+        self.tracing = tracing  # --trace: a row per attempt
         # Many senders report less often each, so the main process keeps up.
         self.flush_seconds = FLUSH_SECONDS * max(1.0, senders / 32)
         # The most simulated time by which a due send was handled, or a message started, late.
@@ -113,6 +117,7 @@ class Outbox:
         self.log = []
         self.ended = []
         self.capped = 0.0
+        self.trace = [] if self.tracing else None
         self.phone_cache = {}
         self.last_flush = self.clock.clock.now()
 
@@ -122,13 +127,22 @@ class Outbox:
         if now - scheduled > self.lag:
             self.lag = now - scheduled
 
-    def add(self, batch: MessageBatch, offset: int, seconds: float, outcome: int, due: float) -> None:
-        """One attempt, ended at the simulated time `due`."""
+    def add(
+        self, batch: MessageBatch, offset: int, seconds: float, outcome: int, due: float, slot: int, start: float
+    ) -> None:
+        """One attempt, started in `slot` at `start` and ended at the simulated time `due`."""
         bucket = bucket_of(seconds)
         self.stats.record(seconds, outcome == SENT, due, bucket)
         self.done.add(batch.key, offset, outcome)
         self.ended.append((due, bucket, outcome, 1))
+        if self.trace is not None:
+            self.trace.append((slot, batch.attempt(offset), start, due, outcome))
         self._note(batch, offset, seconds, outcome, due)
+
+    def _trace_first_attempts(self, outcomes: list[int]) -> None:
+        """A batch of first attempts that took no time at 0, in slot 0 (as the model runs them)."""
+        if self.trace is not None:
+            self.trace += [(0, 1, 0.0, 0.0, outcome) for outcome in outcomes]
 
     def add_alike(self, batch: MessageBatch, outcome: int) -> None:
         """A whole batch of first attempts at time 0 that took no time and all ended alike."""
@@ -136,6 +150,7 @@ class Outbox:
         self.stats.record_same(0.0, count, count if outcome == FAILED else 0)
         self.done.add_run(batch.key, range(count), bytes([outcome]) * count)
         self.ended.append((0.0, bucket_of(0.0), outcome, count))
+        self._trace_first_attempts([outcome] * count)
         if self.logging:
             for offset in range(count):
                 self._note(batch, offset, 0.0, outcome, 0.0)
@@ -150,6 +165,8 @@ class Outbox:
         self.ended += [
             (0.0, zero, outcome, count) for outcome, count in ((SENT, len(batch) - fails), (FAILED, fails)) if count
         ]
+        if self.trace is not None:
+            self._trace_first_attempts(outcomes.tolist())
         if self.logging:
             for offset, outcome in enumerate(outcomes.tolist()):
                 self._note(batch, offset, 0.0, outcome, 0.0)
@@ -197,7 +214,8 @@ class Outbox:
         return min(until, self.clock.real_delay(self.first_back) - RETRY_MARGIN_SECONDS)
 
     def flush_if_due(self) -> None:
-        if self.pending and self.until_flush() <= 0:
+        # A nanosecond early is on time: a wait shorter than that does not move a clock (a fake one, in tests).
+        if self.pending and self.until_flush() <= DUE_SLACK_SECONDS:
             self.flush()
 
     def flush(self) -> None:
@@ -213,6 +231,7 @@ class Outbox:
                     tuple(self.ended),
                     self.lag,
                     self.capped,
+                    trace=tuple(self.trace or ()),
                 )
             )
         self.clear()

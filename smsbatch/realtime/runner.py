@@ -123,7 +123,7 @@ class Runner:
         self.elapsed = self.clock.now() - self.started
         return RunResult(
             self.snapshot(), exit_status(self), self.stopped_by, self.members.produced, self.startup,
-            self.backend.run_id,
+            self.backend.run_id, self.accounts.trace,
         )  # fmt: skip
 
     def _wait_until_ready(self) -> None:

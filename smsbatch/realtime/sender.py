@@ -5,7 +5,7 @@ take work, report and pause, so tests drive it with a fake clock. run_sender()
 wires it, in a child process, to a SenderPort: the queue and pipe of one
 machine (local/transport.py), or Redis (broker/link.py). The loop uses three
 parts: Intake (intake.py: what it takes, keeps and gives back), Slots
-(slots.py: free slots, sends in flight, the rate cap) and Outbox (outbox.py:
+(slots.py: the model's slot board, sends in flight) and Outbox (outbox.py:
 what it reports, and when).
 
 It keeps to the model (README, "The model") on a simulated timeline:
@@ -98,13 +98,19 @@ class SenderEngine:
         self.draws = Draws(model)
         self.clock = clock
         self.outbox = Outbox(
-            index, model, clock, report, settings.log_level in ("INFO", "DEBUG"), len(settings.senders)
+            index,
+            model,
+            clock,
+            report,
+            settings.log_level in ("INFO", "DEBUG"),
+            len(settings.senders),
+            tracing=settings.trace is not None,
         )
         self.pause = pause  # returns early when a stop is requested
         self.sleep = sleep
         self.stop_requested = stop_requested
         self.wake = wake_seconds(len(settings.senders)) if wake is None else wake
-        self.slots = Slots(model.window, model.start_gap)
+        self.slots = Slots(model)
         self.intake = Intake(
             index,
             model,
@@ -161,40 +167,30 @@ class SenderEngine:
             for offset, fail in enumerate(failed.tolist()):
                 at = batch.available_at(offset)
                 self.outbox.note_lag(now, at)
-                self._finish(batch, offset, 0.0, self.model.outcome(batch.attempt(offset), fail), at)
+                self._finish(batch, offset, 0.0, self.model.outcome(batch.attempt(offset), fail), at, 0, at)
         self.outbox.flush_if_due()
 
     def _start_free_slots(self) -> None:
-        if not self.backlog or not self.slots.free:
+        """Start the backlog's messages in the slots the model picks (SlotBoard),
+        in time order: only while a start comes before the next send in flight
+        ends (at a tie the send ends first, and its slot may be the one to start it)."""
+        board = self.slots.board
+        if not self.backlog or not board.free:
             return
         now = self.clock.now()
-        while self.slots.free and self.backlog:
-            self._start_chain(self.slots.next_free(), now)
-
-    def _start_chain(self, free_since: float, now: float) -> None:
-        """Start the next message in a slot free since `free_since`. While a send
-        is over by now and before any other in flight (zero wait, say), go on in
-        the same slot without touching the heap: sends still end in time order,
-        so the rate cap hands out its start times in order too."""
-        now_due = now + DUE_SLACK
-        start = free_since
         slots = self.slots
-        while self.backlog:
-            batch, offset = self.backlog.popleft()
-            start = max(start, batch.available_at(offset))
-            if self.model.start_gap:  # starts in time order: the cap hands them out in turn
-                ready, start = start, slots.capped_start(start)
-                self.outbox.capped += start - ready  # a free slot, work in hand, held back by the cap
+        while self.backlog and board.free:
+            batch, offset = self.backlog[0]
+            available = batch.available_at(offset)
+            if slots.in_flight and board.earliest(available) >= slots.next_due():
+                return
+            self.backlog.popleft()
+            slot, start, ready = board.take(available)
+            self.outbox.capped += start - ready  # a free slot, work in hand, held back by the cap
             self.outbox.note_lag(now, start)
             seconds, fail = self.draws.take()
             outcome = self.model.outcome(batch.attempt(offset), fail)
-            due = start + seconds
-            if due > now_due or (slots.in_flight and due > slots.next_due()):
-                slots.launch(due, batch, offset, seconds, outcome)
-                return
-            self._finish(batch, offset, seconds, outcome, due)
-            start = due
-        slots.release(start)
+            slots.launch(start + seconds, slot, start, batch, offset, seconds, outcome)
 
     def _advance(self) -> None:
         """Wait for the next send to be due (or for work, or a report to be due),
@@ -212,8 +208,10 @@ class SenderEngine:
             delay = self.clock.real_delay(slots.next_due())
             if 0 < delay < self.wake and not slots.free:
                 delay = self.wake  # busy: finish several sends per wake-up
-        if slots.free and self.model.start_gap and not intake.stopped_by_marker:
-            delay = min(delay, self.clock.real_delay(slots.next_start))  # the cap opens
+        if slots.free and self.backlog and self.model.start_gap:
+            until_open = self.clock.real_delay(slots.next_start)
+            if until_open > 0:  # work in hand waits for the cap to open (once open, nothing to wait for)
+                delay = min(delay, until_open)
         delay = min(delay, self._until_flush())
         if delay > 0:
             if intake.wants_work():
@@ -224,6 +222,8 @@ class SenderEngine:
         self.outbox.flush_if_due()
 
     def _finish_due(self) -> None:
+        """Finish the sends due by now, in the model's order (due time, then
+        slot); each freed slot may start the next message at its due time."""
         now = self.clock.now()
         slots = self.slots
         if slots.in_flight and slots.next_due() <= now:
@@ -231,15 +231,16 @@ class SenderEngine:
         now_due = now + DUE_SLACK
         go_on = not self.stop_requested()  # once per wake-up, not per message
         while slots.in_flight and slots.next_due() <= now_due:
-            due, _, batch, offset, seconds, outcome = heapq.heappop(slots.in_flight)
-            self._finish(batch, offset, seconds, outcome, due)
+            due, slot, start, batch, offset, seconds, outcome = heapq.heappop(slots.in_flight)
+            self._finish(batch, offset, seconds, outcome, due, slot, start)
+            slots.board.release(slot, due)
             if self.backlog and go_on:
-                self._start_chain(due, now)  # the slot goes on from the due time, not from now
-            else:
-                slots.release(due)
+                self._start_free_slots()
 
-    def _finish(self, batch: MessageBatch, offset: int, seconds: float, outcome: int, due: float) -> None:
-        self.outbox.add(batch, offset, seconds, outcome, due)
+    def _finish(
+        self, batch: MessageBatch, offset: int, seconds: float, outcome: int, due: float, slot: int, start: float
+    ) -> None:
+        self.outbox.add(batch, offset, seconds, outcome, due, slot, start)
 
     def _warm_stop(self) -> None:
         """Give up what has not started; finish sends due within the grace time."""

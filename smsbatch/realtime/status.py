@@ -10,6 +10,7 @@ from enum import IntEnum
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from smsbatch.core.trace import TraceRow
 from smsbatch.present.monitor import Snapshot
 
 if TYPE_CHECKING:
@@ -33,6 +34,7 @@ class RunResult:
     produced: int | None
     startup: float  # real seconds to start every child
     run_id: str | None = None  # the broker's run, when there is one
+    trace: list[TraceRow] | None = None  # --trace: a row per attempt
 
 
 def exit_status(runner: Runner) -> ExitStatus:

@@ -40,10 +40,12 @@ from heapq import heappop, heappush, heapreplace
 
 import numpy as np
 
+from smsbatch.core.model import FAILED, RETRY, SENT
 from smsbatch.core.reach import reach_counts
 from smsbatch.core.sender_model import BLOCK, SenderModel
 from smsbatch.core.stats import Stats, buckets_of
 from smsbatch.core.timeline import Timeline
+from smsbatch.core.trace import TraceRow
 
 FINISH, ARRIVE, START = 0, 1, 2
 CHUNK = 8192  # events between looks at the clock (display) and at signals
@@ -73,6 +75,7 @@ class Outcome:
     interrupted: bool
     sent_by_deadline: int = 0
     capped: list[float] = field(default_factory=list)  # per sender: slot-seconds held back by the rate cap
+    trace: list[TraceRow] | None = None  # --trace: a row per attempt that ended
 
 
 class _Blocks:
@@ -120,7 +123,7 @@ class _CapGate:
         self.gap = [m.start_gap for m in models]  # 0.0: no cap
         self.first_slot = first_slot
         self.events = events
-        self.next_start = [0.0] * len(models)  # when each cap opens
+        self.pacers = [m.pacer() for m in models]  # the model's rate caps: when each opens
         self.start_due = [False] * len(models)  # a START event is waiting for this sender's cap
         self.held: list[list[tuple[int, float]]] = [[] for _ in models]  # heaps of (slot, free since)
         self.capped_time = [0.0] * len(models)  # slot-seconds held back with work waiting
@@ -130,17 +133,18 @@ class _CapGate:
         heappush(self.held[s], (slot, t))
         if not self.start_due[s]:
             self.start_due[s] = True
-            heappush(self.events, (max(t, self.next_start[s]), START, self.first_slot[s], 0, 0.0))
+            heappush(self.events, (self.pacers[s].opens_at(t), START, self.first_slot[s], 0, 0.0))
 
     def let_one_start(self, s: int, t: float) -> int:
         """The cap opens at t with work waiting: the lowest held slot starts now,
         and the next one when the cap opens again."""
         slot, free_since = heappop(self.held[s])
         self.capped_time[s] += t - free_since
-        self.next_start[s] = t + self.gap[s]
+        pacer = self.pacers[s]
+        pacer.start(t)  # the cap is open at t: it starts now, the next one gap later
         self.start_due[s] = bool(self.held[s])
         if self.start_due[s]:
-            heappush(self.events, (self.next_start[s], START, self.first_slot[s], 0, 0.0))
+            heappush(self.events, (pacer.next_start, START, self.first_slot[s], 0, 0.0))
         return slot
 
     def release(self, s: int) -> list[int]:
@@ -198,9 +202,9 @@ class _Simulation:
         senders = len(models)
         self.blocks = blocks
         self.sender_of = [s for s, model in enumerate(models) for _ in range(model.window)]
-        first_slot = [self.sender_of.index(s) for s in range(senders)]
+        self.first_slot = first_slot = [self.sender_of.index(s) for s in range(senders)]
         self.retry_delay = [model.retry_delay for model in models]
-        self.max_retries = models[0].max_retries if models else 0
+        self.retries_left = [model.retries_left for model in models]
         self.events: list[Event] = []
         self.gate = _CapGate(models, first_slot, self.events)
         self.gap = self.gate.gap
@@ -266,7 +270,7 @@ class _Simulation:
                 self.by_deadline += 1
             if sent == self.next_reach:
                 self._reached(sent, t)
-        elif attempt <= self.max_retries:
+        elif self.retries_left[s](attempt):
             self._retry(t, slot, s, attempt)
             return
         else:
@@ -349,12 +353,12 @@ class _Simulation:
         """A message entered the queue at t: the first idle slot (by sender, slot)
         that can start it at t is told; idle slots of a sender whose rate cap
         is closed until later wait for it instead (they take work then, if any)."""
-        idle, next_start = self.idle, self.gate.next_start
+        idle, pacers = self.idle, self.gate.pacers
         while idle:
             slot = heappop(idle)
             s = self.sender_of[slot]
             self._free(slot, s, t)
-            if not self.gap[s] or next_start[s] <= t:
+            if not self.gap[s] or pacers[s].next_start <= t:
                 return
 
     def _next_attempt(self, s: int) -> tuple[int, float, bool]:
@@ -382,11 +386,52 @@ class _Simulation:
         return [b.started(n) - f for b, n, f in zip(self.blocks, self.used, self.finished, strict=False)]
 
 
+class _TracedSimulation(_Simulation):
+    """The same run, keeping a row per attempt (--trace). Each slot's start and
+    attempt number are noted when it starts (in _start_send, or in _finish's
+    fast path, seen as a draw taken there); the row is made when it ends. The
+    untraced run never pays for this."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        slots = len(self.sender_of)
+        self.rows: list[TraceRow] = []
+        self.slot_start = [0.0] * slots
+        self.slot_attempt = [0] * slots
+        self.draws_taken = 0
+        self.last_attempt = 0
+
+    def _next_attempt(self, s: int) -> tuple[int, float, bool]:
+        attempt, seconds, failed = super()._next_attempt(s)
+        self.draws_taken += 1
+        self.last_attempt = attempt
+        return attempt, seconds, failed
+
+    def _start_send(self, slot: int, s: int, t: float) -> None:
+        super()._start_send(slot, s, t)
+        self.slot_start[slot], self.slot_attempt[slot] = t, self.last_attempt
+
+    def _finish(self, t: float, slot: int, attempt: int, seconds: float) -> None:
+        s = self.sender_of[slot]
+        outcome = SENT if not attempt else RETRY if self.retries_left[s](attempt) else FAILED
+        self.rows.append((s, slot - self.first_slot[s], self.slot_attempt[slot], self.slot_start[slot], t, outcome))
+        taken = self.draws_taken
+        super()._finish(t, slot, attempt, seconds)
+        if self.draws_taken != taken:  # the fast path: the slot went on at t
+            self.slot_start[slot], self.slot_attempt[slot] = t, self.last_attempt
+
+
 class VirtualEngine:
     def __init__(
-        self, models: Sequence[SenderModel], messages: int, timeline: Timeline | None = None, deadline: float = math.inf
+        self,
+        models: Sequence[SenderModel],
+        messages: int,
+        timeline: Timeline | None = None,
+        deadline: float = math.inf,
+        trace: bool = False,
     ) -> None:
         self.models = list(models)
+        self.trace = trace
         self.messages = messages
         self.blocks = [_Blocks(model) for model in self.models]
         self.progress = Progress(stats=[b.stats for b in self.blocks])
@@ -396,7 +441,8 @@ class VirtualEngine:
     def run(self, tick: Callable[[Progress], bool] | None = None) -> Outcome:
         """Simulate to the end. `tick(progress)` is called every CHUNK events;
         it returns False to stop the run where it is (Ctrl-C)."""
-        run = _Simulation(self.models, self.blocks, self.messages, self.timeline, self.deadline)
+        simulation = _TracedSimulation if self.trace else _Simulation
+        run = simulation(self.models, self.blocks, self.messages, self.timeline, self.deadline)
         run.begin()
         progress = self.progress
         while run.events:
@@ -421,6 +467,7 @@ class VirtualEngine:
             bool(run.events),
             run.by_deadline,
             run.gate.capped_time,
+            run.rows if isinstance(run, _TracedSimulation) else None,
         )
 
     def _final_stats(self, run: _Simulation) -> list[Stats]:

@@ -35,7 +35,7 @@ class VirtualRunner:
         settings = self.settings
         models = [SenderModel(spec, settings, i) for i, spec in enumerate(settings.senders)]
         timeline = Timeline([spec.name for spec in settings.senders], first_width(settings, self.source.messages))
-        engine = VirtualEngine(models, self.source.messages, timeline, settings.deadline)
+        engine = VirtualEngine(models, self.source.messages, timeline, settings.deadline, trace=bool(settings.trace))
 
         def tick(progress: Progress) -> bool:
             self.monitor.tick(lambda: self._live(progress, self.clock.now() - started))
@@ -46,7 +46,14 @@ class VirtualRunner:
 
         outcome = engine.run(tick)
         snapshot = self._final(outcome, self.clock.now() - started, timeline.as_dict(outcome.sim_elapsed))
-        return RunResult(snapshot, self._exit_status(outcome), self._stopped_by(outcome), self.source.messages, 0.0)
+        return RunResult(
+            snapshot,
+            self._exit_status(outcome),
+            self._stopped_by(outcome),
+            self.source.messages,
+            0.0,
+            trace=outcome.trace,
+        )
 
     def _views(self, stats: list[Stats], state: str, capped: list[float] | None = None) -> tuple[SenderView, ...]:
         capped = capped or [0.0] * len(stats)
