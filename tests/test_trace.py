@@ -6,8 +6,9 @@ Three independent answers for the same settings and seed:
   "The model"): at each time, finishes (by sender, slot), then retries
   entering the queue, then free slots whose rate cap is open start the head of
   the queue in (sender, slot) order;
-- the real-time sender (SenderEngine) on a fake clock, with this file playing
-  the runner's part (a FIFO queue, retries back at their time).
+- the real-time runner and its senders (SenderEngine, the loop of a sender
+  process) on a fake clock, in lockstep (realtime/lockstep.py): nothing is
+  late there, so its run must be the model's run.
 All three draw through the sender's model (core/sender_model.py), so a
 difference is a difference of rules, never of randomness.
 """
@@ -15,19 +16,20 @@ difference is a difference of rules, never of randomness.
 import csv
 import io
 import itertools
-import math
 from collections import deque
 from dataclasses import replace
 
 import pytest
 
-from smsbatch.cli import main
+from smsbatch.cli import main, make_source
 from smsbatch.config import SenderSpec, Settings, parse_sender
-from smsbatch.core.clock import FakeClock, SimClock
-from smsbatch.core.model import FAILED, RETRY, SENT, MessageBatch, Progress, Released, Stop
+from smsbatch.core.clock import FakeClock
+from smsbatch.core.model import FAILED, RETRY, SENT
 from smsbatch.core.sender_model import Draws, SenderModel
 from smsbatch.core.trace import in_order
-from smsbatch.realtime.sender import SenderEngine
+from smsbatch.present.monitor import Monitor, NullDisplay
+from smsbatch.realtime.lockstep import LockstepBackend, drive
+from smsbatch.realtime.runner import Runner
 from smsbatch.virtual.engine import VirtualEngine
 
 
@@ -89,87 +91,6 @@ def reference_trace(settings):
         t = min(times)
 
 
-class RealTimeSender:
-    """One SenderEngine on a fake clock, with the runner's part played here:
-    a FIFO queue of batches; what it gives back goes to the front; a retry goes
-    on the back of the queue when its time comes (the runner's RetrySchedule)."""
-
-    def __init__(self, settings, speed=1.0):
-        settings = replace(settings, trace="trace.csv")  # its sender reports a row per attempt
-        self.clock = FakeClock()
-        self.speed = speed
-        spec = settings.senders[0]
-        self.work = deque(self._batches(settings.messages))
-        self.work.append(Stop())
-        self.retries = []  # (back_at, order, id, attempt)
-        self.order = 0
-        self.trace = []
-        self.taken = {}  # key -> batch, for what is given back
-        self.messages, self.finals = settings.messages, 0
-        self.next_key = -1
-        self.engine = SenderEngine(
-            0,
-            SenderModel(spec, settings, 0),
-            settings,
-            SimClock(self.clock, speed),
-            take=self.take,
-            report=self.report,
-            pause=self.wait,
-            sleep=self.wait,
-            stop_requested=lambda: False,
-        )
-
-    @staticmethod
-    def _batches(messages, size=7):
-        return [
-            MessageBatch.of(k, range(k * size, min(messages, (k + 1) * size)), ["+12025550100"] * size, "hi")
-            for k in range(math.ceil(messages / size))
-        ]
-
-    def _due_retries(self):
-        due = sorted(r for r in self.retries if r[0] / self.speed <= self.clock.now())
-        for retry in due:
-            self.retries.remove(retry)
-            back_at, _, message_id, attempt = retry
-            self.next_key -= 1
-            batch = MessageBatch.of(self.next_key, (message_id,), ["+12025550100"], "hi", (attempt,), (back_at,))
-            self.work.insert(len(self.work) - 1, batch)  # before the Stop
-
-    def wait(self, seconds):
-        """Real seconds pass, but never past the moment the runner would put a retry back."""
-        if self.retries:
-            first = min(r[0] for r in self.retries) / self.speed
-            seconds = min(seconds, max(0.0, first - self.clock.now()))
-        self.clock.advance(seconds)
-        self._due_retries()
-
-    def take(self, timeout):
-        """The head of the queue; the Stop only once every message has its final outcome."""
-        self._due_retries()
-        if self.work and (not isinstance(self.work[0], Stop) or self.finals == self.messages):
-            item = self.work.popleft()
-            if isinstance(item, MessageBatch):
-                self.taken[item.key] = item
-            return item
-        self.wait(timeout)
-        return None
-
-    def report(self, item):
-        if isinstance(item, Released):  # back to the front of the queue, in its order
-            self.next_key -= 1
-            self.work.appendleft(self.taken[item.key].part(item.offsets, key=self.next_key))
-        if isinstance(item, Progress):
-            self.trace += [(0, *row) for row in item.trace]
-            self.finals += sum(outcome != RETRY for done in item.done for outcome in done.outcomes)
-            for message_id, _, attempt, back_at in item.retries:
-                self.order += 1
-                self.retries.append((back_at, self.order, message_id, attempt))
-
-    def run(self):
-        self.engine.run()
-        return in_order(self.trace)
-
-
 ONE_SENDER = {
     "constant window": (["1:0:window=10"], 100, {"distribution": "constant"}),
     "rate cap, no wait": (["0:0:rate=10"], 60, {}),
@@ -209,13 +130,27 @@ def test_the_virtual_engine_runs_the_model_as_written(case, seed):
     assert virtual_trace(settings) == expected
 
 
-@pytest.mark.parametrize("speed", [1.0, 37.0])
-@pytest.mark.parametrize("seed", [1, 2])
-@pytest.mark.parametrize("case", list(ONE_SENDER))
-def test_a_real_time_sender_runs_the_same_attempts(case, seed, speed):
-    specs, messages, extra = ONE_SENDER[case]
+def lockstep_trace(settings):
+    """The real-time runner and its senders (SenderEngine) on a fake clock, in lockstep."""
+    settings = replace(settings, trace="trace.csv", progress=False)
+    source, _ = make_source(settings)
+    clock = FakeClock(0.0)
+    backend = LockstepBackend(settings, source, clock)
+    runner = Runner(settings, source, Monitor(NullDisplay(io.StringIO()), 1.0, clock), backend, clock, [])
+    drive(runner, backend, clock)
+    result = runner.finish()
+    snapshot = result.snapshot
+    assert (snapshot.sent + snapshot.failed, snapshot.unsent, snapshot.duplicates) == (settings.messages, 0, 0)
+    return in_order(result.trace)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(("seed", "speed"), [(1, 1.0), (2, 37.0)])
+@pytest.mark.parametrize("case", [*ONE_SENDER, *SEVERAL_SENDERS])
+def test_the_real_time_runner_runs_the_same_attempts(case, seed, speed):
+    specs, messages, extra = {**ONE_SENDER, **SEVERAL_SENDERS}[case]
     settings = settings_of(specs, messages, seed=seed, speed=speed, **extra)
-    assert RealTimeSender(settings, speed).run() == virtual_trace(settings)
+    assert lockstep_trace(settings) == virtual_trace(settings)
 
 
 def test_the_trace_covers_every_attempt_once():

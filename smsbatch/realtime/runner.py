@@ -178,6 +178,10 @@ class Runner:
     def _first_attempts_queued(self) -> bool:
         return self.members.producer_done or self.members.producer_exited
 
+    def next_due_in(self) -> float:
+        """Real seconds until the runner has something to do that no report brings: a retry due back."""
+        return self._retry_due_in()
+
     def _retry_due_in(self) -> float:
         if not self.retries or not self._first_attempts_queued() or self.sim is None:
             return float("inf")

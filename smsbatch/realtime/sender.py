@@ -90,6 +90,7 @@ class SenderEngine:
         sleep: Callable[[float], None],
         stop_requested: Callable[[], bool],
         wake: float | None = None,
+        ahead: int | None = None,
         waiting: Callable[[float], None] = lambda start: None,
         sooner_elsewhere: Callable[[MessageBatch, float], bool] = lambda batch, start: False,
     ) -> None:
@@ -117,7 +118,7 @@ class SenderEngine:
             clock,
             self.slots,
             self.wake,
-            _ahead_starts(model, clock.speed, len(settings.senders)),
+            _ahead_starts(model, clock.speed, len(settings.senders)) if ahead is None else ahead,
             take=take,
             report=self.outbox.say,
             pause=pause,
@@ -135,16 +136,25 @@ class SenderEngine:
     # ---- the loop ----
 
     def run(self) -> None:
-        while True:
-            self.outbox.beat_if_due()
-            if self.stop_requested():
-                self._warm_stop()
-                break
-            if self.intake.stopped_by_marker and not self.backlog and not self.slots.in_flight:
-                break
-            self.intake.fill()
-            self._start_free_slots()
-            self._advance()
+        while self.step():
+            pass
+        self.finish()
+
+    def step(self) -> bool:
+        """One turn of the loop (its waits go through take and pause); False once it is over."""
+        self.outbox.beat_if_due()
+        if self.stop_requested():
+            self._warm_stop()
+            return False
+        if self.intake.stopped_by_marker and not self.backlog and not self.slots.in_flight:
+            return False
+        self.intake.fill()
+        self._start_free_slots()
+        self._advance()
+        return True
+
+    def finish(self) -> None:
+        """Report the last of it, and say it is done."""
         self.intake.waiting(math.inf)
         self.flush()
         self.outbox.say(SenderDone(self.index))
@@ -208,9 +218,9 @@ class SenderEngine:
             delay = self.clock.real_delay(slots.next_due())
             if 0 < delay < self.wake and not slots.free:
                 delay = self.wake  # busy: finish several sends per wake-up
-        if slots.free and self.backlog and self.model.start_gap:
+        if slots.free and self.model.start_gap and not intake.stopped_by_marker:
             until_open = self.clock.real_delay(slots.next_start)
-            if until_open > 0:  # work in hand waits for the cap to open (once open, nothing to wait for)
+            if until_open > 0:  # the cap opens: a free slot may take work then (once open, no wait for it)
                 delay = min(delay, until_open)
         delay = min(delay, self._until_flush())
         if delay > 0:
