@@ -8,24 +8,25 @@ import signal
 import sys
 from typing import TYPE_CHECKING, TextIO
 
-from smsbatch.config import Settings, UsageError, parse_settings, parse_worker_settings, settings_dict
+from smsbatch.config import UsageError, parse_settings, parse_worker_settings
 from smsbatch.core.batching import choose_batch_size
 from smsbatch.core.clock import Clock
 from smsbatch.core.phones import PhoneError, PhonePool, list_name, read_recipients, recipients_is_stream
+from smsbatch.core.settings import Settings
+from smsbatch.core.source import MessageSource
+from smsbatch.core.summary import SUMMARY_SCHEMA, settings_dict, summary_dict
 from smsbatch.core.text import plural, redact_url, shorten, sms_segments, visible
 from smsbatch.core.timeline import csv_text
 from smsbatch.local.backend import LocalBackend
-from smsbatch.present.monitor import Monitor, make_display, summary_dict, summary_table, write_summary_json
+from smsbatch.present.monitor import Monitor, make_display, summary_table, write_summary_json
 from smsbatch.present.output import check_output_path, open_standard_fds, standard_streams, write_text_file
 from smsbatch.realtime.backend import Backend
-from smsbatch.realtime.producer import MessageSource
 from smsbatch.realtime.runner import ExitStatus, Runner, stop_signals_caught
 
 if TYPE_CHECKING:
     from smsbatch.virtual.runner import VirtualRunner
 
 START_LINE_WIDTH = 100  # columns: the start lines fit a wide terminal without wrapping
-SUMMARY_SCHEMA = "smsbatch-summary/1"
 
 
 def entry() -> None:

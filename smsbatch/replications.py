@@ -22,10 +22,10 @@ import statistics
 from dataclasses import replace
 from typing import Any, TextIO
 
-from smsbatch.config import Settings
-from smsbatch.present.monitor import Monitor, NullDisplay, seconds_text, summary_dict
-from smsbatch.present.output import Summary
-from smsbatch.realtime.producer import MessageSource
+from smsbatch.core.settings import Settings
+from smsbatch.core.source import MessageSource
+from smsbatch.core.summary import Summary, summary_dict
+from smsbatch.present.monitor import Monitor, NullDisplay, seconds_text
 from smsbatch.realtime.status import stop_signals_caught
 
 AGGREGATED = (

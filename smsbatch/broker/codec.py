@@ -14,8 +14,8 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from smsbatch.config import SenderSpec, Settings
 from smsbatch.core.model import MessageBatch, Stop
+from smsbatch.core.settings import SenderSpec, Settings
 from smsbatch.core.stats import Stats
 
 Ids = range | tuple[int, ...]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from smsbatch.config import SenderSpec, Settings
+from smsbatch.core.settings import SenderSpec, Settings
 from smsbatch.core.text import plural
 from smsbatch.realtime.accounts import Accounts
 from smsbatch.realtime.backend import Phase

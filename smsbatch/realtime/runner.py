@@ -34,18 +34,19 @@ from __future__ import annotations
 import traceback
 from dataclasses import dataclass
 
-from smsbatch.config import Settings
 from smsbatch.core.clock import Clock, SimClock
 from smsbatch.core.model import Stop, TransportLost
+from smsbatch.core.result import ExitStatus, RunResult, exit_status
+from smsbatch.core.settings import Settings
+from smsbatch.core.snapshot import RunMonitor, Snapshot
+from smsbatch.core.source import MessageSource
 from smsbatch.core.text import plural
-from smsbatch.present.monitor import Monitor, Snapshot
 from smsbatch.realtime.accounts import Accounts
 from smsbatch.realtime.backend import Backend, Phase
 from smsbatch.realtime.members import Members
-from smsbatch.realtime.producer import MessageSource
 from smsbatch.realtime.reports import ReportHandler
 from smsbatch.realtime.retries import PendingWork, RetrySchedule
-from smsbatch.realtime.status import ExitStatus, RunResult, exit_status, stop_signals_caught
+from smsbatch.realtime.status import stop_signals_caught
 from smsbatch.realtime.stopping import (
     CONTINUE,
     WARM_STOP_SECONDS,
@@ -65,7 +66,7 @@ __all__ = ["ExitStatus", "RunResult", "Runner", "stop_signals_caught"]
 class Runner:
     settings: Settings
     source: MessageSource
-    monitor: Monitor
+    monitor: RunMonitor
     backend: Backend
     clock: Clock  # real time; tests pass a FakeClock
     signals: list[int]  # SIGINT/SIGTERM received, in order (appended by the signal handler)
@@ -121,8 +122,9 @@ class Runner:
             for index, event in self.backend.close():
                 self.reports.handle(index, event)
         self.elapsed = self.clock.now() - self.started
+        status = exit_status(self.signals, self.accounts.ledger.unsent, self.internal_error)
         return RunResult(
-            self.snapshot(), exit_status(self), self.stopped_by, self.members.produced, self.startup,
+            self.snapshot(), status, self.stopped_by, self.members.produced, self.startup,
             self.backend.run_id,
         )  # fmt: skip
 
