@@ -22,6 +22,7 @@ import statistics
 from dataclasses import replace
 from typing import Any, TextIO
 
+from smsbatch.assembly import make_runner
 from smsbatch.core.settings import Settings
 from smsbatch.core.source import MessageSource
 from smsbatch.core.summary import Summary, summary_dict
@@ -87,8 +88,6 @@ _SOURCE: MessageSource | None = None  # the run's messages, inherited by the for
 
 def run_one(settings: Settings, replication: int) -> Summary:
     """One whole run, quietly, as its summary dict (in a pool process)."""
-    from smsbatch.cli import make_runner  # the CLI's own wiring, no drawing
-
     seed = replication_seed(settings.seed, replication)
     settings = replace(settings, seed=seed, replications=1)
     assert _SOURCE is not None

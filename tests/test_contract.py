@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import pytest
 
-from smsbatch.cli import make_runner, make_source
+from smsbatch.assembly import make_runner, make_source
 from smsbatch.config import parse_settings
 from smsbatch.core.clock import Clock
 from smsbatch.core.snapshot import Snapshot
