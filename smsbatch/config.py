@@ -1,5 +1,5 @@
-"""Configuration: one parser for ini file, command line and environment, and a
-frozen Settings object validated once, here at the edge.
+"""Configuration: one parser for ini file, command line and environment, into
+a frozen Settings (core/settings.py) validated once, here at the edge.
 
 Every option has an env var SMSBATCH_<OPTION>; the command line beats the
 environment, which beats the config file. Any bad value raises UsageError with
