@@ -13,7 +13,7 @@ from smsbatch.config import UsageError, parse_settings, parse_worker_settings
 from smsbatch.core.phones import list_name
 from smsbatch.core.settings import Settings
 from smsbatch.core.source import MessageSource
-from smsbatch.core.summary import SUMMARY_SCHEMA, settings_dict, summary_dict
+from smsbatch.core.summary import SUMMARY_SCHEMA, run_summary, settings_dict
 from smsbatch.core.text import plural, redact_url, shorten, sms_segments, visible
 from smsbatch.core.timeline import csv_text
 from smsbatch.present.monitor import Monitor, make_display, summary_table, write_summary_json
@@ -102,9 +102,7 @@ def _run_once(
     monitor.close(result.snapshot)
     stdout.write(summary_table(result.snapshot, settings.seed, result.stopped_by))
     stdout.flush()
-    summary = summary_dict(
-        result.snapshot, settings.seed, result.stopped_by, int(result.exit_status), result.produced, result.startup
-    )
+    summary = run_summary(result, settings.seed)
     if settings.broker:
         summary.update(broker=redact_url(settings.broker), run_id=result.run_id)
     return summary

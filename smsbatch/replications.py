@@ -25,7 +25,7 @@ from typing import Any, TextIO
 from smsbatch.assembly import make_runner
 from smsbatch.core.settings import Settings
 from smsbatch.core.source import MessageSource
-from smsbatch.core.summary import Summary, summary_dict
+from smsbatch.core.summary import Summary, run_summary
 from smsbatch.present.monitor import Monitor, NullDisplay, seconds_text
 from smsbatch.realtime.status import stop_signals_caught
 
@@ -97,9 +97,7 @@ def run_one(settings: Settings, replication: int) -> Summary:
     # children are reaped and its summary still comes back, every message counted.
     with stop_signals_caught() as signals:
         result = make_runner(settings, source, monitor, signals).run()
-    summary = summary_dict(
-        result.snapshot, settings.seed, result.stopped_by, int(result.exit_status), result.produced, result.startup
-    )
+    summary = run_summary(result, settings.seed)
     summary["replication"] = replication
     return summary
 

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
+from smsbatch.core.result import RunResult
 from smsbatch.core.settings import Settings, run_settings, sender_settings, speed_shown
 from smsbatch.core.snapshot import Snapshot
 from smsbatch.core.stats import bucket_value
@@ -24,6 +25,12 @@ def settings_dict(settings: Settings, messages: int) -> JsonObject:
     """The settings that decide a run's figures, as plain values (the summary's `settings`);
     `messages` is the run's count (with --recipients, the list's valid numbers)."""
     return run_settings(replace(settings, messages=messages))
+
+
+def run_summary(result: RunResult, seed: int) -> Summary:
+    """A finished run's figures, as the summary file holds them."""
+    status = int(result.exit_status)
+    return summary_dict(result.snapshot, seed, result.stopped_by, status, result.produced, result.startup)
 
 
 def summary_dict(
