@@ -5,11 +5,14 @@ field it should. A field added to a dataclass and not to its table fails here.""
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import json
 import math
+from pathlib import Path
 
 import pytest
+from test_layers import import_graph
 
 from smsbatch import config
 from smsbatch.broker import codec
@@ -74,6 +77,46 @@ def test_the_worker_gets_the_coordinators_retry_backoff():
     """The field a hand-written list once left out: a worker's senders backed off 1 s whatever was set."""
     settings = dataclasses.replace(base_settings(), retry_backoff=20.0, max_retries=1)
     assert codec.settings_for_worker(codec.run_info(settings), ()).retry_backoff == 20.0
+
+
+WORKERS_OWN = {"senders", "broker_timeout"}  # `smsbatch worker` sets these itself
+
+
+def sender_process_modules() -> set[str]:
+    """What a sender in `smsbatch worker` runs: its loop and its side of Redis, and all they import."""
+    graph, found = import_graph(), set()
+    todo = ["smsbatch.realtime.sender", "smsbatch.broker.link"]
+    while todo:
+        module = todo.pop()
+        if module not in found:
+            found.add(module)
+            todo += graph[module]
+    return found
+
+
+def settings_read(path: Path) -> set[str]:
+    """The Settings fields `path` reads as `settings.<field>` or `<...>.settings.<field>`."""
+    fields = {f.name for f in dataclasses.fields(Settings)}
+    read = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Attribute) and node.attr in fields:
+            holder = node.value
+            name = holder.id if isinstance(holder, ast.Name) else getattr(holder, "attr", None)
+            if name == "settings":
+                read.add(node.attr)
+    return read
+
+
+def test_every_setting_a_senders_code_reads_travels_to_a_worker():
+    """A sender on a worker knows only what travels: a field its code reads and the
+    table does not send would take its default there (as retry_backoff once did)."""
+    root = Path(__file__).resolve().parent.parent
+    modules = sender_process_modules()
+    assert {"smsbatch.core.sender_model", "smsbatch.realtime.outbox"} <= modules
+    paths = [root / (module.replace(".", "/") + ".py") for module in modules]
+    read = set().union(*(settings_read(path) for path in paths if path.exists()))
+    assert {"retry_backoff", "max_retries", "speed"} <= read  # the check sees what it is for
+    assert read - WORKERS_OWN <= set(worker_fields())
 
 
 def test_a_sender_spec_travels_whole():
