@@ -107,7 +107,7 @@ Shown = Callable[[Owner], object]
 
 
 @dataclass(frozen=True)
-class Field(Generic[Owner]):
+class FieldRow(Generic[Owner]):
     """One field of Settings or SenderSpec, beyond its type and default."""
 
     name: str
@@ -123,17 +123,17 @@ def _as(key: str, name: str) -> tuple[tuple[str, Shown[Owner]], ...]:
     return ((key, lambda owner: getattr(owner, name)),)
 
 
-def _run(name: str, help: str, key: str | None = None, **facts: bool) -> Field[Settings]:
+def _run(name: str, help: str, key: str | None = None, **facts: bool) -> FieldRow[Settings]:
     """A field the summary holds as it is, under `key` (None: not in the summary)."""
-    return Field(name, help, _as(key, name) if key else (), **facts)
+    return FieldRow(name, help, _as(key, name) if key else (), **facts)
 
 
-def _sender(name: str, help: str, key: str, **facts: bool) -> Field[SenderSpec]:
-    return Field(name, help, _as(key, name), report=True, **facts)
+def _sender(name: str, help: str, key: str, **facts: bool) -> FieldRow[SenderSpec]:
+    return FieldRow(name, help, _as(key, name), report=True, **facts)
 
 
 # In the summary's order: its `settings` keys follow this table.
-RUN_FIELDS: tuple[Field[Settings], ...] = (
+RUN_FIELDS: tuple[FieldRow[Settings], ...] = (
     _run("messages", "messages to send", "messages", worker=True, report=True),
     _run("distribution", "the send-time distribution of senders without their own", "distribution",
          worker=True, report=True),
@@ -144,7 +144,7 @@ RUN_FIELDS: tuple[Field[Settings], ...] = (
     _run("retry_backoff", "simulated seconds before the first retry; doubles each time, jittered", "retry_backoff",
          worker=True, report=True),
     _run("seed", "the run's seed: every draw comes from it", "seed", worker=True, report=True),
-    Field(
+    FieldRow(
         "speed",
         "speed-up factor of simulated time over real time; math.inf: virtual time (--speed max)",
         (
@@ -159,7 +159,7 @@ RUN_FIELDS: tuple[Field[Settings], ...] = (
     _run("replications", "independent runs, seeds derived from the seed", "replications"),
     _run("region", "region of the random mobile numbers, and of local numbers in a recipients list", "region"),
     _run("recipients", "the recipients list, if any", "recipients"),
-    Field(
+    FieldRow(
         "senders",
         "the senders here (a worker brings its own)",
         (("senders", lambda s: [sender_settings(s.resolved(spec)) for spec in s.senders]),),
@@ -182,12 +182,12 @@ RUN_FIELDS: tuple[Field[Settings], ...] = (
 )  # fmt: skip
 
 # In the summary's order; the fields with a default are the `--sender` keys (MEAN and FAIL_RATE come first, bare).
-SENDER_FIELDS: tuple[Field[SenderSpec], ...] = (
+SENDER_FIELDS: tuple[FieldRow[SenderSpec], ...] = (
     _sender("name", "heads its column of the summary and its progress line", "name", per_sender=True),
     _sender("mean", "simulated seconds per send (0: no wait)", "mean_s", per_sender=True),
     _sender("fail_rate", "the share of attempts that fail", "fail_rate", per_sender=True),
     _sender("window", "sends in flight at once", "window", per_sender=True),
-    Field(
+    FieldRow(
         "rate",
         "most sends started per simulated second; 0: no cap",
         (("rate", lambda spec: spec.rate or None),),
@@ -210,12 +210,12 @@ def worker_fields() -> tuple[str, ...]:
     return tuple(row.name for row in RUN_FIELDS if row.worker)
 
 
-def _rows(table: tuple[Field[Owner], ...], only: dict[str, bool]) -> list[Field[Owner]]:
+def _rows(table: tuple[FieldRow[Owner], ...], only: dict[str, bool]) -> list[FieldRow[Owner]]:
     """The rows with every fact in `only` (report=True, per_sender=True, ...)."""
     return [row for row in table if all(getattr(row, fact) == wanted for fact, wanted in only.items())]
 
 
-def summary_keys(table: tuple[Field[Owner], ...], **only: bool) -> tuple[str, ...]:
+def summary_keys(table: tuple[FieldRow[Owner], ...], **only: bool) -> tuple[str, ...]:
     """The summary keys of the rows with every fact in `only`, in the summary's order."""
     return tuple(key for row in _rows(table, only) for key, _ in row.summary)
 
