@@ -26,6 +26,7 @@ DEFAULT_TEXT = (
 )
 
 
+# What each field means, and where it goes, is its row in SENDER_FIELDS or RUN_FIELDS below.
 @dataclass(frozen=True)
 class SenderSpec:
     mean: float
