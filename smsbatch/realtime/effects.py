@@ -4,14 +4,14 @@ the runner's."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from smsbatch.core.model import MessageBatch
 from smsbatch.realtime.backend import Phase
 from smsbatch.realtime.retries import Retry
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RunState:
     """The run at one moment, as the helpers see it."""
 
@@ -21,21 +21,29 @@ class RunState:
     transport_lost: bool = False
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class Effects:
     """What the runner should do: lines to show, work to queue again, retries to schedule."""
 
-    notes: list[str] = field(default_factory=list)
-    requeue: list[MessageBatch] = field(default_factory=list)
-    retries: list[Retry] = field(default_factory=list)
+    notes: tuple[str, ...] = ()
+    requeue: tuple[MessageBatch, ...] = ()
+    retries: tuple[Retry, ...] = ()
 
-    def add(self, other: Effects) -> Effects:
-        self.notes += other.notes
-        self.requeue += other.requeue
-        self.retries += other.retries
-        return self
+    def __bool__(self) -> bool:
+        return bool(self.notes or self.requeue or self.retries)
+
+    def __add__(self, other: Effects) -> Effects:
+        """Both, this one's first (most reports ask for nothing: no new object then)."""
+        if not other:
+            return self
+        if not self:
+            return other
+        return Effects(self.notes + other.notes, self.requeue + other.requeue, self.retries + other.retries)
+
+
+NOTHING = Effects()
 
 
 def said(text: str) -> Effects:
     """Only a line to show."""
-    return Effects(notes=[text])
+    return Effects(notes=(text,))

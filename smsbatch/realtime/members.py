@@ -9,7 +9,7 @@ from smsbatch.core.settings import SenderSpec, Settings
 from smsbatch.core.text import plural
 from smsbatch.realtime.accounts import Accounts
 from smsbatch.realtime.backend import Backend, Phase
-from smsbatch.realtime.effects import Effects, RunState, said
+from smsbatch.realtime.effects import NOTHING, Effects, RunState, said
 
 SILENT_SECONDS = 1.0  # a sender silent this long when it is ended has hung (live ones beat twice a second)
 
@@ -65,29 +65,27 @@ class Members:
         self.accounts.lost_senders += 1
         if not self.backend.tracks_claims:  # the transport redelivers what it held
             if quiet:
-                return Effects()
+                return NOTHING
             return said(f"{member.name} {how} ({reason}); its batches go to the others "
                         f"after {self.settings.claim_after:g}s")  # fmt: skip
         batches = self.accounts.release(index)
         count = sum(len(batch) for batch in batches)
-        effects = said(f"{member.name} {how} ({reason}); {plural(count, 'in-flight message')} re-queued")
-        if phase != Phase.COLD:
-            effects.requeue += batches
-        return effects
+        note = f"{member.name} {how} ({reason}); {plural(count, 'in-flight message')} re-queued"
+        return Effects(notes=(note,), requeue=tuple(batches) if phase != Phase.COLD else ())
 
     def end_silent(self, state: RunState) -> Effects:
         """A sender silent for --claim-after real seconds (stopped, deadlocked, or
         on a gateway that never answers: a live one beats every half second, also
         mid-send) is lost if the run waits on it. A process here is ended
         (SIGKILL) and its work goes to the others, as a dead one's does."""
-        effects = Effects()
+        effects = NOTHING
         for index, member in enumerate(self.senders):
             if member.exited or member.finished or member.silent_for is not None:
                 continue
             silent = state.now - member.last_heard
             if silent > self.settings.claim_after and self._waits_on(state, index):
                 member.silent_for = silent
-                effects.add(self._lose(index, silent, state.phase))
+                effects += self._lose(index, silent, state.phase)
         return effects
 
     def _lose(self, index: int, silent: float, phase: Phase) -> Effects:
@@ -95,7 +93,7 @@ class Members:
         if self.backend.end(index):  # a process here: its exit follows, and counts it lost
             return said(f"{name} is silent for {silent:.0f}s: counted lost, ended")
         effects = said(f"{name} is silent for {silent:.0f}s: counted lost; its batches go to the others")
-        return effects.add(self.gone(index, "lost", f"silent for {silent:.0f}s", phase, quiet=True))
+        return effects + self.gone(index, "lost", f"silent for {silent:.0f}s", phase, quiet=True)
 
     def _waits_on(self, state: RunState, index: int) -> bool:
         """The run needs word from it: before the start, at the end, while it
@@ -120,7 +118,7 @@ class Members:
             member.state = "running"
             self.live.add(index)
             return said(f"{member.name} is back")
-        return Effects()
+        return NOTHING
 
     def note_hung(self, now: float) -> None:
         """A cold stop: a sender that has said nothing for a while has hung, not merely been slow to stop."""

@@ -11,7 +11,7 @@ from smsbatch.core.model import Beat, ChildFailed, Claimed, ProducerDone, Progre
 from smsbatch.core.text import plural
 from smsbatch.realtime.accounts import Accounts
 from smsbatch.realtime.backend import PRODUCER, Exited, Joined, Note, Phase, Resumed
-from smsbatch.realtime.effects import Effects, RunState, said
+from smsbatch.realtime.effects import NOTHING, Effects, RunState, said
 from smsbatch.realtime.members import Members
 
 Handler = Callable[[int, Any, RunState], Effects]
@@ -34,30 +34,30 @@ class ReportHandler:
             Joined: self._joined,
             Note: lambda index, note, state: said(note.text),
             Resumed: self._resumed,
-            Beat: lambda index, report, state: Effects(),
+            Beat: lambda index, report, state: NOTHING,
         }
 
     def handle(self, index: int, event: object, state: RunState) -> Effects:
-        effects = Effects()
+        effects = NOTHING
         if isinstance(event, Exited | Joined | Note | Resumed):
             pass  # not word from a live sender: no heartbeat, no movement
         elif index >= 0:
             effects = self.members.heard(index, state.now, moved=not isinstance(event, Beat))
         elif index == PRODUCER:
             self.members.last_movement = state.now
-        return effects.add(self.by_type[type(event)](index, event, state))
+        return effects + self.by_type[type(event)](index, event, state)
 
     def _progress(self, index: int, report: Progress, state: RunState) -> Effects:
         retries = self.accounts.progress(report)
-        return Effects(retries=retries if state.phase == Phase.RUNNING else [])
+        return Effects(retries=tuple(retries)) if retries and state.phase == Phase.RUNNING else NOTHING
 
     def _claimed(self, index: int, report: Claimed, state: RunState) -> Effects:
         self.accounts.claim(report)
-        return Effects()
+        return NOTHING
 
     def _released(self, index: int, report: Released, state: RunState) -> Effects:
         batch = self.accounts.release_part(report)
-        return Effects(requeue=[batch] if batch is not None else [])
+        return Effects(requeue=(batch,)) if batch is not None else NOTHING
 
     def _ready(self, index: int, report: Ready, state: RunState) -> Effects:
         if index == PRODUCER:
@@ -65,23 +65,23 @@ class ReportHandler:
         else:
             self.members.senders[index].ready = True
             self.members.senders[index].state = "running"
-        return Effects()
+        return NOTHING
 
     def _sender_done(self, index: int, report: SenderDone, state: RunState) -> Effects:
         member = self.members.senders[index]
         member.finished, member.state = True, "done"
         self.members.live.discard(index)
         if state.phase != Phase.RUNNING:
-            return Effects()
+            return NOTHING
         if report.given_back is None:
             return self.members.gone(index, "left", "asked to stop", state.phase)
         effects = self.members.gone(index, "left", f"gave back {report.given_back}", state.phase, quiet=True)
         given_back = plural(report.given_back, "message")
-        return effects.add(said(f"{member.name} left; gave back {given_back} it had not started"))
+        return effects + said(f"{member.name} left; gave back {given_back} it had not started")
 
     def _producer_done(self, index: int, report: ProducerDone, state: RunState) -> Effects:
         self.members.producer_done, self.members.produced = True, report.messages
-        return Effects()
+        return NOTHING
 
     def _joined(self, index: int, joined: Joined, state: RunState) -> Effects:
         added = self.members.add(joined.name, joined.spec, state.now)
@@ -94,7 +94,7 @@ class ReportHandler:
         """After an outage every sender was silent through no fault of its own."""
         for member in self.members.senders:
             member.last_heard = state.now
-        return Effects()
+        return NOTHING
 
     def _exited(self, index: int, exited: Exited, state: RunState) -> Effects:
         if index == PRODUCER:
@@ -103,12 +103,12 @@ class ReportHandler:
         member.exited = True
         self.members.live.discard(index)
         if member.finished:
-            return Effects()
+            return NOTHING
         if exited.clean and not self.tracks_claims:
-            return Effects()  # its goodbye, if any, comes through the transport, which hands on what it held
+            return NOTHING  # its goodbye, if any, comes through the transport, which hands on what it held
         if state.transport_lost:  # it gave up on the transport too: not lost, just cut off
             member.state = "stopped (transport lost)"
-            return Effects()
+            return NOTHING
         if member.silent_for is not None:
             return self.members.gone(index, "lost", f"silent for {member.silent_for:.0f}s", state.phase)
         return self.members.gone(index, "died", exited.reason, state.phase)
@@ -116,9 +116,9 @@ class ReportHandler:
     def _producer_exited(self, exited: Exited, state: RunState) -> Effects:
         self.members.producer_exited = True
         if self.members.producer_done or state.transport_lost:
-            return Effects()
+            return NOTHING
         if state.phase != Phase.RUNNING and exited.clean:
-            return Effects()  # asked to stop before it had made everything
+            return NOTHING  # asked to stop before it had made everything
         self.members.producer_lost = True  # the stop policy decides what follows
         self.members.queue_broken = exited.queue_broken
         return said(f"the producer died ({exited.reason}); what it made is sent, the rest counted unsent")

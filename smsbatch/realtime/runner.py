@@ -182,8 +182,9 @@ class Runner:
         return max(0.0, min(TICK_SECONDS, self.monitor.due_in(), self._retry_due_in()))
 
     def _take_events(self, timeout: float) -> None:
+        state = self.state()  # no report changes it: the phase and the rest change between turns
         for index, event in self.backend.events(timeout):
-            self.apply(self.reports.handle(index, event, self.state()))
+            self.apply(self.reports.handle(index, event, state))
 
     def _first_attempts_queued(self) -> bool:
         return self.members.producer_done or self.members.producer_exited
@@ -208,6 +209,8 @@ class Runner:
         return RunState(self.now, self.phase, started=self.sim is not None, transport_lost=self.transport_lost)
 
     def apply(self, effects: Effects) -> None:
+        if not effects:
+            return
         for text in effects.notes:
             self.note(text)
         for batch in effects.requeue:
