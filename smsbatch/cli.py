@@ -6,27 +6,22 @@ import logging
 import shlex
 import signal
 import sys
-from typing import TYPE_CHECKING, TextIO
+from typing import TextIO
 
-from smsbatch.config import Settings, UsageError, parse_settings, parse_worker_settings, settings_dict
-from smsbatch.core.batching import choose_batch_size
-from smsbatch.core.clock import Clock
-from smsbatch.core.phones import PhoneError, PhonePool, list_name, read_recipients, recipients_is_stream
+from smsbatch.assembly import make_runner, make_source, new_run_id
+from smsbatch.config import UsageError, parse_settings, parse_worker_settings
+from smsbatch.core.phones import list_name
+from smsbatch.core.settings import Settings
+from smsbatch.core.source import MessageSource
+from smsbatch.core.summary import SUMMARY_SCHEMA, run_summary, settings_dict
 from smsbatch.core.text import plural, redact_url, shorten, sms_segments, visible
 from smsbatch.core.timeline import csv_text
 from smsbatch.core.trace import trace_csv
-from smsbatch.local.backend import LocalBackend
-from smsbatch.present.monitor import Monitor, make_display, summary_dict, summary_table, write_summary_json
+from smsbatch.present.monitor import Monitor, make_display, summary_table, write_summary_json
 from smsbatch.present.output import check_output_path, open_standard_fds, standard_streams, write_text_file
-from smsbatch.realtime.backend import Backend
-from smsbatch.realtime.producer import MessageSource
-from smsbatch.realtime.runner import ExitStatus, Runner, stop_signals_caught
-
-if TYPE_CHECKING:
-    from smsbatch.virtual.runner import VirtualRunner
+from smsbatch.realtime.runner import ExitStatus, stop_signals_caught
 
 START_LINE_WIDTH = 100  # columns: the start lines fit a wide terminal without wrapping
-SUMMARY_SCHEMA = "smsbatch-summary/1"
 
 
 def entry() -> None:
@@ -100,7 +95,7 @@ def _run_once(
     _setup_logging(settings.log_level, display)
     logging.getLogger("smsbatch").info("alert text: %s", visible(settings.text))  # once, not per message
     monitor = Monitor(display, settings.interval)
-    run_id = _new_run_id() if settings.broker and not settings.virtual else None
+    run_id = new_run_id() if settings.broker and not settings.virtual else None
     runner = make_runner(settings, source, monitor, signals, run_id)
     stdout.write(start_line(settings, source, invalid, run_id) + "\n")
     stdout.flush()
@@ -111,9 +106,7 @@ def _run_once(
         _write_file(settings.trace, lambda: trace_csv(result.trace or (), names), stderr, "trace")
     stdout.write(summary_table(result.snapshot, settings.seed, result.stopped_by))
     stdout.flush()
-    summary = summary_dict(
-        result.snapshot, settings.seed, result.stopped_by, int(result.exit_status), result.produced, result.startup
-    )
+    summary = run_summary(result, settings.seed)
     if settings.broker:
         summary.update(broker=redact_url(settings.broker), run_id=result.run_id)
     return summary
@@ -184,32 +177,6 @@ def _checked_input(prog: str, stderr: TextIO, prepare):
         return None, ExitStatus.INTERRUPTED
 
 
-def make_runner(
-    settings: Settings, source: MessageSource, monitor: Monitor, signals: list[int], run_id: str | None = None
-) -> Runner | VirtualRunner:
-    """The runner for these settings: with --speed max the virtual one; else the
-    one runner, with the local backend or (with --broker, only then is Redis
-    imported) the Redis one."""
-    if settings.virtual:
-        from smsbatch.virtual.runner import VirtualRunner  # numpy and the event heap, only for --speed max
-
-        return VirtualRunner(settings, source, monitor, signals=signals)
-    backend: Backend
-    if settings.broker:
-        from smsbatch.broker.coordinator import RedisBackend
-
-        backend = RedisBackend(settings, source, run_id or _new_run_id(), give_up=lambda: bool(signals))
-    else:
-        backend = LocalBackend(settings, source)
-    return Runner(settings, source, monitor, backend, Clock(), signals)
-
-
-def _new_run_id() -> str:
-    from smsbatch.broker.keys import new_run_id
-
-    return new_run_id()
-
-
 def _check_broker(url: str) -> None:
     try:
         from smsbatch.broker.patient import check_reachable
@@ -236,40 +203,6 @@ def worker_main(argv: list[str], stdout: TextIO, stderr: TextIO, restore_signals
 
     with stop_signals_caught(restore=restore_signals) as signals:
         return Worker(settings, stdout, signals).run()
-
-
-def make_source(settings: Settings, stderr: TextIO | None = None) -> tuple[MessageSource, int]:
-    """The run's messages, and how many recipients lines were invalid."""
-    try:
-        if settings.recipients:
-            return _recipients_source(settings, stderr)
-        pool = PhonePool.for_region(settings.region)
-    except PhoneError as error:
-        option = "--recipients" if settings.recipients else "--region"
-        raise UsageError(f"argument {option}: {error}") from None
-    if settings.messages > pool.size and not settings.virtual:  # dealt without replacement (none in virtual time)
-        raise UsageError(
-            f"argument --messages: region {settings.region} has {pool.size:,} distinct "
-            "random mobile numbers here; ask for at most that many"
-        )
-    return _source(settings, settings.messages, pool=pool), 0
-
-
-def _recipients_source(settings: Settings, stderr: TextIO | None) -> tuple[MessageSource, int]:
-    """The list is read whole before anything starts (its count sizes the run,
-    and a bad list is bad input); a stream may take a while, so say so."""
-    path = settings.recipients
-    assert path is not None
-    if stderr is not None and recipients_is_stream(path):
-        stderr.write(f"smsbatch: reading numbers from {list_name(path)} until it ends...\n")
-        stderr.flush()
-    limit = settings.messages if settings.messages_given else None
-    recipients = read_recipients(path, settings.region, limit)
-    return _source(settings, recipients.valid, recipients=recipients), recipients.invalid
-
-
-def _source(settings: Settings, messages: int, **kwargs) -> MessageSource:
-    return MessageSource(messages, choose_batch_size(settings, messages), settings.text, settings.seed, **kwargs)
 
 
 def _check_output_paths(settings: Settings) -> None:

@@ -1,5 +1,5 @@
-"""Configuration: one parser for ini file, command line and environment, and a
-frozen Settings object validated once, here at the edge.
+"""Configuration: one parser for ini file, command line and environment, into
+a frozen Settings (core/settings.py) validated once, here at the edge.
 
 Every option has an env var SMSBATCH_<OPTION>; the command line beats the
 environment, which beats the config file. Any bad value raises UsageError with
@@ -16,14 +16,16 @@ import re
 import secrets
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
-from typing import Protocol
+from dataclasses import replace
+from typing import Any, Protocol
 
 import configargparse
 import phonenumbers
 
 from smsbatch import __version__
 from smsbatch.core.distributions import DEFAULT_DISTRIBUTION, DEFAULT_SPREAD, DISTRIBUTIONS, MAX_SPREAD
+from smsbatch.core.errors import UsageError
+from smsbatch.core.settings import DEFAULT_TEXT, SenderSpec, Settings, WorkerSettings, sender_keys
 from smsbatch.core.text import redact_url, shorten, visible
 
 MAX_MESSAGES = 1_000_000_000
@@ -36,71 +38,8 @@ MIN_POSITIVE = 1e-6
 MAX_NAME = 40  # characters in a sender name: it heads a column of the summary
 MIN_INTERVAL = 0.05  # real seconds between progress lines: faster floods the terminal
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-DEFAULT_TEXT = (
-    "EMERGENCY ALERT: Flash flood warning in your area until 18:00. "
-    "Move to higher ground now. Do not drive through flooded roads."
-)
 # Chosen so that a plain `smsbatch` (1000 messages) ends in about 25 s.
 DEFAULT_SENDERS = ("0.05:0.01", "0.08:0.03", "0.15:0.05", "0.4:0.2")
-
-
-class UsageError(Exception):
-    """Bad input; the message is the one line shown to the user."""
-
-
-@dataclass(frozen=True)
-class SenderSpec:
-    mean: float  # simulated seconds per send
-    fail_rate: float
-    name: str = ""
-    distribution: str | None = None  # None: the run's --distribution
-    spread: float | None = None  # None: the run's --spread
-    window: int = 1  # sends in flight at once
-    rate: float = 0.0  # most sends started per simulated second; 0: no cap
-
-    def describe(self) -> str:
-        return f"mean {self.mean:g}s, fail {self.fail_rate:.0%}"
-
-
-@dataclass(frozen=True)
-class Settings:
-    messages: int
-    senders: tuple[SenderSpec, ...]
-    messages_given: bool = True  # False: the default; --recipients then sends to every number
-    text: str = DEFAULT_TEXT
-    region: str = "US"
-    recipients: str | None = None
-    distribution: str = DEFAULT_DISTRIBUTION
-    spread: float = DEFAULT_SPREAD
-    interval: float = 1.0
-    speed: float = 1.0
-    seed: int = 0
-    seed_given: bool = True
-    summary_json: str | None = None
-    progress: bool = True
-    log_level: str = "WARNING"
-    max_retries: int = 0
-    retry_backoff: float = 1.0
-    broker: str | None = None  # a Redis URL: senders go through Redis Streams
-    broker_timeout: float = 30.0  # real seconds to keep retrying an unreachable broker
-    claim_after: float = 10.0  # real seconds without word before a sender's work is taken over
-    local_senders: bool = True  # False: only workers on other machines send
-    replications: int = 1
-    jobs: int = 1  # processes that run replications side by side
-    deadline: float = 600.0  # simulated seconds: the planner's target
-    deadline_share: float = 0.9  # the share of messages sent by the deadline that meets it
-    require_deadline: bool = False  # a missed deadline exits with status 3
-    report: str | None = None  # an HTML report is written here
-    timeline: str | None = None  # the timeline is written here as CSV
-    trace: str | None = None  # a row per attempt is written here as CSV
-
-    @property
-    def virtual(self) -> bool:
-        """--speed max: the model in virtual time, no real waiting."""
-        return math.isinf(self.speed)
-
-    def distribution_of(self, spec: SenderSpec) -> tuple[str, float]:
-        return spec.distribution or self.distribution, (self.spread if spec.spread is None else spec.spread)
 
 
 # ---- value rules: each raises ValueError with the rule, in words ----
@@ -187,37 +126,6 @@ def parse_speed(text: str) -> float:
         raise ValueError("must be a number above 0 and at most 1e+06, or max") from None
 
 
-def settings_dict(settings: Settings, messages: int) -> dict:
-    """The settings that decide a run's figures, as plain values (the summary's `settings`)."""
-    return {
-        "messages": messages,
-        "distribution": settings.distribution,
-        "spread": settings.spread,
-        "max_retries": settings.max_retries,
-        "retry_backoff": settings.retry_backoff,
-        "seed": settings.seed,
-        "speed": "max" if settings.virtual else settings.speed,
-        "mode": "virtual" if settings.virtual else "real-time",
-        "deadline_s": settings.deadline,
-        "deadline_share": settings.deadline_share,
-        "replications": settings.replications,
-        "region": settings.region,
-        "recipients": settings.recipients,
-        "senders": [
-            {
-                "name": spec.name,
-                "mean_s": spec.mean,
-                "fail_rate": spec.fail_rate,
-                "window": spec.window,
-                "rate": spec.rate or None,
-                "distribution": settings.distribution_of(spec)[0],
-                "spread": settings.distribution_of(spec)[1],
-            }
-            for spec in settings.senders
-        ],
-    }
-
-
 _DURATION_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
@@ -251,14 +159,16 @@ def parse_sender_name(text: str) -> str:
     return text
 
 
-# The key=value fields of a --sender spec: each checks its value and sets it.
-SENDER_FIELDS: dict[str, Callable[[SenderSpec, str], SenderSpec]] = {
-    "name": lambda spec, text: replace(spec, name=parse_sender_name(text)),
-    "window": lambda spec, text: replace(spec, window=parse_window(text)),
-    "rate": lambda spec, text: replace(spec, rate=parse_rate(text)),
-    "distribution": lambda spec, text: replace(spec, distribution=parse_distribution(text)),
-    "spread": lambda spec, text: replace(spec, spread=parse_spread(text)),
+# How each key=value field of a --sender spec is checked; the keys are
+# core/settings.py's (a KeyError here at import: a new field with no rule).
+_RULES: dict[str, Callable[[str], Any]] = {
+    "name": parse_sender_name,
+    "window": parse_window,
+    "rate": parse_rate,
+    "distribution": parse_distribution,
+    "spread": parse_spread,
 }
+SENDER_RULES = {key: _RULES[key] for key in sender_keys()}
 
 
 def parse_sender(text: str) -> SenderSpec:
@@ -279,14 +189,14 @@ def parse_sender(text: str) -> SenderSpec:
     for part in parts[2:]:
         key, sep, value = part.partition("=")
         key = key.strip()
-        if not sep or key not in SENDER_FIELDS:
-            raise ValueError(f"extra fields must be key=value with key one of {', '.join(SENDER_FIELDS)}")
+        if not sep or key not in SENDER_RULES:
+            raise ValueError(f"extra fields must be key=value with key one of {', '.join(SENDER_RULES)}")
         if key in given:
             raise ValueError(f"field {key} given twice")
         given.add(key)
         value = value.strip()
         try:
-            spec = SENDER_FIELDS[key](spec, value)
+            spec = replace(spec, **{key: SENDER_RULES[key](value)})
         except ValueError as error:
             raise ValueError(f"{key} {error}") from None
     return spec
@@ -563,8 +473,7 @@ def _sender_options(option: _AddOption) -> None:
         action="append",
         type=_typed(parse_sender),
         metavar="SPEC",
-        help="MEAN:FAIL_RATE[:key=value...], repeatable; keys: "
-        "name, window, rate, distribution, spread "
+        help=f"MEAN:FAIL_RATE[:key=value...], repeatable; keys: {', '.join(sender_keys())} "
         f"(default: the built-in set {' '.join(DEFAULT_SENDERS)})",
     )
     option(
@@ -731,15 +640,6 @@ def _broker_timeout_option(option: _AddOption) -> None:
         default=30.0,
         help="with --broker: seconds to keep retrying an unreachable broker before giving up",
     )
-
-
-@dataclass(frozen=True)
-class WorkerSettings:
-    broker: str
-    senders: tuple[SenderSpec, ...]
-    run_id: str | None = None  # None: whichever run is in progress, or the next
-    once: bool = False
-    broker_timeout: float = 30.0
 
 
 def build_worker_parser() -> configargparse.ArgParser:

@@ -22,10 +22,11 @@ import statistics
 from dataclasses import replace
 from typing import Any, TextIO
 
-from smsbatch.config import Settings
-from smsbatch.present.monitor import Monitor, NullDisplay, seconds_text, summary_dict
-from smsbatch.present.output import Summary
-from smsbatch.realtime.producer import MessageSource
+from smsbatch.assembly import make_runner
+from smsbatch.core.settings import Settings
+from smsbatch.core.source import MessageSource
+from smsbatch.core.summary import Summary, run_summary
+from smsbatch.present.monitor import Monitor, NullDisplay, seconds_text
 from smsbatch.realtime.status import stop_signals_caught
 
 AGGREGATED = (
@@ -87,8 +88,6 @@ _SOURCE: MessageSource | None = None  # the run's messages, inherited by the for
 
 def run_one(settings: Settings, replication: int) -> Summary:
     """One whole run, quietly, as its summary dict (in a pool process)."""
-    from smsbatch.cli import make_runner  # the CLI's own wiring, no drawing
-
     seed = replication_seed(settings.seed, replication)
     settings = replace(settings, seed=seed, replications=1)
     assert _SOURCE is not None
@@ -98,9 +97,7 @@ def run_one(settings: Settings, replication: int) -> Summary:
     # children are reaped and its summary still comes back, every message counted.
     with stop_signals_caught() as signals:
         result = make_runner(settings, source, monitor, signals).run()
-    summary = summary_dict(
-        result.snapshot, settings.seed, result.stopped_by, int(result.exit_status), result.produced, result.startup
-    )
+    summary = run_summary(result, settings.seed)
     summary["replication"] = replication
     return summary
 

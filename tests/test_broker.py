@@ -12,8 +12,10 @@ import time
 import pytest
 from conftest import Run, WorkerProc, child_pids, wait_until
 
+from smsbatch.config import parse_settings
 from smsbatch.core.ledger import Ledger
 from smsbatch.core.model import FAILED, RETRY, SENT
+from smsbatch.core.sender_model import SenderModel
 
 redis = pytest.importorskip("redis", reason="the Redis client is not installed")
 broker_keys = pytest.importorskip("smsbatch.broker.keys")
@@ -130,6 +132,28 @@ def test_a_worker_that_leaves_gives_its_work_back(tmp_path, redis_url, no_childr
     slow = s["senders"][1]
     assert slow["state"].startswith("left (gave back ")
     assert slow["state"] != "left (gave back 0)"
+
+
+def test_a_workers_sender_backs_off_as_the_coordinator_set(tmp_path, redis_url, no_children_left):
+    """--retry-backoff reaches `smsbatch worker` (it once backed off 1 s whatever was set). One
+    message, an instant sender that always fails, one retry: the run ends when the retry does,
+    at the model's retry delay for that sender, in simulated time to the bit (a retry starts at
+    its model time; lateness is counted apart, as lag). Speed 20: 10 to 30 simulated seconds
+    (a jitter of 0.5 to 1.5 times 20 s) take at most 1.5 s."""
+    worker = WorkerProc(redis_url, "--sender", "0:1:distribution=constant:name=far", "--once")
+    argv = ("--messages", "1", "--max-retries", "1", "--retry-backoff", "20", "--seed", "5", "--speed", "20")
+    run = Run(tmp_path, "--broker", redis_url, "--no-local-senders", *argv, "--no-progress", "--claim-after", "1")
+    run.finish().accounted()
+    worker.finish()
+    s = run.summary
+    assert (s["attempts"], s["retried"], s["failed"]) == (2, 1, 1)
+    # The sender's draws are keyed by its consumer name: host/pid (its summary name, after
+    # the @) and its number on the worker.
+    consumer = s["senders"][0]["name"].split("@", 1)[1] + "/1"
+    settings = parse_settings(["--sender", "0:1:distribution=constant", *argv])
+    model = SenderModel(settings.senders[0], settings, consumer)
+    assert s["sim_elapsed_s"] == model.retry_delay(1)
+    assert 10.0 <= s["sim_elapsed_s"] <= 30.0
 
 
 def test_a_slow_sender_elsewhere_does_not_sit_on_a_big_batch(tmp_path, redis_url, no_children_left):

@@ -18,10 +18,11 @@ from collections.abc import Callable
 
 import pytest
 
-from smsbatch.cli import make_runner, make_source
+from smsbatch.assembly import make_runner, make_source
 from smsbatch.config import parse_settings
 from smsbatch.core.clock import Clock
-from smsbatch.present.monitor import Monitor, NullDisplay, Snapshot
+from smsbatch.core.snapshot import Snapshot
+from smsbatch.present.monitor import Monitor, NullDisplay
 from smsbatch.realtime.memory import MemoryBackend
 from smsbatch.realtime.runner import ExitStatus, Runner, RunResult
 

@@ -102,8 +102,9 @@ def test_a_100000_message_runs_report_is_under_1_mb(tmp_path):
 
 
 def test_a_run_stopped_before_its_deadline_says_it_was_not_reached():
+    from smsbatch.core.snapshot import Snapshot
     from smsbatch.core.stats import Stats
-    from smsbatch.present.monitor import Snapshot, deadline_line
+    from smsbatch.present.monitor import deadline_line
 
     stopped = Snapshot(
         messages=100,

@@ -1,19 +1,18 @@
 import io
 import json
 
-from smsbatch.config import SenderSpec
 from smsbatch.core.clock import FakeClock
+from smsbatch.core.settings import SenderSpec
+from smsbatch.core.snapshot import SenderView, Snapshot
 from smsbatch.core.stats import Stats
+from smsbatch.core.summary import summary_dict
 from smsbatch.present.monitor import (
     BarDisplay,
     LineDisplay,
     Monitor,
     NullDisplay,
-    SenderView,
-    Snapshot,
     make_display,
     progress_line,
-    summary_dict,
     summary_table,
     write_summary_json,
 )

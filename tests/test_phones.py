@@ -13,7 +13,7 @@ from smsbatch.core.phones import (
     normalise,
     read_recipients,
 )
-from smsbatch.realtime.producer import MessageSource
+from smsbatch.core.source import MessageSource
 
 
 @pytest.mark.parametrize("region", ["US", "GB", "DE", "FR", "IN", "BR", "JP", "AU"])

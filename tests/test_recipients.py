@@ -21,7 +21,7 @@ from smsbatch.core.phones import (
     read_recipients,
     recipients_is_stream,
 )
-from smsbatch.realtime.producer import MessageSource
+from smsbatch.core.source import MessageSource
 
 FIVE_WAYS = ["+1 202-555-0143", "(202) 555-0143", "202.555.0143", "+12025550143", "2025550143"]
 # A header and a junk line (2 invalid), one number written five ways (4

@@ -10,7 +10,7 @@ import signal
 
 import pytest
 
-from smsbatch.cli import make_source
+from smsbatch.assembly import make_source
 from smsbatch.config import parse_settings
 from smsbatch.core.clock import FakeClock
 from smsbatch.present.monitor import Monitor, NullDisplay

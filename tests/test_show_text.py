@@ -10,9 +10,10 @@ import pytest
 
 from smsbatch.cli import text_line
 from smsbatch.config import SenderSpec
+from smsbatch.core.snapshot import SenderView, Snapshot
 from smsbatch.core.stats import Stats
 from smsbatch.core.text import display_width
-from smsbatch.present.monitor import SenderView, Snapshot, summary_table
+from smsbatch.present.monitor import summary_table
 
 pytestmark = pytest.mark.timeout(60)
 

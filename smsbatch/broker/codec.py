@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
-from smsbatch.config import SenderSpec, Settings
 from smsbatch.core.model import MessageBatch, Stop
+from smsbatch.core.settings import SenderSpec, Settings, worker_fields
 from smsbatch.core.stats import Stats
 
 Ids = range | tuple[int, ...]
@@ -233,15 +233,8 @@ def stats_from_json(data: list) -> Stats:
 
 
 def spec_to_json(spec: SenderSpec) -> dict:
-    return {
-        "mean": spec.mean,
-        "fail_rate": spec.fail_rate,
-        "name": spec.name,
-        "window": spec.window,
-        "rate": spec.rate,
-        "distribution": spec.distribution,
-        "spread": spec.spread,
-    }
+    """Every field of the spec, by its name (a new field travels without a word here)."""
+    return {field.name: getattr(spec, field.name) for field in fields(SenderSpec)}
 
 
 def spec_from_json(data: dict) -> SenderSpec:
@@ -250,21 +243,10 @@ def spec_from_json(data: dict) -> SenderSpec:
 
 # ---- the run's settings, for workers ----
 
-RUN_SETTINGS = (
-    "messages",
-    "text",
-    "distribution",
-    "spread",
-    "speed",
-    "seed",
-    "log_level",
-    "max_retries",
-    "claim_after",
-)
-
 
 def run_info(settings: Settings) -> str:
-    return json.dumps({name: getattr(settings, name) for name in RUN_SETTINGS})
+    """The run's settings a worker's senders need: the table's `worker` fields (core/settings.py)."""
+    return json.dumps({name: getattr(settings, name) for name in worker_fields()})
 
 
 def settings_for_worker(info: str, senders: tuple[SenderSpec, ...]) -> Settings:

@@ -38,12 +38,13 @@ from smsbatch.broker.link import StreamSenderPorts
 from smsbatch.broker.patient import Patient, RunGone, connect
 from smsbatch.broker.producer import StreamProducer
 from smsbatch.broker.store import RunStore
-from smsbatch.config import SenderSpec, Settings
 from smsbatch.core.clock import Clock
 from smsbatch.core.model import Beat, Done, ProducerDone, Progress, SenderDone, TransportLost
+from smsbatch.core.settings import SenderSpec, Settings
+from smsbatch.core.source import MessageSource
 from smsbatch.core.text import redact_url
 from smsbatch.realtime.backend import NOBODY, PRODUCER, Exited, Joined, Note, Phase, Resumed, Work
-from smsbatch.realtime.producer import MessageSource, run_producer
+from smsbatch.realtime.producer import run_producer
 from smsbatch.realtime.sender import run_sender
 from smsbatch.realtime.stopping import WARM_STOP_SECONDS
 from smsbatch.realtime.supervisor import Event, Supervisor

@@ -27,10 +27,10 @@ from smsbatch.broker.codec import (
 from smsbatch.broker.keys import BEAT_SECONDS, RUNNING, RunKeys
 from smsbatch.broker.patient import Patient, RunGone, connect
 from smsbatch.broker.store import Entry, RunStore
-from smsbatch.config import SenderSpec, Settings
 from smsbatch.core.batching import share_for
 from smsbatch.core.ledger import Claim
 from smsbatch.core.model import Done, MessageBatch, Progress, Ready, Released, SenderDone, Stop
+from smsbatch.core.settings import SenderSpec, Settings
 from smsbatch.realtime.children import stderr_line
 
 START_POLL_SECONDS = 0.05  # how often a sender looks for the run's start

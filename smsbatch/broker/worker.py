@@ -17,8 +17,8 @@ from smsbatch.broker.keys import RUNNING, RunKeys, consumer_name, process_label
 from smsbatch.broker.link import StreamSenderPorts
 from smsbatch.broker.patient import BrokerDown, Patient, connect
 from smsbatch.broker.store import RunStore
-from smsbatch.config import WorkerSettings
 from smsbatch.core.model import ChildFailed
+from smsbatch.core.settings import WorkerSettings
 from smsbatch.core.text import plural, redact_url
 from smsbatch.realtime.backend import Phase
 from smsbatch.realtime.sender import run_sender

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 
-from smsbatch.config import SenderSpec, Settings
+from smsbatch.core.settings import SenderSpec, Settings
 
 MAX_BATCH = 1000
 UNKNOWN_SENDERS_BATCH = 100

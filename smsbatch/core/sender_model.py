@@ -37,8 +37,8 @@ import heapq
 import math
 from typing import TYPE_CHECKING
 
-from smsbatch.config import SenderSpec, Settings
 from smsbatch.core.model import FAILED, RETRY, SENT
+from smsbatch.core.settings import SenderSpec, Settings
 
 if TYPE_CHECKING:
     import numpy as np

@@ -21,9 +21,9 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import TypedDict, TypeVar
 
-from smsbatch.config import Settings
 from smsbatch.core.model import FAILED, SENT
 from smsbatch.core.reach import SentHistogram
+from smsbatch.core.settings import Settings
 from smsbatch.core.stats import bucket_value
 
 _Sample = TypeVar("_Sample")

@@ -10,13 +10,14 @@ import gc
 import multiprocessing
 from collections.abc import Iterable
 
-from smsbatch.config import Settings
 from smsbatch.core.model import ProducerDone
 from smsbatch.core.sender_model import needs_numpy
+from smsbatch.core.settings import Settings
+from smsbatch.core.source import MessageSource
 from smsbatch.local.transport import LocalSenderPorts, LocalTransport
 from smsbatch.realtime.backend import PRODUCER, Exited, Note, Phase, Work
 from smsbatch.realtime.children import RunStart
-from smsbatch.realtime.producer import MessageSource, run_producer
+from smsbatch.realtime.producer import run_producer
 from smsbatch.realtime.sender import run_sender
 from smsbatch.realtime.supervisor import Event, Supervisor
 

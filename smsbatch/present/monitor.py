@@ -11,100 +11,15 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol, TextIO
 
-from smsbatch.config import SenderSpec
 from smsbatch.core.clock import Clock
-from smsbatch.core.stats import Stats, bucket_value
+from smsbatch.core.snapshot import SenderView, Snapshot
+from smsbatch.core.summary import Summary
 from smsbatch.core.text import char_width, display_width, pad_left, pad_right, shorten
-from smsbatch.core.timeline import TimelineTable
-from smsbatch.present.output import Summary, TextSink, write_text_file
-
-
-@dataclass(frozen=True)
-class SenderView:
-    name: str
-    spec: SenderSpec
-    stats: Stats
-    state: str  # running, done, died (SIGKILL), ...
-    capped_s: float = 0.0  # slot-seconds held back by the rate cap with work waiting
-
-    @property
-    def label(self) -> str:
-        return f"{self.name} ({self.spec.describe()})"
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    messages: int
-    sent: int
-    failed: int
-    retried: int
-    elapsed: float  # real seconds
-    speed: float
-    stats: Stats  # all attempts, all senders
-    senders: tuple[SenderView, ...] = ()
-    requeued: int = 0
-    lost_senders: int = 0
-    redelivered: int = 0
-    duplicates: int = 0  # reports about a message already counted (ignored)
-    sim_elapsed: float = 0.0  # simulated seconds: so far, or (at the end) of the last outcome
-    reach: dict[str, float | None] = field(default_factory=dict)  # percent -> simulated time
-    lag: float = 0.0  # simulated seconds the run fell behind the model at worst (0 in virtual time)
-    retries_pending: int = 0
-    retries_back_at: float = 0.0  # simulated time the last pending retry re-enters the queue
-    mode: str = "real-time"  # or "virtual"
-    sent_by_deadline: int = 0
-    deadline: float = 600.0  # simulated seconds
-    deadline_share: float = 0.9
-    timeline: TimelineTable | None = None  # at the end of a run
-
-    @property
-    def within_deadline(self) -> float:
-        """The share of all messages sent by the deadline."""
-        return self.sent_by_deadline / self.messages if self.messages else 1.0
-
-    @property
-    def met_deadline(self) -> bool:
-        return self.within_deadline >= self.deadline_share
-
-    @property
-    def finished(self) -> int:
-        return self.sent + self.failed
-
-    @property
-    def unsent(self) -> int:
-        return self.messages - self.finished
-
-    @property
-    def faithful(self) -> bool:
-        """The run kept to the model: it fell behind by at most 1% of its simulated
-        time. A run whose every outcome came at time 0 (senders that never wait) is
-        the model's however late it was: no lateness can move a figure of 0."""
-        return self.sim_elapsed == 0.0 or self.lag <= 0.01 * self.sim_elapsed
-
-    @property
-    def rate(self) -> float:
-        """Finished messages per simulated second."""
-        return self.finished / self.sim_elapsed if self.sim_elapsed > 0 else 0.0
-
-    @property
-    def eta(self) -> float:
-        """Simulated seconds left: the messages with no final outcome yet (retries
-        waiting for their backoff included) over the rate of final outcomes so
-        far, and never less than the wait until the last pending retry is back in
-        the queue (a count alone says 0.0s for the last seconds of such a run).
-        math.inf (shown `?`) when there is no rate yet."""
-        if self.unsent <= 0:
-            return 0.0
-        if self.rate <= 0:
-            return math.inf
-        by_rate = self.unsent / self.rate
-        if self.retries_pending:
-            return max(by_rate, self.retries_back_at - self.sim_elapsed)
-        return by_rate
+from smsbatch.present.output import TextSink, write_text_file
 
 
 def seconds_text(seconds: float) -> str:
@@ -471,63 +386,6 @@ def _table_lines(rows: list[tuple[str, ...]]) -> list[str]:
         cells = [pad_right(row[0], widths[0])] + [pad_left(c, w) for c, w in zip(row[1:-1], widths[1:-1], strict=False)]
         lines.append("  " + "  ".join([*cells, row[-1]]))
     return lines
-
-
-def summary_dict(
-    snap: Snapshot, seed: int, stopped_by: str, exit_status: int, produced: int | None, startup_s: float = 0.0
-) -> Summary:
-    s = snap.stats
-    return {
-        "messages": snap.messages,
-        "sent": snap.sent,
-        "failed": snap.failed,
-        "unsent": snap.unsent,
-        "produced": produced,
-        "attempts": s.attempts,
-        "retried": snap.retried,
-        "requeued": snap.requeued,
-        "redelivered": snap.redelivered,
-        "duplicates": snap.duplicates,
-        "lost_senders": snap.lost_senders,
-        **_times(s.snapshot()),
-        "elapsed_s": snap.elapsed,
-        "startup_s": startup_s,
-        "sim_elapsed_s": snap.sim_elapsed,
-        "reach_s": dict(snap.reach),
-        "deadline_s": snap.deadline,
-        "deadline_share": snap.deadline_share,
-        "within_deadline": snap.within_deadline,
-        "met_deadline": snap.met_deadline,
-        "mode": snap.mode,
-        "lag_s": snap.lag,
-        "faithful": snap.faithful,
-        "speed": speed_text(snap.speed) if math.isinf(snap.speed) else snap.speed,
-        "seed": seed,
-        "stopped_by": stopped_by,
-        "exit_status": exit_status,
-        "senders": [
-            {
-                "name": v.name,
-                "mean_s": v.spec.mean,
-                "fail_rate": v.spec.fail_rate,
-                "window": v.spec.window,
-                "rate": v.spec.rate or None,
-                "state": v.state,
-                **v.stats.snapshot(),  # attempts, sent, failed (per attempt), times
-                "rate_per_s": v.stats.rate,
-                "busy_s": v.stats.time_sum,
-                "capped_s": v.capped_s,
-                "histogram": [[bucket_value(b), n] for b, n in sorted(v.stats.buckets.items())],
-            }
-            for v in snap.senders
-        ],
-        **({"timeline": snap.timeline} if snap.timeline is not None else {}),
-    }
-
-
-def _times(snapshot: Mapping[str, float]) -> dict[str, float]:
-    """The send-time figures of a Stats snapshot (its counts are per attempt)."""
-    return {key: value for key, value in snapshot.items() if key.endswith("_s")}
 
 
 def write_summary_json(path: str, summary: Summary) -> None:

@@ -15,14 +15,9 @@ import stat
 import sys
 import tempfile
 from collections.abc import Callable
-from typing import Any, Protocol, TextIO, TypeVar, cast
+from typing import Protocol, TextIO, TypeVar, cast
 
-from smsbatch.config import UsageError
-
-# A JSON object: plain values, lists and objects, read from a file or about
-# to be written to one (`smsbatch report` reads summaries of older versions).
-JsonObject = dict[str, Any]
-Summary = JsonObject  # what --summary-json writes
+from smsbatch.core.errors import UsageError
 
 _Result = TypeVar("_Result")
 

@@ -27,14 +27,15 @@ from importlib import resources
 from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from smsbatch import __version__
-from smsbatch.config import UsageError
-from smsbatch.present.output import JsonObject, Summary, check_output_path, write_text_file
+from smsbatch.core.errors import UsageError
+from smsbatch.core.settings import RUN_FIELDS, SENDER_FIELDS, summary_keys
+from smsbatch.core.summary import SUMMARY_SCHEMA, JsonObject, Summary
+from smsbatch.present.output import check_output_path, write_text_file
 
 if TYPE_CHECKING:
     from typing_extensions import TypeIs  # typing.TypeIs from Python 3.13
 
-SCHEMA = "smsbatch-summary/1"
-SCHEMA_PREFIX = "smsbatch-summary/"
+SCHEMA_PREFIX = SUMMARY_SCHEMA.rsplit("/", 1)[0] + "/"  # "smsbatch-summary/": a version follows
 UPLOT_VERSION = "1.6.32"  # smsbatch/present/report_assets/README.md says where it came from
 CHARTED_SENDERS = 16  # more than this: the 15 busiest and "others"
 HISTOGRAM_BINS = 40  # bars per send-time histogram
@@ -132,11 +133,11 @@ def summary_problem(summary: object) -> str | None:
         return "must be a JSON object written by smsbatch --summary-json"
     schema = summary.get("schema")
     if schema is None:
-        return f'has no "schema" key, so it is not a {SCHEMA} file (write one with smsbatch --summary-json)'
-    if schema != SCHEMA:
-        if _schema_version(schema) > _schema_version(SCHEMA):  # a later smsbatch wrote it
-            return f"schema {schema!r} is newer than this smsbatch reads ({SCHEMA}); upgrade smsbatch"
-        return f"schema {schema!r} is not one this smsbatch reads ({SCHEMA})"
+        return f'has no "schema" key, so it is not a {SUMMARY_SCHEMA} file (write one with smsbatch --summary-json)'
+    if schema != SUMMARY_SCHEMA:
+        if _schema_version(schema) > _schema_version(SUMMARY_SCHEMA):  # a later smsbatch wrote it
+            return f"schema {schema!r} is newer than this smsbatch reads ({SUMMARY_SCHEMA}); upgrade smsbatch"
+        return f"schema {schema!r} is not one this smsbatch reads ({SUMMARY_SCHEMA})"
     return _shape_problem(summary)
 
 
@@ -471,8 +472,9 @@ RUN_FIGURES = [
     ("exit_status", "exit status", "text"),
 ]
 
-SETTING_KEYS = ["messages", "distribution", "spread", "max_retries", "retry_backoff", "seed", "speed", "mode"]
-SENDER_SETTING_KEYS = ["name", "mean_s", "fail_rate", "window", "rate", "distribution", "spread"]
+SETTING_KEYS = list(summary_keys(RUN_FIELDS, report=True))
+SENDER_SETTING_KEYS = list(summary_keys(SENDER_FIELDS, report=True))
+SENDER_RUN_KEYS = list(summary_keys(SENDER_FIELDS, per_sender=True))  # those a sender's figures in the summary carry
 
 
 def _repeat_section(summary: Summary) -> str:
@@ -494,7 +496,7 @@ def _settings_tables(summary: Summary) -> str:
     if not isinstance(settings, dict):
         senders = summary.get("senders") or []
         return '<p class="missing">The full settings are not in this summary; the senders as run:</p>' + _table(
-            SENDER_SETTING_KEYS[:5], [[s.get(k) for k in SENDER_SETTING_KEYS[:5]] for s in senders]
+            SENDER_RUN_KEYS, [[s.get(k) for k in SENDER_RUN_KEYS] for s in senders]
         )
     run = _table(["setting", "value"], [[key, settings[key]] for key in SETTING_KEYS if key in settings])
     senders = settings.get("senders")

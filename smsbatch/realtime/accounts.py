@@ -9,14 +9,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from smsbatch.config import SenderSpec, Settings
 from smsbatch.core.ledger import OPEN, Ledger
 from smsbatch.core.model import FAILED, RETRY, SENT, Claimed, MessageBatch, Progress, Released
+from smsbatch.core.settings import SenderSpec, Settings
+from smsbatch.core.snapshot import SenderView, Snapshot
+from smsbatch.core.source import MessageSource
 from smsbatch.core.stats import Stats
 from smsbatch.core.timeline import RunRecord, first_width
 from smsbatch.core.trace import TraceRow
-from smsbatch.present.monitor import SenderView, Snapshot
-from smsbatch.realtime.producer import MessageSource
 from smsbatch.realtime.retries import Retry
 
 message_log = logging.getLogger("smsbatch.messages")

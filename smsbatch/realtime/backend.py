@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
 
-from smsbatch.config import SenderSpec
 from smsbatch.core.model import MessageBatch, Stop
+from smsbatch.core.settings import SenderSpec
 
 PRODUCER = -1  # the producer's index in events (senders are 0, 1, ...)
 NOBODY = -2  # the index of what the backend itself has to say (Note, Resumed)

@@ -21,12 +21,12 @@ import math
 from collections import deque
 from collections.abc import Iterator
 
-from smsbatch.config import Settings
 from smsbatch.core.clock import FakeClock, SimClock
 from smsbatch.core.model import MessageBatch, ProducerDone, Ready, Stop
 from smsbatch.core.sender_model import SenderModel
+from smsbatch.core.settings import Settings
+from smsbatch.core.source import MessageSource
 from smsbatch.realtime.backend import PRODUCER, Exited, Phase, Work
-from smsbatch.realtime.producer import MessageSource
 from smsbatch.realtime.retries import is_first_attempts
 from smsbatch.realtime.runner import Runner
 from smsbatch.realtime.sender import SenderEngine

@@ -4,15 +4,12 @@ from elsewhere) and the producer; who is live, who is silent, who is gone."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from smsbatch.config import SenderSpec, Settings
+from smsbatch.core.settings import SenderSpec, Settings
 from smsbatch.core.text import plural
 from smsbatch.realtime.accounts import Accounts
-from smsbatch.realtime.backend import Phase
-
-if TYPE_CHECKING:
-    from smsbatch.realtime.runner import Runner
+from smsbatch.realtime.backend import Backend, Phase
+from smsbatch.realtime.effects import NOTHING, Effects, RunState, said
 
 SILENT_SECONDS = 1.0  # a sender silent this long when it is ended has hung (live ones beat twice a second)
 
@@ -30,9 +27,13 @@ class Member:
 
 
 class Members:
-    def __init__(self, settings: Settings, accounts: Accounts, now: float) -> None:
+    """The run's members, kept by news of them (`state`: the run at that moment);
+    what the runner must do about it (notes, work to queue again) is returned."""
+
+    def __init__(self, settings: Settings, accounts: Accounts, backend: Backend, now: float) -> None:
         self.settings = settings
         self.accounts = accounts
+        self.backend = backend  # who is a process here to end, and what only the transport knows
         self.senders: list[Member] = []
         self.live: set[int] = set()  # senders that have neither finished nor gone
         for spec in settings.senders:
@@ -56,69 +57,68 @@ class Members:
     def states(self) -> list[str]:
         return [member.state for member in self.senders]
 
-    def gone(self, runner: Runner, index: int, how: str, reason: str, quiet: bool = False) -> None:
+    def gone(self, index: int, how: str, reason: str, phase: Phase, quiet: bool = False) -> Effects:
         """A sender died, was lost, or left before the end: what it held goes to the others."""
         member = self.senders[index]
         member.state = f"{how} ({reason})"
         self.live.discard(index)
         self.accounts.lost_senders += 1
-        if not runner.backend.tracks_claims:  # the transport redelivers what it held
-            if not quiet:
-                runner.note(f"{member.name} {how} ({reason}); its batches go to the others "
-                            f"after {self.settings.claim_after:g}s")  # fmt: skip
-            return
+        if not self.backend.tracks_claims:  # the transport redelivers what it held
+            if quiet:
+                return NOTHING
+            return said(f"{member.name} {how} ({reason}); its batches go to the others "
+                        f"after {self.settings.claim_after:g}s")  # fmt: skip
         batches = self.accounts.release(index)
-        if runner.phase != Phase.COLD:
-            for batch in batches:
-                runner.pending.add(batch)
         count = sum(len(batch) for batch in batches)
-        runner.note(f"{member.name} {how} ({reason}); {plural(count, 'in-flight message')} re-queued")
+        note = f"{member.name} {how} ({reason}); {plural(count, 'in-flight message')} re-queued"
+        return Effects(notes=(note,), requeue=tuple(batches) if phase != Phase.COLD else ())
 
-    def end_silent(self, runner: Runner) -> None:
+    def end_silent(self, state: RunState) -> Effects:
         """A sender silent for --claim-after real seconds (stopped, deadlocked, or
         on a gateway that never answers: a live one beats every half second, also
         mid-send) is lost if the run waits on it. A process here is ended
         (SIGKILL) and its work goes to the others, as a dead one's does."""
+        effects = NOTHING
         for index, member in enumerate(self.senders):
             if member.exited or member.finished or member.silent_for is not None:
                 continue
-            silent = runner.now - member.last_heard
-            if silent > self.settings.claim_after and self._waits_on(runner, index):
+            silent = state.now - member.last_heard
+            if silent > self.settings.claim_after and self._waits_on(state, index):
                 member.silent_for = silent
-                self._lose(runner, index, silent)
+                effects += self._lose(index, silent, state.phase)
+        return effects
 
-    def _lose(self, runner: Runner, index: int, silent: float) -> None:
+    def _lose(self, index: int, silent: float, phase: Phase) -> Effects:
         name = self.senders[index].name
-        if runner.backend.end(index):  # a process here: its exit follows, and counts it lost
-            runner.note(f"{name} is silent for {silent:.0f}s: counted lost, ended")
-            return
-        runner.note(f"{name} is silent for {silent:.0f}s: counted lost; its batches go to the others")
-        self.gone(runner, index, "lost", f"silent for {silent:.0f}s", quiet=True)
+        if self.backend.end(index):  # a process here: its exit follows, and counts it lost
+            return said(f"{name} is silent for {silent:.0f}s: counted lost, ended")
+        effects = said(f"{name} is silent for {silent:.0f}s: counted lost; its batches go to the others")
+        return effects + self.gone(index, "lost", f"silent for {silent:.0f}s", phase, quiet=True)
 
-    @staticmethod
-    def _waits_on(runner: Runner, index: int) -> bool:
+    def _waits_on(self, state: RunState, index: int) -> bool:
         """The run needs word from it: before the start, at the end, while it
         holds messages, or for a reason only the transport knows."""
-        if not runner.backend.tracks_claims:  # what it holds is the transport's to know
-            return runner.backend.waits_on(index)
+        if not self.backend.tracks_claims:  # what it holds is the transport's to know
+            return self.backend.waits_on(index)
         return (
-            runner.sim is None
-            or runner.phase != Phase.RUNNING
-            or runner.accounts.ledger.held(index) > 0
-            or runner.backend.waits_on(index)
+            not state.started
+            or state.phase != Phase.RUNNING
+            or self.accounts.ledger.held(index) > 0
+            or self.backend.waits_on(index)
         )
 
-    def heard(self, runner: Runner, index: int, moved: bool) -> None:
+    def heard(self, index: int, now: float, moved: bool) -> Effects:
         """Any word from a sender: it is alive (and back, if it was counted lost)."""
         member = self.senders[index]
-        member.last_heard = runner.now
+        member.last_heard = now
         if moved:
-            self.last_movement = runner.now
-        if member.silent_for is not None and not member.exited and runner.backend.open_membership:
-            runner.note(f"{member.name} is back")
+            self.last_movement = now
+        if member.silent_for is not None and not member.exited and self.backend.open_membership:
             member.silent_for = None
             member.state = "running"
             self.live.add(index)
+            return said(f"{member.name} is back")
+        return NOTHING
 
     def note_hung(self, now: float) -> None:
         """A cold stop: a sender that has said nothing for a while has hung, not merely been slow to stop."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterator
 
-from smsbatch.config import Settings
 from smsbatch.core.model import (
     RETRY,
     Claimed,
@@ -23,9 +22,10 @@ from smsbatch.core.model import (
     Stop,
 )
 from smsbatch.core.sender_model import Draws, SenderModel
+from smsbatch.core.settings import Settings
+from smsbatch.core.source import MessageSource
 from smsbatch.core.stats import Stats
 from smsbatch.realtime.backend import PRODUCER, Exited, Phase, Work
-from smsbatch.realtime.producer import MessageSource
 from smsbatch.realtime.supervisor import Event
 
 

@@ -1,21 +1,14 @@
-"""The producer: makes the run's messages and streams them onto the work queue.
-
-A MessageSource cuts the run into numbered batches. Batch k is the same every
-time it is made (message i's random number comes from the run seed and i; a
-recipients list's numbers from its spool, by offset), so the runner can make any
-batch again when it must re-queue what a dead sender held.
-"""
+"""The producer: makes the run's messages (core/source.py's MessageSource,
+batch by batch) and streams them onto the work queue."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Protocol
 
 from smsbatch.core.model import MessageBatch, ProducerDone, Ready, TransportLost
-from smsbatch.core.phones import PhonePool, Recipients
+from smsbatch.core.source import MessageSource
 from smsbatch.realtime.children import (
     StopSignal,
     enter_child,
@@ -27,44 +20,6 @@ from smsbatch.realtime.children import (
 
 PUT_POLL_SECONDS = 0.1
 READY_BATCHES = 16  # batches queued before simulated time may start (the queue holds more)
-
-
-@dataclass(frozen=True)
-class MessageSource:
-    """`messages` messages in batches of `batch_size`, from a pool or a recipients list."""
-
-    messages: int
-    batch_size: int
-    text: str
-    seed: int
-    pool: PhonePool | None = None
-    recipients: Recipients | None = None  # a list's distinct numbers, read already
-
-    @property
-    def batch_count(self) -> int:
-        return -(-self.messages // self.batch_size)
-
-    def ids(self, key: int) -> range:
-        start = key * self.batch_size
-        return range(start, min(start + self.batch_size, self.messages))
-
-    @property
-    def duplicate_numbers(self) -> int:
-        """Recipients lines skipped as repeats of a number (random numbers never repeat)."""
-        return self.recipients.duplicates if self.recipients is not None else 0
-
-    def batches(self) -> Iterator[MessageBatch]:
-        for key in range(self.batch_count):
-            yield self.batch(key)
-
-    def batch(self, key: int) -> MessageBatch:
-        ids = self.ids(key)
-        if self.pool is not None:
-            numbers = self.pool.numbers_packed(self.seed, ids)
-        else:
-            assert self.recipients is not None, "a source has a pool or a recipients list"
-            numbers = self.recipients.packed(ids.start, ids.stop)
-        return MessageBatch(key, ids, numbers, self.text)
 
 
 class WorkPutter(Protocol):

@@ -1,117 +1,124 @@
-"""What the runner does with each report and event a backend delivers."""
+"""What the runner does with each report and event a backend delivers: the
+members and the accounts take the news; what the runner must do about it
+comes back as Effects."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from smsbatch.core.model import Beat, ChildFailed, Claimed, ProducerDone, Progress, Ready, Released, SenderDone
 from smsbatch.core.text import plural
+from smsbatch.realtime.accounts import Accounts
 from smsbatch.realtime.backend import PRODUCER, Exited, Joined, Note, Phase, Resumed
+from smsbatch.realtime.effects import NOTHING, Effects, RunState, said
+from smsbatch.realtime.members import Members
 
-if TYPE_CHECKING:
-    from smsbatch.realtime.runner import Runner
+Handler = Callable[[int, Any, RunState], Effects]
 
 
 class ReportHandler:
-    def __init__(self, runner: Runner) -> None:
-        self.runner = runner
-        self.members = runner.members
-        self.accounts = runner.accounts
-        self.by_type: dict[type, Callable[[int, Any], None]] = {
+    def __init__(self, members: Members, accounts: Accounts, tracks_claims: bool) -> None:
+        self.members = members
+        self.accounts = accounts
+        self.tracks_claims = tracks_claims
+        self.by_type: dict[type, Handler] = {
             Progress: self._progress,
-            Claimed: lambda index, report: self.accounts.claim(report),
+            Claimed: self._claimed,
             Released: self._released,
             Ready: self._ready,
             SenderDone: self._sender_done,
             ProducerDone: self._producer_done,
-            ChildFailed: lambda index, report: self.runner.note(f"{report.role} failed:\n{report.traceback.rstrip()}"),
+            ChildFailed: lambda index, report, state: said(f"{report.role} failed:\n{report.traceback.rstrip()}"),
             Exited: self._exited,
             Joined: self._joined,
-            Note: lambda index, note: self.runner.note(note.text),
-            Resumed: lambda index, event: self._resumed(),
-            Beat: lambda index, report: None,
+            Note: lambda index, note, state: said(note.text),
+            Resumed: self._resumed,
+            Beat: lambda index, report, state: NOTHING,
         }
 
-    def handle(self, index: int, event: object) -> None:
+    def handle(self, index: int, event: object, state: RunState) -> Effects:
+        effects = NOTHING
         if isinstance(event, Exited | Joined | Note | Resumed):
             pass  # not word from a live sender: no heartbeat, no movement
         elif index >= 0:
-            self.members.heard(self.runner, index, moved=not isinstance(event, Beat))
+            effects = self.members.heard(index, state.now, moved=not isinstance(event, Beat))
         elif index == PRODUCER:
-            self.members.last_movement = self.runner.now
-        self.by_type[type(event)](index, event)
+            self.members.last_movement = state.now
+        return effects + self.by_type[type(event)](index, event, state)
 
-    def _progress(self, index: int, report: Progress) -> None:
-        for retry in self.accounts.progress(report):
-            if self.runner.phase == Phase.RUNNING:
-                self.runner.retries.add(retry.message_id, retry.phone, retry.attempt, retry.back_at)
+    def _progress(self, index: int, report: Progress, state: RunState) -> Effects:
+        retries = self.accounts.progress(report)
+        return Effects(retries=tuple(retries)) if retries and state.phase == Phase.RUNNING else NOTHING
 
-    def _released(self, index: int, report: Released) -> None:
+    def _claimed(self, index: int, report: Claimed, state: RunState) -> Effects:
+        self.accounts.claim(report)
+        return NOTHING
+
+    def _released(self, index: int, report: Released, state: RunState) -> Effects:
         batch = self.accounts.release_part(report)
-        if batch is not None:
-            self.runner.pending.add(batch)
+        return Effects(requeue=(batch,)) if batch is not None else NOTHING
 
-    def _ready(self, index: int, report: Ready) -> None:
+    def _ready(self, index: int, report: Ready, state: RunState) -> Effects:
         if index == PRODUCER:
             self.members.producer_ready = True
         else:
             self.members.senders[index].ready = True
             self.members.senders[index].state = "running"
+        return NOTHING
 
-    def _sender_done(self, index: int, report: SenderDone) -> None:
+    def _sender_done(self, index: int, report: SenderDone, state: RunState) -> Effects:
         member = self.members.senders[index]
         member.finished, member.state = True, "done"
         self.members.live.discard(index)
-        if self.runner.phase != Phase.RUNNING:
-            return
+        if state.phase != Phase.RUNNING:
+            return NOTHING
         if report.given_back is None:
-            self.members.gone(self.runner, index, "left", "asked to stop")
-            return
-        self.members.gone(self.runner, index, "left", f"gave back {report.given_back}", quiet=True)
+            return self.members.gone(index, "left", "asked to stop", state.phase)
+        effects = self.members.gone(index, "left", f"gave back {report.given_back}", state.phase, quiet=True)
         given_back = plural(report.given_back, "message")
-        self.runner.note(f"{member.name} left; gave back {given_back} it had not started")
+        return effects + said(f"{member.name} left; gave back {given_back} it had not started")
 
-    def _producer_done(self, index: int, report: ProducerDone) -> None:
+    def _producer_done(self, index: int, report: ProducerDone, state: RunState) -> Effects:
         self.members.producer_done, self.members.produced = True, report.messages
+        return NOTHING
 
-    def _joined(self, index: int, joined: Joined) -> None:
-        added = self.members.add(joined.name, joined.spec, self.runner.now)
+    def _joined(self, index: int, joined: Joined, state: RunState) -> Effects:
+        added = self.members.add(joined.name, joined.spec, state.now)
         assert added == index, f"the backend numbered a new sender {index}, the runner {added}"
         self.members.senders[index].state = "running"
         self.members.senders[index].ready = True
-        self.runner.note(f"{joined.name} joined from {joined.where}")
+        return said(f"{joined.name} joined from {joined.where}")
 
-    def _resumed(self) -> None:
+    def _resumed(self, index: int, event: Resumed, state: RunState) -> Effects:
         """After an outage every sender was silent through no fault of its own."""
         for member in self.members.senders:
-            member.last_heard = self.runner.now
+            member.last_heard = state.now
+        return NOTHING
 
-    def _exited(self, index: int, exited: Exited) -> None:
+    def _exited(self, index: int, exited: Exited, state: RunState) -> Effects:
         if index == PRODUCER:
-            self._producer_exited(exited)
-            return
+            return self._producer_exited(exited, state)
         member = self.members.senders[index]
         member.exited = True
         self.members.live.discard(index)
         if member.finished:
-            return
-        if exited.clean and not self.runner.backend.tracks_claims:
-            return  # its goodbye, if any, comes through the transport, which hands on what it held
-        if self.runner.transport_lost:  # it gave up on the transport too: not lost, just cut off
+            return NOTHING
+        if exited.clean and not self.tracks_claims:
+            return NOTHING  # its goodbye, if any, comes through the transport, which hands on what it held
+        if state.transport_lost:  # it gave up on the transport too: not lost, just cut off
             member.state = "stopped (transport lost)"
-        elif member.silent_for is not None:
-            self.members.gone(self.runner, index, "lost", f"silent for {member.silent_for:.0f}s")
-        else:
-            self.members.gone(self.runner, index, "died", exited.reason)
+            return NOTHING
+        if member.silent_for is not None:
+            return self.members.gone(index, "lost", f"silent for {member.silent_for:.0f}s", state.phase)
+        return self.members.gone(index, "died", exited.reason, state.phase)
 
-    def _producer_exited(self, exited: Exited) -> None:
-        runner = self.runner
+    def _producer_exited(self, exited: Exited, state: RunState) -> Effects:
         self.members.producer_exited = True
-        if self.members.producer_done or runner.transport_lost:
-            return
-        if runner.phase != Phase.RUNNING and exited.clean:
-            return  # asked to stop before it had made everything
-        runner.note(f"the producer died ({exited.reason}); what it made is sent, the rest counted unsent")
+        if self.members.producer_done or state.transport_lost:
+            return NOTHING
+        if state.phase != Phase.RUNNING and exited.clean:
+            return NOTHING  # asked to stop before it had made everything
         self.members.producer_lost = True  # the stop policy decides what follows
         self.members.queue_broken = exited.queue_broken
+        return said(f"the producer died ({exited.reason}); what it made is sent, the rest counted unsent")

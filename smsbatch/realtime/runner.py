@@ -34,18 +34,20 @@ from __future__ import annotations
 import traceback
 from dataclasses import dataclass
 
-from smsbatch.config import Settings
 from smsbatch.core.clock import Clock, SimClock
 from smsbatch.core.model import Stop, TransportLost
+from smsbatch.core.result import ExitStatus, RunResult, exit_status
+from smsbatch.core.settings import Settings
+from smsbatch.core.snapshot import RunMonitor, Snapshot
+from smsbatch.core.source import MessageSource
 from smsbatch.core.text import plural
-from smsbatch.present.monitor import Monitor, Snapshot
 from smsbatch.realtime.accounts import Accounts
 from smsbatch.realtime.backend import Backend, Phase
+from smsbatch.realtime.effects import Effects, RunState
 from smsbatch.realtime.members import Members
-from smsbatch.realtime.producer import MessageSource
 from smsbatch.realtime.reports import ReportHandler
 from smsbatch.realtime.retries import PendingWork, RetrySchedule
-from smsbatch.realtime.status import ExitStatus, RunResult, exit_status, stop_signals_caught
+from smsbatch.realtime.status import stop_signals_caught
 from smsbatch.realtime.stopping import (
     CONTINUE,
     WARM_STOP_SECONDS,
@@ -65,14 +67,14 @@ __all__ = ["ExitStatus", "RunResult", "Runner", "stop_signals_caught"]
 class Runner:
     settings: Settings
     source: MessageSource
-    monitor: Monitor
+    monitor: RunMonitor
     backend: Backend
     clock: Clock  # real time; tests pass a FakeClock
     signals: list[int]  # SIGINT/SIGTERM received, in order (appended by the signal handler)
 
     def __post_init__(self) -> None:
         self.accounts = Accounts(self.settings, self.source, self.backend.tracks_claims)
-        self.members = Members(self.settings, self.accounts, self.clock.now())
+        self.members = Members(self.settings, self.accounts, self.backend, self.clock.now())
         self.retries = RetrySchedule()
         self.pending = PendingWork()
         self.phase = Phase.RUNNING
@@ -86,7 +88,7 @@ class Runner:
         self.elapsed: float | None = None  # set when the run is over
         self.waiting_noted = False
         self.next_sample = 0.0  # real time
-        self.reports = ReportHandler(self)
+        self.reports = ReportHandler(self.members, self.accounts, self.backend.tracks_claims)
 
     # ---- start and end ----
 
@@ -119,10 +121,11 @@ class Runner:
             pass  # they will find out for themselves
         finally:
             for index, event in self.backend.close():
-                self.reports.handle(index, event)
+                self.apply(self.reports.handle(index, event, self.state()))
         self.elapsed = self.clock.now() - self.started
+        status = exit_status(self.signals, self.accounts.ledger.unsent, self.internal_error)
         return RunResult(
-            self.snapshot(), exit_status(self), self.stopped_by, self.members.produced, self.startup,
+            self.snapshot(), status, self.stopped_by, self.members.produced, self.startup,
             self.backend.run_id, self.accounts.trace,
         )  # fmt: skip
 
@@ -135,7 +138,9 @@ class Runner:
             except TransportLost as error:
                 self._transport_lost(str(error))
             self.now = self.clock.now()
-            self.members.end_silent(self)  # one that hangs before it is ready must not hold up the start
+            self.apply(
+                self.members.end_silent(self.state())
+            )  # one that hangs before it is ready must not hold up the start
             self._act(by_signal(tuple(self.signals), self.phase) or CONTINUE)  # the rest waits for time 0
         self.startup = self.now - self.started
         self.sim = SimClock(self.clock, self.settings.speed, self.now)
@@ -154,13 +159,18 @@ class Runner:
         try:
             self._take_events(0.0 if now is not None else self._wait_seconds())
             self.now = self.clock.now() if now is None else now
-            self.members.end_silent(self)  # right after the news: a Resumed among it forgives an outage
+            self.apply(
+                self.members.end_silent(self.state())
+            )  # right after the news: a Resumed among it forgives an outage
             self._queue_due_retries()
             self.pending.flush(self.backend.offer)
             self._sample()
             self._act(decide(situation_of(self)))
         except TransportLost as error:
             self._transport_lost(str(error))
+
+    def _end_silent(self) -> None:
+        self.apply(self.members.end_silent(self.state()))
 
     def _sample(self) -> None:
         """The timeline's backlog and in-flight, at most every TICK_SECONDS of real time."""
@@ -172,8 +182,9 @@ class Runner:
         return max(0.0, min(TICK_SECONDS, self.monitor.due_in(), self._retry_due_in()))
 
     def _take_events(self, timeout: float) -> None:
+        state = self.state()  # no report changes it: the phase and the rest change between turns
         for index, event in self.backend.events(timeout):
-            self.reports.handle(index, event)
+            self.apply(self.reports.handle(index, event, state))
 
     def _first_attempts_queued(self) -> bool:
         return self.members.producer_done or self.members.producer_exited
@@ -196,6 +207,21 @@ class Runner:
         if due and self.phase == Phase.RUNNING:
             self.pending.add(self.accounts.retry_batch(due))
 
+    # ---- what the helpers see, and what they ask ----
+
+    def state(self) -> RunState:
+        return RunState(self.now, self.phase, started=self.sim is not None, transport_lost=self.transport_lost)
+
+    def apply(self, effects: Effects) -> None:
+        if not effects:
+            return
+        for text in effects.notes:
+            self.note(text)
+        for batch in effects.requeue:
+            self.pending.add(batch)
+        for retry in effects.retries:
+            self.retries.add(retry.message_id, retry.phone, retry.attempt, retry.back_at)
+
     # ---- decisions ----
 
     def _act(self, decision: Decision) -> None:
@@ -210,10 +236,23 @@ class Runner:
             self.stopped_by = decision.reason or self.stopped_by
             self._cold_stop()
         elif decision.action == Action.REQUEUE_LOST:
-            requeue_lost(self)
+            self._requeue_lost()
         elif decision.action == Action.WAIT_FOR_SENDERS and not self.waiting_noted:
             self.waiting_noted = True
             self.note(f"no sender is running: waiting for one to join{self.backend.join_hint}; Ctrl-C stops the run")
+
+    def _requeue_lost(self) -> None:
+        """A stall after a death: what no sender holds and nothing will bring back
+        is queued again (see Accounts.lost_in_transit)."""
+        lost = self.accounts.lost_in_transit()
+        if not lost:  # nothing open that no one holds: the stall is the end
+            self.stopped_by = "nothing moved after a sender died"
+            self.send_stops()
+            return
+        for batch in lost:
+            self.pending.add(batch)
+        self.members.last_movement = self.now
+        self.note(f"{plural(sum(map(len, lost)), 'message')} a dead sender took unsaid: re-queued")
 
     def send_stops(self) -> None:
         self.phase = Phase.DRAINING
@@ -274,20 +313,6 @@ def situation_of(runner: Runner) -> Situation:
         last_movement=members.last_movement, tracks_claims=runner.backend.tracks_claims,
         open_membership=runner.backend.open_membership,
     )  # fmt: skip
-
-
-def requeue_lost(runner: Runner) -> None:
-    """A stall after a death: what no sender holds and nothing will bring back
-    is queued again (see Accounts.lost_in_transit)."""
-    lost = runner.accounts.lost_in_transit()
-    if not lost:  # nothing open that no one holds: the stall is the end
-        runner.stopped_by = "nothing moved after a sender died"
-        runner.send_stops()
-        return
-    for batch in lost:
-        runner.pending.add(batch)
-    runner.members.last_movement = runner.now
-    runner.note(f"{plural(sum(map(len, lost)), 'message')} a dead sender took unsaid: re-queued")
 
 
 def _held_by_live(runner: Runner) -> int:

@@ -35,7 +35,6 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Protocol
 
-from smsbatch.config import Settings
 from smsbatch.core.batching import ahead_seconds, wake_seconds
 from smsbatch.core.clock import Clock, SimClock
 from smsbatch.core.model import (
@@ -47,6 +46,7 @@ from smsbatch.core.model import (
     TransportLost,
 )
 from smsbatch.core.sender_model import Draws, SenderModel
+from smsbatch.core.settings import Settings
 from smsbatch.core.stats import Stats
 from smsbatch.realtime.children import (
     StopSignal,

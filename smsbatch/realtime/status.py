@@ -1,48 +1,11 @@
-"""How a run ends: its result, its exit status, and the signals that stop it."""
+"""The signals that stop a run."""
 
 from __future__ import annotations
 
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from enum import IntEnum
 from types import FrameType
-from typing import TYPE_CHECKING
-
-from smsbatch.core.trace import TraceRow
-from smsbatch.present.monitor import Snapshot
-
-if TYPE_CHECKING:
-    from smsbatch.realtime.runner import Runner
-
-
-class ExitStatus(IntEnum):
-    OK = 0  # every message sent or failed
-    UNSENT = 1  # some messages never got a final answer
-    USAGE = 2  # bad input; nothing started
-    DEADLINE_MISSED = 3  # --require-deadline, and the deadline was missed
-    INTERRUPTED = 130  # SIGINT (Ctrl-C)
-    TERMINATED = 143  # SIGTERM
-
-
-@dataclass
-class RunResult:
-    snapshot: Snapshot
-    exit_status: ExitStatus
-    stopped_by: str
-    produced: int | None
-    startup: float  # real seconds to start every child
-    run_id: str | None = None  # the broker's run, when there is one
-    trace: list[TraceRow] | None = None  # --trace: a row per attempt
-
-
-def exit_status(runner: Runner) -> ExitStatus:
-    if runner.internal_error:
-        return ExitStatus.UNSENT
-    if runner.signals:
-        return ExitStatus.INTERRUPTED if runner.signals[0] == signal.SIGINT else ExitStatus.TERMINATED
-    return ExitStatus.UNSENT if runner.accounts.ledger.unsent else ExitStatus.OK
 
 
 @contextmanager

@@ -11,14 +11,14 @@ from __future__ import annotations
 import signal
 from dataclasses import dataclass, field, replace
 
-from smsbatch.config import Settings
 from smsbatch.core.clock import Clock
+from smsbatch.core.result import ExitStatus, RunResult, exit_status
 from smsbatch.core.sender_model import SenderModel
+from smsbatch.core.settings import Settings
+from smsbatch.core.snapshot import RunMonitor, SenderView, Snapshot
+from smsbatch.core.source import MessageSource
 from smsbatch.core.stats import Stats
 from smsbatch.core.timeline import Timeline, TimelineTable, first_width
-from smsbatch.present.monitor import Monitor, SenderView, Snapshot
-from smsbatch.realtime.producer import MessageSource
-from smsbatch.realtime.status import ExitStatus, RunResult
 from smsbatch.virtual.engine import Outcome, Progress, VirtualEngine
 
 
@@ -26,7 +26,7 @@ from smsbatch.virtual.engine import Outcome, Progress, VirtualEngine
 class VirtualRunner:
     settings: Settings
     source: MessageSource
-    monitor: Monitor
+    monitor: RunMonitor
     clock: Clock = field(default_factory=Clock)
     signals: list[int] = field(default_factory=list)  # SIGINT/SIGTERM received, in order
 
@@ -101,6 +101,4 @@ class VirtualRunner:
         return signal.Signals(self.signals[0]).name
 
     def _exit_status(self, outcome: Outcome) -> ExitStatus:
-        if self.signals:
-            return ExitStatus.INTERRUPTED if self.signals[0] == signal.SIGINT else ExitStatus.TERMINATED
-        return ExitStatus.UNSENT if outcome.sent + outcome.failed < self.source.messages else ExitStatus.OK
+        return exit_status(self.signals, self.source.messages - outcome.sent - outcome.failed)

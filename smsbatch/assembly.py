@@ -1,0 +1,81 @@
+"""A run put together from its settings: its messages (a MessageSource) and
+its runner (virtual, or real-time over the local or the Redis backend). The
+command line and the replications' pool processes both start runs from here."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, TextIO
+
+from smsbatch.core.batching import choose_batch_size
+from smsbatch.core.clock import Clock
+from smsbatch.core.errors import UsageError
+from smsbatch.core.phones import PhoneError, PhonePool, list_name, read_recipients, recipients_is_stream
+from smsbatch.core.settings import Settings
+from smsbatch.core.snapshot import RunMonitor
+from smsbatch.core.source import MessageSource
+from smsbatch.local.backend import LocalBackend
+from smsbatch.realtime.backend import Backend
+from smsbatch.realtime.runner import Runner
+
+if TYPE_CHECKING:
+    from smsbatch.virtual.runner import VirtualRunner
+
+
+def make_source(settings: Settings, stderr: TextIO | None = None) -> tuple[MessageSource, int]:
+    """The run's messages, and how many recipients lines were invalid."""
+    try:
+        if settings.recipients:
+            return _recipients_source(settings, stderr)
+        pool = PhonePool.for_region(settings.region)
+    except PhoneError as error:
+        option = "--recipients" if settings.recipients else "--region"
+        raise UsageError(f"argument {option}: {error}") from None
+    if settings.messages > pool.size and not settings.virtual:  # dealt without replacement (none in virtual time)
+        raise UsageError(
+            f"argument --messages: region {settings.region} has {pool.size:,} distinct "
+            "random mobile numbers here; ask for at most that many"
+        )
+    return _source(settings, settings.messages, pool=pool), 0
+
+
+def _recipients_source(settings: Settings, stderr: TextIO | None) -> tuple[MessageSource, int]:
+    """The list is read whole before anything starts (its count sizes the run,
+    and a bad list is bad input); a stream may take a while, so say so."""
+    path = settings.recipients
+    assert path is not None
+    if stderr is not None and recipients_is_stream(path):
+        stderr.write(f"smsbatch: reading numbers from {list_name(path)} until it ends...\n")
+        stderr.flush()
+    limit = settings.messages if settings.messages_given else None
+    recipients = read_recipients(path, settings.region, limit)
+    return _source(settings, recipients.valid, recipients=recipients), recipients.invalid
+
+
+def _source(settings: Settings, messages: int, **kwargs) -> MessageSource:
+    return MessageSource(messages, choose_batch_size(settings, messages), settings.text, settings.seed, **kwargs)
+
+
+def make_runner(
+    settings: Settings, source: MessageSource, monitor: RunMonitor, signals: list[int], run_id: str | None = None
+) -> Runner | VirtualRunner:
+    """The runner for these settings: with --speed max the virtual one; else the
+    one runner, with the local backend or (with --broker, only then is Redis
+    imported) the Redis one."""
+    if settings.virtual:
+        from smsbatch.virtual.runner import VirtualRunner  # numpy and the event heap, only for --speed max
+
+        return VirtualRunner(settings, source, monitor, signals=signals)
+    backend: Backend
+    if settings.broker:
+        from smsbatch.broker.coordinator import RedisBackend
+
+        backend = RedisBackend(settings, source, run_id or new_run_id(), give_up=lambda: bool(signals))
+    else:
+        backend = LocalBackend(settings, source)
+    return Runner(settings, source, monitor, backend, Clock(), signals)
+
+
+def new_run_id() -> str:
+    from smsbatch.broker import keys  # only with --broker
+
+    return keys.new_run_id()

@@ -1,0 +1,233 @@
+"""The settings of a run and of a sender, and the one table of their fields.
+
+`Settings` and `SenderSpec` are plain frozen values (config.py parses them;
+nothing here reads text). Each has a table beside it, RUN_FIELDS and
+SENDER_FIELDS, one row per field: what it means, whether it travels to
+`smsbatch worker`, and how it appears in the summary's `settings` and in the
+report. A field's type and default are the dataclass's. The worker's wire
+format (broker/codec.py), the summary's `settings` (core/summary.py), the
+report's settings table and the `--sender` keys (config.py) are all derived
+from these tables; tests/test_settings_table.py fails when a field of a
+dataclass has no row, or a row no field.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import MISSING, dataclass, fields, replace
+from typing import Generic, TypeVar
+
+from smsbatch.core.distributions import DEFAULT_DISTRIBUTION, DEFAULT_SPREAD
+
+DEFAULT_TEXT = (
+    "EMERGENCY ALERT: Flash flood warning in your area until 18:00. "
+    "Move to higher ground now. Do not drive through flooded roads."
+)
+
+
+# What each field means, and where it goes, is its row in SENDER_FIELDS or RUN_FIELDS below.
+@dataclass(frozen=True)
+class SenderSpec:
+    mean: float
+    fail_rate: float
+    name: str = ""
+    distribution: str | None = None
+    spread: float | None = None
+    window: int = 1
+    rate: float = 0.0
+
+    def describe(self) -> str:
+        return f"mean {self.mean:g}s, fail {self.fail_rate:.0%}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    messages: int
+    senders: tuple[SenderSpec, ...]
+    messages_given: bool = True
+    text: str = DEFAULT_TEXT
+    region: str = "US"
+    recipients: str | None = None
+    distribution: str = DEFAULT_DISTRIBUTION
+    spread: float = DEFAULT_SPREAD
+    interval: float = 1.0
+    speed: float = 1.0
+    seed: int = 0
+    seed_given: bool = True
+    summary_json: str | None = None
+    progress: bool = True
+    log_level: str = "WARNING"
+    max_retries: int = 0
+    retry_backoff: float = 1.0
+    broker: str | None = None
+    broker_timeout: float = 30.0
+    claim_after: float = 10.0
+    local_senders: bool = True
+    replications: int = 1
+    jobs: int = 1
+    deadline: float = 600.0
+    deadline_share: float = 0.9
+    require_deadline: bool = False
+    report: str | None = None
+    timeline: str | None = None
+    trace: str | None = None
+
+    @property
+    def virtual(self) -> bool:
+        """--speed max: the model in virtual time, no real waiting."""
+        return math.isinf(self.speed)
+
+    def distribution_of(self, spec: SenderSpec) -> tuple[str, float]:
+        return spec.distribution or self.distribution, (self.spread if spec.spread is None else spec.spread)
+
+    def resolved(self, spec: SenderSpec) -> SenderSpec:
+        """`spec` with the run's distribution and spread where it has none of its own."""
+        distribution, spread = self.distribution_of(spec)
+        return replace(spec, distribution=distribution, spread=spread)
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    broker: str
+    senders: tuple[SenderSpec, ...]
+    run_id: str | None = None  # None: whichever run is in progress, or the next
+    once: bool = False
+    broker_timeout: float = 30.0
+
+
+# ---- the tables ----
+
+
+def speed_shown(speed: float) -> float | str:
+    """A speed as the summary holds it: virtual time is "max"."""
+    return "max" if math.isinf(speed) else speed
+
+
+Owner = TypeVar("Owner", Settings, SenderSpec)
+Shown = Callable[[Owner], object]
+
+
+@dataclass(frozen=True)
+class FieldRow(Generic[Owner]):
+    """One field of Settings or SenderSpec, beyond its type and default."""
+
+    name: str
+    help: str
+    summary: tuple[tuple[str, Shown[Owner]], ...]  # its keys in the summary's settings, each with its value there
+    worker: bool = False  # Settings: sent to `smsbatch worker` with the run (a SenderSpec travels whole)
+    report: bool = False  # its summary keys are rows (Settings) or columns (SenderSpec) of the report's table
+    per_sender: bool = False  # SenderSpec: also heads the sender's figures in the summary's `senders`
+
+
+def _as(key: str, name: str) -> tuple[tuple[str, Shown[Owner]], ...]:
+    """The summary holds the field under `key`, as it is."""
+    return ((key, lambda owner: getattr(owner, name)),)
+
+
+def _run(name: str, help: str, key: str | None = None, **facts: bool) -> FieldRow[Settings]:
+    """A field the summary holds as it is, under `key` (None: not in the summary)."""
+    return FieldRow(name, help, _as(key, name) if key else (), **facts)
+
+
+def _sender(name: str, help: str, key: str, **facts: bool) -> FieldRow[SenderSpec]:
+    return FieldRow(name, help, _as(key, name), report=True, **facts)
+
+
+# In the summary's order: its `settings` keys follow this table.
+RUN_FIELDS: tuple[FieldRow[Settings], ...] = (
+    _run("messages", "messages to send", "messages", worker=True, report=True),
+    _run("distribution", "the send-time distribution of senders without their own", "distribution",
+         worker=True, report=True),
+    _run("spread", "send-time standard deviation / mean of senders without their own", "spread",
+         worker=True, report=True),
+    _run("max_retries", "attempts after a failed one before a message counts as failed", "max_retries",
+         worker=True, report=True),
+    _run("retry_backoff", "simulated seconds before the first retry; doubles each time, jittered", "retry_backoff",
+         worker=True, report=True),
+    _run("seed", "the run's seed: every draw comes from it", "seed", worker=True, report=True),
+    FieldRow(
+        "speed",
+        "speed-up factor of simulated time over real time; math.inf: virtual time (--speed max)",
+        (
+            ("speed", lambda s: speed_shown(s.speed)),
+            ("mode", lambda s: "virtual" if s.virtual else "real-time"),
+        ),
+        worker=True,
+        report=True,
+    ),
+    _run("deadline", "simulated seconds: the planner's target", "deadline_s"),
+    _run("deadline_share", "the share of messages sent by the deadline that meets it", "deadline_share"),
+    _run("replications", "independent runs, seeds derived from the seed", "replications"),
+    _run("region", "region of the random mobile numbers, and of local numbers in a recipients list", "region"),
+    _run("recipients", "the recipients list, if any", "recipients"),
+    FieldRow(
+        "senders",
+        "the senders here (a worker brings its own)",
+        (("senders", lambda s: [sender_settings(s.resolved(spec)) for spec in s.senders]),),
+    ),
+    _run("messages_given", "False: the default count; a recipients list then sends to every number"),
+    _run("text", "the alert text", worker=True),
+    _run("interval", "real seconds between progress refreshes"),
+    _run("seed_given", "False: a fresh seed, printed"),
+    _run("summary_json", "the summary file is written here"),
+    _run("progress", "the live progress display"),
+    _run("log_level", "the log level of the senders and the run", worker=True),
+    _run("broker", "a Redis URL: senders go through Redis Streams"),
+    _run("broker_timeout", "real seconds to keep retrying an unreachable broker (a worker has its own)"),
+    _run("claim_after", "real seconds without word before a sender's work is taken over", worker=True),
+    _run("local_senders", "False: only workers on other machines send"),
+    _run("jobs", "processes that run replications side by side"),
+    _run("require_deadline", "a missed deadline exits with status 3"),
+    _run("report", "an HTML report is written here"),
+    _run("timeline", "the timeline is written here as CSV"),
+    _run("trace", "a row per attempt is written here as CSV (its senders report the rows)", worker=True),
+)  # fmt: skip
+
+# In the summary's order; the fields with a default are the `--sender` keys (MEAN and FAIL_RATE come first, bare).
+SENDER_FIELDS: tuple[FieldRow[SenderSpec], ...] = (
+    _sender("name", "heads its column of the summary and its progress line", "name", per_sender=True),
+    _sender("mean", "simulated seconds per send (0: no wait)", "mean_s", per_sender=True),
+    _sender("fail_rate", "the share of attempts that fail", "fail_rate", per_sender=True),
+    _sender("window", "sends in flight at once", "window", per_sender=True),
+    FieldRow(
+        "rate",
+        "most sends started per simulated second; 0: no cap",
+        (("rate", lambda spec: spec.rate or None),),
+        report=True,
+        per_sender=True,
+    ),
+    _sender("distribution", "its send-time distribution; None: the run's", "distribution"),
+    _sender("spread", "its send-time standard deviation / mean; None: the run's", "spread"),
+)
+
+
+def sender_keys() -> tuple[str, ...]:
+    """The key=value fields of a --sender spec: every field with a default, in the table's order."""
+    defaults = {f.name for f in fields(SenderSpec) if f.default is not MISSING}
+    return tuple(row.name for row in SENDER_FIELDS if row.name in defaults)
+
+
+def worker_fields() -> tuple[str, ...]:
+    """The run's settings a worker's senders are given (their specs are the worker's own)."""
+    return tuple(row.name for row in RUN_FIELDS if row.worker)
+
+
+def _rows(table: tuple[FieldRow[Owner], ...], only: dict[str, bool]) -> list[FieldRow[Owner]]:
+    """The rows with every fact in `only` (report=True, per_sender=True, ...)."""
+    return [row for row in table if all(getattr(row, fact) == wanted for fact, wanted in only.items())]
+
+
+def summary_keys(table: tuple[FieldRow[Owner], ...], **only: bool) -> tuple[str, ...]:
+    """The summary keys of the rows with every fact in `only`, in the summary's order."""
+    return tuple(key for row in _rows(table, only) for key, _ in row.summary)
+
+
+def sender_settings(spec: SenderSpec, **only: bool) -> dict[str, object]:
+    """A sender's settings as the summary holds them (of the rows with every fact in `only`)."""
+    return {key: shown(spec) for row in _rows(SENDER_FIELDS, only) for key, shown in row.summary}
+
+
+def run_settings(settings: Settings) -> dict[str, object]:
+    """The run's settings as the summary holds them."""
+    return {key: shown(settings) for row in RUN_FIELDS for key, shown in row.summary}

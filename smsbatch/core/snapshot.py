@@ -1,0 +1,112 @@
+"""What a runner shows of a run: a Snapshot of plain numbers, and the
+monitor it hands them to (a Protocol: present/monitor.py draws them; a runner
+knows nothing of drawing)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from smsbatch.core.settings import SenderSpec
+from smsbatch.core.stats import Stats
+from smsbatch.core.timeline import TimelineTable
+
+
+@dataclass(frozen=True)
+class SenderView:
+    name: str
+    spec: SenderSpec
+    stats: Stats
+    state: str  # running, done, died (SIGKILL), ...
+    capped_s: float = 0.0  # slot-seconds held back by the rate cap with work waiting
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} ({self.spec.describe()})"
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    messages: int
+    sent: int
+    failed: int
+    retried: int
+    elapsed: float  # real seconds
+    speed: float
+    stats: Stats  # all attempts, all senders
+    senders: tuple[SenderView, ...] = ()
+    requeued: int = 0
+    lost_senders: int = 0
+    redelivered: int = 0
+    duplicates: int = 0  # reports about a message already counted (ignored)
+    sim_elapsed: float = 0.0  # simulated seconds: so far, or (at the end) of the last outcome
+    reach: dict[str, float | None] = field(default_factory=dict)  # percent -> simulated time
+    lag: float = 0.0  # simulated seconds the run fell behind the model at worst (0 in virtual time)
+    retries_pending: int = 0
+    retries_back_at: float = 0.0  # simulated time the last pending retry re-enters the queue
+    mode: str = "real-time"  # or "virtual"
+    sent_by_deadline: int = 0
+    deadline: float = 600.0  # simulated seconds
+    deadline_share: float = 0.9
+    timeline: TimelineTable | None = None  # at the end of a run
+
+    @property
+    def within_deadline(self) -> float:
+        """The share of all messages sent by the deadline."""
+        return self.sent_by_deadline / self.messages if self.messages else 1.0
+
+    @property
+    def met_deadline(self) -> bool:
+        return self.within_deadline >= self.deadline_share
+
+    @property
+    def finished(self) -> int:
+        return self.sent + self.failed
+
+    @property
+    def unsent(self) -> int:
+        return self.messages - self.finished
+
+    @property
+    def faithful(self) -> bool:
+        """The run kept to the model: it fell behind by at most 1% of its simulated
+        time. A run whose every outcome came at time 0 (senders that never wait) is
+        the model's however late it was: no lateness can move a figure of 0."""
+        return self.sim_elapsed == 0.0 or self.lag <= 0.01 * self.sim_elapsed
+
+    @property
+    def rate(self) -> float:
+        """Finished messages per simulated second."""
+        return self.finished / self.sim_elapsed if self.sim_elapsed > 0 else 0.0
+
+    @property
+    def eta(self) -> float:
+        """Simulated seconds left: the messages with no final outcome yet (retries
+        waiting for their backoff included) over the rate of final outcomes so
+        far, and never less than the wait until the last pending retry is back in
+        the queue (a count alone says 0.0s for the last seconds of such a run).
+        math.inf (shown `?`) when there is no rate yet."""
+        if self.unsent <= 0:
+            return 0.0
+        if self.rate <= 0:
+            return math.inf
+        by_rate = self.unsent / self.rate
+        if self.retries_pending:
+            return max(by_rate, self.retries_back_at - self.sim_elapsed)
+        return by_rate
+
+
+class RunMonitor(Protocol):
+    """What a runner asks of the monitor it is given (present/monitor.py's Monitor)."""
+
+    def due_in(self) -> float:
+        """Real seconds until it wants the next snapshot."""
+        ...
+
+    def tick(self, snapshot_of: Callable[[], Snapshot]) -> None:
+        """A snapshot, made by `snapshot_of` only if it is due."""
+        ...
+
+    def note(self, text: str) -> None: ...

@@ -1,0 +1,87 @@
+"""The summary file's shape (`--summary-json`, read by `smsbatch report`):
+a run's figures from its last Snapshot, and its settings from the table of
+fields (core/settings.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+from smsbatch.core.result import RunResult
+from smsbatch.core.settings import Settings, run_settings, sender_settings, speed_shown
+from smsbatch.core.snapshot import Snapshot
+from smsbatch.core.stats import bucket_value
+
+SUMMARY_SCHEMA = "smsbatch-summary/1"
+
+# A JSON object: plain values, lists and objects, read from a file or about
+# to be written to one (`smsbatch report` reads summaries of older versions).
+JsonObject = dict[str, Any]
+Summary = JsonObject  # what --summary-json writes
+
+
+def settings_dict(settings: Settings, messages: int) -> JsonObject:
+    """The settings that decide a run's figures, as plain values (the summary's `settings`);
+    `messages` is the run's count (with --recipients, the list's valid numbers)."""
+    return run_settings(replace(settings, messages=messages))
+
+
+def run_summary(result: RunResult, seed: int) -> Summary:
+    """A finished run's figures, as the summary file holds them."""
+    status = int(result.exit_status)
+    return summary_dict(result.snapshot, seed, result.stopped_by, status, result.produced, result.startup)
+
+
+def summary_dict(
+    snap: Snapshot, seed: int, stopped_by: str, exit_status: int, produced: int | None, startup_s: float = 0.0
+) -> Summary:
+    s = snap.stats
+    return {
+        "messages": snap.messages,
+        "sent": snap.sent,
+        "failed": snap.failed,
+        "unsent": snap.unsent,
+        "produced": produced,
+        "attempts": s.attempts,
+        "retried": snap.retried,
+        "requeued": snap.requeued,
+        "redelivered": snap.redelivered,
+        "duplicates": snap.duplicates,
+        "lost_senders": snap.lost_senders,
+        **_times(s.snapshot()),
+        "elapsed_s": snap.elapsed,
+        "startup_s": startup_s,
+        "sim_elapsed_s": snap.sim_elapsed,
+        "reach_s": dict(snap.reach),
+        "deadline_s": snap.deadline,
+        "deadline_share": snap.deadline_share,
+        "within_deadline": snap.within_deadline,
+        "met_deadline": snap.met_deadline,
+        "mode": snap.mode,
+        "lag_s": snap.lag,
+        "faithful": snap.faithful,
+        "speed": speed_shown(snap.speed),
+        "seed": seed,
+        "stopped_by": stopped_by,
+        "exit_status": exit_status,
+        "senders": [
+            {
+                **sender_settings(v.spec, per_sender=True),
+                "name": v.name,  # the name the run knows it by (the view's), whatever its spec holds
+                "state": v.state,
+                **v.stats.snapshot(),  # attempts, sent, failed (per attempt), times
+                "rate_per_s": v.stats.rate,
+                "busy_s": v.stats.time_sum,
+                "capped_s": v.capped_s,
+                "histogram": [[bucket_value(b), n] for b, n in sorted(v.stats.buckets.items())],
+            }
+            for v in snap.senders
+        ],
+        **({"timeline": snap.timeline} if snap.timeline is not None else {}),
+    }
+
+
+def _times(snapshot: Mapping[str, float]) -> dict[str, float]:
+    """The send-time figures of a Stats snapshot (its counts are per attempt)."""
+    return {key: value for key, value in snapshot.items() if key.endswith("_s")}
