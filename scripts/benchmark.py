@@ -370,7 +370,7 @@ def redis_backend(runs: int, messages: int) -> list[Row]:
 
 
 # ---- how fast a run ends when things go wrong ----
-# The README promises these end times; tests/test_faults.py and
+# docs/faults.md promises these end times; tests/test_faults.py and
 # tests/test_broker.py run the same scenarios and check everything else about
 # them (with generous timeouts that only catch a hang).
 
@@ -492,7 +492,7 @@ def worker_left(url: str) -> float:
 
 
 def run_ends(repeats: int) -> list[Row]:
-    """The README's end times, each the worst of `repeats` runs (or more)."""
+    """The end times docs/faults.md promises, each the worst of `repeats` runs (or more)."""
     dead = max(every_sender_killed() for _ in range(repeats))
     warm = max(stopped_by(signum, 1) for signum in (signal.SIGINT, signal.SIGTERM) for _ in range(repeats))
     cold = max(stopped_by(signal.SIGINT, 2) for _ in range(repeats))

@@ -142,7 +142,7 @@ def test_redraws_notes_and_a_narrower_screen_leave_nothing_behind(monkeypatch):
 # terminal emulator, and the tests look at the screen it ends with. pyte cuts
 # lines when it narrows (as xterm does) where tmux and most desktop terminals
 # re-wrap them; the display is built for both, and tmux is checked by hand
-# (see the README's What you see).
+# (see docs/report-and-summary.md, What you see).
 
 ARGV = ["-n", "300", "--sender", "0.05:0", "--sender", "0.1:0", "--speed", "20", "--interval", "0.05", "--seed", "1"]
 ROWS = 100  # room for the whole run at 40 columns: nothing scrolls out of sight

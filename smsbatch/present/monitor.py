@@ -172,7 +172,7 @@ class LineDisplay:
 # Exact where a narrower terminal cuts its rows (xterm; pyte in the tests) or
 # re-wraps them and keeps the cursor on its row; tmux 3.3 sometimes puts the
 # cursor a row or two below it after a re-wrap, and what is above is out of
-# reach of any cursor movement (tests/test_terminal.py, the README).
+# reach of any cursor movement (tests/test_terminal.py, docs/report-and-summary.md).
 CLEAR_LINE, CLEAR_BELOW = "\x1b[2K", "\x1b[J"
 NO_WRAP, WRAP = "\x1b[?7l", "\x1b[?7h"
 

@@ -1,7 +1,7 @@
 """Virtual time (`--speed max`): the model as a discrete-event simulation.
 
 No process, no queue, no waiting: one heap of events in simulated time, as
-SimPy keeps it. The model (README, "The model"):
+SimPy keeps it. The model (docs/model.md):
 
 - every message is in one FIFO queue at time 0; a failed attempt with retries
   left re-enters the back of it at fail time + its retry delay;
