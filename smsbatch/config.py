@@ -508,11 +508,20 @@ def _option_adder(parser: configargparse.ArgParser) -> _AddOption:
     return option
 
 
+HELP_EPILOG = (
+    "Two more commands, each with its own --help: `smsbatch report SUMMARY.json -o REPORT.html` "
+    "makes the HTML report of a summary file (--summary-json); `smsbatch worker --broker URL` "
+    "adds senders on another machine to a run through Redis. Every option is explained in "
+    "docs/options.md (the README links the rest of the docs)."
+)
+
+
 def build_parser(default_config_files: Sequence[str] = ()) -> configargparse.ArgParser:
     parser = _Parser(
         prog="smsbatch",
         section="smsbatch",
         description="Simulate an SMS alert blast through a set of senders and watch it go.",
+        epilog=HELP_EPILOG,
         default_config_files=list(default_config_files),
     )
     option = _option_adder(parser)
