@@ -15,8 +15,23 @@ from smsbatch.core.phones import PhoneError, PhonePool, list_name, read_recipien
 from smsbatch.core.text import plural, redact_url, shorten, sms_segments, visible
 from smsbatch.core.timeline import csv_text
 from smsbatch.local.backend import LocalBackend
-from smsbatch.present.monitor import Monitor, make_display, summary_dict, summary_table, write_summary_json
-from smsbatch.present.output import check_output_path, open_standard_fds, standard_streams, write_text_file
+from smsbatch.present.monitor import (
+    Monitor,
+    cut,
+    make_display,
+    summary_dict,
+    summary_table,
+    terminal_size,
+    write_summary_json,
+)
+from smsbatch.present.output import (
+    REPORT_SUFFIXES,
+    TIMELINE_SUFFIXES,
+    check_output_path,
+    open_standard_fds,
+    standard_streams,
+    write_text_file,
+)
 from smsbatch.realtime.backend import Backend
 from smsbatch.realtime.producer import MessageSource
 from smsbatch.realtime.runner import ExitStatus, Runner, stop_signals_caught
@@ -71,9 +86,10 @@ def _main(argv: list[str] | None, stdout: TextIO, stderr: TextIO, restore_signal
     if prepared is None:
         return status
     settings, source, invalid = prepared
+    _say_notes(settings, stderr)
     with stop_signals_caught(restore=restore_signals) as signals:
         if settings.replications > 1:
-            stdout.write(start_line(settings, source, invalid) + "\n")
+            stdout.write(fit_to_terminal(start_line(settings, source, invalid), stdout) + "\n")
             stdout.flush()
             from smsbatch.replications import run_replications  # a process pool, only when asked for
 
@@ -84,6 +100,17 @@ def _main(argv: list[str] | None, stdout: TextIO, stderr: TextIO, restore_signal
         summary["exit_status"] = _with_deadline(settings, summary, stdout)
         _write_outputs(settings, summary, stderr)
     return summary["exit_status"]
+
+
+def _say_notes(settings: Settings, stderr: TextIO) -> None:
+    """Settings that are allowed but do nothing, said once before the run (a
+    config file may set a backoff that a command line's --max-retries 0 turns off)."""
+    if settings.retry_backoff_given and settings.max_retries == 0:
+        stderr.write(
+            f"smsbatch: note: --retry-backoff {settings.retry_backoff:g} has no effect without"
+            " --max-retries (no failed attempt is retried)\n"
+        )
+        stderr.flush()
 
 
 def _run_once(
@@ -101,7 +128,7 @@ def _run_once(
     monitor = Monitor(display, settings.interval)
     run_id = _new_run_id() if settings.broker and not settings.virtual else None
     runner = make_runner(settings, source, monitor, signals, run_id)
-    stdout.write(start_line(settings, source, invalid, run_id) + "\n")
+    stdout.write(fit_to_terminal(start_line(settings, source, invalid, run_id), stdout) + "\n")
     stdout.flush()
     result = runner.run()
     monitor.close(result.snapshot)
@@ -162,6 +189,10 @@ def _write_file(path: str, make_text, stderr: TextIO, what: str) -> None:
         write_text_file(path, make_text())
     except OSError as error:
         stderr.write(f"smsbatch: could not write the {what} to {path} ({error.strerror or error})\n")
+        stderr.flush()
+        return
+    if what == "report":  # the one output a person opens next: say where it is
+        stderr.write(f"smsbatch: wrote the report to {path} (open it in a browser)\n")
         stderr.flush()
 
 
@@ -243,7 +274,9 @@ def make_source(settings: Settings, stderr: TextIO | None = None) -> tuple[Messa
     except PhoneError as error:
         option = "--recipients" if settings.recipients else "--region"
         raise UsageError(f"argument {option}: {error}") from None
-    if settings.messages > pool.size and not settings.virtual:  # dealt without replacement (none in virtual time)
+    # Dealt without replacement; virtual time makes no numbers, but its answer is for
+    # a run that could happen, so it holds to the same limit.
+    if settings.messages > pool.size:
         raise UsageError(
             f"argument --messages: region {settings.region} has {pool.size:,} distinct "
             "random mobile numbers here; ask for at most that many"
@@ -270,8 +303,8 @@ def _source(settings: Settings, messages: int, **kwargs) -> MessageSource:
 
 def _check_output_paths(settings: Settings) -> None:
     check_output_path("--summary-json", settings.summary_json)
-    check_output_path("--report", settings.report)
-    check_output_path("--timeline", settings.timeline)
+    check_output_path("--report", settings.report, REPORT_SUFFIXES)
+    check_output_path("--timeline", settings.timeline, TIMELINE_SUFFIXES)
 
 
 def _write_summary(path: str, summary: dict, stderr: TextIO) -> None:
@@ -313,6 +346,15 @@ def start_line(settings: Settings, source: MessageSource, invalid: int, run_id: 
             f"smsbatch worker --broker {broker}"
         )
     return line + "\n" + text_line(settings.text)  # last: scripts read the lines above by position
+
+
+def fit_to_terminal(lines: str, stream: TextIO) -> str:
+    """Each line cut to the terminal's width, as the bars below are (a wrapped
+    line breaks mid-word); whole when `stream` is not a terminal, for scripts."""
+    size = terminal_size(stream) if stream.isatty() else None
+    if size is None:
+        return lines
+    return "\n".join(cut(line, size[0]) for line in lines.split("\n"))
 
 
 def text_line(text: str) -> str:

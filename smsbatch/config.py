@@ -41,6 +41,7 @@ DEFAULT_TEXT = (
     "Move to higher ground now. Do not drive through flooded roads."
 )
 # Chosen so that a plain `smsbatch` (1000 messages) ends in about 25 s.
+DEFAULT_RETRY_BACKOFF = 1.0
 DEFAULT_SENDERS = ("0.05:0.01", "0.08:0.03", "0.15:0.05", "0.4:0.2")
 
 
@@ -81,6 +82,7 @@ class Settings:
     log_level: str = "WARNING"
     max_retries: int = 0
     retry_backoff: float = 1.0
+    retry_backoff_given: bool = False  # set, by any source: with no retries, it changes nothing
     broker: str | None = None  # a Redis URL: senders go through Redis Streams
     broker_timeout: float = 30.0  # real seconds to keep retrying an unreachable broker
     claim_after: float = 10.0  # real seconds without word before a sender's work is taken over
@@ -291,10 +293,15 @@ def parse_sender(text: str) -> SenderSpec:
     return spec
 
 
+# Codes people write for a region that ISO 3166 (and phonenumbers) spell otherwise.
+REGION_ALIASES = {"UK": "GB", "EL": "GR", "EN": "GB", "SCO": "GB", "UAE": "AE", "USA": "US"}
+
+
 def parse_region(text: str) -> str:
     region = str(text).strip().upper()
     if region not in phonenumbers.SUPPORTED_REGIONS:
-        raise ValueError("must be a two-letter region code such as US, GB or DE")
+        hint = f"; did you mean {REGION_ALIASES[region]}?" if region in REGION_ALIASES else ""
+        raise ValueError(f"must be a two-letter ISO 3166 region code such as US, GB or DE{hint}")
     return region
 
 
@@ -349,7 +356,19 @@ class _Parser(configargparse.ArgParser):
             self.error(
                 f"argument {_flags(action)}: must not be an empty list; leave {key} unset for the default (got '[]')"
             )
+        if action is not None and action.type and key == getattr(action, "env_var", None):
+            self._check_env(action, key, value)  # a config file's values are checked as it is read
         return super().convert_item_to_command_line_arg(action, key, value)
+
+    def _check_env(self, action, key: str, value) -> None:
+        """An environment variable's value, checked with its option's rule, so
+        that the error names the variable and not only the option."""
+        for each in value if isinstance(value, list) else [value]:
+            try:
+                action.type(each)
+            except configargparse.ArgumentTypeError as error:
+                hint = _list_hint(action, value, f"{key}=")
+                self.error(f"argument {_flags(action)}: {error} in the environment variable {key}{hint}")
 
 
 class _HelpFormatter(configargparse.ArgumentDefaultsHelpFormatter):
@@ -461,8 +480,18 @@ class IniFile(configargparse.ConfigFileParser):
             try:
                 action.type and action.type(each)
             except configargparse.ArgumentTypeError as error:
-                raise _config_error(f"argument {flags}: {error} in {where}") from None
+                hint = _list_hint(action, value, f"{flags.split('--')[-1]} = ")
+                raise _config_error(f"argument {flags}: {error} in {where}{hint}") from None
         return values if repeatable else value
+
+
+def _list_hint(action, value, written: str) -> str:
+    """For a repeatable option given `a, b` without brackets: how a list is written."""
+    if not isinstance(action, argparse._AppendAction) or not isinstance(value, str):
+        return ""
+    if "," not in value or value.strip().startswith("["):
+        return ""
+    return f"; a list is written in brackets: {written}[{_shown(value.strip())}]"
 
 
 def _listed(value: str) -> list[str]:
@@ -691,8 +720,9 @@ def _retry_options(option: _AddOption) -> None:
         "--retry-backoff",
         env="RETRY_BACKOFF",
         type=_typed(real_number(0.0, MAX_SECONDS)),
-        default=1.0,
-        help="simulated seconds before the first retry; doubles each time, jittered",
+        default=None,  # None: not given, DEFAULT_RETRY_BACKOFF (given alone, it earns a note)
+        help=f"simulated seconds before the first retry; doubles each time, jittered; "
+        f"only with --max-retries (default: {DEFAULT_RETRY_BACKOFF})",
     )
 
 
@@ -831,7 +861,8 @@ def settings_from(ns) -> Settings:
         progress=not ns.no_progress,
         log_level=ns.log,
         max_retries=ns.max_retries,
-        retry_backoff=ns.retry_backoff,
+        retry_backoff=DEFAULT_RETRY_BACKOFF if ns.retry_backoff is None else ns.retry_backoff,
+        retry_backoff_given=ns.retry_backoff is not None,
         broker=ns.broker,
         broker_timeout=ns.broker_timeout,
         claim_after=ns.claim_after,

@@ -228,6 +228,8 @@ def check_the_screen(screen, raw: str, started_at: int, columns: int) -> None:
     start_lines = text[start:].split("\n", 2)[:2]  # one write, from stdout
     assert start_lines[1].startswith('smsbatch: text "')
     assert "\x1b" not in "".join(start_lines)
+    for line in start_lines:  # cut to the width it was written at, as the bars are: no word broken by a wrap
+        assert display_width(line) <= started_at, line
     summary = text[text.index("smsbatch summary (") :]
     assert "\x1b" not in summary
     expected_start = [row for line in start_lines for row in rows_of(line, started_at, columns)]

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from smsbatch import __version__
 from smsbatch.config import UsageError
-from smsbatch.present.output import JsonObject, Summary, check_output_path, write_text_file
+from smsbatch.present.output import REPORT_SUFFIXES, JsonObject, Summary, check_output_path, write_text_file
 
 if TYPE_CHECKING:
     from typing_extensions import TypeIs  # typing.TypeIs from Python 3.13
@@ -69,7 +69,7 @@ def report_main(argv: list[str], stdout: TextIO, stderr: TextIO) -> int:
     """`smsbatch report SUMMARY -o REPORT`: 0 when written, 2 on bad input, 1 if the write fails."""
     try:
         args = _parser().parse_args(argv)
-        check_output_path("-o/--output", args.output)  # before reading: a bad path is said at once
+        check_output_path("-o/--output", args.output, REPORT_SUFFIXES)  # before reading: said at once
         _check_not_the_summary(args.output, args.summary)
         summary = load_summary(args.summary)
     except UsageError as error:
