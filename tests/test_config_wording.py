@@ -241,12 +241,14 @@ def test_an_output_named_for_another_format_is_bad_input(tmp_path, monkeypatch, 
     status, out, err = _run(["-n", "5", "--speed", "max", *argv])
     assert status == 2
     assert out == ""
-    assert err == f"smsbatch: error: argument {option}: {rule}, the format written, or have no suffix (got {argv[1]!r})\n"
+    assert err == (
+        f"smsbatch: error: argument {option}: {rule}, the format written, or have no suffix (got {argv[1]!r})\n"
+    )
     assert list(tmp_path.iterdir()) == []
 
 
 def test_the_report_command_refuses_a_pdf_too(tmp_path, no_children_left):
-    status, out, err = _run(["report", str(tmp_path / "s.json"), "-o", str(tmp_path / "r.PDF")])
+    status, _, err = _run(["report", str(tmp_path / "s.json"), "-o", str(tmp_path / "r.PDF")])
     assert status == 2
     assert "argument -o/--output: must end in .html or .htm" in err
 

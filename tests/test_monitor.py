@@ -13,6 +13,7 @@ from smsbatch.present.monitor import (
     Snapshot,
     make_display,
     progress_line,
+    sender_line,
     summary_dict,
     summary_table,
     write_summary_json,
@@ -120,4 +121,16 @@ def test_summary_table_and_json(tmp_path):
     assert [s["name"] for s in data["senders"]] == ["gw-a", "gw-b"]
     assert {"name", "mean_s", "fail_rate", "sent", "failed", "avg_send_time_s"} <= set(data["senders"][0])
     assert data["lost_senders"] == 1
+    # Attempts are counted as attempts, in words too: the table's failed column is not the messages' failed.
+    assert data["failed_attempts"] == sum(s["failed"] for s in data["senders"]) == snap.stats.failed
+    assert f"failed attempts {snap.stats.failed}," in table
+    header = next(line for line in table.splitlines() if line.startswith("  sender "))
+    assert header.split()[6:8] == ["failed", "attempts"], table
     assert data["requeued"] == 2
+
+
+def test_the_live_line_of_a_sender_counts_failed_attempts_as_attempts():
+    snap = snapshot()
+    view = snap.senders[0]
+    assert view.stats.failed == 1
+    assert f"{view.stats.sent} sent, 1 failed attempt, avg" in sender_line(view, 10.0)

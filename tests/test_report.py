@@ -174,6 +174,7 @@ def make_summary(
         "senders": [sender_figures(spec, n, elapsed, rng) for spec, n in zip(specs, attempts, strict=False)],
         "timeline": timeline,
     }
+    summary["failed_attempts"] = sum(s["failed"] for s in summary["senders"])
     if replications:
         add_replications(summary, replications, rng)
     return summary
@@ -599,7 +600,7 @@ def test_output_into_a_missing_folder_is_one_line_and_status_2(tmp_path):
 
 
 def test_output_over_the_summary_itself_is_refused(tmp_path):
-    summary_path = tmp_path / "s.json"
+    summary_path = tmp_path / "summary"  # no suffix, which -o takes as it is (s.json is refused for its suffix)
     summary_path.write_text(json.dumps(make_summary(rows=200)))
     status, _out, err = run_report(str(summary_path), "-o", str(summary_path))
     assert status == 2

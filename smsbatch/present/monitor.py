@@ -18,7 +18,7 @@ from typing import Protocol, TextIO
 from smsbatch.config import SenderSpec
 from smsbatch.core.clock import Clock
 from smsbatch.core.stats import Stats, bucket_value
-from smsbatch.core.text import char_width, display_width, pad_left, pad_right, shorten
+from smsbatch.core.text import char_width, display_width, pad_left, pad_right, plural, shorten
 from smsbatch.core.timeline import TimelineTable
 from smsbatch.present.output import Summary, TextSink, write_text_file
 
@@ -131,7 +131,8 @@ def sender_line(view: SenderView, sim_elapsed: float) -> str:
     stats = view.stats
     rate = stats.attempts / sim_elapsed if sim_elapsed > 0 else 0.0
     return (
-        f"  {view.label}: {stats.sent} sent, {stats.failed} failed, avg {stats.mean:.3f}s, {rate:.1f}/s [{view.state}]"
+        f"  {view.label}: {stats.sent} sent, {plural(stats.failed, 'failed attempt')},"
+        f" avg {stats.mean:.3f}s, {rate:.1f}/s [{view.state}]"
     )
 
 
@@ -408,7 +409,7 @@ SENDER_HEADER = (
     "fail%",
     "attempts",
     "sent",
-    "failed",
+    "failed attempts",
     "fail% seen",
     "avg s",
     "p50 s",
@@ -431,7 +432,7 @@ def _summary_head(snap: Snapshot, seed: int, stopped_by: str) -> list[str]:
         f"smsbatch summary (seed {seed}, {snap.mode}, {stopped_by})",
         f"  messages {snap.messages} = sent {snap.sent} + failed {snap.failed} + unsent {snap.unsent}"
         f"  (every message accounted for: {accounted})",
-        f"  attempts {s.attempts}, retried {snap.retried}, re-queued {snap.requeued},"
+        f"  attempts {s.attempts}, failed attempts {s.failed}, retried {snap.retried}, re-queued {snap.requeued},"
         f" re-delivered {snap.redelivered}, duplicates ignored {snap.duplicates},"
         f" lost senders {snap.lost_senders}",
         f"  send time avg {s.mean:.3f}s  p50 {s.percentile(0.5):.3g}s"
@@ -484,6 +485,7 @@ def summary_dict(
         "unsent": snap.unsent,
         "produced": produced,
         "attempts": s.attempts,
+        "failed_attempts": s.failed,
         "retried": snap.retried,
         "requeued": snap.requeued,
         "redelivered": snap.redelivered,
