@@ -39,6 +39,7 @@ UPLOT_VERSION = "1.6.32"  # smsbatch/present/report_assets/README.md says where 
 CHARTED_SENDERS = 16  # more than this: the 15 busiest and "others"
 HISTOGRAM_BINS = 40  # bars per send-time histogram
 CHART_DIGITS = 5  # significant figures: 2,000 bins need 4 to stay distinct
+RATE_POINTS = 200  # at most this many bins in a rate chart: 33 ms bins of a 100 s run are noise to the eye
 REACH_MARKS = ("50", "90", "99")
 
 Number = int | float  # a JSON number
@@ -529,8 +530,8 @@ TIME_CHARTS = [  # (name, title, what it shows)
         "attempts",
         "Attempts per second, by sender",
         (
-            "Attempts that ended in each time bin, per simulated second, stacked by sender; the red line is "
-            "failed attempts per second (all senders)."
+            "Attempts that ended in each time bin (the timeline's bins merged to at most 200), per simulated "
+            "second, stacked by sender; the red line is failed attempts per second (all senders)."
         ),
     ),
     (
@@ -775,11 +776,38 @@ def timeline_series(
         return [_compact(sum(_number(v) for v in values)) for values in zip(*found, strict=False)] if found else None
 
     everyone = list(range(len(senders)))
+    attempts = [summed(members, "attempts") for _, members in groups]
+    failed_attempts = summed(everyone, "failed_attempts")
     return {
         **{key: column(key) for key in ("t_s", "sent", "failed", "retried", "backlog", "p50_s", "p95_s", "p99_s")},
-        "failed_attempts": summed(everyone, "failed_attempts"),
-        "attempts": [summed(members, "attempts") for _, members in groups],
+        "failed_attempts": failed_attempts,
+        "attempts": attempts,
         "in_flight": [summed(members, "in_flight") for _, members in groups],
+        "rate": rate_bins(column("t_s") or [], attempts, failed_attempts),
+    }
+
+
+def rate_bins(
+    t_s: list[Number | None], attempts: list[list[Number | None] | None], failed: list[Number | None] | None
+) -> JsonObject:
+    """Per-bin counts for a rate chart, `RATE_POINTS` bins at most: runs of
+    consecutive bins summed, each ending where its last bin ends (report.js
+    divides by the merged width), so no count is lost and a peak is a real one."""
+    width = max(1, math.ceil(len(t_s) / RATE_POINTS))
+    ends = list(range(width - 1, len(t_s), width))
+    if t_s and ends[-1] != len(t_s) - 1:
+        ends.append(len(t_s) - 1)
+
+    def merged(values: list[Number | None] | None) -> list[Number | None] | None:
+        if values is None:
+            return None
+        starts = [0] + [end + 1 for end in ends[:-1]]
+        return [_compact(sum(_number(v) for v in values[a : b + 1])) for a, b in zip(starts, ends, strict=False)]
+
+    return {
+        "t_s": [t_s[end] for end in ends],
+        "attempts": [merged(values) for values in attempts],
+        "failed_attempts": merged(failed),
     }
 
 
