@@ -87,7 +87,7 @@ _SOURCE: MessageSource | None = None  # the run's messages, inherited by the for
 
 def run_one(settings: Settings, replication: int) -> Summary:
     """One whole run, quietly, as its summary dict (in a pool process)."""
-    from smsbatch.cli import make_runner  # the CLI's own wiring, no drawing
+    from smsbatch.cli import against_model, make_runner  # the CLI's own wiring, no drawing
 
     seed = replication_seed(settings.seed, replication)
     settings = replace(settings, seed=seed, replications=1)
@@ -97,7 +97,7 @@ def run_one(settings: Settings, replication: int) -> Summary:
     # SIGTERM from the main process (Ctrl-C there) stops this run warmly: its
     # children are reaped and its summary still comes back, every message counted.
     with stop_signals_caught() as signals:
-        result = make_runner(settings, source, monitor, signals).run()
+        result = against_model(settings, source, make_runner(settings, source, monitor, signals).run())
     summary = summary_dict(
         result.snapshot, settings.seed, result.stopped_by, int(result.exit_status), result.produced, result.startup
     )

@@ -735,3 +735,13 @@ def test_the_report_of_a_real_run_draws_every_chart_and_shows_its_figures(tmp_pa
     assert_page_clean(page, console)
     assert_every_chart_drawn(page, expected_charts(summary))
     assert_figures_match(page, summary)
+
+
+def test_a_run_whose_figures_moved_says_which_in_the_verdict():
+    summary = make_summary(mode="real-time")
+    summary["faithful"] = False
+    summary["model_check"] = {"sim_elapsed_s": 50.0, "off": ["sim_elapsed 60.0s against the model's 50.0s (+20.0%)"]}
+    html = render_report(summary)
+    assert "NOT faithful: sim_elapsed 60.0s against the model&#x27;s 50.0s (+20.0%), more than 3% from" in html
+    summary["model_check"] = None  # a run judged by its lag (through Redis, stopped, a sender lost)
+    assert "NOT faithful: the run fell behind the model by up to" in render_report(summary)

@@ -36,6 +36,27 @@ class SenderView:
         return f"{self.name} ({self.spec.describe()})"
 
 
+# A figure this close to the model's is the model's: 3% of the model's elapsed time, or
+# of the messages (attempts, per sender). The real-time engine itself ends a run a little
+# differently from the model (who takes the last messages), by about 1% at worst; beyond 3%
+# the machine moved the figure (docs/model.md).
+MODEL_TOLERANCE = 0.03
+
+
+@dataclass(frozen=True)
+class ModelCheck:
+    """A real-time run's figures against the model's own: the same settings and
+    seed run again in virtual time, where every sender draws the same send
+    times and outcomes. `off` says each figure further from the model's than
+    MODEL_TOLERANCE; lateness that the backdating absorbed moves none."""
+
+    sim_elapsed: float
+    reach: dict[str, float | None]
+    sent: int
+    failed: int
+    off: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True)
 class Snapshot:
     messages: int
@@ -60,6 +81,7 @@ class Snapshot:
     deadline: float = 600.0  # simulated seconds
     deadline_share: float = 0.9
     timeline: TimelineTable | None = None  # at the end of a run
+    model: ModelCheck | None = None  # a real-time run's figures against the model's, when they can be compared
 
     @property
     def within_deadline(self) -> float:
@@ -80,10 +102,16 @@ class Snapshot:
 
     @property
     def faithful(self) -> bool:
-        """The run kept to the model: it fell behind by at most 1% of its simulated
-        time. A run whose every outcome came at time 0 (senders that never wait) is
-        the model's however late it was: no lateness can move a figure of 0."""
-        return self.sim_elapsed == 0.0 or self.lag <= 0.01 * self.sim_elapsed
+        """The run kept to the model: each of its figures within MODEL_TOLERANCE of
+        the model's (when they could be compared: see cli.against_model), or else
+        it fell behind by at most 1% of its simulated time. A run whose every
+        outcome came at time 0 (senders that never wait) is the model's however
+        late it was: no lateness can move a figure of 0."""
+        if self.sim_elapsed == 0.0:
+            return True
+        if self.model is not None:
+            return not self.model.off
+        return self.lag <= 0.01 * self.sim_elapsed
 
     @property
     def rate(self) -> float:
@@ -391,15 +419,58 @@ def deadline_line(snap: Snapshot) -> str:
     )
 
 
+def model_check(run: Snapshot, model: Snapshot) -> ModelCheck:
+    """`run`'s figures against `model`'s (the same settings and seed in virtual time)."""
+    off: list[str] = []
+    times: list[tuple[str, float | None, float | None]] = [("sim_elapsed", run.sim_elapsed, model.sim_elapsed)]
+    times += [(f"reach {p}%", run.reach.get(p), model.reach.get(p)) for p in model.reach]
+    for name, real, want in times:
+        if real is None or want is None:
+            if real != want:
+                off.append(f"{name} {_maybe_seconds(real)} against the model's {_maybe_seconds(want)}")
+        elif abs(real - want) > MODEL_TOLERANCE * model.sim_elapsed:
+            change = f" ({(real / want - 1) * 100:+.1f}%)" if want else ""
+            off.append(f"{name} {real:,.1f}s against the model's {want:,.1f}s{change}")
+    counts = [("sent", run.sent, model.sent, run.messages), ("failed", run.failed, model.failed, run.messages)]
+    attempts = sum(view.stats.attempts for view in model.senders)
+    counts += [
+        (f"{mine.name} attempts", mine.stats.attempts, theirs.stats.attempts, attempts)
+        for mine, theirs in zip(run.senders, model.senders, strict=False)
+    ]
+    for name, real_count, wanted, scale in counts:
+        if abs(real_count - wanted) > MODEL_TOLERANCE * scale:
+            off.append(f"{name} {real_count:,} against the model's {wanted:,}")
+    return ModelCheck(model.sim_elapsed, dict(model.reach), model.sent, model.failed, tuple(off))
+
+
+def _maybe_seconds(value: float | None) -> str:
+    return "never" if value is None else f"{value:,.1f}s"
+
+
 def faithful_line(snap: Snapshot) -> str:
     if snap.mode == "virtual":
         return "  model: exact (virtual time)"
+    if snap.model is not None and snap.sim_elapsed > 0:
+        return _model_line(snap, snap.model)
     if snap.faithful:
         return f"  model: faithful (fell behind by at most {snap.lag:.3g}s simulated)"
     return (
         f"  model: NOT faithful: fell behind by up to {snap.lag:.3g}s simulated "
         f"(over 1% of {snap.sim_elapsed:.3g}s); the figures depend on this machine. "
         "Use --speed max for the model's answer, or a lower --speed"
+    )
+
+
+def _model_line(snap: Snapshot, model: ModelCheck) -> str:
+    if not model.off:
+        return (
+            f"  model: faithful (every figure within 3% of the model's, the same run in virtual time:"
+            f" {snap.sim_elapsed:,.1f}s against {model.sim_elapsed:,.1f}s; fell behind by at most {snap.lag:.3g}s)"
+        )
+    more = f", and {plural(len(model.off) - 1, 'other figure')}" if len(model.off) > 1 else ""
+    return (
+        f"  model: NOT faithful: {model.off[0]}{more} (over 3% off); the figures depend on this machine."
+        " Use --speed max for the model's answer, or a lower --speed"
     )
 
 
@@ -503,6 +574,7 @@ def summary_dict(
         "mode": snap.mode,
         "lag_s": snap.lag,
         "faithful": snap.faithful,
+        "model_check": _model_dict(snap.model),
         "speed": speed_text(snap.speed) if math.isinf(snap.speed) else snap.speed,
         "seed": seed,
         "stopped_by": stopped_by,
@@ -524,6 +596,18 @@ def summary_dict(
             for v in snap.senders
         ],
         **({"timeline": snap.timeline} if snap.timeline is not None else {}),
+    }
+
+
+def _model_dict(model: ModelCheck | None) -> dict[str, object] | None:
+    if model is None:
+        return None
+    return {
+        "sim_elapsed_s": model.sim_elapsed,
+        "reach_s": dict(model.reach),
+        "sent": model.sent,
+        "failed": model.failed,
+        "off": list(model.off),
     }
 
 

@@ -425,7 +425,15 @@ def _warnings(summary: Summary) -> str:
             f"The run was stopped ({stopped_by}, exit status {summary.get('exit_status')}): "
             "the figures cover the part that ran."
         )
-    if summary.get("faithful") is False:
+    check = summary.get("model_check")
+    off = check.get("off") if isinstance(check, dict) else None
+    if summary.get("faithful") is False and isinstance(off, list) and off:
+        notes.append(
+            f"NOT faithful: {_plain(off[0])}{f' (and {len(off) - 1} more figures)' if len(off) > 1 else ''}, "
+            "more than 3% from the model's (the same run in virtual time), so its figures depend on the "
+            "machine it ran on."
+        )
+    elif summary.get("faithful") is False:
         notes.append(
             f"NOT faithful: the run fell behind the model by up to {_seconds(summary.get('lag_s'))} "
             "simulated, so its figures depend on the machine it ran on."
