@@ -246,7 +246,7 @@ def against_model(settings: Settings, source: MessageSource, result: RunResult) 
     that ended by itself with every sender of this machine (a sender that died,
     a stop, or senders elsewhere, seeded by name, keep the judgement by lag)."""
     snap = result.snapshot
-    comparable = result.stopped_by == "completed" and not snap.lost_senders and not snap.requeued
+    comparable = result.stopped_by == "completed" and not (snap.lost_senders or snap.requeued or snap.unsent)
     if settings.virtual or settings.broker or not comparable or snap.sim_elapsed == 0.0:
         return result
     from smsbatch.virtual.runner import VirtualRunner  # the model itself, as --speed max runs it
