@@ -271,6 +271,54 @@ def answer_by_speed(messages: int, speeds: tuple[str, ...]) -> list[Row]:
     return rows
 
 
+# The four-sender set of issue 20: carriers with windows and a rate cap, a slow modem, one retry.
+FOUR_SENDERS = (
+    *("--sender", "0.3:0.03:window=10", "--sender", "0.8:0.06:window=30:rate=20"),
+    *("--sender", "2:0.1:window=50", "--sender", "5:0.2", "--max-retries", 1),
+)
+
+
+def faithful_share(runs: int, messages: int, default_messages: int) -> list[Row]:
+    """How often real time says faithful at a speed a quiet machine follows (its
+    figures are then the model's: the same run in virtual time), seeds 5, 6, ...;
+    and a run made to drift says NOT faithful whenever a figure moved over 3%."""
+    rows: list[Row] = []
+    for name, argv in (
+        (f"four senders, x200, {messages:,} msgs", (*FOUR_SENDERS, "--messages", messages, "--speed", 200)),
+        (f"default senders, x10, {default_messages:,} msgs", ("--messages", default_messages, "--speed", 10)),
+    ):
+        said = [bool(measure(sms(*argv, "--seed", 5 + i)).summary["faithful"]) for i in range(runs)]
+        share = sum(said) / len(said)
+        measured = f"{share:.2f} ({sum(said)} of {len(said)})"
+        rows.append((f"share of runs faithful: {name}", measured, ">= 0.9", share >= 0.9))
+    return [*rows, drifted(messages)]
+
+
+def drifted(messages: int) -> Row:
+    """The four senders at x200 with the busiest sender stopped (SIGSTOP) for 0.3 s
+    of real time, 60 s simulated: it finishes its due sends late, the others take its
+    work meanwhile, and the figures move; the run must say so when they move over 3%."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "summary.json")
+        argv = (*FOUR_SENDERS, "--messages", messages, "--speed", 200, "--seed", 5, "--summary-json", path)
+        with started(*argv) as run:
+            sender = under_way(run, 4)[0]
+            os.kill(sender, signal.SIGSTOP)
+            time.sleep(0.3)  # the stall itself: what the row measures the effect of
+            os.kill(sender, signal.SIGCONT)
+            run.exit_seconds(time.monotonic(), status=0)
+        with open(path) as handle:
+            summary = json.load(handle)
+    model, faithful = summary["model_check"]["sim_elapsed_s"], summary["faithful"]
+    off = summary["sim_elapsed_s"] / model - 1
+    return (
+        f"  sim_elapsed_s, a sender stalled 0.3 s: {'faithful' if faithful else 'NOT faithful'}",
+        f"{summary['sim_elapsed_s']:,.1f} s ({off:+.1%})",
+        "3% or not faithful",
+        abs(off) <= 0.03 or not faithful,
+    )
+
+
 def replications(runs: int, count: int, messages: int) -> list[Row]:
     one, two = [], []
     for _ in range(runs):  # alternate, so load on the machine hits both alike
@@ -370,7 +418,7 @@ def redis_backend(runs: int, messages: int) -> list[Row]:
 
 
 # ---- how fast a run ends when things go wrong ----
-# The README promises these end times; tests/test_faults.py and
+# docs/faults.md promises these end times; tests/test_faults.py and
 # tests/test_broker.py run the same scenarios and check everything else about
 # them (with generous timeouts that only catch a hang).
 
@@ -492,7 +540,7 @@ def worker_left(url: str) -> float:
 
 
 def run_ends(repeats: int) -> list[Row]:
-    """The README's end times, each the worst of `repeats` runs (or more)."""
+    """The end times docs/faults.md promises, each the worst of `repeats` runs (or more)."""
     dead = max(every_sender_killed() for _ in range(repeats))
     warm = max(stopped_by(signum, 1) for signum in (signal.SIGINT, signal.SIGTERM) for _ in range(repeats))
     cold = max(stopped_by(signal.SIGINT, 2) for _ in range(repeats))
@@ -528,6 +576,7 @@ def sections(quick: bool, runs: int) -> dict[str, Callable[[], list[Row]]]:
         "virtual-memory": lambda: virtual_memory(100_000 if q else 1_000_000, 200_000 if q else 10_000_000),
         "speeds": lambda: answer_by_speed(2_000 if q else 200_000, ("100", "1000") if q else ("100", "1000", "10000")),
         "replications": lambda: replications(runs, 2 if q else 8, 20_000 if q else 200_000),
+        "faithful": lambda: faithful_share(1 if q else 10, 2_000 if q else 20_000, 200 if q else 1_000),
         "run-ends": lambda: run_ends(1 if q else 2),
         "worker-leaves": lambda: worker_leaves(1 if q else 2),
     }

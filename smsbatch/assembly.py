@@ -4,16 +4,21 @@ command line and the replications' pool processes both start runs from here."""
 
 from __future__ import annotations
 
+import math
+from dataclasses import replace
 from typing import TYPE_CHECKING, TextIO
 
 from smsbatch.core.batching import choose_batch_size
 from smsbatch.core.clock import Clock
 from smsbatch.core.errors import UsageError
 from smsbatch.core.phones import PhoneError, PhonePool, list_name, read_recipients, recipients_is_stream
+from smsbatch.core.result import RunResult
 from smsbatch.core.settings import Settings
 from smsbatch.core.snapshot import RunMonitor
 from smsbatch.core.source import MessageSource
 from smsbatch.local.backend import LocalBackend
+from smsbatch.present.monitor import Monitor, NullDisplay, model_check
+from smsbatch.present.output import QuietStream
 from smsbatch.realtime.backend import Backend
 from smsbatch.realtime.runner import Runner
 
@@ -30,7 +35,9 @@ def make_source(settings: Settings, stderr: TextIO | None = None) -> tuple[Messa
     except PhoneError as error:
         option = "--recipients" if settings.recipients else "--region"
         raise UsageError(f"argument {option}: {error}") from None
-    if settings.messages > pool.size and not settings.virtual:  # dealt without replacement (none in virtual time)
+    # Dealt without replacement; virtual time makes no numbers, but its answer is for
+    # a run that could happen, so it holds to the same limit.
+    if settings.messages > pool.size:
         raise UsageError(
             f"argument --messages: region {settings.region} has {pool.size:,} distinct "
             "random mobile numbers here; ask for at most that many"
@@ -79,3 +86,23 @@ def new_run_id() -> str:
     from smsbatch.broker import keys  # only with --broker
 
     return keys.new_run_id()
+
+
+def against_model(settings: Settings, source: MessageSource, result: RunResult) -> RunResult:
+    """A real-time run's result, its figures checked against the model's: the
+    same settings and seed again in virtual time (a fraction of the real run's
+    time), where each sender draws the same send times and outcomes. So a run
+    is faithful when its figures are the model's, whatever lateness its senders
+    made up by backdating. Only a run the model describes can be compared: one
+    that ended by itself with every sender of this machine (a sender that died,
+    a stop, or senders elsewhere, seeded by name, keep the judgement by lag)."""
+    snap = result.snapshot
+    comparable = result.stopped_by == "completed" and not (snap.lost_senders or snap.requeued or snap.unsent)
+    if settings.virtual or settings.broker or not comparable or snap.sim_elapsed == 0.0:
+        return result
+    from smsbatch.virtual.runner import VirtualRunner  # the model itself, as --speed max runs it
+
+    model = VirtualRunner(
+        replace(settings, speed=math.inf, progress=False), source, Monitor(NullDisplay(QuietStream(None)), math.inf)
+    ).run()
+    return replace(result, snapshot=replace(snap, model=model_check(snap, model.snapshot)))

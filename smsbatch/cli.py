@@ -8,7 +8,7 @@ import signal
 import sys
 from typing import TextIO
 
-from smsbatch.assembly import make_runner, make_source, new_run_id
+from smsbatch.assembly import against_model, make_runner, make_source, new_run_id
 from smsbatch.config import UsageError, parse_settings, parse_worker_settings
 from smsbatch.core.phones import list_name
 from smsbatch.core.settings import Settings
@@ -17,8 +17,22 @@ from smsbatch.core.summary import SUMMARY_SCHEMA, run_summary, settings_dict
 from smsbatch.core.text import plural, redact_url, shorten, sms_segments, visible
 from smsbatch.core.timeline import csv_text
 from smsbatch.core.trace import trace_csv
-from smsbatch.present.monitor import Monitor, make_display, summary_table, write_summary_json
-from smsbatch.present.output import check_output_path, open_standard_fds, standard_streams, write_text_file
+from smsbatch.present.monitor import (
+    Monitor,
+    cut,
+    make_display,
+    summary_table,
+    terminal_size,
+    write_summary_json,
+)
+from smsbatch.present.output import (
+    REPORT_SUFFIXES,
+    TIMELINE_SUFFIXES,
+    check_output_path,
+    open_standard_fds,
+    standard_streams,
+    write_text_file,
+)
 from smsbatch.realtime.runner import ExitStatus, stop_signals_caught
 
 START_LINE_WIDTH = 100  # columns: the start lines fit a wide terminal without wrapping
@@ -67,9 +81,10 @@ def _main(argv: list[str] | None, stdout: TextIO, stderr: TextIO, restore_signal
     if prepared is None:
         return status
     settings, source, invalid = prepared
+    _say_notes(settings, stderr)
     with stop_signals_caught(restore=restore_signals) as signals:
         if settings.replications > 1:
-            stdout.write(start_line(settings, source, invalid) + "\n")
+            stdout.write(fit_to_terminal(start_line(settings, source, invalid), stdout) + "\n")
             stdout.flush()
             from smsbatch.replications import run_replications  # a process pool, only when asked for
 
@@ -80,6 +95,17 @@ def _main(argv: list[str] | None, stdout: TextIO, stderr: TextIO, restore_signal
         summary["exit_status"] = _with_deadline(settings, summary, stdout)
         _write_outputs(settings, summary, stderr)
     return summary["exit_status"]
+
+
+def _say_notes(settings: Settings, stderr: TextIO) -> None:
+    """Settings that are allowed but do nothing, said once before the run (a
+    config file may set a backoff that a command line's --max-retries 0 turns off)."""
+    if settings.retry_backoff_given and settings.max_retries == 0:
+        stderr.write(
+            f"smsbatch: note: --retry-backoff {settings.retry_backoff:g} has no effect without"
+            " --max-retries (no failed attempt is retried)\n"
+        )
+        stderr.flush()
 
 
 def _run_once(
@@ -97,9 +123,9 @@ def _run_once(
     monitor = Monitor(display, settings.interval)
     run_id = new_run_id() if settings.broker and not settings.virtual else None
     runner = make_runner(settings, source, monitor, signals, run_id)
-    stdout.write(start_line(settings, source, invalid, run_id) + "\n")
+    stdout.write(fit_to_terminal(start_line(settings, source, invalid, run_id), stdout) + "\n")
     stdout.flush()
-    result = runner.run()
+    result = against_model(settings, source, runner.run())
     monitor.close(result.snapshot)
     if settings.trace:
         names = [view.name for view in result.snapshot.senders]
@@ -160,6 +186,10 @@ def _write_file(path: str, make_text, stderr: TextIO, what: str) -> None:
     except OSError as error:
         stderr.write(f"smsbatch: could not write the {what} to {path} ({error.strerror or error})\n")
         stderr.flush()
+        return
+    if what == "report":  # the one output a person opens next: say where it is
+        stderr.write(f"smsbatch: wrote the report to {path} (open it in a browser)\n")
+        stderr.flush()
 
 
 def _checked_input(prog: str, stderr: TextIO, prepare):
@@ -207,9 +237,9 @@ def worker_main(argv: list[str], stdout: TextIO, stderr: TextIO, restore_signals
 
 def _check_output_paths(settings: Settings) -> None:
     check_output_path("--summary-json", settings.summary_json)
-    check_output_path("--report", settings.report)
-    check_output_path("--timeline", settings.timeline)
-    check_output_path("--trace", settings.trace)
+    check_output_path("--report", settings.report, REPORT_SUFFIXES)
+    check_output_path("--timeline", settings.timeline, TIMELINE_SUFFIXES)
+    check_output_path("--trace", settings.trace, TIMELINE_SUFFIXES)
 
 
 def _write_summary(path: str, summary: dict, stderr: TextIO) -> None:
@@ -251,6 +281,15 @@ def start_line(settings: Settings, source: MessageSource, invalid: int, run_id: 
             f"smsbatch worker --broker {broker}"
         )
     return line + "\n" + text_line(settings.text)  # last: scripts read the lines above by position
+
+
+def fit_to_terminal(lines: str, stream: TextIO) -> str:
+    """Each line cut to the terminal's width, as the bars below are (a wrapped
+    line breaks mid-word); whole when `stream` is not a terminal, for scripts."""
+    size = terminal_size(stream) if stream.isatty() else None
+    if size is None:
+        return lines
+    return "\n".join(cut(line, size[0]) for line in lines.split("\n"))
 
 
 def text_line(text: str) -> str:

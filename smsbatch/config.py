@@ -39,6 +39,7 @@ MAX_NAME = 40  # characters in a sender name: it heads a column of the summary
 MIN_INTERVAL = 0.05  # real seconds between progress lines: faster floods the terminal
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 # Chosen so that a plain `smsbatch` (1000 messages) ends in about 25 s.
+DEFAULT_RETRY_BACKOFF = 1.0
 DEFAULT_SENDERS = ("0.05:0.01", "0.08:0.03", "0.15:0.05", "0.4:0.2")
 
 
@@ -202,10 +203,15 @@ def parse_sender(text: str) -> SenderSpec:
     return spec
 
 
+# Codes people write for a region that ISO 3166 (and phonenumbers) spell otherwise.
+REGION_ALIASES = {"UK": "GB", "EL": "GR", "EN": "GB", "SCO": "GB", "UAE": "AE", "USA": "US"}
+
+
 def parse_region(text: str) -> str:
     region = str(text).strip().upper()
     if region not in phonenumbers.SUPPORTED_REGIONS:
-        raise ValueError("must be a two-letter region code such as US, GB or DE")
+        hint = f"; did you mean {REGION_ALIASES[region]}?" if region in REGION_ALIASES else ""
+        raise ValueError(f"must be a two-letter ISO 3166 region code such as US, GB or DE{hint}")
     return region
 
 
@@ -260,7 +266,19 @@ class _Parser(configargparse.ArgParser):
             self.error(
                 f"argument {_flags(action)}: must not be an empty list; leave {key} unset for the default (got '[]')"
             )
+        if action is not None and action.type and key == getattr(action, "env_var", None):
+            self._check_env(action, key, value)  # a config file's values are checked as it is read
         return super().convert_item_to_command_line_arg(action, key, value)
+
+    def _check_env(self, action, key: str, value) -> None:
+        """An environment variable's value, checked with its option's rule, so
+        that the error names the variable and not only the option."""
+        for each in value if isinstance(value, list) else [value]:
+            try:
+                action.type(each)
+            except configargparse.ArgumentTypeError as error:
+                hint = _list_hint(action, value, f"{key}=")
+                self.error(f"argument {_flags(action)}: {error} in the environment variable {key}{hint}")
 
 
 class _HelpFormatter(configargparse.ArgumentDefaultsHelpFormatter):
@@ -372,8 +390,18 @@ class IniFile(configargparse.ConfigFileParser):
             try:
                 action.type and action.type(each)
             except configargparse.ArgumentTypeError as error:
-                raise _config_error(f"argument {flags}: {error} in {where}") from None
+                hint = _list_hint(action, value, f"{flags.split('--')[-1]} = ")
+                raise _config_error(f"argument {flags}: {error} in {where}{hint}") from None
         return values if repeatable else value
+
+
+def _list_hint(action, value, written: str) -> str:
+    """For a repeatable option given `a, b` without brackets: how a list is written."""
+    if not isinstance(action, argparse._AppendAction) or not isinstance(value, str):
+        return ""
+    if "," not in value or value.strip().startswith("["):
+        return ""
+    return f"; a list is written in brackets: {written}[{_shown(value.strip())}]"
 
 
 def _listed(value: str) -> list[str]:
@@ -419,11 +447,20 @@ def _option_adder(parser: configargparse.ArgParser) -> _AddOption:
     return option
 
 
+HELP_EPILOG = (
+    "Two more commands, each with its own --help: `smsbatch report SUMMARY.json -o REPORT.html` "
+    "makes the HTML report of a summary file (--summary-json); `smsbatch worker --broker URL` "
+    "adds senders on another machine to a run through Redis. Every option is explained in "
+    "docs/options.md (the README links the rest of the docs)."
+)
+
+
 def build_parser(default_config_files: Sequence[str] = ()) -> configargparse.ArgParser:
     parser = _Parser(
         prog="smsbatch",
         section="smsbatch",
         description="Simulate an SMS alert blast through a set of senders and watch it go.",
+        epilog=HELP_EPILOG,
         default_config_files=list(default_config_files),
     )
     option = _option_adder(parser)
@@ -598,8 +635,9 @@ def _retry_options(option: _AddOption) -> None:
         "--retry-backoff",
         env="RETRY_BACKOFF",
         type=_typed(real_number(0.0, MAX_SECONDS)),
-        default=1.0,
-        help="simulated seconds before the first retry; doubles each time, jittered",
+        default=None,  # None: not given, DEFAULT_RETRY_BACKOFF (given alone, it earns a note)
+        help=f"simulated seconds before the first retry; doubles each time, jittered; "
+        f"only with --max-retries (default: {DEFAULT_RETRY_BACKOFF})",
     )
 
 
@@ -731,7 +769,8 @@ def settings_from(ns) -> Settings:
         progress=not ns.no_progress,
         log_level=ns.log,
         max_retries=ns.max_retries,
-        retry_backoff=ns.retry_backoff,
+        retry_backoff=DEFAULT_RETRY_BACKOFF if ns.retry_backoff is None else ns.retry_backoff,
+        retry_backoff_given=ns.retry_backoff is not None,
         broker=ns.broker,
         broker_timeout=ns.broker_timeout,
         claim_after=ns.claim_after,

@@ -22,7 +22,7 @@ import statistics
 from dataclasses import replace
 from typing import Any, TextIO
 
-from smsbatch.assembly import make_runner
+from smsbatch.assembly import against_model, make_runner
 from smsbatch.core.settings import Settings
 from smsbatch.core.source import MessageSource
 from smsbatch.core.summary import Summary, run_summary
@@ -96,7 +96,7 @@ def run_one(settings: Settings, replication: int) -> Summary:
     # SIGTERM from the main process (Ctrl-C there) stops this run warmly: its
     # children are reaped and its summary still comes back, every message counted.
     with stop_signals_caught() as signals:
-        result = make_runner(settings, source, monitor, signals).run()
+        result = against_model(settings, source, make_runner(settings, source, monitor, signals).run())
     summary = run_summary(result, settings.seed)
     summary["replication"] = replication
     return summary

@@ -20,6 +20,7 @@ COMPARE = {">=": operator.ge, "<=": operator.le, "<": operator.lt, ">": operator
 # Plausible ranges of each figure's first number: a rate, or by the row's name.
 RATES = (100, 1e8)  # msg/s
 RANGES = [
+    (r"^share of runs faithful", 0, 1),
     (r"^\s*growth per message", -100, 100),  # bytes; noise may make it negative
     (r"^\s*growth$", -500, 500),  # MB, the same
     (r"peak RSS|Redis memory", -1, 4000),  # MB

@@ -169,3 +169,104 @@ def test_start_line_of_a_broker_run_hides_the_password():
 def test_tiny_numbers_and_unprintable_names_are_refused_in_words(spec, words):
     with pytest.raises(ValueError, match=words):
         parse_sender(spec)
+
+
+# ---- the rough edges of issue 20: each error says what would fix it ----
+
+
+def test_uk_is_not_a_region_code_and_the_error_suggests_gb(no_children_left):
+    status, out, err = _run(["--region", "UK"])
+    assert status == 2
+    assert out == ""
+    assert err == (
+        "smsbatch: error: argument --region: must be a two-letter ISO 3166 region code such as US, GB or DE;"
+        " did you mean GB? (got 'UK')\n"
+    )
+
+
+def test_a_list_of_senders_without_brackets_in_a_config_file_is_told_about_the_brackets(tmp_path, no_children_left):
+    path = _ini(tmp_path, "sender = 0.1:0.05, 0.2:0.1\n")
+    status, _, err = _run(["-c", path])
+    assert status == 2
+    assert err.count("\n") == 1
+    assert f"in {path} line 1; a list is written in brackets: sender = [0.1:0.05, 0.2:0.1]" in err
+
+
+def test_a_bad_environment_variable_is_named(monkeypatch, no_children_left):
+    monkeypatch.setenv("SMSBATCH_MESSAGES", "abc")
+    status, out, err = _run([])
+    assert status == 2
+    assert out == ""
+    assert err == (
+        "smsbatch: error: argument -n/--messages: must be a whole number from 1 to 1000000000 (got 'abc')"
+        " in the environment variable SMSBATCH_MESSAGES\n"
+    )
+    monkeypatch.setenv("SMSBATCH_SENDER", "0.1:0.05, 0.2:0.1")
+    monkeypatch.setenv("SMSBATCH_MESSAGES", "5")
+    status, _, err = _run([])
+    assert status == 2
+    assert "SMSBATCH_SENDER; a list is written in brackets: SMSBATCH_SENDER=[0.1:0.05, 0.2:0.1]" in err
+
+
+def test_the_command_line_still_beats_a_bad_environment_variable(monkeypatch, no_children_left):
+    monkeypatch.setenv("SMSBATCH_MESSAGES", "abc")
+    status, _, err = _run(["-n", "5", "--sender", "0:0", "--speed", "max", "--no-progress"])
+    assert status == 0, err
+
+
+BACKOFF_NOTE = "smsbatch: note: --retry-backoff 30 has no effect without --max-retries (no failed attempt is retried)\n"
+
+
+def test_a_retry_backoff_without_retries_gets_a_one_line_note_and_the_run_goes_on(tmp_path, no_children_left):
+    quick = ["-n", "5", "--sender", "0:0", "--speed", "max", "--no-progress"]
+    status, out, err = _run([*quick, "--retry-backoff", "30"])
+    assert status == 0
+    assert err == BACKOFF_NOTE
+    assert "5 messages" in out
+    path = _ini(tmp_path, "max-retries = 2\nretry-backoff = 30\n")
+    assert _run([*quick, "-c", path])[2] == ""
+    assert _run([*quick, "-c", path, "--max-retries", "0"])[2] == BACKOFF_NOTE
+    assert _run(quick)[2] == ""
+
+
+@pytest.mark.parametrize(
+    ("argv", "option", "rule"),
+    [
+        (["--report", "out.pdf"], "--report", "must end in .html or .htm"),
+        (["--timeline", "t.json"], "--timeline", "must end in .csv"),
+    ],
+)
+def test_an_output_named_for_another_format_is_bad_input(tmp_path, monkeypatch, argv, option, rule, no_children_left):
+    monkeypatch.chdir(tmp_path)
+    status, out, err = _run(["-n", "5", "--speed", "max", *argv])
+    assert status == 2
+    assert out == ""
+    assert err == (
+        f"smsbatch: error: argument {option}: {rule}, the format written, or have no suffix (got {argv[1]!r})\n"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_report_command_refuses_a_pdf_too(tmp_path, no_children_left):
+    status, _, err = _run(["report", str(tmp_path / "s.json"), "-o", str(tmp_path / "r.PDF")])
+    assert status == 2
+    assert "argument -o/--output: must end in .html or .htm" in err
+
+
+def test_outputs_with_their_own_suffix_or_none_are_written_and_the_report_is_said(tmp_path, no_children_left):
+    report, timeline = tmp_path / "Run.HTML", tmp_path / "timeline"
+    quick = ["-n", "5", "--sender", "0:0", "--speed", "max", "--no-progress"]
+    status, _, err = _run([*quick, "--report", str(report), "--timeline", str(timeline)])
+    assert status == 0
+    assert report.read_text().startswith("<!DOCTYPE html>")
+    assert timeline.read_text().startswith("t_s,")
+    assert err == f"smsbatch: wrote the report to {report} (open it in a browser)\n"
+
+
+def test_the_random_number_pool_holds_in_virtual_time_as_in_real_time(no_children_left):
+    argv = ["-n", "2000000", "--region", "TV", "--sender", "0:0", "--no-progress"]
+    virtual, real = _run([*argv, "--speed", "max"]), _run(argv)
+    assert virtual[0] == real[0] == 2
+    assert virtual[1] == real[1] == ""
+    assert virtual[2] == real[2]
+    assert "argument --messages: region TV has" in virtual[2]

@@ -1,5 +1,6 @@
 import io
 import json
+from dataclasses import replace
 
 from smsbatch.core.clock import FakeClock
 from smsbatch.core.settings import SenderSpec
@@ -11,8 +12,11 @@ from smsbatch.present.monitor import (
     LineDisplay,
     Monitor,
     NullDisplay,
+    faithful_line,
     make_display,
+    model_check,
     progress_line,
+    sender_line,
     summary_table,
     write_summary_json,
 )
@@ -119,4 +123,57 @@ def test_summary_table_and_json(tmp_path):
     assert [s["name"] for s in data["senders"]] == ["gw-a", "gw-b"]
     assert {"name", "mean_s", "fail_rate", "sent", "failed", "avg_send_time_s"} <= set(data["senders"][0])
     assert data["lost_senders"] == 1
+    # Attempts are counted as attempts, in words too: the table's failed column is not the messages' failed.
+    assert data["failed_attempts"] == sum(s["failed"] for s in data["senders"]) == snap.stats.failed
+    assert f"failed attempts {snap.stats.failed}," in table
+    header = next(line for line in table.splitlines() if line.startswith("  sender "))
+    assert header.split()[6:8] == ["failed", "attempts"], table
     assert data["requeued"] == 2
+
+
+def test_the_live_line_of_a_sender_counts_failed_attempts_as_attempts():
+    snap = snapshot()
+    view = snap.senders[0]
+    assert view.stats.failed == 1
+    assert f"{view.stats.sent} sent, 1 failed attempt, avg" in sender_line(view, 10.0)
+
+
+def alike(count: int) -> Stats:
+    s = Stats()
+    s.record_same(0.1, count, 0)
+    return s
+
+
+def model_snap(sim_elapsed=100.0, reach=None, sent=990, failed=10, attempts=(700, 300), lag=0.0):
+    views = tuple(SenderView(f"gw-{i}", SenderSpec(0.1, 0.01), alike(n), "done") for i, n in enumerate(attempts))
+    reach = reach or {"50": 40.0, "90": 80.0, "99": 95.0, "100": None}
+    return Snapshot(
+        messages=1000, sent=sent, failed=failed, retried=0, elapsed=1.0, speed=10.0, stats=Stats(),
+        senders=views, sim_elapsed=sim_elapsed, reach=reach, lag=lag,
+    )  # fmt: skip
+
+
+def test_a_late_run_with_the_models_figures_is_faithful_and_one_a_figure_off_is_not():
+    model = model_snap()
+    within = model_snap(sim_elapsed=102.5, sent=975, failed=25, attempts=(680, 320), lag=30.0)
+    late_but_exact = replace(within, model=model_check(within, model))
+    assert late_but_exact.model.off == ()
+    assert late_but_exact.faithful  # 30 s late, 30% of the run: the old rule said NOT faithful
+    assert "model: faithful (every figure within 3% of the model's" in faithful_line(late_but_exact)
+    drifted = model_snap(sim_elapsed=104.0, reach={"50": 40.5, "90": 80.0, "99": 95.0, "100": None}, lag=0.5)
+    check = model_check(drifted, model)
+    assert check.off == ("sim_elapsed 104.0s against the model's 100.0s (+4.0%)",)
+    assert not replace(drifted, model=check).faithful  # on time by the lag, but a figure moved
+    assert faithful_line(replace(drifted, model=check)).startswith(
+        "  model: NOT faithful: sim_elapsed 104.0s against the model's 100.0s (+4.0%) (over 3% off)"
+    )
+    moved = model_check(model_snap(sent=950, failed=50, attempts=(600, 400), reach={"50": 40.0}), model)
+    assert moved.off == (
+        "reach 90% never against the model's 80.0s",
+        "reach 99% never against the model's 95.0s",
+        "sent 950 against the model's 990",
+        "failed 50 against the model's 10",
+        "gw-0 attempts 600 against the model's 700",
+        "gw-1 attempts 400 against the model's 300",
+    )
+    assert summary_dict(replace(drifted, model=check), 1, "completed", 0, 1000)["model_check"]["off"] == list(check.off)

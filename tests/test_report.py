@@ -35,11 +35,13 @@ from smsbatch.core.stats import bucket_of, bucket_value
 from smsbatch.present.report import (
     CHARTED_SENDERS,
     HEADLINE,
+    RATE_POINTS,
     RUN_FIGURES,
     bucket_edges,
     chart_data,
     figure_value,
     histogram_bars,
+    rate_bins,
     render_report,
     sender_groups,
     summary_problem,
@@ -174,6 +176,7 @@ def make_summary(
         "senders": [sender_figures(spec, n, elapsed, rng) for spec, n in zip(specs, attempts, strict=False)],
         "timeline": timeline,
     }
+    summary["failed_attempts"] = sum(s["failed"] for s in summary["senders"])
     if replications:
         add_replications(summary, replications, rng)
     return summary
@@ -315,7 +318,9 @@ class DumpedPage(HTMLParser):
     def __init__(self, dom: str) -> None:
         super().__init__()
         self.html, self.body, self.charts, self.figures = {}, {}, {}, {}
+        self.legends: dict[str, list[str]] = {}  # chart -> the values its legend shows
         self._figure_key, self._figure_text = None, []
+        self._chart, self._legend_value = None, None
         self.feed(dom)
 
     def handle_starttag(self, tag, attrs):
@@ -324,6 +329,9 @@ class DumpedPage(HTMLParser):
             setattr(self, tag, attrs)
         if tag == "figure" and "data-chart" in attrs:
             self.charts[attrs["data-chart"]] = attrs
+            self._chart = attrs["data-chart"]
+        if tag == "td" and "u-value" in (attrs.get("class") or "").split() and self._chart:
+            self._legend_value = []
         if "data-figure" in attrs:
             self._figure_key, self._figure_text = attrs["data-figure"], []
             self.figures[attrs["data-figure"]] = {"value": json.loads(attrs["data-value"])}
@@ -331,11 +339,18 @@ class DumpedPage(HTMLParser):
     def handle_data(self, data):
         if self._figure_key:
             self._figure_text.append(data)
+        if self._legend_value is not None:
+            self._legend_value.append(data)
 
     def handle_endtag(self, tag):
         if self._figure_key and tag == "div":
             self.figures[self._figure_key]["shown"] = "".join(self._figure_text)
             self._figure_key = None
+        if tag == "td" and self._legend_value is not None:
+            self.legends.setdefault(self._chart, []).append("".join(self._legend_value))
+            self._legend_value = None
+        if tag == "figure":
+            self._chart = None
 
 
 def open_in_browser(tmp_path, html: str, name: str = "report.html") -> tuple[DumpedPage, list[str]]:
@@ -405,6 +420,44 @@ def test_every_chart_draws_with_no_error_and_the_figures_are_the_summarys(tmp_pa
     assert_page_clean(page, console)
     assert_every_chart_drawn(page, expected_charts(summary))
     assert_figures_match(page, summary)
+
+
+@pytest.mark.timeout(60)
+def test_charts_are_drawn_for_the_eye(tmp_path):
+    """Binned, unoutlined, whole ticks for counts, legends that say something before a hover."""
+    need_chromium()
+    summary = make_summary(messages=100_000, senders=4, rows=2000, elapsed=100.0)
+    summary["senders"][3]["histogram"] = [[0.5 + 0.1 * i, 1] for i in range(11)]  # 11 attempts: ticks at 0.2 once
+    page, console = open_in_browser(tmp_path, render_report(summary))
+    assert_page_clean(page, console)
+    charts = page.charts
+    assert int(charts["attempts"]["data-points"]) <= RATE_POINTS < 2000  # not a 50 ms bin a point
+    assert json.loads(charts["attempts"]["data-outlined"]) == ["failed attempts"]  # no sender outlines the stack
+    assert json.loads(charts["backlog"]["data-outlined"]) == ["backlog"]
+    for name in ("backlog", "histogram-3"):
+        ticks = json.loads(charts[name]["data-y-ticks"])
+        assert len(ticks) >= 2, name
+        assert all(tick == int(tick) for tick in ticks), (name, ticks)
+    for name in ("reach", "attempts", "send-time", "backlog", "histogram-0"):
+        shown = page.legends[name]
+        assert len(shown) >= 2, name
+        assert "--" not in shown, (name, shown)
+    assert page.legends["reach"][1] == f"{100 * summary['sent'] / summary['messages']:.2f}%"  # the last value
+
+
+def test_a_rate_chart_has_at_most_a_few_hundred_bins_and_keeps_every_attempt():
+    summary = make_summary(messages=100_000, senders=4, rows=2000, elapsed=100.0)
+    groups = sender_groups(summary["senders"])
+    timeline = chart_data(summary, groups)["timeline"]
+    rate = timeline["rate"]
+    assert 100 <= len(rate["t_s"]) <= RATE_POINTS
+    assert rate["t_s"][-1] == timeline["t_s"][-1]
+    for merged, each in zip(rate["attempts"], timeline["attempts"], strict=True):
+        assert len(merged) == len(rate["t_s"])
+        assert sum(merged) == sum(each)
+    assert sum(rate["failed_attempts"]) == sum(timeline["failed_attempts"])
+    few = rate_bins([1, 2, 3], [[1, 2, 3]], None)
+    assert few == {"t_s": [1, 2, 3], "attempts": [[1, 2, 3]], "failed_attempts": None}
 
 
 @pytest.mark.timeout(60)
@@ -599,7 +652,7 @@ def test_output_into_a_missing_folder_is_one_line_and_status_2(tmp_path):
 
 
 def test_output_over_the_summary_itself_is_refused(tmp_path):
-    summary_path = tmp_path / "s.json"
+    summary_path = tmp_path / "summary"  # no suffix, which -o takes as it is (s.json is refused for its suffix)
     summary_path.write_text(json.dumps(make_summary(rows=200)))
     status, _out, err = run_report(str(summary_path), "-o", str(summary_path))
     assert status == 2
@@ -682,3 +735,13 @@ def test_the_report_of_a_real_run_draws_every_chart_and_shows_its_figures(tmp_pa
     assert_page_clean(page, console)
     assert_every_chart_drawn(page, expected_charts(summary))
     assert_figures_match(page, summary)
+
+
+def test_a_run_whose_figures_moved_says_which_in_the_verdict():
+    summary = make_summary(mode="real-time")
+    summary["faithful"] = False
+    summary["model_check"] = {"sim_elapsed_s": 50.0, "off": ["sim_elapsed 60.0s against the model's 50.0s (+20.0%)"]}
+    html = render_report(summary)
+    assert "NOT faithful: sim_elapsed 60.0s against the model&#x27;s 50.0s (+20.0%), more than 3% from" in html
+    summary["model_check"] = None  # a run judged by its lag (through Redis, stopped, a sender lost)
+    assert "NOT faithful: the run fell behind the model by up to" in render_report(summary)

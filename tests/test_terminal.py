@@ -142,7 +142,7 @@ def test_redraws_notes_and_a_narrower_screen_leave_nothing_behind(monkeypatch):
 # terminal emulator, and the tests look at the screen it ends with. pyte cuts
 # lines when it narrows (as xterm does) where tmux and most desktop terminals
 # re-wrap them; the display is built for both, and tmux is checked by hand
-# (see the README's What you see).
+# (see docs/report-and-summary.md, What you see).
 
 ARGV = ["-n", "300", "--sender", "0.05:0", "--sender", "0.1:0", "--speed", "20", "--interval", "0.05", "--seed", "1"]
 ROWS = 100  # room for the whole run at 40 columns: nothing scrolls out of sight
@@ -228,6 +228,8 @@ def check_the_screen(screen, raw: str, started_at: int, columns: int) -> None:
     start_lines = text[start:].split("\n", 2)[:2]  # one write, from stdout
     assert start_lines[1].startswith('smsbatch: text "')
     assert "\x1b" not in "".join(start_lines)
+    for line in start_lines:  # cut to the width it was written at, as the bars are: no word broken by a wrap
+        assert display_width(line) <= started_at, line
     summary = text[text.index("smsbatch summary (") :]
     assert "\x1b" not in summary
     expected_start = [row for line in start_lines for row in rows_of(line, started_at, columns)]

@@ -60,6 +60,7 @@ class Settings:
     log_level: str = "WARNING"
     max_retries: int = 0
     retry_backoff: float = 1.0
+    retry_backoff_given: bool = False  # set, by any source: with no retries, it changes nothing
     broker: str | None = None
     broker_timeout: float = 30.0
     claim_after: float = 10.0
@@ -180,6 +181,7 @@ RUN_FIELDS: tuple[FieldRow[Settings], ...] = (
     _run("jobs", "processes that run replications side by side"),
     _run("require_deadline", "a missed deadline exits with status 3"),
     _run("report", "an HTML report is written here"),
+    _run("retry_backoff_given", "False: the default backoff (set with no retries, it earns a note)"),
     _run("timeline", "the timeline is written here as CSV"),
     _run("trace", "a row per attempt is written here as CSV (its senders report the rows)", worker=True),
 )  # fmt: skip

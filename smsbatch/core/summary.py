@@ -10,7 +10,7 @@ from typing import Any
 
 from smsbatch.core.result import RunResult
 from smsbatch.core.settings import Settings, run_settings, sender_settings, speed_shown
-from smsbatch.core.snapshot import Snapshot
+from smsbatch.core.snapshot import ModelCheck, Snapshot
 from smsbatch.core.stats import bucket_value
 
 SUMMARY_SCHEMA = "smsbatch-summary/1"
@@ -44,6 +44,7 @@ def summary_dict(
         "unsent": snap.unsent,
         "produced": produced,
         "attempts": s.attempts,
+        "failed_attempts": s.failed,
         "retried": snap.retried,
         "requeued": snap.requeued,
         "redelivered": snap.redelivered,
@@ -61,6 +62,7 @@ def summary_dict(
         "mode": snap.mode,
         "lag_s": snap.lag,
         "faithful": snap.faithful,
+        "model_check": _model_dict(snap.model),
         "speed": speed_shown(snap.speed),
         "seed": seed,
         "stopped_by": stopped_by,
@@ -79,6 +81,18 @@ def summary_dict(
             for v in snap.senders
         ],
         **({"timeline": snap.timeline} if snap.timeline is not None else {}),
+    }
+
+
+def _model_dict(model: ModelCheck | None) -> dict[str, object] | None:
+    if model is None:
+        return None
+    return {
+        "sim_elapsed_s": model.sim_elapsed,
+        "reach_s": dict(model.reach),
+        "sent": model.sent,
+        "failed": model.failed,
+        "off": list(model.off),
     }
 
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from typing import Protocol, TextIO
 
 from smsbatch.core.clock import Clock
-from smsbatch.core.snapshot import SenderView, Snapshot
+from smsbatch.core.snapshot import MODEL_TOLERANCE, ModelCheck, SenderView, Snapshot
 from smsbatch.core.summary import Summary
-from smsbatch.core.text import char_width, display_width, pad_left, pad_right, shorten
+from smsbatch.core.text import char_width, display_width, pad_left, pad_right, plural, shorten
 from smsbatch.present.output import TextSink, write_text_file
 
 
@@ -46,7 +46,8 @@ def sender_line(view: SenderView, sim_elapsed: float) -> str:
     stats = view.stats
     rate = stats.attempts / sim_elapsed if sim_elapsed > 0 else 0.0
     return (
-        f"  {view.label}: {stats.sent} sent, {stats.failed} failed, avg {stats.mean:.3f}s, {rate:.1f}/s [{view.state}]"
+        f"  {view.label}: {stats.sent} sent, {plural(stats.failed, 'failed attempt')},"
+        f" avg {stats.mean:.3f}s, {rate:.1f}/s [{view.state}]"
     )
 
 
@@ -87,7 +88,7 @@ class LineDisplay:
 # Exact where a narrower terminal cuts its rows (xterm; pyte in the tests) or
 # re-wraps them and keeps the cursor on its row; tmux 3.3 sometimes puts the
 # cursor a row or two below it after a re-wrap, and what is above is out of
-# reach of any cursor movement (tests/test_terminal.py, the README).
+# reach of any cursor movement (tests/test_terminal.py, docs/report-and-summary.md).
 CLEAR_LINE, CLEAR_BELOW = "\x1b[2K", "\x1b[J"
 NO_WRAP, WRAP = "\x1b[?7l", "\x1b[?7h"
 
@@ -305,9 +306,39 @@ def deadline_line(snap: Snapshot) -> str:
     )
 
 
+def model_check(run: Snapshot, model: Snapshot) -> ModelCheck:
+    """`run`'s figures against `model`'s (the same settings and seed in virtual time)."""
+    off: list[str] = []
+    times: list[tuple[str, float | None, float | None]] = [("sim_elapsed", run.sim_elapsed, model.sim_elapsed)]
+    times += [(f"reach {p}%", run.reach.get(p), model.reach.get(p)) for p in model.reach]
+    for name, real, want in times:
+        if real is None or want is None:
+            if real != want:
+                off.append(f"{name} {_maybe_seconds(real)} against the model's {_maybe_seconds(want)}")
+        elif abs(real - want) > MODEL_TOLERANCE * model.sim_elapsed:
+            change = f" ({(real / want - 1) * 100:+.1f}%)" if want else ""
+            off.append(f"{name} {real:,.1f}s against the model's {want:,.1f}s{change}")
+    counts = [("sent", run.sent, model.sent, run.messages), ("failed", run.failed, model.failed, run.messages)]
+    attempts = sum(view.stats.attempts for view in model.senders)
+    counts += [
+        (f"{mine.name} attempts", mine.stats.attempts, theirs.stats.attempts, attempts)
+        for mine, theirs in zip(run.senders, model.senders, strict=False)
+    ]
+    for name, real_count, wanted, scale in counts:
+        if abs(real_count - wanted) > MODEL_TOLERANCE * scale:
+            off.append(f"{name} {real_count:,} against the model's {wanted:,}")
+    return ModelCheck(model.sim_elapsed, dict(model.reach), model.sent, model.failed, tuple(off))
+
+
+def _maybe_seconds(value: float | None) -> str:
+    return "never" if value is None else f"{value:,.1f}s"
+
+
 def faithful_line(snap: Snapshot) -> str:
     if snap.mode == "virtual":
         return "  model: exact (virtual time)"
+    if snap.model is not None and snap.sim_elapsed > 0:
+        return _model_line(snap, snap.model)
     if snap.faithful:
         return f"  model: faithful (fell behind by at most {snap.lag:.3g}s simulated)"
     return (
@@ -317,13 +348,26 @@ def faithful_line(snap: Snapshot) -> str:
     )
 
 
+def _model_line(snap: Snapshot, model: ModelCheck) -> str:
+    if not model.off:
+        return (
+            f"  model: faithful (every figure within 3% of the model's, the same run in virtual time:"
+            f" {snap.sim_elapsed:,.1f}s against {model.sim_elapsed:,.1f}s; fell behind by at most {snap.lag:.3g}s)"
+        )
+    more = f", and {plural(len(model.off) - 1, 'other figure')}" if len(model.off) > 1 else ""
+    return (
+        f"  model: NOT faithful: {model.off[0]}{more} (over 3% off); the figures depend on this machine."
+        " Use --speed max for the model's answer, or a lower --speed"
+    )
+
+
 SENDER_HEADER = (
     "sender",
     "mean s",
     "fail%",
     "attempts",
     "sent",
-    "failed",
+    "failed attempts",
     "fail% seen",
     "avg s",
     "p50 s",
@@ -346,7 +390,7 @@ def _summary_head(snap: Snapshot, seed: int, stopped_by: str) -> list[str]:
         f"smsbatch summary (seed {seed}, {snap.mode}, {stopped_by})",
         f"  messages {snap.messages} = sent {snap.sent} + failed {snap.failed} + unsent {snap.unsent}"
         f"  (every message accounted for: {accounted})",
-        f"  attempts {s.attempts}, retried {snap.retried}, re-queued {snap.requeued},"
+        f"  attempts {s.attempts}, failed attempts {s.failed}, retried {snap.retried}, re-queued {snap.requeued},"
         f" re-delivered {snap.redelivered}, duplicates ignored {snap.duplicates},"
         f" lost senders {snap.lost_senders}",
         f"  send time avg {s.mean:.3f}s  p50 {s.percentile(0.5):.3g}s"

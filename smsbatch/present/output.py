@@ -106,11 +106,17 @@ def open_standard_fds() -> None:
 # ---- output files ----
 
 
-def check_output_path(option: str, path: str | None) -> None:
+REPORT_SUFFIXES = (".html", ".htm")  # the report is an HTML page, whatever the name says
+TIMELINE_SUFFIXES = (".csv",)  # the timeline file is CSV (the summary file holds it as JSON)
+
+
+def check_output_path(option: str, path: str | None, suffixes: tuple[str, ...] = ()) -> None:
     """UsageError unless a file can be written at `path`, proven by creating
     and removing a file beside it (permission bits mean nothing to root, and
     /proc says no only when asked). An existing non-regular file (/dev/stdout,
-    a FIFO) is written in place and needs no proof."""
+    a FIFO) is written in place and needs no proof. With `suffixes`, a name
+    with another suffix (`out.pdf` for an HTML page) is refused; a name with
+    none (`/dev/stdout`, `report`) is taken as it is."""
     if path is None:
         return
 
@@ -119,6 +125,9 @@ def check_output_path(option: str, path: str | None) -> None:
 
     if not path.strip():
         raise bad("must be a file path")
+    suffix = os.path.splitext(path)[1].lower()
+    if suffixes and suffix and suffix not in suffixes:
+        raise bad(f"must end in {' or '.join(suffixes)}, the format written, or have no suffix")
     if path.endswith(("/", os.sep)) or os.path.isdir(path):
         raise bad("must be a file path, not a folder")
     if _is_special(path):

@@ -30,7 +30,7 @@ from smsbatch import __version__
 from smsbatch.core.errors import UsageError
 from smsbatch.core.settings import RUN_FIELDS, SENDER_FIELDS, summary_keys
 from smsbatch.core.summary import SUMMARY_SCHEMA, JsonObject, Summary
-from smsbatch.present.output import check_output_path, write_text_file
+from smsbatch.present.output import REPORT_SUFFIXES, check_output_path, write_text_file
 
 if TYPE_CHECKING:
     from typing_extensions import TypeIs  # typing.TypeIs from Python 3.13
@@ -40,6 +40,7 @@ UPLOT_VERSION = "1.6.32"  # smsbatch/present/report_assets/README.md says where 
 CHARTED_SENDERS = 16  # more than this: the 15 busiest and "others"
 HISTOGRAM_BINS = 40  # bars per send-time histogram
 CHART_DIGITS = 5  # significant figures: 2,000 bins need 4 to stay distinct
+RATE_POINTS = 200  # at most this many bins in a rate chart: 33 ms bins of a 100 s run are noise to the eye
 REACH_MARKS = ("50", "90", "99")
 
 Number = int | float  # a JSON number
@@ -70,7 +71,7 @@ def report_main(argv: list[str], stdout: TextIO, stderr: TextIO) -> int:
     """`smsbatch report SUMMARY -o REPORT`: 0 when written, 2 on bad input, 1 if the write fails."""
     try:
         args = _parser().parse_args(argv)
-        check_output_path("-o/--output", args.output)  # before reading: a bad path is said at once
+        check_output_path("-o/--output", args.output, REPORT_SUFFIXES)  # before reading: said at once
         _check_not_the_summary(args.output, args.summary)
         summary = load_summary(args.summary)
     except UsageError as error:
@@ -425,7 +426,15 @@ def _warnings(summary: Summary) -> str:
             f"The run was stopped ({stopped_by}, exit status {summary.get('exit_status')}): "
             "the figures cover the part that ran."
         )
-    if summary.get("faithful") is False:
+    check = summary.get("model_check")
+    off = check.get("off") if isinstance(check, dict) else None
+    if summary.get("faithful") is False and isinstance(off, list) and off:
+        notes.append(
+            f"NOT faithful: {_plain(off[0])}{f' (and {len(off) - 1} more figures)' if len(off) > 1 else ''}, "
+            "more than 3% from the model's (the same run in virtual time), so its figures depend on the "
+            "machine it ran on."
+        )
+    elif summary.get("faithful") is False:
         notes.append(
             f"NOT faithful: the run fell behind the model by up to {_seconds(summary.get('lag_s'))} "
             "simulated, so its figures depend on the machine it ran on."
@@ -436,7 +445,7 @@ def _warnings(summary: Summary) -> str:
 HEADLINE = [  # (key, label, kind)
     ("messages", "messages", "count"),
     ("sent", "sent", "count"),
-    ("failed", "failed", "count"),
+    ("failed", "failed messages", "count"),
     ("unsent", "unsent", "count"),
     ("reach_s.50", "50% sent at", "seconds"),
     ("reach_s.90", "90% sent at", "seconds"),
@@ -449,6 +458,7 @@ HEADLINE = [  # (key, label, kind)
     ("sim_elapsed_s", "elapsed, simulated", "seconds"),
     ("elapsed_s", "elapsed, real", "seconds"),
     ("attempts", "attempts", "count"),
+    ("failed_attempts", "failed attempts", "count"),
     ("retried", "retries", "count"),
     ("avg_send_time_s", "mean send time", "seconds"),
     ("p50_s", "send time p50", "seconds"),
@@ -530,8 +540,8 @@ TIME_CHARTS = [  # (name, title, what it shows)
         "attempts",
         "Attempts per second, by sender",
         (
-            "Attempts that ended in each time bin, per simulated second, stacked by sender; the red line is "
-            "failed attempts per second (all senders)."
+            "Attempts that ended in each time bin (the timeline's bins merged to at most 200), per simulated "
+            "second, stacked by sender; the red line is failed attempts per second (all senders)."
         ),
     ),
     (
@@ -608,7 +618,7 @@ SENDER_COLUMNS = [
     "attempts",
     "share of attempts",
     "sent",
-    "failed",
+    "failed attempts",
     "fail rate set",
     "fail rate seen",
     "utilisation",
@@ -776,11 +786,38 @@ def timeline_series(
         return [_compact(sum(_number(v) for v in values)) for values in zip(*found, strict=False)] if found else None
 
     everyone = list(range(len(senders)))
+    attempts = [summed(members, "attempts") for _, members in groups]
+    failed_attempts = summed(everyone, "failed_attempts")
     return {
         **{key: column(key) for key in ("t_s", "sent", "failed", "retried", "backlog", "p50_s", "p95_s", "p99_s")},
-        "failed_attempts": summed(everyone, "failed_attempts"),
-        "attempts": [summed(members, "attempts") for _, members in groups],
+        "failed_attempts": failed_attempts,
+        "attempts": attempts,
         "in_flight": [summed(members, "in_flight") for _, members in groups],
+        "rate": rate_bins(column("t_s") or [], attempts, failed_attempts),
+    }
+
+
+def rate_bins(
+    t_s: list[Number | None], attempts: list[list[Number | None] | None], failed: list[Number | None] | None
+) -> JsonObject:
+    """Per-bin counts for a rate chart, `RATE_POINTS` bins at most: runs of
+    consecutive bins summed, each ending where its last bin ends (report.js
+    divides by the merged width), so no count is lost and a peak is a real one."""
+    width = max(1, math.ceil(len(t_s) / RATE_POINTS))
+    ends = list(range(width - 1, len(t_s), width))
+    if t_s and ends[-1] != len(t_s) - 1:
+        ends.append(len(t_s) - 1)
+
+    def merged(values: list[Number | None] | None) -> list[Number | None] | None:
+        if values is None:
+            return None
+        starts = [0] + [end + 1 for end in ends[:-1]]
+        return [_compact(sum(_number(v) for v in values[a : b + 1])) for a, b in zip(starts, ends, strict=False)]
+
+    return {
+        "t_s": [t_s[end] for end in ends],
+        "attempts": [merged(values) for values in attempts],
+        "failed_attempts": merged(failed),
     }
 
 

@@ -8,7 +8,7 @@ parts: Intake (intake.py: what it takes, keeps and gives back), Slots
 (slots.py: the model's slot board, sends in flight) and Outbox (outbox.py:
 what it reports, and when).
 
-It keeps to the model (README, "The model") on a simulated timeline:
+It keeps to the model (docs/model.md) on a simulated timeline:
 
 - `window` slots; a slot takes a message only when it is free, and the send
   starts at the simulated time the slot became free (or the message entered

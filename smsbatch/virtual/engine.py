@@ -1,7 +1,7 @@
 """Virtual time (`--speed max`): the model as a discrete-event simulation.
 
 No process, no queue, no waiting: one heap of events in simulated time, as
-SimPy keeps it. The model (README, "The model"):
+SimPy keeps it. The model (docs/model.md):
 
 - every message is in one FIFO queue at time 0; a failed attempt with retries
   left re-enters the back of it at fail time + its retry delay;
@@ -61,7 +61,10 @@ class Progress:
     sent: int = 0
     failed: int = 0
     retried: int = 0
-    stats: list[Stats] = field(default_factory=list)
+    # Per sender, the stats of every attempt finished so far: made when asked
+    # (the monitor asks once per refresh), since the folded blocks alone miss
+    # the current one and would show an average of 0 beside thousands sent.
+    stats_now: Callable[[], list[Stats]] = list
 
 
 @dataclass
@@ -434,7 +437,7 @@ class VirtualEngine:
         self.trace = trace
         self.messages = messages
         self.blocks = [_Blocks(model) for model in self.models]
-        self.progress = Progress(stats=[b.stats for b in self.blocks])
+        self.progress = Progress()
         self.timeline = timeline
         self.deadline = deadline
 
@@ -445,6 +448,7 @@ class VirtualEngine:
         run = simulation(self.models, self.blocks, self.messages, self.timeline, self.deadline)
         run.begin()
         progress = self.progress
+        progress.stats_now = lambda: self._final_stats(run)
         while run.events:
             run.run_events(CHUNK)
             progress.now, progress.sent, progress.failed, progress.retried = run.now, run.sent, run.failed, run.retried

@@ -84,7 +84,7 @@ class VirtualRunner:
         )
 
     def _live(self, progress: Progress, elapsed: float) -> Snapshot:
-        return self._snapshot(self._views(progress.stats, "running"), elapsed, progress, progress.now)
+        return self._snapshot(self._views(progress.stats_now(), "running"), elapsed, progress, progress.now)
 
     def _final(self, outcome: Outcome, elapsed: float, timeline: TimelineTable) -> Snapshot:
         state = "stopped" if outcome.interrupted else "done"

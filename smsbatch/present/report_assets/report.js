@@ -4,6 +4,8 @@
 // After drawing, the page says what it drew, in the DOM, where a headless
 // browser's --dump-dom (and the tests) can read it:
 //   <figure data-drawn="1">   the chart's canvas has a size and ink inside its plot area
+//   <figure data-points="N" data-y-ticks="[...]" data-outlined="[labels]">  points drawn per series,
+//         the left axis's ticks, and the series drawn with a line (the tests read these)
 //   <body data-charts-expected="N" data-charts-drawn="M" data-chart-errors="[...]"
 //         data-remote-requests="[urls]" data-report-done="1">
 //   <html data-errors="[...]">  (set by the error catcher at the top of the page, if anything went wrong)
@@ -19,6 +21,11 @@
   var plots = [];  // [{plot, box}]
   var chartErrors = [];
   var syncingScale = false;
+  // Counts (attempts, messages, replications) are whole: ticks at whole numbers only.
+  var COUNT_STEPS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000, 1e5, 2e5, 5e5,
+                     1e6, 2e6, 5e6, 1e7, 2e7, 5e7, 1e8, 2e8, 5e8, 1e9, 2e9, 5e9];
+  var WHOLE_STEPS = COUNT_STEPS;
+  function noLine() { return null; }  // dots only
 
   function colour(index) {
     var label = data.groups[index] || "";
@@ -85,15 +92,43 @@
     figure.setAttribute("data-drawn", hasInk(u) ? "1" : "0");
   }
 
+  // Until the cursor is on the chart, the legend shows each series' last value
+  // (uPlot's own legend says "--" there, which reads as "no data").
+  function lastValueLegends(options) {
+    options.series.forEach(function (series, s) {
+      var own = series.value;
+      series.value = function (u, v, si, i) {
+        if (i == null) {
+          var values = u.data[s] || [];
+          for (i = values.length - 1; i >= 0 && values[i] == null; i--);
+          if (i < 0) return own ? own(u, null, si, null) : "--";
+          v = values[i];
+        }
+        return own ? own(u, v, si, i) : number(v, 3);
+      };
+    });
+  }
+
+  function describe(u) {
+    var figure = u.root.closest("figure");
+    if (!figure) return;
+    figure.setAttribute("data-points", String(u.data[0].length));
+    figure.setAttribute("data-y-ticks", JSON.stringify(u.axes[1] && u.axes[1]._splits || []));
+    figure.setAttribute("data-outlined", JSON.stringify(u.series.slice(1).filter(function (s) {
+      return s.width > 0 && s.paths !== noLine;
+    }).map(function (s) { return s.label; })));
+  }
+
   function mount(name, options, columns) {
     var box = boxOf(name);
     if (!box) return;
     options.width = widthOf(box);
     options.height = options.height || HEIGHT;
     options.hooks = options.hooks || {};
+    lastValueLegends(options);
     // Ink is looked for before any annotation is drawn (the deadline's labels
     // would be ink on an empty chart): only series count.
-    options.hooks.draw = [markDrawn].concat(options.hooks.draw || []);
+    options.hooks.draw = [markDrawn, describe].concat(options.hooks.draw || []);
     try {
       plots.push({plot: new uPlot(options, columns, box), box: box});
     } catch (error) {
@@ -134,7 +169,8 @@
   }
 
   // Stacked series: the plotted values are running sums; the legend shows each
-  // series' own value, kept aside in `own`.
+  // series' own value, kept aside in `own`. Layers are filled, not outlined:
+  // the top layer's line would be the total's outline in one small sender's colour.
   function stacked(options, columns, layers, firstIndex) {
     var running = null;
     var own = [];
@@ -144,10 +180,10 @@
       var seriesIndex = firstIndex + k;
       columns.push(running);
       options.series.push({
-        label: layer.label, stroke: layer.colour, fill: fade(layer.colour, 0.35), width: 1,
+        label: layer.label, stroke: layer.colour, fill: fade(layer.colour, 0.55), width: 0,
         scale: layer.scale || "y",  // uPlot copies an undefined key over its default
         paths: uPlot.paths.stepped({align: 1}),
-        value: function (u, v, s, i) { return i == null ? "--" : number(own[k][i], 1); }
+        value: function (u, v, s, i) { return i == null ? "--" : number(own[k][i], layer.digits == null ? 1 : layer.digits); }
       });
       if (k > 0) options.bands = (options.bands || []).concat([{series: [seriesIndex, seriesIndex - 1]}]);
     });
@@ -253,17 +289,18 @@
   }
 
   function attemptsChart(tl) {
+    var rate = tl.rate || tl;  // bins merged for the eye (report.py's RATE_POINTS)
     var options = timeOptions("attempts / s");
-    var columns = [tl.t_s];
+    var columns = [rate.t_s];
     var layers = [];
-    tl.attempts.forEach(function (counts, g) {
-      if (counts) layers.push({label: data.groups[g], colour: colour(g), values: perSecond(tl.t_s, counts)});
+    rate.attempts.forEach(function (counts, g) {
+      if (counts) layers.push({label: data.groups[g], colour: colour(g), values: perSecond(rate.t_s, counts)});
     });
     stacked(options, columns, layers, 1);
-    if (tl.failed_attempts) {
-      options.series.push({label: "failed", stroke: FAIL_COLOUR, width: 1.5, paths: uPlot.paths.stepped({align: 1}),
-                           value: function (u, v) { return number(v, 1); }});
-      columns.push(perSecond(tl.t_s, tl.failed_attempts));
+    if (rate.failed_attempts) {
+      options.series.push({label: "failed attempts", stroke: FAIL_COLOUR, width: 1.5,
+                           paths: uPlot.paths.stepped({align: 1}), value: function (u, v) { return number(v, 1); }});
+      columns.push(perSecond(rate.t_s, rate.failed_attempts));
     }
     if (columns.length > 1) mount("attempts", options, columns);
   }
@@ -272,9 +309,11 @@
     var options = timeOptions("send time");
     options.axes[1].values = axisSeconds;
     var columns = [tl.t_s];
-    [["p50_s", "p50", "#2ca02c"], ["p95_s", "p95", "#ff7f0e"], ["p99_s", "p99", FAIL_COLOUR]].forEach(function (s) {
+    // p99 first and faint, p50 last and bold: the spiky p99 drawn over them hid p50 and p95.
+    [["p99_s", "p99", fade(FAIL_COLOUR, 0.55), 1], ["p95_s", "p95", "#ff7f0e", 1.5],
+     ["p50_s", "p50", "#2ca02c", 2]].forEach(function (s) {
       if (!tl[s[0]]) return;
-      options.series.push({label: s[1], stroke: s[2], width: 1.5, value: function (u, v) { return seconds(v); }});
+      options.series.push({label: s[1], stroke: s[2], width: s[3], value: function (u, v) { return seconds(v); }});
       columns.push(tl[s[0]]);
     });
     if (columns.length > 1) mount("send-time", options, columns);
@@ -282,12 +321,15 @@
 
   function backlogChart(tl) {
     var options = timeOptions("messages waiting");
+    options.axes[1].incrs = COUNT_STEPS;
     options.scales.inflight = {auto: true};
-    options.axes.push({scale: "inflight", side: 1, label: "in flight", size: 60, grid: {show: false}});
+    options.axes.push({scale: "inflight", side: 1, label: "in flight", size: 60, grid: {show: false},
+                       incrs: COUNT_STEPS});
     var columns = [tl.t_s];
     var layers = [];
     tl.in_flight.forEach(function (values, g) {
-      if (values) layers.push({label: data.groups[g] + " in flight", colour: colour(g), values: values, scale: "inflight"});
+      if (values) layers.push({label: data.groups[g] + " in flight", colour: colour(g), values: values, scale: "inflight",
+                               digits: 0});
     });
     stacked(options, columns, layers, 1);
     if (tl.backlog) {
@@ -303,8 +345,8 @@
     mount("histogram-" + g, {
       height: 200,
       legend: {show: true},
-      scales: {x: {time: false, range: [0, bars.x[bars.x.length - 1] + bars.width / 2]}, y: {range: function (u, min, max) { return [0, max * 1.05 || 1]; }}},
-      axes: [{label: "send time (bars " + seconds(bars.width) + " wide)", values: axisSeconds}, {label: "attempts", size: 60}],
+      scales: {x: {time: false, range: [0, bars.x[bars.x.length - 1] + bars.width / 2]}, y: {range: function (u, min, max) { return [0, Math.max(1, max * 1.05)]; }}},
+      axes: [{label: "send time (bars " + seconds(bars.width) + " wide)", values: axisSeconds}, {label: "attempts", size: 60, incrs: COUNT_STEPS}],
       cursor: {drag: {x: true, y: false}},
       series: [
         {label: "send time", value: function (u, v) { return v == null ? "--" : seconds(v - bars.width / 2) + " to " + seconds(v + bars.width / 2); }},
@@ -315,8 +357,6 @@
     }, [bars.x, bars.y]);
   }
 
-  // Replications are counted, not measured: ticks at whole numbers only.
-  var WHOLE_STEPS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000];
 
   function replicationsChart(reps) {
     var options = {
@@ -360,7 +400,7 @@
   }  // no label: it would hide dots, and the caption says what the line is
 
   function dots(name, stroke, scale, format) {
-    return {label: name, stroke: stroke, scale: scale, paths: function () { return null; },
+    return {label: name, stroke: stroke, scale: scale, paths: noLine,
             points: {show: true, space: 0, size: 7, fill: stroke},
             value: function (u, v) { return format(v); }};
   }
