@@ -104,6 +104,7 @@ ONE_SENDER = {
     "zero wait, all fail": (["0:1"], 30, {}),
     # A slot ends just as the cap opens for a free one: the end comes first, and the lower slot starts.
     "a cap as long as a send": (["1:0.2:window=2:rate=1"], 40, {"distribution": "constant", "max_retries": 1}),
+    "three segments through a cap": (["0.1:0.1:window=3:rate=12"], 120, {"text": "x" * 400, "max_retries": 1}),
 }
 
 SEVERAL_SENDERS = {
@@ -117,6 +118,11 @@ SEVERAL_SENDERS = {
         {"max_retries": 2, "distribution": "exponential"},
     ),
     "a zero-wait sender beside slow ones": (["0:0.5", "1:0.1:window=2"], 60, {"max_retries": 1}),
+    "a two-segment UCS-2 text": (
+        ["0.05:0.05", "0.1:0.1:window=2:rate=15"],
+        200,
+        {"text": "🚨 " + "Flash flood: move to higher ground now. " * 2, "max_retries": 2},
+    ),
 }
 
 

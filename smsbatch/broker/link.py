@@ -31,6 +31,7 @@ from smsbatch.core.batching import share_for
 from smsbatch.core.ledger import Claim
 from smsbatch.core.model import Done, MessageBatch, Progress, Ready, Released, SenderDone, Stop
 from smsbatch.core.settings import SenderSpec, Settings
+from smsbatch.core.text import sms_segments
 from smsbatch.realtime.children import stderr_line
 
 START_POLL_SECONDS = 0.05  # how often a sender looks for the run's start
@@ -242,7 +243,7 @@ class StreamSenderPort:
         self.stopping: Callable[[], bool] = lambda: False  # given by open()
         patient = Patient(ports.url, settings.broker_timeout, stderr_line(ports.name), give_up=lambda: self.stopping())
         store = RunStore(connect(ports.url), ports.keys, patient)
-        share = share_for(self.spec, settings.speed)
+        share = share_for(self.spec, settings.speed, sms_segments(settings.text).count)
         self.link = SenderLink(store, ports.sender, settings.text, settings.claim_after, share)
         # Draws keyed by index, as on one machine; a worker's by its consumer
         # name, so that two workers' senders never make the same draws.

@@ -12,24 +12,25 @@ from __future__ import annotations
 import math
 
 from smsbatch.core.settings import SenderSpec, Settings
+from smsbatch.core.text import sms_segments
 
 MAX_BATCH = 1000
 UNKNOWN_SENDERS_BATCH = 100
 BATCH_REAL_SECONDS = 0.1  # a remote sender keeps about this much of its own work from a batch
 
 
-def real_seconds_per_message(spec: SenderSpec, speed: float) -> float:
-    """How long a sender takes per message, in real seconds, when busy."""
-    per_send = spec.mean / spec.window
+def real_seconds_per_message(spec: SenderSpec, speed: float, segments: int = 1) -> float:
+    """How long a sender takes per message of `segments` segments, in real seconds, when busy."""
+    per_send = spec.mean * segments / spec.window
     if spec.rate:
-        per_send = max(per_send, 1.0 / spec.rate)
+        per_send = max(per_send, segments / spec.rate)
     return per_send / speed
 
 
-def share_for(spec: SenderSpec, speed: float) -> int:
+def share_for(spec: SenderSpec, speed: float, segments: int = 1) -> int:
     """Messages a sender should hold at once: BATCH_REAL_SECONDS of work, and
     enough to fill its window."""
-    per_message = real_seconds_per_message(spec, speed)
+    per_message = real_seconds_per_message(spec, speed, segments)
     by_time = MAX_BATCH if per_message == 0 else int(BATCH_REAL_SECONDS / per_message)
     return max(1, spec.window, min(MAX_BATCH, by_time))
 
@@ -40,7 +41,8 @@ def choose_batch_size(settings: Settings, messages: int) -> int:
     what it will start before its next wake-up and gives the rest back."""
     if not settings.senders:  # only workers elsewhere, of unknown speed: modest batches
         return max(1, min(UNKNOWN_SENDERS_BATCH, math.ceil(messages / 16)))
-    fastest = min(real_seconds_per_message(spec, settings.speed) for spec in settings.senders)
+    segments = sms_segments(settings.text).count
+    fastest = min(real_seconds_per_message(spec, settings.speed, segments) for spec in settings.senders)
     by_time = MAX_BATCH if fastest == 0 else int(ahead_seconds(len(settings.senders)) / fastest)  # it keeps all
     by_share = math.ceil(messages / (4 * len(settings.senders)))
     return max(1, min(MAX_BATCH, by_time, by_share))

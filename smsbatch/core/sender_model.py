@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING
 
 from smsbatch.core.model import FAILED, RETRY, SENT
 from smsbatch.core.settings import SenderSpec, Settings
+from smsbatch.core.text import sms_segments
 
 if TYPE_CHECKING:
     import numpy as np
@@ -202,7 +203,11 @@ class SenderModel:
     def __init__(self, spec: SenderSpec, settings: Settings, index: int | str) -> None:
         self.spec = spec
         self.window = spec.window
-        self.start_gap = 1.0 / spec.rate if spec.rate else 0.0  # simulated seconds between starts
+        # Every message is the run's text: k segments, sent one after another in its slot.
+        self.segments = sms_segments(settings.text).count
+        # A cap counts segments: a message's start takes k of its `rate` segments a second.
+        self.start_gap = self.segments / spec.rate if spec.rate else 0.0  # simulated seconds between starts
+        self.mean_send = spec.mean * self.segments  # simulated seconds a message takes, on average
         self.fail_rate = spec.fail_rate
         self.max_retries = settings.max_retries
         self.retry_backoff = settings.retry_backoff
@@ -223,10 +228,21 @@ class SenderModel:
         return self._streams
 
     def block(self, count: int = BLOCK) -> tuple[np.ndarray, np.ndarray]:
-        """The next `count` attempts: (send times, failed?) as arrays."""
+        """The next `count` attempts: (send times, failed?) as arrays. An attempt
+        of k segments takes k draws of each stream, in order: its send time is
+        their sum (added one after another, as the segments go), and it fails
+        when any segment fails (probability 1 - (1 - fail_rate)^k)."""
+        import numpy as np  # here: a run with nothing to draw never loads it
+
         send_times, outcome_rng, _ = self.streams
-        times = send_times.take(count)
-        failed = outcome_rng.random(count) < self.fail_rate
+        k = self.segments
+        if k == 1:
+            return send_times.take(count), outcome_rng.random(count) < self.fail_rate
+        parts = send_times.take(count * k).reshape(count, k)
+        times = parts[:, 0].copy()
+        for segment in range(1, k):
+            times += parts[:, segment]
+        failed = np.asarray((outcome_rng.random(count * k).reshape(count, k) < self.fail_rate).any(axis=1))
         return times, failed
 
     def retry_delay(self, attempt: int) -> float:

@@ -69,7 +69,7 @@ DUE_SLACK = 1e-9  # simulated seconds: a send due this close to now is done (flo
 def _ahead_starts(model: SenderModel, speed: float, senders: int) -> int:
     """Starts a busy sender makes in ahead_seconds(): what it keeps of a batch
     beyond its free slots (see Intake._keep)."""
-    sim_per_send = max(model.spec.mean / model.window, model.start_gap)
+    sim_per_send = max(model.mean_send / model.window, model.start_gap)
     real_per_send = sim_per_send / speed
     return 0 if real_per_send == 0 else math.floor(ahead_seconds(senders) / real_per_send)
 
