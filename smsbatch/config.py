@@ -25,7 +25,7 @@ import phonenumbers
 from smsbatch import __version__
 from smsbatch.core.distributions import DEFAULT_DISTRIBUTION, DEFAULT_SPREAD, DISTRIBUTIONS, MAX_SPREAD
 from smsbatch.core.errors import UsageError
-from smsbatch.core.settings import DEFAULT_TEXT, SenderSpec, Settings, WorkerSettings, sender_keys
+from smsbatch.core.settings import DEFAULT_TEXT, AccountSpec, SenderSpec, Settings, WorkerSettings, sender_keys
 from smsbatch.core.text import redact_url, shorten, visible
 
 MAX_MESSAGES = 1_000_000_000
@@ -168,6 +168,7 @@ _RULES: dict[str, Callable[[str], Any]] = {
     "rate": parse_rate,
     "distribution": parse_distribution,
     "spread": parse_spread,
+    "account": parse_sender_name,
 }
 SENDER_RULES = {key: _RULES[key] for key in sender_keys()}
 
@@ -201,6 +202,22 @@ def parse_sender(text: str) -> SenderSpec:
         except ValueError as error:
             raise ValueError(f"{key} {error}") from None
     return spec
+
+
+def parse_account(text: str) -> AccountSpec:
+    """NAME:rate=R, e.g. `a:rate=30`: a cap of R segments a second shared by the account's senders."""
+    name, sep, field = str(text).strip().partition(":")
+    key, equals, value = field.partition("=")
+    if not sep or not equals or key.strip() != "rate":
+        raise ValueError("must be NAME:rate=R, e.g. a:rate=30")
+    try:
+        name = parse_sender_name(name.strip())
+    except ValueError as error:
+        raise ValueError(f"NAME {error}") from None
+    try:
+        return AccountSpec(name, parse_rate(value))
+    except ValueError as error:
+        raise ValueError(f"rate {error}") from None
 
 
 # Codes people write for a region that ISO 3166 (and phonenumbers) spell otherwise.
@@ -514,6 +531,14 @@ def _sender_options(option: _AddOption) -> None:
         f"(default: the built-in set {' '.join(DEFAULT_SENDERS)})",
     )
     option(
+        "--account",
+        env="ACCOUNT",
+        action="append",
+        type=_typed(parse_account),
+        metavar="NAME:rate=R",
+        help="a cap of R segments a second shared by the senders with account=NAME, repeatable",
+    )
+    option(
         "--distribution",
         env="DISTRIBUTION",
         type=_typed(parse_distribution),
@@ -716,8 +741,12 @@ def parse_worker_settings(argv: list[str] | None) -> WorkerSettings:
         ns = build_worker_parser().parse_args(argv)
     except UnicodeDecodeError:
         raise UsageError("argument -c/--config: the config file is not a text ini file") from None
+    senders = _sender_specs(ns)
+    for spec in senders:
+        if spec.account:
+            raise UsageError(f"argument --sender {spec.name}: account= is for one machine, not for a worker's senders")
     return WorkerSettings(
-        broker=ns.broker, senders=_sender_specs(ns), run_id=ns.run, once=ns.once, broker_timeout=ns.broker_timeout
+        broker=ns.broker, senders=senders, run_id=ns.run, once=ns.once, broker_timeout=ns.broker_timeout
     )
 
 
@@ -751,6 +780,7 @@ def settings_from(ns) -> Settings:
         raise UsageError("argument --trace: one run on this machine only (not with --broker or --replications)")
     senders = () if ns.no_local_senders else _sender_specs(ns)
     _check_spreads(ns, senders)
+    accounts = _checked_accounts(ns, senders)
     seed_given = ns.seed is not None
     return Settings(
         messages=ns.messages if ns.messages is not None else 1000,
@@ -783,6 +813,7 @@ def settings_from(ns) -> Settings:
         report=ns.report,
         timeline=ns.timeline,
         trace=ns.trace,
+        accounts=accounts,
     )
 
 
@@ -809,6 +840,26 @@ def _named(spec: SenderSpec, index: int) -> SenderSpec:
     from dataclasses import replace
 
     return replace(spec, name=f"sender {index}")
+
+
+def _checked_accounts(ns, senders) -> tuple[AccountSpec, ...]:
+    """Every account named once, used by a sender, and every sender's account defined."""
+    accounts = tuple(ns.account or ())
+    names = [account.name for account in accounts]
+    if accounts and ns.broker:
+        raise UsageError("argument --account: shared accounts run on one machine only, not with --broker")
+    for name in names:
+        if names.count(name) > 1:
+            raise UsageError(f"argument --account: {name!r} is given twice")
+        if not any(spec.account == name for spec in senders):
+            raise UsageError(f"argument --account: no sender uses {name!r} (give one account={name})")
+    for spec in senders:
+        if spec.account and spec.account not in names:
+            defined = f"; the accounts are {', '.join(names)}" if names else ""
+            raise UsageError(
+                f"argument --sender {spec.name}: account={spec.account} names no --account NAME:rate=R{defined}"
+            )
+    return accounts
 
 
 def _check_spreads(ns, senders) -> None:

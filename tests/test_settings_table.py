@@ -19,6 +19,7 @@ from smsbatch.broker import codec
 from smsbatch.core.settings import (
     RUN_FIELDS,
     SENDER_FIELDS,
+    AccountSpec,
     SenderSpec,
     Settings,
     sender_keys,
@@ -34,6 +35,8 @@ def other_value(field: dataclasses.Field, default: object) -> object:
     kind = str(field.type)
     if kind.startswith("tuple[SenderSpec"):
         return (SenderSpec(0.5, 0.25, name="other"),)
+    if kind.startswith("tuple[AccountSpec"):
+        return (AccountSpec("other", 12.5),)
     if "bool" in kind:
         return not default
     if kind.startswith("int"):
@@ -80,6 +83,7 @@ def test_the_worker_gets_the_coordinators_retry_backoff():
 
 
 WORKERS_OWN = {"senders", "broker_timeout"}  # `smsbatch worker` sets these itself
+NEVER_THROUGH_REDIS = {"accounts"}  # bad input with --broker, and for a worker's senders: nothing to send
 
 
 def sender_process_modules() -> set[str]:
@@ -116,7 +120,7 @@ def test_every_setting_a_senders_code_reads_travels_to_a_worker():
     paths = [root / (module.replace(".", "/") + ".py") for module in modules]
     read = set().union(*(settings_read(path) for path in paths if path.exists()))
     assert {"retry_backoff", "max_retries", "speed"} <= read  # the check sees what it is for
-    assert read - WORKERS_OWN <= set(worker_fields())
+    assert read - WORKERS_OWN - NEVER_THROUGH_REDIS <= set(worker_fields())
 
 
 def test_a_sender_spec_travels_whole():
@@ -172,10 +176,10 @@ def test_the_summary_keeps_its_keys_and_their_order():
     """The summary file is read by scripts and by older reports: the table's order is the file's."""
     assert list(summary_of(base_settings())) == [
         "messages", "distribution", "spread", "max_retries", "retry_backoff", "seed", "speed", "mode",
-        "deadline_s", "deadline_share", "replications", "region", "recipients", "senders",
+        "deadline_s", "deadline_share", "replications", "region", "recipients", "senders", "accounts",
     ]  # fmt: skip
     assert list(summary_of(base_settings())["senders"][0]) == [
-        "name", "mean_s", "fail_rate", "window", "rate", "distribution", "spread"
+        "name", "mean_s", "fail_rate", "window", "rate", "distribution", "spread", "account"
     ]  # fmt: skip
 
 
@@ -183,11 +187,13 @@ def test_the_reports_settings_table_shows_summary_keys():
     summary = summary_of(base_settings())
     assert set(report.SETTING_KEYS) <= set(summary)
     assert list(summary["senders"][0]) == report.SENDER_SETTING_KEYS
-    assert summary_keys(SENDER_FIELDS, per_sender=True) == ("name", "mean_s", "fail_rate", "window", "rate")
+    assert summary_keys(SENDER_FIELDS, per_sender=True) == ("name", "mean_s", "fail_rate", "window", "rate", "account")
 
 
 def test_every_sender_key_has_a_rule_on_the_command_line():
-    assert tuple(config.SENDER_RULES) == sender_keys() == ("name", "window", "rate", "distribution", "spread")
+    assert (
+        tuple(config.SENDER_RULES) == sender_keys() == ("name", "window", "rate", "distribution", "spread", "account")
+    )
     for key in sender_keys():
         with pytest.raises(ValueError, match=f"^{key} "):
             config.parse_sender(f"1:0:{key}=\x07")

@@ -22,10 +22,10 @@ from dataclasses import replace
 import pytest
 
 from smsbatch.cli import main, make_source
-from smsbatch.config import SenderSpec, Settings, parse_sender
+from smsbatch.config import SenderSpec, Settings, parse_account, parse_sender
 from smsbatch.core.clock import FakeClock
 from smsbatch.core.model import FAILED, RETRY, SENT
-from smsbatch.core.sender_model import Draws, SenderModel
+from smsbatch.core.sender_model import Draws, SenderModel, account_caps
 from smsbatch.core.trace import in_order
 from smsbatch.present.monitor import Monitor, NullDisplay
 from smsbatch.realtime.lockstep import LockstepBackend, drive
@@ -33,14 +33,14 @@ from smsbatch.realtime.runner import Runner
 from smsbatch.virtual.engine import VirtualEngine
 
 
-def settings_of(specs, messages, **kwargs):
+def settings_of(specs, messages, accounts=(), **kwargs):
     named = tuple(parse_sender(s) for s in specs)
-    return Settings(messages=messages, senders=named, **kwargs)
+    return Settings(messages=messages, senders=named, accounts=tuple(parse_account(a) for a in accounts), **kwargs)
 
 
 def virtual_trace(settings):
     models = [SenderModel(spec, settings, i) for i, spec in enumerate(settings.senders)]
-    outcome = VirtualEngine(models, settings.messages, trace=True).run()
+    outcome = VirtualEngine(models, settings.messages, trace=True, accounts=account_caps(settings)).run()
     return in_order(outcome.trace)
 
 
@@ -51,6 +51,12 @@ def reference_trace(settings):
     slots = [(s, k) for s, m in enumerate(models) for k in range(m.window)]
     free = dict.fromkeys(slots, True)
     next_start = [0.0] * len(models)
+    account_next = {account.name: 0.0 for account in settings.accounts}
+
+    def opens(s):  # when sender s's caps, its own and its account's, next let it start
+        account = settings.senders[s].account
+        return max(next_start[s], account_next[account]) if account else next_start[s]
+
     queue = deque([1] * settings.messages)  # attempt numbers, first attempts first
     in_flight = {}  # slot -> (end, attempt, start, outcome)
     arriving = []  # (time, order, attempt)
@@ -70,7 +76,7 @@ def reference_trace(settings):
             for arrival in sorted(a for a in arriving if a[0] == t):
                 arriving.remove(arrival)
                 queue.append(arrival[2])
-            startable = [slot for slot in slots if free[slot] and next_start[slot[0]] <= t]
+            startable = [slot for slot in slots if free[slot] and opens(slot[0]) <= t]
             if not queue or not startable:
                 if not ending:
                     break
@@ -81,11 +87,13 @@ def reference_trace(settings):
             seconds, failed = draws[s].take()
             if models[s].start_gap:
                 next_start[s] = t + models[s].start_gap
+            if settings.senders[s].account:
+                account_next[settings.senders[s].account] = t + models[s].account_gap
             free[slot] = False
             in_flight[slot] = (t + seconds, attempt, t, models[s].outcome(attempt, failed))
         times = [end for end, *_ in in_flight.values()] + [a[0] for a in arriving]
         if queue:
-            times += [next_start[s] for s, k in slots if free[(s, k)] and next_start[s] > t]
+            times += [opens(s) for s, k in slots if free[(s, k)] and opens(s) > t]
         if not times:
             return in_order(rows)
         t = min(times)
@@ -118,6 +126,17 @@ SEVERAL_SENDERS = {
         {"max_retries": 2, "distribution": "exponential"},
     ),
     "a zero-wait sender beside slow ones": (["0:0.5", "1:0.1:window=2"], 60, {"max_retries": 1}),
+    "two binds of one account": (["0:0:account=a", "0:0:account=a"], 100, {"accounts": ["a:rate=10"]}),
+    "an account over windows and its own caps": (
+        ["0.2:0.1:window=4:account=a", "0.1:0.2:rate=15:account=a", "0.3:0.1:window=2:rate=5:account=b", "0.5:0"],
+        300,
+        {"accounts": ["a:rate=25", "b:rate=4"], "max_retries": 1, "distribution": "exponential"},
+    ),
+    "accounts and segments": (
+        ["0.05:0.05:window=3:account=a", "0.05:0.05:window=3:account=a"],
+        150,
+        {"accounts": ["a:rate=20"], "text": "x" * 400, "max_retries": 1},
+    ),
     "a two-segment UCS-2 text": (
         ["0.05:0.05", "0.1:0.1:window=2:rate=15"],
         200,

@@ -30,6 +30,7 @@ from smsbatch.broker.store import Entry, RunStore
 from smsbatch.core.batching import share_for
 from smsbatch.core.ledger import Claim
 from smsbatch.core.model import Done, MessageBatch, Progress, Ready, Released, SenderDone, Stop
+from smsbatch.core.sender_model import Pacer
 from smsbatch.core.settings import SenderSpec, Settings
 from smsbatch.core.text import sms_segments
 from smsbatch.realtime.children import stderr_line
@@ -274,6 +275,9 @@ class StreamSenderPort:
 
     def over(self) -> bool:
         return self.link.over
+
+    def account_caps(self) -> dict[str, Pacer]:
+        return {}  # shared accounts are for one machine (--account with --broker is bad input)
 
     def close(self) -> None:
         self.conn.close()

@@ -58,6 +58,7 @@ def _nothing_to_draw(spec: SenderSpec, settings: Settings) -> bool:
     return (
         spec.mean == 0.0
         and not spec.rate
+        and not spec.account
         and (spec.fail_rate == 0.0 or (spec.fail_rate == 1.0 and settings.max_retries == 0))
     )
 
@@ -152,6 +153,44 @@ class Pacer:
         return min(free, 1 + int((horizon - self.next_start) / self.gap))
 
 
+class Caps:
+    """A sender's starts under both its caps: its own rate (Pacer) and its
+    account's, a Pacer shared by every sender of the account. A start waits
+    for both; `gap` is nonzero when either caps it."""
+
+    __slots__ = ("account", "gap", "own")
+
+    def __init__(self, own: Pacer, account: Pacer | None) -> None:
+        self.own = own
+        self.account = account
+        self.gap = max(own.gap, account.gap) if account is not None else own.gap
+
+    @property
+    def next_start(self) -> float:
+        account = self.account
+        return self.own.next_start if account is None else max(self.own.next_start, account.next_start)
+
+    def opens_at(self, ready: float) -> float:
+        if self.account is not None:
+            ready = self.account.opens_at(ready)
+        return self.own.opens_at(ready)
+
+    def start(self, ready: float) -> float:
+        start = self.opens_at(ready)
+        self.own.start(start)
+        if self.account is not None:
+            self.account.start(start)
+        return start
+
+    def starts_by(self, horizon: float, free: int) -> int:
+        if not self.gap:
+            return free
+        next_start = self.next_start
+        if next_start > horizon:
+            return 0
+        return min(free, 1 + int((horizon - next_start) / self.gap))
+
+
 class SlotBoard:
     """A sender's free slots, and the model's rule for which one starts the
     next message in the queue: the slot that can start it soonest (free, the
@@ -161,7 +200,7 @@ class SlotBoard:
     several slots went free finds them all free, so the lowest of those takes
     it, whichever went free first."""
 
-    def __init__(self, window: int, pacer: Pacer) -> None:
+    def __init__(self, window: int, pacer: Pacer | Caps) -> None:
         self.free: list[tuple[float, int]] = [(0.0, slot) for slot in range(window)]
         self.pacer = pacer
 
@@ -207,13 +246,16 @@ class SenderModel:
         self.segments = sms_segments(settings.text).count
         # A cap counts segments: a message's start takes k of its `rate` segments a second.
         self.start_gap = self.segments / spec.rate if spec.rate else 0.0  # simulated seconds between starts
+        account = next((a for a in settings.accounts if a.name == spec.account), None) if spec.account else None
+        self.account_gap = self.segments / account.rate if account else 0.0  # the same, for its account's cap
+        self.capped = bool(self.start_gap or self.account_gap)
         self.mean_send = spec.mean * self.segments  # simulated seconds a message takes, on average
         self.fail_rate = spec.fail_rate
         self.max_retries = settings.max_retries
         self.retry_backoff = settings.retry_backoff
         self.distribution, self.spread = settings.distribution_of(spec)
         self.seed, self.index = settings.seed, index
-        self.instant = spec.mean == 0.0 and not spec.rate  # a whole batch goes in no time
+        self.instant = spec.mean == 0.0 and not self.capped  # a whole batch goes in no time
         self.nothing_to_draw = _nothing_to_draw(spec, settings)
         self.jitters: list[float] = []
         self._streams: _Streams | None = None  # made at the first draw
@@ -251,13 +293,14 @@ class SenderModel:
             self.jitters = self.streams[2].uniform(0.5, 1.5, 256).tolist()[::-1]
         return self.retry_backoff * 2.0 ** (attempt - 1) * self.jitters.pop()
 
-    def pacer(self) -> Pacer:
-        """A fresh rate cap for one run."""
-        return Pacer(self.start_gap)
+    def caps(self, accounts: dict[str, Pacer]) -> Caps:
+        """Its caps for one run: its own, fresh, and its account's from `accounts`
+        (the run's shared account caps, account_caps())."""
+        return Caps(Pacer(self.start_gap), accounts.get(self.spec.account) if self.spec.account else None)
 
-    def board(self) -> SlotBoard:
+    def board(self, accounts: dict[str, Pacer]) -> SlotBoard:
         """Its slots for one run, all free at time 0."""
-        return SlotBoard(self.window, self.pacer())
+        return SlotBoard(self.window, self.caps(accounts))
 
     def retries_left(self, attempt: int) -> bool:
         return attempt <= self.max_retries
@@ -267,6 +310,12 @@ class SenderModel:
         if not failed:
             return SENT
         return RETRY if self.retries_left(attempt) else FAILED
+
+
+def account_caps(settings: Settings) -> dict[str, Pacer]:
+    """The run's shared account caps, fresh: a message's start takes k of an account's `rate` segments."""
+    segments = sms_segments(settings.text).count
+    return {account.name: Pacer(segments / account.rate) for account in settings.accounts}
 
 
 class Draws:

@@ -36,9 +36,18 @@ class SenderSpec:
     spread: float | None = None
     window: int = 1
     rate: float = 0.0
+    account: str = ""
 
     def describe(self) -> str:
         return f"mean {self.mean:g}s, fail {self.fail_rate:.0%}"
+
+
+@dataclass(frozen=True)
+class AccountSpec:
+    """A cap shared by every sender of the account (`--account NAME:rate=R`)."""
+
+    name: str
+    rate: float  # segments a second, over all its senders
 
 
 @dataclass(frozen=True)
@@ -72,6 +81,7 @@ class Settings:
     require_deadline: bool = False
     report: str | None = None
     timeline: str | None = None
+    accounts: tuple[AccountSpec, ...] = ()
     trace: str | None = None
 
     @property
@@ -184,6 +194,12 @@ RUN_FIELDS: tuple[FieldRow[Settings], ...] = (
     _run("retry_backoff_given", "False: the default backoff (set with no retries, it earns a note)"),
     _run("timeline", "the timeline is written here as CSV"),
     _run("trace", "a row per attempt is written here as CSV (its senders report the rows)", worker=True),
+    FieldRow(
+        "accounts",
+        "shared caps: each account's segments a second, over all its senders (one machine only)",
+        (("accounts", lambda s: {account.name: {"rate": account.rate} for account in s.accounts}),),
+        report=True,
+    ),
 )  # fmt: skip
 
 # In the summary's order; the fields with a default are the `--sender` keys (MEAN and FAIL_RATE come first, bare).
@@ -201,6 +217,13 @@ SENDER_FIELDS: tuple[FieldRow[SenderSpec], ...] = (
     ),
     _sender("distribution", "its send-time distribution; None: the run's", "distribution"),
     _sender("spread", "its send-time standard deviation / mean; None: the run's", "spread"),
+    FieldRow(
+        "account",
+        "the account whose shared cap its starts also count against; '': none",
+        (("account", lambda spec: spec.account or None),),
+        report=True,
+        per_sender=True,
+    ),
 )
 
 

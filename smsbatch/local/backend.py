@@ -11,7 +11,7 @@ import multiprocessing
 from collections.abc import Iterable
 
 from smsbatch.core.model import ProducerDone
-from smsbatch.core.sender_model import needs_numpy
+from smsbatch.core.sender_model import account_caps, needs_numpy
 from smsbatch.core.settings import Settings
 from smsbatch.core.source import MessageSource
 from smsbatch.local.transport import LocalSenderPorts, LocalTransport
@@ -34,7 +34,8 @@ class LocalBackend:
         self.settings = settings
         self.source = source
         ctx = multiprocessing.get_context("fork")  # fast start; children need no re-import
-        self.transport = LocalTransport(ctx, len(settings.senders))
+        gaps = {name: pacer.gap for name, pacer in account_caps(settings).items()}
+        self.transport = LocalTransport(ctx, len(settings.senders), gaps)
         self.run_start = RunStart(ctx)
         self.supervisor = Supervisor(ctx)
         self.producer_done = False

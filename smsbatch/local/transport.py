@@ -32,14 +32,46 @@ from multiprocessing.reduction import ForkingPickler
 from typing import Any, ClassVar
 
 from smsbatch.core.model import MessageBatch, Ready, SenderDone, Stop
+from smsbatch.core.sender_model import Pacer
 from smsbatch.realtime.children import RunStart, StopSignal
 
 WRITER_CHECK_SECONDS = 1.0  # a write lock held this long after its holder died is held for good
 TIME_SLACK = 1e-9  # simulated seconds: starts this close are at the same time
+LOCK_SECONDS = 1.0  # real seconds a start waits for its account's lock
+
+
+class SharedPacer(Pacer):
+    """An account's cap shared by sender processes: its next start lives in
+    shared memory, and each start takes it under a lock. A sender killed while
+    holding the lock (a few float operations) would hold it for good, so a
+    start waits at most LOCK_SECONDS for it, then goes on without it."""
+
+    __slots__ = ("cell", "lock")
+
+    def __init__(self, gap: float, ctx: ForkContext) -> None:
+        self.cell = ctx.RawArray("d", 1)
+        self.lock = ctx.Lock()
+        super().__init__(gap)
+
+    @property
+    def next_start(self) -> float:
+        return float(self.cell[0])
+
+    @next_start.setter
+    def next_start(self, value: float) -> None:
+        self.cell[0] = value
+
+    def start(self, ready: float) -> float:
+        locked = self.lock.acquire(timeout=LOCK_SECONDS)
+        try:
+            return super().start(ready)
+        finally:
+            if locked:
+                self.lock.release()
 
 
 class LocalTransport:
-    def __init__(self, ctx: ForkContext, senders: int) -> None:
+    def __init__(self, ctx: ForkContext, senders: int, account_gaps: dict[str, float] | None = None) -> None:
         self.capacity = max(16, 4 * senders)  # batches: bounded, for back-pressure on the producer
         # Any: the taker and free_lock_of use the queue's private parts (multiprocessing/queues.py).
         self.work: Any = ctx.Queue(maxsize=self.capacity)
@@ -47,6 +79,7 @@ class LocalTransport:
         # Per sender: simulated time it could start work it waits for with a free slot; inf: busy.
         self.board = ctx.RawArray("d", [math.inf] * max(1, senders))
         self.more_queued = False  # in a sender: was there more on the queue after its last take?
+        self.accounts: dict[str, Pacer] = {name: SharedPacer(gap, ctx) for name, gap in (account_gaps or {}).items()}
 
     # ---- the runner ----
 
@@ -220,6 +253,9 @@ class LocalSenderPort:
 
     def over(self) -> bool:
         return False  # the runner says when: a Stop on the queue, or the stop signal
+
+    def account_caps(self) -> dict[str, Pacer]:
+        return self.transport.accounts
 
     def close(self) -> None:
         self.conn.close()

@@ -59,7 +59,7 @@ class Intake:
 
     def startable(self) -> int:
         """Free slots that can start a message before the next wake-up."""
-        if not self.model.start_gap:
+        if not self.model.capped:
             return self.slots.free
         # A nanosecond of slack, as for sends due: a clock read an ulp before the cap opens finds it open.
         return self.slots.startable_by(self.clock.now() + self.wake * self.clock.speed + CAP_SLACK)

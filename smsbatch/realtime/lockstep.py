@@ -23,7 +23,7 @@ from collections.abc import Iterator
 
 from smsbatch.core.clock import FakeClock, SimClock
 from smsbatch.core.model import MessageBatch, ProducerDone, Ready, Stop
-from smsbatch.core.sender_model import SenderModel
+from smsbatch.core.sender_model import SenderModel, account_caps
 from smsbatch.core.settings import Settings
 from smsbatch.core.source import MessageSource
 from smsbatch.realtime.backend import PRODUCER, Exited, Phase, Work
@@ -63,6 +63,7 @@ class LockstepBackend:
         self.batches: Iterator[MessageBatch] | None = None
         self.turns = [_Turns(clock) for _ in settings.senders]
         self.engines: list[SenderEngine | None] = [None] * len(settings.senders)
+        self.accounts = account_caps(settings)  # one process: the senders of an account share its Pacer
 
     # ---- membership ----
 
@@ -95,6 +96,7 @@ class LockstepBackend:
             stop_requested=lambda: self.stopping,
             wake=0.0,
             ahead=0,
+            accounts=self.accounts,
         )
 
     def waits_on(self, sender: int) -> bool:

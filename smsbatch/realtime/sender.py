@@ -45,7 +45,7 @@ from smsbatch.core.model import (
     Stop,
     TransportLost,
 )
-from smsbatch.core.sender_model import Draws, SenderModel
+from smsbatch.core.sender_model import Draws, Pacer, SenderModel
 from smsbatch.core.settings import Settings
 from smsbatch.core.stats import Stats
 from smsbatch.realtime.children import (
@@ -69,7 +69,7 @@ DUE_SLACK = 1e-9  # simulated seconds: a send due this close to now is done (flo
 def _ahead_starts(model: SenderModel, speed: float, senders: int) -> int:
     """Starts a busy sender makes in ahead_seconds(): what it keeps of a batch
     beyond its free slots (see Intake._keep)."""
-    sim_per_send = max(model.mean_send / model.window, model.start_gap)
+    sim_per_send = max(model.mean_send / model.window, model.start_gap, model.account_gap)
     real_per_send = sim_per_send / speed
     return 0 if real_per_send == 0 else math.floor(ahead_seconds(senders) / real_per_send)
 
@@ -91,6 +91,7 @@ class SenderEngine:
         stop_requested: Callable[[], bool],
         wake: float | None = None,
         ahead: int | None = None,
+        accounts: dict[str, Pacer] | None = None,
         waiting: Callable[[float], None] = lambda start: None,
         sooner_elsewhere: Callable[[MessageBatch, float], bool] = lambda batch, start: False,
     ) -> None:
@@ -111,7 +112,7 @@ class SenderEngine:
         self.sleep = sleep
         self.stop_requested = stop_requested
         self.wake = wake_seconds(len(settings.senders)) if wake is None else wake
-        self.slots = Slots(model)
+        self.slots = Slots(model, accounts or {})
         self.intake = Intake(
             index,
             model,
@@ -218,7 +219,7 @@ class SenderEngine:
             delay = self.clock.real_delay(slots.next_due())
             if 0 < delay < self.wake and not slots.free:
                 delay = self.wake  # busy: finish several sends per wake-up
-        if slots.free and self.model.start_gap and not intake.stopped_by_marker:
+        if slots.free and self.model.capped and not intake.stopped_by_marker:
             until_open = self.clock.real_delay(slots.next_start)
             if until_open > 0:  # the cap opens: a free slot may take work then (once open, no wait for it)
                 delay = min(delay, until_open)
@@ -301,6 +302,9 @@ class SenderPort(Protocol):
     def over(self) -> bool:
         """The run is over for this sender: leave, as after a warm stop."""
 
+    def account_caps(self) -> dict[str, Pacer]:
+        """The run's shared account caps, by account name (shared with the other senders of each)."""
+
     def close(self) -> None: ...
 
 
@@ -365,4 +369,5 @@ def _engine(
         stop_requested=stopping,
         waiting=port.waiting,
         sooner_elsewhere=port.sooner_elsewhere,
+        accounts=port.account_caps(),
     )

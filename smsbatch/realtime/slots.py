@@ -11,7 +11,7 @@ from __future__ import annotations
 import heapq
 
 from smsbatch.core.model import MessageBatch
-from smsbatch.core.sender_model import SenderModel
+from smsbatch.core.sender_model import Pacer, SenderModel
 
 # (due, slot, start, batch, offset, seconds, outcome): at equal due times the lower slot ends first,
 # as in the model's tie order (a slot is in flight once at a time, so the key is unique).
@@ -19,8 +19,8 @@ InFlight = tuple[float, int, float, MessageBatch, int, float, int]
 
 
 class Slots:
-    def __init__(self, model: SenderModel) -> None:
-        self.board = model.board()
+    def __init__(self, model: SenderModel, accounts: dict[str, Pacer]) -> None:
+        self.board = model.board(accounts)
         self.pacer = self.board.pacer
         self.in_flight: list[InFlight] = []  # heap by (due, slot)
 

@@ -42,7 +42,7 @@ import numpy as np
 
 from smsbatch.core.model import FAILED, RETRY, SENT
 from smsbatch.core.reach import reach_counts
-from smsbatch.core.sender_model import BLOCK, SenderModel
+from smsbatch.core.sender_model import BLOCK, Pacer, SenderModel
 from smsbatch.core.stats import Stats, buckets_of
 from smsbatch.core.timeline import Timeline
 from smsbatch.core.trace import TraceRow
@@ -117,16 +117,19 @@ def _histogram(seconds: list[float]) -> dict[int, int]:
 
 
 class _CapGate:
-    """The rate caps: a capped sender's starts are at least start_gap apart, and
-    a free slot waiting for the cap holds nothing. Its free slots wait here,
-    lowest first, behind one START event at the time the cap opens (keyed by the
-    sender's first slot, so that it sorts among the senders' slots)."""
+    """The caps (the model's Caps: a sender's own rate, and its account's,
+    shared): a capped sender's starts are spaced by them, and a free slot
+    waiting for a cap holds nothing. Its free slots wait here, lowest first,
+    behind one START event at the time its caps open (keyed by the sender's
+    first slot, so that it sorts among the senders' slots)."""
 
-    def __init__(self, models: Sequence[SenderModel], first_slot: list[int], events: list[Event]) -> None:
-        self.gap = [m.start_gap for m in models]  # 0.0: no cap
+    def __init__(
+        self, models: Sequence[SenderModel], first_slot: list[int], events: list[Event], accounts: dict[str, Pacer]
+    ) -> None:
+        self.pacers = [m.caps(accounts) for m in models]  # the model's caps: when each sender's open
+        self.gap = [caps.gap for caps in self.pacers]  # 0.0: no cap
         self.first_slot = first_slot
         self.events = events
-        self.pacers = [m.pacer() for m in models]  # the model's rate caps: when each opens
         self.start_due = [False] * len(models)  # a START event is waiting for this sender's cap
         self.held: list[list[tuple[int, float]]] = [[] for _ in models]  # heaps of (slot, free since)
         self.capped_time = [0.0] * len(models)  # slot-seconds held back with work waiting
@@ -201,6 +204,7 @@ class _Simulation:
         messages: int,
         timeline: Timeline | None,
         deadline: float,
+        accounts: dict[str, Pacer],
     ) -> None:
         senders = len(models)
         self.blocks = blocks
@@ -209,7 +213,7 @@ class _Simulation:
         self.retry_delay = [model.retry_delay for model in models]
         self.retries_left = [model.retries_left for model in models]
         self.events: list[Event] = []
-        self.gate = _CapGate(models, first_slot, self.events)
+        self.gate = _CapGate(models, first_slot, self.events, accounts)
         self.gap = self.gate.gap
         self.idle: list[int] = []  # heap of slots with nothing to do
         # The queue: first attempts (interchangeable, so a count), then retries (attempt numbers).
@@ -320,6 +324,10 @@ class _Simulation:
         has_work = self.fresh or self.waiting
         if self.gap[s]:
             if has_work:
+                opens = self.gate.pacers[s].opens_at(t)
+                if opens > t:  # a sender of its account started first (lower index): wait for the account
+                    heappush(self.events, (opens, START, key, 0, 0.0))
+                    return
                 self._start_send(self.gate.let_one_start(s, t), s, t)
             else:
                 for slot in self.gate.release(s):
@@ -432,8 +440,10 @@ class VirtualEngine:
         timeline: Timeline | None = None,
         deadline: float = math.inf,
         trace: bool = False,
+        accounts: dict[str, Pacer] | None = None,
     ) -> None:
         self.models = list(models)
+        self.accounts = accounts if accounts is not None else {}  # the run's shared account caps, fresh
         self.trace = trace
         self.messages = messages
         self.blocks = [_Blocks(model) for model in self.models]
@@ -445,7 +455,7 @@ class VirtualEngine:
         """Simulate to the end. `tick(progress)` is called every CHUNK events;
         it returns False to stop the run where it is (Ctrl-C)."""
         simulation = _TracedSimulation if self.trace else _Simulation
-        run = simulation(self.models, self.blocks, self.messages, self.timeline, self.deadline)
+        run = simulation(self.models, self.blocks, self.messages, self.timeline, self.deadline, self.accounts)
         run.begin()
         progress = self.progress
         progress.stats_now = lambda: self._final_stats(run)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 
 from smsbatch.core.clock import Clock
 from smsbatch.core.result import ExitStatus, RunResult, exit_status
-from smsbatch.core.sender_model import SenderModel
+from smsbatch.core.sender_model import SenderModel, account_caps
 from smsbatch.core.settings import Settings
 from smsbatch.core.snapshot import RunMonitor, SenderView, Snapshot
 from smsbatch.core.source import MessageSource
@@ -35,7 +35,14 @@ class VirtualRunner:
         settings = self.settings
         models = [SenderModel(spec, settings, i) for i, spec in enumerate(settings.senders)]
         timeline = Timeline([spec.name for spec in settings.senders], first_width(settings, self.source.messages))
-        engine = VirtualEngine(models, self.source.messages, timeline, settings.deadline, trace=bool(settings.trace))
+        engine = VirtualEngine(
+            models,
+            self.source.messages,
+            timeline,
+            settings.deadline,
+            trace=bool(settings.trace),
+            accounts=account_caps(settings),
+        )
 
         def tick(progress: Progress) -> bool:
             self.monitor.tick(lambda: self._live(progress, self.clock.now() - started))
