@@ -14,10 +14,10 @@ from smsbatch.core.errors import UsageError
 from smsbatch.core.phones import PhoneError, PhonePool, list_name, read_recipients, recipients_is_stream
 from smsbatch.core.result import RunResult
 from smsbatch.core.settings import Settings
-from smsbatch.core.snapshot import RunMonitor
+from smsbatch.core.snapshot import RunMonitor, model_check
 from smsbatch.core.source import MessageSource
 from smsbatch.local.backend import LocalBackend
-from smsbatch.present.monitor import Monitor, NullDisplay, model_check
+from smsbatch.present.monitor import Monitor, NullDisplay
 from smsbatch.present.output import QuietStream
 from smsbatch.realtime.backend import Backend
 from smsbatch.realtime.runner import Runner
@@ -88,7 +88,9 @@ def new_run_id() -> str:
     return keys.new_run_id()
 
 
-def against_model(settings: Settings, source: MessageSource, result: RunResult) -> RunResult:
+def against_model(
+    settings: Settings, source: MessageSource, result: RunResult, signals: list[int] | None = None
+) -> RunResult:
     """A real-time run's result, its figures checked against the model's: the
     same settings and seed again in virtual time (a fraction of the real run's
     time), where each sender draws the same send times and outcomes. So a run
@@ -102,7 +104,9 @@ def against_model(settings: Settings, source: MessageSource, result: RunResult) 
         return result
     from smsbatch.virtual.runner import VirtualRunner  # the model itself, as --speed max runs it
 
-    model = VirtualRunner(
-        replace(settings, speed=math.inf, progress=False), source, Monitor(NullDisplay(QuietStream(None)), math.inf)
-    ).run()
+    quiet = Monitor(NullDisplay(QuietStream(None)), math.inf)
+    virtual = replace(settings, speed=math.inf, progress=False, trace=None)  # the figures only
+    model = VirtualRunner(virtual, source, quiet, signals=signals if signals is not None else []).run()
+    if model.stopped_by != "completed":  # Ctrl-C during the replay: no model to compare with
+        return result
     return replace(result, snapshot=replace(snap, model=model_check(snap, model.snapshot)))

@@ -125,7 +125,7 @@ def _run_once(
     runner = make_runner(settings, source, monitor, signals, run_id)
     stdout.write(fit_to_terminal(start_line(settings, source, invalid, run_id), stdout) + "\n")
     stdout.flush()
-    result = against_model(settings, source, runner.run())
+    result = against_model(settings, source, runner.run(), signals)
     monitor.close(result.snapshot)
     if settings.trace:
         names = [view.name for view in result.snapshot.senders]

@@ -96,7 +96,7 @@ def run_one(settings: Settings, replication: int) -> Summary:
     # SIGTERM from the main process (Ctrl-C there) stops this run warmly: its
     # children are reaped and its summary still comes back, every message counted.
     with stop_signals_caught() as signals:
-        result = against_model(settings, source, make_runner(settings, source, monitor, signals).run())
+        result = against_model(settings, source, make_runner(settings, source, monitor, signals).run(), signals)
     summary = run_summary(result, settings.seed)
     summary["replication"] = replication
     return summary

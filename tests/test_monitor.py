@@ -4,7 +4,7 @@ from dataclasses import replace
 
 from smsbatch.core.clock import FakeClock
 from smsbatch.core.settings import SenderSpec
-from smsbatch.core.snapshot import SenderView, Snapshot
+from smsbatch.core.snapshot import SenderView, Snapshot, model_check
 from smsbatch.core.stats import Stats
 from smsbatch.core.summary import summary_dict
 from smsbatch.present.monitor import (
@@ -14,7 +14,6 @@ from smsbatch.present.monitor import (
     NullDisplay,
     faithful_line,
     make_display,
-    model_check,
     progress_line,
     sender_line,
     summary_table,

@@ -83,7 +83,7 @@ def test_the_worker_gets_the_coordinators_retry_backoff():
 
 
 WORKERS_OWN = {"senders", "broker_timeout"}  # `smsbatch worker` sets these itself
-NEVER_THROUGH_REDIS = {"accounts"}  # bad input with --broker, and for a worker's senders: nothing to send
+NEVER_THROUGH_REDIS = {"accounts", "trace"}  # bad input with --broker, so a worker's senders never have them
 
 
 def sender_process_modules() -> set[str]:

@@ -2,8 +2,8 @@
 
 Three independent answers for the same settings and seed:
 - the virtual engine's trace (the heap, with its fast paths);
-- a slow, obvious event loop written here from the model's words (README,
-  "The model"): at each time, finishes (by sender, slot), then retries
+- a slow, obvious event loop written here from the model's words
+  (docs/model.md): at each time, finishes (by sender, slot), then retries
   entering the queue, then free slots whose rate cap is open start the head of
   the queue in (sender, slot) order;
 - the real-time runner and its senders (SenderEngine, the loop of a sender
@@ -112,6 +112,7 @@ ONE_SENDER = {
     "zero wait, all fail": (["0:1"], 30, {}),
     # A slot ends just as the cap opens for a free one: the end comes first, and the lower slot starts.
     "a cap as long as a send": (["1:0.2:window=2:rate=1"], 40, {"distribution": "constant", "max_retries": 1}),
+    "a wide window, retries": (["0.2:0.2:window=300"], 1000, {"max_retries": 1, "retry_backoff": 0.05}),
     "three segments through a cap": (["0.1:0.1:window=3:rate=12"], 120, {"text": "x" * 400, "max_retries": 1}),
 }
 
@@ -210,8 +211,7 @@ def test_trace_file_in_both_modes(tmp_path, no_children_left):
 
 def valid_steps(rows, windows, gaps):
     """Each row is a step the model allows: a slot runs one attempt at a time,
-    a capped sender's starts are at least 1/rate apart, a retry starts after
-    its first try ended."""
+    and a capped sender's starts are at least 1/rate apart."""
     by_slot, starts = {}, {}
     for row in rows:
         start, end = float(row["start_s"]), float(row["end_s"])

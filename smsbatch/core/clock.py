@@ -25,6 +25,11 @@ class FakeClock(Clock):
         self.t += seconds
 
 
+# Simulated seconds: times this close are the same time (a clock read an ulp
+# before a due time, a cap's opening or a start finds it due, open, tied).
+TIME_SLACK = 1e-9
+
+
 class SimClock:
     """Simulated seconds: real seconds since `start`, times the speed-up factor.
 

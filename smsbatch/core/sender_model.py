@@ -1,22 +1,26 @@
-"""A sender's behaviour, in one place: its slots, its rate cap, what each
+"""A sender's behaviour, in one place: its slots, its caps, what each
 attempt takes and how it ends, and when a failed one comes back.
 
-Both engines ask this module and hold no sender rule of their own: the
-virtual-time engine (virtual/engine.py) keeps the event heap, the queue and
-the tie order; the real-time sender (realtime/sender.py) keeps sleeping,
-intake and reporting. The rules:
+The rules:
 
 - SlotBoard: which free slot starts the next message, and when: the one that
-  can start it soonest, the lowest slot at a tie (a slot waiting for the rate
-  cap holds nothing);
-- Pacer: the rate cap, starts at least 1/rate apart;
-- SenderModel.attempt(): an attempt's send time and how it ends (sent, retry,
-  failed for good); retry_delay(): when a retry re-enters the queue.
+  can start it soonest, the lowest slot at a tie (a slot waiting for a cap
+  holds nothing);
+- Pacer: a rate cap, starts at least k/rate apart (k segments a message);
+  Caps: a sender's own Pacer and its account's, shared by the account's
+  senders;
+- SenderModel: an attempt's draws (block) and how it ends (outcome: sent,
+  retry, failed for good); retry_delay(): when a retry re-enters the queue.
 
-The virtual engine's inlined loop is a fast path of the same rules (a slot
-that finishes goes on at once when nothing else happens at that time); the
-trace test (tests/test_trace.py) holds it to the real-time sender and to a
-slow, obvious event loop, row for row. Each sender has its own generators,
+The real-time sender (realtime/sender.py) keeps sleeping, intake and
+reporting, and asks the SlotBoard, the Caps and the SenderModel for every
+start and end. The virtual engine (virtual/engine.py) keeps the event heap,
+the queue and the tie order, and asks the Caps and the SenderModel; its
+choice of slot is the SlotBoard's rule run as events (a free slot's START
+event, keyed by slot, so the lowest goes first; a slot that finishes goes on
+at once when nothing else happens then), the fast path of --speed max. The
+trace tests (tests/test_trace.py) hold the two to each other and to a slow,
+obvious event loop, row for row. Each sender has its own generators,
 seeded from (run seed, sender index), one stream each for send times,
 outcomes and retry jitter, so a sender's k-th attempt has the same send time
 and outcome in every mode, however its attempts interleave with the others'.
@@ -194,46 +198,68 @@ class Caps:
 class SlotBoard:
     """A sender's free slots, and the model's rule for which one starts the
     next message in the queue: the slot that can start it soonest (free, the
-    message there, the rate cap open), the lowest slot at a tie.
+    message there, the rate cap open), the lowest slot at a tie. A message
+    that arrives after several slots went free finds them all free, so the
+    lowest of those takes it, whichever went free first.
 
-    Free slots are a heap of (free since, slot). A message that arrives after
-    several slots went free finds them all free, so the lowest of those takes
-    it, whichever went free first."""
+    Two heaps keep each start at log(window): `ready`, the slots free by the
+    time `by` (lowest slot first), and `later`, the slots that go free after
+    it (soonest first). Starts come in time order (the queue is FIFO, and its
+    messages enter it in time order), so `by` only grows, and each slot moves
+    from `later` to `ready` once per time it goes free."""
 
     def __init__(self, window: int, pacer: Pacer | Caps) -> None:
-        self.free: list[tuple[float, int]] = [(0.0, slot) for slot in range(window)]
+        self.ready: list[tuple[int, float]] = [(slot, 0.0) for slot in range(window)]  # (slot, free since)
+        self.later: list[tuple[float, int]] = []  # (free since, slot)
+        self.by = 0.0
         self.pacer = pacer
 
     def __len__(self) -> int:
-        return len(self.free)
+        return len(self.ready) + len(self.later)
+
+    def first_free(self) -> float:
+        """When its first free slot went free (call only when it has one)."""
+        since = min(entry[1] for entry in self.ready) if self.ready else math.inf
+        return min(since, self.later[0][0]) if self.later else since
 
     def earliest(self, available: float) -> float:
         """When a message that entered the queue at `available` would start here."""
-        since = self.free[0][0]
-        return self.pacer.opens_at(since if since > available else available)
+        at = self.pacer.opens_at(available)
+        if at < self.by:  # asked about an earlier time than it has started at: look at every slot
+            since = self.first_free()
+            return self.pacer.opens_at(since if since > available else available)
+        if self.ready or self.later[0][0] <= at:
+            return at
+        return self.later[0][0]  # after `at`, so after the cap opens too
 
     def take(self, available: float) -> tuple[int, float, float]:
         """The slot that starts a message that entered the queue at `available`:
         (slot, start, ready), ready being when it would start were there no cap."""
-        free = self.free
-        at = self.pacer.opens_at(available)
-        if free[0][0] > at:  # no slot is free by then: the first one to be free
-            since, slot = heapq.heappop(free)
-            ready = since if since > available else available
-            return slot, self.pacer.start(ready), ready
-        ties = []  # every slot free by `at` starts it at `at`: the lowest one does
-        while free and free[0][0] <= at:
-            ties.append(heapq.heappop(free))
-        pick = min(ties, key=lambda entry: entry[1])
-        for entry in ties:
-            if entry is not pick:
-                heapq.heappush(free, entry)
-        since, slot = pick
+        self._free_by(self.pacer.opens_at(available))
+        if self.ready:  # every slot free by then starts it then: the lowest one does
+            slot, since = heapq.heappop(self.ready)
+        else:  # none is: the first to be free
+            since, slot = heapq.heappop(self.later)
         ready = since if since > available else available
         return slot, self.pacer.start(ready), ready
 
     def release(self, slot: int, since: float) -> None:
-        heapq.heappush(self.free, (since, slot))
+        if since <= self.by:
+            heapq.heappush(self.ready, (slot, since))
+        else:
+            heapq.heappush(self.later, (since, slot))
+
+    def _free_by(self, at: float) -> None:
+        """Every slot free by `at` into `ready`."""
+        if at < self.by:  # an earlier time than before (not in a FIFO queue's order): start afresh
+            for slot, since in self.ready:
+                heapq.heappush(self.later, (since, slot))
+            self.ready = []
+        self.by = at
+        later, ready = self.later, self.ready
+        while later and later[0][0] <= at:
+            since, slot = heapq.heappop(later)
+            heapq.heappush(ready, (slot, since))
 
 
 class SenderModel:

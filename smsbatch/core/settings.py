@@ -193,7 +193,7 @@ RUN_FIELDS: tuple[FieldRow[Settings], ...] = (
     _run("report", "an HTML report is written here"),
     _run("retry_backoff_given", "False: the default backoff (set with no retries, it earns a note)"),
     _run("timeline", "the timeline is written here as CSV"),
-    _run("trace", "a row per attempt is written here as CSV (its senders report the rows)", worker=True),
+    _run("trace", "a row per attempt is written here as CSV (one run on this machine only)"),
     FieldRow(
         "accounts",
         "shared caps: each account's segments a second, over all its senders (one machine only)",

@@ -94,7 +94,7 @@ class Snapshot:
     @property
     def faithful(self) -> bool:
         """The run kept to the model: each of its figures within MODEL_TOLERANCE of
-        the model's (when they could be compared: see cli.against_model), or else
+        the model's (when they could be compared: see assembly.against_model), or else
         it fell behind by at most 1% of its simulated time. A run whose every
         outcome came at time 0 (senders that never wait) is the model's however
         late it was: no lateness can move a figure of 0."""
@@ -138,3 +138,34 @@ class RunMonitor(Protocol):
         ...
 
     def note(self, text: str) -> None: ...
+
+
+def model_check(run: Snapshot, model: Snapshot) -> ModelCheck:
+    """`run`'s figures against `model`'s (the same settings and seed in virtual time)."""
+    off: list[str] = []
+    times: list[tuple[str, float | None, float | None]] = [("sim_elapsed", run.sim_elapsed, model.sim_elapsed)]
+    times += [(f"reach {p}%", run.reach.get(p), model.reach.get(p)) for p in model.reach]
+    for name, real, want in times:
+        if real is None or want is None:
+            if real != want:
+                off.append(f"{name} {_maybe_seconds(real)} against the model's {_maybe_seconds(want)}")
+        elif abs(real - want) > MODEL_TOLERANCE * model.sim_elapsed:
+            change = f" ({(real / want - 1) * 100:+.1f}%)" if want else ""
+            off.append(f"{name} {real:,.1f}s against the model's {want:,.1f}s{change}")
+    counts = [("sent", run.sent, model.sent, run.messages), ("failed", run.failed, model.failed, run.messages)]
+    attempts = sum(view.stats.attempts for view in model.senders)
+    counts += [
+        (f"{mine.name} attempts", mine.stats.attempts, theirs.stats.attempts, attempts)
+        for mine, theirs in zip(run.senders, model.senders, strict=False)
+    ]
+    for name, real_count, wanted, scale in counts:
+        if abs(real_count - wanted) > MODEL_TOLERANCE * scale:
+            off.append(f"{name} {real_count:,} against the model's {wanted:,}")
+    if run.met_deadline != model.met_deadline:  # near the share asked for, a small drift flips the verdict
+        verdict = {True: "met", False: "missed"}
+        off.append(f"deadline {verdict[run.met_deadline]} against the model's {verdict[model.met_deadline]}")
+    return ModelCheck(model.sim_elapsed, dict(model.reach), model.sent, model.failed, tuple(off))
+
+
+def _maybe_seconds(value: float | None) -> str:
+    return "never" if value is None else f"{value:,.1f}s"

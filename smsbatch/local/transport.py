@@ -31,12 +31,12 @@ from multiprocessing.context import ForkContext
 from multiprocessing.reduction import ForkingPickler
 from typing import Any, ClassVar
 
+from smsbatch.core.clock import TIME_SLACK
 from smsbatch.core.model import MessageBatch, Ready, SenderDone, Stop
 from smsbatch.core.sender_model import Pacer
 from smsbatch.realtime.children import RunStart, StopSignal
 
 WRITER_CHECK_SECONDS = 1.0  # a write lock held this long after its holder died is held for good
-TIME_SLACK = 1e-9  # simulated seconds: starts this close are at the same time
 LOCK_SECONDS = 1.0  # real seconds a start waits for its account's lock
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, TextIO
 
 from smsbatch.core.clock import Clock
-from smsbatch.core.snapshot import MODEL_TOLERANCE, ModelCheck, SenderView, Snapshot
+from smsbatch.core.snapshot import ModelCheck, SenderView, Snapshot
 from smsbatch.core.summary import Summary
 from smsbatch.core.text import char_width, display_width, pad_left, pad_right, plural, shorten
 from smsbatch.present.output import TextSink, write_text_file
@@ -304,34 +304,6 @@ def deadline_line(snap: Snapshot) -> str:
         f"  deadline {seconds_text(snap.deadline)}: {snap.within_deadline:.1%} sent by then; "
         f"{verdict} (needs {snap.deadline_share:.0%}){caveat}"
     )
-
-
-def model_check(run: Snapshot, model: Snapshot) -> ModelCheck:
-    """`run`'s figures against `model`'s (the same settings and seed in virtual time)."""
-    off: list[str] = []
-    times: list[tuple[str, float | None, float | None]] = [("sim_elapsed", run.sim_elapsed, model.sim_elapsed)]
-    times += [(f"reach {p}%", run.reach.get(p), model.reach.get(p)) for p in model.reach]
-    for name, real, want in times:
-        if real is None or want is None:
-            if real != want:
-                off.append(f"{name} {_maybe_seconds(real)} against the model's {_maybe_seconds(want)}")
-        elif abs(real - want) > MODEL_TOLERANCE * model.sim_elapsed:
-            change = f" ({(real / want - 1) * 100:+.1f}%)" if want else ""
-            off.append(f"{name} {real:,.1f}s against the model's {want:,.1f}s{change}")
-    counts = [("sent", run.sent, model.sent, run.messages), ("failed", run.failed, model.failed, run.messages)]
-    attempts = sum(view.stats.attempts for view in model.senders)
-    counts += [
-        (f"{mine.name} attempts", mine.stats.attempts, theirs.stats.attempts, attempts)
-        for mine, theirs in zip(run.senders, model.senders, strict=False)
-    ]
-    for name, real_count, wanted, scale in counts:
-        if abs(real_count - wanted) > MODEL_TOLERANCE * scale:
-            off.append(f"{name} {real_count:,} against the model's {wanted:,}")
-    return ModelCheck(model.sim_elapsed, dict(model.reach), model.sent, model.failed, tuple(off))
-
-
-def _maybe_seconds(value: float | None) -> str:
-    return "never" if value is None else f"{value:,.1f}s"
 
 
 def faithful_line(snap: Snapshot) -> str:

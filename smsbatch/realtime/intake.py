@@ -12,13 +12,12 @@ import math
 from collections import deque
 from collections.abc import Callable
 
-from smsbatch.core.clock import SimClock
+from smsbatch.core.clock import TIME_SLACK, SimClock
 from smsbatch.core.model import Claimed, MessageBatch, Released, Stop
 from smsbatch.core.sender_model import SenderModel
 from smsbatch.realtime.slots import Slots
 
 DEFER_PAUSE_SECONDS = 0.001  # real seconds: after giving a batch back for another sender
-CAP_SLACK = 1e-9  # simulated seconds: a cap that opens this close to now is open
 
 
 class Intake:
@@ -61,8 +60,7 @@ class Intake:
         """Free slots that can start a message before the next wake-up."""
         if not self.model.capped:
             return self.slots.free
-        # A nanosecond of slack, as for sends due: a clock read an ulp before the cap opens finds it open.
-        return self.slots.startable_by(self.clock.now() + self.wake * self.clock.speed + CAP_SLACK)
+        return self.slots.startable_by(self.clock.now() + self.wake * self.clock.speed + TIME_SLACK)
 
     def fill(self) -> None:
         """Take what is on the queue now, for every free slot."""

@@ -36,7 +36,7 @@ from multiprocessing.connection import Connection
 from typing import Protocol
 
 from smsbatch.core.batching import ahead_seconds, wake_seconds
-from smsbatch.core.clock import Clock, SimClock
+from smsbatch.core.clock import TIME_SLACK, Clock, SimClock
 from smsbatch.core.model import (
     FAILED,
     SENT,
@@ -63,7 +63,6 @@ from smsbatch.realtime.slots import Slots
 # Real seconds an idle take waits before checking for a stop (idle senders waking often cost the busy ones CPU).
 IDLE_POLL_SECONDS = 0.5
 WARM_STOP_GRACE = 1.0  # real seconds a warm stop waits for a send in flight
-DUE_SLACK = 1e-9  # simulated seconds: a send due this close to now is done (float rounding)
 
 
 def _ahead_starts(model: SenderModel, speed: float, senders: int) -> int:
@@ -181,16 +180,16 @@ class SenderEngine:
                 self._finish(batch, offset, 0.0, self.model.outcome(batch.attempt(offset), fail), at, 0, at)
         self.outbox.flush_if_due()
 
-    def _start_free_slots(self) -> None:
+    def _start_free_slots(self, now: float | None = None) -> None:
         """Start the backlog's messages in the slots the model picks (SlotBoard),
         in time order: only while a start comes before the next send in flight
         ends (at a tie the send ends first, and its slot may be the one to start it)."""
         board = self.slots.board
-        if not self.backlog or not board.free:
+        if not self.backlog or not len(board):
             return
-        now = self.clock.now()
+        now = self.clock.now() if now is None else now
         slots = self.slots
-        while self.backlog and board.free:
+        while self.backlog and len(board):
             batch, offset = self.backlog[0]
             available = batch.available_at(offset)
             if slots.in_flight and board.earliest(available) >= slots.next_due():
@@ -239,14 +238,14 @@ class SenderEngine:
         slots = self.slots
         if slots.in_flight and slots.next_due() <= now:
             self.outbox.note_lag(now, slots.next_due())
-        now_due = now + DUE_SLACK
+        now_due = now + TIME_SLACK
         go_on = not self.stop_requested()  # once per wake-up, not per message
         while slots.in_flight and slots.next_due() <= now_due:
             due, slot, start, batch, offset, seconds, outcome = heapq.heappop(slots.in_flight)
             self._finish(batch, offset, seconds, outcome, due, slot, start)
             slots.board.release(slot, due)
             if self.backlog and go_on:
-                self._start_free_slots()
+                self._start_free_slots(now)
 
     def _finish(
         self, batch: MessageBatch, offset: int, seconds: float, outcome: int, due: float, slot: int, start: float

@@ -40,8 +40,8 @@ class Slots:
 
     def earliest_start(self, now: float) -> float:
         """The simulated time a message taken now would start, were nothing waiting before it."""
-        if self.board.free:
-            return self.board.earliest(0.0)
+        if len(self.board):
+            return self.pacer.opens_at(self.board.first_free())
         return self.pacer.opens_at(self.in_flight[0][0]) if self.in_flight else now
 
     def launch(

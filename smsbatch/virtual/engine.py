@@ -40,7 +40,7 @@ from heapq import heappop, heappush, heapreplace
 
 import numpy as np
 
-from smsbatch.core.model import FAILED, RETRY, SENT
+from smsbatch.core.model import SENT
 from smsbatch.core.reach import reach_counts
 from smsbatch.core.sender_model import BLOCK, Pacer, SenderModel
 from smsbatch.core.stats import Stats, buckets_of
@@ -212,6 +212,7 @@ class _Simulation:
         self.first_slot = first_slot = [self.sender_of.index(s) for s in range(senders)]
         self.retry_delay = [model.retry_delay for model in models]
         self.retries_left = [model.retries_left for model in models]
+        self.outcome_of = [model.outcome for model in models]
         self.events: list[Event] = []
         self.gate = _CapGate(models, first_slot, self.events, accounts)
         self.gap = self.gate.gap
@@ -424,7 +425,7 @@ class _TracedSimulation(_Simulation):
 
     def _finish(self, t: float, slot: int, attempt: int, seconds: float) -> None:
         s = self.sender_of[slot]
-        outcome = SENT if not attempt else RETRY if self.retries_left[s](attempt) else FAILED
+        outcome = self.outcome_of[s](attempt, True) if attempt else SENT  # the event's attempt: 0 when it was sent
         self.rows.append((s, slot - self.first_slot[s], self.slot_attempt[slot], self.slot_start[slot], t, outcome))
         taken = self.draws_taken
         super()._finish(t, slot, attempt, seconds)
