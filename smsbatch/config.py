@@ -169,6 +169,8 @@ _RULES: dict[str, Callable[[str], Any]] = {
     "distribution": parse_distribution,
     "spread": parse_spread,
     "account": parse_sender_name,
+    "dlr_median": real_number(0.0, MAX_SECONDS),
+    "dlr_p90": real_number(0.0, MAX_SECONDS),
 }
 SENDER_RULES = {key: _RULES[key] for key in sender_keys()}
 
@@ -190,7 +192,7 @@ def parse_sender(text: str) -> SenderSpec:
     given: set[str] = set()
     for part in parts[2:]:
         key, sep, value = part.partition("=")
-        key = key.strip()
+        key = key.strip().replace("-", "_")  # dlr-median= as the options spell it, or dlr_median=
         if not sep or key not in SENDER_RULES:
             raise ValueError(f"extra fields must be key=value with key one of {', '.join(SENDER_RULES)}")
         if key in given:
@@ -489,6 +491,7 @@ def build_parser(default_config_files: Sequence[str] = ()) -> configargparse.Arg
     _deadline_options(option)
     _display_options(option)
     _retry_options(option)
+    _receipt_options(option)
     _broker_options(option)
     return parser
 
@@ -666,6 +669,42 @@ def _retry_options(option: _AddOption) -> None:
     )
 
 
+def _receipt_options(option: _AddOption) -> None:
+    """Delivery receipts: when, and whether, an accepted message reaches the handset."""
+    option(
+        "--dlr-median",
+        env="DLR_MEDIAN",
+        type=_typed(real_number(0.0, MAX_SECONDS)),
+        default=0.0,
+        metavar="S",
+        help="simulated seconds from acceptance to its delivery receipt, median (lognormal; default 0: at once)",
+    )
+    option(
+        "--dlr-p90",
+        env="DLR_P90",
+        type=_typed(real_number(0.0, MAX_SECONDS)),
+        default=0.0,
+        metavar="S",
+        help="the receipt delay's 90th percentile, at least --dlr-median (default: the median, a constant delay)",
+    )
+    option(
+        "--undeliverable",
+        env="UNDELIVERABLE",
+        type=_typed(real_number(0.0, 1.0)),
+        default=0.0,
+        metavar="P",
+        help="the share of accepted messages whose receipt says undeliverable (never retried)",
+    )
+    option(
+        "--receipt-loss",
+        env="RECEIPT_LOSS",
+        type=_typed(real_number(0.0, 1.0)),
+        default=0.0,
+        metavar="P",
+        help="the share of accepted messages whose receipt never comes",
+    )
+
+
 def _broker_options(option: _AddOption) -> None:
     """Redis Streams, and senders on other machines."""
     option(
@@ -781,6 +820,7 @@ def settings_from(ns) -> Settings:
     senders = () if ns.no_local_senders else _sender_specs(ns)
     _check_spreads(ns, senders)
     accounts = _checked_accounts(ns, senders)
+    _check_receipts(ns, senders)
     seed_given = ns.seed is not None
     return Settings(
         messages=ns.messages if ns.messages is not None else 1000,
@@ -814,6 +854,10 @@ def settings_from(ns) -> Settings:
         timeline=ns.timeline,
         trace=ns.trace,
         accounts=accounts,
+        dlr_median=ns.dlr_median,
+        dlr_p90=ns.dlr_p90,
+        undeliverable=ns.undeliverable,
+        receipt_loss=ns.receipt_loss,
     )
 
 
@@ -860,6 +904,24 @@ def _checked_accounts(ns, senders) -> tuple[AccountSpec, ...]:
                 f"argument --sender {spec.name}: account={spec.account} names no --account NAME:rate=R{defined}"
             )
     return accounts
+
+
+def _check_receipts(ns, senders) -> None:
+    """A p90 needs a median below it; the two shares of accepted messages cannot pass 1."""
+    if ns.undeliverable + ns.receipt_loss > 1.0:
+        raise UsageError(
+            f"argument --receipt-loss: with --undeliverable {ns.undeliverable:g}, the two shares must sum to at most 1"
+        )
+    checks = [("--dlr-p90", ns.dlr_median, ns.dlr_p90, ns.dlr_p90 > 0)]
+    for spec in senders:
+        median = ns.dlr_median if spec.dlr_median is None else spec.dlr_median
+        p90 = ns.dlr_p90 if spec.dlr_p90 is None else spec.dlr_p90
+        checks.append((f"--sender {spec.name}: dlr-p90", median, p90, spec.dlr_p90 is not None))
+    for option, median, p90, given in checks:
+        if given and p90 < median:
+            raise UsageError(f"argument {option}: must be at least the median delay ({median:g}s), got {p90:g}")
+        if given and p90 > median and median == 0.0:
+            raise UsageError(f"argument {option}: a spread of receipt delays needs a median above 0 (--dlr-median)")
 
 
 def _check_spreads(ns, senders) -> None:

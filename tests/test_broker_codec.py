@@ -94,6 +94,7 @@ REPORTS = [
         [[0.5, 3.0, SENT, 1]],
         0.125,
         0.75,
+        [[15.5, 1], [20.25, 2]],  # receipts: (when, what it says)
     ),
 ]
 

@@ -122,6 +122,9 @@ class FakePort:
     def over(self):
         return False
 
+    def account_caps(self):
+        return {}
+
     def close(self):
         self.conn.close()
 

@@ -66,7 +66,7 @@ def test_one_segment_is_the_model_of_before():
     settings = parse_settings(["--sender", "0.3:0.2", "--seed", "9"])
     model = SenderModel(settings.senders[0], settings, 0)
     times, failed = model.block(100)
-    send_rng, outcome_rng, _ = generators(9, 0)
+    send_rng, outcome_rng, *_ = generators(9, 0)
     assert np.array_equal(times, send_rng.lognormal(*_lognormal(0.3, settings.spread), 100))
     assert np.array_equal(failed, outcome_rng.random(100) < 0.2)
 

@@ -176,10 +176,12 @@ def test_the_summary_keeps_its_keys_and_their_order():
     """The summary file is read by scripts and by older reports: the table's order is the file's."""
     assert list(summary_of(base_settings())) == [
         "messages", "distribution", "spread", "max_retries", "retry_backoff", "seed", "speed", "mode",
-        "deadline_s", "deadline_share", "replications", "region", "recipients", "senders", "accounts",
+        "deadline_s", "deadline_share", "replications", "region", "recipients", "senders",
+        "dlr_median_s", "dlr_p90_s", "undeliverable", "receipt_loss", "accounts",
     ]  # fmt: skip
     assert list(summary_of(base_settings())["senders"][0]) == [
-        "name", "mean_s", "fail_rate", "window", "rate", "distribution", "spread", "account"
+        "name", "mean_s", "fail_rate", "window", "rate", "distribution", "spread", "dlr_median", "dlr_p90",
+        "account",
     ]  # fmt: skip
 
 
@@ -191,9 +193,8 @@ def test_the_reports_settings_table_shows_summary_keys():
 
 
 def test_every_sender_key_has_a_rule_on_the_command_line():
-    assert (
-        tuple(config.SENDER_RULES) == sender_keys() == ("name", "window", "rate", "distribution", "spread", "account")
-    )
+    assert tuple(config.SENDER_RULES) == sender_keys()
+    assert sender_keys() == ("name", "window", "rate", "distribution", "spread", "dlr_median", "dlr_p90", "account")
     for key in sender_keys():
         with pytest.raises(ValueError, match=f"^{key} "):
             config.parse_sender(f"1:0:{key}=\x07")

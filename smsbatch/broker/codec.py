@@ -112,7 +112,7 @@ REPORT = Field("r")  # the report, as JSON
 _KIND, _SENDER = "t", "s"
 _NAME, _SPEC, _HOST = "name", "spec", "host"  # hello
 _DONE, _STATS, _RETRIES, _LOG = "d", "st", "r", "l"  # progress
-_REDELIVERED, _ENDED, _LAG, _CAPPED = "rd", "en", "lg", "cp"  # progress
+_REDELIVERED, _ENDED, _LAG, _CAPPED, _RECEIPTS = "rd", "en", "lg", "cp", "dl"  # progress
 _GIVEN_BACK = "given_back"  # bye
 
 
@@ -146,6 +146,7 @@ class StreamProgress:
     ended: Sequence
     lag: float
     capped: float
+    receipts: Sequence = ()  # as in model.Progress
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +189,7 @@ def _progress_json(report: StreamProgress) -> dict:
         _ENDED: report.ended,
         _LAG: report.lag,
         _CAPPED: report.capped,
+        _RECEIPTS: report.receipts,
     }
 
 
@@ -209,6 +211,7 @@ def report_from(fields: dict) -> Report:
             data[_ENDED],
             data[_LAG],
             data[_CAPPED],
+            data.get(_RECEIPTS, ()),  # a sender of a version before receipts says none
         )
     if kind == "bye":
         return Bye(sender, data[_GIVEN_BACK])

@@ -257,4 +257,5 @@ def _progress(index: int, report: StreamProgress) -> Progress:
         report.lag,
         report.capped,
         report.redelivered,
+        receipts=tuple((time, kind) for time, kind in report.receipts),
     )

@@ -186,6 +186,7 @@ class SenderLink:
             progress.ended,
             progress.lag,
             progress.capped,
+            progress.receipts,
         )
         entries = [self.held.pop(key)[0] for key in finished]
         self.store.write_results(report_fields(report), entries)

@@ -147,6 +147,7 @@ class Progress:
     redelivered: int = 0  # messages taken over from a silent sender (Redis), since the previous Progress
     # --trace: (slot, attempt, simulated start, simulated end, outcome) of each attempt that ended
     trace: tuple[tuple[int, int, float, float, int], ...] = ()
+    receipts: tuple[tuple[float, int], ...] = ()  # (when its receipt comes, what it says) of each message accepted
 
 
 @dataclass(frozen=True, slots=True)

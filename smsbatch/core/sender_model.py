@@ -42,6 +42,7 @@ import math
 from typing import TYPE_CHECKING
 
 from smsbatch.core.model import FAILED, RETRY, SENT
+from smsbatch.core.receipts import DELIVERED, NO_RECEIPT, UNDELIVERABLE
 from smsbatch.core.settings import SenderSpec, Settings
 from smsbatch.core.text import sms_segments
 
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
     import numpy as np
 
 BLOCK = 4096  # attempts drawn at a time
+Z90 = 1.2815515655446004  # the standard normal's 90th percentile: a lognormal's p90 = median * exp(sigma * Z90)
 
 
 def needs_numpy(settings: Settings) -> bool:
@@ -68,7 +70,9 @@ def _nothing_to_draw(spec: SenderSpec, settings: Settings) -> bool:
 
 
 def generators(seed: int, index: int | str) -> tuple[np.random.Generator, ...]:
-    """A sender's three independent streams: send times, outcomes, retry jitter.
+    """A sender's independent streams: send times, outcomes, retry jitter,
+    receipt delays, receipt kinds (children of one SeedSequence: the first
+    three are what they were before receipts were modelled).
     `index` is the sender's place in the run, or the name of a sender that
     joined from elsewhere (through Redis)."""
     import numpy as np  # here: a run with nothing to draw never loads it
@@ -76,7 +80,7 @@ def generators(seed: int, index: int | str) -> tuple[np.random.Generator, ...]:
     if isinstance(index, str):
         index = int.from_bytes(hashlib.sha256(index.encode()).digest()[:8], "big")
     root = np.random.SeedSequence([seed & 0xFFFFFFFFFFFFFFFF, index])
-    return tuple(np.random.Generator(np.random.PCG64(child)) for child in root.spawn(3))
+    return tuple(np.random.Generator(np.random.PCG64(child)) for child in root.spawn(5))
 
 
 class SendTimes:
@@ -285,12 +289,17 @@ class SenderModel:
         self.nothing_to_draw = _nothing_to_draw(spec, settings)
         self.jitters: list[float] = []
         self._streams: _Streams | None = None  # made at the first draw
+        # Delivery receipts (none modelled: every accepted message delivered at once).
+        self.receipts = settings.receipts
+        self.dlr_median, self.dlr_p90 = settings.receipt_delay(spec)
+        self.undeliverable, self.receipt_loss = settings.undeliverable, settings.receipt_loss
+        self._receipt_streams: tuple[np.random.Generator, ...] | None = None
 
     @property
     def streams(self) -> _Streams:
         """(send times, outcome generator, jitter generator)."""
         if self._streams is None:
-            time_rng, outcome_rng, jitter_rng = generators(self.seed, self.index)
+            time_rng, outcome_rng, jitter_rng = generators(self.seed, self.index)[:3]
             send_times = SendTimes(self.distribution, self.spec.mean, self.spread, time_rng)
             self._streams = (send_times, outcome_rng, jitter_rng)
         return self._streams
@@ -312,6 +321,26 @@ class SenderModel:
             times += parts[:, segment]
         failed = np.asarray((outcome_rng.random(count * k).reshape(count, k) < self.fail_rate).any(axis=1))
         return times, failed
+
+    def receipt_block(self, count: int = BLOCK) -> tuple[np.ndarray, np.ndarray]:
+        """The receipts of the next `count` messages it has accepted: (delays, kinds).
+        A delay is lognormal with the sender's median and 90th percentile (the
+        same two: that constant); a kind is UNDELIVERABLE, NO_RECEIPT or DELIVERED
+        with the run's shares. Each from a stream of its own."""
+        import numpy as np
+
+        if self._receipt_streams is None:
+            self._receipt_streams = generators(self.seed, self.index)[3:5]
+        delay_rng, kind_rng = self._receipt_streams
+        median, p90 = self.dlr_median, self.dlr_p90
+        if p90 == median:
+            delays = np.full(count, median)
+        else:
+            delays = delay_rng.lognormal(math.log(median), math.log(p90 / median) / Z90, count)
+        u = kind_rng.random(count)
+        kinds = np.where(u < self.undeliverable, UNDELIVERABLE, DELIVERED)
+        kinds[(u >= self.undeliverable) & (u < self.undeliverable + self.receipt_loss)] = NO_RECEIPT
+        return delays, kinds
 
     def retry_delay(self, attempt: int) -> float:
         """Simulated seconds from the failure of `attempt` to its retry entering the queue."""
@@ -342,6 +371,22 @@ def account_caps(settings: Settings) -> dict[str, Pacer]:
     """The run's shared account caps, fresh: a message's start takes k of an account's `rate` segments."""
     segments = sms_segments(settings.text).count
     return {account.name: Pacer(segments / account.rate) for account in settings.accounts}
+
+
+class ReceiptDraws:
+    """A sender's receipts one at a time, for code that accepts messages one by one."""
+
+    def __init__(self, model: SenderModel) -> None:
+        self.model = model
+        self.delays: list[float] = []
+        self.kinds: list[int] = []
+
+    def take(self, accepted_at: float) -> tuple[float, int]:
+        """The receipt of a message accepted at `accepted_at`: (when it comes, what it says)."""
+        if not self.delays:
+            delays, kinds = self.model.receipt_block()
+            self.delays, self.kinds = delays.tolist()[::-1], kinds.tolist()[::-1]
+        return accepted_at + self.delays.pop(), self.kinds.pop()
 
 
 class Draws:

@@ -37,6 +37,8 @@ class SenderSpec:
     window: int = 1
     rate: float = 0.0
     account: str = ""
+    dlr_median: float | None = None
+    dlr_p90: float | None = None
 
     def describe(self) -> str:
         return f"mean {self.mean:g}s, fail {self.fail_rate:.0%}"
@@ -82,6 +84,24 @@ class Settings:
     report: str | None = None
     timeline: str | None = None
     accounts: tuple[AccountSpec, ...] = ()
+    dlr_median: float = 0.0
+    dlr_p90: float = 0.0
+    undeliverable: float = 0.0
+    receipt_loss: float = 0.0
+
+    @property
+    def receipts(self) -> bool:
+        """Are delivery receipts modelled? With no receipt option, every accepted message is delivered at once."""
+        return bool(self.dlr_median or self.dlr_p90 or self.undeliverable or self.receipt_loss) or any(
+            spec.dlr_median is not None or spec.dlr_p90 is not None for spec in self.senders
+        )
+
+    def receipt_delay(self, spec: SenderSpec) -> tuple[float, float]:
+        """(median, p90) of a sender's receipt delay: its own, else the run's."""
+        median = self.dlr_median if spec.dlr_median is None else spec.dlr_median
+        p90 = self.dlr_p90 if spec.dlr_p90 is None else spec.dlr_p90
+        return median, max(p90, median)
+
     trace: str | None = None
 
     @property
@@ -194,6 +214,14 @@ RUN_FIELDS: tuple[FieldRow[Settings], ...] = (
     _run("retry_backoff_given", "False: the default backoff (set with no retries, it earns a note)"),
     _run("timeline", "the timeline is written here as CSV"),
     _run("trace", "a row per attempt is written here as CSV (one run on this machine only)"),
+    _run("dlr_median", "simulated seconds from acceptance to a receipt, median", "dlr_median_s",
+         worker=True, report=True),
+    _run("dlr_p90", "the same, 90th percentile (equal to the median: a constant delay)", "dlr_p90_s",
+         worker=True, report=True),
+    _run("undeliverable", "the share of accepted messages whose receipt says undeliverable", "undeliverable",
+         worker=True, report=True),
+    _run("receipt_loss", "the share of accepted messages whose receipt never comes", "receipt_loss",
+         worker=True, report=True),
     FieldRow(
         "accounts",
         "shared caps: each account's segments a second, over all its senders (one machine only)",
@@ -217,6 +245,8 @@ SENDER_FIELDS: tuple[FieldRow[SenderSpec], ...] = (
     ),
     _sender("distribution", "its send-time distribution; None: the run's", "distribution"),
     _sender("spread", "its send-time standard deviation / mean; None: the run's", "spread"),
+    _sender("dlr_median", "its receipts' median delay, simulated seconds; None: the run's", "dlr_median"),
+    _sender("dlr_p90", "its receipts' 90th-percentile delay; None: the run's", "dlr_p90"),
     FieldRow(
         "account",
         "the account whose shared cap its starts also count against; '': none",

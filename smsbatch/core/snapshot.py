@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from smsbatch.core.receipts import ReceiptFigures
 from smsbatch.core.settings import SenderSpec
 from smsbatch.core.stats import Stats
 from smsbatch.core.timeline import TimelineTable
@@ -73,11 +74,19 @@ class Snapshot:
     deadline_share: float = 0.9
     timeline: TimelineTable | None = None  # at the end of a run
     model: ModelCheck | None = None  # a real-time run's figures against the model's, when they can be compared
+    receipts: ReceiptFigures | None = None  # at the end of a run, when delivery receipts are modelled
 
     @property
     def within_deadline(self) -> float:
-        """The share of all messages sent by the deadline."""
-        return self.sent_by_deadline / self.messages if self.messages else 1.0
+        """The share of all messages sent by the deadline (delivered, when receipts are modelled)."""
+        counted = self.receipts.by_deadline if self.receipts is not None else self.sent_by_deadline
+        return counted / self.messages if self.messages else 1.0
+
+    @property
+    def delivered_reach(self) -> dict[str, float | None]:
+        """When the delivered count reached each share of all messages (receipts
+        not modelled: every accepted message is delivered at once, so the reach)."""
+        return self.receipts.reach if self.receipts is not None else self.reach
 
     @property
     def met_deadline(self) -> bool:
@@ -145,6 +154,8 @@ def model_check(run: Snapshot, model: Snapshot) -> ModelCheck:
     off: list[str] = []
     times: list[tuple[str, float | None, float | None]] = [("sim_elapsed", run.sim_elapsed, model.sim_elapsed)]
     times += [(f"reach {p}%", run.reach.get(p), model.reach.get(p)) for p in model.reach]
+    if model.receipts is not None:
+        times += [(f"delivered {p}%", run.delivered_reach.get(p), model.delivered_reach.get(p)) for p in model.reach]
     for name, real, want in times:
         if real is None or want is None:
             if real != want:

@@ -50,6 +50,7 @@ def summary_dict(
         "redelivered": snap.redelivered,
         "duplicates": snap.duplicates,
         "lost_senders": snap.lost_senders,
+        **_receipt_fields(snap),
         **_times(s.snapshot()),
         "elapsed_s": snap.elapsed,
         "startup_s": startup_s,
@@ -82,6 +83,23 @@ def summary_dict(
         ],
         **({"timeline": snap.timeline} if snap.timeline is not None else {}),
     }
+
+
+def _receipt_fields(snap: Snapshot) -> dict[str, object]:
+    """What became of the accepted (sent) messages: messages == delivered +
+    undeliverable + no_receipt + receipt_pending + failed + unsent. With no
+    receipts modelled, every accepted message is delivered at once."""
+    receipts = snap.receipts
+    if receipts is None:
+        counts = {"delivered": snap.sent, "undeliverable": 0, "no_receipt": 0, "receipt_pending": 0}
+    else:
+        counts = {
+            "delivered": receipts.delivered,
+            "undeliverable": receipts.undeliverable,
+            "no_receipt": receipts.no_receipt,
+            "receipt_pending": receipts.pending,
+        }
+    return {**counts, "receipts_modelled": receipts is not None, "delivered_reach_s": dict(snap.delivered_reach)}
 
 
 def _model_dict(model: ModelCheck | None) -> dict[str, object] | None:

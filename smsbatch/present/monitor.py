@@ -288,8 +288,24 @@ def speed_text(speed: float) -> str:
 
 
 def reach_line(snap: Snapshot) -> str:
-    parts = [f"{p}% {'never' if t is None else seconds_text(t)}" for p, t in snap.reach.items()]
-    return "  reached " + ", ".join(parts) + " (simulated)"
+    return "  reached " + _reach_parts(snap.reach) + " (simulated)"
+
+
+def _reach_parts(reach: dict[str, float | None]) -> str:
+    return ", ".join(f"{p}% {'never' if t is None else seconds_text(t)}" for p, t in reach.items())
+
+
+def receipt_lines(snap: Snapshot) -> list[str]:
+    """Delivered first when receipts are modelled; else one line on what "reached" counts."""
+    receipts = snap.receipts
+    if receipts is None:
+        return ["  receipts not modelled: reach and the deadline count accepted messages (see --dlr-median)"]
+    pending = f" + receipt pending {receipts.pending}" if receipts.pending else ""
+    return [
+        f"  delivered {_reach_parts(receipts.reach)} (simulated, by delivery receipt)",
+        f"  sent {snap.sent} = delivered {receipts.delivered} + undeliverable {receipts.undeliverable}"
+        f" + no receipt {receipts.no_receipt}{pending}",
+    ]
 
 
 def deadline_line(snap: Snapshot) -> str:
@@ -300,8 +316,9 @@ def deadline_line(snap: Snapshot) -> str:
         )
     verdict = "met" if snap.met_deadline else "MISSED"
     caveat = "" if snap.faithful else " (by a run NOT faithful to the model: see above)"
+    counted = "delivered" if snap.receipts is not None else "sent"
     return (
-        f"  deadline {seconds_text(snap.deadline)}: {snap.within_deadline:.1%} sent by then; "
+        f"  deadline {seconds_text(snap.deadline)}: {snap.within_deadline:.1%} {counted} by then; "
         f"{verdict} (needs {snap.deadline_share:.0%}){caveat}"
     )
 
@@ -369,7 +386,9 @@ def _summary_head(snap: Snapshot, seed: int, stopped_by: str) -> list[str]:
         f"  p95 {s.percentile(0.95):.3g}s  p99 {s.percentile(0.99):.3g}s",
         f"  elapsed {seconds_text(snap.elapsed)} real, {seconds_text(snap.sim_elapsed)} simulated;"
         f" {snap.rate:.1f} msg/s simulated",
+        *(receipt_lines(snap)[:1] if snap.receipts is not None else []),
         reach_line(snap),
+        *(receipt_lines(snap)[1:] if snap.receipts is not None else receipt_lines(snap)),
         faithful_line(snap),
         deadline_line(snap),
         "",

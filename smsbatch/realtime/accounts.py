@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from smsbatch.core.ledger import OPEN, Ledger
 from smsbatch.core.model import FAILED, RETRY, SENT, Claimed, MessageBatch, Progress, Released
+from smsbatch.core.receipts import ReceiptCount, ReceiptFigures
 from smsbatch.core.settings import SenderSpec, Settings
 from smsbatch.core.snapshot import SenderView, Snapshot
 from smsbatch.core.source import MessageSource
@@ -40,6 +41,7 @@ class Accounts:
         self.lost_senders = 0
         self.sampled_bin = -1  # the timeline bin whose backlog and in-flight were last sampled
         self.trace: list[TraceRow] | None = [] if settings.trace else None  # --trace: every attempt's row
+        self.receipts = ReceiptCount(source.messages, settings.deadline) if settings.receipts else None
 
     def add_sender(self, name: str, spec: SenderSpec) -> int:
         self.names.append(name)
@@ -67,6 +69,9 @@ class Accounts:
         self.redelivered += report.redelivered
         if self.trace is not None:
             self.trace += [(report.sender, *row) for row in report.trace]
+        if self.receipts is not None:
+            for time, kind in report.receipts:
+                self.receipts.add(time, kind)
         if report.log:
             self._log(self.names[report.sender], report.log)
         return [
@@ -163,6 +168,13 @@ class Accounts:
 
     # ---- what the monitor sees ----
 
+    def _receipt_figures(self, sim_elapsed: float) -> ReceiptFigures | None:
+        """At the end: a run that sent or failed every message has every receipt
+        at its time; one stopped short, those due by its last outcome."""
+        if self.receipts is None:
+            return None
+        return self.receipts.figures(sim_elapsed if self.ledger.unsent else None)
+
     def snapshot(
         self, states: Sequence[str], elapsed: float, sim_now: float | None, retries_pending: int, retries_back_at: float
     ) -> Snapshot:
@@ -185,5 +197,6 @@ class Accounts:
             sent_by_deadline=record.sent_by_deadline, deadline=self.settings.deadline,
             deadline_share=self.settings.deadline_share,
             timeline=record.timeline.as_dict(sim_elapsed) if over else None,
+            receipts=self._receipt_figures(sim_elapsed) if over else None,
             retries_pending=retries_pending, retries_back_at=retries_back_at,
         )  # fmt: skip

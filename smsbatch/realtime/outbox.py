@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from smsbatch.core.clock import SimClock
 from smsbatch.core.model import FAILED, RETRY, SENT, Beat, Done, MessageBatch, Progress
-from smsbatch.core.sender_model import SenderModel
+from smsbatch.core.sender_model import ReceiptDraws, SenderModel
 from smsbatch.core.stats import Stats, bucket_of
 
 if TYPE_CHECKING:
@@ -82,6 +82,7 @@ class Outbox:
     ended: list[tuple[float, int, int, int]]  # (due, send-time bucket, outcome, count)
     capped: float  # slot-seconds a free slot with work in hand was held back by the rate cap
     trace: list[tuple[int, int, float, float, int]] | None  # --trace: (slot, attempt, start, end, outcome)
+    receipts: list[tuple[float, int]]  # (when its receipt comes, what it says) of each message accepted
     phone_cache: dict[int, list[str]]  # batch key -> its numbers, split only while needed
     last_flush: float  # real time of the last report
 
@@ -101,6 +102,8 @@ class Outbox:
         self.send = send
         self.logging = logging
         self.tracing = tracing  # --trace: a row per attempt
+        # Delivery receipts: each accepted message's, drawn as it is accepted (as in virtual time).
+        self.receipt_draws = ReceiptDraws(model) if model.receipts else None
         # Many senders report less often each, so the main process keeps up.
         self.flush_seconds = FLUSH_SECONDS * max(1.0, senders / 32)
         # The most simulated time by which a due send was handled, or a message started, late.
@@ -118,6 +121,7 @@ class Outbox:
         self.ended = []
         self.capped = 0.0
         self.trace = [] if self.tracing else None
+        self.receipts = []
         self.phone_cache = {}
         self.last_flush = self.clock.clock.now()
 
@@ -137,12 +141,16 @@ class Outbox:
         self.ended.append((due, bucket, outcome, 1))
         if self.trace is not None:
             self.trace.append((slot, batch.attempt(offset), start, due, outcome))
+        if outcome == SENT and self.receipt_draws is not None:
+            self.receipts.append(self.receipt_draws.take(due))
         self._note(batch, offset, seconds, outcome, due)
 
     def _trace_first_attempts(self, outcomes: list[int]) -> None:
         """A batch of first attempts that took no time at 0, in slot 0 (as the model runs them)."""
         if self.trace is not None:
             self.trace += [(0, 1, 0.0, 0.0, outcome) for outcome in outcomes]
+        if self.receipt_draws is not None:
+            self.receipts += [self.receipt_draws.take(0.0) for outcome in outcomes if outcome == SENT]
 
     def add_alike(self, batch: MessageBatch, outcome: int) -> None:
         """A whole batch of first attempts at time 0 that took no time and all ended alike."""
@@ -232,6 +240,7 @@ class Outbox:
                     self.lag,
                     self.capped,
                     trace=tuple(self.trace or ()),
+                    receipts=tuple(self.receipts),
                 )
             )
         self.clear()

@@ -42,7 +42,8 @@ import numpy as np
 
 from smsbatch.core.model import SENT
 from smsbatch.core.reach import reach_counts
-from smsbatch.core.sender_model import BLOCK, Pacer, SenderModel
+from smsbatch.core.receipts import ReceiptCount, ReceiptFigures
+from smsbatch.core.sender_model import BLOCK, Pacer, ReceiptDraws, SenderModel
 from smsbatch.core.stats import Stats, buckets_of
 from smsbatch.core.timeline import Timeline
 from smsbatch.core.trace import TraceRow
@@ -79,6 +80,7 @@ class Outcome:
     sent_by_deadline: int = 0
     capped: list[float] = field(default_factory=list)  # per sender: slot-seconds held back by the rate cap
     trace: list[TraceRow] | None = None  # --trace: a row per attempt that ended
+    receipts: ReceiptFigures | None = None  # when delivery receipts are modelled
 
 
 class _Blocks:
@@ -232,6 +234,7 @@ class _Simulation:
         self.first_end = [math.inf] * senders
         self.last_end = [-math.inf] * senders
         self.deadline, self.by_deadline = deadline, 0
+        self.messages = messages
         self.reach_at = sorted(set(reach_counts(messages).values()))
         self.next_reach = self.reach_at.pop(0)
         self.reach_time: dict[int, float] = {}
@@ -433,6 +436,28 @@ class _TracedSimulation(_Simulation):
             self.slot_start[slot], self.slot_attempt[slot] = t, self.last_attempt
 
 
+class _ReceiptSimulation(_Simulation):
+    """The same run, with delivery receipts: each accepted message's receipt is
+    drawn as it is accepted (ReceiptDraws, in acceptance order per sender, as
+    a real-time sender draws them) and counted when it comes (ReceiptCount).
+    A run without receipts never pays for this."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.receipt_draws = [ReceiptDraws(blocks.model) for blocks in self.blocks]
+        self.receipt_count = ReceiptCount(self.messages, self.deadline)
+
+    def _finish(self, t: float, slot: int, attempt: int, seconds: float) -> None:
+        if not attempt:  # accepted
+            self.receipt_count.add(*self.receipt_draws[self.sender_of[slot]].take(t))
+        self.receipt_count.advance(t)
+        super()._finish(t, slot, attempt, seconds)
+
+
+class _TracedReceiptSimulation(_TracedSimulation, _ReceiptSimulation):
+    """Both: a row per attempt, and receipts."""
+
+
 class VirtualEngine:
     def __init__(
         self,
@@ -455,7 +480,13 @@ class VirtualEngine:
     def run(self, tick: Callable[[Progress], bool] | None = None) -> Outcome:
         """Simulate to the end. `tick(progress)` is called every CHUNK events;
         it returns False to stop the run where it is (Ctrl-C)."""
-        simulation = _TracedSimulation if self.trace else _Simulation
+        receipts = any(model.receipts for model in self.models)
+        simulation = {
+            (False, False): _Simulation,
+            (True, False): _TracedSimulation,
+            (False, True): _ReceiptSimulation,
+            (True, True): _TracedReceiptSimulation,
+        }[(self.trace, receipts)]
         run = simulation(self.models, self.blocks, self.messages, self.timeline, self.deadline, self.accounts)
         run.begin()
         progress = self.progress
@@ -483,6 +514,7 @@ class VirtualEngine:
             run.by_deadline,
             run.gate.capped_time,
             run.rows if isinstance(run, _TracedSimulation) else None,
+            run.receipt_count.figures(run.now if run.events else None) if isinstance(run, _ReceiptSimulation) else None,
         )
 
     def _final_stats(self, run: _Simulation) -> list[Stats]:

@@ -99,6 +99,7 @@ class VirtualRunner:
             self._snapshot(self._views(outcome.stats, state, outcome.capped), elapsed, outcome, outcome.sim_elapsed),
             reach=outcome.reach,
             sent_by_deadline=outcome.sent_by_deadline,
+            receipts=outcome.receipts,
             timeline=timeline,
         )
 

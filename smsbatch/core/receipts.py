@@ -1,0 +1,74 @@
+"""Delivery receipts, counted in the order they come (docs/model.md).
+
+An accepted message's receipt comes a drawn delay after its acceptance and
+says delivered or undeliverable, or it never comes. ReceiptCount takes the
+receipts as the senders' accepted messages make them, in any order, and
+counts each when simulated time reaches it: the delivered count's reach
+times, and how many were delivered by the deadline. Both engines feed it the
+same receipts (the same draws per sender, in acceptance order), so both give
+the same figures. It holds only the receipts not yet due, so the virtual
+engine, which counts as it goes, stays flat in memory.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from dataclasses import dataclass, field
+
+from smsbatch.core.reach import reach_counts
+
+# What a receipt says (Progress.receipts, one byte each).
+DELIVERED = 1
+UNDELIVERABLE = 2
+NO_RECEIPT = 3  # it never comes
+
+
+@dataclass(frozen=True)
+class ReceiptFigures:
+    delivered: int = 0
+    undeliverable: int = 0
+    no_receipt: int = 0
+    pending: int = 0  # due after the run was stopped
+    reach: dict[str, float | None] = field(default_factory=dict)  # percent of all messages -> when delivered
+    by_deadline: int = 0  # delivered by the deadline
+
+
+class ReceiptCount:
+    def __init__(self, messages: int, deadline: float) -> None:
+        self.messages = messages
+        self.deadline = deadline
+        self.due: list[tuple[float, int]] = []  # heap of (time, DELIVERED or UNDELIVERABLE)
+        self.delivered = self.undeliverable = self.no_receipt = self.by_deadline = 0
+        self.reach_at = sorted(set(reach_counts(messages).values()))
+        self.reach_time: dict[int, float] = {}
+
+    def add(self, time: float, kind: int) -> None:
+        """A receipt that comes at `time` (or, NO_RECEIPT, never)."""
+        if kind == NO_RECEIPT:
+            self.no_receipt += 1
+        else:
+            heapq.heappush(self.due, (time, kind))
+
+    def advance(self, now: float) -> None:
+        """Count every receipt due by `now`, in time order."""
+        due = self.due
+        while due and due[0][0] <= now:
+            time, kind = heapq.heappop(due)
+            if kind == UNDELIVERABLE:
+                self.undeliverable += 1
+                continue
+            self.delivered += 1
+            if time <= self.deadline:
+                self.by_deadline += 1
+            if self.reach_at and self.delivered == self.reach_at[0]:
+                self.reach_time[self.reach_at.pop(0)] = time
+
+    def figures(self, stopped_at: float | None = None) -> ReceiptFigures:
+        """The figures: every receipt counted (a run that ended by itself), or
+        those due by `stopped_at` (a run stopped there), the rest pending."""
+        self.advance(math.inf if stopped_at is None else stopped_at)
+        reach = {percent: self.reach_time.get(count) for percent, count in reach_counts(self.messages).items()}
+        return ReceiptFigures(
+            self.delivered, self.undeliverable, self.no_receipt, len(self.due), reach, self.by_deadline
+        )
