@@ -25,6 +25,7 @@ from typing import Any, TextIO
 from smsbatch.assembly import against_model, make_runner
 from smsbatch.core.settings import Settings
 from smsbatch.core.source import MessageSource
+from smsbatch.core.stats import wilson
 from smsbatch.core.summary import Summary, run_summary
 from smsbatch.present.monitor import Monitor, NullDisplay, seconds_text
 from smsbatch.realtime.status import stop_signals_caught
@@ -122,8 +123,12 @@ def figure(summary: Summary, key: str) -> float | None:
     return summary[key]
 
 
-def describe(figures: list[float | None]) -> dict[str, Any]:
-    """mean, stdev, ci95 [low, high], min, max, n of the non-null values."""
+# Where a figure can be: every aggregated figure is a count, a time or a share, never below 0; a share at most 1.
+_BOUNDS = {"within_deadline": (0.0, 1.0)}
+
+
+def describe(figures: list[float | None], bounds: tuple[float, float] = (0.0, math.inf)) -> dict[str, Any]:
+    """mean, stdev, ci95 [low, high] (cut to what the figure can be), min, max, n of the non-null values."""
     values = [v for v in figures if v is not None]
     n = len(values)
     if not n:
@@ -135,7 +140,7 @@ def describe(figures: list[float | None]) -> dict[str, Any]:
     return {
         "mean": mean,
         "stdev": stdev,
-        "ci95": [mean - half, mean + half],
+        "ci95": [max(bounds[0], mean - half), min(bounds[1], mean + half)],
         "min": min(values),
         "max": max(values),
         "n": n,
@@ -143,7 +148,12 @@ def describe(figures: list[float | None]) -> dict[str, Any]:
 
 
 def aggregate(summaries: list[Summary]) -> dict[str, dict[str, Any]]:
-    return {key: describe([figure(s, key) for s in summaries]) for key in AGGREGATED}
+    described = {
+        key: describe([figure(s, key) for s in summaries], _BOUNDS.get(key, (0.0, math.inf))) for key in AGGREGATED
+    }
+    met = sum(1 for s in summaries if s["met_deadline"])
+    low, high = wilson(met, len(summaries))
+    return {**described, "met_deadline": {"met": met, "n": len(summaries), "ci95": [low, high]}}
 
 
 def _formatter(key: str):
@@ -158,6 +168,8 @@ def _formatter(key: str):
 def aggregate_lines(agg: dict, total: int, done: int) -> str:
     lines = [f"replications: {done} of {total} done; mean, sd, 95% interval, min, max"]
     for key, d in agg.items():
+        if key == "met_deadline":
+            continue  # a proportion of replications: its own line, after the table
         if d["n"] == 0:
             lines.append(f"  {key:16} never reached")
             continue
@@ -243,10 +255,11 @@ def _report(settings: Settings, summaries: list[dict], stdout: TextIO, signals: 
         stdout.write(_senders_line(first))
     stdout.write(aggregate_lines(agg, settings.replications, len(summaries)))
     if summaries:
-        met = sum(1 for s in summaries if s["met_deadline"])
+        met = agg["met_deadline"]
+        low, high = met["ci95"]
         stdout.write(
-            f"deadline {seconds_text(settings.deadline)}: met by {met} of {len(summaries)} replications"
-            f" (needs {settings.deadline_share:.0%} sent by then)\n"
+            f"deadline {seconds_text(settings.deadline)}: met by {met['met']} of {met['n']} replications,"
+            f" Wilson 95% [{low:.1%}, {high:.1%}] (needs {settings.deadline_share:.0%} by then)\n"
         )
     accounted = all(s["sent"] + s["failed"] + s["unsent"] == s["messages"] for s in summaries)
     stdout.write(f"every message accounted for, in every replication: {'yes' if accounted else 'NO'}\n")

@@ -170,3 +170,16 @@ class Stats:
             "p95_s": self.percentile(0.95),
             "p99_s": self.percentile(0.99),
         }
+
+
+def wilson(successes: int, trials: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    """The Wilson score interval of a proportion (95% by default): inside [0, 1]
+    whatever the count, and honest at 0 of n or n of n, where the normal
+    approximation says [1, 1]."""
+    if trials == 0:
+        return 0.0, 1.0
+    share = successes / trials
+    z2n = z * z / trials
+    center = (share + z2n / 2) / (1 + z2n)
+    half = z * math.sqrt(share * (1 - share) / trials + z2n / (4 * trials)) / (1 + z2n)
+    return max(0.0, center - half), min(1.0, center + half)
