@@ -1,0 +1,86 @@
+"""The failures the chaos harness (scripts/chaos.py) found, each pinned down:
+a stop signal at any moment, replications left running by a killed main
+process, a worker whose run vanished from Redis, derived figures that counted
+duplicates, healthy senders ended for the main process's own lateness."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+
+import pytest
+from conftest import check_accounts, communicate_or_kill, start, wait_until
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def _handler_installed(pid: int, sig: int) -> bool:
+    """/proc says `pid` catches `sig` (SigCgt): its Python handler is in place."""
+    try:
+        with open(f"/proc/{pid}/status") as handle:
+            caught = next(line for line in handle if line.startswith("SigCgt:"))
+    except (OSError, StopIteration):
+        return False
+    return bool(int(caught.split()[1], 16) & (1 << (sig - 1)))
+
+
+def _smsbatch(tmp_path, *argv):
+    summary = tmp_path / "summary.json"
+    command = [sys.executable, "-m", "smsbatch", *argv, "--no-progress", "--summary-json", str(summary)]
+    return start(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True), summary
+
+
+# ---- a stop signal at any moment: 130 or 143, one line, the summary file ----
+
+
+def test_sigterm_while_waiting_for_a_fifo_writer_writes_the_summary(tmp_path):
+    fifo = tmp_path / "numbers.fifo"
+    os.mkfifo(fifo)
+    proc, summary = _smsbatch(tmp_path, "--recipients", str(fifo), "--sender", "0:0")
+    assert "reading numbers from" in proc.stderr.readline()  # it waits in open(), before the run
+    proc.send_signal(signal.SIGTERM)
+    out, err = communicate_or_kill(proc, 20)
+    assert proc.returncode == 143  # was -15: killed, no summary, before the handlers came
+    assert out == ""
+    assert err == "smsbatch: stopped by SIGTERM before the run started; nothing was sent\n"
+    s = json.loads(summary.read_text())
+    assert (s["messages"], s["unsent"], s["exit_status"]) == (0, 0, 143)
+    assert "the recipients were not read" in s["stopped_by"]
+
+
+@pytest.mark.parametrize(("sig", "status"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_while_the_broker_is_checked_leaves_every_message_unsent(tmp_path, sig, status):
+    with socket.socket() as silent:  # accepts, never answers: the check waits
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        url = f"redis://127.0.0.1:{silent.getsockname()[1]}/0"
+        proc, summary = _smsbatch(tmp_path, "-n", "40", "--broker", url, "--sender", "0:0")
+        wait_until(lambda: silent.accept(), seconds=20)  # it is connecting
+        proc.send_signal(sig)
+        out, err = communicate_or_kill(proc, 20)
+    assert proc.returncode == status
+    assert out == ""
+    assert err.count("\n") == 1
+    assert "before the run started; nothing was sent" in err
+    assert "Traceback" not in err
+    s = json.loads(summary.read_text())
+    check_accounts(s)
+    assert (s["messages"], s["sent"], s["failed"], s["unsent"]) == (40, 0, 0, 40)
+    assert s["senders"][0]["state"] == "not started"
+
+
+@pytest.mark.parametrize(("sig", "status"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_as_soon_as_smsbatch_runs_ends_with_its_summary(tmp_path, sig, status):
+    proc, summary = _smsbatch(tmp_path, "-n", "300", "--speed", "20", "--seed", "3")
+    wait_until(lambda: _handler_installed(proc.pid, signal.SIGTERM), seconds=20, poll=0.001)
+    proc.send_signal(sig)  # while the modules load, long before the run
+    _, err = communicate_or_kill(proc, 20)
+    assert proc.returncode == status
+    assert "Traceback" not in err
+    assert "KeyboardInterrupt" not in err
+    s = json.loads(summary.read_text())
+    check_accounts(s)
+    assert s["messages"] == 300
+    assert s["exit_status"] == status
