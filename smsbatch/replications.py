@@ -17,14 +17,18 @@ import concurrent.futures
 import hashlib
 import math
 import multiprocessing
+import os
 import signal
 import statistics
 from dataclasses import replace
 from typing import Any, TextIO
 
+from setproctitle import setproctitle
+
 from smsbatch.config import Settings
 from smsbatch.present.monitor import Monitor, NullDisplay, seconds_text, summary_dict
 from smsbatch.present.output import Summary
+from smsbatch.realtime.children import die_with_parent
 from smsbatch.realtime.producer import MessageSource
 from smsbatch.realtime.status import stop_signals_caught
 
@@ -113,10 +117,14 @@ class _Discard:
         pass
 
 
-def _pool_initializer() -> None:
+def _pool_initializer(parent_pid: int) -> None:
     # Ctrl-C reaches the whole process group: the main process decides, and
     # asks a running replication to stop with SIGTERM (caught in run_one).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    setproctitle("smsbatch: replications")
+    # A main process killed outright takes its pool with it (and each pool
+    # process its run's children): no replication goes on, or starts, after it.
+    die_with_parent(parent_pid)
 
 
 def figure(summary: Summary, key: str) -> float | None:
@@ -185,7 +193,7 @@ def run_replications(
     summaries: dict[int, dict] = {}
     failed = False  # a replication raised (a bug, or a pool that broke): the rest are stopped
     pool = concurrent.futures.ProcessPoolExecutor(
-        jobs, mp_context=multiprocessing.get_context("fork"), initializer=_pool_initializer
+        jobs, mp_context=multiprocessing.get_context("fork"), initializer=_pool_initializer, initargs=(os.getpid(),)
     )
     try:
         futures = {pool.submit(run_one, settings, r): r for r in range(1, settings.replications + 1)}

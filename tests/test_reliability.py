@@ -11,7 +11,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import check_accounts, communicate_or_kill, start, wait_until
+from conftest import check_accounts, child_pids, communicate_or_kill, start, wait_until, wait_until_gone
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -84,3 +84,35 @@ def test_a_signal_as_soon_as_smsbatch_runs_ends_with_its_summary(tmp_path, sig, 
     check_accounts(s)
     assert s["messages"] == 300
     assert s["exit_status"] == status
+
+
+# ---- replications die with the main process, whatever kills it ----
+
+
+def _titles(pids) -> dict[int, str]:
+    titles = {}
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                titles[pid] = handle.read().replace(b"\0", b" ").decode().strip()
+        except OSError:
+            continue
+    return titles
+
+
+def test_a_killed_main_process_takes_its_replications_with_it(tmp_path):
+    proc, summary = _smsbatch(
+        tmp_path, "-n", "4000", "--sender", "0.05:0.1", "--speed", "10", "--replications", "3", "--jobs", "2"
+    )
+
+    def both_running():  # each pool process has started its replication's sender
+        tree = child_pids(proc.pid)
+        senders = [pid for pid, title in _titles(tree).items() if title.startswith("smsbatch: sender")]
+        return tree if len(senders) >= 2 else None
+
+    tree = wait_until(both_running, seconds=30)
+    proc.kill()
+    proc.wait()
+    left = wait_until_gone(tree, seconds=5)
+    assert not left, f"outlived the main process: {_titles(left)}"
+    assert not summary.exists()  # killed outright: nothing was written, and nothing ran on to write it
