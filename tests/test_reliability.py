@@ -11,7 +11,18 @@ import subprocess
 import sys
 
 import pytest
-from conftest import check_accounts, child_pids, communicate_or_kill, start, wait_until, wait_until_gone
+from conftest import (
+    Run,
+    WorkerProc,
+    check_accounts,
+    child_pids,
+    communicate_or_kill,
+    start,
+    wait_until,
+    wait_until_gone,
+)
+
+from smsbatch.broker.keys import RunKeys
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -116,3 +127,27 @@ def test_a_killed_main_process_takes_its_replications_with_it(tmp_path):
     left = wait_until_gone(tree, seconds=5)
     assert not left, f"outlived the main process: {_titles(left)}"
     assert not summary.exists()  # killed outright: nothing was written, and nothing ran on to write it
+
+
+# ---- a worker whose run is gone from Redis says so and leaves ----
+
+
+def test_a_worker_blocked_on_a_run_that_vanishes_leaves_in_one_line(tmp_path, redis_url):
+    redis = pytest.importorskip("redis")
+
+    # Two senders there, one message: one sender holds it, the other waits in a blocking XREADGROUP.
+    worker = WorkerProc(redis_url, "--sender", "50:0", "--sender", "50:0", "--once")
+    run = Run(tmp_path, "--broker", redis_url, "-n", "1", "--no-local-senders", "--no-progress", "--seed", "5")
+    keys = RunKeys(run.wait_for_line(r"^smsbatch: run (\S+) on ", stream="out")[1])
+    wait_until(worker.senders_holding)
+    os.killpg(run.proc.pid, signal.SIGKILL)
+    run.proc.wait(10)
+    # What the keys' expiry does, at once: Redis 7 wakes a blocked XREADGROUP
+    # with "UNBLOCKED the stream key no longer exists".
+    redis.Redis.from_url(redis_url).delete(*keys.all())
+    worker.finish(timeout=20)
+    assert worker.status == 0
+    assert "Traceback" not in worker.out + worker.err
+    assert "UNBLOCKED" not in worker.out + worker.err
+    assert f"run {keys.run_id} is gone from Redis" in worker.out
+    assert worker.out.count(f"run {keys.run_id} is gone") == 1
