@@ -23,6 +23,11 @@ from conftest import (
 )
 
 from smsbatch.broker.keys import RunKeys
+from smsbatch.cli import make_source
+from smsbatch.config import parse_settings
+from smsbatch.core.model import SENT, Done, Progress
+from smsbatch.core.stats import Stats, bucket_of
+from smsbatch.realtime.accounts import Accounts
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -151,3 +156,46 @@ def test_a_worker_blocked_on_a_run_that_vanishes_leaves_in_one_line(tmp_path, re
     assert "UNBLOCKED" not in worker.out + worker.err
     assert f"run {keys.run_id} is gone from Redis" in worker.out
     assert worker.out.count(f"run {keys.run_id} is gone") == 1
+
+
+# ---- derived figures count a message once, from the ledger ----
+
+
+def _progress(sender: int, ids: range, ends: list[float]) -> Progress:
+    """A report from a transport that keeps the claims (Redis): messages `ids` sent, at `ends`."""
+    stats = Stats()
+    for end in ends:
+        stats.record(0.1, True, end)
+    ended = tuple((end, bucket_of(0.1), SENT, 1) for end in ends)
+    return Progress(sender, (Done(None, ids, bytes([SENT]) * len(ids)),), stats, ended=ended)
+
+
+def test_a_redelivered_batch_counts_once_in_the_timeline_reach_and_deadline():
+    settings = parse_settings(["-n", "4", "--sender", "0.1:0", "--sender", "0.1:0", "--deadline", "0.45"])
+    source, _ = make_source(settings)
+    accounts = Accounts(settings, source, tracks_claims=False)
+    for spec in settings.senders:
+        accounts.add_sender(spec.name, spec)
+    # Sender 1 sends messages 0 and 1, then goes silent; sender 2 takes the
+    # batch over and sends all four: 0 and 1 again (duplicates), 2 and 3 first.
+    accounts.progress(_progress(0, range(0, 2), [0.1, 0.2]))
+    accounts.progress(_progress(1, range(0, 4), [0.3, 0.4, 0.5, 0.6]))
+    snap = accounts.snapshot(["done", "done"], 1.0, None, 0, 0.0)
+    assert (snap.sent, snap.duplicates) == (4, 2)
+    timeline = snap.timeline
+    assert timeline is not None
+    last = dict(zip(timeline["columns"], timeline["rows"][-1], strict=True))
+    assert last["sent"] == 4  # was 6: the duplicates counted again
+    # Messages 2 and 3 were first sent at 0.5 and 0.6: the 100% and deadline figures are theirs.
+    assert snap.reach["50"] == pytest.approx(0.2, abs=0.01)
+    assert snap.reach["100"] == pytest.approx(0.6, abs=0.01)  # was 0.4
+    assert snap.within_deadline == 0.5  # 0 and 1 by 0.45 s; was 1.0
+    # Attempts stay every sender's own: 2 + 4, the duplicates included.
+    attempts = [
+        sum(row[timeline["columns"].index(f"{n}:attempts")] for row in timeline["rows"]) for n in snap_names(snap)
+    ]
+    assert attempts == [2, 4]
+
+
+def snap_names(snap) -> list[str]:
+    return [view.name for view in snap.senders]
