@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 from conftest import (
@@ -199,3 +200,22 @@ def test_a_redelivered_batch_counts_once_in_the_timeline_reach_and_deadline():
 
 def snap_names(snap) -> list[str]:
     return [view.name for view in snap.senders]
+
+
+# ---- a runner that falls behind never ends a sender for its own lateness ----
+
+
+def test_a_paused_main_process_ends_no_healthy_sender(processes):
+    run = processes.run(
+        *("-n", "1500", "--sender", "0.05:0", "--sender", "0.05:0", "--sender", "0.05:0"),
+        *("--speed", "10", "--claim-after", "1", "--seed", "9"),
+    )
+    run.wait_for_children(4)
+    run.wait_for_progress(100)  # every sender at work, and beating
+    os.kill(run.proc.pid, signal.SIGSTOP)  # the main process only: its senders go on, their reports wait
+    time.sleep(1.5)  # the fault itself: a main process that does not look for 1.5 s (> --claim-after)
+    os.kill(run.proc.pid, signal.SIGCONT)
+    run.finish().accounted()
+    assert run.status == 0
+    assert "silent" not in run.err  # was: all three "silent for 1s: counted lost, ended", exit 1
+    assert (run.summary["unsent"], run.summary["lost_senders"]) == (0, 0)

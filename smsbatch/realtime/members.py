@@ -21,7 +21,7 @@ SILENT_SECONDS = 1.0  # a sender silent this long when it is ended has hung (liv
 class Member:
     name: str
     spec: SenderSpec
-    last_heard: float  # real time of its last report (every report is a heartbeat)
+    last_heard: float  # real time of its last report, as sent (every report is a heartbeat)
     state: str = "starting"
     ready: bool = False  # said Ready: simulated time may start
     finished: bool = False  # said SenderDone
@@ -82,7 +82,7 @@ class Members:
         for index, member in enumerate(self.senders):
             if member.exited or member.finished or member.silent_for is not None:
                 continue
-            silent = runner.now - member.last_heard
+            silent = runner.heard_at - member.last_heard  # not `now`: a report may wait while the runner is busy
             if silent > self.settings.claim_after and self._waits_on(runner, index):
                 member.silent_for = silent
                 self._lose(runner, index, silent)
@@ -111,9 +111,9 @@ class Members:
     def heard(self, runner: Runner, index: int, moved: bool) -> None:
         """Any word from a sender: it is alive (and back, if it was counted lost)."""
         member = self.senders[index]
-        member.last_heard = runner.now
+        member.last_heard = runner.heard_at  # when it was sent, at the latest
         if moved:
-            self.last_movement = runner.now
+            self.last_movement = runner.heard_at
         if member.silent_for is not None and not member.exited and runner.backend.open_membership:
             runner.note(f"{member.name} is back")
             member.silent_for = None

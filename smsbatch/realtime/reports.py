@@ -39,7 +39,7 @@ class ReportHandler:
         elif index >= 0:
             self.members.heard(self.runner, index, moved=not isinstance(event, Beat))
         elif index == PRODUCER:
-            self.members.last_movement = self.runner.now
+            self.members.last_movement = self.runner.heard_at
         self.by_type[type(event)](index, event)
 
     def _progress(self, index: int, report: Progress) -> None:
@@ -85,7 +85,7 @@ class ReportHandler:
     def _resumed(self) -> None:
         """After an outage every sender was silent through no fault of its own."""
         for member in self.members.senders:
-            member.last_heard = self.runner.now
+            member.last_heard = self.runner.heard_at
 
     def _exited(self, index: int, exited: Exited) -> None:
         if index == PRODUCER:

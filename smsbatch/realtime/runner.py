@@ -81,6 +81,11 @@ class Runner:
         self.transport_lost = False
         self.internal_error = False
         self.started = self.now = self.clock.now()
+        # Real time the latest look at the reports began: what it found was sent
+        # by then, so a report is dated no later than it was sent, and one that
+        # waited while the runner was busy (or stopped) does not make its sender
+        # look silent. Silence is measured against it, not against `now`.
+        self.heard_at = self.now
         self.sim: SimClock | None = None  # set at simulated time 0
         self.startup = 0.0
         self.elapsed: float | None = None  # set when the run is over
@@ -152,7 +157,7 @@ class Runner:
         """One turn: take what came (waiting for it unless `now` is given), queue
         what is due, decide."""
         try:
-            self._take_events(0.0 if now is not None else self._wait_seconds())
+            self._take_events(0.0 if now is not None else self._wait_seconds(), now)
             self.now = self.clock.now() if now is None else now
             self.members.end_silent(self)  # right after the news: a Resumed among it forgives an outage
             self._queue_due_retries()
@@ -171,7 +176,8 @@ class Runner:
     def _wait_seconds(self) -> float:
         return max(0.0, min(TICK_SECONDS, self.monitor.due_in(), self._retry_due_in()))
 
-    def _take_events(self, timeout: float) -> None:
+    def _take_events(self, timeout: float, now: float | None = None) -> None:
+        self.heard_at = self.clock.now() if now is None else now
         for index, event in self.backend.events(timeout):
             self.reports.handle(index, event)
 
