@@ -3,6 +3,7 @@ a stop signal at any moment, replications left running by a killed main
 process, a worker whose run vanished from Redis, derived figures that counted
 duplicates, healthy senders ended for the main process's own lateness."""
 
+import io
 import json
 import os
 import signal
@@ -10,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import pytest
 from conftest import (
@@ -26,9 +28,13 @@ from conftest import (
 from smsbatch.broker.keys import RunKeys
 from smsbatch.cli import make_source
 from smsbatch.config import parse_settings
+from smsbatch.core.clock import FakeClock
 from smsbatch.core.model import SENT, Done, Progress
 from smsbatch.core.stats import Stats, bucket_of
+from smsbatch.present.monitor import Monitor, NullDisplay
 from smsbatch.realtime.accounts import Accounts
+from smsbatch.realtime.memory import MemoryBackend
+from smsbatch.realtime.runner import Runner
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -219,3 +225,38 @@ def test_a_paused_main_process_ends_no_healthy_sender(processes):
     assert run.status == 0
     assert "silent" not in run.err  # was: all three "silent for 1s: counted lost, ended", exit 1
     assert (run.summary["unsent"], run.summary["lost_senders"]) == (0, 0)
+
+
+def test_senders_slow_to_start_are_not_taken_for_silent():
+    """Silence counts from a sender's start, not the run's: forking 1,024 senders
+    on a busy machine took 50 s, and the last ones were ended as silent."""
+    settings = parse_settings(["--no-progress", "--seed", "3", "-n", "100", "--sender", "1:0", "--sender", "1:0"])
+    settings = replace(settings, claim_after=1.0)
+    source, _ = make_source(settings)
+    clock = FakeClock(100.0)
+    backend = MemoryBackend(settings, source)
+    runner = Runner(settings, source, Monitor(NullDisplay(io.StringIO()), 1.0, clock), backend, clock, [])
+    begin, events, late = backend.begin, backend.events, []
+
+    def slow_begin():
+        begin()
+        clock.advance(30.0)  # the last fork returns 30 s after the first
+        late.append(backend.said.pop())  # and that sender has not said Ready yet
+
+    looks = []
+
+    def then_ready(timeout):
+        found = events(timeout)
+        looks.append(timeout)
+        if late and len(looks) > 1:  # a look later, its Ready comes
+            found.append(late.pop())
+        return found
+
+    backend.begin, backend.events = slow_begin, then_ready
+    runner.start()
+    while not runner.over():
+        clock.advance(0.01)
+        runner.step(clock.now())
+    s = runner.finish().snapshot
+    assert [view.state for view in s.senders] == ["done", "done"]  # was: sender 2 "lost (silent for 30s)"
+    assert (s.sent, s.lost_senders) == (100, 0)

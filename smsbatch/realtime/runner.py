@@ -113,6 +113,11 @@ class Runner:
         """Start every child, and simulated time once they are ready."""
         self.started = self.now = self.clock.now()
         self.backend.begin()
+        # Silence counts from the start of a sender, not of the run: forking a
+        # thousand senders on a busy machine took longer than --claim-after.
+        self.heard_at = self.clock.now()
+        for member in self.members.senders:
+            member.last_heard = self.heard_at
         self._wait_until_ready()
 
     def finish(self) -> RunResult:
