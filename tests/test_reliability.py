@@ -29,7 +29,7 @@ from smsbatch.broker.keys import RunKeys
 from smsbatch.cli import make_source
 from smsbatch.config import parse_settings
 from smsbatch.core.clock import FakeClock
-from smsbatch.core.model import SENT, Done, Progress
+from smsbatch.core.model import RETRY, SENT, Done, Progress
 from smsbatch.core.stats import Stats, bucket_of
 from smsbatch.present.monitor import Monitor, NullDisplay
 from smsbatch.realtime.accounts import Accounts
@@ -260,3 +260,29 @@ def test_senders_slow_to_start_are_not_taken_for_silent():
     s = runner.finish().snapshot
     assert [view.state for view in s.senders] == ["done", "done"]  # was: sender 2 "lost (silent for 30s)"
     assert (s.sent, s.lost_senders) == (100, 0)
+
+
+def test_a_retry_reported_twice_counts_as_a_duplicate_so_every_attempt_is_counted_once():
+    """A sender stopped mid-batch and continued after the batch was redelivered
+    reports retries another sender reported already: attempts == sent + failed +
+    retried + duplicates must still hold (it fell short by the retries)."""
+    settings = parse_settings(["-n", "2", "--sender", "0.1:0.5", "--sender", "0.1:0.5", "--max-retries", "2"])
+    source, _ = make_source(settings)
+    accounts = Accounts(settings, source, tracks_claims=False)
+    for spec in settings.senders:
+        accounts.add_sender(spec.name, spec)
+
+    def retried(sender: int) -> Progress:
+        stats = Stats()
+        stats.record(0.1, False, 0.1)
+        done = (Done(None, (0,), bytes([RETRY])),)
+        return Progress(sender, done, stats, ((0, "+12025550143", 2, 0.2),), ended=((0.1, bucket_of(0.1), RETRY, 1),))
+
+    assert len(accounts.progress(retried(0))) == 1  # the retry is scheduled once...
+    assert accounts.progress(retried(1)) == []  # ...and its repeat is a duplicate
+    snap = accounts.snapshot(["done", "done"], 1.0, None, 0, 0.0)
+    assert snap.stats.attempts == 2
+    assert (snap.sent, snap.failed, snap.retried, snap.duplicates) == (0, 0, 1, 1)  # duplicates was 0
+    timeline = snap.timeline
+    assert timeline is not None
+    assert timeline["rows"][-1][timeline["columns"].index("retried")] == 1
