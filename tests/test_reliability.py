@@ -29,11 +29,12 @@ from smsbatch.broker.keys import RunKeys
 from smsbatch.cli import make_source
 from smsbatch.config import parse_settings
 from smsbatch.core.clock import FakeClock
-from smsbatch.core.model import RETRY, SENT, Done, Progress
+from smsbatch.core.model import RETRY, SENT, Claimed, Done, Progress
 from smsbatch.core.stats import Stats, bucket_of
 from smsbatch.present.monitor import Monitor, NullDisplay
 from smsbatch.realtime.accounts import Accounts
 from smsbatch.realtime.memory import MemoryBackend
+from smsbatch.realtime.retries import Retry
 from smsbatch.realtime.runner import Runner
 
 pytestmark = pytest.mark.timeout(60)
@@ -286,3 +287,30 @@ def test_a_retry_reported_twice_counts_as_a_duplicate_so_every_attempt_is_counte
     timeline = snap.timeline
     assert timeline is not None
     assert timeline["rows"][-1][timeline["columns"].index("retried")] == 1
+
+
+def test_a_batch_requeued_after_a_stall_can_still_be_claimed_by_its_old_key():
+    """A sender SIGSTOPped while it held the work queue's read lock stalls the
+    run: the open messages are queued again. The batches on the queue were not
+    lost after all: once the stopped sender is ended, a sender takes one and
+    claims it by its old key (a KeyError there ended the run: internal error,
+    exit 1, no summary file)."""
+    settings = parse_settings(["-n", "4", "--sender", "0.1:0.5", "--sender", "0.1:0.5", "--max-retries", "1"])
+    source, _ = make_source(settings)
+    accounts = Accounts(settings, source, tracks_claims=True)
+    for spec in settings.senders:
+        accounts.add_sender(spec.name, spec)
+    accounts.ledger.record(range(0, 4), bytes([SENT, SENT, RETRY, RETRY]))  # batch 0's first attempts
+    retries = accounts.retry_batch([Retry(0.2, 2, "+12025550143", 2), Retry(0.2, 3, "+12025550144", 2)])
+    again = accounts.lost_in_transit()  # the stall: the retry batch is made again, under a new key
+    assert [list(batch.ids) for batch in again] == [[2, 3]]
+    accounts.claim(Claimed(0, retries.key))  # the old one, taken off the queue at last
+    accounts.claim(Claimed(1, again[0].key))
+    for sender, key in ((0, retries.key), (1, again[0].key)):
+        stats = Stats()
+        stats.record(0.1, True, 0.3)
+        stats.record(0.1, True, 0.3)
+        ended = ((0.3, bucket_of(0.1), SENT, 2),)
+        accounts.progress(Progress(sender, (Done(key, range(2), bytes([SENT, SENT])),), stats, ended=ended))
+    ledger = accounts.ledger
+    assert (ledger.sent, ledger.unsent, ledger.duplicates) == (4, 0, 2)

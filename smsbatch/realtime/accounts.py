@@ -114,12 +114,15 @@ class Accounts:
         on a stall: the queue is empty, no retry is waiting): a sender killed
         between taking a batch off the queue and saying so (Claimed) took them
         with it. As batches to queue again: the runner's own batches as they
-        were, the rest as first attempts."""
+        were, the rest as first attempts. The runner's batches keep their old
+        keys too: one may be on the queue after all (behind a sender stopped
+        holding the queue's lock), and a sender that takes it claims it by
+        that key."""
         state = self.ledger.state
         batches: list[MessageBatch] = []
         seen: set[int] = set()
         for key in list(self.reissued):
-            batch = self.reissued.pop(key)
+            batch = self.reissued[key]
             seen.update(batch.ids)
             batches.append(batch.part([o for o, i in enumerate(batch.ids) if state[i] == OPEN], self._new_key()))
         for key in range(self.source.batch_count):
