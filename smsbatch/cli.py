@@ -16,17 +16,15 @@ from smsbatch.config import Settings, UsageError, parse_settings, parse_worker_s
 from smsbatch.core.batching import choose_batch_size
 from smsbatch.core.clock import Clock
 from smsbatch.core.phones import PhoneError, PhonePool, list_name, read_recipients, recipients_is_stream
-from smsbatch.core.stats import Stats
 from smsbatch.core.text import plural, redact_url, shorten, sms_segments, visible
 from smsbatch.core.timeline import csv_text
 from smsbatch.local.backend import LocalBackend
 from smsbatch.present.monitor import (
     Monitor,
-    SenderView,
-    Snapshot,
     make_display,
     summary_dict,
     summary_table,
+    unstarted_summary,
     write_summary_json,
 )
 from smsbatch.present.output import check_output_path, open_standard_fds, standard_streams, write_text_file
@@ -250,16 +248,10 @@ def _stopped_before_start(ready: _Prepared, argv: list[str], signals: list[int],
     if settings is None:  # stopped while the options were read: no summary file is known
         return status
     source = ready.source or _source(settings, 0 if settings.recipients else settings.messages)
-    senders = tuple(SenderView(spec.name, spec, Stats(), "not started") for spec in settings.senders)
-    snapshot = Snapshot(
-        messages=source.messages, sent=0, failed=0, retried=0, elapsed=0.0, speed=settings.speed, stats=Stats(),
-        senders=senders, mode="virtual" if settings.virtual else "real-time", deadline=settings.deadline,
-        deadline_share=settings.deadline_share,
-    )  # fmt: skip
     stopped_by = f"{name} before the run started" + (
         " (the recipients were not read)" if settings.recipients and not ready.source else ""
     )
-    summary = summary_dict(snapshot, settings.seed, stopped_by, int(status), 0)
+    summary = unstarted_summary(settings, source.messages, stopped_by, int(status))
     summary.update(_run_facts(settings, argv, source))
     _write_outputs(replace(settings, report=None, timeline=None), summary, stderr)
     return status

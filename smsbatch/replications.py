@@ -26,7 +26,7 @@ from typing import Any, TextIO
 from setproctitle import setproctitle
 
 from smsbatch.config import Settings
-from smsbatch.present.monitor import Monitor, NullDisplay, seconds_text, summary_dict
+from smsbatch.present.monitor import Monitor, NullDisplay, seconds_text, summary_dict, unstarted_summary
 from smsbatch.present.output import Summary
 from smsbatch.realtime.children import die_with_parent
 from smsbatch.realtime.producer import MessageSource
@@ -283,16 +283,7 @@ def _without_timeline(summary: dict) -> dict:
 
 
 def _nothing_done(settings: Settings) -> dict:
-    """Interrupted before any replication finished: every message of replication 1 unsent."""
-    return {
-        "messages": settings.messages,
-        "sent": 0,
-        "failed": 0,
-        "unsent": settings.messages,
-        "exit_status": 1,
-        "seed": settings.seed,
-        "met_deadline": False,
-        "within_deadline": 0.0,
-        "deadline_s": settings.deadline,
-        "replication": 1,
-    }
+    """Stopped before any replication finished: every message of replication 1 unsent."""
+    summary = unstarted_summary(settings, settings.messages, "stopped before any replication finished", 1)
+    summary["replication"] = 1
+    return summary

@@ -36,6 +36,7 @@ from smsbatch.realtime.accounts import Accounts
 from smsbatch.realtime.memory import MemoryBackend
 from smsbatch.realtime.retries import Retry
 from smsbatch.realtime.runner import Runner
+from smsbatch.replications import _report
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -314,3 +315,12 @@ def test_a_batch_requeued_after_a_stall_can_still_be_claimed_by_its_old_key():
         accounts.progress(Progress(sender, (Done(key, range(2), bytes([SENT, SENT])),), stats, ended=ended))
     ledger = accounts.ledger
     assert (ledger.sent, ledger.unsent, ledger.duplicates) == (4, 0, 2)
+
+
+def test_replications_stopped_before_any_finished_leave_a_whole_summary():
+    settings = parse_settings(["-n", "70", "--replications", "3", "--sender", "0.1:0.2", "--seed", "8"])
+    top = _report(settings, [], io.StringIO(), [signal.SIGTERM])
+    check_accounts(top)  # was a dozen keys: no attempts, senders, reach_s, ...
+    assert (top["messages"], top["unsent"], top["exit_status"]) == (70, 70, 143)
+    assert top["senders"][0]["state"] == "not started"
+    assert top["reach_s"] == {"50": None, "90": None, "99": None, "100": None}

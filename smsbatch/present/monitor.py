@@ -15,8 +15,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol, TextIO
 
-from smsbatch.config import SenderSpec
+from smsbatch.config import SenderSpec, Settings
 from smsbatch.core.clock import Clock
+from smsbatch.core.reach import REACH_PERCENTS
 from smsbatch.core.stats import Stats, bucket_value
 from smsbatch.core.text import char_width, display_width, pad_left, pad_right, shorten
 from smsbatch.core.timeline import TimelineTable
@@ -523,6 +524,18 @@ def summary_dict(
         ],
         **({"timeline": snap.timeline} if snap.timeline is not None else {}),
     }
+
+
+def unstarted_summary(settings: Settings, messages: int, stopped_by: str, exit_status: int) -> Summary:
+    """The summary of a run that never started (stopped first): every message
+    unsent, each sender listed with nothing done, every key of a summary there."""
+    senders = tuple(SenderView(spec.name, spec, Stats(), "not started") for spec in settings.senders)
+    snapshot = Snapshot(
+        messages=messages, sent=0, failed=0, retried=0, elapsed=0.0, speed=settings.speed, stats=Stats(),
+        senders=senders, mode="virtual" if settings.virtual else "real-time", deadline=settings.deadline,
+        deadline_share=settings.deadline_share, reach={str(p): None for p in REACH_PERCENTS},
+    )  # fmt: skip
+    return summary_dict(snapshot, settings.seed, stopped_by, exit_status, 0)
 
 
 def _times(snapshot: Mapping[str, float]) -> dict[str, float]:
