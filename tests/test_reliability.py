@@ -324,3 +324,40 @@ def test_replications_stopped_before_any_finished_leave_a_whole_summary():
     assert (top["messages"], top["unsent"], top["exit_status"]) == (70, 70, 143)
     assert top["senders"][0]["state"] == "not started"
     assert top["reach_s"] == {"50": None, "90": None, "99": None, "100": None}
+
+
+class _PagedResults:
+    """A results stream that holds `count` beats and serves a page at a time, as XREAD COUNT does."""
+
+    def __init__(self, count: int, sender: str, page: int) -> None:
+        from smsbatch.broker.codec import Alive, report_fields
+
+        fields = {
+            key.encode(): value.encode() for key, value in report_fields(Alive(sender)).items()
+        }  # as Redis gives them
+        self.entries = [(f"{i + 1}-0".encode(), fields) for i in range(count)]
+        self.page = page
+
+    def read_results(self, after, block_ms):
+        after = int(after.split(b"-")[0]) if isinstance(after, bytes) else 0
+        return self.entries[after : after + self.page]
+
+    def trim_results(self, upto) -> None:
+        pass
+
+
+def test_a_coordinator_behind_by_pages_of_reports_reads_them_all_in_one_look():
+    """Reports waiting on the results stream beyond its first page were read a
+    look later: a remote sender whose beat was on the next page looked silent."""
+    pytest.importorskip("redis")
+    from smsbatch.broker.coordinator import RedisBackend
+    from smsbatch.broker.keys import consumer_name
+    from smsbatch.broker.store import READ_COUNT
+
+    settings = parse_settings(["--broker", "redis://127.0.0.1:9/0", "--sender", "0.1:0", "-n", "10"])
+    source, _ = make_source(settings)
+    backend = RedisBackend(settings, source, "r1", give_up=lambda: True)
+    backend.store = _PagedResults(2 * READ_COUNT + 500, consumer_name(0), READ_COUNT)  # type: ignore[assignment]
+    assert backend._read_results(None)
+    assert len(backend.said) == 2 * READ_COUNT + 500  # was READ_COUNT: the rest waited for the next look
+    backend.supervisor.close()
