@@ -64,6 +64,11 @@ def main(
     if argv[:1] == ["report"]:
         from smsbatch.present.report import report_main  # only for this command: it reads its assets
 
+        if not restore_signals:  # the whole process: a report is made at once, Ctrl-C ends it as before
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            if signals:
+                return ExitStatus.INTERRUPTED if signals[0] == signal.SIGINT else ExitStatus.TERMINATED
         return report_main(argv[1:], out, err)
     # Caught before anything is read: a run stopped at any moment ends with its summary.
     with stop_signals_caught(restore=restore_signals, received=signals) as caught:
