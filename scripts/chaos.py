@@ -502,8 +502,14 @@ def _apply_fault(
         main.signal_group(signal.SIGKILL)
     elif fault == "redis-restart":
         assert redis is not None
-        # Once the run is under way: Redis away at the start is bad input (exit 2), by design.
-        if not _wait(lambda: any(" on redis://" in line for line in main.out) or not main.running(), 20):
+
+        # Once the run and every worker are under way: Redis away when smsbatch or a
+        # worker starts is bad input (exit 2), by design.
+        def under_way() -> bool:
+            workers_in = all(any("smsbatch worker: " in line for line in w.out) or not w.running() for w in workers)
+            return workers_in and any(" on redis://" in line for line in main.out)
+
+        if not _wait(lambda: under_way() or not main.running(), 20):
             return False, None
         if not main.running():
             return False, None
@@ -835,6 +841,8 @@ def main(argv: list[str] | None = None) -> int:
                 verdict = "held" if not outcome.failures else "FAILED"
                 print(f"trial {number} (seed {trial.seed}) {trial.describe()}: {verdict} in {outcome.seconds:.1f}s",
                       flush=True)  # fmt: skip
+                if outcome.failures and args.verbose:
+                    print_failure(outcome, args)  # as it happens, too: a long run may be cut short
     finally:
         if redis is not None:
             redis.close()
@@ -845,15 +853,19 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{held} of {len(outcomes)} trials held ({held / len(outcomes):.1%}) in {time.monotonic() - began:.0f}s"
           if outcomes else "no trial ran")  # fmt: skip
     for outcome in failed:
-        trial = outcome.trial
-        print(f"\nFAILED trial {trial.seed}: {trial.describe()}")
-        for problem in outcome.failures:
-            print(f"  - {problem}")
-        print(f"  replay: {replay_command(trial, args)}")
-        print(f"  smsbatch: {shlex.join(trial.command('summary.json', 'recipients.csv'))}")
-        for senders in trial.workers:
-            print(f"  worker: smsbatch worker --broker URL --once {' '.join('--sender ' + s for s in senders)}")
+        print_failure(outcome, args)
     return 1 if failed or not outcomes else 0
+
+
+def print_failure(outcome: Outcome, args: argparse.Namespace) -> None:
+    trial = outcome.trial
+    print(f"\nFAILED trial {trial.seed}: {trial.describe()}")
+    for problem in outcome.failures:
+        print(f"  - {problem}")
+    print(f"  replay: {replay_command(trial, args)}")
+    print(f"  smsbatch: {shlex.join(trial.command('summary.json', 'recipients.csv'))}")
+    for senders in trial.workers:
+        print(f"  worker: smsbatch worker --broker URL --once {' '.join('--sender ' + s for s in senders)}", flush=True)
 
 
 def _redis_client() -> bool:
