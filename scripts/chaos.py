@@ -830,12 +830,20 @@ def main(argv: list[str] | None = None) -> int:
     outcomes: list[Outcome] = []
     began = time.monotonic()
     workdir = tempfile.mkdtemp(prefix="smsbatch-chaos-")
+    # Ctrl-C or SIGTERM (even where a background shell ignores SIGINT): the trial
+    # in hand is cleaned up, and the table of those done is still printed.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         for number, trial in enumerate(trials, 1):
             if time.monotonic() - began > args.time_limit:
                 print(f"chaos: time limit reached after {number - 1} trials", flush=True)
                 break
-            outcome = run_trial(trial, redis, workdir)
+            try:
+                outcome = run_trial(trial, redis, workdir)
+            except KeyboardInterrupt:
+                print(f"chaos: stopped during trial {number}; the table shows the {number - 1} before", flush=True)
+                break
             outcomes.append(outcome)
             if args.verbose or outcome.failures:
                 verdict = "held" if not outcome.failures else "FAILED"
@@ -866,6 +874,10 @@ def print_failure(outcome: Outcome, args: argparse.Namespace) -> None:
     print(f"  smsbatch: {shlex.join(trial.command('summary.json', 'recipients.csv'))}")
     for senders in trial.workers:
         print(f"  worker: smsbatch worker --broker URL --once {' '.join('--sender ' + s for s in senders)}", flush=True)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _redis_client() -> bool:
