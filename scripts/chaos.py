@@ -99,11 +99,12 @@ class Trial:
     local_senders: int = 0  # the coordinator's own senders (all of them, without --broker)
     pause: float | None = None  # SIGSTOP faults: seconds until SIGCONT (None: never)
     target: int = 0  # which sender or worker
-    count: int = 1  # kill-senders: how many
+    victims: list[int] = field(default_factory=list)  # the local senders a sender fault hits (0-based)
     recipients: list[str] | None = None  # the lines of a recipients file
     replications: int = 1
     virtual: bool = False
     estimate: float = 1.0  # real seconds the run should take
+    slowdown: float = 1.0  # how much longer once the fault took senders away, at worst
 
     def command(self, summary: str, recipients: str | None) -> list[str]:
         argv = [recipients if arg == "{recipients}" and recipients else arg for arg in self.argv]
@@ -166,16 +167,50 @@ def draw_trial(seed: int, quick: bool, redis: bool, only: list[str] | None) -> T
     if fault == "pause-main":  # paused longer than --claim-after: no sender may be ended for it
         trial.argv[trial.argv.index("--claim-after") + 1] = "1"
     trial.at = rng.uniform(0.0, estimate * 1.1 + 0.2)
-    senders = len(local) + sum(len(w) for w in workers)
-    trial.target = rng.randrange(max(1, len(workers) if fault in ("kill-worker", "stop-worker") else senders))
-    trial.count = rng.randint(2, max(2, senders - 1)) if senders > 2 else 1
+    trial.target = rng.randrange(max(1, len(workers)))
+    trial.victims = _victims(rng, fault, local, specs)
     if fault in ("stop-sender", "stop-worker"):
         never = rng.random() < 0.4 and not (quick and broker)  # through Redis, a goodbye never said is waited for
         trial.pause = None if never else rng.uniform(0.2, 1.5 if quick else 3.0)
     if fault == "redis-restart":
         trial.argv[trial.argv.index("--broker-timeout") + 1] = "6"
         trial.pause = rng.uniform(0.3, 1.5)
+    if fault != "kill-all-senders":
+        trial.slowdown = _slowdown(specs, trial.victims)
     return trial
+
+
+MAX_SLOWDOWN = 4.0  # the senders a fault leaves carry at least a quarter of the run's pace: trials stay short
+
+
+def _victims(
+    rng: random.Random, fault: str, local: list[str], specs: list[tuple[float, float, int, float]]
+) -> list[int]:
+    """Which local senders a sender fault hits: one, several (not all), or every one;
+    so many that the rest would take over MAX_SLOWDOWN times as long are spared."""
+    if fault == "kill-all-senders":
+        return list(range(len(local)))
+    if fault not in ("kill-sender", "stop-sender", "kill-senders") or not local:
+        return []
+    count = rng.randint(2, len(local) - 1) if fault == "kill-senders" else 1
+    victims = rng.sample(range(len(local)), count)
+    while len(victims) > 1 and _slowdown(specs, victims) > MAX_SLOWDOWN:
+        victims.pop()
+    if _slowdown(specs, victims) > MAX_SLOWDOWN:  # one that carries most of the run: the slowest instead
+        victims = [min(range(len(local)), key=lambda i: _rate(specs[i]))]
+    return victims
+
+
+def _rate(spec: tuple[float, float, int, float]) -> float:
+    mean, _, window, cap = spec
+    return min(window / mean, cap) if cap else window / mean
+
+
+def _slowdown(specs: list[tuple[float, float, int, float]], victims: list[int]) -> float:
+    """How much longer the rest of the run takes without the victims' senders."""
+    total = sum(_rate(spec) for spec in specs)
+    left = total - sum(_rate(specs[i]) for i in victims)
+    return total / left if left > 1e-9 * total else 1.0  # none left: the run ends at once
 
 
 def _faults_for(trial: Trial, quick: bool, only: list[str] | None) -> list[str]:
@@ -531,16 +566,8 @@ def _fault_a_child(trial: Trial, main: Proc, stopped: list[int]) -> bool:
     fault = trial.fault
     if fault == "kill-producer":
         targets = _titled(main.pid, "smsbatch: producer")[:1]
-    else:
-        senders = _titled(main.pid, "smsbatch: sender")
-        if not senders:
-            return False
-        if fault == "kill-all-senders":
-            targets = senders
-        elif fault == "kill-senders":
-            targets = random.Random(trial.seed).sample(senders, min(trial.count, len(senders) - 1) or 1)
-        else:
-            targets = [senders[trial.target % len(senders)]]
+    else:  # sender i is titled "smsbatch: sender i (mean ...)"
+        targets = [pid for i in trial.victims for pid in _titled(main.pid, f"smsbatch: sender {i + 1} (")]
     if not targets:
         return False
     if fault == "stop-sender":
@@ -572,7 +599,7 @@ def _end_bound(trial: Trial, applied: bool) -> float:
     signal ends it soon; any other fault leaves the rest of the run to do."""
     if applied and trial.fault.startswith(("sigint", "sigterm")):
         return STOP_BOUND + (5 if trial.replications > 1 else 0)
-    rest = 3 * trial.estimate * trial.replications + 15
+    rest = 3 * trial.estimate * trial.replications * trial.slowdown + 15
     if trial.fault in ("stop-sender", "stop-worker") and applied:
         rest += 12  # --claim-after up to 10 s before a stopped sender is counted lost
     if trial.fault == "redis-restart":
