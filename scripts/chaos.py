@@ -666,7 +666,8 @@ def _check_exit(trial: Trial, main: Proc, workers: list[Proc], applied: bool, su
         return problems  # killed outright: no summary owed
     if status not in expected and not (status == 0 and summary and summary.get("stopped_by") == "completed"
                                        and trial.fault.startswith(("sigint", "sigterm"))):  # fmt: skip
-        problems.append(f"exit status {status}, expected {sorted(expected)}")
+        said = "\n      ".join([line.rstrip()[:160] for line in main.err if line.startswith("smsbatch: ")][-8:])
+        problems.append(f"exit status {status}, expected {sorted(expected)}; it said:\n      {said}")
     if summary is None:
         problems.append("no summary file")
         return problems
