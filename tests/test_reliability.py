@@ -80,11 +80,13 @@ def test_a_signal_while_the_broker_is_checked_leaves_every_message_unsent(tmp_pa
     with socket.socket() as silent:  # accepts, never answers: the check waits
         silent.bind(("127.0.0.1", 0))
         silent.listen()
+        silent.settimeout(20)
         url = f"redis://127.0.0.1:{silent.getsockname()[1]}/0"
         proc, summary = _smsbatch(tmp_path, "-n", "40", "--broker", url, "--sender", "0:0")
-        wait_until(lambda: silent.accept(), seconds=20)  # it is connecting
+        connection, _ = silent.accept()  # it is connecting; held open (closed, the client would see an error)
         proc.send_signal(sig)
         out, err = communicate_or_kill(proc, 20)
+        connection.close()
     assert proc.returncode == status
     assert out == ""
     assert err.count("\n") == 1
