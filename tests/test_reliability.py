@@ -217,7 +217,7 @@ def snap_names(snap) -> list[str]:
 
 def test_a_paused_main_process_ends_no_healthy_sender(processes):
     run = processes.run(
-        *("-n", "1500", "--sender", "0.05:0", "--sender", "0.05:0", "--sender", "0.05:0"),
+        *("-n", "900", "--sender", "0.05:0", "--sender", "0.05:0", "--sender", "0.05:0"),
         *("--speed", "10", "--claim-after", "1", "--seed", "9"),
     )
     run.wait_for_children(4)
