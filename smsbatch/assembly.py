@@ -42,7 +42,7 @@ def make_source(settings: Settings, stderr: TextIO | None = None) -> tuple[Messa
             f"argument --messages: region {settings.region} has {pool.size:,} distinct "
             "random mobile numbers here; ask for at most that many"
         )
-    return _source(settings, settings.messages, pool=pool), 0
+    return source_for(settings, settings.messages, pool=pool), 0
 
 
 def _recipients_source(settings: Settings, stderr: TextIO | None) -> tuple[MessageSource, int]:
@@ -55,10 +55,10 @@ def _recipients_source(settings: Settings, stderr: TextIO | None) -> tuple[Messa
         stderr.flush()
     limit = settings.messages if settings.messages_given else None
     recipients = read_recipients(path, settings.region, limit)
-    return _source(settings, recipients.valid, recipients=recipients), recipients.invalid
+    return source_for(settings, recipients.valid, recipients=recipients), recipients.invalid
 
 
-def _source(settings: Settings, messages: int, **kwargs) -> MessageSource:
+def source_for(settings: Settings, messages: int, **kwargs) -> MessageSource:
     return MessageSource(messages, choose_batch_size(settings, messages), settings.text, settings.seed, **kwargs)
 
 

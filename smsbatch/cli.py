@@ -6,14 +6,18 @@ import logging
 import shlex
 import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from types import FrameType
 from typing import TextIO
 
-from smsbatch.assembly import against_model, make_runner, make_source, new_run_id
+from smsbatch.assembly import against_model, make_runner, make_source, new_run_id, source_for
 from smsbatch.config import UsageError, parse_settings, parse_worker_settings
 from smsbatch.core.phones import list_name
 from smsbatch.core.settings import Settings
 from smsbatch.core.source import MessageSource
-from smsbatch.core.summary import SUMMARY_SCHEMA, run_summary, settings_dict
+from smsbatch.core.summary import SUMMARY_SCHEMA, run_summary, settings_dict, unstarted_summary
 from smsbatch.core.text import plural, redact_url, shorten, sms_segments, visible
 from smsbatch.core.timeline import csv_text
 from smsbatch.core.trace import trace_csv
@@ -38,11 +42,12 @@ from smsbatch.realtime.runner import ExitStatus, stop_signals_caught
 START_LINE_WIDTH = 100  # columns: the start lines fit a wide terminal without wrapping
 
 
-def entry() -> None:
-    """The `smsbatch` command: main() as the whole process."""
+def entry(signals: list[int] | None = None) -> None:
+    """The `smsbatch` command: main() as the whole process; `signals`: the stop
+    signals noted from its first line (smsbatch/__main__.py)."""
     open_standard_fds()
     _escape_unencodable_output()
-    status = main(restore_signals=False)
+    status = main(restore_signals=False, signals=signals)
     # A late second Ctrl-C must not interrupt the exit: Python resets its own
     # handlers to the default while it shuts down, but leaves SIG_IGN alone.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -55,45 +60,69 @@ def main(
     stdout: TextIO | None = None,
     stderr: TextIO | None = None,
     restore_signals: bool = True,
+    signals: list[int] | None = None,
 ) -> int:
     out, err = standard_streams(stdout, stderr)  # a closed or cut-short stream goes quiet
-    return _main(argv, out, err, restore_signals)
-
-
-def _main(argv: list[str] | None, stdout: TextIO, stderr: TextIO, restore_signals: bool) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["worker"]:
-        return worker_main(argv[1:], stdout, stderr, restore_signals)
     if argv[:1] == ["report"]:
         from smsbatch.present.report import report_main  # only for this command: it reads its assets
 
-        return report_main(argv[1:], stdout, stderr)
+        if not restore_signals:  # the whole process: a report is made at once, Ctrl-C ends it as before
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            if signals:
+                return ExitStatus.INTERRUPTED if signals[0] == signal.SIGINT else ExitStatus.TERMINATED
+        return report_main(argv[1:], out, err)
+    # Caught before anything is read: a run stopped at any moment ends with its summary.
+    with stop_signals_caught(restore=restore_signals, received=signals) as caught:
+        if argv[:1] == ["worker"]:
+            return worker_main(argv[1:], out, err, caught)
+        return _main(argv, out, err, caught)
+
+
+@dataclass
+class _Prepared:
+    """What was made ready before the run: as far as it got, when a signal came first."""
+
+    settings: Settings | None = None
+    source: MessageSource | None = None
+    invalid: int = 0
+
+
+def _main(argv: list[str], stdout: TextIO, stderr: TextIO, signals: list[int]) -> int:
+    ready = _Prepared()
 
     def prepare():
-        settings = parse_settings(argv)
+        settings = ready.settings = parse_settings(argv)
         _check_output_paths(settings)  # before a long read of --recipients
-        source, invalid = make_source(settings, stderr)
-        if settings.broker and not settings.virtual:
-            _check_broker(settings.broker)
-        return settings, source, invalid
+        with _interruptible(signals):  # a FIFO with no writer, a Redis that does not answer
+            ready.source, ready.invalid = make_source(settings, stderr)
+            if settings.broker and not settings.virtual:
+                _check_broker(settings.broker)
+        return ready
 
-    prepared, status = _checked_input("smsbatch", stderr, prepare)
-    if prepared is None:
+    _, status = _checked_input("smsbatch", stderr, prepare)
+    if status == ExitStatus.INTERRUPTED and not signals:
+        signals.append(signal.SIGINT)  # a KeyboardInterrupt of an in-process caller's own
+    if status is not None and status != ExitStatus.INTERRUPTED:
         return status
-    settings, source, invalid = prepared
+    if signals:  # stopped before anything started: every message unsent, said in the summary
+        return _stopped_before_start(ready, argv, signals, stderr)
+    settings, source, invalid = ready.settings, ready.source, ready.invalid
+    assert settings is not None
+    assert source is not None
     _say_notes(settings, stderr)
-    with stop_signals_caught(restore=restore_signals) as signals:
-        if settings.replications > 1:
-            stdout.write(fit_to_terminal(start_line(settings, source, invalid), stdout) + "\n")
-            stdout.flush()
-            from smsbatch.replications import run_replications  # a process pool, only when asked for
+    if settings.replications > 1:
+        stdout.write(fit_to_terminal(start_line(settings, source, invalid), stdout) + "\n")
+        stdout.flush()
+        from smsbatch.replications import run_replications  # a process pool, only when asked for
 
-            summary = run_replications(settings, source, stdout, stderr, signals)
-        else:
-            summary = _run_once(settings, source, invalid, stdout, stderr, signals)
-        summary.update(_run_facts(settings, argv, source))
-        summary["exit_status"] = _with_deadline(settings, summary, stdout)
-        _write_outputs(settings, summary, stderr)
+        summary = run_replications(settings, source, stdout, stderr, signals)
+    else:
+        summary = _run_once(settings, source, invalid, stdout, stderr, signals)
+    summary.update(_run_facts(settings, argv, source))
+    summary["exit_status"] = _with_deadline(settings, summary, stdout)
+    _write_outputs(settings, summary, stderr)
     return summary["exit_status"]
 
 
@@ -193,7 +222,7 @@ def _write_file(path: str, make_text, stderr: TextIO, what: str) -> None:
 
 
 def _checked_input(prog: str, stderr: TextIO, prepare):
-    """(prepare(), None); or, on bad input, --help or Ctrl-C, (None, exit
+    """(prepare(), None); or, on bad input, --help or a stop signal, (None, exit
     status), bad input said in one line."""
     try:
         return prepare(), None
@@ -202,9 +231,55 @@ def _checked_input(prog: str, stderr: TextIO, prepare):
         return None, ExitStatus.USAGE
     except SystemExit as done:  # --help
         return None, int(done.code or 0)
-    except KeyboardInterrupt:  # say, waiting for a FIFO's writer: no traceback
-        stderr.write(f"{prog}: interrupted before the run started; nothing was sent\n")
+    except (KeyboardInterrupt, _Interrupted):  # say, waiting for a FIFO's writer: no traceback
         return None, ExitStatus.INTERRUPTED
+
+
+class _Interrupted(BaseException):
+    """A stop signal during a wait before the run (raised by _interruptible)."""
+
+
+@contextmanager
+def _interruptible(signals: list[int]) -> Iterator[None]:
+    """Within the block, a stop signal is noted and ends the block at once (a
+    blocking open or read is not resumed); outside it, signals are only noted."""
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        signals.append(signum)
+        raise _Interrupted
+
+    if signals:
+        raise _Interrupted
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _stopped_before_start(ready: _Prepared, argv: list[str], signals: list[int], stderr: TextIO) -> int:
+    """A stop signal came before the run started: one line, and the summary file
+    with every message unsent (none, if the recipients list was not read yet)."""
+    status = ExitStatus.INTERRUPTED if signals[0] == signal.SIGINT else ExitStatus.TERMINATED
+    name = signal.Signals(signals[0]).name
+    stderr.write(
+        "smsbatch: interrupted before the run started; nothing was sent\n"
+        if status == ExitStatus.INTERRUPTED
+        else f"smsbatch: stopped by {name} before the run started; nothing was sent\n"
+    )
+    stderr.flush()
+    settings = ready.settings
+    if settings is None:  # stopped while the options were read: no summary file is known
+        return status
+    source = ready.source or source_for(settings, 0 if settings.recipients else settings.messages)
+    stopped_by = f"{name} before the run started" + (
+        " (the recipients were not read)" if settings.recipients and not ready.source else ""
+    )
+    summary = unstarted_summary(settings, source.messages, stopped_by, int(status))
+    summary.update(_run_facts(settings, argv, source))
+    _write_outputs(replace(settings, report=None, timeline=None), summary, stderr)
+    return status
 
 
 def _check_broker(url: str) -> None:
@@ -218,21 +293,24 @@ def _check_broker(url: str) -> None:
         raise UsageError(f"argument --broker: no Redis answers at {redact_url(url)} ({error})") from None
 
 
-def worker_main(argv: list[str], stdout: TextIO, stderr: TextIO, restore_signals: bool) -> int:
+def worker_main(argv: list[str], stdout: TextIO, stderr: TextIO, signals: list[int]) -> int:
     """`smsbatch worker`: senders on this machine for runs started elsewhere."""
 
     def prepare():
         settings = parse_worker_settings(argv)
-        _check_broker(settings.broker)
+        with _interruptible(signals):
+            _check_broker(settings.broker)
         return settings
 
     settings, status = _checked_input("smsbatch worker", stderr, prepare)
     if settings is None:
+        if status == ExitStatus.INTERRUPTED:  # it had joined nothing: it leaves, as on a stop later
+            stderr.write("smsbatch worker: stopped before it joined a run\n")
+            return ExitStatus.OK
         return status
     from smsbatch.broker.worker import Worker
 
-    with stop_signals_caught(restore=restore_signals) as signals:
-        return Worker(settings, stdout, signals).run()
+    return Worker(settings, stdout, signals).run()
 
 
 def _check_output_paths(settings: Settings) -> None:

@@ -17,17 +17,21 @@ import concurrent.futures
 import hashlib
 import math
 import multiprocessing
+import os
 import signal
 import statistics
 from dataclasses import replace
 from typing import Any, TextIO
 
+from setproctitle import setproctitle
+
 from smsbatch.assembly import against_model, make_runner
 from smsbatch.core.settings import Settings
 from smsbatch.core.source import MessageSource
 from smsbatch.core.stats import wilson
-from smsbatch.core.summary import Summary, run_summary
+from smsbatch.core.summary import Summary, run_summary, unstarted_summary
 from smsbatch.present.monitor import Monitor, NullDisplay, seconds_text
+from smsbatch.realtime.children import die_with_parent
 from smsbatch.realtime.status import stop_signals_caught
 
 AGGREGATED = (
@@ -111,10 +115,14 @@ class _Discard:
         pass
 
 
-def _pool_initializer() -> None:
+def _pool_initializer(parent_pid: int) -> None:
     # Ctrl-C reaches the whole process group: the main process decides, and
     # asks a running replication to stop with SIGTERM (caught in run_one).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    setproctitle("smsbatch: replications")
+    # A main process killed outright takes its pool with it (and each pool
+    # process its run's children): no replication goes on, or starts, after it.
+    die_with_parent(parent_pid)
 
 
 def figure(summary: Summary, key: str) -> float | None:
@@ -194,7 +202,7 @@ def run_replications(
     summaries: dict[int, dict] = {}
     failed = False  # a replication raised (a bug, or a pool that broke): the rest are stopped
     pool = concurrent.futures.ProcessPoolExecutor(
-        jobs, mp_context=multiprocessing.get_context("fork"), initializer=_pool_initializer
+        jobs, mp_context=multiprocessing.get_context("fork"), initializer=_pool_initializer, initargs=(os.getpid(),)
     )
     try:
         futures = {pool.submit(run_one, settings, r): r for r in range(1, settings.replications + 1)}
@@ -285,16 +293,7 @@ def _without_timeline(summary: dict) -> dict:
 
 
 def _nothing_done(settings: Settings) -> dict:
-    """Interrupted before any replication finished: every message of replication 1 unsent."""
-    return {
-        "messages": settings.messages,
-        "sent": 0,
-        "failed": 0,
-        "unsent": settings.messages,
-        "exit_status": 1,
-        "seed": settings.seed,
-        "met_deadline": False,
-        "within_deadline": 0.0,
-        "deadline_s": settings.deadline,
-        "replication": 1,
-    }
+    """Stopped before any replication finished: every message of replication 1 unsent."""
+    summary = unstarted_summary(settings, settings.messages, "stopped before any replication finished", 1)
+    summary["replication"] = 1
+    return summary

@@ -37,7 +37,7 @@ from smsbatch.broker.keys import BEAT_SECONDS, DONE, STOPPING, RunKeys, consumer
 from smsbatch.broker.link import StreamSenderPorts
 from smsbatch.broker.patient import Patient, RunGone, connect
 from smsbatch.broker.producer import StreamProducer
-from smsbatch.broker.store import RunStore
+from smsbatch.broker.store import READ_COUNT, RunStore
 from smsbatch.core.clock import Clock
 from smsbatch.core.model import Beat, Done, ProducerDone, Progress, SenderDone, TransportLost
 from smsbatch.core.settings import SenderSpec, Settings
@@ -49,6 +49,7 @@ from smsbatch.realtime.sender import run_sender
 from smsbatch.realtime.stopping import WARM_STOP_SECONDS
 from smsbatch.realtime.supervisor import Event, Supervisor
 
+MAX_PAGES = 50  # result pages (READ_COUNT reports each) read in one look, when they keep coming full
 RUN_GONE = "the run's keys are gone from Redis (restarted without its data?)"
 
 P = ParamSpec("P")
@@ -172,6 +173,12 @@ class RedisBackend:
         at all); False if nothing came."""
         block = None if timeout is None else max(1, int(timeout * 1000))
         entries = self.store.read_results(self.last_read, block)
+        pages = 1
+        while len(entries) >= READ_COUNT * pages and pages < MAX_PAGES:
+            # A full page: more may wait, sent before this look. Read them now,
+            # or a sender whose word is on the next page would look silent.
+            entries += self.store.read_results(entries[-1][0], None)
+            pages += 1
         for entry_id, fields in entries:
             self.said += self._decoded(report_from(fields))
             self.last_read = entry_id

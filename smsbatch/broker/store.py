@@ -55,7 +55,9 @@ class RunStore:
         try:
             return self.patient(call, *args, **kwargs)
         except redis.ResponseError as error:
-            if "NOGROUP" in str(error):
+            # NOGROUP: the stream is gone; UNBLOCKED: it went while a read waited on it
+            # (Redis 7 wakes a blocked XREADGROUP when its key expires or is deleted).
+            if "NOGROUP" in str(error) or "UNBLOCKED" in str(error):
                 raise RunGone("the run's work stream is gone from Redis") from None
             raise
 

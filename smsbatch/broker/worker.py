@@ -109,6 +109,8 @@ class Worker:
             self._show_failures(supervisor.events(LOOK_SECONDS))
         self._pass_on_signals(supervisor, phase, run_id)  # the senders may have heard it first
         self._show_failures(supervisor.close())
+        if self.store.for_run(run_id).read_state() is None:  # its keys expired, or were removed
+            self.say(f"run {run_id} is gone from Redis (its coordinator ended or died)")
         self.say(f"left run {run_id}")
 
     def _pass_on_signals(self, supervisor: Supervisor, phase: Phase, run_id: str) -> Phase:

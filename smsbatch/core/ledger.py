@@ -132,8 +132,11 @@ class Ledger:
                 self.failed += 1
 
     def retry(self, message_id: int, attempt: int) -> bool:
-        """True if `attempt` of an open message is due and not asked for before."""
+        """True if `attempt` of an open message is due and not asked for before;
+        if not, the report is a duplicate (a message counted already, or an
+        attempt reported twice: a batch redelivered from a silent sender)."""
         if self.state[message_id] != OPEN or self.retry_attempt[message_id] >= attempt:
+            self.duplicates += 1
             return False
         self.retry_attempt[message_id] = attempt
         self.retried += 1

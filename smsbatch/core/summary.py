@@ -8,10 +8,11 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
+from smsbatch.core.reach import REACH_PERCENTS
 from smsbatch.core.result import RunResult
 from smsbatch.core.settings import Settings, run_settings, sender_settings, speed_shown
-from smsbatch.core.snapshot import ModelCheck, Snapshot
-from smsbatch.core.stats import bucket_value
+from smsbatch.core.snapshot import ModelCheck, SenderView, Snapshot
+from smsbatch.core.stats import Stats, bucket_value
 
 SUMMARY_SCHEMA = "smsbatch-summary/1"
 
@@ -117,3 +118,15 @@ def _model_dict(model: ModelCheck | None) -> dict[str, object] | None:
 def _times(snapshot: Mapping[str, float]) -> dict[str, float]:
     """The send-time figures of a Stats snapshot (its counts are per attempt)."""
     return {key: value for key, value in snapshot.items() if key.endswith("_s")}
+
+
+def unstarted_summary(settings: Settings, messages: int, stopped_by: str, exit_status: int) -> Summary:
+    """The summary of a run that never started (stopped first): every message
+    unsent, each sender listed with nothing done, every key of a summary there."""
+    senders = tuple(SenderView(spec.name, spec, Stats(), "not started") for spec in settings.senders)
+    snapshot = Snapshot(
+        messages=messages, sent=0, failed=0, retried=0, elapsed=0.0, speed=settings.speed, stats=Stats(),
+        senders=senders, mode="virtual" if settings.virtual else "real-time", deadline=settings.deadline,
+        deadline_share=settings.deadline_share, reach={str(p): None for p in REACH_PERCENTS},
+    )  # fmt: skip
+    return summary_dict(snapshot, settings.seed, stopped_by, exit_status, 0)

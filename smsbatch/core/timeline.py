@@ -84,17 +84,26 @@ class Timeline:
         self._grow(index)
         return index
 
-    def add_attempts(self, sender: int, t: float, bucket: int, outcome_counts: tuple[int, int, int]) -> None:
+    def add_attempts(
+        self,
+        sender: int,
+        t: float,
+        bucket: int,
+        outcome_counts: tuple[int, int, int],
+        repeats: tuple[int, int, int] = (0, 0, 0),
+    ) -> None:
         """Attempts of one sender ending at t, all in send-time `bucket` (stats.bucket_of):
-        (sent, failed for good, to retry)."""
+        (sent, failed for good, to retry); `repeats`, the same for attempts at
+        messages already counted (a redelivery): the sender's attempts, no
+        message's outcome."""
         sent, failed, retry = outcome_counts
-        count = sent + failed + retry
+        count = sent + failed + retry + sum(repeats)
         b = self.bin_of(t)
         self.sent[b] += sent
         self.failed[b] += failed
         self.retried[b] += retry
         self.attempts[sender][b] += count
-        self.failed_attempts[sender][b] += failed + retry
+        self.failed_attempts[sender][b] += failed + retry + repeats[1] + repeats[2]
         histogram = self.histograms[b]
         histogram[bucket] = histogram.get(bucket, 0) + count
 
@@ -212,17 +221,41 @@ class RunRecord:
         self.timeline.add_sender(name)
         self.capped.append(0.0)
 
-    def record(self, sender: int, ended: Iterable[tuple[float, int, int, int]], capped: float, lag: float) -> None:
-        """`ended`: (due, send-time bucket, outcome, count) of attempts that ended."""
+    def record(
+        self,
+        sender: int,
+        ended: Iterable[tuple[float, int, int, int]],
+        capped: float,
+        lag: float,
+        repeats: dict[int, int] | None = None,
+    ) -> None:
+        """`ended`: (due, send-time bucket, outcome, count) of attempts that ended.
+        `repeats`: by outcome, how many of them the ledger found to be about a
+        message it had counted before (a redelivery). They stay this sender's
+        attempts, but are not sent, failed or retried again: the timeline's
+        totals, the reach times and the deadline count each message once, as
+        the ledger does. A report does not say which of its attempts were the
+        repeats: the first of that outcome are taken (a batch taken over is
+        redone from its start)."""
+        left = dict(repeats or {})
         for due, bucket, outcome, count in ended:
-            counts = (count, 0, 0) if outcome == SENT else (0, count, 0) if outcome == FAILED else (0, 0, count)
-            self.timeline.add_attempts(sender, due, bucket, counts)
-            if outcome == SENT:
-                self.sent_times.add(due, count)
+            repeated = min(count, left.get(outcome, 0))
+            left[outcome] = left.get(outcome, 0) - repeated
+            counted = count - repeated
+            self.timeline.add_attempts(
+                sender, due, bucket, _by_outcome(outcome, counted), _by_outcome(outcome, repeated)
+            )
+            if outcome == SENT and counted:
+                self.sent_times.add(due, counted)
                 if due <= self.deadline:
-                    self.sent_by_deadline += count
+                    self.sent_by_deadline += counted
         self.capped[sender] += capped
         self.lag = max(self.lag, lag)
+
+
+def _by_outcome(outcome: int, count: int) -> tuple[int, int, int]:
+    """`count` attempts of `outcome` as (sent, failed for good, to retry)."""
+    return (count, 0, 0) if outcome == SENT else (0, count, 0) if outcome == FAILED else (0, 0, count)
 
 
 def _merged(histograms: list[dict[int, int]]) -> dict[int, int]:

@@ -24,6 +24,14 @@ message_log = logging.getLogger("smsbatch.messages")
 OUTCOME_WORDS = {SENT: "sent", FAILED: "failed", RETRY: "failed, will retry"}
 
 
+def _outcome_counts(ended: Sequence[tuple[float, int, int, int]]) -> dict[int, int]:
+    """Attempts by outcome, of (due, bucket, outcome, count) ends."""
+    counts = {SENT: 0, FAILED: 0, RETRY: 0}
+    for _, _, outcome, count in ended:
+        counts[outcome] += count
+    return counts
+
+
 class Accounts:
     def __init__(self, settings: Settings, source: MessageSource, tracks_claims: bool) -> None:
         self.settings = settings
@@ -60,11 +68,12 @@ class Accounts:
     def progress(self, report: Progress) -> list[Retry]:
         """Count a report; returns the retries it asks for (each asked for once)."""
         self.stats[report.sender].merge(report.stats)
-        self.record.record(report.sender, report.ended, report.capped, report.lag)
+        ledger = self.ledger
+        sent, failed = ledger.sent, ledger.failed
         for done in report.done:
             if done.key is None:  # message ids, from a transport that keeps the claims itself
-                self.ledger.record(done.offsets, done.outcomes)
-            elif self.ledger.apply(report.sender, done) and done.key < 0:
+                ledger.record(done.offsets, done.outcomes)
+            elif ledger.apply(report.sender, done) and done.key < 0:
                 self.reissued.pop(done.key, None)
         self.redelivered += report.redelivered
         if self.trace is not None:
@@ -74,11 +83,19 @@ class Accounts:
                 self.receipts.add(time, kind)
         if report.log:
             self._log(self.names[report.sender], report.log)
-        return [
+        retries = [
             Retry(back_at, message_id, phone, attempt)
             for message_id, phone, attempt, back_at in report.retries
-            if self.ledger.retry(message_id, attempt)
+            if ledger.retry(message_id, attempt)
         ]
+        # The timeline, reach times and deadline are fed after the ledger, with
+        # what it did not count (duplicates), so they count each message once.
+        repeats = _outcome_counts(report.ended)
+        repeats[SENT] -= ledger.sent - sent
+        repeats[FAILED] -= ledger.failed - failed
+        repeats[RETRY] -= len(retries)
+        self.record.record(report.sender, report.ended, report.capped, report.lag, repeats)
+        return retries
 
     @staticmethod
     def _log(name: str, log: Sequence[tuple[int, str, int, float, int]]) -> None:
@@ -106,12 +123,15 @@ class Accounts:
         on a stall: the queue is empty, no retry is waiting): a sender killed
         between taking a batch off the queue and saying so (Claimed) took them
         with it. As batches to queue again: the runner's own batches as they
-        were, the rest as first attempts."""
+        were, the rest as first attempts. The runner's batches keep their old
+        keys too: one may be on the queue after all (behind a sender stopped
+        holding the queue's lock), and a sender that takes it claims it by
+        that key."""
         state = self.ledger.state
         batches: list[MessageBatch] = []
         seen: set[int] = set()
         for key in list(self.reissued):
-            batch = self.reissued.pop(key)
+            batch = self.reissued[key]
             seen.update(batch.ids)
             batches.append(batch.part([o for o, i in enumerate(batch.ids) if state[i] == OPEN], self._new_key()))
         for key in range(self.source.batch_count):

@@ -33,10 +33,11 @@ def enter_child(title: str, parent_pid: int) -> None:
     # finish what is in hand, give back the rest, report, exit.
     signal.signal(signal.SIGTERM, _request_termination)
     setproctitle(title)
-    _die_with_parent(parent_pid)
+    die_with_parent(parent_pid)
 
 
-def _die_with_parent(parent_pid: int) -> None:
+def die_with_parent(parent_pid: int) -> None:
+    """SIGKILL when the parent dies, whatever kills it (PR_SET_PDEATHSIG), or exit now if it is gone."""
     if sys.platform.startswith("linux"):
         try:
             libc = ctypes.CDLL(None, use_errno=True)

@@ -19,6 +19,9 @@ class RunState:
     phase: Phase
     started: bool = True  # simulated time has begun
     transport_lost: bool = False
+    # Real time the latest look at the reports began: what it found was sent by then,
+    # so silence is measured against it, never against how late the runner got to it.
+    heard_at: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

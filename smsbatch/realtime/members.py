@@ -18,7 +18,7 @@ SILENT_SECONDS = 1.0  # a sender silent this long when it is ended has hung (liv
 class Member:
     name: str
     spec: SenderSpec
-    last_heard: float  # real time of its last report (every report is a heartbeat)
+    last_heard: float  # real time of its last report, as sent (every report is a heartbeat)
     state: str = "starting"
     ready: bool = False  # said Ready: simulated time may start
     finished: bool = False  # said SenderDone
@@ -82,7 +82,7 @@ class Members:
         for index, member in enumerate(self.senders):
             if member.exited or member.finished or member.silent_for is not None:
                 continue
-            silent = state.now - member.last_heard
+            silent = state.heard_at - member.last_heard  # not `now`: a report may wait while the runner is busy
             if silent > self.settings.claim_after and self._waits_on(state, index):
                 member.silent_for = silent
                 effects += self._lose(index, silent, state.phase)

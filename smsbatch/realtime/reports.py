@@ -42,9 +42,9 @@ class ReportHandler:
         if isinstance(event, Exited | Joined | Note | Resumed):
             pass  # not word from a live sender: no heartbeat, no movement
         elif index >= 0:
-            effects = self.members.heard(index, state.now, moved=not isinstance(event, Beat))
+            effects = self.members.heard(index, state.heard_at, moved=not isinstance(event, Beat))  # sent by then
         elif index == PRODUCER:
-            self.members.last_movement = state.now
+            self.members.last_movement = state.heard_at
         return effects + self.by_type[type(event)](index, event, state)
 
     def _progress(self, index: int, report: Progress, state: RunState) -> Effects:
@@ -93,7 +93,7 @@ class ReportHandler:
     def _resumed(self, index: int, event: Resumed, state: RunState) -> Effects:
         """After an outage every sender was silent through no fault of its own."""
         for member in self.members.senders:
-            member.last_heard = state.now
+            member.last_heard = state.heard_at
         return NOTHING
 
     def _exited(self, index: int, exited: Exited, state: RunState) -> Effects:

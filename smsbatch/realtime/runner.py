@@ -83,6 +83,11 @@ class Runner:
         self.transport_lost = False
         self.internal_error = False
         self.started = self.now = self.clock.now()
+        # Real time the latest look at the reports began: what it found was sent
+        # by then, so a report is dated no later than it was sent, and one that
+        # waited while the runner was busy (or stopped) does not make its sender
+        # look silent. Silence is measured against it, not against `now`.
+        self.heard_at = self.now
         self.sim: SimClock | None = None  # set at simulated time 0
         self.startup = 0.0
         self.elapsed: float | None = None  # set when the run is over
@@ -110,6 +115,11 @@ class Runner:
         """Start every child, and simulated time once they are ready."""
         self.started = self.now = self.clock.now()
         self.backend.begin()
+        # Silence counts from the start of a sender, not of the run: forking a
+        # thousand senders on a busy machine took longer than --claim-after.
+        self.heard_at = self.clock.now()
+        for member in self.members.senders:
+            member.last_heard = self.heard_at
         self._wait_until_ready()
 
     def finish(self) -> RunResult:
@@ -157,7 +167,7 @@ class Runner:
         """One turn: take what came (waiting for it unless `now` is given), queue
         what is due, decide."""
         try:
-            self._take_events(0.0 if now is not None else self._wait_seconds())
+            self._take_events(0.0 if now is not None else self._wait_seconds(), now)
             self.now = self.clock.now() if now is None else now
             self.apply(
                 self.members.end_silent(self.state())
@@ -181,7 +191,8 @@ class Runner:
     def _wait_seconds(self) -> float:
         return max(0.0, min(TICK_SECONDS, self.monitor.due_in(), self._retry_due_in()))
 
-    def _take_events(self, timeout: float) -> None:
+    def _take_events(self, timeout: float, now: float | None = None) -> None:
+        self.heard_at = self.clock.now() if now is None else now
         state = self.state()  # no report changes it: the phase and the rest change between turns
         for index, event in self.backend.events(timeout):
             self.apply(self.reports.handle(index, event, state))
@@ -210,7 +221,13 @@ class Runner:
     # ---- what the helpers see, and what they ask ----
 
     def state(self) -> RunState:
-        return RunState(self.now, self.phase, started=self.sim is not None, transport_lost=self.transport_lost)
+        return RunState(
+            self.now,
+            self.phase,
+            started=self.sim is not None,
+            transport_lost=self.transport_lost,
+            heard_at=self.heard_at,
+        )
 
     def apply(self, effects: Effects) -> None:
         if not effects:

@@ -9,15 +9,16 @@ from types import FrameType
 
 
 @contextmanager
-def stop_signals_caught(restore: bool = True) -> Iterator[list[int]]:
-    """SIGINT and SIGTERM are noted in the list yielded, until the block ends
-    (or, with restore=False, until the process exits).
+def stop_signals_caught(restore: bool = True, received: list[int] | None = None) -> Iterator[list[int]]:
+    """SIGINT and SIGTERM are noted in the list yielded (`received`, if given:
+    the signals noted before, from the process's first line), until the block
+    ends (or, with restore=False, until the process exits).
 
     Held for the whole of main(), summary included: a second Ctrl-C that
     comes while the summary is written, or as the process exits, must not
     kill it mid-write or print a KeyboardInterrupt traceback.
     """
-    received: list[int] = []
+    received = [] if received is None else received
 
     def note(signum: int, frame: FrameType | None) -> None:
         received.append(signum)
