@@ -148,9 +148,7 @@ class Runner:
             except TransportLost as error:
                 self._transport_lost(str(error))
             self.now = self.clock.now()
-            self.apply(
-                self.members.end_silent(self.state())
-            )  # one that hangs before it is ready must not hold up the start
+            self._end_silent()  # one that hangs before it is ready must not hold up the start
             self._act(by_signal(tuple(self.signals), self.phase) or CONTINUE)  # the rest waits for time 0
         self.startup = self.now - self.started
         self.sim = SimClock(self.clock, self.settings.speed, self.now)
@@ -169,9 +167,7 @@ class Runner:
         try:
             self._take_events(0.0 if now is not None else self._wait_seconds(), now)
             self.now = self.clock.now() if now is None else now
-            self.apply(
-                self.members.end_silent(self.state())
-            )  # right after the news: a Resumed among it forgives an outage
+            self._end_silent()  # right after the news: a Resumed among it forgives an outage
             self._queue_due_retries()
             self.pending.flush(self.backend.offer)
             self._sample()
