@@ -569,7 +569,7 @@ def sections(quick: bool, runs: int) -> dict[str, Callable[[], list[Row]]]:
         "scheduling": lambda: scheduling(runs, 0.2 if q else 6.0, quick=q),
         "memory": lambda: memory(runs, 10_000, 20_000 if q else 1_000_000),
         "startup": lambda: startup(runs),
-        "window": lambda: window(runs, 2_000 if q else 100_000, 1_000 if q else 10_000),
+        "window": lambda: window(runs, 1_000 if q else 100_000, 1_000 if q else 10_000),
         "rate": lambda: rate_limit(runs, 500 if q else 50_000, 5000),
         "redis": lambda: redis_backend(runs, 20_000 if q else 1_000_000),
         "virtual-speed": lambda: virtual_speed(runs, 20_000 if q else 200_000),
