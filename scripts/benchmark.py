@@ -139,8 +139,15 @@ def throughput(runs: int, messages: int, bare_one_messages: int) -> list[Row]:
 
 def scheduling(runs: int, seconds: float, quick: bool = False) -> list[Row]:
     rows = []
-    cases = [(0.01, 4, 0.95), (0.01, 16, 0.95), (0.01, 64, 0.95), (0.01, 256, 0.90), (0.001, 16, 0.85)]
-    for mean, senders, target in cases[::4] if quick else cases:  # quick: the first and the last
+    # (mean, senders, target for the sending, target for the whole run with start-up, if any)
+    cases = [
+        (0.01, 4, 0.95, None),
+        (0.01, 16, 0.95, 0.95),
+        (0.01, 64, 0.95, None),
+        (0.01, 256, 0.90, 0.70),
+        (0.001, 16, 0.85, None),
+    ]
+    for mean, senders, target, whole_target in cases[::4] if quick else cases:  # quick: the first and the last
         messages = max(senders, int(seconds / mean) * senders)
         senders_args = []
         for _ in range(senders):
@@ -156,6 +163,16 @@ def scheduling(runs: int, seconds: float, quick: bool = False) -> list[Row]:
                 value >= target,
             )
         )
+        if whole_target is not None:
+            startup = statistics.median(s["startup_s"] for s in summaries)
+            rows.append(
+                (
+                    f"  the whole run, start-up included (start-up {startup:.3f} s)",
+                    f"{whole:.3f}",
+                    f">= {whole_target}",
+                    whole >= whole_target,
+                )
+            )
     return rows
 
 

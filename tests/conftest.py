@@ -336,6 +336,20 @@ class Run(Started):
         assert "Traceback" not in self.err
 
 
+def refused(argv, says: str, tmp_path) -> None:
+    """Bad input: exit 2, one line on stderr that says `says`, no summary file written."""
+    import io
+
+    from smsbatch.cli import main
+
+    err = io.StringIO()
+    summary = tmp_path / "refused.json"
+    assert main(["-n", "5", *argv, "--summary-json", str(summary)], stdout=io.StringIO(), stderr=err) == 2
+    assert says in err.getvalue()
+    assert len(err.getvalue().splitlines()) == 1
+    assert not summary.exists()
+
+
 def check_accounts(s: dict) -> None:
     """The totals of a summary add up, however the run ended."""
     assert s["sent"] + s["failed"] + s["unsent"] == s["messages"]

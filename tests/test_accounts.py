@@ -8,6 +8,7 @@ import io
 import json
 
 import pytest
+from conftest import refused
 
 from smsbatch.cli import main
 from smsbatch.config import parse_settings
@@ -61,12 +62,7 @@ def test_busy_binds_take_turns_at_the_accounts_openings():
     ],
 )
 def test_bad_accounts_are_one_line_and_nothing_starts(argv, says, tmp_path):
-    err = io.StringIO()
-    summary = tmp_path / "s.json"
-    assert main(["-n", "5", *argv, "--summary-json", str(summary)], stdout=io.StringIO(), stderr=err) == 2
-    assert says in err.getvalue()
-    assert len(err.getvalue().splitlines()) == 1
-    assert not summary.exists()
+    refused(argv, says, tmp_path)
 
 
 def test_a_config_file_lists_accounts(tmp_path):

@@ -11,6 +11,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from conftest import refused
 
 from smsbatch.cli import main, make_source
 from smsbatch.config import parse_settings
@@ -129,9 +130,4 @@ def test_real_time_processes_give_the_models_delivered_figures(tmp_path, no_chil
     ],
 )
 def test_bad_receipt_options_are_one_line(argv, says, tmp_path):
-    err = io.StringIO()
-    summary = tmp_path / "s.json"
-    assert main(["-n", "5", *argv, "--summary-json", str(summary)], stdout=io.StringIO(), stderr=err) == 2
-    assert says in err.getvalue()
-    assert len(err.getvalue().splitlines()) == 1
-    assert not summary.exists()
+    refused(argv, says, tmp_path)
