@@ -233,3 +233,30 @@ def test_every_progress_look_counts_every_finished_attempt():
     for attempts, finished, mean in looks:
         assert attempts == finished
         assert mean > 0.05  # both senders' times, not the one block folded so far
+
+
+def test_a_bug_in_the_engine_still_accounts_for_every_message(tmp_path, monkeypatch):
+    import io
+    import json
+
+    from smsbatch.cli import main
+    from smsbatch.virtual import engine
+
+    calls = []
+
+    def explode(self, t, slot, attempt, seconds):
+        calls.append(t)
+        if len(calls) > 10_000:
+            raise RuntimeError("a bug of ours")
+        return real_finish(self, t, slot, attempt, seconds)
+
+    real_finish = engine._Simulation._finish
+    monkeypatch.setattr(engine._Simulation, "_finish", explode)
+    err, path = io.StringIO(), tmp_path / "s.json"
+    status = main(["-n", "50000", "--sender", "0:0.1", "--speed", "max", "--summary-json", str(path)], stderr=err)
+    summary = json.loads(path.read_text())
+    assert status == 1
+    assert summary["stopped_by"] == "internal error"
+    assert summary["sent"] + summary["failed"] + summary["unsent"] == 50000
+    assert summary["unsent"] > 0
+    assert "RuntimeError: a bug of ours" in err.getvalue()

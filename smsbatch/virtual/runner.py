@@ -9,6 +9,7 @@ still redraws every --interval real seconds, showing simulated time.
 from __future__ import annotations
 
 import signal
+import traceback
 from dataclasses import dataclass, field, replace
 
 from smsbatch.core.clock import Clock
@@ -51,7 +52,11 @@ class VirtualRunner:
                 self.monitor.note(f"smsbatch: {name}: stopping at {progress.now:.1f}s simulated")
             return not self.signals
 
-        outcome = engine.run(tick)
+        try:
+            outcome = engine.run(tick)
+        except Exception:  # a bug of ours: say so in full, and still account for every message
+            self.monitor.note(f"smsbatch: internal error, stopping:\n{traceback.format_exc().rstrip()}")
+            return self._broken(engine.progress, self.clock.now() - started)
         snapshot = self._final(outcome, self.clock.now() - started, timeline.as_dict(outcome.sim_elapsed))
         return RunResult(
             snapshot,
@@ -61,6 +66,11 @@ class VirtualRunner:
             0.0,
             trace=outcome.trace,
         )
+
+    def _broken(self, progress: Progress, elapsed: float) -> RunResult:
+        """The run as far as the last look at it went: what was counted then, the rest unsent."""
+        snapshot = self._snapshot(self._views(progress.stats_now(), "stopped"), elapsed, progress, progress.now)
+        return RunResult(snapshot, ExitStatus.UNSENT, "internal error", self.source.messages, 0.0)
 
     def _views(self, stats: list[Stats], state: str, capped: list[float] | None = None) -> tuple[SenderView, ...]:
         capped = capped or [0.0] * len(stats)
