@@ -745,3 +745,21 @@ def test_a_run_whose_figures_moved_says_which_in_the_verdict():
     assert "NOT faithful: sim_elapsed 60.0s against the model&#x27;s 50.0s (+20.0%), more than 3% from" in html
     summary["model_check"] = None  # a run judged by its lag (through Redis, stopped, a sender lost)
     assert "NOT faithful: the run fell behind the model by up to" in render_report(summary)
+
+
+def test_a_run_with_receipts_leads_with_what_was_delivered(tmp_path):
+    path = tmp_path / "s.json"
+    argv = ["-n", "2000", "--sender", "0.05:0.02:window=4", "--dlr-median", "15", "--dlr-p90", "60"]
+    argv += ["--undeliverable", "0.05", "--account", "a:rate=30", "--sender", "0:0:account=a"]
+    assert main([*argv, "--speed", "max", "--seed", "3", "--no-progress", "--summary-json", str(path)]) == 0
+    summary = json.loads(path.read_text())
+    page = render_report(summary)
+    assert "were delivered within" in page
+    shown = dict(re.findall(r'data-figure="([^"]+)" data-kind="\w+" data-value="([^"]*)"', page))
+    assert json.loads(shown["delivered"].replace("&quot;", '"')) == summary["delivered"]
+    assert json.loads(shown["undeliverable"]) == summary["undeliverable"]
+    assert json.loads(shown["delivered_reach_s.50"]) == summary["delivered_reach_s"]["50"]
+    assert "<td>a 30/s</td>" in page  # the accounts setting, not a dict's repr
+    plain = render_report({**summary, "receipts_modelled": False})
+    assert "were sent within" in plain
+    assert 'data-figure="delivered"' not in plain

@@ -412,9 +412,10 @@ def _verdict(summary: Summary) -> str:
         return '<p class="verdict unknown">No deadline figures in this summary.</p>'
     deadline, target = summary.get("deadline_s"), summary.get("deadline_share")
     said = "Deadline met" if met else "Deadline missed"
+    counted = "delivered" if summary.get("receipts_modelled") is True else "sent"
     return (
         f'<p class="verdict {"met" if met else "missed"}">{said}: {_share(within)} of the messages '
-        f"were sent within {_seconds(deadline)} (target {_share(target)}).</p>"
+        f"were {counted} within {_seconds(deadline)} (target {_share(target)}).</p>"
     )
 
 
@@ -467,8 +468,25 @@ HEADLINE = [  # (key, label, kind)
 ]
 
 
+RECEIPT_FIGURES = [  # with delivery receipts modelled: what reached the handsets, first
+    ("delivered", "delivered", "count"),
+    ("undeliverable", "undeliverable", "count"),
+    ("no_receipt", "no receipt", "count"),
+    ("receipt_pending", "receipt pending", "count"),
+    ("delivered_reach_s.50", "50% delivered at", "seconds"),
+    ("delivered_reach_s.90", "90% delivered at", "seconds"),
+    ("delivered_reach_s.99", "99% delivered at", "seconds"),
+]
+
+
 def _scorecard(summary: Summary) -> str:
-    figures = "".join(_figure(summary, key, label, kind) for key, label, kind in HEADLINE)
+    shown = HEADLINE
+    if summary.get("receipts_modelled") is True:
+        shown = RECEIPT_FIGURES + [
+            (key, "delivered within the deadline" if key == "within_deadline" else label, kind)
+            for key, label, kind in HEADLINE
+        ]
+    figures = "".join(_figure(summary, key, label, kind) for key, label, kind in shown)
     return f'<section id="scorecard"><h2>Scorecard</h2><div class="figures">{figures}</div></section>'
 
 
@@ -501,6 +519,16 @@ def _repeat_section(summary: Summary) -> str:
     )
 
 
+def _setting(value: object) -> object:
+    """A setting as the table shows it: the accounts as `a 30/s, b 100/s`, anything else as it is."""
+    if isinstance(value, dict):
+        return ", ".join(
+            f"{name} {fields['rate']:g}/s" if isinstance(fields, dict) and _is_number(fields.get("rate")) else str(name)
+            for name, fields in value.items()
+        )
+    return value
+
+
 def _settings_tables(summary: Summary) -> str:
     settings = summary.get("settings")
     if not isinstance(settings, dict):
@@ -508,7 +536,7 @@ def _settings_tables(summary: Summary) -> str:
         return '<p class="missing">The full settings are not in this summary; the senders as run:</p>' + _table(
             SENDER_RUN_KEYS, [[s.get(k) for k in SENDER_RUN_KEYS] for s in senders]
         )
-    run = _table(["setting", "value"], [[key, settings[key]] for key in SETTING_KEYS if key in settings])
+    run = _table(["setting", "value"], [[key, _setting(settings[key])] for key in SETTING_KEYS if key in settings])
     senders = settings.get("senders")
     rows = [[s.get(k) for k in SENDER_SETTING_KEYS] for s in _list(senders) if isinstance(s, dict)]
     return f'<div class="settings">{run}{_table(SENDER_SETTING_KEYS, rows)}</div>'
