@@ -197,11 +197,12 @@ def startup(runs: int) -> list[Row]:
     return [("start-up: a one-message run, end to end", f"{value:.3f} s", "< 0.6 s", value < 0.6)]
 
 
-def window(runs: int, messages: int, size: int) -> list[Row]:
+def window(runs: int, messages: int, size: int, speed: float = 1.0) -> list[Row]:
     rows = []
     for distribution, target in (("constant", 0.9), ("lognormal", None)):
         spec = f"1:0:window={size}:distribution={distribution}"
-        values = [efficiency(measure(sms("--messages", messages, "--sender", spec)).summary, size) for _ in range(runs)]
+        command = sms("--messages", messages, "--sender", spec, "--speed", speed)
+        values = [efficiency(measure(command).summary, size) for _ in range(runs)]
         value = statistics.median(values)
         name = f"one sender, window {size:,}, mean 1 s {distribution}, {messages:,} msgs"
         if target is None:  # 10 rounds of 10,000 draws each: the longest chain sets the end
@@ -586,7 +587,7 @@ def sections(quick: bool, runs: int) -> dict[str, Callable[[], list[Row]]]:
         "scheduling": lambda: scheduling(runs, 0.2 if q else 6.0, quick=q),
         "memory": lambda: memory(runs, 10_000, 20_000 if q else 1_000_000),
         "startup": lambda: startup(runs),
-        "window": lambda: window(runs, 1_000 if q else 100_000, 1_000 if q else 10_000),
+        "window": lambda: window(runs, 1_000 if q else 100_000, 1_000 if q else 10_000, 10.0 if q else 1.0),
         "rate": lambda: rate_limit(runs, 500 if q else 50_000, 5000),
         "redis": lambda: redis_backend(runs, 20_000 if q else 1_000_000),
         "virtual-speed": lambda: virtual_speed(runs, 20_000 if q else 200_000),
