@@ -152,14 +152,6 @@ class Pacer:
         self.next_start = start + self.gap
         return start
 
-    def starts_by(self, horizon: float, free: int) -> int:
-        """How many of `free` slots can start by the simulated time `horizon`."""
-        if not self.gap:
-            return free
-        if self.next_start > horizon:
-            return 0
-        return min(free, 1 + int((horizon - self.next_start) / self.gap))
-
 
 class Caps:
     """A sender's starts under both its caps: its own rate (Pacer) and its
@@ -212,7 +204,7 @@ class SlotBoard:
     messages enter it in time order), so `by` only grows, and each slot moves
     from `later` to `ready` once per time it goes free."""
 
-    def __init__(self, window: int, pacer: Pacer | Caps) -> None:
+    def __init__(self, window: int, pacer: Caps) -> None:
         self.ready: list[tuple[int, float]] = [(slot, 0.0) for slot in range(window)]  # (slot, free since)
         self.later: list[tuple[float, int]] = []  # (free since, slot)
         self.by = 0.0
