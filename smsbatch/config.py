@@ -9,6 +9,7 @@ one line naming the option and the rule.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -27,7 +28,7 @@ from smsbatch import __version__
 from smsbatch.core.distributions import DEFAULT_DISTRIBUTION, DEFAULT_SPREAD, DISTRIBUTIONS, MAX_SPREAD
 from smsbatch.core.errors import UsageError
 from smsbatch.core.settings import DEFAULT_TEXT, AccountSpec, SenderSpec, Settings, WorkerSettings, sender_keys
-from smsbatch.core.text import redact_url, shorten, visible
+from smsbatch.core.text import redact_url, shorten, sms_segments, visible
 
 MAX_MESSAGES = 1_000_000_000
 MAX_SENDERS = 1024
@@ -157,6 +158,19 @@ def parse_distribution(text: str) -> str:
     return name
 
 
+def parse_outage(text: str) -> tuple[float, float]:
+    """START+DURATION, each seconds or with s, m or h: `3m+2m` is down from 180 s to 300 s."""
+    start, plus, duration = str(text).partition("+")
+    rule = "must be START+DURATION, e.g. 3m+2m (down from minute 3 for 2 minutes)"
+    if not plus:
+        raise ValueError(rule)
+    try:
+        begins = 0.0 if start.strip() in ("0", "0s", "0m", "0h") else parse_duration(start)
+        return (begins, parse_duration(duration))
+    except ValueError:
+        raise ValueError(rule) from None
+
+
 def parse_sender_name(text: str) -> str:
     """A name heads a summary column and a progress line: one printable line."""
     if not text:
@@ -179,7 +193,15 @@ _RULES: dict[str, Callable[[str], Any]] = {
     "account": parse_sender_name,
     "dlr_median": real_number(0.0, MAX_SECONDS),
     "dlr_p90": real_number(0.0, MAX_SECONDS),
+    "cap": parse_rate,
+    "burst": real_number(1.0, 1e9),
+    "down": lambda text: (parse_outage(text),),
+    "mtbf": parse_duration,
+    "mttr": parse_duration,
+    "backup": lambda text: True,
 }
+FLAGS = ("backup",)  # fields written bare, with no value
+REPEATABLE = ("down",)  # fields that may be given more than once: each adds one
 SENDER_RULES = {key: _RULES[key] for key in sender_keys()}
 
 
@@ -201,17 +223,36 @@ def parse_sender(text: str) -> SenderSpec:
     for part in parts[2:]:
         key, sep, value = part.partition("=")
         key = key.strip().replace("-", "_")  # dlr-median= as the options spell it, or dlr_median=
-        if not sep or key not in SENDER_RULES:
-            raise ValueError(f"extra fields must be key=value with key one of {', '.join(SENDER_RULES)}")
-        if key in given:
+        if key not in SENDER_RULES or (sep if key in FLAGS else not sep):
+            raise ValueError(
+                f"extra fields must be key=value with key one of {', '.join(SENDER_RULES)} ({', '.join(FLAGS)} bare)"
+            )
+        if key in given and key not in REPEATABLE:
             raise ValueError(f"field {key} given twice")
         given.add(key)
-        value = value.strip()
         try:
-            spec = replace(spec, **{key: SENDER_RULES[key](value)})
+            parsed = SENDER_RULES[key](value.strip())
         except ValueError as error:
             raise ValueError(f"{key} {error}") from None
-    return spec
+        spec = replace(spec, **{key: getattr(spec, key) + parsed if key in REPEATABLE else parsed})
+    return _checked_gateway(spec)
+
+
+def _checked_gateway(spec: SenderSpec) -> SenderSpec:
+    """The rules between a sender's gateway fields."""
+    if bool(spec.mtbf) != bool(spec.mttr):
+        raise ValueError("mtbf and mttr go together (random outages: up and down times, exponential)")
+    if spec.burst and not spec.cap:
+        raise ValueError("burst needs cap (the gateway's limit it is the bucket of)")
+    outages = sorted(spec.down)
+    for (start, duration), (next_start, _) in itertools.pairwise(outages):
+        if next_start < start + duration:
+            raise ValueError(f"down={_seconds(next_start)}+... overlaps down={_seconds(start)}+{_seconds(duration)}")
+    return replace(spec, down=tuple(outages))
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g}s"
 
 
 def parse_account(text: str) -> AccountSpec:
@@ -507,6 +548,7 @@ def build_parser(default_config_files: Sequence[str] = ()) -> configargparse.Arg
     _display_options(option)
     _retry_options(option)
     _receipt_options(option)
+    _gateway_options(option)
     _broker_options(option)
     return parser
 
@@ -720,6 +762,28 @@ def _receipt_options(option: _AddOption) -> None:
     )
 
 
+def _gateway_options(option: _AddOption) -> None:
+    """What a real gateway does beyond the senders' own fields (cap=, down=, backup, ...)."""
+    option(
+        "--throttle-pause",
+        env="THROTTLE_PAUSE",
+        type=_typed(real_number(0.0, MAX_SECONDS)),
+        default=1.0,
+        metavar="S",
+        help="simulated seconds a sender takes no new work after a throttled answer "
+        "(a sender's cap=; default 1, as Kannel)",
+    )
+    option(
+        "--validity",
+        env="VALIDITY",
+        type=_typed(parse_duration),
+        default=None,
+        metavar="D",
+        help="a message not accepted by D (seconds, or 30s, 10m, 4h) expires, and so does a receipt due after it "
+        "(default: none)",
+    )
+
+
 def _broker_options(option: _AddOption) -> None:
     """Redis Streams, and senders on other machines."""
     option(
@@ -846,6 +910,7 @@ def settings_from(ns) -> Settings:
     _check_spreads(ns, senders)
     accounts = _checked_accounts(ns, senders)
     _check_receipts(ns, senders)
+    _check_gateways(ns, senders)
     seed_given = ns.seed is not None
     return Settings(
         messages=ns.messages if ns.messages is not None else 1000,
@@ -883,6 +948,8 @@ def settings_from(ns) -> Settings:
         dlr_p90=ns.dlr_p90,
         undeliverable=ns.undeliverable,
         receipt_loss=ns.receipt_loss,
+        throttle_pause=ns.throttle_pause,
+        validity=ns.validity,
     )
 
 
@@ -947,6 +1014,21 @@ def _check_receipts(ns, senders) -> None:
             raise UsageError(f"argument {option}: must be at least the median delay ({median:g}s), got {p90:g}")
         if given and p90 > median and median == 0.0:
             raise UsageError(f"argument {option}: a spread of receipt delays needs a median above 0 (--dlr-median)")
+
+
+def _check_gateways(ns, senders) -> None:
+    """A backup needs a sender that is not one; a gateway's bucket holds a whole message."""
+    if senders and all(spec.backup for spec in senders):
+        raise UsageError(
+            "argument --sender: backup on every sender (a backup takes work only while the others are down)"
+        )
+    segments = sms_segments(ns.text).count
+    for spec in senders:
+        if spec.cap and spec.bucket_size < segments:
+            raise UsageError(
+                f"argument --sender {spec.name}: burst must be at least the text's {segments} segments "
+                f"(a message takes them all at once; got {spec.bucket_size:g})"
+            )
 
 
 def _check_spreads(ns, senders) -> None:

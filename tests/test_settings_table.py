@@ -37,6 +37,8 @@ def other_value(field: dataclasses.Field, default: object) -> object:
         return (SenderSpec(0.5, 0.25, name="other"),)
     if kind.startswith("tuple[AccountSpec"):
         return (AccountSpec("other", 12.5),)
+    if kind.startswith("tuple[tuple[float, float]"):
+        return ((30.0, 12.5),)
     if "bool" in kind:
         return not default
     if kind.startswith("int"):
@@ -177,11 +179,11 @@ def test_the_summary_keeps_its_keys_and_their_order():
     assert list(summary_of(base_settings())) == [
         "messages", "distribution", "spread", "max_retries", "retry_backoff", "seed", "speed", "mode",
         "deadline_s", "deadline_share", "replications", "region", "recipients", "senders",
-        "dlr_median_s", "dlr_p90_s", "undeliverable", "receipt_loss", "accounts",
+        "dlr_median_s", "dlr_p90_s", "undeliverable", "receipt_loss", "throttle_pause_s", "validity_s", "accounts",
     ]  # fmt: skip
     assert list(summary_of(base_settings())["senders"][0]) == [
         "name", "mean_s", "fail_rate", "window", "rate", "distribution", "spread", "dlr_median", "dlr_p90",
-        "account",
+        "account", "cap", "burst", "down", "mtbf_s", "mttr_s", "backup",
     ]  # fmt: skip
 
 
@@ -189,12 +191,17 @@ def test_the_reports_settings_table_shows_summary_keys():
     summary = summary_of(base_settings())
     assert set(report.SETTING_KEYS) <= set(summary)
     assert list(summary["senders"][0]) == report.SENDER_SETTING_KEYS
-    assert summary_keys(SENDER_FIELDS, per_sender=True) == ("name", "mean_s", "fail_rate", "window", "rate", "account")
+    assert summary_keys(SENDER_FIELDS, per_sender=True) == (
+        "name", "mean_s", "fail_rate", "window", "rate", "account", "cap", "backup",
+    )  # fmt: skip
 
 
 def test_every_sender_key_has_a_rule_on_the_command_line():
     assert tuple(config.SENDER_RULES) == sender_keys()
-    assert sender_keys() == ("name", "window", "rate", "distribution", "spread", "dlr_median", "dlr_p90", "account")
-    for key in sender_keys():
+    assert sender_keys() == (
+        "name", "window", "rate", "distribution", "spread", "dlr_median", "dlr_p90", "account",
+        "cap", "burst", "down", "mtbf", "mttr", "backup",
+    )  # fmt: skip
+    for key in set(sender_keys()) - set(config.FLAGS):
         with pytest.raises(ValueError, match=f"^{key} "):
             config.parse_sender(f"1:0:{key}=\x07")

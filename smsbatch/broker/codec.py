@@ -41,9 +41,9 @@ ATTEMPTS = Field("a")  # attempt of each message, "1,3"; absent: every one a fir
 AVAILABLE = Field("v")  # simulated time each entered the queue; absent: time 0
 STOP = Field("stop")  # present: the entry is a Stop for one sender, not a batch
 
-# Outcome codes (model.SENT, FAILED, RETRY: 1, 2, 3) as the digits "1", "2", "3".
-_TO_DIGITS = bytes.maketrans(b"\x01\x02\x03", b"123")
-_FROM_DIGITS = bytes.maketrans(b"123", b"\x01\x02\x03")
+# Outcome codes (model.SENT, FAILED, RETRY, THROTTLED, INTERRUPTED, EXPIRED: 1 to 6) as the digits "1" to "6".
+_TO_DIGITS = bytes.maketrans(bytes(range(1, 7)), b"123456")
+_FROM_DIGITS = bytes.maketrans(b"123456", bytes(range(1, 7)))
 
 
 def encode_ids(ids) -> str:
@@ -227,12 +227,16 @@ def stats_to_json(stats: Stats) -> list:
         list(stats.buckets.items()),
         stats.first_end,
         stats.last_end,
+        stats.throttled,
+        stats.interrupted,
     ]
 
 
 def stats_from_json(data: list) -> Stats:
-    attempts, sent, failed, time_sum, buckets, first_end, last_end = data
-    return Stats(attempts, sent, failed, time_sum, {int(b): c for b, c in buckets}, first_end, last_end)
+    attempts, sent, failed, time_sum, buckets, first_end, last_end, throttled, interrupted = data
+    return Stats(
+        attempts, sent, failed, time_sum, {int(b): c for b, c in buckets}, first_end, last_end, throttled, interrupted
+    )
 
 
 def spec_to_json(spec: SenderSpec) -> dict:
@@ -241,7 +245,8 @@ def spec_to_json(spec: SenderSpec) -> dict:
 
 
 def spec_from_json(data: dict) -> SenderSpec:
-    return SenderSpec(**data)
+    down = tuple(tuple(outage) for outage in data.pop("down", ()))  # JSON has lists, the spec tuples
+    return SenderSpec(**data, down=down)
 
 
 # ---- the run's settings, for workers ----

@@ -11,6 +11,10 @@ from smsbatch.core.stats import Stats
 SENT = 1
 FAILED = 2  # failed for good: no retries left
 RETRY = 3  # failed, and goes back to the queue for another attempt
+THROTTLED = 4  # the gateway answered throttled: back to the front of the queue, no retry used
+INTERRUPTED = 5  # its sender went down mid-send: back to the front of the queue, no retry used
+EXPIRED = 6  # not accepted within --validity: final
+GOES_ROUND = (RETRY, THROTTLED, INTERRUPTED)  # outcomes that leave the message open
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ from smsbatch.core.reach import reach_counts
 DELIVERED = 1
 UNDELIVERABLE = 2
 NO_RECEIPT = 3  # it never comes
+EXPIRED_RECEIPT = 4  # would have said delivered after --validity: says expired, then
 
 
 @dataclass(frozen=True)
@@ -32,12 +33,15 @@ class ReceiptFigures:
     pending: int = 0  # due after the run was stopped
     reach: dict[str, float | None] = field(default_factory=dict)  # percent of all messages -> when delivered
     by_deadline: int = 0  # delivered by the deadline
+    expired: int = 0  # would have said delivered, but after --validity
 
 
 class ReceiptCount:
-    def __init__(self, messages: int, deadline: float) -> None:
+    def __init__(self, messages: int, deadline: float, validity: float = math.inf) -> None:
         self.messages = messages
         self.deadline = deadline
+        self.validity = validity  # a delivery due after it reads expired
+        self.expired = 0
         self.due: list[tuple[float, int]] = []  # heap of (time, DELIVERED or UNDELIVERABLE)
         self.delivered = self.undeliverable = self.no_receipt = self.by_deadline = 0
         self.reach_at = sorted(set(reach_counts(messages).values()))
@@ -47,6 +51,8 @@ class ReceiptCount:
         """A receipt that comes at `time` (or, NO_RECEIPT, never)."""
         if kind == NO_RECEIPT:
             self.no_receipt += 1
+        elif kind == DELIVERED and time > self.validity:
+            heapq.heappush(self.due, (self.validity, EXPIRED_RECEIPT))  # the gateway gives up at the validity's end
         else:
             heapq.heappush(self.due, (time, kind))
 
@@ -57,6 +63,9 @@ class ReceiptCount:
             time, kind = heapq.heappop(due)
             if kind == UNDELIVERABLE:
                 self.undeliverable += 1
+                continue
+            if kind == EXPIRED_RECEIPT:
+                self.expired += 1
                 continue
             self.delivered += 1
             if time <= self.deadline:
@@ -70,5 +79,5 @@ class ReceiptCount:
         self.advance(math.inf if stopped_at is None else stopped_at)
         reach = {percent: self.reach_time.get(count) for percent, count in reach_counts(self.messages).items()}
         return ReceiptFigures(
-            self.delivered, self.undeliverable, self.no_receipt, len(self.due), reach, self.by_deadline
+            self.delivered, self.undeliverable, self.no_receipt, len(self.due), reach, self.by_deadline, self.expired
         )

@@ -71,8 +71,9 @@ def _nothing_to_draw(spec: SenderSpec, settings: Settings) -> bool:
 
 def generators(seed: int, index: int | str) -> tuple[np.random.Generator, ...]:
     """A sender's independent streams: send times, outcomes, retry jitter,
-    receipt delays, receipt kinds (children of one SeedSequence: the first
-    three are what they were before receipts were modelled).
+    receipt delays, receipt kinds, outages (children of one SeedSequence: the
+    first three are what they were before receipts were modelled; spawning
+    more never changes the first ones).
     `index` is the sender's place in the run, or the name of a sender that
     joined from elsewhere (through Redis)."""
     import numpy as np  # here: a run with nothing to draw never loads it
@@ -80,7 +81,7 @@ def generators(seed: int, index: int | str) -> tuple[np.random.Generator, ...]:
     if isinstance(index, str):
         index = int.from_bytes(hashlib.sha256(index.encode()).digest()[:8], "big")
     root = np.random.SeedSequence([seed & 0xFFFFFFFFFFFFFFFF, index])
-    return tuple(np.random.Generator(np.random.PCG64(child)) for child in root.spawn(5))
+    return tuple(np.random.Generator(np.random.PCG64(child)) for child in root.spawn(6))
 
 
 class SendTimes:
@@ -153,16 +154,142 @@ class Pacer:
         return start
 
 
+class Outages:
+    """A sender's outages, [start, end) in simulated time: its down= periods and,
+    with mtbf/mttr, random ones (up and down times exponential with those means,
+    from its own stream, drawn as far as asked), merged where they overlap or touch."""
+
+    def __init__(self, fixed: tuple[tuple[float, float], ...], mtbf: float, mttr: float, seed: int, index: int | str):
+        self.intervals: list[tuple[float, float]] = []
+        self.random = bool(mtbf)
+        self.mtbf, self.mttr = mtbf, mttr
+        self.seed, self.index = seed, index
+        self._rng: np.random.Generator | None = None
+        self.next_random = (math.inf, math.inf)  # the next random outage, not yet merged
+        for start, duration in fixed:
+            self._merge((start, start + duration))
+        if self.random:
+            self._rng = generators(seed, index)[5]
+            self._draw_next(0.0)
+
+    def _draw_next(self, after: float) -> None:
+        assert self._rng is not None
+        start = after + float(self._rng.exponential(self.mtbf))
+        self.next_random = (start, start + float(self._rng.exponential(self.mttr)))
+
+    def _merge(self, outage: tuple[float, float]) -> None:
+        start, end = outage
+        kept = []
+        for s, e in self.intervals:
+            if e < start or s > end:
+                kept.append((s, e))
+            else:
+                start, end = min(start, s), max(end, e)
+        kept.append((start, end))
+        self.intervals = sorted(kept)
+
+    def first_after(self, t: float) -> tuple[float, float] | None:
+        """The first outage that ends after t, whole (every random one that could join it drawn)."""
+        while True:
+            found = next(((s, e) for s, e in self.intervals if e > t), None)
+            known_until = self.next_random[0]
+            if known_until > (found[1] if found else t) or known_until == math.inf:
+                return found
+            self._merge(self.next_random)
+            self._draw_next(self.next_random[1])
+
+    def up_from(self, t: float) -> float:
+        """The earliest time from t on when it is up."""
+        outage = self.first_after(t)
+        return outage[1] if outage is not None and outage[0] <= t else t
+
+    def down_from(self, t: float) -> float:
+        """The earliest time from t on when it is down (inf: never)."""
+        outage = self.first_after(t)
+        return math.inf if outage is None else max(t, outage[0])
+
+    def down_seconds(self, until: float) -> float:
+        """Simulated seconds it was down from 0 to `until`."""
+        self.first_after(until)
+        return sum(max(0.0, min(e, until) - s) for s, e in self.intervals if s < until)
+
+    def within(self, until: float) -> list[tuple[float, float]]:
+        """Its outages that start by `until`."""
+        self.first_after(until)
+        return [(s, e) for s, e in self.intervals if s <= until]
+
+
+class Gate:
+    """When a sender may start work at all: while it is up, not paused (after a
+    throttled answer it takes no new work for --throttle-pause), and, for a
+    backup, only while every sender that is not a backup is down."""
+
+    __slots__ = ("outages", "paused_until", "primaries")
+
+    def __init__(self, outages: Outages | None, primaries: list[Outages] | None) -> None:
+        self.outages = outages
+        self.primaries = primaries  # None: not a backup
+        self.paused_until = 0.0
+
+    def opens_at(self, t: float) -> float:
+        while True:
+            at = t if t >= self.paused_until else self.paused_until
+            if self.outages is not None:
+                at = self.outages.up_from(at)
+            if self.primaries is not None:
+                at = _all_down_from(self.primaries, at)
+            if at == t or at == math.inf:
+                return at
+            t = at
+
+
+def _all_down_from(outages: list[Outages], t: float) -> float:
+    """The earliest time from t on when every one of them is down."""
+    while t < math.inf:
+        moved = False
+        for sender in outages:
+            down = sender.down_from(t)
+            if down > t:
+                t, moved = down, True
+        if not moved:
+            return t
+    return t
+
+
+class TokenBucket:
+    """A gateway's own limit: `size` tokens (segments), refilled at `rate` a
+    second, full at time 0. A start that finds fewer than k tokens is answered
+    throttled and takes none. Starts come in time order."""
+
+    __slots__ = ("at", "rate", "size", "tokens")
+
+    def __init__(self, rate: float, size: float) -> None:
+        self.rate, self.size = rate, size
+        self.tokens, self.at = size, 0.0
+
+    def admit(self, t: float, k: int) -> bool:
+        tokens = self.tokens + (t - self.at) * self.rate
+        self.tokens = tokens if tokens < self.size else self.size
+        self.at = t
+        # A hair of slack: starts exactly k/rate apart refill exactly k, whatever the rounding of their times.
+        if self.tokens + 1e-9 * k >= k:
+            self.tokens -= k
+            return True
+        return False
+
+
 class Caps:
     """A sender's starts under both its caps: its own rate (Pacer) and its
-    account's, a Pacer shared by every sender of the account. A start waits
-    for both; `gap` is nonzero when either caps it."""
+    account's, a Pacer shared by every sender of the account, and its Gate
+    (outages, throttling pauses, failover). A start waits for all of them;
+    `gap` is nonzero when a rate caps it."""
 
-    __slots__ = ("account", "gap", "own")
+    __slots__ = ("account", "gap", "gate", "own")
 
-    def __init__(self, own: Pacer, account: Pacer | None) -> None:
+    def __init__(self, own: Pacer, account: Pacer | None, gate: Gate | None = None) -> None:
         self.own = own
         self.account = account
+        self.gate = gate
         self.gap = max(own.gap, account.gap) if account is not None else own.gap
 
     @property
@@ -173,7 +300,8 @@ class Caps:
     def opens_at(self, ready: float) -> float:
         if self.account is not None:
             ready = self.account.opens_at(ready)
-        return self.own.opens_at(ready)
+        ready = self.own.opens_at(ready)
+        return ready if self.gate is None else self.gate.opens_at(ready)
 
     def start(self, ready: float) -> float:
         start = self.opens_at(ready)
@@ -182,10 +310,13 @@ class Caps:
             self.account.start(start)
         return start
 
-    def starts_by(self, horizon: float, free: int) -> int:
-        if not self.gap:
+    def starts_by(self, horizon: float, free: int, now: float = 0.0) -> int:
+        """How many of `free` slots can start by `horizon` (simulated), asked at `now`."""
+        if not self.gap and self.gate is None:
             return free
-        next_start = self.next_start
+        next_start = self.opens_at(max(self.next_start, now)) if self.gate is not None else self.next_start
+        if not self.gap:
+            return free if next_start <= horizon else 0
         if next_start > horizon:
             return 0
         return min(free, 1 + int((horizon - next_start) / self.gap))
@@ -286,6 +417,13 @@ class SenderModel:
         self.dlr_median, self.dlr_p90 = settings.receipt_delay(spec)
         self.undeliverable, self.receipt_loss = settings.undeliverable, settings.receipt_loss
         self._receipt_streams: tuple[np.random.Generator, ...] | None = None
+        # A real gateway (none of it set: the plain model above, to the bit).
+        self.gateway = spec.gateway
+        self.gated = self.capped or self.gateway  # its starts wait for its Caps (rates, and its Gate)
+        self.cap, self.bucket_size = spec.cap, spec.bucket_size
+        self.throttle_pause = settings.throttle_pause
+        self.validity = math.inf if settings.validity is None else settings.validity
+        self.backup = spec.backup
 
     @property
     def streams(self) -> _Streams:
@@ -340,14 +478,24 @@ class SenderModel:
             self.jitters = self.streams[2].uniform(0.5, 1.5, 256).tolist()[::-1]
         return self.retry_backoff * 2.0 ** (attempt - 1) * self.jitters.pop()
 
-    def caps(self, accounts: dict[str, Pacer]) -> Caps:
-        """Its caps for one run: its own, fresh, and its account's from `accounts`
-        (the run's shared account caps, account_caps())."""
-        return Caps(Pacer(self.start_gap), accounts.get(self.spec.account) if self.spec.account else None)
+    def caps(self, accounts: dict[str, Pacer], outages: RunOutages | None = None) -> Caps:
+        """Its caps for one run: its own, fresh, its account's from `accounts`
+        (the run's shared account caps, account_caps()), and its gate, from the
+        run's outages (RunOutages: every sender's, which a backup looks at)."""
+        gate = None
+        if self.gateway:
+            mine = outages.of(self.index, self.spec) if outages is not None else None
+            primaries = outages.primaries() if outages is not None and self.backup else None
+            gate = Gate(mine, primaries)
+        return Caps(Pacer(self.start_gap), accounts.get(self.spec.account) if self.spec.account else None, gate)
 
-    def board(self, accounts: dict[str, Pacer]) -> SlotBoard:
+    def board(self, accounts: dict[str, Pacer], outages: RunOutages | None = None) -> SlotBoard:
         """Its slots for one run, all free at time 0."""
-        return SlotBoard(self.window, self.caps(accounts))
+        return SlotBoard(self.window, self.caps(accounts, outages))
+
+    def bucket(self) -> TokenBucket | None:
+        """Its gateway's token bucket for one run (None: no cap=)."""
+        return TokenBucket(self.cap, self.bucket_size) if self.cap else None
 
     def retries_left(self, attempt: int) -> bool:
         return attempt <= self.max_retries
@@ -357,6 +505,33 @@ class SenderModel:
         if not failed:
             return SENT
         return RETRY if self.retries_left(attempt) else FAILED
+
+
+class RunOutages:
+    """Every sender's outages in one run, by its index: the same for every
+    process of the run (each sender's come from its own stream)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.senders = settings.senders
+        self.seed = settings.seed
+        self.made: dict[int | str, Outages] = {}
+
+    def of(self, index: int | str, spec: SenderSpec | None = None) -> Outages | None:
+        """Sender `index`'s outages (`spec`: its own, for a sender from elsewhere); None: never down."""
+        spec = spec or (self.senders[index] if isinstance(index, int) else None)
+        if spec is None or not (spec.down or spec.mtbf):
+            return None
+        if index not in self.made:
+            self.made[index] = Outages(spec.down, spec.mtbf, spec.mttr, self.seed, index)
+        return self.made[index]
+
+    def primaries(self) -> list[Outages]:
+        """The outages of every sender that is not a backup (one never down: an outage that never starts)."""
+        found = [self.of(i) for i, spec in enumerate(self.senders) if not spec.backup]
+        return [o if o is not None else _NEVER_DOWN for o in found]
+
+
+_NEVER_DOWN = Outages((), 0.0, 0.0, 0, 0)
 
 
 def account_caps(settings: Settings) -> dict[str, Pacer]:

@@ -39,6 +39,23 @@ class SenderSpec:
     account: str = ""
     dlr_median: float | None = None
     dlr_p90: float | None = None
+    cap: float = 0.0
+    burst: float = 0.0
+    down: tuple[tuple[float, float], ...] = ()
+    mtbf: float = 0.0
+    mttr: float = 0.0
+    backup: bool = False
+
+    @property
+    def bucket_size(self) -> float:
+        """The gateway's token bucket: `burst` segments, by default max(1, cap)."""
+        return self.burst or max(1.0, self.cap)
+
+    @property
+    def gateway(self) -> bool:
+        """Does it have a gateway behaviour beyond the plain model (a cap with
+        throttling answers, outages, or failover)?"""
+        return bool(self.cap or self.down or self.mtbf or self.backup)
 
     def describe(self) -> str:
         return f"mean {self.mean:g}s, fail {self.fail_rate:.0%}"
@@ -88,6 +105,13 @@ class Settings:
     dlr_p90: float = 0.0
     undeliverable: float = 0.0
     receipt_loss: float = 0.0
+    throttle_pause: float = 1.0
+    validity: float | None = None
+
+    @property
+    def gateway(self) -> bool:
+        """Is any gateway behaviour modelled: throttling, outages, failover, validity?"""
+        return self.validity is not None or any(spec.gateway for spec in self.senders)
 
     @property
     def receipts(self) -> bool:
@@ -222,6 +246,10 @@ RUN_FIELDS: tuple[FieldRow[Settings], ...] = (
          worker=True, report=True),
     _run("receipt_loss", "the share of accepted messages whose receipt never comes", "receipt_loss",
          worker=True, report=True),
+    _run("throttle_pause", "simulated seconds a sender takes no new work after a throttled answer",
+         "throttle_pause_s", worker=True, report=True),
+    _run("validity", "simulated seconds: a message not accepted by then expires; None: never", "validity_s",
+         worker=True, report=True),
     FieldRow(
         "accounts",
         "shared caps: each account's segments a second, over all its senders (one machine only)",
@@ -254,7 +282,30 @@ SENDER_FIELDS: tuple[FieldRow[SenderSpec], ...] = (
         report=True,
         per_sender=True,
     ),
-)
+    FieldRow(
+        "cap",
+        "segments a second its gateway accepts (a token bucket); 0: no limit",
+        (("cap", lambda spec: spec.cap or None),),
+        report=True,
+        per_sender=True,
+    ),
+    FieldRow(
+        "burst",
+        "the token bucket's size, segments; 0: max(1, cap)",
+        (("burst", lambda spec: spec.burst or None),),
+        report=True,
+    ),
+    FieldRow(
+        "down",
+        "its outages, (start, duration) in simulated seconds",
+        (("down", lambda spec: [list(outage) for outage in spec.down] or None),),
+        report=True,
+    ),
+    _sender("mtbf", "mean simulated seconds between random outages; 0: none", "mtbf_s"),
+    _sender("mttr", "mean simulated seconds a random outage lasts", "mttr_s"),
+    _sender("backup", "takes work only while every sender that is not a backup is down", "backup",
+            per_sender=True),
+)  # fmt: skip
 
 
 def sender_keys() -> tuple[str, ...]:

@@ -22,6 +22,7 @@ class SenderView:
     stats: Stats
     state: str  # running, done, died (SIGKILL), ...
     capped_s: float = 0.0  # slot-seconds held back by the rate cap with work waiting
+    down_s: float = 0.0  # simulated seconds it was down (its outages)
 
     @property
     def label(self) -> str:
@@ -75,6 +76,7 @@ class Snapshot:
     timeline: TimelineTable | None = None  # at the end of a run
     model: ModelCheck | None = None  # a real-time run's figures against the model's, when they can be compared
     receipts: ReceiptFigures | None = None  # at the end of a run, when delivery receipts are modelled
+    expired: int = 0  # messages not accepted within --validity (final, like sent and failed)
 
     @property
     def within_deadline(self) -> float:
@@ -94,7 +96,7 @@ class Snapshot:
 
     @property
     def finished(self) -> int:
-        return self.sent + self.failed
+        return self.sent + self.failed + self.expired
 
     @property
     def unsent(self) -> int:

@@ -65,6 +65,10 @@ class Stats:
     buckets: dict[int, int] = field(default_factory=dict)
     first_end: float = math.inf  # simulated time the first recorded attempt ended
     last_end: float = -math.inf  # ... and the last
+    # Attempts a gateway answered throttled, or its outage cut short: not attempts
+    # above (no send time, not a failure), the message went round again.
+    throttled: int = 0
+    interrupted: int = 0
 
     def record(self, seconds: float, ok: bool, ended_at: float | None = None, bucket: int | None = None) -> None:
         """One attempt; `bucket`: bucket_of(seconds), if the caller has it already."""
@@ -131,6 +135,8 @@ class Stats:
         self.time_sum += other.time_sum
         self.first_end = min(self.first_end, other.first_end)
         self.last_end = max(self.last_end, other.last_end)
+        self.throttled += other.throttled
+        self.interrupted += other.interrupted
         for bucket, count in other.buckets.items():
             self.buckets[bucket] = self.buckets.get(bucket, 0) + count
         return self

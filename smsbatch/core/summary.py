@@ -42,10 +42,13 @@ def summary_dict(
         "messages": snap.messages,
         "sent": snap.sent,
         "failed": snap.failed,
+        "expired": snap.expired + (snap.receipts.expired if snap.receipts is not None else 0),
         "unsent": snap.unsent,
         "produced": produced,
         "attempts": s.attempts,
         "failed_attempts": s.failed,
+        "throttled": s.throttled,
+        "interrupted": s.interrupted,
         "retried": snap.retried,
         "requeued": snap.requeued,
         "redelivered": snap.redelivered,
@@ -78,6 +81,9 @@ def summary_dict(
                 "rate_per_s": v.stats.rate,
                 "busy_s": v.stats.time_sum,
                 "capped_s": v.capped_s,
+                "throttled": v.stats.throttled,
+                "interrupted": v.stats.interrupted,
+                "down_s": v.down_s,
                 "histogram": [[bucket_value(b), n] for b, n in sorted(v.stats.buckets.items())],
             }
             for v in snap.senders
@@ -88,8 +94,9 @@ def summary_dict(
 
 def _receipt_fields(snap: Snapshot) -> dict[str, object]:
     """What became of the accepted (sent) messages: messages == delivered +
-    undeliverable + no_receipt + receipt_pending + failed + unsent. With no
-    receipts modelled, every accepted message is delivered at once."""
+    undeliverable + no_receipt + receipt_pending + expired + failed + unsent
+    (a receipt due after --validity reads expired). With no receipts
+    modelled, every accepted message is delivered at once."""
     receipts = snap.receipts
     if receipts is None:
         counts = {"delivered": snap.sent, "undeliverable": 0, "no_receipt": 0, "receipt_pending": 0}

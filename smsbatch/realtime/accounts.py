@@ -7,6 +7,7 @@ bookkeeping, no processes and no clock.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 
 from smsbatch.core.ledger import OPEN, Ledger
@@ -49,7 +50,11 @@ class Accounts:
         self.lost_senders = 0
         self.sampled_bin = -1  # the timeline bin whose backlog and in-flight were last sampled
         self.trace: list[TraceRow] | None = [] if settings.trace else None  # --trace: every attempt's row
-        self.receipts = ReceiptCount(source.messages, settings.deadline) if settings.receipts else None
+        self.receipts = (
+            ReceiptCount(source.messages, settings.deadline, settings.validity or math.inf)
+            if settings.receipts
+            else None
+        )
 
     def add_sender(self, name: str, spec: SenderSpec) -> int:
         self.names.append(name)

@@ -36,19 +36,19 @@ import math
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from heapq import heappop, heappush, heapreplace
+from heapq import heapify, heappop, heappush, heapreplace
 
 import numpy as np
 
-from smsbatch.core.model import SENT
+from smsbatch.core.model import EXPIRED, INTERRUPTED, SENT, THROTTLED
 from smsbatch.core.reach import reach_counts
 from smsbatch.core.receipts import ReceiptCount, ReceiptFigures
-from smsbatch.core.sender_model import BLOCK, Pacer, ReceiptDraws, SenderModel
+from smsbatch.core.sender_model import BLOCK, Pacer, ReceiptDraws, RunOutages, SenderModel
 from smsbatch.core.stats import Stats, buckets_of
 from smsbatch.core.timeline import Timeline
 from smsbatch.core.trace import TraceRow
 
-FINISH, ARRIVE, START = 0, 1, 2
+FINISH, ARRIVE, OUTAGE, EXPIRE, START = 0, 1, 2, 3, 4  # the tie order at equal times
 CHUNK = 8192  # events between looks at the clock (display) and at signals
 
 Event = tuple[float, int, int, int, float]  # (time, kind, key, attempt, seconds): see above
@@ -81,6 +81,8 @@ class Outcome:
     capped: list[float] = field(default_factory=list)  # per sender: slot-seconds held back by the rate cap
     trace: list[TraceRow] | None = None  # --trace: a row per attempt that ended
     receipts: ReceiptFigures | None = None  # when delivery receipts are modelled
+    expired: int = 0  # messages not accepted within --validity
+    down: list[float] = field(default_factory=list)  # per sender: simulated seconds down (gateway runs)
 
 
 class _Blocks:
@@ -126,9 +128,14 @@ class _CapGate:
     first slot, so that it sorts among the senders' slots)."""
 
     def __init__(
-        self, models: Sequence[SenderModel], first_slot: list[int], events: list[Event], accounts: dict[str, Pacer]
+        self,
+        models: Sequence[SenderModel],
+        first_slot: list[int],
+        events: list[Event],
+        accounts: dict[str, Pacer],
+        outages: RunOutages | None = None,
     ) -> None:
-        self.pacers = [m.caps(accounts) for m in models]  # the model's caps: when each sender's open
+        self.pacers = [m.caps(accounts, outages) for m in models]  # the model's caps: when each sender's open
         self.gap = [caps.gap for caps in self.pacers]  # 0.0: no cap
         self.first_slot = first_slot
         self.events = events
@@ -152,7 +159,7 @@ class _CapGate:
         pacer.start(t)  # the cap is open at t: it starts now, the next one gap later
         self.start_due[s] = bool(self.held[s])
         if self.start_due[s]:
-            heappush(self.events, (pacer.next_start, START, self.first_slot[s], 0, 0.0))
+            heappush(self.events, (pacer.opens_at(t), START, self.first_slot[s], 0, 0.0))
         return slot
 
     def release(self, s: int) -> list[int]:
@@ -207,6 +214,7 @@ class _Simulation:
         timeline: Timeline | None,
         deadline: float,
         accounts: dict[str, Pacer],
+        outages: RunOutages | None = None,
     ) -> None:
         senders = len(models)
         self.blocks = blocks
@@ -216,7 +224,7 @@ class _Simulation:
         self.retries_left = [model.retries_left for model in models]
         self.outcome_of = [model.outcome for model in models]
         self.events: list[Event] = []
-        self.gate = _CapGate(models, first_slot, self.events, accounts)
+        self.gate = _CapGate(models, first_slot, self.events, accounts, outages)
         self.gap = self.gate.gap
         self.idle: list[int] = []  # heap of slots with nothing to do
         # The queue: first attempts (interchangeable, so a count), then retries (attempt numbers).
@@ -373,7 +381,7 @@ class _Simulation:
             slot = heappop(idle)
             s = self.sender_of[slot]
             self._free(slot, s, t)
-            if not self.gap[s] or pacers[s].next_start <= t:
+            if not self.gap[s] or pacers[s].opens_at(t) <= t:
                 return
 
     def _next_attempt(self, s: int) -> tuple[int, float, bool]:
@@ -390,6 +398,9 @@ class _Simulation:
             i = 0
         self.used[s] = i + 1
         return attempt, self.times[s][i], self.fails[s][i]
+
+    def _note_row(self, s: int, slot: int, outcome: int, t: float) -> None:
+        """An attempt of slot ended at t with `outcome` outside _finish (--trace keeps a row)."""
 
     # ---- the end ----
 
@@ -426,10 +437,13 @@ class _TracedSimulation(_Simulation):
         super()._start_send(slot, s, t)
         self.slot_start[slot], self.slot_attempt[slot] = t, self.last_attempt
 
+    def _note_row(self, s: int, slot: int, outcome: int, t: float) -> None:
+        self.rows.append((s, slot - self.first_slot[s], self.slot_attempt[slot], self.slot_start[slot], t, outcome))
+
     def _finish(self, t: float, slot: int, attempt: int, seconds: float) -> None:
         s = self.sender_of[slot]
         outcome = self.outcome_of[s](attempt, True) if attempt else SENT  # the event's attempt: 0 when it was sent
-        self.rows.append((s, slot - self.first_slot[s], self.slot_attempt[slot], self.slot_start[slot], t, outcome))
+        self._note_row(s, slot, outcome, t)
         taken = self.draws_taken
         super()._finish(t, slot, attempt, seconds)
         if self.draws_taken != taken:  # the fast path: the slot went on at t
@@ -445,7 +459,9 @@ class _ReceiptSimulation(_Simulation):
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.receipt_draws = [ReceiptDraws(blocks.model) for blocks in self.blocks]
-        self.receipt_count = ReceiptCount(self.messages, self.deadline)
+        self.receipt_count = ReceiptCount(
+            self.messages, self.deadline, self.blocks[0].model.validity if self.blocks else math.inf
+        )
 
     def _finish(self, t: float, slot: int, attempt: int, seconds: float) -> None:
         if not attempt:  # accepted
@@ -458,6 +474,195 @@ class _TracedReceiptSimulation(_TracedSimulation, _ReceiptSimulation):
     """Both: a row per attempt, and receipts."""
 
 
+class _GatewaySimulation(_Simulation):
+    """The same run with real gateways' behaviours (docs/model.md): a gateway's
+    token bucket and its throttled answers, the pause after one, outages that
+    interrupt the sends in flight, backups, and --validity. Every start of a
+    sender with any of these waits for its Caps (its Gate: up, not paused, a
+    backup only while the others are down). A message thrown back (throttled,
+    interrupted) goes to the front of the queue: `front`, before the first
+    attempts, while there are first attempts left, else the left of `waiting`.
+    A run without these never pays for them."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        models: list[SenderModel] = [blocks.model for blocks in self.blocks]
+        self.gap = [1.0 if m.gated else 0.0 for m in models]  # truthy: its starts wait for its Caps
+        self.buckets = [m.bucket() for m in models]
+        self.segments = models[0].segments if models else 1
+        self.pause = models[0].throttle_pause if models else 0.0
+        self.validity = models[0].validity if models else math.inf
+        slots = len(self.sender_of)
+        self.slot_start = [0.0] * slots
+        self.slot_attempt = [0] * slots
+        self.slot_throttled = [False] * slots
+        self.last_attempt = 0
+        self.front: deque[int] = deque()
+        self.throttled = [0] * len(models)
+        self.interrupted = [0] * len(models)
+        self.expired = 0
+        self.queue_expired = False
+        self.forgotten: list[tuple[int, float, bool]] = []  # draws that were no attempt: (sender, seconds, ok)
+        self.outages = [caps.gate.outages if caps.gate else None for caps in self.gate.pacers]
+        for s, outages in enumerate(self.outages):
+            first = outages.first_after(-1.0) if outages is not None else None
+            if first is not None:
+                heappush(self.events, (first[0], OUTAGE, s, 0, 0.0))
+        if self.validity < math.inf:
+            heappush(self.events, (self.validity, EXPIRE, 0, 0, 0.0))
+
+    def run_events(self, count: int) -> None:
+        events = self.events
+        for _ in range(count):
+            if not events:
+                return
+            t, kind, key, attempt, seconds = events[0]
+            if kind == FINISH:
+                self._finish(t, key, attempt, seconds)
+            elif kind == ARRIVE:
+                self._arrive(t, attempt)
+            elif kind == START:
+                self._start(t, key)
+            elif kind == OUTAGE:
+                self._outage(t, key)
+            else:
+                self._expire(t)
+
+    # ---- the queue's front ----
+
+    def _next_attempt(self, s: int) -> tuple[int, float, bool]:
+        if self.front:  # a message thrown back, ahead of the first attempts
+            self.fresh += 1  # the base takes a first attempt and its draw: the attempt is this one
+            _, seconds, failed = super()._next_attempt(s)
+            attempt = self.front.popleft()
+        else:
+            attempt, seconds, failed = super()._next_attempt(s)
+        self.last_attempt = attempt  # (the traced run's name for it too)
+        return attempt, seconds, failed
+
+    def _throw_back(self, t: float, attempts: list[int]) -> None:
+        """Messages back to the front of the queue at t, the first of `attempts`
+        first; after --validity they expire instead."""
+        if t > self.validity or self.queue_expired:
+            self.expired += len(attempts)
+            self.now = max(self.now, t)
+            return
+        for attempt in reversed(attempts):
+            if not self.fresh:
+                self.waiting.appendleft(attempt)
+            elif attempt == 1 and not self.front:
+                self.fresh += 1  # first attempts are alike: one more at the head of them
+            else:
+                self.front.appendleft(attempt)
+        for _ in attempts:
+            self._wake_one(t)
+
+    # ---- starts, answers, outages, expiry ----
+
+    def _start_send(self, slot: int, s: int, t: float) -> None:
+        bucket = self.buckets[s]
+        if bucket is None or bucket.admit(t, self.segments):
+            super()._start_send(slot, s, t)
+            self.slot_throttled[slot] = False
+        else:  # throttled: it takes its drawn send time, then the answer comes
+            attempt, seconds, failed = self._next_attempt(s)
+            heappush(self.events, (t + seconds, FINISH, slot, attempt if failed else 0, seconds))
+            self.slot_throttled[slot] = True
+        self.slot_start[slot], self.slot_attempt[slot] = t, self.last_attempt
+
+    def _finish(self, t: float, slot: int, attempt: int, seconds: float) -> None:
+        if not self.slot_throttled[slot]:
+            if attempt and t > self.validity and self.retries_left[self.sender_of[slot]](attempt):
+                self._expire_retry(t, slot, attempt, seconds)
+                return
+            super()._finish(t, slot, attempt, seconds)
+            return
+        if t >= self.bins.edge:
+            self.bins.close(self, self.now, t)
+        self.now = t
+        s = self.sender_of[slot]
+        self.slot_throttled[slot] = False
+        heappop(self.events)
+        self.forgotten.append((s, seconds, attempt == 0))
+        self.throttled[s] += 1
+        self.finished[s] += 1
+        gate = self.gate.pacers[s].gate
+        assert gate is not None
+        gate.paused_until = max(gate.paused_until, t + self.pause)
+        self._note_row(s, slot, EXPIRED if t > self.validity else THROTTLED, t)
+        self._free(slot, s, t)
+        self._throw_back(t, [self.slot_attempt[slot]])
+
+    def _expire_retry(self, t: float, slot: int, attempt: int, seconds: float) -> None:
+        """A failure after --validity with retries left: its message expires now."""
+        self.now = t
+        s = self.sender_of[slot]
+        heappop(self.events)
+        self.ended.append(seconds)
+        self.finished[s] += 1
+        self.failed_attempts[s] += 1
+        self.expired += 1
+        self._note_row(s, slot, EXPIRED, t)
+        self._free(slot, s, t)
+
+    def _arrive(self, t: float, attempt: int) -> None:
+        if self.queue_expired:  # counted when the queue expired
+            heappop(self.events)
+            self.pending -= 1
+            return
+        super()._arrive(t, attempt)
+
+    def _outage(self, t: float, s: int) -> None:
+        """Sender s goes down at t: its sends in flight are interrupted, their
+        messages go to the front of the queue in the order they started."""
+        heappop(self.events)
+        outages = self.outages[s]
+        assert outages is not None
+        slots = range(self.first_slot[s], self.first_slot[s] + self.blocks[s].model.window)
+        cut = [e for e in self.events if e[1] == FINISH and e[2] in slots]
+        if cut:
+            self.events[:] = [e for e in self.events if not (e[1] == FINISH and e[2] in slots)]
+            heapify(self.events)
+            self.now = max(self.now, t)
+        cut.sort(key=lambda e: (self.slot_start[e[2]], e[2]))
+        for _, _, slot, attempt, seconds in cut:
+            self.interrupted[s] += 1
+            self.finished[s] += 1
+            self.forgotten.append((s, seconds, attempt == 0))
+            self.slot_throttled[slot] = False
+            self._note_row(s, slot, INTERRUPTED, t)
+            self._free(slot, s, t)
+        self._throw_back(t, [self.slot_attempt[e[2]] for e in cut])
+        outage = outages.first_after(t)
+        following = outages.first_after(outage[1]) if outage is not None else None
+        if following is not None:
+            heappush(self.events, (following[0], OUTAGE, s, 0, 0.0))
+
+    def _expire(self, t: float) -> None:
+        """--validity: every message not accepted by now expires, queued or waiting for a retry."""
+        heappop(self.events)
+        queued = self.fresh + len(self.front) + len(self.waiting) + self.pending
+        if queued:
+            self.now = max(self.now, t)
+        self.expired += queued
+        self.fresh = 0
+        self.front.clear()
+        self.waiting.clear()
+        self.queue_expired = True
+
+
+class _TracedGatewaySimulation(_GatewaySimulation, _TracedSimulation):
+    """Gateways, and a row per attempt."""
+
+
+class _ReceiptGatewaySimulation(_GatewaySimulation, _ReceiptSimulation):
+    """Gateways, and receipts."""
+
+
+class _TracedReceiptGatewaySimulation(_GatewaySimulation, _TracedSimulation, _ReceiptSimulation):
+    """Gateways, a row per attempt, and receipts."""
+
+
 class VirtualEngine:
     def __init__(
         self,
@@ -467,8 +672,10 @@ class VirtualEngine:
         deadline: float = math.inf,
         trace: bool = False,
         accounts: dict[str, Pacer] | None = None,
+        outages: RunOutages | None = None,
     ) -> None:
         self.models = list(models)
+        self.outages = outages  # the run's outages, every sender's (gateway runs)
         self.accounts = accounts if accounts is not None else {}  # the run's shared account caps, fresh
         self.trace = trace
         self.messages = messages
@@ -481,13 +688,20 @@ class VirtualEngine:
         """Simulate to the end. `tick(progress)` is called every CHUNK events;
         it returns False to stop the run where it is (Ctrl-C)."""
         receipts = any(model.receipts for model in self.models)
+        gateway = any(model.gateway or model.validity < math.inf for model in self.models)
         simulation = {
-            (False, False): _Simulation,
-            (True, False): _TracedSimulation,
-            (False, True): _ReceiptSimulation,
-            (True, True): _TracedReceiptSimulation,
-        }[(self.trace, receipts)]
-        run = simulation(self.models, self.blocks, self.messages, self.timeline, self.deadline, self.accounts)
+            (False, False, False): _Simulation,
+            (True, False, False): _TracedSimulation,
+            (False, True, False): _ReceiptSimulation,
+            (True, True, False): _TracedReceiptSimulation,
+            (False, False, True): _GatewaySimulation,
+            (True, False, True): _TracedGatewaySimulation,
+            (False, True, True): _ReceiptGatewaySimulation,
+            (True, True, True): _TracedReceiptGatewaySimulation,
+        }[(self.trace, receipts, gateway)]
+        run = simulation(
+            self.models, self.blocks, self.messages, self.timeline, self.deadline, self.accounts, self.outages
+        )
         run.begin()
         progress = self.progress
         progress.stats_now = lambda: self._final_stats(run)
@@ -515,6 +729,10 @@ class VirtualEngine:
             run.gate.capped_time,
             run.rows if isinstance(run, _TracedSimulation) else None,
             run.receipt_count.figures(run.now if run.events else None) if isinstance(run, _ReceiptSimulation) else None,
+            run.expired if isinstance(run, _GatewaySimulation) else 0,
+            [o.down_seconds(run.now) if o is not None else 0.0 for o in run.outages]
+            if isinstance(run, _GatewaySimulation)
+            else [],
         )
 
     def _final_stats(self, run: _Simulation) -> list[Stats]:
@@ -524,4 +742,9 @@ class VirtualEngine:
                 stats[run.sender_of[slot]].forget(seconds, attempt == 0)
         for s, st in enumerate(stats):
             st.first_end, st.last_end = run.first_end[s], run.last_end[s]
+        if isinstance(run, _GatewaySimulation):  # throttled and interrupted draws were no attempts
+            for s, seconds, ok in run.forgotten:
+                stats[s].forget(seconds, ok)
+            for s, st in enumerate(stats):
+                st.throttled, st.interrupted = run.throttled[s], run.interrupted[s]
         return stats

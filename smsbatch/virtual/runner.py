@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 
 from smsbatch.core.clock import Clock
 from smsbatch.core.result import ExitStatus, RunResult, exit_status
-from smsbatch.core.sender_model import SenderModel, account_caps
+from smsbatch.core.sender_model import RunOutages, SenderModel, account_caps
 from smsbatch.core.settings import Settings
 from smsbatch.core.snapshot import RunMonitor, SenderView, Snapshot
 from smsbatch.core.source import MessageSource
@@ -43,6 +43,7 @@ class VirtualRunner:
             settings.deadline,
             trace=bool(settings.trace),
             accounts=account_caps(settings),
+            outages=RunOutages(settings),
         )
 
         def tick(progress: Progress) -> bool:
@@ -72,11 +73,14 @@ class VirtualRunner:
         snapshot = self._snapshot(self._views(progress.stats_now(), "stopped"), elapsed, progress, progress.now)
         return RunResult(snapshot, ExitStatus.UNSENT, "internal error", self.source.messages, 0.0)
 
-    def _views(self, stats: list[Stats], state: str, capped: list[float] | None = None) -> tuple[SenderView, ...]:
+    def _views(
+        self, stats: list[Stats], state: str, capped: list[float] | None = None, down: list[float] | None = None
+    ) -> tuple[SenderView, ...]:
         capped = capped or [0.0] * len(stats)
+        down = down or [0.0] * len(stats)
         return tuple(
-            SenderView(spec.name, spec, st, state, held)
-            for spec, st, held in zip(self.settings.senders, stats, capped, strict=False)
+            SenderView(spec.name, spec, st, state, held, down_s)
+            for spec, st, held, down_s in zip(self.settings.senders, stats, capped, down, strict=False)
         )
 
     def _snapshot(
@@ -106,11 +110,14 @@ class VirtualRunner:
     def _final(self, outcome: Outcome, elapsed: float, timeline: TimelineTable) -> Snapshot:
         state = "stopped" if outcome.interrupted else "done"
         return replace(
-            self._snapshot(self._views(outcome.stats, state, outcome.capped), elapsed, outcome, outcome.sim_elapsed),
+            self._snapshot(
+                self._views(outcome.stats, state, outcome.capped, outcome.down), elapsed, outcome, outcome.sim_elapsed
+            ),
             reach=outcome.reach,
             sent_by_deadline=outcome.sent_by_deadline,
             receipts=outcome.receipts,
             timeline=timeline,
+            expired=outcome.expired,
         )
 
     def _stopped_by(self, outcome: Outcome) -> str:
@@ -119,4 +126,4 @@ class VirtualRunner:
         return signal.Signals(self.signals[0]).name
 
     def _exit_status(self, outcome: Outcome) -> ExitStatus:
-        return exit_status(self.signals, self.source.messages - outcome.sent - outcome.failed)
+        return exit_status(self.signals, self.source.messages - outcome.sent - outcome.failed - outcome.expired)
