@@ -192,8 +192,8 @@ class Outages:
         """The first outage that ends after t, whole (every random one that could join it drawn)."""
         while True:
             found = next(((s, e) for s, e in self.intervals if e > t), None)
-            known_until = self.next_random[0]
-            if known_until > (found[1] if found else t) or known_until == math.inf:
+            known_until = self.next_random[0]  # no random outage starts before it is drawn
+            if known_until == math.inf or (found is not None and known_until > found[1]):
                 return found
             self._merge(self.next_random)
             self._draw_next(self.next_random[1])

@@ -11,12 +11,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from smsbatch.core.model import FAILED, RETRY, SENT
+from smsbatch.core.model import EXPIRED, FAILED, INTERRUPTED, RETRY, SENT, THROTTLED
 
 TraceRow = tuple[int, int, int, float, float, int]  # (sender, slot, attempt, start, end, outcome code)
 
 HEADER = "sender,slot,attempt,start_s,end_s,outcome"
-OUTCOME_NAMES = {SENT: "sent", FAILED: "failed", RETRY: "retry"}
+OUTCOME_NAMES = {
+    SENT: "sent",
+    FAILED: "failed",
+    RETRY: "retry",
+    THROTTLED: "throttled",  # the gateway's answer: back to the front of the queue, no retry used
+    INTERRUPTED: "interrupted",  # its sender went down mid-send (end_s: when): back to the front
+    EXPIRED: "expired",  # it ended after --validity (throttled, or failed with retries left): the message expired
+}
 
 
 def in_order(rows: Iterable[TraceRow]) -> list[TraceRow]:

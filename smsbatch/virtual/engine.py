@@ -635,7 +635,8 @@ class _GatewaySimulation(_Simulation):
         self._throw_back(t, [self.slot_attempt[e[2]] for e in cut])
         outage = outages.first_after(t)
         following = outages.first_after(outage[1]) if outage is not None else None
-        if following is not None:
+        work_left = self.backlog() or any(e[1] == FINISH for e in self.events)  # else no work can come back
+        if following is not None and work_left:
             heappush(self.events, (following[0], OUTAGE, s, 0, 0.0))
 
     def _expire(self, t: float) -> None:

@@ -1,0 +1,251 @@
+"""Real gateways (docs/model.md, "Gateways"): a gateway's token bucket and its
+throttled answers, outages, backups and --validity.
+
+Three kinds of check, each against an answer computed apart from the engine:
+- exact cases whose figures follow from arithmetic (the issue's own);
+- a slow, obvious event loop written here from the model's words, row for
+  row against the virtual engine's trace, over several seeds;
+- queueing arithmetic over random cases (throughput under a cap, the others
+  carrying a sender's outage).
+"""
+
+import json
+import math
+from collections import deque
+
+import pytest
+
+from smsbatch.cli import main
+from smsbatch.config import Settings, parse_account, parse_sender
+from smsbatch.core.model import EXPIRED, FAILED, INTERRUPTED, RETRY, SENT, THROTTLED
+from smsbatch.core.sender_model import Draws, Outages, RunOutages, SenderModel, account_caps
+from smsbatch.core.trace import in_order
+from smsbatch.virtual.engine import VirtualEngine
+
+
+def settings_of(specs, messages, accounts=(), **kwargs):
+    senders = tuple(parse_sender(s) for s in specs)
+    return Settings(messages=messages, senders=senders, accounts=tuple(parse_account(a) for a in accounts), **kwargs)
+
+
+def virtual(settings, trace=False):
+    models = [SenderModel(spec, settings, i) for i, spec in enumerate(settings.senders)]
+    engine = VirtualEngine(
+        models, settings.messages, trace=trace, accounts=account_caps(settings), outages=RunOutages(settings)
+    )
+    return engine.run()
+
+
+def summary(tmp_path, *argv):
+    path = tmp_path / "summary.json"
+    assert main([*argv, "--speed", "max", "--no-progress", "--summary-json", str(path)]) in (0, 3)
+    return json.loads(path.read_text())
+
+
+# ---- exact cases ----
+
+
+def test_a_cap_counts_segments(tmp_path):
+    got = summary(tmp_path, "-n", "1000", "--sender", "0:0:rate=10", "--text", "x" * 400)
+    assert got["sim_elapsed_s"] == pytest.approx(299.7)
+
+
+def test_two_binds_of_one_account_share_its_cap(tmp_path):
+    got = summary(
+        tmp_path, "-n", "1000", "--account", "a:rate=10", "--sender", "0:0:account=a", "--sender", "0:0:account=a"
+    )
+    assert got["sim_elapsed_s"] == pytest.approx(99.9)
+
+
+def test_an_outage_stops_a_sender_for_its_length(tmp_path):
+    one = ["-n", "1000", "--distribution", "constant", "--sender", "1:0:window=10:down=50+20"]
+    got = summary(tmp_path, *one)
+    assert got["sim_elapsed_s"] == pytest.approx(120.0)
+    assert got["senders"][0]["down_s"] == pytest.approx(20.0)
+    with_backup = summary(tmp_path, *one, "--sender", "1:0:window=10:backup")
+    assert with_backup["sim_elapsed_s"] == pytest.approx(100.0)
+    assert [s["attempts"] for s in with_backup["senders"]] == [800, 200]
+
+
+def test_validity_expires_what_was_not_accepted_in_time(tmp_path):
+    got = summary(tmp_path, "-n", "1000", "--distribution", "constant", "--sender", "1:0", "--validity", "100")
+    assert (got["sent"], got["expired"], got["unsent"]) == (100, 900, 0)
+    assert got["sim_elapsed_s"] == pytest.approx(100.0)
+
+
+def test_an_outage_mid_send_interrupts_and_the_message_goes_round_again(tmp_path):
+    # Sends end at 1, 2, ...; down from 2.5 to 4.5: the send started at 2 is cut at 2.5 and
+    # starts again at 4.5, first: the last of 10 ends at 4.5 + 8 = 12.5.
+    got = summary(tmp_path, "-n", "10", "--distribution", "constant", "--sender", "1:0:down=2.5+2")
+    assert (got["sent"], got["interrupted"], got["attempts"]) == (10, 1, 10)
+    assert got["sim_elapsed_s"] == pytest.approx(12.5)
+
+
+def test_throttled_answers_pause_the_sender(tmp_path):
+    # 2 slots of 1 s, a bucket of 1 refilled at 0.5/s: at 0 one starts, one is throttled;
+    # the answer at 1 pauses the sender to 2; at 2 the bucket holds 1: one starts, ...
+    got = summary(tmp_path, "-n", "3", "--distribution", "constant", "--sender", "1:0:window=2:cap=0.5:burst=1")
+    rows = trace_rows(tmp_path, "-n", "3", "--distribution", "constant", "--sender", "1:0:window=2:cap=0.5:burst=1")
+    assert got["throttled"] == sum(row[5] == "throttled" for row in rows) >= 1
+    assert got["sent"] == 3
+    assert got["failed_attempts"] == 0
+
+
+def trace_rows(tmp_path, *argv):
+    path = tmp_path / "trace.csv"
+    assert main([*argv, "--speed", "max", "--no-progress", "--trace", str(path)]) in (0, 3)
+    return [line.split(",") for line in path.read_text().splitlines()[1:]]
+
+
+# ---- the reference: the model the slow, obvious way ----
+
+
+def reference_trace(settings):
+    """Every time, in the model's tie order: finishes (by sender, slot), retries
+    entering the queue, outages starting, expiry, then starts by (sender, slot)."""
+    models = [SenderModel(spec, settings, i) for i, spec in enumerate(settings.senders)]
+    specs = settings.senders
+    draws = [Draws(m) for m in models]
+    k = models[0].segments
+    validity = math.inf if settings.validity is None else settings.validity
+    horizon = 2000.0  # every case ends long before
+    outages = [
+        Outages(spec.down, spec.mtbf, spec.mttr, settings.seed, i).within(horizon) if spec.down or spec.mtbf else []
+        for i, spec in enumerate(specs)
+    ]
+
+    def down(s, t):
+        return any(start <= t < end for start, end in outages[s])
+
+    slots = [(s, j) for s, m in enumerate(models) for j in range(m.window)]
+    free = dict.fromkeys(slots, True)
+    next_start = [0.0] * len(models)
+    account_next = {a.name: 0.0 for a in settings.accounts}
+    paused = [0.0] * len(models)
+    tokens = [spec.bucket_size for spec in specs]
+    filled = [0.0] * len(models)
+
+    def can_start(s, t):
+        account = specs[s].account
+        if next_start[s] > t or (account and account_next[account] > t) or paused[s] > t or down(s, t):
+            return False
+        return not specs[s].backup or all(down(p, t) for p in range(len(specs)) if not specs[p].backup)
+
+    queue = deque([1] * settings.messages)
+    in_flight = {}  # slot -> (end, attempt, start, outcome)
+    arriving = []
+    rows = []
+    order = 0
+    expired_queue = False
+    t = 0.0
+
+    def back_to_front(attempt):
+        nonlocal expired_count
+        if t > validity or expired_queue:
+            expired_count += 1
+        else:
+            queue.appendleft(attempt)
+
+    expired_count = 0
+    while True:
+        while True:
+            ending = sorted(slot for slot, (end, *_) in in_flight.items() if end == t)
+            for slot in ending:
+                end, attempt, start, outcome = in_flight.pop(slot)
+                s = slot[0]
+                free[slot] = True
+                if outcome == THROTTLED:
+                    paused[s] = max(paused[s], t + settings.throttle_pause)
+                    rows.append((s, slot[1], attempt, start, end, EXPIRED if t > validity else THROTTLED))
+                    back_to_front(attempt)
+                    continue
+                if outcome == RETRY and t > validity:
+                    outcome = EXPIRED
+                    expired_count += 1
+                rows.append((s, slot[1], attempt, start, end, outcome))
+                if outcome == RETRY:
+                    order += 1
+                    arriving.append((end + models[s].retry_delay(attempt), order, attempt + 1))
+            for arrival in sorted(a for a in arriving if a[0] == t):
+                arriving.remove(arrival)
+                if expired_queue:
+                    continue
+                queue.append(arrival[2])
+            for s in range(len(specs)):
+                if any(start == t for start, _ in outages[s]):
+                    cut = sorted((v[2], slot, v[1]) for slot, v in in_flight.items() if slot[0] == s)
+                    for start, slot, attempt in cut:
+                        del in_flight[slot]
+                        free[slot] = True
+                        rows.append((s, slot[1], attempt, start, t, INTERRUPTED))
+                    for start, slot, attempt in reversed(cut):
+                        back_to_front(attempt)
+            if t == validity and not expired_queue:
+                expired_count += len(queue) + len(arriving)
+                queue.clear()
+                expired_queue = True
+            startable = [slot for slot in slots if free[slot] and can_start(slot[0], t)]
+            if not queue or not startable:
+                if not ending:
+                    break
+                continue
+            slot = startable[0]
+            s = slot[0]
+            attempt = queue.popleft()
+            seconds, failed = draws[s].take()
+            if models[s].start_gap:
+                next_start[s] = t + models[s].start_gap
+            if specs[s].account:
+                account_next[specs[s].account] = t + models[s].account_gap
+            outcome = models[s].outcome(attempt, failed)
+            if specs[s].cap:
+                tokens[s] = min(specs[s].bucket_size, tokens[s] + (t - filled[s]) * specs[s].cap)
+                filled[s] = t
+                if tokens[s] + 1e-9 * k >= k:
+                    tokens[s] -= k
+                else:
+                    outcome = THROTTLED
+            free[slot] = False
+            in_flight[slot] = (t + seconds, attempt, t, outcome)
+        later = [end for end, *_ in in_flight.values()] + [a[0] for a in arriving]
+        later += [start for s in range(len(specs)) for start, _ in outages[s] if start > t]
+        later += [validity] if validity > t and (queue or in_flight or arriving) else []
+        if queue:
+            later += [x for x in next_start + list(account_next.values()) + paused if x > t]
+            later += [end for s in range(len(specs)) for _, end in outages[s] if end > t]
+        if not in_flight and not arriving and not queue:
+            return in_order(rows), expired_count
+        t = min(later)
+
+
+CASES = {
+    "a cap with throttling": (["0.3:0.1:window=4:cap=5:burst=3"], 120, {"max_retries": 1}),
+    "a cap above its rate: never throttled": (["0.2:0:window=3:rate=4:cap=4"], 100, {}),
+    "throttling and segments": (["0.1:0:window=3:cap=9"], 80, {"text": "x" * 400, "throttle_pause": 0.4}),
+    "an outage": (["0.5:0.1:window=3:down=5+4"], 150, {"max_retries": 1}),
+    "random outages": (["0.4:0:window=2:mtbf=8:mttr=3", "1:0"], 120, {"distribution": "exponential"}),
+    "a backup": (["0.5:0:window=2:down=4+6:down=20+3", "0.3:0.2:backup"], 120, {"max_retries": 2}),
+    "validity": (["0.5:0.3:window=2"], 100, {"validity": 17.3, "max_retries": 3, "retry_backoff": 2.0}),
+    "validity, throttling, an outage": (
+        ["0.2:0.1:window=3:cap=6:down=6+3", "0.6:0.2:window=2:rate=3"],
+        200,
+        {"validity": 25.0, "max_retries": 1},
+    ),
+    "gateways beside plain senders and an account": (
+        ["0.1:0.05:window=3:account=a:cap=12", "0.1:0.05:account=a:down=3+2", "0.2:0:window=2", "0.4:0:backup"],
+        200,
+        {"accounts": ["a:rate=20"], "max_retries": 1, "distribution": "exponential"},
+    ),
+}
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("case", list(CASES))
+def test_the_virtual_engine_runs_the_gateway_model_as_written(case, seed):
+    specs, messages, extra = CASES[case]
+    settings = settings_of(specs, messages, seed=seed, **extra)
+    expected, expired = reference_trace(settings)
+    outcome = virtual(settings, trace=True)
+    assert in_order(outcome.trace) == expected
+    assert outcome.expired == expired
+    assert outcome.sent + outcome.failed + outcome.expired == messages
