@@ -17,7 +17,7 @@ import pytest
 
 from smsbatch.cli import main
 from smsbatch.config import Settings, parse_account, parse_sender
-from smsbatch.core.model import EXPIRED, FAILED, INTERRUPTED, RETRY, SENT, THROTTLED
+from smsbatch.core.model import EXPIRED, INTERRUPTED, RETRY, THROTTLED
 from smsbatch.core.sender_model import Draws, Outages, RunOutages, SenderModel, account_caps
 from smsbatch.core.trace import in_order
 from smsbatch.virtual.engine import VirtualEngine
@@ -178,7 +178,7 @@ def reference_trace(settings):
                         del in_flight[slot]
                         free[slot] = True
                         rows.append((s, slot[1], attempt, start, t, INTERRUPTED))
-                    for start, slot, attempt in reversed(cut):
+                    for *_, attempt in reversed(cut):
                         back_to_front(attempt)
             if t == validity and not expired_queue:
                 expired_count += len(queue) + len(arriving)
