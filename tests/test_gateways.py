@@ -249,3 +249,62 @@ def test_the_virtual_engine_runs_the_gateway_model_as_written(case, seed):
     assert in_order(outcome.trace) == expected
     assert outcome.expired == expired
     assert outcome.sent + outcome.failed + outcome.expired == messages
+
+
+def test_every_message_is_accounted_for_with_receipts_and_validity(tmp_path):
+    got = summary(
+        tmp_path, "-n", "2000", "--seed", "1", "--sender", "0.5:0.02:window=10:cap=15:down=30+20",
+        "--sender", "1:0:window=10:backup", "--validity", "100", "--dlr-median", "5", "--dlr-p90", "20",
+        "--undeliverable", "0.03", "--max-retries", "1",
+    )  # fmt: skip
+    parts = ("delivered", "undeliverable", "no_receipt", "receipt_pending", "expired", "failed", "unsent")
+    assert sum(got[key] for key in parts) == got["messages"] == 2000
+    assert got["expired"] > 0
+    assert got["throttled"] > 0
+    assert got["interrupted"] > 0
+    assert got["sent"] == got["delivered"] + got["undeliverable"] + got["no_receipt"] + got["receipt_pending"] + (
+        got["expired"] - (got["messages"] - got["sent"] - got["failed"] - got["unsent"])
+    )
+
+
+def test_with_rate_at_or_below_the_cap_nothing_is_throttled_and_above_it_throughput_keeps_to_it(tmp_path):
+    base = ["-n", "600", "--seed", "4", "--distribution", "exponential"]
+    under = summary(tmp_path, *base, "--sender", "0.5:0:window=20:rate=10:cap=10")
+    assert under["throttled"] == 0
+    over = summary(tmp_path, *base, "--sender", "0.5:0:window=20:cap=10:burst=10")
+    assert over["throttled"] > 0
+    # A bucket of 10 refilled at 10/s: at most 10 + 10 t accepted by time t.
+    assert over["sent"] <= 10 + 10 * over["sim_elapsed_s"]
+    assert over["sim_elapsed_s"] >= (600 - 10) / 10
+
+
+def test_an_outage_is_carried_by_the_others(tmp_path):
+    base = ["-n", "3000", "--seed", "2", "--distribution", "constant"]
+    both = summary(tmp_path, *base, "--sender", "1:0:window=10:down=60+60", "--sender", "1:0:window=10")
+    # 20 msg/s, but only 10 during the outage: 1200 by 60, 600 more by 120, the last 1200 at 20/s.
+    assert both["sim_elapsed_s"] == pytest.approx(180.0)
+    assert [s["attempts"] for s in both["senders"]] == [1200, 1800]
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["--sender", "1:0:down=3m"], "down must be START+DURATION"),
+        (["--sender", "1:0:down=10+5:down=12+1"], "overlaps"),
+        (["--sender", "1:0:down=-1+5"], "down must be START+DURATION"),
+        (["--sender", "1:0:mtbf=10"], "mtbf and mttr go together"),
+        (["--sender", "1:0:backup"], "backup on every sender"),
+        (["--sender", "1:0:burst=3"], "burst needs cap"),
+        (["--sender", "1:0:cap=nan"], "cap must be a number"),
+        (["--sender", "1:0:cap=2", "--text", "x" * 400], "burst must be at least the text's 3 segments"),
+        (["--validity", "-5"], "--validity: must be a positive duration"),
+        (["--throttle-pause", "nan"], "--throttle-pause"),
+        (["--sender", "1:0:down=5+5", "--speed", "10"], "virtual time only"),
+    ],
+)
+def test_bad_gateway_input_is_one_line_and_exit_2(argv, says, capsys):
+    speed = [] if "--speed" in argv else ["--speed", "max"]
+    assert main([*argv, *speed, "-n", "5", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert says in err
+    assert len(err.strip().splitlines()) == 1

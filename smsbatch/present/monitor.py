@@ -301,11 +301,23 @@ def receipt_lines(snap: Snapshot) -> list[str]:
     if receipts is None:
         return ["  receipts not modelled: reach and the deadline count accepted messages (see --dlr-median)"]
     pending = f" + receipt pending {receipts.pending}" if receipts.pending else ""
+    expired = f" + expired {receipts.expired}" if receipts.expired else ""
     return [
         f"  delivered {_reach_parts(receipts.reach)} (simulated, by delivery receipt)",
         f"  sent {snap.sent} = delivered {receipts.delivered} + undeliverable {receipts.undeliverable}"
-        f" + no receipt {receipts.no_receipt}{pending}",
+        f" + no receipt {receipts.no_receipt}{pending}{expired}",
     ]
+
+
+def gateway_line(snap: Snapshot) -> list[str]:
+    """What the gateways did, when they did anything: throttled and interrupted attempts, downtime."""
+    s = snap.stats
+    down = [f"{v.name} {seconds_text(v.down_s)}" for v in snap.senders if v.down_s]
+    if not (s.throttled or s.interrupted or down):
+        return []
+    parts = [f"throttled {s.throttled}", f"interrupted {s.interrupted}"]
+    parts += [f"down: {', '.join(down)}"] if down else []
+    return ["  gateways: " + ", ".join(parts) + " (attempts that went round again, no retry used)"]
 
 
 def deadline_line(snap: Snapshot) -> str:
@@ -374,14 +386,16 @@ def summary_table(snap: Snapshot, seed: int, stopped_by: str) -> str:
 def _summary_head(snap: Snapshot, seed: int, stopped_by: str) -> list[str]:
     """The run's figures, above the table of senders."""
     s = snap.stats
-    accounted = "yes" if snap.sent + snap.failed + snap.unsent == snap.messages else "NO"
+    accounted = "yes" if snap.sent + snap.failed + snap.expired + snap.unsent == snap.messages else "NO"
+    expired = f" + expired {snap.expired}" if snap.expired else ""
     return [
         f"smsbatch summary (seed {seed}, {snap.mode}, {stopped_by})",
-        f"  messages {snap.messages} = sent {snap.sent} + failed {snap.failed} + unsent {snap.unsent}"
+        f"  messages {snap.messages} = sent {snap.sent} + failed {snap.failed}{expired} + unsent {snap.unsent}"
         f"  (every message accounted for: {accounted})",
         f"  attempts {s.attempts}, failed attempts {s.failed}, retried {snap.retried}, re-queued {snap.requeued},"
         f" re-delivered {snap.redelivered}, duplicates ignored {snap.duplicates},"
         f" lost senders {snap.lost_senders}",
+        *gateway_line(snap),
         f"  send time avg {s.mean:.3f}s  p50 {s.percentile(0.5):.3g}s"
         f"  p95 {s.percentile(0.95):.3g}s  p99 {s.percentile(0.99):.3g}s",
         f"  elapsed {seconds_text(snap.elapsed)} real, {seconds_text(snap.sim_elapsed)} simulated;"
