@@ -864,10 +864,8 @@ def parse_worker_settings(argv: list[str] | None) -> WorkerSettings:
     for spec in senders:
         if spec.account:
             raise UsageError(f"argument --sender {spec.name}: account= is for one machine, not for a worker's senders")
-        if spec.gateway:
-            raise UsageError(
-                f"argument --sender {spec.name}: cap=, down=, mtbf=/mttr= and backup run in virtual time only for now"
-            )
+        if spec.backup:
+            raise UsageError(f"argument --sender {spec.name}: backup is for one machine, not for a worker's senders")
     return WorkerSettings(
         broker=ns.broker, senders=senders, run_id=ns.run, once=ns.once, broker_timeout=ns.broker_timeout
     )
@@ -1026,15 +1024,9 @@ def _check_gateways(ns, senders) -> None:
         raise UsageError(
             "argument --sender: backup on every sender (a backup takes work only while the others are down)"
         )
-    if not math.isinf(ns.speed):  # the real-time senders do not run these yet (docs/model.md, "Gateways")
-        if ns.validity is not None:
-            raise UsageError("argument --validity: runs in virtual time only for now (--speed max)")
-        for spec in senders:
-            if spec.gateway:
-                raise UsageError(
-                    f"argument --sender {spec.name}: cap=, down=, mtbf=/mttr= and backup run in virtual time only "
-                    "for now (--speed max)"
-                )
+    for spec in senders:
+        if spec.backup and ns.broker:  # workers join and leave: "every other sender down" is not known here
+            raise UsageError(f"argument --sender {spec.name}: backup is for one machine, not with --broker")
     segments = sms_segments(ns.text).count
     for spec in senders:
         if spec.cap and spec.bucket_size < segments:

@@ -9,14 +9,15 @@ sent again by the others.
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from smsbatch.core.model import FAILED, RETRY, SENT, Done
+from smsbatch.core.model import EXPIRED, FAILED, GOES_ROUND, ROUND, SENT, Done
 
 OPEN = 0
-# A RETRY outcome leaves the message open: it goes round again.
-_FINAL_STATE = bytes(range(256)).replace(bytes([RETRY]), bytes([OPEN]))
+# A RETRY, THROTTLED or INTERRUPTED outcome leaves the message open: it goes round again.
+_FINAL_STATE = bytes(OPEN if code in GOES_ROUND else code for code in range(256))
 
 
 @dataclass
@@ -65,21 +66,22 @@ class Ledger:
         self.state = bytearray(messages)  # OPEN, SENT or FAILED per message id
         self.sent = 0
         self.failed = 0
+        self.expired = 0  # not accepted within --validity
         self.retried = 0  # attempts that failed and went round again
         self.duplicates = 0
         self.claims: dict[int, dict[int, Claim]] = {}  # sender -> batch key -> claim
-        self._retry_attempt: bytearray | None = None
+        self._retry_attempt: array[int] | None = None
 
     @property
-    def retry_attempt(self) -> bytearray:
-        """The latest attempt scheduled per message (made on first use)."""
+    def retry_attempt(self) -> array[int]:
+        """The latest attempts entry (attempt + ROUND * rounds) scheduled per message (made on first use)."""
         if self._retry_attempt is None:
-            self._retry_attempt = bytearray(self.messages)
+            self._retry_attempt = array("I", bytes(4 * self.messages))
         return self._retry_attempt
 
     @property
     def final(self) -> int:
-        return self.sent + self.failed
+        return self.sent + self.failed + self.expired
 
     @property
     def unsent(self) -> int:
@@ -118,9 +120,10 @@ class Ledger:
             self.state[ids.start : ids.stop] = final
             self.sent += outcomes.count(SENT)
             self.failed += outcomes.count(FAILED)
+            self.expired += outcomes.count(EXPIRED)
             return
         for message_id, outcome in zip(ids, outcomes, strict=False):
-            if outcome == RETRY:
+            if outcome in GOES_ROUND:
                 continue
             if self.state[message_id] != OPEN:
                 self.duplicates += 1
@@ -128,18 +131,25 @@ class Ledger:
             self.state[message_id] = outcome
             if outcome == SENT:
                 self.sent += 1
+            elif outcome == EXPIRED:
+                self.expired += 1
             else:
                 self.failed += 1
 
-    def retry(self, message_id: int, attempt: int) -> bool:
-        """True if `attempt` of an open message is due and not asked for before;
-        if not, the report is a duplicate (a message counted already, or an
-        attempt reported twice: a batch redelivered from a silent sender)."""
-        if self.state[message_id] != OPEN or self.retry_attempt[message_id] >= attempt:
+    def retry(self, message_id: int, entry: int) -> bool:
+        """True if an open message is due to go round again as `entry` (its
+        attempts entry: attempt + ROUND * rounds) and that was not asked for
+        before; if not, the report is a duplicate (a message counted already,
+        or a go-round reported twice: a batch redelivered from a silent sender).
+        A new attempt number is a retry; the same one, a throttled or interrupted
+        attempt going round."""
+        before = self.retry_attempt[message_id]
+        if self.state[message_id] != OPEN or before >= entry:
             self.duplicates += 1
             return False
-        self.retry_attempt[message_id] = attempt
-        self.retried += 1
+        self.retry_attempt[message_id] = entry
+        if entry % ROUND > max(before % ROUND, 1):
+            self.retried += 1
         return True
 
     def release_part(self, sender: int, key: int, offsets: tuple[int, ...]) -> list[int]:

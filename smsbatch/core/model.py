@@ -15,6 +15,11 @@ THROTTLED = 4  # the gateway answered throttled: back to the front of the queue,
 INTERRUPTED = 5  # its sender went down mid-send: back to the front of the queue, no retry used
 EXPIRED = 6  # not accepted within --validity: final
 GOES_ROUND = (RETRY, THROTTLED, INTERRUPTED)  # outcomes that leave the message open
+# A message that goes round again without using a retry (throttled, interrupted) keeps its
+# attempt number; its attempts entry counts the rounds too, attempt + ROUND * rounds, so that
+# every time it re-enters the queue its entry grows (the ledger's guard against a report
+# heard twice). --max-retries is at most 100: an attempt number fits below ROUND.
+ROUND = 128
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +60,10 @@ class MessageBatch:
         return self.numbers.split()
 
     def attempt(self, offset: int) -> int:
+        return 1 if self.attempts is None else self.attempts[offset] % ROUND
+
+    def entry(self, offset: int) -> int:
+        """Its attempts entry: attempt + ROUND * the times it went round without a retry."""
         return 1 if self.attempts is None else self.attempts[offset]
 
     def available_at(self, offset: int) -> float:
@@ -76,7 +85,7 @@ class MessageBatch:
             tuple(self.ids[p] for p in positions),
             pack_numbers(phones[p] for p in positions),
             self.text,
-            tuple(self.attempt(p) for p in positions),
+            tuple(self.entry(p) for p in positions),
             tuple(self.available_at(p) for p in positions),
         )
 

@@ -65,6 +65,7 @@ def _nothing_to_draw(spec: SenderSpec, settings: Settings) -> bool:
         spec.mean == 0.0
         and not spec.rate
         and not spec.account
+        and not spec.gateway
         and (spec.fail_rate == 0.0 or (spec.fail_rate == 1.0 and settings.max_retries == 0))
     )
 
@@ -161,6 +162,8 @@ class Outages:
 
     def __init__(self, fixed: tuple[tuple[float, float], ...], mtbf: float, mttr: float, seed: int, index: int | str):
         self.intervals: list[tuple[float, float]] = []
+        # (low, high, outage): first_after(t) for every t in [low, high), as last found
+        self._answer: tuple[float, float, tuple[float, float] | None] = (0.0, 0.0, None)
         self.random = bool(mtbf)
         self.mtbf, self.mttr = mtbf, mttr
         self.seed, self.index = seed, index
@@ -187,13 +190,20 @@ class Outages:
                 start, end = min(start, s), max(end, e)
         kept.append((start, end))
         self.intervals = sorted(kept)
+        self._answer = (0.0, 0.0, None)
 
     def first_after(self, t: float) -> tuple[float, float] | None:
         """The first outage that ends after t, whole (every random one that could join it drawn)."""
+        low, high, answer = self._answer
+        if low <= t < high:  # the same answer as last time: every call between two outages
+            return answer
         while True:
-            found = next(((s, e) for s, e in self.intervals if e > t), None)
+            i = next((i for i, (_, e) in enumerate(self.intervals) if e > t), len(self.intervals))
+            found = self.intervals[i] if i < len(self.intervals) else None
             known_until = self.next_random[0]  # no random outage starts before it is drawn
             if known_until == math.inf or (found is not None and known_until > found[1]):
+                low = self.intervals[i - 1][1] if i else -math.inf
+                self._answer = (low, found[1] if found is not None else math.inf, found)
                 return found
             self._merge(self.next_random)
             self._draw_next(self.next_random[1])
@@ -408,7 +418,7 @@ class SenderModel:
         self.retry_backoff = settings.retry_backoff
         self.distribution, self.spread = settings.distribution_of(spec)
         self.seed, self.index = settings.seed, index
-        self.instant = spec.mean == 0.0 and not self.capped  # a whole batch goes in no time
+        self.instant = spec.mean == 0.0 and not self.capped and not spec.gateway  # a whole batch goes in no time
         self.nothing_to_draw = _nothing_to_draw(spec, settings)
         self.jitters: list[float] = []
         self._streams: _Streams | None = None  # made at the first draw

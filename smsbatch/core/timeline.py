@@ -21,7 +21,7 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import TypedDict, TypeVar
 
-from smsbatch.core.model import FAILED, SENT
+from smsbatch.core.model import FAILED, RETRY, SENT
 from smsbatch.core.reach import SentHistogram
 from smsbatch.core.settings import Settings
 from smsbatch.core.stats import bucket_value
@@ -255,7 +255,11 @@ class RunRecord:
 
 def _by_outcome(outcome: int, count: int) -> tuple[int, int, int]:
     """`count` attempts of `outcome` as (sent, failed for good, to retry)."""
-    return (count, 0, 0) if outcome == SENT else (0, count, 0) if outcome == FAILED else (0, 0, count)
+    if outcome == SENT:
+        return (count, 0, 0)
+    if outcome == FAILED:
+        return (0, count, 0)
+    return (0, 0, count) if outcome == RETRY else (0, 0, 0)  # expired: no send, no failure for good
 
 
 def _merged(histograms: list[dict[int, int]]) -> dict[int, int]:

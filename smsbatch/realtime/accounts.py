@@ -11,7 +11,18 @@ import math
 from collections.abc import Sequence
 
 from smsbatch.core.ledger import OPEN, Ledger
-from smsbatch.core.model import FAILED, RETRY, SENT, Claimed, MessageBatch, Progress, Released
+from smsbatch.core.model import (
+    EXPIRED,
+    FAILED,
+    INTERRUPTED,
+    RETRY,
+    SENT,
+    THROTTLED,
+    Claimed,
+    MessageBatch,
+    Progress,
+    Released,
+)
 from smsbatch.core.receipts import ReceiptCount, ReceiptFigures
 from smsbatch.core.settings import SenderSpec, Settings
 from smsbatch.core.snapshot import SenderView, Snapshot
@@ -22,12 +33,19 @@ from smsbatch.core.trace import TraceRow
 from smsbatch.realtime.retries import Retry
 
 message_log = logging.getLogger("smsbatch.messages")
-OUTCOME_WORDS = {SENT: "sent", FAILED: "failed", RETRY: "failed, will retry"}
+OUTCOME_WORDS = {
+    SENT: "sent",
+    FAILED: "failed",
+    RETRY: "failed, will retry",
+    THROTTLED: "throttled, goes round again",
+    INTERRUPTED: "interrupted, goes round again",
+    EXPIRED: "expired",
+}
 
 
 def _outcome_counts(ended: Sequence[tuple[float, int, int, int]]) -> dict[int, int]:
     """Attempts by outcome, of (due, bucket, outcome, count) ends."""
-    counts = {SENT: 0, FAILED: 0, RETRY: 0}
+    counts = dict.fromkeys(OUTCOME_WORDS, 0)
     for _, _, outcome, count in ended:
         counts[outcome] += count
     return counts
@@ -74,7 +92,7 @@ class Accounts:
         """Count a report; returns the retries it asks for (each asked for once)."""
         self.stats[report.sender].merge(report.stats)
         ledger = self.ledger
-        sent, failed = ledger.sent, ledger.failed
+        sent, failed, expired = ledger.sent, ledger.failed, ledger.expired
         for done in report.done:
             if done.key is None:  # message ids, from a transport that keeps the claims itself
                 ledger.record(done.offsets, done.outcomes)
@@ -88,17 +106,19 @@ class Accounts:
                 self.receipts.add(time, kind)
         if report.log:
             self._log(self.names[report.sender], report.log)
+        retried = ledger.retried
         retries = [
-            Retry(back_at, message_id, phone, attempt)
-            for message_id, phone, attempt, back_at in report.retries
-            if ledger.retry(message_id, attempt)
+            Retry(back_at, message_id, phone, entry)
+            for message_id, phone, entry, back_at in report.retries
+            if ledger.retry(message_id, entry)
         ]
         # The timeline, reach times and deadline are fed after the ledger, with
         # what it did not count (duplicates), so they count each message once.
         repeats = _outcome_counts(report.ended)
         repeats[SENT] -= ledger.sent - sent
         repeats[FAILED] -= ledger.failed - failed
-        repeats[RETRY] -= len(retries)
+        repeats[RETRY] -= ledger.retried - retried  # (the rest went round without a retry)
+        repeats[EXPIRED] -= ledger.expired - expired
         self.record.record(report.sender, report.ended, report.capped, report.lag, repeats)
         return retries
 
@@ -215,7 +235,8 @@ class Accounts:
         sim_elapsed = max(total.last_end, 0.0) if sim_now is None else sim_now  # over: the time of the last outcome
         ledger, record = self.ledger, self.record
         return Snapshot(
-            messages=ledger.messages, sent=ledger.sent, failed=ledger.failed, retried=ledger.retried,
+            messages=ledger.messages, sent=ledger.sent, failed=ledger.failed, expired=ledger.expired,
+            retried=ledger.retried,
             elapsed=elapsed, speed=self.settings.speed, stats=total, senders=views, requeued=self.requeued,
             lost_senders=self.lost_senders, redelivered=self.redelivered, duplicates=ledger.duplicates,
             sim_elapsed=sim_elapsed, reach=record.sent_times.reach(ledger.messages), lag=record.lag,

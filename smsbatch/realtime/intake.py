@@ -18,6 +18,7 @@ from smsbatch.core.sender_model import SenderModel
 from smsbatch.realtime.slots import Slots
 
 DEFER_PAUSE_SECONDS = 0.001  # real seconds: after giving a batch back for another sender
+CLOSED_POLL_SECONDS = 0.5  # real seconds a closed sender waits after giving back what it took (it looks for its Stop)
 
 
 class Intake:
@@ -35,6 +36,7 @@ class Intake:
         waiting: Callable[[float], None],
         sooner_elsewhere: Callable[[MessageBatch, float], bool],
         send_instantly: Callable[[MessageBatch], None],
+        expire_all: Callable[[MessageBatch], None] = lambda batch: None,
     ) -> None:
         self.index = index
         self.model = model
@@ -48,19 +50,41 @@ class Intake:
         self.waiting = waiting  # posts when a free slot could start work it waits for (inf: not waiting)
         self.sooner_elsewhere = sooner_elsewhere  # could another sender start this batch first?
         self.send_instantly = send_instantly  # a sender that never waits sends a batch whole, at once
+        self.expire_all = expire_all  # a batch taken after --validity expires whole, at once
         self.backlog: deque[tuple[MessageBatch, int]] = deque()  # (batch, offset) not started
+        self.look_again_at = 0.0  # real time: a closed sender that gave work back looks again then
         self.stopped_by_marker = False
 
     def wants_work(self) -> bool:
         """Room for what it would start now or within its next wake-ups: a busy
         sender tops up before it runs dry, a slow one takes only for free slots."""
-        return not self.stopped_by_marker and len(self.backlog) < self.startable() + self.ahead
+        if self.stopped_by_marker:
+            return False
+        # Closed (down, paused, a backup not needed) with nothing to do: it still looks, for its Stop.
+        if len(self.backlog) < self.startable() + self._ahead():
+            return True
+        return self._idle() and self.closed() and self.clock.clock.now() >= self.look_again_at
+
+    def _idle(self) -> bool:
+        return not self.backlog and not self.slots.in_flight
+
+    def closed(self) -> bool:
+        """Its gate is closed past the next wake-up: down, paused, or a backup not needed."""
+        if self.slots.pacer.gate is None:
+            return False
+        now = self.clock.now()
+        return self.slots.opens_at(now) > now + self.wake * self.clock.speed + TIME_SLACK
 
     def startable(self) -> int:
         """Free slots that can start a message before the next wake-up."""
-        if not self.model.capped:
+        if not self.model.gated:
             return self.slots.free
-        return self.slots.startable_by(self.clock.now() + self.wake * self.clock.speed + TIME_SLACK)
+        now = self.clock.now()
+        return self.slots.startable_by(now + self.wake * self.clock.speed + TIME_SLACK, now)
+
+    def _ahead(self) -> int:
+        """What it keeps beyond its free slots: nothing while its gate is closed."""
+        return 0 if self.closed() else self.ahead
 
     def fill(self) -> None:
         """Take what is on the queue now, for every free slot."""
@@ -81,6 +105,13 @@ class Intake:
             self.stopped_by_marker = True
             return True
         self.report(Claimed(self.index, item.key))
+        if self.clock.now() >= self.model.validity:  # after --validity every queued message has expired
+            self.expire_all(item)
+            return True
+        if self.closed():  # it cannot start it: back it goes, whole, for the others
+            self.report(Released(self.index, item.key, tuple(range(len(item)))))
+            self.look_again_at = self.clock.clock.now() + CLOSED_POLL_SECONDS
+            return False
         if self.sooner_elsewhere(item, start):  # the model gives it to another: back it goes, whole
             self.report(Released(self.index, item.key, tuple(range(len(item)))))
             self.pause(DEFER_PAUSE_SECONDS)  # the one it is for takes it, not this one again
@@ -94,7 +125,7 @@ class Intake:
     def _keep(self, batch: MessageBatch) -> None:
         # Up to twice what it tops up to: a fast sender keeps whole batches, a
         # slow one (ahead 0) only what its free slots start now.
-        kept = max(0, min(len(batch), self.startable() + 2 * self.ahead - len(self.backlog)))
+        kept = max(0, min(len(batch), self.startable() + 2 * self._ahead() - len(self.backlog)))
         if kept < len(batch):
             self.report(Released(self.index, batch.key, tuple(range(kept, len(batch)))))
         self.backlog.extend((batch, offset) for offset in range(kept))

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 
 from smsbatch.core.clock import FakeClock, SimClock
 from smsbatch.core.model import MessageBatch, ProducerDone, Ready, Stop
-from smsbatch.core.sender_model import SenderModel, account_caps
+from smsbatch.core.sender_model import RunOutages, SenderModel, account_caps
 from smsbatch.core.settings import Settings
 from smsbatch.core.source import MessageSource
 from smsbatch.realtime.backend import PRODUCER, Exited, Phase, Work
@@ -64,6 +64,7 @@ class LockstepBackend:
         self.turns = [_Turns(clock) for _ in settings.senders]
         self.engines: list[SenderEngine | None] = [None] * len(settings.senders)
         self.accounts = account_caps(settings)  # one process: the senders of an account share its Pacer
+        self.outages = RunOutages(settings)
 
     # ---- membership ----
 
@@ -97,6 +98,7 @@ class LockstepBackend:
             wake=0.0,
             ahead=0,
             accounts=self.accounts,
+            outages=self.outages,
         )
 
     def waits_on(self, sender: int) -> bool:

@@ -64,7 +64,7 @@ class FakeSender:
             outcomes.append(outcome)
             if outcome == RETRY:
                 back_at = self.time + self.model.retry_delay(attempt)
-                retries.append((batch.ids[offset], phones[offset], attempt + 1, back_at))
+                retries.append((batch.ids[offset], phones[offset], batch.entry(offset) + 1, back_at))
         done = (Done(batch.key, range(len(batch)), bytes(outcomes)),)
         return Progress(self.index, done, stats, tuple(retries))
 

@@ -15,7 +15,19 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from smsbatch.core.clock import SimClock
-from smsbatch.core.model import FAILED, RETRY, SENT, Beat, Done, MessageBatch, Progress
+from smsbatch.core.model import (
+    EXPIRED,
+    FAILED,
+    INTERRUPTED,
+    RETRY,
+    ROUND,
+    SENT,
+    THROTTLED,
+    Beat,
+    Done,
+    MessageBatch,
+    Progress,
+)
 from smsbatch.core.sender_model import ReceiptDraws, SenderModel
 from smsbatch.core.stats import Stats, bucket_of
 
@@ -135,15 +147,56 @@ class Outbox:
         self, batch: MessageBatch, offset: int, seconds: float, outcome: int, due: float, slot: int, start: float
     ) -> None:
         """One attempt, started in `slot` at `start` and ended at the simulated time `due`."""
+        if outcome in (THROTTLED, INTERRUPTED):
+            self._went_round(batch, offset, outcome, due, slot, start)
+            return
         bucket = bucket_of(seconds)
         self.stats.record(seconds, outcome == SENT, due, bucket)
+        row = outcome
+        if outcome == RETRY and due > self.model.validity:  # it would wait for a retry after --validity
+            outcome = row = EXPIRED
+        elif outcome == RETRY:
+            back_at = due + self.model.retry_delay(batch.attempt(offset))
+            if back_at >= self.model.validity:
+                outcome = EXPIRED  # it waits for its retry at --validity, and expires then
+            else:
+                self._back(batch, offset, batch.entry(offset) + 1, back_at)
         self.done.add(batch.key, offset, outcome)
         self.ended.append((due, bucket, outcome, 1))
         if self.trace is not None:
-            self.trace.append((slot, batch.attempt(offset), start, due, outcome))
+            self.trace.append((slot, batch.attempt(offset), start, due, row))
         if outcome == SENT and self.receipt_draws is not None:
             self.receipts.append(self.receipt_draws.take(due))
         self._note(batch, offset, seconds, outcome, due)
+
+    def _went_round(self, batch: MessageBatch, offset: int, outcome: int, at: float, slot: int, start: float) -> None:
+        """A throttled answer at `at`, or a send its outage cut short then: no
+        attempt, no retry used; back to the queue at once (after --validity it expires)."""
+        if outcome == THROTTLED:
+            self.stats.throttled += 1
+        else:
+            self.stats.interrupted += 1
+        expired = at >= self.model.validity
+        row = EXPIRED if outcome == THROTTLED and at > self.model.validity else outcome
+        if self.trace is not None:
+            self.trace.append((slot, batch.attempt(offset), start, at, row))
+        if expired:
+            self.done.add(batch.key, offset, EXPIRED)
+            self.ended.append((at, bucket_of(0.0), EXPIRED, 1))
+        else:
+            self.done.add(batch.key, offset, outcome)
+            self._back(batch, offset, batch.entry(offset) + ROUND, at)
+
+    def expire(self, batch: MessageBatch, offset: int) -> None:
+        """A message not started before --validity: it expires then, unattempted."""
+        self.done.add(batch.key, offset, EXPIRED)
+        self.ended.append((self.model.validity, bucket_of(0.0), EXPIRED, 1))
+        self.stats.last_end = max(self.stats.last_end, self.model.validity)
+
+    def _back(self, batch: MessageBatch, offset: int, entry: int, back_at: float) -> None:
+        """It goes round again: back in the queue at `back_at` as `entry` (MessageBatch.entry)."""
+        self.retries.append((batch.ids[offset], self._phones_of(batch)[offset], entry, back_at))
+        self.first_back = min(self.first_back, back_at)
 
     def _trace_first_attempts(self, outcomes: list[int]) -> None:
         """A batch of first attempts that took no time at 0, in slot 0 (as the model runs them)."""
@@ -180,17 +233,10 @@ class Outbox:
                 self._note(batch, offset, 0.0, outcome, 0.0)
 
     def _note(self, batch: MessageBatch, offset: int, seconds: float, outcome: int, due: float) -> None:
-        """What goes round again, and what gets logged."""
-        if outcome != RETRY and not self.logging:
-            return
-        phone = self._phones_of(batch)[offset]
-        attempt = batch.attempt(offset)
-        if outcome == RETRY:
-            back_at = due + self.model.retry_delay(attempt)
-            self.retries.append((batch.ids[offset], phone, attempt + 1, back_at))
-            self.first_back = min(self.first_back, back_at)
+        """What gets logged (at --log INFO)."""
         if self.logging:
-            self.log.append((batch.ids[offset], phone, outcome, seconds, attempt))
+            phone = self._phones_of(batch)[offset]
+            self.log.append((batch.ids[offset], phone, outcome, seconds, batch.attempt(offset)))
 
     def _phones_of(self, batch: MessageBatch) -> list[str]:
         phones = self.phone_cache.get(batch.key)
@@ -213,7 +259,8 @@ class Outbox:
 
     @property
     def pending(self) -> bool:
-        return self.stats.attempts > 0
+        """Anything to report: attempts, or messages that went round or expired without one."""
+        return self.stats.attempts > 0 or bool(self.done.offsets)
 
     def until_flush(self) -> float:
         """Real seconds until the next report is due (when something is pending)."""

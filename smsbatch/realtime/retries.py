@@ -14,7 +14,7 @@ import math
 from collections.abc import Callable
 from typing import NamedTuple
 
-from smsbatch.core.model import MessageBatch, Stop
+from smsbatch.core.model import ROUND, MessageBatch, Stop
 
 
 class Retry(NamedTuple):
@@ -49,7 +49,8 @@ class RetrySchedule:
 
 
 def is_first_attempts(item: object) -> bool:
-    return isinstance(item, MessageBatch) and (item.attempts is None or max(item.attempts) == 1)
+    """First attempts, counting those that went round without a retry (throttled, interrupted)."""
+    return isinstance(item, MessageBatch) and (item.attempts is None or max(a % ROUND for a in item.attempts) == 1)
 
 
 class PendingWork:

@@ -39,13 +39,16 @@ from smsbatch.core.batching import ahead_seconds, wake_seconds
 from smsbatch.core.clock import TIME_SLACK, Clock, SimClock
 from smsbatch.core.model import (
     FAILED,
+    INTERRUPTED,
     SENT,
+    THROTTLED,
     MessageBatch,
+    Released,
     SenderDone,
     Stop,
     TransportLost,
 )
-from smsbatch.core.sender_model import Draws, Pacer, SenderModel
+from smsbatch.core.sender_model import Draws, Pacer, RunOutages, SenderModel
 from smsbatch.core.settings import Settings
 from smsbatch.core.stats import Stats
 from smsbatch.realtime.children import (
@@ -91,6 +94,7 @@ class SenderEngine:
         wake: float | None = None,
         ahead: int | None = None,
         accounts: dict[str, Pacer] | None = None,
+        outages: RunOutages | None = None,
         waiting: Callable[[float], None] = lambda start: None,
         sooner_elsewhere: Callable[[MessageBatch, float], bool] = lambda batch, start: False,
     ) -> None:
@@ -111,7 +115,13 @@ class SenderEngine:
         self.sleep = sleep
         self.stop_requested = stop_requested
         self.wake = wake_seconds(len(settings.senders)) if wake is None else wake
-        self.slots = Slots(model, accounts or {})
+        self.slots = Slots(model, accounts or {}, outages)
+        # A real gateway: its token bucket, its pause after a throttled answer, its outages.
+        self.bucket = model.bucket()
+        self.gate = self.slots.pacer.gate
+        self.outages = self.gate.outages if self.gate is not None else None
+        first = self.outages.first_after(-1.0) if self.outages is not None else None
+        self.next_outage = first if first is not None else (math.inf, math.inf)
         self.intake = Intake(
             index,
             model,
@@ -125,6 +135,7 @@ class SenderEngine:
             waiting=waiting,
             sooner_elsewhere=sooner_elsewhere,
             send_instantly=self._send_instantly,
+            expire_all=self._expire_all,
         )
         self.backlog = self.intake.backlog  # (batch, offset) taken, not started
 
@@ -149,6 +160,7 @@ class SenderEngine:
         if self.intake.stopped_by_marker and not self.backlog and not self.slots.in_flight:
             return False
         self.intake.fill()
+        self._give_back_if_closed()
         self._start_free_slots()
         self._advance()
         return True
@@ -180,6 +192,11 @@ class SenderEngine:
                 self._finish(batch, offset, 0.0, self.model.outcome(batch.attempt(offset), fail), at, 0, at)
         self.outbox.flush_if_due()
 
+    def _expire_all(self, batch: MessageBatch) -> None:
+        for offset in range(len(batch)):
+            self.outbox.expire(batch, offset)
+        self.outbox.flush_if_due()
+
     def _start_free_slots(self, now: float | None = None) -> None:
         """Start the backlog's messages in the slots the model picks (SlotBoard),
         in time order: only while a start comes before the next send in flight
@@ -189,18 +206,47 @@ class SenderEngine:
             return
         now = self.clock.now() if now is None else now
         slots = self.slots
+        model = self.model
         while self.backlog and len(board):
             batch, offset = self.backlog[0]
             available = batch.available_at(offset)
-            if slots.in_flight and board.earliest(available) >= slots.next_due():
-                return
+            earliest = board.earliest(available)
+            if slots.in_flight and (earliest >= slots.next_due() or earliest >= self.next_outage[0]):
+                return  # an end, or an outage cutting sends short, comes first
+            if earliest >= model.validity:  # it would start after --validity: it expires then
+                if now < model.validity:
+                    return  # (another sender might still start it in time: look again then)
+                self.backlog.popleft()
+                self.outbox.expire(batch, offset)
+                continue
+            if earliest > now + self._horizon():
+                return  # closed (down, paused, a backup not needed) past the next wake-up
             self.backlog.popleft()
             slot, start, ready = board.take(available)
             self.outbox.capped += start - ready  # a free slot, work in hand, held back by the cap
             self.outbox.note_lag(now, start)
             seconds, fail = self.draws.take()
-            outcome = self.model.outcome(batch.attempt(offset), fail)
+            outcome = model.outcome(batch.attempt(offset), fail)
+            if self.bucket is not None and not self.bucket.admit(start, model.segments):
+                outcome = THROTTLED  # the gateway's answer, after the attempt's send time
             slots.launch(start + seconds, slot, start, batch, offset, seconds, outcome)
+
+    def _horizon(self) -> float:
+        """Simulated seconds to the next wake-up."""
+        return self.wake * self.clock.speed + TIME_SLACK
+
+    def _give_back_if_closed(self) -> None:
+        """A sender whose gate is closed past its next wake-up (down, paused after a
+        throttled answer, a backup while the others are up) holds no work: what it
+        took and has not started goes back to the queue for the others."""
+        if self.gate is None or not self.backlog or not self.intake.closed():
+            return
+        given: dict[int, tuple[MessageBatch, list[int]]] = {}
+        for batch, offset in self.backlog:
+            given.setdefault(batch.key, (batch, []))[1].append(offset)
+        self.backlog.clear()
+        for key, (_, offsets) in given.items():
+            self.outbox.say(Released(self.index, key, tuple(offsets)))
 
     def _advance(self) -> None:
         """Wait for the next send to be due (or for work, or a report to be due),
@@ -218,10 +264,12 @@ class SenderEngine:
             delay = self.clock.real_delay(slots.next_due())
             if 0 < delay < self.wake and not slots.free:
                 delay = self.wake  # busy: finish several sends per wake-up
-        if slots.free and self.model.capped and not intake.stopped_by_marker:
-            until_open = self.clock.real_delay(slots.next_start)
+        if slots.free and self.model.gated and not intake.stopped_by_marker:
+            until_open = self.clock.real_delay(slots.opens_at(self.clock.now()))
             if until_open > 0:  # the cap opens: a free slot may take work then (once open, no wait for it)
                 delay = min(delay, until_open)
+        if slots.in_flight and self.next_outage[0] < math.inf:  # an outage cuts its sends short then
+            delay = min(delay, max(0.0, self.clock.real_delay(self.next_outage[0])))
         delay = min(delay, self._until_flush())
         if delay > 0:
             if intake.wants_work():
@@ -240,16 +288,37 @@ class SenderEngine:
             self.outbox.note_lag(now, slots.next_due())
         now_due = now + TIME_SLACK
         go_on = not self.stop_requested()  # once per wake-up, not per message
-        while slots.in_flight and slots.next_due() <= now_due:
-            due, slot, start, batch, offset, seconds, outcome = heapq.heappop(slots.in_flight)
-            self._finish(batch, offset, seconds, outcome, due, slot, start)
-            slots.board.release(slot, due)
-            if self.backlog and go_on:
-                self._start_free_slots(now)
+        while True:
+            while slots.in_flight and slots.next_due() <= now_due and slots.next_due() <= self.next_outage[0]:
+                due, slot, start, batch, offset, seconds, outcome = heapq.heappop(slots.in_flight)
+                self._finish(batch, offset, seconds, outcome, due, slot, start)
+                slots.board.release(slot, due)
+                if self.backlog and go_on:
+                    self._start_free_slots(now)
+            if self.next_outage[0] > now_due:
+                return
+            self._go_down()
+
+    def _go_down(self) -> None:
+        """Its outage starts: every send in flight is cut short (interrupted), its
+        message back to the front of the queue in the order they started."""
+        down_at, up_at = self.next_outage
+        slots = self.slots
+        cut = sorted(slots.in_flight, key=lambda sending: (sending[2], sending[1]))  # by start, then slot
+        slots.in_flight.clear()
+        for _, slot, start, batch, offset, _, _ in cut:
+            self._finish(batch, offset, 0.0, INTERRUPTED, down_at, slot, start)
+            slots.board.release(slot, down_at)
+        assert self.outages is not None
+        following = self.outages.first_after(up_at)
+        self.next_outage = following if following is not None else (math.inf, math.inf)
 
     def _finish(
         self, batch: MessageBatch, offset: int, seconds: float, outcome: int, due: float, slot: int, start: float
     ) -> None:
+        if outcome == THROTTLED:  # it takes no new work for --throttle-pause from the answer
+            assert self.gate is not None
+            self.gate.paused_until = max(self.gate.paused_until, due + self.model.throttle_pause)
         self.outbox.add(batch, offset, seconds, outcome, due, slot, start)
 
     def _warm_stop(self) -> None:
@@ -369,4 +438,5 @@ def _engine(
         waiting=port.waiting,
         sooner_elsewhere=port.sooner_elsewhere,
         accounts=port.account_caps(),
+        outages=RunOutages(settings),
     )

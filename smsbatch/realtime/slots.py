@@ -11,7 +11,7 @@ from __future__ import annotations
 import heapq
 
 from smsbatch.core.model import MessageBatch
-from smsbatch.core.sender_model import Pacer, SenderModel
+from smsbatch.core.sender_model import Pacer, RunOutages, SenderModel
 
 # (due, slot, start, batch, offset, seconds, outcome): at equal due times the lower slot ends first,
 # as in the model's tie order (a slot is in flight once at a time, so the key is unique).
@@ -19,8 +19,8 @@ InFlight = tuple[float, int, float, MessageBatch, int, float, int]
 
 
 class Slots:
-    def __init__(self, model: SenderModel, accounts: dict[str, Pacer]) -> None:
-        self.board = model.board(accounts)
+    def __init__(self, model: SenderModel, accounts: dict[str, Pacer], outages: RunOutages | None = None) -> None:
+        self.board = model.board(accounts, outages)
         self.pacer = self.board.pacer
         self.in_flight: list[InFlight] = []  # heap by (due, slot)
 
@@ -28,15 +28,14 @@ class Slots:
     def free(self) -> int:
         return len(self.board)
 
-    @property
-    def next_start(self) -> float:
-        """The rate cap: the earliest simulated start of the next send."""
-        return self.pacer.next_start
+    def opens_at(self, now: float) -> float:
+        """Its caps and gate: the earliest simulated start of the next send, asked at `now`."""
+        return self.pacer.opens_at(max(self.pacer.next_start, now))
 
-    def startable_by(self, horizon: float) -> int:
+    def startable_by(self, horizon: float, now: float = 0.0) -> int:
         """Free slots that can start a message by the simulated time `horizon`:
         a slot waiting for the rate cap holds nothing, as in the model."""
-        return self.pacer.starts_by(horizon, len(self.board))
+        return self.pacer.starts_by(horizon, len(self.board), now)
 
     def earliest_start(self, now: float) -> float:
         """The simulated time a message taken now would start, were nothing waiting before it."""
