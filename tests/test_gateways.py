@@ -360,3 +360,45 @@ def test_the_real_time_runner_runs_the_gateway_model(case, seed):
         (snapshot.expired, model.expired),
     ):
         assert abs(real - wanted) <= MODEL_TOLERANCE * messages
+
+
+REAL_TIME = [
+    "-n", "800", "--seed", "3", "--sender", "0.5:0.02:window=10:cap=15:down=20+10",
+    "--sender", "0.4:0.05:window=5:mtbf=30:mttr=5", "--validity", "60", "--max-retries", "1",
+    "--dlr-median", "3", "--dlr-p90", "9",
+]  # fmt: skip
+
+
+def real_time_summary(tmp_path, *argv):
+    path = tmp_path / "real.json"
+    assert main([*REAL_TIME, *argv, "--speed", "20", "--no-progress", "--summary-json", str(path)]) in (0, 3)
+    return json.loads(path.read_text())
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.usefixtures("no_children_left")
+def test_a_real_time_run_of_gateways_gives_the_models_figures_and_says_so(tmp_path):
+    real = real_time_summary(tmp_path)
+    model = summary(tmp_path, *REAL_TIME)
+    assert real["faithful"] is True
+    assert real["model_check"]["off"] == []
+    assert model["throttled"] > 0
+    assert model["interrupted"] > 0
+    assert model["expired"] > 0
+    for key in ("sent", "expired", "failed", "delivered"):
+        assert abs(real[key] - model[key]) <= 0.03 * real["messages"], key
+    assert [s["down_s"] for s in real["senders"]] == pytest.approx([s["down_s"] for s in model["senders"]])
+    parts = ("delivered", "undeliverable", "no_receipt", "receipt_pending", "expired", "failed", "unsent")
+    assert sum(real[key] for key in parts) == real["messages"]
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.usefixtures("no_children_left")
+def test_gateways_through_redis_account_for_every_message(tmp_path, redis_url):
+    real = real_time_summary(tmp_path, "--broker", redis_url)
+    model = summary(tmp_path, *REAL_TIME)
+    assert real["unsent"] == 0
+    parts = ("delivered", "undeliverable", "no_receipt", "receipt_pending", "expired", "failed", "unsent")
+    assert sum(real[key] for key in parts) == real["messages"]
+    assert abs(real["sim_elapsed_s"] - model["sim_elapsed_s"]) <= 0.03 * model["sim_elapsed_s"]
+    assert abs(real["expired"] - model["expired"]) <= 0.03 * real["messages"]

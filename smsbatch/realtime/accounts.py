@@ -24,6 +24,7 @@ from smsbatch.core.model import (
     Released,
 )
 from smsbatch.core.receipts import ReceiptCount, ReceiptFigures
+from smsbatch.core.sender_model import RunOutages
 from smsbatch.core.settings import SenderSpec, Settings
 from smsbatch.core.snapshot import SenderView, Snapshot
 from smsbatch.core.source import MessageSource
@@ -73,6 +74,7 @@ class Accounts:
             if settings.receipts
             else None
         )
+        self.outages = RunOutages(settings)  # every sender's outages, for their downtime
 
     def add_sender(self, name: str, spec: SenderSpec) -> int:
         self.names.append(name)
@@ -213,6 +215,15 @@ class Accounts:
 
     # ---- what the monitor sees ----
 
+    def _down(self, index: int, until: float) -> float:
+        """Simulated seconds sender `index` was down by `until` (its outages: the model's, from the seed)."""
+        spec = self.specs[index]
+        if not (spec.down or spec.mtbf):
+            return 0.0
+        key = index if index < len(self.settings.senders) else self.names[index]  # one from elsewhere: by name
+        outages = self.outages.of(key, spec)
+        return outages.down_seconds(until) if outages is not None else 0.0
+
     def _receipt_figures(self, sim_elapsed: float) -> ReceiptFigures | None:
         """At the end: a run that sent or failed every message has every receipt
         at its time; one stopped short, those due by its last outcome."""
@@ -224,15 +235,22 @@ class Accounts:
         self, states: Sequence[str], elapsed: float, sim_now: float | None, retries_pending: int, retries_back_at: float
     ) -> Snapshot:
         """`sim_now`: simulated time so far, or None once the run is over."""
-        views = tuple(
-            SenderView(self.names[i], self.specs[i], self.stats[i], states[i], self.record.capped[i])
-            for i in range(len(self.names))
-        )
         total = Stats()
-        for view in views:
-            total.merge(view.stats)
+        for stats in self.stats:
+            total.merge(stats)
         over = sim_now is None
         sim_elapsed = max(total.last_end, 0.0) if sim_now is None else sim_now  # over: the time of the last outcome
+        views = tuple(
+            SenderView(
+                self.names[i],
+                self.specs[i],
+                self.stats[i],
+                states[i],
+                self.record.capped[i],
+                self._down(i, sim_elapsed),
+            )
+            for i in range(len(self.names))
+        )
         ledger, record = self.ledger, self.record
         return Snapshot(
             messages=ledger.messages, sent=ledger.sent, failed=ledger.failed, expired=ledger.expired,

@@ -183,6 +183,7 @@ class Outbox:
         if expired:
             self.done.add(batch.key, offset, EXPIRED)
             self.ended.append((at, bucket_of(0.0), EXPIRED, 1))
+            self.stats.last_end = max(self.stats.last_end, at)  # a final outcome: the run lasts to it
         else:
             self.done.add(batch.key, offset, outcome)
             self._back(batch, offset, batch.entry(offset) + ROUND, at)
