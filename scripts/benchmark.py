@@ -30,6 +30,7 @@ SMSBATCH = [sys.executable, "-m", "smsbatch", "--no-progress"]
 BARE = [sys.executable, os.path.join(HERE, "bare_pipeline.py")]
 BARE_DES = [sys.executable, os.path.join(HERE, "bare_des.py")]
 EMERGENCY = ("-c", os.path.join(HERE, "..", "configs", "emergency.ini"))
+GATEWAYS = ("-c", os.path.join(HERE, "..", "configs", "gateways.ini"))
 
 
 @dataclass
@@ -257,6 +258,37 @@ def virtual_memory(large: int, huge: int) -> list[Row]:
             f"{peaks[large] / 2**20:.1f} MB",
             "< 150 MB",
             peaks[large] < 150 * 2**20,
+        ),
+        (f"  peak RSS, {huge:,} msgs", f"{peaks[huge] / 2**20:.1f} MB", "", True),
+        ("  growth per message", f"{per_message:.2f} bytes", "< 4 bytes", per_message < 4),
+    ]
+
+
+def gateways_speed(runs: int, messages: int, huge: int) -> list[Row]:
+    """configs/gateways.ini in virtual time (segments, accounts, receipts, an outage,
+    a backup, validity): messages a second beside the bare loop of the plain model,
+    and peak memory at two sizes (flat: a few bytes a message at most)."""
+    ours, bare = [], []
+    for _ in range(runs):
+        ours.append(measure(sms(*GATEWAYS, "--messages", messages, "--seed", 7)).summary["elapsed_s"])
+        done = subprocess.run([*BARE_DES, str(messages), "7"], capture_output=True, text=True, check=True)
+        bare.append(json.loads(done.stdout)["loop_s"])
+    ratio = statistics.median(b / o for o, b in zip(ours, bare, strict=False))
+    peaks = {count: measure(sms(*GATEWAYS, "--messages", count), watch=tree_rss).peak for count in (messages, huge)}
+    per_message = (peaks[huge] - peaks[messages]) / (huge - messages)
+    return [
+        (
+            f"virtual time, gateways config, {messages:,} msgs",
+            f"{messages / statistics.median(ours):,.0f} msg/s",
+            "",
+            True,
+        ),
+        ("  ratio to the bare loop of the plain model", f"{ratio:.2f}", "(info)", True),
+        (
+            f"  peak RSS, {messages:,} msgs",
+            f"{peaks[messages] / 2**20:.1f} MB",
+            "< 150 MB",
+            peaks[messages] < 150 * 2**20,
         ),
         (f"  peak RSS, {huge:,} msgs", f"{peaks[huge] / 2**20:.1f} MB", "", True),
         ("  growth per message", f"{per_message:.2f} bytes", "< 4 bytes", per_message < 4),
@@ -592,6 +624,7 @@ def sections(quick: bool, runs: int) -> dict[str, Callable[[], list[Row]]]:
         "redis": lambda: redis_backend(runs, 20_000 if q else 1_000_000),
         "virtual-speed": lambda: virtual_speed(runs, 20_000 if q else 200_000),
         "virtual-memory": lambda: virtual_memory(100_000 if q else 1_000_000, 200_000 if q else 10_000_000),
+        "gateways": lambda: gateways_speed(runs, 20_000 if q else 200_000, 40_000 if q else 1_000_000),
         "speeds": lambda: answer_by_speed(2_000 if q else 200_000, ("100", "1000") if q else ("100", "1000", "10000")),
         "replications": lambda: replications(runs, 2 if q else 8, 20_000 if q else 200_000),
         "faithful": lambda: faithful_share(1 if q else 10, 2_000 if q else 20_000, 200 if q else 1_000),

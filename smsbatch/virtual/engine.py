@@ -159,7 +159,8 @@ class _CapGate:
         pacer.start(t)  # the cap is open at t: it starts now, the next one gap later
         self.start_due[s] = bool(self.held[s])
         if self.start_due[s]:
-            heappush(self.events, (pacer.opens_at(t), START, self.first_slot[s], 0, 0.0))
+            opens = pacer.next_start if pacer.gate is None else pacer.opens_at(t)  # (the same, without a gate)
+            heappush(self.events, (opens, START, self.first_slot[s], 0, 0.0))
         return slot
 
     def release(self, s: int) -> list[int]:
@@ -381,7 +382,10 @@ class _Simulation:
             slot = heappop(idle)
             s = self.sender_of[slot]
             self._free(slot, s, t)
-            if not self.gap[s] or pacers[s].opens_at(t) <= t:
+            if not self.gap[s]:
+                return
+            pacer = pacers[s]
+            if (pacer.next_start if pacer.gate is None else pacer.opens_at(t)) <= t:
                 return
 
     def _next_attempt(self, s: int) -> tuple[int, float, bool]:
