@@ -17,6 +17,7 @@ import math
 from dataclasses import dataclass, field
 
 from smsbatch.core.reach import reach_counts
+from smsbatch.core.timeline import Timeline
 
 # What a receipt says (Progress.receipts, one byte each).
 DELIVERED = 1
@@ -37,9 +38,14 @@ class ReceiptFigures:
 
 
 class ReceiptCount:
-    def __init__(self, messages: int, deadline: float, validity: float = math.inf) -> None:
+    def __init__(
+        self, messages: int, deadline: float, validity: float = math.inf, timeline: Timeline | None = None
+    ) -> None:
         self.messages = messages
         self.deadline = deadline
+        self.timeline = timeline  # gets each delivery at its time
+        if timeline is not None:
+            timeline.receipts = True
         self.validity = validity  # a delivery due after it reads expired
         self.expired = 0
         self.due: list[tuple[float, int]] = []  # heap of (time, DELIVERED or UNDELIVERABLE)
@@ -68,6 +74,8 @@ class ReceiptCount:
                 self.expired += 1
                 continue
             self.delivered += 1
+            if self.timeline is not None:
+                self.timeline.add_count("delivered", time)
             if time <= self.deadline:
                 self.by_deadline += 1
             if self.reach_at and self.delivered == self.reach_at[0]:

@@ -535,6 +535,13 @@ class RunOutages:
             self.made[index] = Outages(spec.down, spec.mtbf, spec.mttr, self.seed, index)
         return self.made[index]
 
+    def until(self, index: int | str, until: float, spec: SenderSpec | None = None) -> tuple[tuple[float, float], ...]:
+        """Sender `index`'s outages from 0 to `until`, cut there: what its summary shows."""
+        outages = self.of(index, spec)
+        if outages is None:
+            return ()
+        return tuple((start, min(end, until)) for start, end in outages.within(until) if start < until)
+
     def primaries(self) -> list[Outages]:
         """The outages of every sender that is not a backup (one never down: an outage that never starts)."""
         found = [self.of(i) for i, spec in enumerate(self.senders) if not spec.backup]

@@ -22,7 +22,12 @@ class SenderView:
     stats: Stats
     state: str  # running, done, died (SIGKILL), ...
     capped_s: float = 0.0  # slot-seconds held back by the rate cap with work waiting
-    down_s: float = 0.0  # simulated seconds it was down (its outages)
+    outages: tuple[tuple[float, float], ...] = ()  # its outages in the run, (start, end) simulated
+
+    @property
+    def down_s(self) -> float:
+        """Simulated seconds it was down."""
+        return sum(end - start for start, end in self.outages)
 
     @property
     def label(self) -> str:

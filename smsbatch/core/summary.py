@@ -84,6 +84,7 @@ def summary_dict(
                 "throttled": v.stats.throttled,
                 "interrupted": v.stats.interrupted,
                 "down_s": v.down_s,
+                "outages_s": [list(outage) for outage in v.outages],
                 "histogram": [[bucket_value(b), n] for b, n in sorted(v.stats.buckets.items())],
             }
             for v in snap.senders

@@ -21,7 +21,7 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import TypedDict, TypeVar
 
-from smsbatch.core.model import FAILED, RETRY, SENT
+from smsbatch.core.model import EXPIRED, FAILED, INTERRUPTED, RETRY, SENT, THROTTLED
 from smsbatch.core.reach import SentHistogram
 from smsbatch.core.settings import Settings
 from smsbatch.core.stats import bucket_value
@@ -37,6 +37,8 @@ class TimelineTable(TypedDict):
 
 
 MAX_BINS = 2000
+COUNTED = ("delivered", "throttled", "interrupted", "expired")  # the columns added after the percentiles
+ROUND_NAMES = {THROTTLED: "throttled", INTERRUPTED: "interrupted", EXPIRED: "expired"}
 TARGET_BINS = 1000
 PERCENTILES = ((50, 0.50), (95, 0.95), (99, 0.99))
 
@@ -73,8 +75,17 @@ class Timeline:
         self.histograms: list[dict[int, int]] = []
         self.backlog: list[int | None] = []
         self.in_flight: list[list[int] | None] = []
+        # Gateways and receipts: per bin, messages delivered (by receipt), attempts
+        # throttled or interrupted, messages expired; each sender's outages.
+        self.counts: dict[str, list[int]] = {name: [] for name in COUNTED}
+        self.receipts = False  # delivered fed by receipts; else delivered is sent (every acceptance at once)
+        self.outages: list[list[tuple[float, float]]] = [[] for _ in range(senders)]
 
     # ---- feeding ----
+
+    def add_count(self, name: str, t: float, count: int = 1) -> None:
+        """`count` of COUNTED `name` (delivered, throttled, ...) at t."""
+        self.counts[name][self.bin_of(t)] += count
 
     def bin_of(self, t: float) -> int:
         index = int(max(t, 0.0) / self.width)
@@ -132,6 +143,7 @@ class Timeline:
     def add_sender(self, name: str) -> None:
         """A sender that joined during the run (through Redis): zeros until then."""
         self.names.append(name)
+        self.outages.append([])
         self.attempts.append([0] * len(self.sent))
         self.failed_attempts.append([0] * len(self.sent))
         for sample in self.in_flight:
@@ -153,6 +165,8 @@ class Timeline:
             self.histograms.append({})
             self.backlog.append(None)
             self.in_flight.append(None)
+            for series in self.counts.values():
+                series.append(0)
 
     def _coarsen(self) -> None:
         """Twice as wide: neighbouring bins merged, counts added, the later sample kept."""
@@ -171,13 +185,15 @@ class Timeline:
         self.failed_attempts = [pairs(series) for series in self.failed_attempts]
         self.histograms = [_merged(self.histograms[i : i + 2]) for i in range(0, len(self.histograms), 2)]
         self.backlog, self.in_flight = later(self.backlog), later(self.in_flight)
+        self.counts = {name: pairs(series) for name, series in self.counts.items()}
         self.width *= 2
 
     # ---- reading ----
 
     def columns(self) -> list[str]:
         per_sender = [f"{name}:{what}" for name in self.names for what in ("attempts", "failed_attempts", "in_flight")]
-        return ["t_s", "sent", "failed", "retried", "backlog", *per_sender, "p50_s", "p95_s", "p99_s"]
+        up = [f"{name}:up" for name in self.names]
+        return ["t_s", "sent", "failed", "retried", "backlog", *per_sender, "p50_s", "p95_s", "p99_s", *COUNTED, *up]
 
     def rows(self, last_t: float | None = None) -> list[list[float | None]]:
         """One row per bin up to the last with anything in it (or up to `last_t`)."""
@@ -187,16 +203,23 @@ class Timeline:
             self._grow(count - 1)
         rows: list[list[float | None]] = []
         totals = [0, 0, 0]
+        counted = dict.fromkeys(COUNTED, 0)
         backlog: int | None = None
         in_flight = [0] * len(self.names)
         for b in range(count):
             totals = [totals[0] + self.sent[b], totals[1] + self.failed[b], totals[2] + self.retried[b]]
+            for name in COUNTED:
+                counted[name] += self.counts[name][b]
+            if not self.receipts:
+                counted["delivered"] = totals[0]
             backlog = self.backlog[b] if self.backlog[b] is not None else backlog
             in_flight = sample if (sample := self.in_flight[b]) is not None else in_flight
             per_sender = []
             for s in range(len(self.names)):
                 per_sender += [self.attempts[s][b], self.failed_attempts[s][b], in_flight[s]]
-            row = [_round((b + 1) * self.width), *totals, backlog, *per_sender, *_percentiles(self.histograms[b])]
+            end = _round((b + 1) * self.width)
+            up = [0 if any(start <= end < stop for start, stop in outages) else 1 for outages in self.outages]
+            row = [end, *totals, backlog, *per_sender, *_percentiles(self.histograms[b]), *counted.values(), *up]
             rows.append(row)
         return rows
 
@@ -242,6 +265,9 @@ class RunRecord:
             repeated = min(count, left.get(outcome, 0))
             left[outcome] = left.get(outcome, 0) - repeated
             counted = count - repeated
+            if outcome in ROUND_NAMES:  # throttled, interrupted, expired: no attempt's end
+                self.timeline.add_count(ROUND_NAMES[outcome], due, counted)
+                continue
             self.timeline.add_attempts(
                 sender, due, bucket, _by_outcome(outcome, counted), _by_outcome(outcome, repeated)
             )

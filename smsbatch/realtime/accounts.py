@@ -29,7 +29,7 @@ from smsbatch.core.settings import SenderSpec, Settings
 from smsbatch.core.snapshot import SenderView, Snapshot
 from smsbatch.core.source import MessageSource
 from smsbatch.core.stats import Stats
-from smsbatch.core.timeline import RunRecord, first_width
+from smsbatch.core.timeline import RunRecord, TimelineTable, first_width
 from smsbatch.core.trace import TraceRow
 from smsbatch.realtime.retries import Retry
 
@@ -70,7 +70,7 @@ class Accounts:
         self.sampled_bin = -1  # the timeline bin whose backlog and in-flight were last sampled
         self.trace: list[TraceRow] | None = [] if settings.trace else None  # --trace: every attempt's row
         self.receipts = (
-            ReceiptCount(source.messages, settings.deadline, settings.validity or math.inf)
+            ReceiptCount(source.messages, settings.deadline, settings.validity or math.inf, self.record.timeline)
             if settings.receipts
             else None
         )
@@ -215,14 +215,15 @@ class Accounts:
 
     # ---- what the monitor sees ----
 
-    def _down(self, index: int, until: float) -> float:
-        """Simulated seconds sender `index` was down by `until` (its outages: the model's, from the seed)."""
-        spec = self.specs[index]
-        if not (spec.down or spec.mtbf):
-            return 0.0
+    def _outages(self, index: int, until: float) -> tuple[tuple[float, float], ...]:
+        """Sender `index`'s outages by `until` (the model's, from the seed)."""
         key = index if index < len(self.settings.senders) else self.names[index]  # one from elsewhere: by name
-        outages = self.outages.of(key, spec)
-        return outages.down_seconds(until) if outages is not None else 0.0
+        return self.outages.until(key, until, self.specs[index])
+
+    def _timeline(self, views: tuple[SenderView, ...], sim_elapsed: float) -> TimelineTable:
+        timeline = self.record.timeline
+        timeline.outages = [list(view.outages) for view in views]
+        return timeline.as_dict(sim_elapsed)
 
     def _receipt_figures(self, sim_elapsed: float) -> ReceiptFigures | None:
         """At the end: a run that sent or failed every message has every receipt
@@ -247,7 +248,7 @@ class Accounts:
                 self.stats[i],
                 states[i],
                 self.record.capped[i],
-                self._down(i, sim_elapsed),
+                self._outages(i, sim_elapsed),
             )
             for i in range(len(self.names))
         )
@@ -260,7 +261,7 @@ class Accounts:
             sim_elapsed=sim_elapsed, reach=record.sent_times.reach(ledger.messages), lag=record.lag,
             sent_by_deadline=record.sent_by_deadline, deadline=self.settings.deadline,
             deadline_share=self.settings.deadline_share,
-            timeline=record.timeline.as_dict(sim_elapsed) if over else None,
+            timeline=self._timeline(views, sim_elapsed) if over else None,
             receipts=self._receipt_figures(sim_elapsed) if over else None,
             retries_pending=retries_pending, retries_back_at=retries_back_at,
         )  # fmt: skip

@@ -180,6 +180,7 @@ class Outbox:
         row = EXPIRED if outcome == THROTTLED and at > self.model.validity else outcome
         if self.trace is not None:
             self.trace.append((slot, batch.attempt(offset), start, at, row))
+        self.ended.append((at, bucket_of(0.0), outcome, 1))  # (the timeline counts it)
         if expired:
             self.done.add(batch.key, offset, EXPIRED)
             self.ended.append((at, bucket_of(0.0), EXPIRED, 1))

@@ -82,7 +82,6 @@ class Outcome:
     trace: list[TraceRow] | None = None  # --trace: a row per attempt that ended
     receipts: ReceiptFigures | None = None  # when delivery receipts are modelled
     expired: int = 0  # messages not accepted within --validity
-    down: list[float] = field(default_factory=list)  # per sender: simulated seconds down (gateway runs)
 
 
 class _Blocks:
@@ -463,9 +462,8 @@ class _ReceiptSimulation(_Simulation):
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.receipt_draws = [ReceiptDraws(blocks.model) for blocks in self.blocks]
-        self.receipt_count = ReceiptCount(
-            self.messages, self.deadline, self.blocks[0].model.validity if self.blocks else math.inf
-        )
+        validity = self.blocks[0].model.validity if self.blocks else math.inf
+        self.receipt_count = ReceiptCount(self.messages, self.deadline, validity, self.bins.timeline)
 
     def _finish(self, t: float, slot: int, attempt: int, seconds: float) -> None:
         if not attempt:  # accepted
@@ -515,6 +513,10 @@ class _GatewaySimulation(_Simulation):
         if self.validity < math.inf:
             heappush(self.events, (self.validity, EXPIRE, 0, 0, 0.0))
 
+    def _count(self, name: str, t: float, count: int = 1) -> None:
+        if self.bins.timeline is not None and count:
+            self.bins.timeline.add_count(name, t, count)
+
     def run_events(self, count: int) -> None:
         events = self.events
         for _ in range(count):
@@ -549,6 +551,7 @@ class _GatewaySimulation(_Simulation):
         first; after --validity they expire instead."""
         if t > self.validity or self.queue_expired:
             self.expired += len(attempts)
+            self._count("expired", t, len(attempts))
             self.now = max(self.now, t)
             return
         for attempt in reversed(attempts):
@@ -589,6 +592,7 @@ class _GatewaySimulation(_Simulation):
         heappop(self.events)
         self.forgotten.append((s, seconds, attempt == 0))
         self.throttled[s] += 1
+        self._count("throttled", t)
         self.finished[s] += 1
         gate = self.gate.pacers[s].gate
         assert gate is not None
@@ -606,6 +610,7 @@ class _GatewaySimulation(_Simulation):
         self.finished[s] += 1
         self.failed_attempts[s] += 1
         self.expired += 1
+        self._count("expired", t)
         self._note_row(s, slot, EXPIRED, t)
         self._free(slot, s, t)
 
@@ -631,6 +636,7 @@ class _GatewaySimulation(_Simulation):
         cut.sort(key=lambda e: (self.slot_start[e[2]], e[2]))
         for _, _, slot, attempt, seconds in cut:
             self.interrupted[s] += 1
+            self._count("interrupted", t)
             self.finished[s] += 1
             self.forgotten.append((s, seconds, attempt == 0))
             self.slot_throttled[slot] = False
@@ -650,6 +656,7 @@ class _GatewaySimulation(_Simulation):
         if queued:
             self.now = max(self.now, t)
         self.expired += queued
+        self._count("expired", t, queued)
         self.fresh = 0
         self.front.clear()
         self.waiting.clear()
@@ -735,9 +742,6 @@ class VirtualEngine:
             run.rows if isinstance(run, _TracedSimulation) else None,
             run.receipt_count.figures(run.now if run.events else None) if isinstance(run, _ReceiptSimulation) else None,
             run.expired if isinstance(run, _GatewaySimulation) else 0,
-            [o.down_seconds(run.now) if o is not None else 0.0 for o in run.outages]
-            if isinstance(run, _GatewaySimulation)
-            else [],
         )
 
     def _final_stats(self, run: _Simulation) -> list[Stats]:

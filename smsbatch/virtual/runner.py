@@ -34,6 +34,7 @@ class VirtualRunner:
     def run(self) -> RunResult:
         started = self.clock.now()
         settings = self.settings
+        self.outages = RunOutages(settings)
         models = [SenderModel(spec, settings, i) for i, spec in enumerate(settings.senders)]
         timeline = Timeline([spec.name for spec in settings.senders], first_width(settings, self.source.messages))
         engine = VirtualEngine(
@@ -43,7 +44,7 @@ class VirtualRunner:
             settings.deadline,
             trace=bool(settings.trace),
             accounts=account_caps(settings),
-            outages=RunOutages(settings),
+            outages=self.outages,
         )
 
         def tick(progress: Progress) -> bool:
@@ -58,6 +59,7 @@ class VirtualRunner:
         except Exception:  # a bug of ours: say so in full, and still account for every message
             self.monitor.note(f"smsbatch: internal error, stopping:\n{traceback.format_exc().rstrip()}")
             return self._broken(engine.progress, self.clock.now() - started)
+        timeline.outages = [list(self.outages.until(i, outcome.sim_elapsed)) for i in range(len(settings.senders))]
         snapshot = self._final(outcome, self.clock.now() - started, timeline.as_dict(outcome.sim_elapsed))
         return RunResult(
             snapshot,
@@ -74,13 +76,12 @@ class VirtualRunner:
         return RunResult(snapshot, ExitStatus.UNSENT, "internal error", self.source.messages, 0.0)
 
     def _views(
-        self, stats: list[Stats], state: str, capped: list[float] | None = None, down: list[float] | None = None
+        self, stats: list[Stats], state: str, capped: list[float] | None = None, until: float = 0.0
     ) -> tuple[SenderView, ...]:
         capped = capped or [0.0] * len(stats)
-        down = down or [0.0] * len(stats)
         return tuple(
-            SenderView(spec.name, spec, st, state, held, down_s)
-            for spec, st, held, down_s in zip(self.settings.senders, stats, capped, down, strict=False)
+            SenderView(spec.name, spec, st, state, held, self.outages.until(i, until))
+            for i, (spec, st, held) in enumerate(zip(self.settings.senders, stats, capped, strict=False))
         )
 
     def _snapshot(
@@ -111,7 +112,10 @@ class VirtualRunner:
         state = "stopped" if outcome.interrupted else "done"
         return replace(
             self._snapshot(
-                self._views(outcome.stats, state, outcome.capped, outcome.down), elapsed, outcome, outcome.sim_elapsed
+                self._views(outcome.stats, state, outcome.capped, outcome.sim_elapsed),
+                elapsed,
+                outcome,
+                outcome.sim_elapsed,
             ),
             reach=outcome.reach,
             sent_by_deadline=outcome.sent_by_deadline,
