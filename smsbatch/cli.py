@@ -13,7 +13,14 @@ from types import FrameType
 from typing import TextIO
 
 from smsbatch.assembly import against_model, make_runner, make_source, new_run_id, source_for
-from smsbatch.config import UsageError, parse_settings, parse_worker_settings
+from smsbatch.config import (
+    UsageError,
+    build_plan_parser,
+    compare_sides,
+    parse_planning,
+    parse_settings,
+    parse_worker_settings,
+)
 from smsbatch.core.phones import list_name
 from smsbatch.core.settings import Settings
 from smsbatch.core.source import MessageSource
@@ -77,6 +84,8 @@ def main(
     with stop_signals_caught(restore=restore_signals, received=signals) as caught:
         if argv[:1] == ["worker"]:
             return worker_main(argv[1:], out, err, caught)
+        if argv[:1] in (["plan"], ["compare"]):
+            return planning_main(argv[0], argv[1:], out, err, caught)
         return _main(argv, out, err, caught)
 
 
@@ -112,7 +121,7 @@ def _main(argv: list[str], stdout: TextIO, stderr: TextIO, signals: list[int]) -
     assert settings is not None
     assert source is not None
     _say_notes(settings, stderr)
-    if settings.replications > 1:
+    if settings.replications != 1:  # a number, or 0: auto
         stdout.write(fit_to_terminal(start_line(settings, source, invalid), stdout) + "\n")
         stdout.flush()
         from smsbatch.replications import run_replications  # a process pool, only when asked for
@@ -280,6 +289,49 @@ def _stopped_before_start(ready: _Prepared, argv: list[str], signals: list[int],
     summary.update(_run_facts(settings, argv, source))
     _write_outputs(replace(settings, report=None, timeline=None), summary, stderr)
     return status
+
+
+def planning_main(command: str, argv: list[str], stdout: TextIO, stderr: TextIO, signals: list[int]) -> int:
+    """`smsbatch plan` and `smsbatch compare` (smsbatch/planning.py): replications in virtual time."""
+    from smsbatch import planning  # a process pool, only for these commands
+
+    prog = f"smsbatch {command}"
+
+    def prepare():
+        if command == "plan":
+            settings, ns = parse_planning(argv, build_plan_parser())
+            planning.knob_for(settings, ns.vary)  # bad input before anything starts
+            planning.check_plan(settings, ns.probability)
+            sides = (settings,)
+        else:
+            a, b, ns = compare_sides(argv)
+            sides = (a, b)
+        for settings in sides:
+            _check_output_paths(settings)
+            if settings.report:
+                raise UsageError(f"argument --report: not with {prog} yet (--summary-json writes its figures)")
+        with _interruptible(signals):
+            source, _ = make_source(sides[0], stderr)
+        return sides, ns, source
+
+    prepared, status = _checked_input(prog, stderr, prepare)
+    if prepared is None:
+        return ExitStatus.INTERRUPTED if status == ExitStatus.INTERRUPTED and signals else int(status or 0)
+    sides, ns, source = prepared
+    if command == "plan":
+        summary = planning.run_plan(sides[0], ns.vary, ns.probability, source, stdout, stderr, signals)
+    else:
+        names = (
+            ns.configs[0],
+            ns.configs[1]
+            if len(ns.configs) > 1
+            else f"{ns.configs[0]} with " + ", ".join(f"{key}={value}" for key, value in ns.overrides),
+        )
+        summary = planning.run_compare(sides[0], sides[1], names, ns.independent, source, stdout, stderr, signals)
+    summary.update(_run_facts(sides[0], [command, *argv], source))
+    if sides[0].summary_json:
+        _write_summary(sides[0].summary_json, summary, stderr)
+    return int(summary["exit_status"])
 
 
 def _check_broker(url: str) -> None:
