@@ -503,24 +503,31 @@ def independent_seed(seed: int) -> int:
 def difference_of(
     key: str, a: list[Summary], b: list[Summary], paired: bool
 ) -> tuple[dict[str, Any], Difference | None]:
+    """A figure's means on each side (over the replications that reached it) and
+    the difference b - a: over the pairs where both did, or (independent) mean against mean."""
+    a_values, b_values = [compared_figure(s, key) for s in a], [compared_figure(s, key) for s in b]
+    a_reached = [v for v in a_values if v is not None]
+    b_reached = [v for v in b_values if v is not None]
+    facts: dict[str, Any] = {
+        "a_mean": statistics.fmean(a_reached) if a_reached else None,
+        "b_mean": statistics.fmean(b_reached) if b_reached else None,
+        "a_reached": len(a_reached),
+        "b_reached": len(b_reached),
+        "n": 0,
+        "difference": None,
+        "correlation": None,
+    }
     if paired:
-        pairs = [(compared_figure(x, key), compared_figure(y, key)) for x, y in zip(a, b, strict=True)]
-        kept = [(x, y) for x, y in pairs if x is not None and y is not None]
-        xs, ys = [x for x, _ in kept], [y for _, y in kept]
+        pairs = [(x, y) for x, y in zip(a_values, b_values, strict=True) if x is not None and y is not None]
+        if not pairs:
+            return facts, None
+        diff = paired_difference([x for x, _ in pairs], [y for _, y in pairs])
     else:
-        xs = [v for v in (compared_figure(s, key) for s in a) if v is not None]
-        ys = [v for v in (compared_figure(s, key) for s in b) if v is not None]
-    if not xs or not ys or (not paired and (len(xs) < 2 or len(ys) < 2)):
-        return {"a_mean": statistics.fmean(xs) if xs else None, "b_mean": statistics.fmean(ys) if ys else None,
-                "n": min(len(xs), len(ys)), "difference": None, "correlation": None}, None  # fmt: skip
-    diff = paired_difference(xs, ys) if paired else independent_difference(xs, ys)
-    return {
-        "a_mean": statistics.fmean(xs),
-        "b_mean": statistics.fmean(ys),
-        "n": diff.n,
-        "difference": {"mean": diff.mean, "ci95": [diff.low, diff.high]},
-        "correlation": diff.correlation,
-    }, diff
+        if len(a_reached) < 2 or len(b_reached) < 2:
+            return facts, None
+        diff = independent_difference(a_reached, b_reached)
+    facts.update(n=diff.n, difference={"mean": diff.mean, "ci95": [diff.low, diff.high]}, correlation=diff.correlation)
+    return facts, diff
 
 
 def compare_enough(settings: Settings, paired: bool) -> Callable[[list[Summary]], bool]:
@@ -577,7 +584,7 @@ def run_compare(
     for key in COMPARED:
         metrics[key], diffs[key] = difference_of(key, side_a, side_b, paired)
     headline = headline_key(side_a + side_b) if side_a and side_b else "sim_elapsed_s"
-    stdout.write(_compare_table(metrics))
+    stdout.write(_compare_table(metrics, paired))
     correlation = metrics[headline]["correlation"]
     if paired:
         stdout.write(
@@ -634,20 +641,28 @@ def _compare_auto(
     }
 
 
-def _compare_table(metrics: dict[str, Any]) -> str:
-    lines = ["  figure                  a mean     b mean     b - a      95% interval           n"]
+def _compare_table(metrics: dict[str, Any], paired: bool) -> str:
+    rows = [("figure", "a mean", "b mean", "b - a", "95% interval", "pairs" if paired else "n", "")]
     for key, m in metrics.items():
         fmt = _fmt(key)
+        a_mean = "never" if m["a_mean"] is None else fmt(m["a_mean"])
+        b_mean = "never" if m["b_mean"] is None else fmt(m["b_mean"])
         diff = m["difference"]
         if diff is None:
-            lines.append(f"  {key:22}  {'never reached' if m['a_mean'] is None else fmt(m['a_mean'])}")
+            rows.append((key, a_mean, b_mean, "", "", "0", "not reached on both sides"))
             continue
         low, high = diff["ci95"]
-        lines.append(
-            f"  {key:22}  {fmt(m['a_mean']):>9}  {fmt(m['b_mean']):>9}  {fmt(diff['mean'], True):>9}"
-            f"  [{fmt(low, True)}, {fmt(high, True)}]".ljust(78)
-            + f"  {m['n']}"
-        )
+        if low == high == diff["mean"] == 0.0:
+            verdict = "no difference (the same in every pair)"
+        elif low > 0 or high < 0:
+            verdict = "a real difference"
+        else:
+            verdict = "no difference shown"
+        rows.append((key, a_mean, b_mean, fmt(diff["mean"], True), f"[{fmt(low, True)}, {fmt(high, True)}]",
+                     str(m["n"]), verdict))  # fmt: skip
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  " + "  ".join(cell.rjust(w) if 0 < i < 6 else cell.ljust(w) for i, (cell, w) in
+             enumerate(zip(row, widths, strict=True))).rstrip() for row in rows]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
@@ -664,7 +679,7 @@ def _verdict(key: str, diff: Difference | None, paired: bool) -> str:
     if diff.mean == 0.0 and diff.low == diff.high == 0.0:
         return f"verdict: no difference: b {what} at exactly the same time as a in every replication"
     sooner = "sooner" if diff.mean < 0 else "later"
-    body = f"verdict: b {what} {abs(diff.mean):.2f}s {sooner} than a, 95% [{diff.low:+.2f}, {diff.high:+.2f}]"
+    body = f"verdict: b {what} {abs(diff.mean):.3g}s {sooner} than a, 95% [{diff.low:+.3g}, {diff.high:+.3g}]"
     if diff.excludes_zero:
         return body + ": a real difference"
     return (
