@@ -551,9 +551,11 @@ def _option_adder(parser: configargparse.ArgParser) -> _AddOption:
 
 
 HELP_EPILOG = (
-    "Two more commands, each with its own --help: `smsbatch report SUMMARY.json -o REPORT.html` "
+    "More commands, each with its own --help: `smsbatch report SUMMARY.json -o REPORT.html` "
     "makes the HTML report of a summary file (--summary-json); `smsbatch worker --broker URL` "
-    "adds senders on another machine to a run through Redis. Every option is explained in "
+    "adds senders on another machine to a run through Redis; `smsbatch plan -c CONFIG --vary "
+    "KNOB=LO..HI` finds the smallest value that meets the deadline; `smsbatch compare A.ini B.ini` "
+    "gives the paired difference of two configs. Every option is explained in "
     "docs/options.md (the README links the rest of the docs)."
 )
 
