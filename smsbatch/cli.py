@@ -308,8 +308,6 @@ def planning_main(command: str, argv: list[str], stdout: TextIO, stderr: TextIO,
             sides = (a, b)
         for settings in sides:
             _check_output_paths(settings)
-            if settings.report:
-                raise UsageError(f"argument --report: not with {prog} yet (--summary-json writes its figures)")
         with _interruptible(signals):
             source, _ = make_source(sides[0], stderr)
         return sides, ns, source
@@ -329,8 +327,7 @@ def planning_main(command: str, argv: list[str], stdout: TextIO, stderr: TextIO,
         )
         summary = planning.run_compare(sides[0], sides[1], names, ns.independent, source, stdout, stderr, signals)
     summary.update(_run_facts(sides[0], [command, *argv], source))
-    if sides[0].summary_json:
-        _write_summary(sides[0].summary_json, summary, stderr)
+    _write_outputs(replace(sides[0], timeline=None), summary, stderr)  # the report: its section, then the run drawn
     return int(summary["exit_status"])
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import math
 import shlex
+import signal
 import statistics
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields, replace
@@ -143,7 +144,8 @@ def knob_for(settings: Settings, vary: tuple[str, str, str]) -> Knob:
         return _knob(written, "copies", name, low_text, high_text, True, whole_number(1, most), 1)
     if field not in {row.name for row in SENDER_FIELDS} or field not in SENDER_RULES:
         raise UsageError(f"{where}: the senders have no {field}= field in this version, so it cannot vary")
-    integral = {f.name: f.type for f in fields(type(spec))}[field] in (int, "int")
+    annotation = str({f.name: f.type for f in fields(type(spec))}[field])
+    integral = "int" in annotation and "float" not in annotation
     current = getattr(spec, field)
     return _knob(written, field, name, low_text, high_text, integral, SENDER_RULES[field], current or None)
 
@@ -417,7 +419,7 @@ def run_plan(
         "replications_run": sum(c.n for c in candidates),
     }
     if signals:
-        summary["exit_status"] = 130 if signals[0] == 2 else 143
+        summary["exit_status"] = _signal_status(signals)
     elif failed:
         summary["exit_status"] = 1
     else:
@@ -574,6 +576,7 @@ def run_compare(
     with Replicator(source, a.jobs, signals, stderr) as replicator:
         enough = None if a.replications else compare_enough(a, paired)
         done = replicator.run_positions(tasks(), enough, brief=True)
+        full = replicator.run([(a, 1)]) if not replicator.stopped else []  # a's replication 1, whole: the report's
         failed = replicator.failed
     # Task 2k is a's replication k + 1 and task 2k + 1 b's: a pair counts when both ran to their end.
     pairs = [(done[i], done[i + 1]) for i in range(0, max(done, default=-1) + 1, 2) if i in done and i + 1 in done]
@@ -596,7 +599,8 @@ def run_compare(
     if auto is not None:
         stdout.write(auto["line"])
     stdout.flush()
-    summary: Summary = {
+    summary: Summary = dict(full[0]) if full else {}
+    summary |= {
         "compare": {
             "a": names[0],
             "b": names[1],
@@ -608,9 +612,13 @@ def run_compare(
             "metrics": metrics,
             **({"auto_replications": {k: v for k, v in auto.items() if k != "line"}} if auto else {}),
         },
-        "exit_status": (130 if signals[0] == 2 else 143) if signals else (1 if failed else 0),
+        "exit_status": _signal_status(signals) if signals else (1 if failed else 0),
     }
     return summary
+
+
+def _signal_status(signals: list[int]) -> int:
+    return 130 if signals[0] == signal.SIGINT else 143
 
 
 def _compare_auto(

@@ -99,7 +99,9 @@ def needed_copies(messages: int, share: float, deadline: float, window: int, mea
 def test_plan_finds_the_copies_capacity_arithmetic_says(tmp_path):
     expected = needed_copies(200, 0.9, 9.5, 5, 1.0)
     assert expected == 4
-    status, s, out, _ = run(["plan", "-n", "200", *CONSTANT, "--vary", "B.copies=1..12", "--seed", "1"], tmp_path)
+    report = tmp_path / "plan.html"
+    argv = ["plan", "-n", "200", *CONSTANT, "--vary", "B.copies=1..12", "--seed", "1", "--report", str(report)]
+    status, s, out, _ = run(argv, tmp_path)
     assert status == 0
     plan = s["plan"]
     assert plan["answer"] == expected
@@ -114,6 +116,10 @@ def test_plan_finds_the_copies_capacity_arithmetic_says(tmp_path):
     assert [c["replications"] for c in plan["candidates"] if c["value"] == expected] == [fewest_to_show(0.95)]
     assert len(s["senders"]) == expected  # the summary is the answer's replication 1
     assert s["met_deadline"] is True
+    page = report.read_text()  # the search drawn above the answer's run: a dot and a Wilson bar per candidate
+    assert '<section id="plan">' in page
+    assert f"B.copies = {expected}: the smallest value" in page
+    assert page.count("<circle ") == len(plan["candidates"])
 
 
 @pytest.mark.timeout(60)
@@ -204,8 +210,12 @@ def test_compare_pairs_tell_apart_what_independent_intervals_cannot(tmp_path):
 @pytest.mark.timeout(60)
 def test_compare_of_a_config_with_itself_is_exactly_zero(tmp_path):
     a, _ = configs(tmp_path)
-    status, s, out, _ = run(["compare", a, a, "--seed", "4", "--replications", "10"], tmp_path)
+    report = tmp_path / "compare.html"
+    status, s, out, _ = run(["compare", a, a, "--seed", "4", "--replications", "10", "--report", str(report)], tmp_path)
     assert status == 0
+    assert '<section id="compare">' in report.read_text()
+    assert s["seed"] == 4  # the summary is a's replication 1, whole
+    assert s["sent"] + s["failed"] + s["unsent"] == s["messages"] == 300
     for key, metric in s["compare"]["metrics"].items():
         assert metric["difference"] == {"mean": 0.0, "ci95": [0.0, 0.0]}, key
     assert "no difference" in out
