@@ -1040,6 +1040,8 @@ def compare_sides(argv: list[str]) -> tuple[Settings, Settings, Any]:
         else:
             extra.append(f"--{key}={value}")
     b, _ = parse_planning(["-c", configs[-1], *rest, *extra], run_parser)
+    if a.recipients != b.recipients:
+        raise UsageError("argument --recipients: compare sends both configs to the same list (or both to random)")
     return a, b, ns
 
 
