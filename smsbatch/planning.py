@@ -191,7 +191,7 @@ def _knob(
 
 def capacity(settings: Settings) -> float:
     """Accepted messages a simulated second, by arithmetic: each sender's
-    window/mean, cut to its rate, the accounts' caps, over the text's segments,
+    window/mean, cut to its rate and its gateway's cap, the accounts' caps, over the text's segments,
     times the share of attempts that succeed."""
     segments = sms_segments(settings.text).count
     caps = {account.name: account.rate for account in settings.accounts}
@@ -201,6 +201,8 @@ def capacity(settings: Settings) -> float:
         sends = spec.window / spec.mean if spec.mean > 0 else math.inf
         if spec.rate:
             sends = min(sends, spec.rate)
+        if spec.cap:  # its gateway accepts no more than this, whatever is sent
+            sends = min(sends, spec.cap)
         accepted = sends * (1.0 - spec.fail_rate) if spec.fail_rate < 1 else 0.0
         if spec.account:
             by_account[spec.account] = by_account.get(spec.account, 0.0) + accepted

@@ -164,12 +164,17 @@ def test_plan_bad_input_is_one_line_and_exit_2(argv, says, tmp_path):
     refused(["plan", "-n", "20", *CONSTANT, *argv], says, tmp_path)
 
 
-def test_a_cap_knob_waits_for_the_senders_cap_field(tmp_path):
-    from smsbatch.core.settings import SENDER_FIELDS
-
-    if "cap" in {row.name for row in SENDER_FIELDS}:
-        pytest.skip("the senders have cap= now: the knob is accepted")
-    refused(["plan", "-n", "20", *CONSTANT, "--vary", "B.cap=1..3"], "the senders have no cap= field", tmp_path)
+@pytest.mark.timeout(60)
+def test_a_plan_over_a_gateway_cap_agrees_with_single_runs_either_side(tmp_path):
+    sender = ["--sender", "0.1:0:distribution=constant:window=10:name=B:cap=5", "--deadline", "9.5", "--no-progress"]
+    status, s, _, _ = run(["plan", "-n", "200", *sender, "--vary", "B.cap=1..100", "--seed", "1"], tmp_path)
+    assert status == 0
+    answer = s["plan"]["answer"]
+    for cap, meets in ((answer, True), (answer - 1, False)):  # constant sends: every replication alike
+        spec = f"0.1:0:distribution=constant:window=10:name=B:cap={cap}"
+        one = ["-n", "200", "--sender", spec, "--deadline", "9.5", "--speed", "max", "--seed", "1", "--no-progress"]
+        _, alone, _, _ = run(one, tmp_path, f"cap{cap}.json")
+        assert alone["met_deadline"] is meets, cap
 
 
 # ---- compare ----
