@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from types import FrameType
-from typing import TextIO
+from typing import Any, TextIO
 
 from smsbatch.assembly import against_model, make_runner, make_source, new_run_id, source_for
 from smsbatch.config import (
@@ -96,6 +96,7 @@ class _Prepared:
     settings: Settings | None = None
     source: MessageSource | None = None
     invalid: int = 0
+    cluster: Any = None  # --cluster: a Dask client, connected before anything starts
 
 
 def _main(argv: list[str], stdout: TextIO, stderr: TextIO, signals: list[int]) -> int:
@@ -108,6 +109,7 @@ def _main(argv: list[str], stdout: TextIO, stderr: TextIO, signals: list[int]) -
             ready.source, ready.invalid = make_source(settings, stderr)
             if settings.broker and not settings.virtual:
                 _check_broker(settings.broker)
+            ready.cluster = _cluster(settings)
         return ready
 
     _, status = _checked_input("smsbatch", stderr, prepare)
@@ -126,7 +128,7 @@ def _main(argv: list[str], stdout: TextIO, stderr: TextIO, signals: list[int]) -
         stdout.flush()
         from smsbatch.replications import run_replications  # a process pool, only when asked for
 
-        summary = run_replications(settings, source, stdout, stderr, signals)
+        summary = run_replications(settings, source, stdout, stderr, signals, ready.cluster)
     else:
         summary = _run_once(settings, source, invalid, stdout, stderr, signals)
     summary.update(_run_facts(settings, argv, source))
@@ -310,14 +312,15 @@ def planning_main(command: str, argv: list[str], stdout: TextIO, stderr: TextIO,
             _check_output_paths(settings)
         with _interruptible(signals):
             source, _ = make_source(sides[0], stderr)
-        return sides, ns, source
+            cluster = _cluster(sides[0])
+        return sides, ns, source, cluster
 
     prepared, status = _checked_input(prog, stderr, prepare)
     if prepared is None:
         return ExitStatus.INTERRUPTED if status == ExitStatus.INTERRUPTED and signals else int(status or 0)
-    sides, ns, source = prepared
+    sides, ns, source, cluster = prepared
     if command == "plan":
-        summary = planning.run_plan(sides[0], ns.vary, ns.probability, source, stdout, stderr, signals)
+        summary = planning.run_plan(sides[0], ns.vary, ns.probability, source, stdout, stderr, signals, cluster)
     else:
         names = (
             ns.configs[0],
@@ -325,10 +328,21 @@ def planning_main(command: str, argv: list[str], stdout: TextIO, stderr: TextIO,
             if len(ns.configs) > 1
             else f"{ns.configs[0]} with " + ", ".join(f"{key}={value}" for key, value in ns.overrides),
         )
-        summary = planning.run_compare(sides[0], sides[1], names, ns.independent, source, stdout, stderr, signals)
+        summary = planning.run_compare(
+            sides[0], sides[1], names, ns.independent, source, stdout, stderr, signals, cluster
+        )
     summary.update(_run_facts(sides[0], [command, *argv], source))
     _write_outputs(replace(sides[0], timeline=None), summary, stderr)  # the report: its section, then the run drawn
     return int(summary["exit_status"])
+
+
+def _cluster(settings: Settings) -> Any:
+    """--cluster: a Dask client of the scheduler (Dask imported only then), or None."""
+    if not settings.cluster:
+        return None
+    from smsbatch.cluster import connect
+
+    return connect(settings.cluster, settings.broker_timeout)
 
 
 def _check_broker(url: str) -> None:

@@ -135,6 +135,22 @@ def parse_replications(text: str) -> int:
         raise ValueError(f"must be a whole number from 1 to {MAX_REPLICATIONS:,}, or auto") from None
 
 
+def parse_cluster(text: str) -> str:
+    """A Dask scheduler's address, checked here without importing Dask."""
+    from urllib.parse import urlsplit
+
+    text = str(text).strip()
+    rule = "must be a Dask scheduler address such as tcp://scheduler:8786"
+    try:
+        url = urlsplit(text)
+        port = url.port
+    except ValueError:
+        raise ValueError(rule) from None
+    if url.scheme not in ("tcp", "tls") or not url.hostname or port is None or url.path not in ("", "/"):
+        raise ValueError(rule)
+    return text
+
+
 def parse_broker_url(text: str) -> str:
     """A Redis URL, checked here without importing the Redis client."""
     from urllib.parse import urlsplit
@@ -687,6 +703,14 @@ def _run_options(option: _AddOption) -> None:
         help="--replications auto (and each candidate of a plan): at most this many replications",
     )
     option(
+        "--cluster",
+        env="CLUSTER",
+        type=_typed(parse_cluster),
+        metavar="tcp://HOST:8786",
+        help="run the replications (and plan, compare) on this Dask scheduler's workers, in virtual time "
+        "(needs pip install 'smsbatch[dask]'; waits up to --broker-timeout for it)",
+    )
+    option(
         "--jobs",
         env="JOBS",
         type=_typed(whole_number(1, 256)),
@@ -1098,6 +1122,10 @@ def settings_from(ns) -> Settings:
         raise UsageError("argument --speed: max (virtual time) runs on this machine only, not with --broker")
     if ns.broker and ns.replications != 1:
         raise UsageError("argument --replications: more than 1 (or auto) only without --broker")
+    if ns.cluster and not math.isinf(ns.speed):
+        raise UsageError("argument --cluster: in virtual time only (--speed max); a real-time run's senders run here")
+    if ns.cluster and ns.replications == 1:
+        raise UsageError("argument --cluster: for --replications (or plan, compare); one run has nothing to share")
     if ns.trace and (ns.broker or ns.replications != 1):
         raise UsageError("argument --trace: one run on this machine only (not with --broker or --replications)")
     senders = () if ns.no_local_senders else _sender_specs(ns)
@@ -1131,6 +1159,7 @@ def settings_from(ns) -> Settings:
         local_senders=not ns.no_local_senders,
         replications=ns.replications,
         precision=ns.precision,
+        cluster=ns.cluster,
         max_replications=ns.max_replications,
         jobs=ns.jobs or os.cpu_count() or 1,
         deadline=ns.deadline,

@@ -371,7 +371,7 @@ def check_plan(settings: Settings, probability: float) -> None:
 
 def run_plan(
     settings: Settings, vary: tuple[str, str, str], probability: float, source: MessageSource,
-    stdout: TextIO, stderr: TextIO, signals: list[int],
+    stdout: TextIO, stderr: TextIO, signals: list[int], cluster: Any = None,
 ) -> Summary:  # fmt: skip
     """The plan, said on stdout; its summary: the answer's replication 1 (or the best candidate's), with `plan`."""
     knob = knob_for(settings, vary)
@@ -387,7 +387,7 @@ def run_plan(
     )
     stdout.flush()
     probed: dict[int, Candidate] = {}
-    with Replicator(source, settings.jobs, signals, stderr) as replicator:
+    with Replicator(source, settings.jobs, signals, stderr, cluster=cluster) as replicator:
         search = PlanSearch(settings, knob, probability, replicator, stderr, probed)
         answer = search.run()
         shown = answer if answer is not None else (max(probed) if probed else None)
@@ -399,8 +399,11 @@ def run_plan(
         failed = replicator.failed
     candidates = sorted(probed.values(), key=lambda c: c.value)
     answer_value = knob.value(answer) if answer is not None else None
-    stdout.write(_answer_line(settings, knob, answer_value, probed.get(answer) if answer is not None else None,
-                              candidates, signals))  # fmt: skip
+    if failed and not signals:
+        stdout.write("plan stopped: a replication failed (said above); no answer\n")
+    else:
+        stdout.write(_answer_line(settings, knob, answer_value, probed.get(answer) if answer is not None else None,
+                                  candidates, signals))  # fmt: skip
     stdout.write(_plan_table(knob, candidates))
     stdout.flush()
     summary = dict(full[0]) if full else {}
@@ -554,7 +557,7 @@ def compare_enough(settings: Settings, paired: bool) -> Callable[[list[Summary]]
 
 def run_compare(
     a: Settings, b: Settings, names: tuple[str, str], independent: bool, source: MessageSource,
-    stdout: TextIO, stderr: TextIO, signals: list[int],
+    stdout: TextIO, stderr: TextIO, signals: list[int], cluster: Any = None,
 ) -> Summary:  # fmt: skip
     b = replace(b, seed=independent_seed(a.seed) if independent else a.seed)
     paired = not independent
@@ -575,7 +578,7 @@ def run_compare(
             yield a, r
             yield b, r
 
-    with Replicator(source, a.jobs, signals, stderr) as replicator:
+    with Replicator(source, a.jobs, signals, stderr, cluster=cluster) as replicator:
         enough = None if a.replications else compare_enough(a, paired)
         done = replicator.run_positions(tasks(), enough, brief=True)
         full = replicator.run([(a, 1)]) if not replicator.stopped else []  # a's replication 1, whole: the report's

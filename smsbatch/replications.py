@@ -63,20 +63,25 @@ _SOURCE: MessageSource | None = None  # the run's messages, inherited by the for
 BRIEF_DROPS = ("timeline", "senders")
 
 
-def run_one(settings: Settings, replication: int, brief: bool = False) -> Summary:
-    """One whole run, quietly, as its summary dict (in a pool process); `brief`:
-    without its timeline and its senders."""
+def run_one(settings: Settings, replication: int, brief: bool = False, given: MessageSource | None = None) -> Summary:
+    """One whole run, quietly, as its summary dict (in a pool process, or a Dask
+    worker, which is `given` the source); `brief`: without its timeline and its senders."""
     seed = replication_seed(settings.seed, replication)
     settings = replace(settings, seed=seed, replications=1)
-    assert _SOURCE is not None
-    source = replace(_SOURCE, seed=seed)  # recipients are read once, by the main process
+    base = given or _SOURCE
+    assert base is not None
+    source = replace(base, seed=seed)  # recipients are read once, by the main process
     if settings.messages != source.messages and source.recipients is None:  # `plan --vary messages`
         source = source_for(settings, settings.messages, pool=source.pool)
     monitor = Monitor(NullDisplay(_Discard()), settings.interval)
-    # SIGTERM from the main process (Ctrl-C there) stops this run warmly: its
-    # children are reaped and its summary still comes back, every message counted.
-    with stop_signals_caught() as signals:
-        result = against_model(settings, source, make_runner(settings, source, monitor, signals).run(), signals)
+    if given is not None:  # a Dask worker's thread: no signal handlers there, and nothing to stop warmly
+        signals: list[int] = []
+        result = make_runner(settings, source, monitor, signals).run()
+    else:
+        # SIGTERM from the main process (Ctrl-C there) stops this run warmly: its
+        # children are reaped and its summary still comes back, every message counted.
+        with stop_signals_caught() as signals:
+            result = against_model(settings, source, make_runner(settings, source, monitor, signals).run(), signals)
     summary = run_summary(result, settings.seed)
     summary["replication"] = replication
     if brief:
@@ -94,29 +99,67 @@ Task = tuple[Settings, int]  # settings, and the replication (1-based) whose see
 Enough = Callable[[list[Summary]], bool]
 
 
+class _LocalPool:
+    """--jobs forked processes here: what the Replicator asks of a pool (submit, wait, stop, shutdown)."""
+
+    def __init__(self, jobs: int) -> None:
+        self.workers = jobs
+        self.executor = concurrent.futures.ProcessPoolExecutor(
+            jobs, mp_context=multiprocessing.get_context("fork"), initializer=_pool_initializer,
+            initargs=(os.getpid(),),
+        )  # fmt: skip
+
+    def submit(self, function: Callable[..., Any], *args: Any) -> concurrent.futures.Future:
+        return self.executor.submit(function, *args)
+
+    def wait(self, futures: Iterable[concurrent.futures.Future], timeout: float) -> set[concurrent.futures.Future]:
+        done, _ = concurrent.futures.wait(list(futures), timeout=timeout, return_when="FIRST_COMPLETED")
+        return set(done)
+
+    def stop(self) -> None:
+        """Replications not started are dropped; running ones stop warmly (SIGTERM, caught in run_one)."""
+        for process in list(getattr(self.executor, "_processes", {}).values()):
+            process.terminate()
+        self.executor.shutdown(wait=True, cancel_futures=True)
+
+    def shutdown(self, futures: Iterable[concurrent.futures.Future] = ()) -> None:
+        self.executor.shutdown(wait=True, cancel_futures=True)
+
+
 class Replicator:
-    """--jobs processes that run replications, kept for as many batches as a
-    caller asks (a plan probes many candidates; --replications auto asks for
-    more until the figures are precise). Results come back in the tasks'
+    """Replications run side by side, kept for as many batches as a caller asks
+    (a plan probes many candidates; --replications auto asks for more until
+    the figures are precise): --jobs processes here, or with --cluster a Dask
+    cluster's workers (smsbatch/cluster.py). Results come back in the tasks'
     order, whatever order they finished in: a stopping rule looks at
-    replications 1..n, so its answer does not depend on --jobs."""
+    replications 1..n, so its answer does not depend on --jobs or the cluster."""
 
     def __init__(
-        self, source: MessageSource, jobs: int, signals: list[int], stderr: TextIO, progress: bool = False
+        self,
+        source: MessageSource,
+        jobs: int,
+        signals: list[int],
+        stderr: TextIO,
+        progress: bool = False,
+        cluster: Any = None,
     ) -> None:
         global _SOURCE
         _SOURCE = source  # not pickled: a recipients spool is an open file, shared by fork
-        self.jobs = max(1, jobs)
         self.signals = signals
         self.stderr = stderr
         self.progress = progress
         self.failed = False  # a replication raised (a bug, or a pool that broke): the rest are stopped
-        self.pool = concurrent.futures.ProcessPoolExecutor(
-            self.jobs,
-            mp_context=multiprocessing.get_context("fork"),
-            initializer=_pool_initializer,
-            initargs=(os.getpid(),),
-        )
+        self.pool: Any
+        self.portable: MessageSource | None = None  # what a replication elsewhere is given of the source
+        if cluster is not None:
+            from smsbatch.cluster import ClusterPool  # only with --cluster: Dask
+
+            self.pool = ClusterPool(cluster)
+            self.portable = replace(source, recipients=None)  # virtual time counts the messages, makes none
+        else:
+            self.pool = _LocalPool(max(1, jobs))
+        self.jobs = self.pool.workers
+        self.futures: dict[Any, int] = {}
 
     def __enter__(self) -> Replicator:
         return self
@@ -125,7 +168,7 @@ class Replicator:
         self.close()
 
     def close(self) -> None:
-        self.pool.shutdown(wait=True, cancel_futures=True)
+        self.pool.shutdown(self.futures)
 
     @property
     def stopped(self) -> bool:
@@ -146,7 +189,7 @@ class Replicator:
     ) -> dict[int, Summary]:
         """As run(), by the task's position (0-based): a failed or dropped task leaves a gap."""
         todo = iter(tasks)
-        futures: dict[concurrent.futures.Future, int] = {}
+        futures = self.futures = {}
         results: dict[int, Summary] = {}
         submitted = prefix = 0
         exhausted = decided = False
@@ -156,12 +199,11 @@ class Replicator:
                 if task is None:
                     exhausted = True
                     break
-                futures[self.pool.submit(run_one, task[0], task[1], brief)] = submitted
+                futures[self.pool.submit(run_one, task[0], task[1], brief, self.portable)] = submitted
                 submitted += 1
             if not futures:
                 break
-            finished, _ = concurrent.futures.wait(futures, timeout=0.1, return_when="FIRST_COMPLETED")
-            for future in finished:
+            for future in self.pool.wait(futures, 0.1):
                 self._collect(futures.pop(future), future, results, total)
             while prefix in results and not decided:
                 prefix += 1
@@ -172,20 +214,14 @@ class Replicator:
                 future.cancel()  # not started; running ones finish, unread
             return {i: results[i] for i in range(prefix)}
         if self.stopped:
-            self._stop_running()
-            self.pool.shutdown(wait=True, cancel_futures=True)
+            if self.signals:
+                self.stderr.write(f"smsbatch: {signal.Signals(self.signals[0]).name}: stopping the replications\n")
+                self.stderr.flush()
+            self.pool.stop()
             for future, position in futures.items():  # stopped partway: what they counted still counts
                 if future.done() and not future.cancelled():
                     self._collect(position, future, results, total)
         return results
-
-    def _stop_running(self) -> None:
-        """Replications not started are dropped; running ones stop warmly (SIGTERM)."""
-        if self.signals:
-            self.stderr.write(f"smsbatch: {signal.Signals(self.signals[0]).name}: stopping the replications\n")
-            self.stderr.flush()
-        for process in list(getattr(self.pool, "_processes", {}).values()):
-            process.terminate()
 
     def _collect(self, position: int, future, results: dict[int, Summary], total: int | None) -> None:
         """Keep a finished replication's summary and say so (done, or stopped); a failure in one line."""
@@ -352,7 +388,7 @@ def replication_tasks(settings: Settings, count: int | None = None) -> Iterator[
 
 
 def run_replications(
-    settings: Settings, source: MessageSource, stdout: TextIO, stderr: TextIO, signals: list[int]
+    settings: Settings, source: MessageSource, stdout: TextIO, stderr: TextIO, signals: list[int], cluster: Any = None
 ) -> dict:
     """Run every replication (with --replications auto, until precise); print a
     line for replication 1 and the aggregate. The summary returned is
@@ -361,7 +397,7 @@ def run_replications(
     auto = settings.replications == 0
     total = None if auto else settings.replications
     jobs = min(settings.jobs, settings.replications or settings.max_replications)
-    with Replicator(source, jobs, signals, stderr, settings.progress) as replicator:
+    with Replicator(source, jobs, signals, stderr, settings.progress, cluster) as replicator:
         enough = auto_enough(settings) if auto else None
         summaries = replicator.run(replication_tasks(settings), enough, total)
         failed = replicator.failed

@@ -94,6 +94,7 @@ class Settings:
     claim_after: float = 10.0
     local_senders: bool = True
     replications: int = 1  # 0: --replications auto, until precise
+    cluster: str | None = None  # a Dask scheduler: replications run on its workers
     precision: float = 0.01
     max_replications: int = 1000
     jobs: int = 1
@@ -222,6 +223,7 @@ RUN_FIELDS: tuple[FieldRow[Settings], ...] = (
     ),
     _run("precision", "--replications auto: the 95% half-width of the headline figure, relative to its mean"),
     _run("max_replications", "--replications auto, plan and compare: at most this many replications"),
+    _run("cluster", "a Dask scheduler's address: the replications run on its workers (the same figures)"),
     _run("region", "region of the random mobile numbers, and of local numbers in a recipients list", "region"),
     _run("recipients", "the recipients list, if any", "recipients"),
     FieldRow(
