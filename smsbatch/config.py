@@ -27,6 +27,7 @@ import phonenumbers
 from smsbatch import __version__
 from smsbatch.core.distributions import DEFAULT_DISTRIBUTION, DEFAULT_SPREAD, DISTRIBUTIONS, MAX_SPREAD
 from smsbatch.core.errors import UsageError
+from smsbatch.core.inference import MIN_AUTO
 from smsbatch.core.settings import DEFAULT_TEXT, AccountSpec, SenderSpec, Settings, WorkerSettings, sender_keys
 from smsbatch.core.text import redact_url, shorten, sms_segments, visible
 
@@ -122,7 +123,7 @@ def open_share(text: str) -> float:
     return value
 
 
-MIN_AUTO_REPLICATIONS = 10  # core/inference.py's MIN_AUTO: auto runs at least this many
+MIN_AUTO_REPLICATIONS = MIN_AUTO  # --replications auto runs at least this many
 
 
 def parse_replications(text: str) -> int:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import shlex
 import signal
 import statistics
 from collections.abc import Callable, Iterator
@@ -48,6 +47,7 @@ from smsbatch.core.text import plural, sms_segments
 from smsbatch.present.monitor import seconds_text
 from smsbatch.replications import Replicator, completed, headline_key
 
+STOPPED = "stopped"  # a candidate a stop signal cut short: neither judged nor out of replications
 MAX_VALUES = 1_000_000  # a range of more values than this is too large to search
 SENDER_KNOBS = ("window", "rate", "cap")  # a sender's fields a plan can vary, when the field exists
 
@@ -312,7 +312,8 @@ class PlanSearch:
         enough = None if self.settings.replications else decided
         summaries = [s for s in self.replicator.run(tasks, enough, brief=True) if completed(s)]
         met = sum(1 for s in summaries if s["met_deadline"])
-        verdict = feasibility(met, len(summaries), probability) or INCONCLUSIVE
+        undecided = STOPPED if self.replicator.stopped else INCONCLUSIVE  # cut short, or out of replications
+        verdict = feasibility(met, len(summaries), probability) or undecided
         candidate = Candidate(value, summaries, verdict)
         if self.settings.progress:
             low, high = wilson(met, len(summaries))
@@ -439,7 +440,7 @@ def _answer_line(
     sends = "deliver" if settings.receipts else "send"
     target = f"{sends} {settings.deadline_share:.0%} by {seconds_text(settings.deadline)}"
     if signals:
-        return f"plan stopped before it had an answer ({len(candidates)} candidates judged)\n"
+        return f"plan stopped before it had an answer ({plural(len(candidates), 'candidate')} probed)\n"
     if answer is None or best is None:
         end = "lower LO" if knob.fewer_is_better else "raise HI"
         edge = knob.value(knob.count - 1)
@@ -700,7 +701,3 @@ def _verdict(key: str, diff: Difference | None, paired: bool) -> str:
         + ": no difference shown (the interval holds 0)"
         + ("" if paired else "; pairing by seed (without --independent) may tell them apart")
     )
-
-
-def command_line(prog: str, argv: list[str]) -> str:
-    return shlex.join(["smsbatch", prog, *argv])

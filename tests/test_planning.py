@@ -272,3 +272,24 @@ def test_auto_stops_at_the_first_replication_precise_enough(tmp_path):
     assert half_width(times[:-1]) > 0.02 * statistics.fmean(times[:-1])  # one fewer was not enough
     assert f"replications auto: {n} run;" in out
     assert "within --precision 2.00%" in out
+
+
+@pytest.mark.timeout(60)
+def test_ctrl_c_stops_a_plan_with_what_it_probed(processes):
+    import os
+    import signal
+
+    plan = ["plan", "-n", "20000", "--sender", "0.5:0.05:name=A:window=4", "--vary", "A.copies=1..50", "--seed", "1"]
+    run = processes.run(*plan)
+    run.wait_for_children(1, prefix="smsbatch: replications")  # the pool is at work on the first candidate
+    run.wait_for_line(r"^smsbatch plan: ", stream="out")
+    os.kill(run.proc.pid, signal.SIGINT)
+    run.finish()
+    assert run.status == 130
+    assert "Traceback" not in run.err
+    assert "plan stopped before it had an answer" in run.out
+    plan_facts = run.summary["plan"]
+    assert plan_facts["answer"] is None
+    verdicts = [c["verdict"] for c in plan_facts["candidates"]]
+    assert verdicts.count("stopped") == 1  # the one it cut short; any before it were judged
+    assert set(verdicts) <= {"stopped", "feasible", "infeasible"}
