@@ -70,6 +70,7 @@ def test_without_cluster_nothing_imports_dask(tmp_path):
 
 @pytest.fixture
 def cluster(tmp_path):
+    """Dask's own scheduler and two workers on this machine: (address, the workers' processes)."""
     pytest.importorskip("distributed", reason="the Dask extra: pip install '.[dask]'")
     port = free_port()
     address = f"tcp://127.0.0.1:{port}"
@@ -77,13 +78,13 @@ def cluster(tmp_path):
     common = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "cwd": tmp_path, "start_new_session": True}
     procs = [subprocess.Popen([*dask, "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"], **common)]
     worker = [sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1", "--no-dashboard"]
-    procs += [subprocess.Popen([*worker, "--host", "127.0.0.1"], **common) for _ in range(2)]
+    procs += [subprocess.Popen([*worker, "--host", "127.0.0.1", "--no-nanny"], **common) for _ in range(2)]
     try:
         from distributed import Client
 
         with Client(address, timeout=30, set_as_default=False) as client:
             client.wait_for_workers(2, timeout=60)
-        yield address
+        yield address, procs[1:]
     finally:
         for proc in procs:
             with contextlib.suppress(ProcessLookupError):
@@ -96,18 +97,31 @@ def cluster(tmp_path):
                 proc.wait()
 
 
+def figures(summary):
+    """Every replication's figures, but the real seconds each took."""
+    return [{k: v for k, v in r.items() if k not in ("elapsed_s", "startup_s")} for r in summary["replications"]]
+
+
 @pytest.mark.timeout(180)
-def test_replications_on_two_dask_workers_give_the_local_pools_figures_to_the_bit(cluster, tmp_path):
+def test_dask_workers_give_the_local_figures_even_when_one_dies(cluster, tmp_path, processes):
+    address, workers = cluster
     argv = ["-n", "300", "--sender", "0.5:0.05:window=4", "--sender", "1:0.1:window=3", "--max-retries", "1"]
     argv += ["--speed", "max", "--seed", "7", "--replications", "12", "--no-progress"]
     here, there = tmp_path / "here.json", tmp_path / "there.json"
     assert main([*argv, "--jobs", "2", "--summary-json", str(here)], stdout=io.StringIO()) == 0
-    assert main([*argv, "--cluster", cluster, "--summary-json", str(there)], stdout=io.StringIO()) == 0
+    assert main([*argv, "--cluster", address, "--summary-json", str(there)], stdout=io.StringIO()) == 0
     a, b = json.loads(here.read_text()), json.loads(there.read_text())
-
-    def figures(summary):  # everything but the real seconds each took
-        return [{k: v for k, v in r.items() if k not in ("elapsed_s", "startup_s")} for r in summary["replications"]]
-
     assert figures(b) == figures(a)
     assert len({r["seed"] for r in b["replications"]}) == 12
     assert b["aggregate"]["reach_s.90"] == a["aggregate"]["reach_s.90"]
+    # Now one of the two workers is killed while a longer set runs: the scheduler runs its share again.
+    longer = [*argv[:-3], "--replications", "40", "--interval", "0.1"]
+    run = processes.run(*longer, "--cluster", address, summary="dying.json")
+    run.wait_for_line(r"^replication \d+ done \(4/40\)")
+    os.killpg(workers[0].pid, signal.SIGKILL)
+    run.finish(timeout=120)
+    assert run.status == 0, run.err
+    assert [r["replication"] for r in run.summary["replications"]] == list(range(1, 41))
+    alone = tmp_path / "alone.json"
+    assert main([*longer, "--no-progress", "--jobs", "2", "--summary-json", str(alone)], stdout=io.StringIO()) == 0
+    assert figures(run.summary) == figures(json.loads(alone.read_text()))
