@@ -10,10 +10,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from types import FrameType
-from typing import TextIO
+from typing import Any, TextIO
 
 from smsbatch.assembly import against_model, make_runner, make_source, new_run_id, source_for
-from smsbatch.config import UsageError, parse_settings, parse_worker_settings
+from smsbatch.config import (
+    UsageError,
+    build_plan_parser,
+    compare_sides,
+    parse_planning,
+    parse_settings,
+    parse_worker_settings,
+)
 from smsbatch.core.phones import list_name
 from smsbatch.core.settings import Settings
 from smsbatch.core.source import MessageSource
@@ -77,6 +84,8 @@ def main(
     with stop_signals_caught(restore=restore_signals, received=signals) as caught:
         if argv[:1] == ["worker"]:
             return worker_main(argv[1:], out, err, caught)
+        if argv[:1] in (["plan"], ["compare"]):
+            return planning_main(argv[0], argv[1:], out, err, caught)
         return _main(argv, out, err, caught)
 
 
@@ -87,6 +96,7 @@ class _Prepared:
     settings: Settings | None = None
     source: MessageSource | None = None
     invalid: int = 0
+    cluster: Any = None  # --cluster: a Dask client, connected before anything starts
 
 
 def _main(argv: list[str], stdout: TextIO, stderr: TextIO, signals: list[int]) -> int:
@@ -99,6 +109,7 @@ def _main(argv: list[str], stdout: TextIO, stderr: TextIO, signals: list[int]) -
             ready.source, ready.invalid = make_source(settings, stderr)
             if settings.broker and not settings.virtual:
                 _check_broker(settings.broker)
+            ready.cluster = _cluster(settings)
         return ready
 
     _, status = _checked_input("smsbatch", stderr, prepare)
@@ -112,12 +123,12 @@ def _main(argv: list[str], stdout: TextIO, stderr: TextIO, signals: list[int]) -
     assert settings is not None
     assert source is not None
     _say_notes(settings, stderr)
-    if settings.replications > 1:
+    if settings.replications != 1:  # a number, or 0: auto
         stdout.write(fit_to_terminal(start_line(settings, source, invalid), stdout) + "\n")
         stdout.flush()
         from smsbatch.replications import run_replications  # a process pool, only when asked for
 
-        summary = run_replications(settings, source, stdout, stderr, signals)
+        summary = run_replications(settings, source, stdout, stderr, signals, ready.cluster)
     else:
         summary = _run_once(settings, source, invalid, stdout, stderr, signals)
     summary.update(_run_facts(settings, argv, source))
@@ -280,6 +291,58 @@ def _stopped_before_start(ready: _Prepared, argv: list[str], signals: list[int],
     summary.update(_run_facts(settings, argv, source))
     _write_outputs(replace(settings, report=None, timeline=None), summary, stderr)
     return status
+
+
+def planning_main(command: str, argv: list[str], stdout: TextIO, stderr: TextIO, signals: list[int]) -> int:
+    """`smsbatch plan` and `smsbatch compare` (smsbatch/planning.py): replications in virtual time."""
+    from smsbatch import planning  # a process pool, only for these commands
+
+    prog = f"smsbatch {command}"
+
+    def prepare():
+        if command == "plan":
+            settings, ns = parse_planning(argv, build_plan_parser())
+            planning.knob_for(settings, ns.vary)  # bad input before anything starts
+            planning.check_plan(settings, ns.probability)
+            sides = (settings,)
+        else:
+            a, b, ns = compare_sides(argv)
+            sides = (a, b)
+        for settings in sides:
+            _check_output_paths(settings)
+        with _interruptible(signals):
+            source, _ = make_source(sides[0], stderr)
+            cluster = _cluster(sides[0])
+        return sides, ns, source, cluster
+
+    prepared, status = _checked_input(prog, stderr, prepare)
+    if prepared is None:
+        return ExitStatus.INTERRUPTED if status == ExitStatus.INTERRUPTED and signals else int(status or 0)
+    sides, ns, source, cluster = prepared
+    if command == "plan":
+        summary = planning.run_plan(sides[0], ns.vary, ns.probability, source, stdout, stderr, signals, cluster)
+    else:
+        names = (
+            ns.configs[0],
+            ns.configs[1]
+            if len(ns.configs) > 1
+            else f"{ns.configs[0]} with " + ", ".join(f"{key}={value}" for key, value in ns.overrides),
+        )
+        summary = planning.run_compare(
+            sides[0], sides[1], names, ns.independent, source, stdout, stderr, signals, cluster
+        )
+    summary.update(_run_facts(sides[0], [command, *argv], source))
+    _write_outputs(replace(sides[0], timeline=None), summary, stderr)  # the report: its section, then the run drawn
+    return int(summary["exit_status"])
+
+
+def _cluster(settings: Settings) -> Any:
+    """--cluster: a Dask client of the scheduler (Dask imported only then), or None."""
+    if not settings.cluster:
+        return None
+    from smsbatch.cluster import connect
+
+    return connect(settings.cluster, settings.broker_timeout)
 
 
 def _check_broker(url: str) -> None:

@@ -27,6 +27,7 @@ import phonenumbers
 from smsbatch import __version__
 from smsbatch.core.distributions import DEFAULT_DISTRIBUTION, DEFAULT_SPREAD, DISTRIBUTIONS, MAX_SPREAD
 from smsbatch.core.errors import UsageError
+from smsbatch.core.inference import MIN_AUTO
 from smsbatch.core.settings import DEFAULT_TEXT, AccountSpec, SenderSpec, Settings, WorkerSettings, sender_keys
 from smsbatch.core.text import redact_url, shorten, sms_segments, visible
 
@@ -105,6 +106,50 @@ parse_fail_rate = real_number(0.0, 1.0)
 parse_window = whole_number(1, MAX_WINDOW)
 parse_rate = real_number(MIN_POSITIVE, 1e9)
 parse_spread = real_number(0.0, 1000.0)
+
+
+MAX_REPLICATIONS = 10_000
+
+
+def open_share(text: str) -> float:
+    """A share strictly between 0 and 1 (--precision, --probability)."""
+    rule = "must be a number above 0 and below 1"
+    try:
+        value = float(str(text).strip())
+    except ValueError:
+        raise ValueError(rule) from None
+    if not 0.0 < value < 1.0:  # NaN fails this too
+        raise ValueError(rule)
+    return value
+
+
+MIN_AUTO_REPLICATIONS = MIN_AUTO  # --replications auto runs at least this many
+
+
+def parse_replications(text: str) -> int:
+    """A whole number of replications, or `auto` (0): until the headline figure is precise."""
+    if str(text).strip().lower() == "auto":
+        return 0
+    try:
+        return whole_number(1, MAX_REPLICATIONS)(text)
+    except ValueError:
+        raise ValueError(f"must be a whole number from 1 to {MAX_REPLICATIONS:,}, or auto") from None
+
+
+def parse_cluster(text: str) -> str:
+    """A Dask scheduler's address, checked here without importing Dask."""
+    from urllib.parse import urlsplit
+
+    text = str(text).strip()
+    rule = "must be a Dask scheduler address such as tcp://scheduler:8786"
+    try:
+        url = urlsplit(text)
+        port = url.port
+    except ValueError:
+        raise ValueError(rule) from None
+    if url.scheme not in ("tcp", "tls") or not url.hostname or port is None or url.path not in ("", "/"):
+        raise ValueError(rule)
+    return text
 
 
 def parse_broker_url(text: str) -> str:
@@ -523,18 +568,24 @@ def _option_adder(parser: configargparse.ArgParser) -> _AddOption:
 
 
 HELP_EPILOG = (
-    "Two more commands, each with its own --help: `smsbatch report SUMMARY.json -o REPORT.html` "
+    "More commands, each with its own --help: `smsbatch report SUMMARY.json -o REPORT.html` "
     "makes the HTML report of a summary file (--summary-json); `smsbatch worker --broker URL` "
-    "adds senders on another machine to a run through Redis. Every option is explained in "
+    "adds senders on another machine to a run through Redis; `smsbatch plan -c CONFIG --vary "
+    "KNOB=LO..HI` finds the smallest value that meets the deadline; `smsbatch compare A.ini B.ini` "
+    "gives the paired difference of two configs. Every option is explained in "
     "docs/options.md (the README links the rest of the docs)."
 )
 
 
-def build_parser(default_config_files: Sequence[str] = ()) -> configargparse.ArgParser:
+def build_parser(
+    default_config_files: Sequence[str] = (),
+    prog: str = "smsbatch",
+    description: str = "Simulate an SMS alert blast through a set of senders and watch it go.",
+) -> configargparse.ArgParser:
     parser = _Parser(
-        prog="smsbatch",
-        section="smsbatch",
-        description="Simulate an SMS alert blast through a set of senders and watch it go.",
+        prog=prog,
+        section="smsbatch",  # plan and compare read the same config files as a run
+        description=description,
         epilog=HELP_EPILOG,
         default_config_files=list(default_config_files),
     )
@@ -633,9 +684,32 @@ def _run_options(option: _AddOption) -> None:
     option(
         "--replications",
         env="REPLICATIONS",
-        type=_typed(whole_number(1, 10_000)),
+        type=_typed(parse_replications),
         default=1,
-        help="independent runs with seeds derived from --seed; the summary gives mean and 95%% interval",
+        help="independent runs with seeds derived from --seed; the summary gives mean and 95%% interval; "
+        "auto: until the 95%% interval of the delivered 90%% time is within --precision",
+    )
+    option(
+        "--precision",
+        env="PRECISION",
+        type=_typed(open_share),
+        default=0.01,
+        help="--replications auto: the 95%% interval's half-width, as a share of the mean, to stop at (below 1)",
+    )
+    option(
+        "--max-replications",
+        env="MAX_REPLICATIONS",
+        type=_typed(whole_number(MIN_AUTO_REPLICATIONS, MAX_REPLICATIONS)),
+        default=1000,
+        help="--replications auto (and each candidate of a plan): at most this many replications",
+    )
+    option(
+        "--cluster",
+        env="CLUSTER",
+        type=_typed(parse_cluster),
+        metavar="tcp://HOST:8786",
+        help="run the replications (and plan, compare) on this Dask scheduler's workers, in virtual time "
+        "(needs pip install 'smsbatch[dask]'; waits up to --broker-timeout for it)",
     )
     option(
         "--jobs",
@@ -871,6 +945,149 @@ def parse_worker_settings(argv: list[str] | None) -> WorkerSettings:
     )
 
 
+# ---- smsbatch plan and smsbatch compare: a run's options, and their own ----
+
+PLAN_KNOBS = ("NAME.copies", "NAME.window", "NAME.rate", "NAME.cap", "ACCOUNT.rate", "messages")
+
+
+def parse_vary(text: str) -> tuple[str, str, str]:
+    """KNOB=LO..HI, e.g. `B.copies=1..10`: (knob, LO, HI) as written (the knob's own rule reads them)."""
+    rule = f"must be KNOB=LO..HI with KNOB one of {', '.join(PLAN_KNOBS)}, e.g. B.copies=1..10"
+    knob, equals, span = str(text).strip().partition("=")
+    low, dots, high = span.partition("..")
+    if not equals or not dots or not knob.strip() or not low.strip() or not high.strip():
+        raise ValueError(rule)
+    return knob.strip(), low.strip(), high.strip()
+
+
+def _planning_parser(prog: str, description: str) -> tuple[configargparse.ArgParser, _AddOption]:
+    """A run's parser, in virtual time and --replications auto unless told otherwise."""
+    parser = build_parser(prog=prog, description=description)
+    parser.set_defaults(speed=math.inf, replications=0)
+    return parser, _option_adder(parser)
+
+
+def build_plan_parser() -> configargparse.ArgParser:
+    parser, option = _planning_parser(
+        "smsbatch plan", "The smallest value of one knob (the largest, for messages) that meets the deadline."
+    )
+    option(
+        "--vary",
+        env="VARY",
+        type=_typed(parse_vary),
+        required=True,
+        metavar="KNOB=LO..HI",
+        help=f"the knob to search and its range; KNOB: {', '.join(PLAN_KNOBS)}",
+    )
+    option(
+        "--probability",
+        env="PROBABILITY",
+        type=_typed(open_share),
+        default=0.95,
+        help="a value is feasible when the Wilson 95%% interval of its share of replications meeting "
+        "the deadline is at least this (below 1)",
+    )
+    return parser
+
+
+def build_compare_parser() -> configargparse.ArgParser:
+    parser, option = _planning_parser(
+        "smsbatch compare", "Two configs on the same replication seeds: the paired difference, b - a."
+    )
+    parser.add_argument("configs", nargs="*", metavar="CONFIG", help="A.ini and B.ini (or A.ini and --with)")
+    option(
+        "--with",
+        env="WITH",
+        dest="overrides",
+        action="append",
+        type=_typed(parse_override),
+        metavar="KEY=VALUE",
+        help="B is A with this option changed (a config file's key, e.g. max-retries=0), repeatable",
+    )
+    option(
+        "--independent",
+        env="INDEPENDENT",
+        action="store_true",
+        help="give B seeds of its own (no common random numbers): Welch intervals instead of paired-t",
+    )
+    return parser
+
+
+def parse_override(text: str) -> tuple[str, str]:
+    key, equals, value = str(text).strip().partition("=")
+    if not equals or not key.strip():
+        raise ValueError("must be KEY=VALUE with KEY an option's name, e.g. max-retries=0")
+    return key.strip().removeprefix("--"), value.strip()
+
+
+def parse_planning(argv: list[str], parser: configargparse.ArgParser) -> tuple[Settings, Any]:
+    """The settings of a plan or a compare (virtual time only) and its namespace."""
+    _check_sender_count(argv)
+    try:
+        ns = parser.parse_args(argv)
+    except UnicodeDecodeError:
+        raise UsageError("argument -c/--config: the config file is not a text ini file") from None
+    given = [w for w in argv if w.split("=", 1)[0] == "--speed"] or os.environ.get("SMSBATCH_SPEED")
+    if given and not math.isinf(ns.speed):  # a config file's speed is for its runs: a plan ignores it
+        raise UsageError(f"argument --speed: {parser.prog} runs in virtual time only (--speed max)")
+    ns.speed = math.inf
+    for flag, given in (("--timeline", ns.timeline), ("--trace", ns.trace), ("--broker", ns.broker)):
+        if given:
+            raise UsageError(f"argument {flag}: not with {parser.prog} (it runs many replications on this machine)")
+    return settings_from(ns), ns
+
+
+def compare_sides(argv: list[str]) -> tuple[Settings, Settings, Any]:
+    """`smsbatch compare A.ini B.ini [options]` or `A.ini --with KEY=VALUE...`: each
+    side's settings, the other options applying to both; and the namespace."""
+    parser = build_compare_parser()
+    _, ns = parse_planning(argv, parser)
+    configs, overrides = list(ns.configs), list(ns.overrides or ())
+    if not configs or len(configs) > 2:
+        raise UsageError("smsbatch compare: give two configs, A.ini B.ini, or one and --with KEY=VALUE")
+    if len(configs) == 2 and overrides:
+        raise UsageError("argument --with: changes the first config into the second; not with two configs")
+    if len(configs) == 1 and not overrides:
+        raise UsageError("smsbatch compare: give a second config, or --with KEY=VALUE to change the first")
+    rest = _without_compare_words(argv, configs)
+    run_parser, _ = _planning_parser("smsbatch compare", "one side of a compare")
+    a, _ = parse_planning(["-c", configs[0], *rest], run_parser)
+    options = {flag[2:]: action for action in run_parser._actions for flag in action.option_strings}
+    extra: list[str] = []
+    for key, value in overrides:
+        action = options.get(key)
+        if action is None or key in ("config", "help", "version"):
+            raise UsageError(f"argument --with: {key!r} is not an option of a run (e.g. max-retries=0)")
+        if action.nargs == 0:
+            if value.lower() not in TRUE_WORDS:
+                raise UsageError(f"argument --with: {key} is a flag: {key}=true, or leave it out")
+            extra.append(f"--{key}")
+        else:
+            extra.append(f"--{key}={value}")
+    b, _ = parse_planning(["-c", configs[-1], *rest, *extra], run_parser)
+    if a.recipients != b.recipients:
+        raise UsageError("argument --recipients: compare sends both configs to the same list (or both to random)")
+    return a, b, ns
+
+
+def _without_compare_words(argv: list[str], configs: list[str]) -> list[str]:
+    """argv less compare's own words: the configs, --with KEY=VALUE, --independent."""
+    rest, left, words = [], list(configs), iter(argv)
+    for word in words:
+        if word == "--independent":
+            continue
+        if word == "--with":
+            next(words, None)
+            continue
+        if word.startswith("--with="):
+            continue
+        if word in left and not word.startswith("-"):
+            left.remove(word)
+            continue
+        rest.append(word)
+    return rest
+
+
 def parse_log_level(text: str) -> str:
     level = str(text).strip().upper()
     if level not in LOG_LEVELS:
@@ -904,9 +1121,13 @@ def settings_from(ns) -> Settings:
         raise UsageError("argument --no-local-senders: not with --sender (those would run here)")
     if ns.broker and math.isinf(ns.speed):
         raise UsageError("argument --speed: max (virtual time) runs on this machine only, not with --broker")
-    if ns.broker and ns.replications > 1:
-        raise UsageError("argument --replications: more than 1 only without --broker")
-    if ns.trace and (ns.broker or ns.replications > 1):
+    if ns.broker and ns.replications != 1:
+        raise UsageError("argument --replications: more than 1 (or auto) only without --broker")
+    if ns.cluster and not math.isinf(ns.speed):
+        raise UsageError("argument --cluster: in virtual time only (--speed max); a real-time run's senders run here")
+    if ns.cluster and ns.replications == 1:
+        raise UsageError("argument --cluster: for --replications (or plan, compare); one run has nothing to share")
+    if ns.trace and (ns.broker or ns.replications != 1):
         raise UsageError("argument --trace: one run on this machine only (not with --broker or --replications)")
     senders = () if ns.no_local_senders else _sender_specs(ns)
     _check_spreads(ns, senders)
@@ -938,6 +1159,9 @@ def settings_from(ns) -> Settings:
         claim_after=ns.claim_after,
         local_senders=not ns.no_local_senders,
         replications=ns.replications,
+        precision=ns.precision,
+        cluster=ns.cluster,
+        max_replications=ns.max_replications,
         jobs=ns.jobs or os.cpu_count() or 1,
         deadline=ns.deadline,
         deadline_share=ns.deadline_share,

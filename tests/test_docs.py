@@ -84,13 +84,14 @@ def cut_down(words: list[str], redis_url: str | None) -> list[str]:
         return words
     if words[1:2] == ["worker"]:
         return [*words, "--broker", redis_url] if "-c" in words and redis_url else words
+    planning = words[1:2] in (["plan"], ["compare"])  # virtual time only, whatever the docs say
     out, given, rest = [words[0]], set(), iter(words[1:])
     for word in rest:
         if word in ("-n", "--messages", "--replications", "--speed"):
             value = next(rest)
             given.add(word.lstrip("-")[0])
             if word == "--replications":
-                value = str(min(int(value), MAX_REPLICATIONS))
+                value = value if value == "auto" else str(min(int(value), MAX_REPLICATIONS))
             elif word == "--speed":
                 value = value if value.lower() == "max" else REAL_TIME_SPEED
             else:
@@ -100,7 +101,7 @@ def cut_down(words: list[str], redis_url: str | None) -> list[str]:
             out.append(word)
     if "n" not in given and "m" not in given:
         out += ["-n", str(MAX_MESSAGES)]
-    if "s" not in given:
+    if "s" not in given and not planning:
         out += ["--speed", REAL_TIME_SPEED]
     return out
 

@@ -50,3 +50,21 @@ def test_replications_report_the_met_share_with_its_wilson_interval(tmp_path):
     assert 0.0 <= agg["within_deadline"]["ci95"][0] <= agg["within_deadline"]["ci95"][1] <= 1.0
     assert agg["failed"]["ci95"][0] >= 0.0
     assert f"met by {met} of 12 replications, Wilson 95% [" in out.getvalue()
+
+
+def test_real_time_replications_that_were_not_faithful_say_so_in_the_text(tmp_path):
+    from smsbatch.config import parse_settings
+    from smsbatch.replications import _report
+
+    path = tmp_path / "s.json"
+    argv = ["-n", "50", "--sender", "0.3:0.1", "--replications", "3", "--speed", "max", "--seed", "1"]
+    assert main([*argv, "--no-progress", "--summary-json", str(path)], stdout=io.StringIO()) == 0
+    runs = json.loads(path.read_text())["replications"]
+    for run in runs[1:]:  # as a real-time run that fell behind the model would say
+        run.update(mode="real-time", faithful=False)
+    out = io.StringIO()
+    _report(parse_settings(argv), runs, out, [])
+    assert "NOT faithful to the model: 2 replications (2, 3)" in out.getvalue()
+    out = io.StringIO()
+    _report(parse_settings(argv), runs[:1], out, [])
+    assert "faithful" not in out.getvalue()

@@ -268,3 +268,11 @@ def test_ctrl_c_during_replications_stops_the_running_ones_warmly_and_counts_the
     assert s["replications"]  # the ones that ran are reported, stopped ones included
     for r in s["replications"]:
         assert r["sent"] + r["failed"] + r["unsent"] == r["messages"]
+    # A stopped replication is reported as stopped, and left out of the aggregate, which says so.
+    stopped = [r["replication"] for r in s["replications"] if r["stopped_by"] != "completed"]
+    assert stopped  # the signal came while they ran
+    included = len(s["replications"]) - len(stopped)
+    assert s["aggregate"]["replications"] == {"included": included, "stopped": stopped}
+    assert s["aggregate"]["sim_elapsed_s"]["n"] == included
+    assert s["aggregate"]["met_deadline"]["n"] == included
+    assert f"left out: {len(stopped)} replication" in run.out

@@ -93,7 +93,10 @@ class Settings:
     broker_timeout: float = 30.0
     claim_after: float = 10.0
     local_senders: bool = True
-    replications: int = 1
+    replications: int = 1  # 0: --replications auto, until precise
+    cluster: str | None = None  # a Dask scheduler: replications run on its workers
+    precision: float = 0.01
+    max_replications: int = 1000
     jobs: int = 1
     deadline: float = 600.0
     deadline_share: float = 0.9
@@ -213,7 +216,14 @@ RUN_FIELDS: tuple[FieldRow[Settings], ...] = (
     ),
     _run("deadline", "simulated seconds: the planner's target", "deadline_s"),
     _run("deadline_share", "the share of messages sent by the deadline that meets it", "deadline_share"),
-    _run("replications", "independent runs, seeds derived from the seed", "replications"),
+    FieldRow(
+        "replications",
+        "independent runs, seeds derived from the seed; 0: auto, until the headline figure is precise",
+        (("replications", lambda s: s.replications or "auto"),),
+    ),
+    _run("precision", "--replications auto: the 95% half-width of the headline figure, relative to its mean"),
+    _run("max_replications", "--replications auto, plan and compare: at most this many replications"),
+    _run("cluster", "a Dask scheduler's address: the replications run on its workers (the same figures)"),
     _run("region", "region of the random mobile numbers, and of local numbers in a recipients list", "region"),
     _run("recipients", "the recipients list, if any", "recipients"),
     FieldRow(

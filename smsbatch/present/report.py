@@ -202,6 +202,8 @@ def render_report(summary: Summary) -> str:
     body = "\n".join(
         [
             _header(summary),
+            _plan_section(summary),
+            _compare_section(summary),
             _scorecard(summary),
             _repeat_section(summary),
             _timeline_section(summary),
@@ -736,6 +738,138 @@ def _replications_section(summary: Summary) -> str:
         f'<p class="hint">Everything above this section is replication 1\'s; here are all of them. '
         f"The interval is the mean's 95% confidence interval (Student's t); n counts the "
         f"replications that reached the figure.</p>{table}{charts}</section>"
+    )
+
+
+# ---- smsbatch plan and smsbatch compare: their section above the run they drew ----
+
+
+def _plan_section(summary: Summary) -> str:
+    """The search of `smsbatch plan`: the share of replications meeting the
+    deadline against the knob, with its Wilson intervals, and every candidate."""
+    plan = summary.get("plan")
+    if not isinstance(plan, dict):
+        return ""
+    knob = _text(plan.get("knob")) or "the knob"
+    candidates = [c for c in _list(plan.get("candidates")) if isinstance(c, dict) and _is_number(c.get("value"))]
+    answer = plan.get("answer")
+    said = (
+        f"{knob} = {_plain(answer)}: the {'largest' if plan.get('looking_for') == 'largest' else 'smallest'} value"
+        f" whose replications meet the deadline with probability at least {_share(plan.get('probability'))}"
+        if _is_number(answer)
+        else f"No value of {knob} in the range meets the deadline with probability {_share(plan.get('probability'))}"
+    )
+    drawn = "the answer" if _is_number(answer) else "the best value probed"
+    rows: list[list[object]] = [
+        [
+            _plain(c.get("value")),
+            _count(c.get("replications")),
+            f"{_count(c.get('met'))} of {_count(c.get('replications'))}",
+            _interval(c.get("met_ci95")),
+            _seconds(c.get("delivered_90_mean_s")),
+            f"{_seconds(c.get('delivered_90_worst_s'))} (seed {c.get('worst_seed')})",
+            _text(c.get("verdict")) or "n/a",
+        ]
+        for c in candidates
+    ]
+    table = _table(["value", "replications", "met", "Wilson 95%", "90% mean", "90% worst", "verdict"], rows)
+    return (
+        f'<section id="plan"><h2>Plan: {_h(knob)}</h2>'
+        f'<p class="verdict {"met" if _is_number(answer) else "missed"}">{_h(said)}</p>'
+        f'<p class="hint">Each candidate ran the same replication seeds (common random numbers). The dots are the '
+        f"share of its replications that met the deadline, the bars its Wilson 95% interval, the dashed line the "
+        f"probability asked for. Everything below this section is replication 1 of {drawn}.</p>"
+        f"{_plan_chart(candidates, plan.get('probability'))}{table}</section>"
+    )
+
+
+def _interval(value: object) -> str:
+    pair = _list(value)
+    return f"[{_share(pair[0])}, {_share(pair[1])}]" if len(pair) == 2 else "n/a"
+
+
+def _plan_chart(candidates: list[JsonObject], probability: object, width: int = 640, height: int = 220) -> str:
+    """An inline SVG (no script): share meeting the deadline against the knob."""
+    if not candidates:
+        return ""
+    left, right, top, bottom = 48, 16, 12, 32
+    values = [float(c["value"]) for c in candidates]
+    low, high = min(values), max(values)
+    span = (high - low) or 1.0
+
+    def x(value: float) -> float:
+        return left + (value - low) / span * (width - left - right) if high > low else (left + width - right) / 2
+
+    def y(share: float) -> float:
+        return top + (1.0 - share) * (height - top - bottom)
+
+    parts = [f'<line x1="{left}" y1="{y(s):.1f}" x2="{width - right}" y2="{y(s):.1f}" stroke="#d8dee4"/>'
+             f'<text x="{left - 6}" y="{y(s) + 4:.1f}" text-anchor="end" font-size="11">{s:.0%}</text>'
+             for s in (0.0, 0.5, 1.0)]  # fmt: skip
+    if _is_number(probability):
+        parts.append(
+            f'<line x1="{left}" y1="{y(probability):.1f}" x2="{width - right}" y2="{y(probability):.1f}"'
+            f' stroke="#bf8700" stroke-dasharray="5 4"/>'
+        )
+    for c in candidates:
+        pair = [v for v in _list(c.get("met_ci95")) if _is_number(v)]
+        runs, met = c.get("replications"), c.get("met")
+        if len(pair) != 2 or not _is_number(runs) or not _is_number(met):
+            continue
+        cx = x(float(c["value"]))
+        colour = "#1a7f37" if c.get("verdict") == "feasible" else "#cf222e"
+        share = met / runs if runs else 0.0
+        parts.append(
+            f'<line x1="{cx:.1f}" y1="{y(pair[0]):.1f}" x2="{cx:.1f}" y2="{y(pair[1]):.1f}"'
+            f' stroke="{colour}" stroke-width="2"/><circle cx="{cx:.1f}" cy="{y(share):.1f}" r="4" fill="{colour}">'
+            f"<title>{_h(_plain(c['value']))}: {_h(_count(met))} of {_h(_count(runs))}</title></circle>"
+            f'<text x="{cx:.1f}" y="{height - bottom + 16}" text-anchor="middle" font-size="11">'
+            f"{_h(_plain(c['value']))}</text>"
+        )
+    return (
+        f'<svg class="plan-chart" role="img" aria-label="share of replications meeting the deadline, by value"'
+        f' width="{width}" height="{height}" viewBox="0 0 {width} {height}">{"".join(parts)}</svg>'
+    )
+
+
+COMPARED_LABELS = {
+    "delivered_reach_s.50": ("50% delivered at", "seconds"),
+    "delivered_reach_s.90": ("90% delivered at", "seconds"),
+    "delivered_reach_s.99": ("99% delivered at", "seconds"),
+    "within_deadline": ("within the deadline", "share"),
+    "sim_elapsed_s": ("elapsed, simulated", "seconds"),
+}
+
+
+def _compare_section(summary: Summary) -> str:
+    """`smsbatch compare`: each figure's means and the difference b - a with its interval."""
+    compare = summary.get("compare")
+    if not isinstance(compare, dict):
+        return ""
+    paired = compare.get("common_random_numbers") is True
+    rows: list[list[object]] = []
+    for key, metric in _dict(compare.get("metrics")).items():
+        if not isinstance(metric, dict):
+            continue
+        label, kind = COMPARED_LABELS.get(key, (key, "seconds"))
+        show = FORMATS[kind]
+        difference = _dict(metric.get("difference"))
+        rows.append([
+            label, show(metric.get("a_mean")), show(metric.get("b_mean")),
+            show(difference.get("mean")) if difference else "n/a",
+            " to ".join(show(v) for v in _list(difference.get("ci95"))) if difference else "not reached on both sides",
+            _count(metric.get("n")),
+        ])  # fmt: skip
+    how = (
+        "Both ran the same replication seeds (common random numbers): the interval is the paired-t 95% interval."
+        if paired
+        else "B ran seeds of its own (--independent): the interval is Welch's 95% interval."
+    )
+    return (
+        f'<section id="compare"><h2>Compare: b - a</h2><p>a = {_h(compare.get("a"))}<br>b = {_h(compare.get("b"))}</p>'
+        f'<p class="hint">{_h(how)} {_count(compare.get("replications"))} replications each. Everything below this '
+        f"section is a's replication 1.</p>"
+        f"{_table(['figure', 'a mean', 'b mean', 'b - a', '95% interval', 'pairs' if paired else 'n'], rows)}</section>"
     )
 
 
