@@ -441,7 +441,7 @@ def redis_url():
     try:
         import redis  # noqa: F401
     except ImportError:
-        _no_redis("the Redis client is not installed (pip install -e '.[test,redis]')")
+        _no_redis("the Redis client is not installed (pip install -e '.[test,redis,dask]')")
     if CI_REDIS_URL:
         yield CI_REDIS_URL
         return

@@ -181,7 +181,7 @@ def test_every_example_command_with_redis_runs(page, tmp_path, redis_url):
 def test_the_readme_and_docs_have_commands_and_the_readme_is_a_front_page():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert len(readme.splitlines()) < 250
-    assert "pip install -e '.[test,redis]' && pytest" in readme  # .ci/run depends on it
+    assert "pip install -e '.[test,redis,dask]' && pytest" in readme  # .ci/run depends on it
     linked = set(re.findall(r"\]\((docs/[\w.-]+\.md)", readme))
     pages = ("model", "options", "planning", "faults", "several-machines", "report-and-summary")
     for page in (*pages, "architecture", "performance"):
