@@ -402,3 +402,17 @@ def test_gateways_through_redis_account_for_every_message(tmp_path, redis_url):
     assert sum(real[key] for key in parts) == real["messages"]
     assert abs(real["sim_elapsed_s"] - model["sim_elapsed_s"]) <= 0.03 * model["sim_elapsed_s"]
     assert abs(real["expired"] - model["expired"]) <= 0.03 * real["messages"]
+
+
+def test_the_report_shades_outages_and_counts_throttling(tmp_path):
+    path = tmp_path / "report.html"
+    argv = ["-n", "400", "--seed", "2", "--sender", "0.5:0:window=10:cap=8:down=10+5", "--sender", "1:0:window=4"]
+    assert main([*argv, "--speed", "max", "--no-progress", "--report", str(path), "--dlr-median", "2"]) in (0, 3)
+    html = path.read_text()
+    data = json.loads(html.split('<script type="application/json" id="report-data">', 1)[1].split("</script>", 1)[0])
+    assert data["outages"] == [{"label": "sender 1 down", "start": 10, "end": 15}]
+    assert data["receipts_modelled"] is True
+    assert data["timeline"]["delivered"][-1] == 400
+    assert sum(data["timeline"]["rate"]["throttled"]) > 0
+    assert "<th>throttled</th>" in html
+    assert "<th>interrupted</th>" in html

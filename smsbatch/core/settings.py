@@ -308,7 +308,7 @@ SENDER_FIELDS: tuple[FieldRow[SenderSpec], ...] = (
     FieldRow(
         "down",
         "its outages, (start, duration) in simulated seconds",
-        (("down", lambda spec: [list(outage) for outage in spec.down] or None),),
+        (("down", lambda spec: [f"{start:g}+{duration:g}" for start, duration in spec.down] or None),),
         report=True,
     ),
     _sender("mtbf", "mean simulated seconds between random outages; 0: none", "mtbf_s"),

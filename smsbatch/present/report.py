@@ -653,6 +653,9 @@ SENDER_COLUMNS = [
     "fail rate seen",
     "utilisation",
     "held back by rate cap",
+    "throttled",
+    "interrupted",
+    "down",
     "p50",
     "p95",
     "p99",
@@ -668,7 +671,8 @@ def _sender_table(summary: Summary) -> str:
         f'<section id="senders"><h2>Senders</h2>{_table(SENDER_COLUMNS, rows)}'
         f'<p class="hint">Counts are attempts. Utilisation: time the slots spent sending / (window x '
         f"simulated elapsed time); held back: time a free slot with work waiting was kept idle by "
-        f"the rate cap, on the same scale.</p></section>"
+        f"the rate cap, on the same scale. Throttled: the gateway's answers (cap=), interrupted: sends its "
+        f"outage cut short; neither is an attempt. Down: simulated time in outages.</p></section>"
     )
 
 
@@ -695,6 +699,9 @@ def _sender_row(sender: JsonObject, total_attempts: float, span: float) -> list[
         _share(seen),
         per_slot_time("busy_s"),
         per_slot_time("capped_s"),
+        _count(sender.get("throttled", 0)),
+        _count(sender.get("interrupted", 0)),
+        _seconds(sender.get("down_s", 0), "n/a"),
         _seconds(sender.get("p50_s"), "n/a"),
         _seconds(sender.get("p95_s"), "n/a"),
         _seconds(sender.get("p99_s"), "n/a"),
@@ -922,10 +929,23 @@ def chart_data(summary: Summary, groups: list[tuple[str, list[int]]]) -> JsonObj
         "deadline_share": _compact(summary.get("deadline_share")),
         "reach_s": {mark: _compact(_dict(summary.get("reach_s")).get(mark)) for mark in REACH_MARKS},
         "groups": [label for label, _ in groups],
+        "receipts_modelled": summary.get("receipts_modelled") is True,
+        "outages": outage_spans(senders),
         "timeline": timeline_series(summary.get("timeline"), senders, groups),
         "histograms": [histogram_bars(_merged_histogram(senders, members)) for _, members in groups],
         "replications": replication_series(summary.get("replications")),
     }
+
+
+def outage_spans(senders: list[JsonObject]) -> list[JsonObject]:
+    """Every sender's outages, for the time charts' shading: {label, start, end}."""
+    spans = []
+    for sender in senders:
+        outages = sender.get("outages_s")
+        for outage in outages if isinstance(outages, list) else []:
+            if isinstance(outage, list) and len(outage) == 2 and all(_is_number(v) for v in outage):
+                spans.append({"label": f"{sender.get('name')} down", "start": outage[0], "end": outage[1]})
+    return spans
 
 
 def timeline_series(
@@ -947,20 +967,32 @@ def timeline_series(
         ]
         return [_compact(sum(_number(v) for v in values)) for values in zip(*found, strict=False)] if found else None
 
+    def per_bin(name: str) -> list[Number | None] | None:
+        """A cumulative column as counts per bin."""
+        values = columns.get(name)
+        if values is None or not any(_number(v) for v in values):
+            return None
+        totals = [_number(v) for v in values]
+        return [_compact(b - a) for a, b in zip([0.0, *totals], totals, strict=False)]
+
     everyone = list(range(len(senders)))
     attempts = [summed(members, "attempts") for _, members in groups]
     failed_attempts = summed(everyone, "failed_attempts")
+    keys = ("t_s", "sent", "failed", "retried", "backlog", "p50_s", "p95_s", "p99_s", "delivered")
     return {
-        **{key: column(key) for key in ("t_s", "sent", "failed", "retried", "backlog", "p50_s", "p95_s", "p99_s")},
+        **{key: column(key) for key in keys},
         "failed_attempts": failed_attempts,
         "attempts": attempts,
         "in_flight": [summed(members, "in_flight") for _, members in groups],
-        "rate": rate_bins(column("t_s") or [], attempts, failed_attempts),
+        "rate": rate_bins(column("t_s") or [], attempts, failed_attempts, per_bin("throttled")),
     }
 
 
 def rate_bins(
-    t_s: list[Number | None], attempts: list[list[Number | None] | None], failed: list[Number | None] | None
+    t_s: list[Number | None],
+    attempts: list[list[Number | None] | None],
+    failed: list[Number | None] | None,
+    throttled: list[Number | None] | None = None,
 ) -> JsonObject:
     """Per-bin counts for a rate chart, `RATE_POINTS` bins at most: runs of
     consecutive bins summed, each ending where its last bin ends (report.js
@@ -980,6 +1012,7 @@ def rate_bins(
         "t_s": [t_s[end] for end in ends],
         "attempts": [merged(values) for values in attempts],
         "failed_attempts": merged(failed),
+        "throttled": merged(throttled),
     }
 
 

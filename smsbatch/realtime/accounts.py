@@ -215,6 +215,14 @@ class Accounts:
 
     # ---- what the monitor sees ----
 
+    def _live_state(self, index: int, state: str, now: float) -> str:
+        if state != "running" or index >= len(self.specs):
+            return state
+        key = index if index < len(self.settings.senders) else self.names[index]
+        outages = self.outages.of(key, self.specs[index])
+        up_at = outages.up_from(now) if outages is not None else now
+        return f"down until {up_at:,.1f}s" if up_at > now else state
+
     def _outages(self, index: int, until: float) -> tuple[tuple[float, float], ...]:
         """Sender `index`'s outages by `until` (the model's, from the seed)."""
         key = index if index < len(self.settings.senders) else self.names[index]  # one from elsewhere: by name
@@ -241,6 +249,8 @@ class Accounts:
             total.merge(stats)
         over = sim_now is None
         sim_elapsed = max(total.last_end, 0.0) if sim_now is None else sim_now  # over: the time of the last outcome
+        if sim_now is not None:  # live: a running sender in one of its outages is shown down
+            states = [self._live_state(i, state, sim_now) for i, state in enumerate(states)]
         views = tuple(
             SenderView(
                 self.names[i],

@@ -155,7 +155,7 @@
         {label: yLabel, size: 70}
       ],
       cursor: {sync: {key: "simulated-time"}, drag: {x: true, y: false}},
-      hooks: {setScale: [followZoom], init: [function (u) { u.timeChart = true; }]},
+      hooks: {setScale: [followZoom], init: [function (u) { u.timeChart = true; }], drawClear: [drawOutages]},
       series: [{label: "time", value: function (u, v) { return seconds(v); }}]
     };
   }
@@ -201,6 +201,10 @@
     options.series.push({label: "sent", stroke: "#1f77b4", width: 2, fill: fade("#1f77b4", 0.1),
                          value: function (u, v) { return percent(v); }});
     var columns = [t, share(tl.sent)];
+    if (data.receipts_modelled && tl.delivered) {
+      options.series.push({label: "delivered", stroke: "#2ca02c", width: 2, value: function (u, v) { return percent(v); }});
+      columns.push(share(tl.delivered));
+    }
     if (tl.failed) {
       options.series.push({label: "failed", stroke: FAIL_COLOUR, width: 2, value: function (u, v) { return percent(v); }});
       columns.push(share(tl.failed));
@@ -265,6 +269,21 @@
     }
   }
 
+  // Outages shaded on every time chart, behind the series, each labelled once at its top.
+  function drawOutages(u) {
+    var b = u.bbox, ctx = u.ctx, px = devicePixelRatio;
+    (data.outages || []).forEach(function (outage, i) {
+      var x0 = Math.max(b.left, u.valToPos(outage.start, "x", true));
+      var x1 = Math.min(b.left + b.width, u.valToPos(outage.end, "x", true));
+      if (!(x1 > x0)) return;
+      ctx.save();
+      ctx.fillStyle = "rgba(214, 39, 40, 0.10)";
+      ctx.fillRect(x0, b.top, x1 - x0, b.height);
+      ctx.restore();
+      label(ctx, outage.label, x0 + 3 * px, b.top + (12 + 14 * (i % 3)) * px, "left");
+    });
+  }
+
   function drawReachMarks(u) {
     var ctx = u.ctx, px = devicePixelRatio;
     ["50", "90", "99"].forEach(function (mark) {
@@ -301,6 +320,11 @@
       options.series.push({label: "failed attempts", stroke: FAIL_COLOUR, width: 1.5,
                            paths: uPlot.paths.stepped({align: 1}), value: function (u, v) { return number(v, 1); }});
       columns.push(perSecond(rate.t_s, rate.failed_attempts));
+    }
+    if (rate.throttled) {
+      options.series.push({label: "throttled", stroke: "#ff7f0e", width: 1.5, dash: [6, 3],
+                           paths: uPlot.paths.stepped({align: 1}), value: function (u, v) { return number(v, 1); }});
+      columns.push(perSecond(rate.t_s, rate.throttled));
     }
     if (columns.length > 1) mount("attempts", options, columns);
   }
