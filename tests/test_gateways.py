@@ -416,3 +416,20 @@ def test_the_report_shades_outages_and_counts_throttling(tmp_path):
     assert sum(data["timeline"]["rate"]["throttled"]) > 0
     assert "<th>throttled</th>" in html
     assert "<th>interrupted</th>" in html
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.usefixtures("no_children_left")
+def test_the_trace_says_each_accepted_attempts_receipt_time_in_both_modes(tmp_path):
+    argv = ["-n", "30", "--seed", "1", "--sender", "0.5:0.2:window=2", "--dlr-median", "3", "--dlr-p90", "9"]
+    argv += ["--receipt-loss", "0.3", "--max-retries", "1", "--no-progress"]
+    files = {speed: tmp_path / f"{speed}.csv" for speed in ("max", "50")}
+    for speed, path in files.items():
+        assert main([*argv, "--speed", speed, "--trace", str(path)]) == 0
+    virtual, real = (path.read_text() for path in files.values())
+    assert virtual == real
+    rows = [line.split(",") for line in virtual.splitlines()[1:]]
+    accepted = [row for row in rows if row[5] == "sent"]
+    assert all(row[6] == "" for row in rows if row[5] != "sent")
+    assert 0 < sum(row[6] == "" for row in accepted) < len(accepted)  # some receipts lost, not all
+    assert all(float(row[6]) > float(row[4]) for row in accepted if row[6])  # each after its acceptance

@@ -203,7 +203,8 @@ def test_trace_file_in_both_modes(tmp_path, no_children_left):
     for path in (virtual, real):
         with path.open() as f:
             rows = list(csv.DictReader(f))
-        assert list(rows[0]) == ["sender", "slot", "attempt", "start_s", "end_s", "outcome"]
+        assert list(rows[0]) == ["sender", "slot", "attempt", "start_s", "end_s", "outcome", "receipt_s"]
+        assert {row["receipt_s"] for row in rows} == {""}  # no receipts modelled
         assert {row["outcome"] for row in rows} <= {"sent", "failed", "retry"}
         assert sum(row["outcome"] != "retry" for row in rows) == 40
         valid_steps(rows, {"sender 1": 2, "sender 2": 1}, {"sender 2": 1 / 20})

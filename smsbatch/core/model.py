@@ -158,8 +158,8 @@ class Progress:
     lag: float = 0.0  # the most simulated time any send or start was handled late, so far
     capped: float = 0.0  # slot-seconds held back by the rate cap, since the previous Progress
     redelivered: int = 0  # messages taken over from a silent sender (Redis), since the previous Progress
-    # --trace: (slot, attempt, simulated start, simulated end, outcome) of each attempt that ended
-    trace: tuple[tuple[int, int, float, float, int], ...] = ()
+    # --trace: (slot, attempt, simulated start, simulated end, outcome[, receipt time]) of each attempt that ended
+    trace: tuple[tuple[int, int, float, float, int] | tuple[int, int, float, float, int, float | None], ...] = ()
     receipts: tuple[tuple[float, int], ...] = ()  # (when its receipt comes, what it says) of each message accepted
 
 

@@ -28,11 +28,15 @@ from smsbatch.core.model import (
     MessageBatch,
     Progress,
 )
+from smsbatch.core.receipts import NO_RECEIPT
 from smsbatch.core.sender_model import ReceiptDraws, SenderModel
 from smsbatch.core.stats import Stats, bucket_of
 
 if TYPE_CHECKING:
     import numpy as np  # only for the types: a run with nothing to draw never loads numpy
+
+# A trace row as a sender keeps it: (slot, attempt, start, end, outcome[, receipt time]).
+SenderTraceRow = tuple[int, int, float, float, int] | tuple[int, int, float, float, int, float | None]
 
 FLUSH_SECONDS = 0.1  # real seconds between progress reports while busy (x senders / 32)
 BEAT_SECONDS = 0.5  # real seconds a sender may say nothing before it says it is alive
@@ -93,7 +97,7 @@ class Outbox:
     log: list[tuple[int, str, int, float, int]]  # (id, phone, outcome, seconds, attempt)
     ended: list[tuple[float, int, int, int]]  # (due, send-time bucket, outcome, count)
     capped: float  # slot-seconds a free slot with work in hand was held back by the rate cap
-    trace: list[tuple[int, int, float, float, int]] | None  # --trace: (slot, attempt, start, end, outcome)
+    trace: list[SenderTraceRow] | None  # --trace: (slot, attempt, start, end, outcome[, receipt])
     receipts: list[tuple[float, int]]  # (when its receipt comes, what it says) of each message accepted
     phone_cache: dict[int, list[str]]  # batch key -> its numbers, split only while needed
     last_flush: float  # real time of the last report
@@ -163,10 +167,15 @@ class Outbox:
                 self._back(batch, offset, batch.entry(offset) + 1, back_at)
         self.done.add(batch.key, offset, outcome)
         self.ended.append((due, bucket, outcome, 1))
-        if self.trace is not None:
+        receipt = self.receipt_draws.take(due) if outcome == SENT and self.receipt_draws is not None else None
+        if receipt is not None:
+            self.receipts.append(receipt)
+        if self.trace is not None and receipt is not None:  # its row says when its receipt comes
+            self.trace.append(
+                (slot, batch.attempt(offset), start, due, row, receipt[0] if receipt[1] != NO_RECEIPT else None)
+            )
+        elif self.trace is not None:
             self.trace.append((slot, batch.attempt(offset), start, due, row))
-        if outcome == SENT and self.receipt_draws is not None:
-            self.receipts.append(self.receipt_draws.take(due))
         self._note(batch, offset, seconds, outcome, due)
 
     def _went_round(self, batch: MessageBatch, offset: int, outcome: int, at: float, slot: int, start: float) -> None:
@@ -202,10 +211,19 @@ class Outbox:
 
     def _trace_first_attempts(self, outcomes: list[int]) -> None:
         """A batch of first attempts that took no time at 0, in slot 0 (as the model runs them)."""
-        if self.trace is not None:
-            self.trace += [(0, 1, 0.0, 0.0, outcome) for outcome in outcomes]
-        if self.receipt_draws is not None:
-            self.receipts += [self.receipt_draws.take(0.0) for outcome in outcomes if outcome == SENT]
+        draws = self.receipt_draws
+        if draws is None:
+            if self.trace is not None:
+                self.trace += [(0, 1, 0.0, 0.0, outcome) for outcome in outcomes]
+            return
+        for outcome in outcomes:
+            receipt = draws.take(0.0) if outcome == SENT else None
+            if receipt is not None:
+                self.receipts.append(receipt)
+            if self.trace is not None and receipt is not None:
+                self.trace.append((0, 1, 0.0, 0.0, outcome, receipt[0] if receipt[1] != NO_RECEIPT else None))
+            elif self.trace is not None:
+                self.trace.append((0, 1, 0.0, 0.0, outcome))
 
     def add_alike(self, batch: MessageBatch, outcome: int) -> None:
         """A whole batch of first attempts at time 0 that took no time and all ended alike."""

@@ -42,7 +42,7 @@ import numpy as np
 
 from smsbatch.core.model import EXPIRED, INTERRUPTED, SENT, THROTTLED
 from smsbatch.core.reach import reach_counts
-from smsbatch.core.receipts import ReceiptCount, ReceiptFigures
+from smsbatch.core.receipts import NO_RECEIPT, ReceiptCount, ReceiptFigures
 from smsbatch.core.sender_model import BLOCK, Pacer, ReceiptDraws, RunOutages, SenderModel
 from smsbatch.core.stats import Stats, buckets_of
 from smsbatch.core.timeline import Timeline
@@ -405,6 +405,10 @@ class _Simulation:
     def _note_row(self, s: int, slot: int, outcome: int, t: float) -> None:
         """An attempt of slot ended at t with `outcome` outside _finish (--trace keeps a row)."""
 
+    def _receipt_of_last(self) -> tuple[float, int] | None:
+        """The receipt of the last message accepted (None: receipts not modelled)."""
+        return None
+
     # ---- the end ----
 
     def backlog(self) -> int:
@@ -447,8 +451,12 @@ class _TracedSimulation(_Simulation):
         s = self.sender_of[slot]
         outcome = self.outcome_of[s](attempt, True) if attempt else SENT  # the event's attempt: 0 when it was sent
         self._note_row(s, slot, outcome, t)
+        row = len(self.rows) - 1
         taken = self.draws_taken
         super()._finish(t, slot, attempt, seconds)
+        receipt = self._receipt_of_last()
+        if receipt is not None and outcome == SENT:  # receipts modelled: the row says when its receipt comes
+            self.rows[row] = (*self.rows[row][:6], receipt[0] if receipt[1] != NO_RECEIPT else None)
         if self.draws_taken != taken:  # the fast path: the slot went on at t
             self.slot_start[slot], self.slot_attempt[slot] = t, self.last_attempt
 
@@ -462,12 +470,17 @@ class _ReceiptSimulation(_Simulation):
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.receipt_draws = [ReceiptDraws(blocks.model) for blocks in self.blocks]
+        self.last_receipt: tuple[float, int] | None = None
         validity = self.blocks[0].model.validity if self.blocks else math.inf
         self.receipt_count = ReceiptCount(self.messages, self.deadline, validity, self.bins.timeline)
 
+    def _receipt_of_last(self) -> tuple[float, int] | None:
+        return self.last_receipt
+
     def _finish(self, t: float, slot: int, attempt: int, seconds: float) -> None:
         if not attempt:  # accepted
-            self.receipt_count.add(*self.receipt_draws[self.sender_of[slot]].take(t))
+            self.last_receipt = self.receipt_draws[self.sender_of[slot]].take(t)
+            self.receipt_count.add(*self.last_receipt)
         self.receipt_count.advance(t)
         super()._finish(t, slot, attempt, seconds)
 
