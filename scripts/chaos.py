@@ -138,6 +138,10 @@ def draw_trial(seed: int, quick: bool, redis: bool, only: list[str] | None) -> T
     sim = _sim_estimate(specs, messages, retries)
     target = rng.uniform(0.2, 0.6) if quick else rng.uniform(0.5, 2.5)
     speed = min(1e5, max(1.0, sim / target))
+    gateways = _gateways(rng, local, sim, broker) if rng.random() < 0.3 else []
+    if gateways:
+        local = gateways[0]
+        options = [arg for spec in local for arg in ("--sender", spec)] + gateways[1]
     argv = ["-n", str(messages), *options, "--max-retries", str(retries), "--seed", str(rng.getrandbits(31))]
     argv += [
         "--retry-backoff",
@@ -251,10 +255,30 @@ def _senders(rng: random.Random, count: int) -> list[str]:
     return specs
 
 
+def _gateways(rng: random.Random, local: list[str], sim: float, broker: bool) -> tuple[list[str], list[str]]:
+    """Real gateways on some of the senders (outages, a cap that throttles, a backup)
+    and receipts: (the senders' specs, the run's options)."""
+    specs = []
+    for spec in local:
+        mean, _, window, _ = _spec_numbers(spec)
+        if rng.random() < 0.3:
+            spec += f":down={rng.uniform(0, 0.8 * sim):.4f}+{rng.uniform(0.05, 0.3) * sim:.4f}"
+        if rng.random() < 0.2:
+            spec += f":cap={max(1.0, rng.uniform(0.5, 2.0) * window / mean):.1f}"
+        specs.append(spec)
+    if not broker and len(specs) >= 2 and rng.random() < 0.3:
+        specs[-1] += ":backup"
+    options = ["--throttle-pause", f"{rng.uniform(0.001, 0.05) * sim:.4f}"]
+    if rng.random() < 0.5:
+        median = rng.uniform(0.01, 0.3) * sim
+        options += ["--dlr-median", f"{median:.4f}", "--dlr-p90", f"{median * 3:.4f}", "--undeliverable", "0.03"]
+    return specs, options
+
+
 def _spec_numbers(spec: str) -> tuple[float, float, int, float]:
     """(mean, fail rate, window, rate cap or 0) of a --sender SPEC."""
     parts = spec.split(":")
-    keys = dict(part.split("=", 1) for part in parts[2:])
+    keys = dict(part.split("=", 1) for part in parts[2:] if "=" in part)
     return float(parts[0]), float(parts[1]), int(keys.get("window", 1)), float(keys.get("rate", 0))
 
 
@@ -702,6 +726,9 @@ def check_summary(s: dict, timeline: bool = True) -> list[str]:
         return [f"the summary lacks {', '.join(missing)}"]
     m, sent, failed, unsent = s["messages"], s["sent"], s["failed"], s["unsent"]
     need(m == sent + failed + unsent, f"messages {m} != sent {sent} + failed {failed} + unsent {unsent}")
+    fates = ("delivered", "undeliverable", "no_receipt", "receipt_pending", "expired", "failed", "unsent")
+    if all(key in s for key in fates):  # what became of each: its receipt, or why none came
+        need(sum(s[key] for key in fates) == m, f"messages {m} != {' + '.join(f'{k} {s[k]}' for k in fates)}")
     need(min(sent, failed, unsent) >= 0, f"a negative count: sent {sent}, failed {failed}, unsent {unsent}")
     attempts = s["attempts"]
     finer = sent + failed + s["retried"] + s["duplicates"]

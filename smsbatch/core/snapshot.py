@@ -171,6 +171,7 @@ def model_check(run: Snapshot, model: Snapshot) -> ModelCheck:
             change = f" ({(real / want - 1) * 100:+.1f}%)" if want else ""
             off.append(f"{name} {real:,.1f}s against the model's {want:,.1f}s{change}")
     counts = [("sent", run.sent, model.sent, run.messages), ("failed", run.failed, model.failed, run.messages)]
+    counts += [("expired", run.expired, model.expired, run.messages)] if model.expired or run.expired else []
     attempts = sum(view.stats.attempts for view in model.senders)
     counts += [
         (f"{mine.name} attempts", mine.stats.attempts, theirs.stats.attempts, attempts)
