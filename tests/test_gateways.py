@@ -12,6 +12,8 @@ Three kinds of check, each against an answer computed apart from the engine:
 import io
 import json
 import math
+import os
+import signal
 from collections import deque
 from dataclasses import replace
 
@@ -433,3 +435,45 @@ def test_the_trace_says_each_accepted_attempts_receipt_time_in_both_modes(tmp_pa
     assert all(row[6] == "" for row in rows if row[5] != "sent")
     assert 0 < sum(row[6] == "" for row in accepted) < len(accepted)  # some receipts lost, not all
     assert all(float(row[6]) > float(row[4]) for row in accepted if row[6])  # each after its acceptance
+
+
+# ---- nothing lost ----
+
+LATER_THAN_2S = r"^\[(?:[2-9]|\d{2,})\.\d+s\] "  # a progress line at 2 simulated seconds or later
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("while_", ["down", "paused"])
+def test_a_sender_killed_while_down_or_paused_loses_nothing(processes, while_):
+    """Killed in its outage (from 1 s on) or its pause after a throttled answer (from
+    its first answers on), what it held goes to the other: every message once."""
+    victim = "0.05:0:window=4:down=1+60" if while_ == "down" else "0.05:0:window=8:cap=4:burst=1"
+    run = processes.run(
+        "-n", "600", "--sender", victim, "--sender", "0.05:0:window=2", "--speed", "4", "--seed", "2",
+        "--throttle-pause", "60", "--log", "INFO", "--interval", "0.1",
+    )  # fmt: skip
+    run.wait_for_children(3)
+    run.wait_for_line(LATER_THAN_2S)
+    os.kill(run.pid_of("smsbatch: sender 1"), signal.SIGKILL)
+    run.finish().accounted()
+    s = run.summary
+    assert (s["sent"], s["unsent"], s["lost_senders"]) == (600, 0, 1)
+    logged = [line for line in run.err.splitlines() if line.startswith("INFO message ") and " sent by " in line]
+    assert sorted(int(line.split()[2]) for line in logged) == list(range(600))
+
+
+@pytest.mark.timeout(60)
+def test_ctrl_c_while_receipts_are_due_counts_them_pending(processes):
+    run = processes.run(
+        "-n", "3000", "--sender", "0.01:0", "--speed", "1", "--seed", "3",
+        "--dlr-median", "500", "--interval", "0.1",
+    )  # fmt: skip
+    run.wait_for_children(2)
+    run.wait_for_line(r"sent (?:[5-9]\d|\d{3,}) ")  # accepted, their receipts minutes away
+    run.proc.send_signal(signal.SIGINT)
+    run.finish()
+    s = run.summary
+    parts = ("delivered", "undeliverable", "no_receipt", "receipt_pending", "expired", "failed", "unsent")
+    assert sum(s[key] for key in parts) == 3000
+    assert s["receipt_pending"] >= 50
+    assert s["unsent"] > 0
