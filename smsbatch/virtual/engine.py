@@ -515,6 +515,7 @@ class _GatewaySimulation(_Simulation):
         self.front: deque[int] = deque()
         self.throttled = [0] * len(models)
         self.interrupted = [0] * len(models)
+        self.rounds = [0] * len(models)  # per sender: draws that went round (throttled, interrupted), no attempt
         self.expired = 0
         self.queue_expired = False
         self.forgotten: list[tuple[int, float, bool]] = []  # draws that were no attempt: (sender, seconds, ok)
@@ -606,7 +607,7 @@ class _GatewaySimulation(_Simulation):
         self.forgotten.append((s, seconds, attempt == 0))
         self.throttled[s] += 1
         self._count("throttled", t)
-        self.finished[s] += 1
+        self.rounds[s] += 1
         gate = self.gate.pacers[s].gate
         assert gate is not None
         gate.paused_until = max(gate.paused_until, t + self.pause)
@@ -650,7 +651,7 @@ class _GatewaySimulation(_Simulation):
         for _, _, slot, attempt, seconds in cut:
             self.interrupted[s] += 1
             self._count("interrupted", t)
-            self.finished[s] += 1
+            self.rounds[s] += 1
             self.forgotten.append((s, seconds, attempt == 0))
             self.slot_throttled[slot] = False
             self._note_row(s, slot, INTERRUPTED, t)
@@ -674,6 +675,9 @@ class _GatewaySimulation(_Simulation):
         self.front.clear()
         self.waiting.clear()
         self.queue_expired = True
+
+    def in_flight(self) -> list[int]:
+        return [n - r for n, r in zip(super().in_flight(), self.rounds, strict=False)]
 
 
 class _TracedGatewaySimulation(_GatewaySimulation, _TracedSimulation):
