@@ -161,6 +161,7 @@ class Progress:
     # --trace: (slot, attempt, simulated start, simulated end, outcome[, receipt time]) of each attempt that ended
     trace: tuple[tuple[int, int, float, float, int] | tuple[int, int, float, float, int, float | None], ...] = ()
     receipts: tuple[tuple[float, int], ...] = ()  # (when its receipt comes, what it says) of each message accepted
+    paused_until: float = 0.0  # simulated time its pause after a throttled answer ends (live display)
 
 
 @dataclass(frozen=True, slots=True)

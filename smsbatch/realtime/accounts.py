@@ -75,6 +75,7 @@ class Accounts:
             else None
         )
         self.outages = RunOutages(settings)  # every sender's outages, for their downtime
+        self.paused_until: dict[int, float] = {}  # per sender: its pause after a throttled answer, as last heard
 
     def add_sender(self, name: str, spec: SenderSpec) -> int:
         self.names.append(name)
@@ -122,6 +123,8 @@ class Accounts:
         repeats[RETRY] -= ledger.retried - retried  # (the rest went round without a retry)
         repeats[EXPIRED] -= ledger.expired - expired
         self.record.record(report.sender, report.ended, report.capped, report.lag, repeats)
+        if report.paused_until:
+            self.paused_until[report.sender] = max(self.paused_until.get(report.sender, 0.0), report.paused_until)
         return retries
 
     @staticmethod
@@ -221,7 +224,10 @@ class Accounts:
         key = index if index < len(self.settings.senders) else self.names[index]
         outages = self.outages.of(key, self.specs[index])
         up_at = outages.up_from(now) if outages is not None else now
-        return f"down until {up_at:,.1f}s" if up_at > now else state
+        if up_at > now:
+            return f"down until {up_at:,.1f}s"
+        paused = self.paused_until.get(index, 0.0)
+        return f"paused (throttled) until {paused:,.1f}s" if paused > now else state
 
     def _outages(self, index: int, until: float) -> tuple[tuple[float, float], ...]:
         """Sender `index`'s outages by `until` (the model's, from the seed)."""

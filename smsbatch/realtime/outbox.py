@@ -124,6 +124,7 @@ class Outbox:
         self.flush_seconds = FLUSH_SECONDS * max(1.0, senders / 32)
         # The most simulated time by which a due send was handled, or a message started, late.
         self.lag = 0.0
+        self.paused_until = 0.0  # its pause after a throttled answer, as the sender last set it
         self.last_said = clock.clock.now()
         self.clear()
 
@@ -308,6 +309,7 @@ class Outbox:
                     self.capped,
                     trace=tuple(self.trace or ()),
                     receipts=tuple(self.receipts),
+                    paused_until=self.paused_until,
                 )
             )
         self.clear()

@@ -319,6 +319,7 @@ class SenderEngine:
         if outcome == THROTTLED:  # it takes no new work for --throttle-pause from the answer
             assert self.gate is not None
             self.gate.paused_until = max(self.gate.paused_until, due + self.model.throttle_pause)
+            self.outbox.paused_until = self.gate.paused_until
         self.outbox.add(batch, offset, seconds, outcome, due, slot, start)
 
     def _warm_stop(self) -> None:
