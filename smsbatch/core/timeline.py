@@ -85,7 +85,8 @@ class Timeline:
 
     def add_count(self, name: str, t: float, count: int = 1) -> None:
         """`count` of COUNTED `name` (delivered, throttled, ...) at t."""
-        self.counts[name][self.bin_of(t)] += count
+        b = self.bin_of(t)  # first: it may merge bins, and so replace the lists
+        self.counts[name][b] += count
 
     def bin_of(self, t: float) -> int:
         index = int(max(t, 0.0) / self.width)

@@ -122,6 +122,7 @@ class Accounts:
         repeats[FAILED] -= ledger.failed - failed
         repeats[RETRY] -= ledger.retried - retried  # (the rest went round without a retry)
         repeats[EXPIRED] -= ledger.expired - expired
+        repeats[THROTTLED] = repeats[INTERRUPTED] = 0  # (a go-round heard twice is caught by ledger.retry)
         self.record.record(report.sender, report.ended, report.capped, report.lag, repeats)
         if report.paused_until:
             self.paused_until[report.sender] = max(self.paused_until.get(report.sender, 0.0), report.paused_until)
@@ -269,6 +270,7 @@ class Accounts:
             for i in range(len(self.names))
         )
         ledger, record = self.ledger, self.record
+        receipts = self._receipt_figures(sim_elapsed) if over else None  # (first: it feeds the timeline's delivered)
         return Snapshot(
             messages=ledger.messages, sent=ledger.sent, failed=ledger.failed, expired=ledger.expired,
             retried=ledger.retried,
@@ -278,6 +280,6 @@ class Accounts:
             sent_by_deadline=record.sent_by_deadline, deadline=self.settings.deadline,
             deadline_share=self.settings.deadline_share,
             timeline=self._timeline(views, sim_elapsed) if over else None,
-            receipts=self._receipt_figures(sim_elapsed) if over else None,
+            receipts=receipts,
             retries_pending=retries_pending, retries_back_at=retries_back_at,
         )  # fmt: skip
