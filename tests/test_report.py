@@ -457,7 +457,7 @@ def test_a_rate_chart_has_at_most_a_few_hundred_bins_and_keeps_every_attempt():
         assert sum(merged) == sum(each)
     assert sum(rate["failed_attempts"]) == sum(timeline["failed_attempts"])
     few = rate_bins([1, 2, 3], [[1, 2, 3]], None)
-    assert few == {"t_s": [1, 2, 3], "attempts": [[1, 2, 3]], "failed_attempts": None}
+    assert few == {"t_s": [1, 2, 3], "attempts": [[1, 2, 3]], "failed_attempts": None, "throttled": None}
 
 
 @pytest.mark.timeout(60)
