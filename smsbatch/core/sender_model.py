@@ -627,6 +627,19 @@ class SenderModel:
             self.jitters = self.streams[2].uniform(0.5, 1.5, 256).tolist()[::-1]
         return self.retry_backoff * 2.0 ** (attempt - 1) * self.jitters.pop()
 
+    def retry_delays(self, count: int, attempt: int) -> np.ndarray:
+        """retry_delay(attempt) for `count` failures in a row, as an array (the same jitters, the same arithmetic)."""
+        import numpy as np
+
+        jitters: list[float] = []
+        while len(jitters) < count:
+            if not self.jitters:
+                self.jitters = self.streams[2].uniform(0.5, 1.5, 256).tolist()[::-1]
+            take = min(count - len(jitters), len(self.jitters))
+            jitters += self.jitters[: -take - 1 : -1]
+            del self.jitters[-take:]
+        return self.retry_backoff * 2.0 ** (attempt - 1) * np.array(jitters)
+
     def caps(self, accounts: dict[str, Pacer], outages: RunOutages | None = None) -> Caps:
         """Its caps for one run: its own, fresh, its account's from `accounts`
         (the run's shared account caps, account_caps()), and its gate, from the

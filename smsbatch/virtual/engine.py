@@ -43,10 +43,11 @@ import numpy as np
 from smsbatch.core.model import EXPIRED, INTERRUPTED, SENT, THROTTLED
 from smsbatch.core.reach import reach_counts
 from smsbatch.core.receipts import NO_RECEIPT, ReceiptCount, ReceiptFigures
-from smsbatch.core.sender_model import BLOCK, Pacer, ReceiptDraws, RunOutages, SenderModel
+from smsbatch.core.sender_model import BLOCK, Pacer, ReceiptDraws, RunOutages, SenderModel, fast_path
 from smsbatch.core.stats import Stats, buckets_of
 from smsbatch.core.timeline import Timeline
 from smsbatch.core.trace import TraceRow
+from smsbatch.virtual.fast import advance
 
 FINISH, ARRIVE, OUTAGE, EXPIRE, START = 0, 1, 2, 3, 4  # the tie order at equal times
 CHUNK = 8192  # events between looks at the clock (display) and at signals
@@ -749,8 +750,11 @@ class VirtualEngine:
         trace: bool = False,
         accounts: dict[str, Pacer] | None = None,
         outages: RunOutages | None = None,
+        vectorise: bool = True,
     ) -> None:
         self.models = list(models)
+        # The fast path where the model says it is exact (sender_model.fast_path, virtual/fast.py); False: the loop.
+        self.vectorise = vectorise
         self.outages = outages  # the run's outages, every sender's (gateway runs)
         self.accounts = accounts if accounts is not None else {}  # the run's shared account caps, fresh
         self.trace = trace
@@ -778,10 +782,14 @@ class VirtualEngine:
         run = simulation(
             self.models, self.blocks, self.messages, self.timeline, self.deadline, self.accounts, self.outages
         )
-        run.begin()
         progress = self.progress
         progress.stats_now = lambda: self._final_stats(run)
-        while run.events:
+        going = True
+        if self.vectorise and simulation is _Simulation and fast_path(self.models, self.trace):
+            going = advance(run, self.models, (FINISH, ARRIVE, START), tick, progress)
+        else:
+            run.begin()
+        while going and run.events:
             run.run_events(CHUNK)
             progress.now, progress.sent, progress.failed, progress.retried = run.now, run.sent, run.failed, run.retried
             if tick is not None and run.events and not tick(progress):

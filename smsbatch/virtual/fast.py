@@ -1,0 +1,562 @@
+"""The fast path of virtual time: the event loop's run, a chunk at a time.
+
+Every message is in the queue at time 0, and first attempts are ahead of
+every retry, so while first attempts are left every slot works back to back:
+a slot of an uncapped sender starts its next attempt the moment its last one
+ends, and draws it from its own lane (core/sender_model.py), so its ends are
+a cumulative sum of its own draws (np.cumsum adds one after another, as the
+loop does: end = start + seconds). A capped sender is one lane: its starts
+follow its cap and its free slots, stepped here per start in plain Python
+(its own small event loop: finishes first, then the cap's start, the lowest
+free slot), since which slot takes which tick is a heap's choice.
+
+A chunk is a span of simulated time [T0, T1): every lane's starts and ends in
+it are computed, then the counts, the statistics (the lanes' blocks folded as
+the loop folds them), the retries made (their jitters in the loop's order of
+finishes: time, then slot), the reach times, the deadline count and the
+timeline's bins (closed where the loop closes them: at the first finish past
+a bin's edge, with what the loop would count then). When the next chunk
+would start more attempts than there are first attempts left, the span ends
+at the start that takes the last of them, and the state of the run at that
+time (every event before it handled, none at or after it) is handed to the
+event loop (engine._Simulation), which runs the rest: the queue's retries and
+the tail. The loop is the definition; this module is held to it by
+tests/test_fast.py, bit for bit.
+
+The choice is the model's: SenderModel.vectorisable (sender_model.fast_path
+for the run), false for anything not written here (accounts, receipts,
+gateways, --validity, --trace, senders that never wait, and any field added
+later), and then the loop runs alone.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable, Sequence
+from heapq import heapify, heappop, heappush
+from typing import Any, Protocol
+
+import numpy as np
+
+from smsbatch.core.sender_model import SenderModel
+from smsbatch.core.stats import Stats, buckets_of
+from smsbatch.core.timeline import MAX_BINS
+
+CHUNK_STARTS = 1 << 17  # starts a chunk aims at, over every lane
+
+
+class Lane(Protocol):
+    """A lane's pre-drawn attempts (engine._Lane)."""
+
+    times: np.ndarray
+    failed: np.ndarray
+    ahead: deque[tuple[np.ndarray, np.ndarray]]
+
+    def draw(self) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def next_block(self) -> None: ...
+
+
+def _peek(lane: Lane, used: int, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows [used, used + count) of the lane's draws (`used` into its current block),
+    drawing blocks ahead as needed; nothing is taken."""
+    times, failed = [lane.times[used:]], [lane.failed[used:]]
+    have, i = len(times[0]), 0
+    while have < count:
+        if i == len(lane.ahead):
+            lane.ahead.append(lane.draw())
+        t, f = lane.ahead[i]
+        times.append(t)
+        failed.append(f)
+        have += len(t)
+        i += 1
+    if len(times) == 1:
+        return times[0][:count], failed[0][:count]
+    return np.concatenate(times)[:count], np.concatenate(failed)[:count]
+
+
+def _consume(lane: Lane, used: int, count: int) -> int:
+    """Take `count` rows from `used` on; the new `used`. A block passed is folded (as the loop's refill does)."""
+    while used + count > len(lane.times):
+        count -= len(lane.times) - used
+        lane.next_block()
+        used = 0
+    return used + count
+
+
+class _Slot:
+    """A slot of an uncapped sender: its own lane, back to back."""
+
+    __slots__ = ("cur", "g", "lane", "mean", "rows", "s", "slot", "start")
+
+    def __init__(self, s: int, slot: int, g: int, lane: Lane, mean: float) -> None:
+        self.s, self.slot, self.g, self.lane, self.mean = s, slot, g, lane, mean
+        self.start = 0.0  # its next start: the end of the attempt in flight
+        self.cur: tuple[float, bool] | None = None  # the attempt in flight: (seconds, failed)
+        # This chunk's rows from the next start on: (starts, ends, seconds, failed)
+        self.rows: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    def look(self, used: int, t1: float) -> None:
+        """Its rows from its next start until one starts at or after t1."""
+        count = int((t1 - self.start) / self.mean * 1.25) + 16
+        while True:
+            seconds, failed = _peek(self.lane, used, count)
+            buf = np.empty(count + 1)
+            buf[0] = self.start
+            buf[1:] = seconds
+            np.cumsum(buf, out=buf)  # one addition after another: end = start + seconds, as the loop adds
+            if buf[-1] >= t1:
+                self.rows = (buf[:-1], buf[1:], seconds, failed)
+                return
+            count *= 2
+
+
+class _Capped:
+    """A capped sender (its own rate, no account): one lane; its starts at its
+    cap, by its lowest free slot, stepped as the loop's _CapGate steps them."""
+
+    __slots__ = ("capped", "due", "first_slot", "g", "gap", "held", "inflight", "lane", "next_start", "s")
+
+    def __init__(self, s: int, first_slot: int, window: int, g: int, lane: Lane, gap: float) -> None:
+        self.s, self.first_slot, self.g, self.lane, self.gap = s, first_slot, g, lane, gap
+        self.next_start = 0.0  # its Pacer
+        self.due: float | None = 0.0  # its START event, if one is waiting
+        self.held = [(first_slot + j, 0.0) for j in range(window)]  # heap of (slot, free since)
+        self.inflight: list[tuple[float, int, float, bool]] = []  # heap of (end, slot, seconds, failed)
+        self.capped = 0.0  # slot-seconds held back by the cap
+
+    def state(self) -> tuple[float, float | None, list[tuple[int, float]], list[tuple[float, int, float, bool]], float]:
+        return self.next_start, self.due, list(self.held), list(self.inflight), self.capped
+
+    def restore(self, state: tuple[float, float | None, list[Any], list[Any], float]) -> None:
+        self.next_start, self.due, held, inflight, self.capped = state
+        self.held, self.inflight = list(held), list(inflight)
+
+    def step(self, t0: float, t1: float, used: int) -> tuple[list[float], list[tuple[float, float, bool, int]], float]:
+        """Its events in [t0, t1): (starts, finishes as (end, seconds, failed, slot), the first end of a start)."""
+        seconds, failed = _peek(self.lane, used, int((t1 - t0) / self.gap) + 3)
+        times, fails = seconds.tolist(), failed.tolist()
+        next_start, due, capped, gap = self.next_start, self.due, self.capped, self.gap
+        held, inflight = self.held, self.inflight
+        starts: list[float] = []
+        finishes: list[tuple[float, float, bool, int]] = []
+        first_end = math.inf
+        r = 0
+        while True:
+            ends = inflight[0][0] if inflight else math.inf
+            if due is not None and due < ends:  # the cap opens with work waiting: the lowest held slot starts
+                if due >= t1:
+                    break
+                slot, since = heappop(held)
+                capped += due - since
+                d = times[r]
+                end = due + d
+                heappush(inflight, (end, slot, d, fails[r]))
+                r += 1
+                first_end = min(first_end, end)
+                starts.append(due)
+                next_start = due + gap
+                due = next_start if held else None
+            else:  # a finish (before a start at the same time)
+                if ends >= t1:
+                    break
+                end, slot, d, fail = heappop(inflight)
+                finishes.append((end, d, fail, slot))
+                heappush(held, (slot, end))
+                if due is None:
+                    due = end if end >= next_start else next_start
+        self.next_start, self.due, self.capped = next_start, due, capped
+        return starts, finishes, first_end
+
+
+class _Run(Protocol):
+    """What the fast path reads and writes of the loop's run (engine._Simulation)."""
+
+    events: list[Any]
+    fresh: int
+    waiting: deque[int]
+    pending: int
+    seq: int
+    times: list[list[float]]
+    fails: list[list[bool]]
+    used: list[int]
+    lane_of: list[int]
+    sender_of: list[int]
+    first_slot: list[int]
+    now: float
+    sent: int
+    failed: int
+    retried: int
+    finished: list[int]
+    failed_attempts: list[int]
+    first_end: list[float]
+    last_end: list[float]
+    deadline: float
+    by_deadline: int
+    messages: int
+    next_reach: int
+    bins: Any
+    gate: Any
+
+    @property
+    def lanes(self) -> Sequence[Lane]: ...
+
+    def begin(self) -> None: ...
+
+    def _reached(self, sent: int, t: float) -> None: ...
+
+
+def advance(
+    run: _Run,
+    models: Sequence[SenderModel],
+    kinds: tuple[int, int, int],
+    tick: Callable[[Any], bool] | None = None,
+    progress: Any = None,  # engine.Progress
+) -> bool:
+    """Run `run` from time 0 while first attempts last, and leave it where the
+    event loop takes over (or call its begin(), when there is nothing to
+    vectorise). `kinds`: the loop's FINISH, ARRIVE, START. False: `tick` stopped it."""
+    if run.fresh <= len(run.sender_of):  # a handful of messages: the loop alone
+        run.begin()
+        return True
+    fast = _Fast(run, models, kinds)
+    if progress is None:
+        return fast.go(tick, None)
+    started: Callable[[], list[Stats]] = progress.stats_now  # every attempt started (the run has no events yet)
+
+    def finished() -> list[Stats]:
+        stats = started()
+        for slot in fast.slots:
+            if slot.cur is not None:
+                stats[slot.s].forget(slot.cur[0], not slot.cur[1])
+        for c in fast.capped:
+            for _, _, seconds, failed in c.inflight:
+                stats[c.s].forget(seconds, not failed)
+        return stats
+
+    progress.stats_now = finished
+    try:
+        return fast.go(tick, progress)
+    finally:
+        progress.stats_now = started
+
+
+class _Fast:
+    def __init__(self, run: _Run, models: Sequence[SenderModel], kinds: tuple[int, int, int]) -> None:
+        self.run, self.models, self.kinds = run, models, kinds
+        self.slots: list[_Slot] = []
+        self.capped: list[_Capped] = []
+        rate = 0.0
+        for s, model in enumerate(models):
+            first = run.first_slot[s]
+            if model.start_gap:
+                g = run.lane_of[first]
+                self.capped.append(_Capped(s, first, model.window, g, run.lanes[g], model.start_gap))
+                rate += min(1.0 / model.start_gap, model.window / model.mean_send)
+            else:
+                for slot in range(first, first + model.window):
+                    g = run.lane_of[slot]
+                    self.slots.append(_Slot(s, slot, g, run.lanes[g], model.mean_send))
+                rate += model.window / model.mean_send
+        self.span = CHUNK_STARTS / rate
+        self.senders = len(models)
+        self.retries = np.array([model.retries_left(1) for model in models])
+        self.started = [0] * self.senders  # attempts started, per sender
+        self.pending = np.empty(0)  # retries on their way back: when they arrive
+        self.pending_seq = np.empty(0, dtype=np.int64)
+        self.waiting = 0  # retries arrived in the queue (behind every first attempt)
+        self.open: list[np.ndarray] = []  # send times of the attempts ended in the open bin
+        self.t0 = 0.0
+
+    def go(self, tick: Callable[[Any], bool] | None, progress: Any) -> bool:
+        run = self.run
+        while True:
+            t1 = self.t0 + self.span
+            saved = [c.state() for c in self.capped]
+            starts, t1, last = self._look(t1)
+            if last:  # the last first attempts start in this chunk: end it at the one that takes the last
+                every = np.concatenate(starts) if starts else np.empty(0)
+                t1 = float(np.partition(every, run.fresh - 1)[run.fresh - 1])
+                for c, state in zip(self.capped, saved, strict=True):
+                    c.restore(state)
+                self._look(t1)
+            self._commit(t1)
+            self.t0 = t1
+            if last:
+                break
+            if progress is not None:
+                progress.now, progress.sent, progress.failed = run.now, run.sent, run.failed
+                progress.retried = run.retried
+                if tick is not None and not tick(progress):
+                    self._hand_over()
+                    return False
+        self._hand_over()
+        return True
+
+    # ---- a chunk ----
+
+    def _look(self, t1: float) -> tuple[list[np.ndarray], float, bool]:
+        """Every lane's starts in [t0, t1), as if first attempts never ran out:
+        (the start times, t1, do they take the last of the first attempts?)."""
+        run = self.run
+        starts: list[np.ndarray] = []
+        count = 0
+        for slot in self.slots:
+            if slot.start < t1:
+                slot.look(run.used[slot.g], t1)
+                assert slot.rows is not None
+                mine = slot.rows[0][: int(np.searchsorted(slot.rows[0], t1))]
+                starts.append(mine)
+                count += len(mine)
+            else:
+                slot.rows = None
+        self.steps = []
+        for c in self.capped:
+            step = c.step(self.t0, t1, run.used[c.g])
+            self.steps.append(step)
+            starts.append(np.array(step[0]))
+            count += len(step[0])
+        return starts, t1, count >= run.fresh
+
+    def _commit(self, t1: float) -> None:
+        """Everything before t1 happens: starts, finishes, retries, counts, bins."""
+        run = self.run
+        fin_t: list[np.ndarray] = []
+        fin_d: list[np.ndarray] = []
+        fin_f: list[np.ndarray] = []
+        fin_s: list[np.ndarray] = []
+        fin_slot: list[np.ndarray] = []
+        lane_starts: list[tuple[int, np.ndarray]] = []  # (sender, its start times this chunk)
+        for slot in self.slots:
+            rows = slot.rows
+            if rows is None:
+                continue
+            st, en, seconds, failed = rows
+            m = int(np.searchsorted(st, t1))
+            if not m:
+                continue
+            s = slot.s
+            # The attempt in flight ends at st[0]; rows 0..m-2 end in the chunk too; row m-1 is in flight.
+            ends, secs, fails = en[: m - 1], seconds[: m - 1], failed[: m - 1]
+            if slot.cur is not None:
+                ends = np.concatenate(([st[0]], ends))
+                secs = np.concatenate(([slot.cur[0]], secs))
+                fails = np.concatenate(([slot.cur[1]], fails))
+            fin_t.append(ends)
+            fin_d.append(secs)
+            fin_f.append(fails)
+            fin_s.append(np.full(len(ends), s))
+            fin_slot.append(np.full(len(ends), slot.slot))
+            lane_starts.append((s, st[:m]))
+            run.first_end[s] = min(run.first_end[s], float(en[0]))
+            slot.cur = (float(seconds[m - 1]), bool(failed[m - 1]))
+            slot.start = float(en[m - 1])
+            run.used[slot.g] = _consume(slot.lane, run.used[slot.g], m)
+            self.started[s] += m
+            slot.rows = None
+        for c, (starts, finishes, first_end) in zip(self.capped, self.steps, strict=True):
+            s = c.s
+            if finishes:
+                ends = np.array([f[0] for f in finishes])
+                fin_t.append(ends)
+                fin_d.append(np.array([f[1] for f in finishes]))
+                fin_f.append(np.array([f[2] for f in finishes], dtype=bool))
+                fin_s.append(np.full(len(finishes), s))
+                fin_slot.append(np.array([f[3] for f in finishes]))
+                run.last_end[s] = finishes[-1][0]
+            if starts:
+                lane_starts.append((s, np.array(starts)))
+                run.first_end[s] = min(run.first_end[s], first_end)
+                run.used[c.g] = _consume(c.lane, run.used[c.g], len(starts))
+                self.started[s] += len(starts)
+        run.fresh -= sum(len(st) for _, st in lane_starts)
+        started_before = list(self.started)
+        for s, st in lane_starts:
+            started_before[s] -= len(st)
+        if sum(len(part) for part in fin_t):
+            self._finishes(
+                np.concatenate(fin_t),
+                np.concatenate(fin_d),
+                np.concatenate(fin_f).astype(bool),
+                np.concatenate(fin_s),
+                np.concatenate(fin_slot),
+                lane_starts,
+                started_before,
+            )
+        arrived = self.pending < t1
+        self.waiting += int(np.count_nonzero(arrived))
+        self.pending, self.pending_seq = self.pending[~arrived], self.pending_seq[~arrived]
+
+    def _finishes(
+        self,
+        ft: np.ndarray,
+        fd: np.ndarray,
+        ff: np.ndarray,
+        fs: np.ndarray,
+        fslot: np.ndarray,
+        lane_starts: list[tuple[int, np.ndarray]],
+        started_before: list[int],
+    ) -> None:
+        run = self.run
+        retry = ff & self.retries[fs]
+        ok = ~ff
+        if retry.any():
+            self._retries(ft[retry], fs[retry], fslot[retry])
+        order = np.argsort(ft, kind="stable")
+        ft, fd, ff, fs, ok, retry = ft[order], fd[order], ff[order], fs[order], ok[order], retry[order]
+        final = ff & ~retry
+        c_sent = np.concatenate(([0], np.cumsum(ok)))
+        now_before = run.now
+        sent_before, failed_before, retried_before = run.sent, run.failed, run.retried
+        finished_before, failed_attempts_before = list(run.finished), list(run.failed_attempts)
+        if run.bins.timeline is not None:
+            self._close_bins(
+                ft,
+                fd,
+                ff,
+                fs,
+                c_sent,
+                np.concatenate(([0], np.cumsum(final))),
+                np.concatenate(([0], np.cumsum(retry))),
+                lane_starts,
+                started_before,
+                (now_before, sent_before, failed_before, retried_before, finished_before, failed_attempts_before),
+            )
+        # The counts.
+        sent = int(c_sent[-1])
+        while run.next_reach != -1 and sent_before + sent >= run.next_reach:
+            j = int(np.searchsorted(c_sent, run.next_reach - sent_before)) - 1
+            run._reached(run.next_reach, float(ft[j]))
+        run.sent += sent
+        run.failed += int(np.count_nonzero(final))
+        run.retried += int(np.count_nonzero(retry))
+        run.by_deadline += int(np.count_nonzero(ok & (ft <= run.deadline)))
+        finished = np.bincount(fs, minlength=self.senders)
+        failed_attempts = np.bincount(fs[ff], minlength=self.senders)
+        for s in range(self.senders):
+            run.finished[s] += int(finished[s])
+            run.failed_attempts[s] += int(failed_attempts[s])
+        run.now = float(ft[-1])
+
+    def _retries(self, ft: np.ndarray, fs: np.ndarray, fslot: np.ndarray) -> None:
+        """Failed first attempts with retries left, in the loop's order (time,
+        then slot): each sender's jitters in that order, and their arrivals."""
+        order = np.lexsort((fslot, ft))
+        ft, fs = ft[order], fs[order]
+        delays = np.empty(len(ft))
+        for s in np.unique(fs).tolist():
+            mine = fs == s
+            delays[mine] = self.models[s].retry_delays(int(np.count_nonzero(mine)), 1)
+        run = self.run
+        self.pending = np.concatenate((self.pending, ft + delays))
+        self.pending_seq = np.concatenate((self.pending_seq, run.seq + 1 + np.arange(len(ft))))
+        run.seq += len(ft)
+
+    def _close_bins(
+        self,
+        ft: np.ndarray,
+        fd: np.ndarray,
+        ff: np.ndarray,
+        fs: np.ndarray,
+        c_sent: np.ndarray,
+        c_failed: np.ndarray,
+        c_retried: np.ndarray,
+        lane_starts: list[tuple[int, np.ndarray]],
+        started_before: list[int],
+        before: tuple[float, int, int, int, list[int], list[int]],
+    ) -> None:
+        """The timeline's bins that close in this chunk, as _Bins.close closes
+        them: at the first finish at or past the open bin's edge, with the
+        counts of everything before that finish."""
+        run = self.run
+        bins = run.bins
+        timeline = bins.timeline
+        now_before, sent_before, failed_before, retried_before, finished_before, fa_before = before
+        # Where the bins close (the width doubling as the timeline's bin_of doubles it).
+        closes: list[tuple[int, float, float]] = []  # (index of the finish, its time, the last finish before it)
+        width, edge, n = timeline.width, bins.edge, len(ft)
+        while True:
+            k = int(np.searchsorted(ft, edge))
+            if k == n:
+                break
+            t = float(ft[k])
+            now = float(ft[k - 1]) if k else now_before
+            while int(max(now, 0.0) / width) >= MAX_BINS:
+                width *= 2
+            closes.append((k, t, now))
+            edge = (math.floor(t / width) + 1) * width
+        if not closes:
+            self.open.append(fd)
+            return
+        times = np.array([t for _, t, _ in closes])
+        started = np.zeros((self.senders, len(closes)), dtype=np.int64)
+        for s, st in lane_starts:
+            started[s] += np.searchsorted(st, times)
+        mine = [np.flatnonzero(fs == s) for s in range(self.senders)]
+        mine_failed = [np.flatnonzero((fs == s) & ff) for s in range(self.senders)]
+        bk = buckets_of(fd)
+        previous = 0
+        for i, (k, t, now) in enumerate(closes):
+            finished = [finished_before[s] + int(np.searchsorted(mine[s], k)) for s in range(self.senders)]
+            failed_attempts = [fa_before[s] + int(np.searchsorted(mine_failed[s], k)) for s in range(self.senders)]
+            sent = sent_before + int(c_sent[k])
+            failed = failed_before + int(c_failed[k])
+            retried = retried_before + int(c_retried[k])
+            part = bk[previous:k]
+            if i == 0 and self.open:
+                part = np.concatenate([buckets_of(np.concatenate(self.open)), part])
+                self.open = []
+            keys, counts = np.unique(part, return_counts=True)
+            in_flight = [started_before[s] + int(started[s, i]) - finished[s] for s in range(self.senders)]
+            timeline.add_bin(
+                now,
+                sent - bins.sent,
+                failed - bins.failed,
+                retried - bins.retried,
+                [f - c for f, c in zip(finished, bins.finished, strict=True)],
+                [f - c for f, c in zip(failed_attempts, bins.failed_attempts, strict=True)],
+                dict(zip(keys.tolist(), counts.tolist(), strict=True)),
+            )
+            timeline.sample(now, run.messages - sent - failed - sum(in_flight), in_flight)
+            bins.sent, bins.failed, bins.retried = sent, failed, retried
+            bins.finished, bins.failed_attempts = finished, failed_attempts
+            bins.edge = (math.floor(t / timeline.width) + 1) * timeline.width
+            previous = k
+        self.open = [fd[previous:]]
+
+    # ---- the loop takes over ----
+
+    def _hand_over(self) -> None:
+        """The run at t0, every event before it handled, as the loop keeps it."""
+        run = self.run
+        if self.t0 == 0.0:  # nothing happened yet
+            run.begin()
+            return
+        finish, arrive, start = self.kinds
+        events = run.events
+        for slot in self.slots:
+            assert slot.cur is not None
+            seconds, failed = slot.cur
+            events.append((slot.start, finish, slot.slot, 1 if failed else 0, seconds))
+        gate = run.gate
+        for c in self.capped:
+            for end, slot_, seconds, failed in c.inflight:
+                events.append((end, finish, slot_, 1 if failed else 0, seconds))
+            heapify(c.held)
+            gate.held[c.s][:] = c.held
+            gate.start_due[c.s] = c.due is not None
+            if c.due is not None:
+                events.append((c.due, start, c.first_slot, 0, 0.0))
+            gate.pacers[c.s].own.next_start = c.next_start
+            gate.capped_time[c.s] = c.capped
+        for at, seq in zip(self.pending.tolist(), self.pending_seq.tolist(), strict=True):
+            events.append((at, arrive, seq, 2, 0.0))
+        heapify(events)
+        run.pending = len(self.pending)
+        run.waiting.extend([2] * self.waiting)
+        for g, lane in enumerate(run.lanes):
+            run.times[g], run.fails[g] = lane.times.tolist(), lane.failed.tolist()
+        if self.open:
+            run.bins.ended.extend(np.concatenate(self.open).tolist())
+        self.open = []
