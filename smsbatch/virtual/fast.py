@@ -44,6 +44,7 @@ from smsbatch.core.stats import Stats, buckets_of
 from smsbatch.core.timeline import MAX_BINS
 
 CHUNK_STARTS = 1 << 17  # starts a chunk aims at, over every lane
+SEGMENT_TICKS = 8192  # a capped sender's ticks looked at, at most, at a time
 
 
 class Lane(Protocol):
@@ -58,22 +59,29 @@ class Lane(Protocol):
     def next_block(self) -> None: ...
 
 
-def _peek(lane: Lane, used: int, count: int) -> tuple[np.ndarray, np.ndarray]:
-    """Rows [used, used + count) of the lane's draws (`used` into its current block),
-    drawing blocks ahead as needed; nothing is taken."""
-    times, failed = [lane.times[used:]], [lane.failed[used:]]
-    have, i = len(times[0]), 0
-    while have < count:
+def _peek(lane: Lane, row: int, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows [row, row + count) of the lane's draws, counted from the start of its
+    current block, drawing blocks ahead as needed; nothing is taken."""
+    times: list[np.ndarray] = []
+    failed: list[np.ndarray] = []
+    have, i, block_times, block_failed = 0, -1, lane.times, lane.failed
+    while True:
+        if row < len(block_times):
+            times.append(block_times[row : row + count - have])
+            failed.append(block_failed[row : row + count - have])
+            have += len(times[-1])
+            row = 0
+        else:
+            row -= len(block_times)
+        if have >= count:
+            break
+        i += 1
         if i == len(lane.ahead):
             lane.ahead.append(lane.draw())
-        t, f = lane.ahead[i]
-        times.append(t)
-        failed.append(f)
-        have += len(t)
-        i += 1
+        block_times, block_failed = lane.ahead[i]
     if len(times) == 1:
-        return times[0][:count], failed[0][:count]
-    return np.concatenate(times)[:count], np.concatenate(failed)[:count]
+        return times[0], failed[0]
+    return np.concatenate(times), np.concatenate(failed)
 
 
 def _consume(lane: Lane, used: int, count: int) -> int:
@@ -114,12 +122,15 @@ class _Slot:
 
 class _Capped:
     """A capped sender (its own rate, no account): one lane; its starts at its
-    cap, by its lowest free slot, stepped as the loop's _CapGate steps them."""
+    cap, by its lowest free slot, as the loop's _CapGate makes them. Its state
+    is the gate's: the Pacer's next start, the START event waiting (due), the
+    free slots (a heap of (slot, free since)) and those in flight (a heap of
+    (end, slot, seconds, failed))."""
 
-    __slots__ = ("capped", "due", "first_slot", "g", "gap", "held", "inflight", "lane", "next_start", "s")
+    __slots__ = ("capped", "due", "first_slot", "g", "gap", "held", "inflight", "lane", "next_start", "s", "window")
 
     def __init__(self, s: int, first_slot: int, window: int, g: int, lane: Lane, gap: float) -> None:
-        self.s, self.first_slot, self.g, self.lane, self.gap = s, first_slot, g, lane, gap
+        self.s, self.first_slot, self.window, self.g, self.lane, self.gap = s, first_slot, window, g, lane, gap
         self.next_start = 0.0  # its Pacer
         self.due: float | None = 0.0  # its START event, if one is waiting
         self.held = [(first_slot + j, 0.0) for j in range(window)]  # heap of (slot, free since)
@@ -133,20 +144,62 @@ class _Capped:
         self.next_start, self.due, held, inflight, self.capped = state
         self.held, self.inflight = list(held), list(inflight)
 
-    def step(self, t0: float, t1: float, used: int) -> tuple[list[float], list[tuple[float, float, bool, int]], float]:
-        """Its events in [t0, t1): (starts, finishes as (end, seconds, failed, slot), the first end of a start)."""
-        seconds, failed = _peek(self.lane, used, int((t1 - t0) / self.gap) + 3)
+    def step(self, t0: float, t1: float, used: int) -> tuple[list[np.ndarray], list[np.ndarray], float, int]:
+        """Its events in [t0, t1): (start times, finishes as arrays (end, seconds,
+        failed, slot), the first end of an attempt started, rows drawn). Long
+        stretches where the cap binds go a segment at a time (_segment); where it
+        keeps letting go (every slot busy at a tick), start by start (_stepped)."""
+        starts: list[np.ndarray] = []
+        finishes: list[np.ndarray] = []
+        first_end, rows, slow_until = math.inf, 0, -math.inf
+        ticks, slow = 256, 256  # a segment's ticks, a slow stretch's: each doubles while it pays
+        while True:
+            if self.due is not None:
+                opens = self.due
+            elif self.inflight:
+                f = self.inflight[0][0]
+                opens = f if f >= self.next_start else self.next_start
+            else:
+                break
+            if opens >= t1:  # no start before t1: what finishes before it frees its slot
+                self._stepped(t1, used + rows, starts, finishes)
+                break
+            if opens < slow_until:
+                until = min(slow_until, t1)
+                n, first = self._stepped(until, used + rows, starts, finishes)
+                rows, first_end = rows + n, min(first_end, first)
+                if until == t1:
+                    break
+                continue
+            limit = min(t1, opens + ticks * self.gap)
+            n, first, reached = self._segment(limit, used + rows, starts, finishes)
+            rows, first_end = rows + n, min(first_end, first)
+            if reached and limit == t1:
+                break
+            if reached:
+                ticks, slow = min(2 * ticks, SEGMENT_TICKS), 256
+            elif n < 16:  # the cap keeps letting go here: a while start by start
+                slow_until = opens + slow * self.gap
+                ticks, slow = 256, min(2 * slow, 1 << 16)
+        return starts, finishes, first_end, rows
+
+    def _stepped(
+        self, t_stop: float, row: int, starts: list[np.ndarray], finishes: list[np.ndarray]
+    ) -> tuple[int, float]:
+        """The gate's events before t_stop one by one, as the loop has them:
+        (rows drawn, the first end of an attempt started)."""
+        seconds, failed = _peek(self.lane, row, int(max(0.0, t_stop - self.next_start) / self.gap) + 3)
         times, fails = seconds.tolist(), failed.tolist()
         next_start, due, capped, gap = self.next_start, self.due, self.capped, self.gap
         held, inflight = self.held, self.inflight
-        starts: list[float] = []
-        finishes: list[tuple[float, float, bool, int]] = []
+        began: list[float] = []
+        ended: list[tuple[float, float, bool, int]] = []
         first_end = math.inf
         r = 0
         while True:
             ends = inflight[0][0] if inflight else math.inf
             if due is not None and due < ends:  # the cap opens with work waiting: the lowest held slot starts
-                if due >= t1:
+                if due >= t_stop:
                     break
                 slot, since = heappop(held)
                 capped += due - since
@@ -155,19 +208,126 @@ class _Capped:
                 heappush(inflight, (end, slot, d, fails[r]))
                 r += 1
                 first_end = min(first_end, end)
-                starts.append(due)
+                began.append(due)
                 next_start = due + gap
                 due = next_start if held else None
             else:  # a finish (before a start at the same time)
-                if ends >= t1:
+                if ends >= t_stop:
                     break
                 end, slot, d, fail = heappop(inflight)
-                finishes.append((end, d, fail, slot))
+                ended.append((end, d, fail, slot))
                 heappush(held, (slot, end))
                 if due is None:
                     due = end if end >= next_start else next_start
         self.next_start, self.due, self.capped = next_start, due, capped
-        return starts, finishes, first_end
+        if began:
+            starts.append(np.array(began))
+        if ended:
+            finishes.append(np.array(ended))
+        return r, first_end
+
+    def _segment(
+        self, t1: float, row: int, starts: list[np.ndarray], finishes: list[np.ndarray]
+    ) -> tuple[int, float, bool]:
+        """Starts at the cap's ticks (each gap after the last, added one after
+        another as the Pacer adds them) for as long as a slot is free at each,
+        before t1: (rows drawn, first end, reached t1?). Which slot takes a tick
+        is the lowest free one: slot 0 takes every tick from when it is free,
+        slot 1 the first one from when it is free that slot 0 did not take, and
+        so on (a cascade, each slot's chain of ticks followed in a list); the
+        first tick no slot takes ends the segment (every slot busy: the next
+        start waits for a finish)."""
+        gap, window, first = self.gap, self.window, self.first_slot
+        if self.due is not None:
+            tau0 = self.due
+        else:
+            f = self.inflight[0][0]
+            tau0 = f if f >= self.next_start else self.next_start
+        n = int((t1 - tau0) / gap) + 3
+        ticks = np.full(n, gap)
+        ticks[0] = tau0
+        np.cumsum(ticks, out=ticks)
+        count = int(np.searchsorted(ticks, t1))  # the ticks before t1
+        at = ticks[:count]
+        seconds, failed = _peek(self.lane, row, count)
+        ends = at + seconds
+        # The tick at which the slot of each tick's attempt is free again (a finish at a tick comes first).
+        again = np.maximum(np.searchsorted(at, ends), np.arange(1, count + 1))
+        end0 = np.zeros(window)
+        busy = np.zeros(window, dtype=bool)
+        d0 = np.zeros(window)
+        f0 = np.zeros(window, dtype=bool)
+        for slot, since in self.held:
+            end0[slot - first] = since
+        for end, slot, took, fail in self.inflight:
+            j = slot - first
+            end0[j], busy[j], d0[j], f0[j] = end, True, took, fail
+        avail = np.where(busy, np.searchsorted(at, end0), 0)
+        owner = np.full(count, -1)
+        free = np.arange(count)
+        for j in range(window):
+            size = len(free)
+            if not size:
+                break
+            p = int(np.searchsorted(free, avail[j]))
+            if p >= size:
+                continue
+            succ = np.searchsorted(free, again[free]).tolist()
+            chain = []
+            while p < size:
+                chain.append(p)
+                p = succ[p]
+            owner[free[chain]] = j
+            keep = np.ones(size, dtype=bool)
+            keep[chain] = False
+            free = free[keep]
+        unclaimed = np.flatnonzero(owner < 0)
+        reached = not len(unclaimed)
+        r_end = count if reached else int(unclaimed[0])
+        until = t1 if reached else float(ticks[r_end])
+        own = owner[:r_end]
+        e, d, fl, at = ends[:r_end], seconds[:r_end], failed[:r_end], at[:r_end]
+        order = np.lexsort((np.arange(r_end), own))  # by slot, then tick
+        by_slot = own[order]
+        after = np.empty(r_end, dtype=bool)
+        after[:1] = False
+        after[1:] = by_slot[1:] == by_slot[:-1]
+        e_sorted = e[order]
+        since = np.empty(r_end)
+        since[order] = np.where(after, np.concatenate(([0.0], e_sorted[:-1])), end0[by_slot])
+        # capped_time += start - free since, tick after tick, as the gate adds them
+        self.capped = float(np.cumsum(np.concatenate(([self.capped], at - since)))[-1])
+        # What finished before `until`: attempts in flight at its start, and its own.
+        done0 = busy & (end0 < until)
+        done = e < until
+        if done0.any() or done.any():
+            j0 = np.flatnonzero(done0)
+            finishes.append(
+                np.column_stack(
+                    (
+                        np.concatenate((end0[j0], e[done])),
+                        np.concatenate((d0[j0], d[done])),
+                        np.concatenate((f0[j0], fl[done])),
+                        np.concatenate((first + j0, first + own[done])),
+                    )
+                )
+            )
+        starts.append(at)
+        # Each slot's last attempt: in flight at `until`, or its slot free since its end.
+        last = np.ones(r_end, dtype=bool)
+        last[:-1] = by_slot[1:] != by_slot[:-1]
+        js, rs = by_slot[last], order[last]
+        end0[js], d0[js], f0[js] = e[rs], d[rs], fl[rs]
+        busy[js] = True
+        busy &= end0 >= until
+        self.held = [(first + j, float(end0[j])) for j in np.flatnonzero(~busy).tolist()]
+        self.inflight = [
+            (float(end0[j]), first + j, float(d0[j]), bool(f0[j])) for j in np.flatnonzero(busy).tolist()
+        ]
+        heapify(self.inflight)
+        self.next_start = float(ticks[r_end])
+        self.due = self.next_start if reached and self.held else None
+        return r_end, float(e.min()) if r_end else math.inf, reached
 
 
 class _Run(Protocol):
@@ -315,8 +475,8 @@ class _Fast:
         for c in self.capped:
             step = c.step(self.t0, t1, run.used[c.g])
             self.steps.append(step)
-            starts.append(np.array(step[0]))
-            count += len(step[0])
+            starts += step[0]
+            count += step[3]
         return starts, t1, count >= run.fresh
 
     def _commit(self, t1: float) -> None:
@@ -355,21 +515,21 @@ class _Fast:
             run.used[slot.g] = _consume(slot.lane, run.used[slot.g], m)
             self.started[s] += m
             slot.rows = None
-        for c, (starts, finishes, first_end) in zip(self.capped, self.steps, strict=True):
+        for c, (starts, finishes, first_end, drawn) in zip(self.capped, self.steps, strict=True):
             s = c.s
             if finishes:
-                ends = np.array([f[0] for f in finishes])
-                fin_t.append(ends)
-                fin_d.append(np.array([f[1] for f in finishes]))
-                fin_f.append(np.array([f[2] for f in finishes], dtype=bool))
-                fin_s.append(np.full(len(finishes), s))
-                fin_slot.append(np.array([f[3] for f in finishes]))
-                run.last_end[s] = finishes[-1][0]
-            if starts:
-                lane_starts.append((s, np.array(starts)))
+                done = np.concatenate(finishes)
+                fin_t.append(done[:, 0])
+                fin_d.append(done[:, 1])
+                fin_f.append(done[:, 2].astype(bool))
+                fin_s.append(np.full(len(done), s))
+                fin_slot.append(done[:, 3].astype(np.int64))
+                run.last_end[s] = float(done[:, 0].max())
+            if drawn:
+                lane_starts.append((s, np.concatenate(starts)))
                 run.first_end[s] = min(run.first_end[s], first_end)
-                run.used[c.g] = _consume(c.lane, run.used[c.g], len(starts))
-                self.started[s] += len(starts)
+                run.used[c.g] = _consume(c.lane, run.used[c.g], drawn)
+                self.started[s] += drawn
         run.fresh -= sum(len(st) for _, st in lane_starts)
         started_before = list(self.started)
         for s, st in lane_starts:
