@@ -44,6 +44,7 @@ from smsbatch.core.stats import Stats, buckets_of
 from smsbatch.core.timeline import MAX_BINS
 
 CHUNK_STARTS = 1 << 17  # starts a chunk aims at, over every lane
+_BUCKETS = 8192  # above every bucket key stats.bucket_of gives a send time under 10^51 s
 SEGMENT_TICKS = 8192  # a capped sender's ticks looked at, at most, at a time
 
 
@@ -231,12 +232,10 @@ class _Capped:
     ) -> tuple[int, float, bool]:
         """Starts at the cap's ticks (each gap after the last, added one after
         another as the Pacer adds them) for as long as a slot is free at each,
-        before t1: (rows drawn, first end, reached t1?). Which slot takes a tick
-        is the lowest free one: slot 0 takes every tick from when it is free,
-        slot 1 the first one from when it is free that slot 0 did not take, and
-        so on (a cascade, each slot's chain of ticks followed in a list); the
-        first tick no slot takes ends the segment (every slot busy: the next
-        start waits for a finish)."""
+        before t1: (rows drawn, first end, reached t1?). The times are numpy's;
+        which slot takes a tick (the lowest free one) is a heap's choice, made
+        tick after tick in plain Python (a push and a pop each); the first tick
+        no slot is free for ends the segment (the next start waits for a finish)."""
         gap, window, first = self.gap, self.window, self.first_slot
         if self.due is not None:
             tau0 = self.due
@@ -257,35 +256,38 @@ class _Capped:
         busy = np.zeros(window, dtype=bool)
         d0 = np.zeros(window)
         f0 = np.zeros(window, dtype=bool)
-        for slot, since in self.held:
-            end0[slot - first] = since
+        for slot, free_since in self.held:
+            end0[slot - first] = free_since
         for end, slot, took, fail in self.inflight:
             j = slot - first
             end0[j], busy[j], d0[j], f0[j] = end, True, took, fail
-        avail = np.where(busy, np.searchsorted(at, end0), 0)
-        owner = np.full(count, -1)
-        free = np.arange(count)
+        avail = np.where(busy, np.searchsorted(at, end0), 0).tolist()
+        # The gate's heap of free slots, tick after tick: each tick the lowest free slot takes it, and
+        # is free again at the tick its attempt has ended by.
+        free: list[int] = []
+        joins: list[list[int]] = [[] for _ in range(count + 1)]
         for j in range(window):
-            size = len(free)
-            if not size:
+            if avail[j]:
+                joins[avail[j]].append(j)
+            else:
+                free.append(j)
+        heapify(free)
+        owner_l = [0] * count
+        again_l = again.tolist()
+        r_end = count
+        for r in range(count):
+            for j in joins[r]:
+                heappush(free, j)
+            if not free:
+                r_end = r
                 break
-            p = int(np.searchsorted(free, avail[j]))
-            if p >= size:
-                continue
-            succ = np.searchsorted(free, again[free]).tolist()
-            chain = []
-            while p < size:
-                chain.append(p)
-                p = succ[p]
-            owner[free[chain]] = j
-            keep = np.ones(size, dtype=bool)
-            keep[chain] = False
-            free = free[keep]
-        unclaimed = np.flatnonzero(owner < 0)
-        reached = not len(unclaimed)
-        r_end = count if reached else int(unclaimed[0])
+            j = heappop(free)
+            owner_l[r] = j
+            joins[again_l[r]].append(j)
+        reached = r_end == count
+        owner = np.array(owner_l[:r_end], dtype=np.int64)
         until = t1 if reached else float(ticks[r_end])
-        own = owner[:r_end]
+        own = owner
         e, d, fl, at = ends[:r_end], seconds[:r_end], failed[:r_end], at[:r_end]
         order = np.lexsort((np.arange(r_end), own))  # by slot, then tick
         by_slot = own[order]
@@ -321,9 +323,7 @@ class _Capped:
         busy[js] = True
         busy &= end0 >= until
         self.held = [(first + j, float(end0[j])) for j in np.flatnonzero(~busy).tolist()]
-        self.inflight = [
-            (float(end0[j]), first + j, float(d0[j]), bool(f0[j])) for j in np.flatnonzero(busy).tolist()
-        ]
+        self.inflight = [(float(end0[j]), first + j, float(d0[j]), bool(f0[j])) for j in np.flatnonzero(busy).tolist()]
         heapify(self.inflight)
         self.next_start = float(ticks[r_end])
         self.due = self.next_start if reached and self.held else None
@@ -649,40 +649,51 @@ class _Fast:
         if not closes:
             self.open.append(fd)
             return
+        ks = np.array([k for k, _, _ in closes])
         times = np.array([t for _, t, _ in closes])
         started = np.zeros((self.senders, len(closes)), dtype=np.int64)
         for s, st in lane_starts:
             started[s] += np.searchsorted(st, times)
-        mine = [np.flatnonzero(fs == s) for s in range(self.senders)]
-        mine_failed = [np.flatnonzero((fs == s) & ff) for s in range(self.senders)]
-        bk = buckets_of(fd)
-        previous = 0
-        for i, (k, t, now) in enumerate(closes):
-            finished = [finished_before[s] + int(np.searchsorted(mine[s], k)) for s in range(self.senders)]
-            failed_attempts = [fa_before[s] + int(np.searchsorted(mine_failed[s], k)) for s in range(self.senders)]
-            sent = sent_before + int(c_sent[k])
-            failed = failed_before + int(c_failed[k])
-            retried = retried_before + int(c_retried[k])
-            part = bk[previous:k]
-            if i == 0 and self.open:
-                part = np.concatenate([buckets_of(np.concatenate(self.open)), part])
-                self.open = []
-            keys, counts = np.unique(part, return_counts=True)
-            in_flight = [started_before[s] + int(started[s, i]) - finished[s] for s in range(self.senders)]
+        finished = np.array([np.searchsorted(np.flatnonzero(fs == s), ks) for s in range(self.senders)])
+        failed_attempts = np.array([np.searchsorted(np.flatnonzero((fs == s) & ff), ks) for s in range(self.senders)])
+        finished += np.array(finished_before)[:, None]
+        failed_attempts += np.array(fa_before)[:, None]
+        in_flight = np.array(started_before)[:, None] + started - finished
+        sent = sent_before + c_sent[ks]
+        failed = failed_before + c_failed[ks]
+        retried = retried_before + c_retried[ks]
+        backlog = run.messages - sent - failed - in_flight.sum(axis=0)
+        # Each bin's histogram of send times: one count over (bin, bucket) for the chunk.
+        last = int(ks[-1])
+        interval = np.repeat(np.arange(len(ks)), np.diff(np.concatenate(([0], ks))))
+        codes = interval * _BUCKETS + buckets_of(fd[:last])
+        if self.open:
+            codes = np.concatenate((buckets_of(np.concatenate(self.open)), codes))
+            self.open = []
+        counts = np.bincount(codes, minlength=len(ks) * _BUCKETS).reshape(len(ks), _BUCKETS)
+        finished_l, failed_attempts_l, in_flight_l = (
+            finished.T.tolist(),
+            failed_attempts.T.tolist(),
+            in_flight.T.tolist(),
+        )
+        sent_l, failed_l, retried_l, backlog_l = sent.tolist(), failed.tolist(), retried.tolist(), backlog.tolist()
+        for i, (_, t, now) in enumerate(closes):
+            row = counts[i]
+            keys = np.flatnonzero(row)
             timeline.add_bin(
                 now,
-                sent - bins.sent,
-                failed - bins.failed,
-                retried - bins.retried,
-                [f - c for f, c in zip(finished, bins.finished, strict=True)],
-                [f - c for f, c in zip(failed_attempts, bins.failed_attempts, strict=True)],
-                dict(zip(keys.tolist(), counts.tolist(), strict=True)),
+                sent_l[i] - bins.sent,
+                failed_l[i] - bins.failed,
+                retried_l[i] - bins.retried,
+                [f - c for f, c in zip(finished_l[i], bins.finished, strict=True)],
+                [f - c for f, c in zip(failed_attempts_l[i], bins.failed_attempts, strict=True)],
+                dict(zip(keys.tolist(), row[keys].tolist(), strict=True)),
             )
-            timeline.sample(now, run.messages - sent - failed - sum(in_flight), in_flight)
-            bins.sent, bins.failed, bins.retried = sent, failed, retried
-            bins.finished, bins.failed_attempts = finished, failed_attempts
+            timeline.sample(now, backlog_l[i], in_flight_l[i])
+            bins.sent, bins.failed, bins.retried = sent_l[i], failed_l[i], retried_l[i]
+            bins.finished, bins.failed_attempts = finished_l[i], failed_attempts_l[i]
             bins.edge = (math.floor(t / timeline.width) + 1) * timeline.width
-            previous = k
+        previous = last
         self.open = [fd[previous:]]
 
     # ---- the loop takes over ----
