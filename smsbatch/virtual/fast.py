@@ -265,10 +265,14 @@ class _Capped:
         # The gate's heap of free slots, tick after tick: each tick the lowest free slot takes it, and
         # is free again at the tick its attempt has ended by.
         free: list[int] = []
-        joins: list[list[int]] = [[] for _ in range(count + 1)]
+        joins: list[list[int] | None] = [None] * (count + 1)  # the slots free again at each tick
         for j in range(window):
             if avail[j]:
-                joins[avail[j]].append(j)
+                joining = joins[avail[j]]
+                if joining is None:
+                    joins[avail[j]] = [j]
+                else:
+                    joining.append(j)
             else:
                 free.append(j)
         heapify(free)
@@ -276,14 +280,21 @@ class _Capped:
         again_l = again.tolist()
         r_end = count
         for r in range(count):
-            for j in joins[r]:
-                heappush(free, j)
+            joining = joins[r]
+            if joining is not None:
+                for j in joining:
+                    heappush(free, j)
             if not free:
                 r_end = r
                 break
             j = heappop(free)
             owner_l[r] = j
-            joins[again_l[r]].append(j)
+            a = again_l[r]
+            joining = joins[a]
+            if joining is None:
+                joins[a] = [j]
+            else:
+                joining.append(j)
         reached = r_end == count
         owner = np.array(owner_l[:r_end], dtype=np.int64)
         until = t1 if reached else float(ticks[r_end])
