@@ -627,10 +627,12 @@ class SenderModel:
             self.jitters = self.streams[2].uniform(0.5, 1.5, 256).tolist()[::-1]
         return self.retry_backoff * 2.0 ** (attempt - 1) * self.jitters.pop()
 
-    def retry_delays(self, count: int, attempt: int) -> np.ndarray:
-        """retry_delay(attempt) for `count` failures in a row, as an array (the same jitters, the same arithmetic)."""
+    def retry_delays(self, attempts: np.ndarray) -> np.ndarray:
+        """retry_delay() for failures in a row (`attempts`: theirs), as an array:
+        the same jitters, the same arithmetic."""
         import numpy as np
 
+        count = len(attempts)
         jitters: list[float] = []
         while len(jitters) < count:
             if not self.jitters:
@@ -638,7 +640,8 @@ class SenderModel:
             take = min(count - len(jitters), len(self.jitters))
             jitters += self.jitters[: -take - 1 : -1]
             del self.jitters[-take:]
-        return self.retry_backoff * 2.0 ** (attempt - 1) * np.array(jitters)
+        delays: np.ndarray = self.retry_backoff * 2.0 ** (attempts - 1) * np.array(jitters)
+        return delays
 
     def caps(self, accounts: dict[str, Pacer], outages: RunOutages | None = None) -> Caps:
         """Its caps for one run: its own, fresh, its account's from `accounts`

@@ -102,7 +102,7 @@ class _Slot:
     def __init__(self, s: int, slot: int, g: int, lane: Lane, mean: float) -> None:
         self.s, self.slot, self.g, self.lane, self.mean = s, slot, g, lane, mean
         self.start = 0.0  # its next start: the end of the attempt in flight
-        self.cur: tuple[float, bool] | None = None  # the attempt in flight: (seconds, failed)
+        self.cur: tuple[float, bool, int] | None = None  # the attempt in flight: (seconds, failed, attempt)
         # This chunk's rows from the next start on: (starts, ends, seconds, failed)
         self.rows: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
 
@@ -128,26 +128,42 @@ class _Capped:
     free slots (a heap of (slot, free since)) and those in flight (a heap of
     (end, slot, seconds, failed))."""
 
-    __slots__ = ("capped", "due", "first_slot", "g", "gap", "held", "inflight", "lane", "next_start", "s", "window")
+    __slots__ = (
+        "attempt_of",
+        "capped",
+        "due",
+        "first_slot",
+        "g",
+        "gap",
+        "held",
+        "inflight",
+        "lane",
+        "next_start",
+        "row",
+        "s",
+        "window",
+    )
 
     def __init__(self, s: int, first_slot: int, window: int, g: int, lane: Lane, gap: float) -> None:
         self.s, self.first_slot, self.window, self.g, self.lane, self.gap = s, first_slot, window, g, lane, gap
         self.next_start = 0.0  # its Pacer
         self.due: float | None = 0.0  # its START event, if one is waiting
         self.held = [(first_slot + j, 0.0) for j in range(window)]  # heap of (slot, free since)
-        self.inflight: list[tuple[float, int, float, bool]] = []  # heap of (end, slot, seconds, failed)
+        self.inflight: list[tuple[float, int, float, bool, int]] = []  # heap of (end, slot, seconds, failed, row)
         self.capped = 0.0  # slot-seconds held back by the cap
+        self.row = 0  # attempts started: the next one's row of its lane
+        self.attempt_of: dict[int, int] = {}  # the attempt numbers of the rows in flight
 
-    def state(self) -> tuple[float, float | None, list[tuple[int, float]], list[tuple[float, int, float, bool]], float]:
-        return self.next_start, self.due, list(self.held), list(self.inflight), self.capped
+    def state(self) -> tuple[Any, ...]:
+        return self.next_start, self.due, list(self.held), list(self.inflight), self.capped, self.row
 
-    def restore(self, state: tuple[float, float | None, list[Any], list[Any], float]) -> None:
-        self.next_start, self.due, held, inflight, self.capped = state
+    def restore(self, state: tuple[Any, ...]) -> None:
+        self.next_start, self.due, held, inflight, self.capped, self.row = state
         self.held, self.inflight = list(held), list(inflight)
 
     def step(self, t0: float, t1: float, used: int) -> tuple[list[np.ndarray], list[np.ndarray], float, int]:
         """Its events in [t0, t1): (start times, finishes as arrays (end, seconds,
-        failed, slot), the first end of an attempt started, rows drawn). Long
+        failed, slot, row), the first end of an attempt started, rows drawn). Long
         stretches where the cap binds go a segment at a time (_segment); where it
         keeps letting go (every slot busy at a tick), start by start (_stepped)."""
         starts: list[np.ndarray] = []
@@ -192,9 +208,9 @@ class _Capped:
         seconds, failed = _peek(self.lane, row, int(max(0.0, t_stop - self.next_start) / self.gap) + 3)
         times, fails = seconds.tolist(), failed.tolist()
         next_start, due, capped, gap = self.next_start, self.due, self.capped, self.gap
-        held, inflight = self.held, self.inflight
+        held, inflight, row0 = self.held, self.inflight, self.row
         began: list[float] = []
-        ended: list[tuple[float, float, bool, int]] = []
+        ended: list[tuple[float, float, bool, int, int]] = []
         first_end = math.inf
         r = 0
         while True:
@@ -206,7 +222,7 @@ class _Capped:
                 capped += due - since
                 d = times[r]
                 end = due + d
-                heappush(inflight, (end, slot, d, fails[r]))
+                heappush(inflight, (end, slot, d, fails[r], row0 + r))
                 r += 1
                 first_end = min(first_end, end)
                 began.append(due)
@@ -215,12 +231,13 @@ class _Capped:
             else:  # a finish (before a start at the same time)
                 if ends >= t_stop:
                     break
-                end, slot, d, fail = heappop(inflight)
-                ended.append((end, d, fail, slot))
+                end, slot, d, fail, done_row = heappop(inflight)
+                ended.append((end, d, fail, slot, done_row))
                 heappush(held, (slot, end))
                 if due is None:
                     due = end if end >= next_start else next_start
         self.next_start, self.due, self.capped = next_start, due, capped
+        self.row += r
         if began:
             starts.append(np.array(began))
         if ended:
@@ -256,11 +273,12 @@ class _Capped:
         busy = np.zeros(window, dtype=bool)
         d0 = np.zeros(window)
         f0 = np.zeros(window, dtype=bool)
+        w0 = np.zeros(window, dtype=np.int64)
         for slot, free_since in self.held:
             end0[slot - first] = free_since
-        for end, slot, took, fail in self.inflight:
+        for end, slot, took, fail, in_row in self.inflight:
             j = slot - first
-            end0[j], busy[j], d0[j], f0[j] = end, True, took, fail
+            end0[j], busy[j], d0[j], f0[j], w0[j] = end, True, took, fail, in_row
         avail = np.where(busy, np.searchsorted(at, end0), 0).tolist()
         # The gate's heap of free slots, tick after tick: each tick the lowest free slot takes it, and
         # is free again at the tick its attempt has ended by.
@@ -300,6 +318,7 @@ class _Capped:
         until = t1 if reached else float(ticks[r_end])
         own = owner
         e, d, fl, at = ends[:r_end], seconds[:r_end], failed[:r_end], at[:r_end]
+        rows = self.row + np.arange(r_end)
         order = np.lexsort((np.arange(r_end), own))  # by slot, then tick
         by_slot = own[order]
         after = np.empty(r_end, dtype=bool)
@@ -322,6 +341,7 @@ class _Capped:
                         np.concatenate((d0[j0], d[done])),
                         np.concatenate((f0[j0], fl[done])),
                         np.concatenate((first + j0, first + own[done])),
+                        np.concatenate((w0[j0], rows[done])),
                     )
                 )
             )
@@ -330,14 +350,17 @@ class _Capped:
         last = np.ones(r_end, dtype=bool)
         last[:-1] = by_slot[1:] != by_slot[:-1]
         js, rs = by_slot[last], order[last]
-        end0[js], d0[js], f0[js] = e[rs], d[rs], fl[rs]
+        end0[js], d0[js], f0[js], w0[js] = e[rs], d[rs], fl[rs], rows[rs]
         busy[js] = True
         busy &= end0 >= until
         self.held = [(first + j, float(end0[j])) for j in np.flatnonzero(~busy).tolist()]
-        self.inflight = [(float(end0[j]), first + j, float(d0[j]), bool(f0[j])) for j in np.flatnonzero(busy).tolist()]
+        self.inflight = [
+            (float(end0[j]), first + j, float(d0[j]), bool(f0[j]), int(w0[j])) for j in np.flatnonzero(busy).tolist()
+        ]
         heapify(self.inflight)
         self.next_start = float(ticks[r_end])
         self.due = self.next_start if reached and self.held else None
+        self.row += r_end
         return r_end, float(e.min()) if r_end else math.inf, reached
 
 
@@ -402,7 +425,7 @@ def advance(
             if slot.cur is not None:
                 stats[slot.s].forget(slot.cur[0], not slot.cur[1])
         for c in fast.capped:
-            for _, _, seconds, failed in c.inflight:
+            for _, _, seconds, failed, _ in c.inflight:
                 stats[c.s].forget(seconds, not failed)
         return stats
 
@@ -432,29 +455,40 @@ class _Fast:
                 rate += model.window / model.mean_send
         self.span = CHUNK_STARTS / rate
         self.senders = len(models)
-        self.retries = np.array([model.retries_left(1) for model in models])
+        self.max_retries = np.array([model.max_retries for model in models])
+        self.backoff = min(model.retry_backoff for model in models)
         self.started = [0] * self.senders  # attempts started, per sender
-        self.pending = np.empty(0)  # retries on their way back: when they arrive
+        # Retries on their way back to the queue: when they arrive, in what order they were made, their attempt.
+        self.pending = np.empty(0)
         self.pending_seq = np.empty(0, dtype=np.int64)
-        self.waiting = 0  # retries arrived in the queue (behind every first attempt)
+        self.pending_attempt = np.empty(0, dtype=np.int64)
+        # The queue's retries (behind every first attempt), arrived, in order: their attempts from `taken` on.
+        self.waiting = np.empty(0, dtype=np.int64)
+        self.taken = 0
         self.open: list[np.ndarray] = []  # send times of the attempts ended in the open bin
         self.t0 = 0.0
+        self.steps: list[tuple[list[np.ndarray], list[np.ndarray], float, int]] = []
 
     def go(self, tick: Callable[[Any], bool] | None, progress: Any) -> bool:
+        """First attempts a chunk at a time, then the queue's retries while it
+        cannot run dry or change order within a chunk; the loop for the rest."""
         run = self.run
+        draining = False
         while True:
-            t1 = self.t0 + self.span
-            saved = [c.state() for c in self.capped]
-            starts, t1, last = self._look(t1)
-            if last:  # the last first attempts start in this chunk: end it at the one that takes the last
-                every = np.concatenate(starts) if starts else np.empty(0)
-                t1 = float(np.partition(every, run.fresh - 1)[run.fresh - 1])
-                for c, state in zip(self.capped, saved, strict=True):
-                    c.restore(state)
-                self._look(t1)
-            self._commit(t1)
-            self.t0 = t1
-            if last:
+            if not draining:
+                t1 = self.t0 + self.span
+                saved = [c.state() for c in self.capped]
+                starts, last = self._look(t1)
+                if last:  # the last first attempts start in this chunk: end it at the one that takes the last
+                    every = np.concatenate(starts) if starts else np.empty(0)
+                    t1 = float(np.partition(every, run.fresh - 1)[run.fresh - 1])
+                    for c, state in zip(self.capped, saved, strict=True):
+                        c.restore(state)
+                    self._look(t1)
+                self._commit(t1, None)
+                self.t0 = t1
+                draining = last
+            elif not self._drain():
                 break
             if progress is not None:
                 progress.now, progress.sent, progress.failed = run.now, run.sent, run.failed
@@ -465,11 +499,31 @@ class _Fast:
         self._hand_over()
         return True
 
+    def _drain(self) -> bool:
+        """One chunk of the queue's retries, if it can be computed exactly: every
+        start takes the retry at the head of the queue (arrived by then), and no
+        retry made in the chunk could come back before one taken in it (a
+        retry comes back at least backoff / 2 after it failed). False: the loop's turn."""
+        span = self.span / 4
+        for _ in range(6):
+            t1 = self.t0 + span
+            saved = [c.state() for c in self.capped]
+            self._look(t1)
+            attempts = self._queue(t1)
+            if attempts is not None:
+                self._commit(t1, attempts)
+                self.t0 = t1
+                return True
+            for c, state in zip(self.capped, saved, strict=True):
+                c.restore(state)
+            span /= 4
+        return False
+
     # ---- a chunk ----
 
-    def _look(self, t1: float) -> tuple[list[np.ndarray], float, bool]:
-        """Every lane's starts in [t0, t1), as if first attempts never ran out:
-        (the start times, t1, do they take the last of the first attempts?)."""
+    def _look(self, t1: float) -> tuple[list[np.ndarray], bool]:
+        """Every lane's starts in [t0, t1), as if the queue never ran dry:
+        (the start times, do they take the last of the first attempts?)."""
         run = self.run
         starts: list[np.ndarray] = []
         count = 0
@@ -488,60 +542,149 @@ class _Fast:
             self.steps.append(step)
             starts += step[0]
             count += step[3]
-        return starts, t1, count >= run.fresh
+        return starts, count >= run.fresh
 
-    def _commit(self, t1: float) -> None:
-        """Everything before t1 happens: starts, finishes, retries, counts, bins."""
+    def _queue(self, t1: float) -> list[np.ndarray] | None:
+        """The attempt numbers the chunk's starts take from the queue, lane by
+        lane (the slots', then the capped senders'), in the loop's order of
+        starts (time, then the START's key: a slot, a capped sender's first
+        slot); None if the chunk cannot be computed so."""
+        times: list[np.ndarray] = []
+        keys: list[np.ndarray] = []
+        failed_at = math.inf  # the first failure in the chunk
+        for slot in self.slots:
+            if slot.rows is None:
+                continue
+            st, en, _, failed = slot.rows
+            m = int(np.searchsorted(st, t1))
+            times.append(st[:m])
+            keys.append(np.full(m, slot.slot))
+            if m and slot.cur is not None and slot.cur[1]:
+                failed_at = min(failed_at, float(st[0]))
+            hit = np.flatnonzero(failed[: m - 1])
+            if len(hit):
+                failed_at = min(failed_at, float(en[int(hit[0])]))
+        for c, (starts, finishes, _, drawn) in zip(self.capped, self.steps, strict=True):
+            times.append(np.concatenate(starts) if drawn else np.empty(0))
+            keys.append(np.full(drawn, c.first_slot))
+            for done in finishes:
+                hit = done[done[:, 2] != 0.0]
+                if len(hit):
+                    failed_at = min(failed_at, float(hit[:, 0].min()))
+        at, key = np.concatenate(times), np.concatenate(keys)
+        n = len(at)
+        fresh = self.run.fresh  # first attempts left at the head (those that started with the last of them)
+        waiting = fresh + len(self.waiting) - self.taken
+        if n > waiting + len(self.pending):
+            return None
+        order = np.lexsort((key, at))
+        taken = np.concatenate(
+            (
+                np.ones(min(n, fresh), dtype=np.int64),
+                self.waiting[self.taken : self.taken + max(0, min(n, waiting) - fresh)],
+            )
+        )
+        if n > waiting:  # retries that come back during the chunk: each must be back by its start
+            by_arrival = np.lexsort((self.pending_seq, self.pending))[: n - waiting]
+            back = self.pending[by_arrival]
+            if (back > at[order][waiting:]).any() or back[-1] > failed_at + self.backoff / 2:
+                return None
+            taken = np.concatenate((taken, self.pending_attempt[by_arrival]))
+        attempts = np.empty(n, dtype=np.int64)
+        attempts[order] = taken
+        lanes, i = [], 0
+        for part in times:
+            lanes.append(attempts[i : i + len(part)])
+            i += len(part)
+        return lanes
+
+    def _commit(self, t1: float, attempts: list[np.ndarray] | None) -> None:
+        """Everything before t1 happens: starts, finishes, retries, counts, bins.
+        `attempts`: the starts' attempt numbers, lane by lane (None: first attempts)."""
         run = self.run
         fin_t: list[np.ndarray] = []
         fin_d: list[np.ndarray] = []
         fin_f: list[np.ndarray] = []
         fin_s: list[np.ndarray] = []
         fin_slot: list[np.ndarray] = []
+        fin_a: list[np.ndarray] = []
         lane_starts: list[tuple[int, np.ndarray]] = []  # (sender, its start times this chunk)
+        lane = 0
         for slot in self.slots:
             rows = slot.rows
             if rows is None:
                 continue
+            mine = attempts[lane] if attempts is not None else None
+            lane += 1
             st, en, seconds, failed = rows
             m = int(np.searchsorted(st, t1))
             if not m:
+                slot.rows = None
                 continue
             s = slot.s
+            tried = mine if mine is not None else np.ones(m, dtype=np.int64)
             # The attempt in flight ends at st[0]; rows 0..m-2 end in the chunk too; row m-1 is in flight.
-            ends, secs, fails = en[: m - 1], seconds[: m - 1], failed[: m - 1]
+            ends, secs, fails, atts = en[: m - 1], seconds[: m - 1], failed[: m - 1], tried[: m - 1]
             if slot.cur is not None:
                 ends = np.concatenate(([st[0]], ends))
                 secs = np.concatenate(([slot.cur[0]], secs))
                 fails = np.concatenate(([slot.cur[1]], fails))
+                atts = np.concatenate(([slot.cur[2]], atts))
             fin_t.append(ends)
             fin_d.append(secs)
             fin_f.append(fails)
+            fin_a.append(atts)
             fin_s.append(np.full(len(ends), s))
             fin_slot.append(np.full(len(ends), slot.slot))
             lane_starts.append((s, st[:m]))
             run.first_end[s] = min(run.first_end[s], float(en[0]))
-            slot.cur = (float(seconds[m - 1]), bool(failed[m - 1]))
+            slot.cur = (float(seconds[m - 1]), bool(failed[m - 1]), int(tried[m - 1]))
             slot.start = float(en[m - 1])
             run.used[slot.g] = _consume(slot.lane, run.used[slot.g], m)
             self.started[s] += m
             slot.rows = None
         for c, (starts, finishes, first_end, drawn) in zip(self.capped, self.steps, strict=True):
             s = c.s
+            mine = attempts[lane] if attempts is not None else np.ones(drawn, dtype=np.int64)
+            lane += 1
+            first_row = c.row - drawn
+            attempt_of = c.attempt_of
             if finishes:
                 done = np.concatenate(finishes)
+                row_ids = done[:, 4].astype(np.int64)
+                new = row_ids >= first_row
+                atts = np.empty(len(row_ids), dtype=np.int64)
+                atts[new] = mine[row_ids[new] - first_row]
+                for i in np.flatnonzero(~new).tolist():
+                    atts[i] = attempt_of.pop(int(row_ids[i]))
                 fin_t.append(done[:, 0])
                 fin_d.append(done[:, 1])
                 fin_f.append(done[:, 2].astype(bool))
+                fin_a.append(atts)
                 fin_s.append(np.full(len(done), s))
                 fin_slot.append(done[:, 3].astype(np.int64))
                 run.last_end[s] = float(done[:, 0].max())
+            for *_, row in c.inflight:
+                if row >= first_row:
+                    attempt_of[row] = int(mine[row - first_row])
             if drawn:
                 lane_starts.append((s, np.concatenate(starts)))
                 run.first_end[s] = min(run.first_end[s], first_end)
                 run.used[c.g] = _consume(c.lane, run.used[c.g], drawn)
                 self.started[s] += drawn
-        run.fresh -= sum(len(st) for _, st in lane_starts)
+        count = sum(len(st) for _, st in lane_starts)
+        if attempts is None:
+            run.fresh -= count
+        else:  # first attempts left, the waiting retries, then those that came back during the chunk
+            fresh = min(count, run.fresh)
+            run.fresh -= fresh
+            count -= fresh
+            waiting = len(self.waiting) - self.taken
+            self.taken += min(count, waiting)
+            if count > waiting:
+                keep = np.lexsort((self.pending_seq, self.pending))[count - waiting :]
+                self.pending, self.pending_seq = self.pending[keep], self.pending_seq[keep]
+                self.pending_attempt = self.pending_attempt[keep]
         started_before = list(self.started)
         for s, st in lane_starts:
             started_before[s] -= len(st)
@@ -552,12 +695,18 @@ class _Fast:
                 np.concatenate(fin_f).astype(bool),
                 np.concatenate(fin_s),
                 np.concatenate(fin_slot),
+                np.concatenate(fin_a),
                 lane_starts,
                 started_before,
             )
-        arrived = self.pending < t1
-        self.waiting += int(np.count_nonzero(arrived))
-        self.pending, self.pending_seq = self.pending[~arrived], self.pending_seq[~arrived]
+        # The retries back by t1 join the queue, in the order they came back.
+        back = self.pending < t1
+        if back.any():
+            order = np.lexsort((self.pending_seq[back], self.pending[back]))
+            self.waiting = np.concatenate((self.waiting[self.taken :], self.pending_attempt[back][order]))
+            self.taken = 0
+            self.pending, self.pending_seq = self.pending[~back], self.pending_seq[~back]
+            self.pending_attempt = self.pending_attempt[~back]
 
     def _finishes(
         self,
@@ -566,14 +715,15 @@ class _Fast:
         ff: np.ndarray,
         fs: np.ndarray,
         fslot: np.ndarray,
+        fa: np.ndarray,
         lane_starts: list[tuple[int, np.ndarray]],
         started_before: list[int],
     ) -> None:
         run = self.run
-        retry = ff & self.retries[fs]
+        retry = ff & (fa <= self.max_retries[fs])
         ok = ~ff
         if retry.any():
-            self._retries(ft[retry], fs[retry], fslot[retry])
+            self._retries(ft[retry], fs[retry], fslot[retry], fa[retry])
         order = np.argsort(ft, kind="stable")
         ft, fd, ff, fs, ok, retry = ft[order], fd[order], ff[order], fs[order], ok[order], retry[order]
         final = ff & ~retry
@@ -610,18 +760,19 @@ class _Fast:
             run.failed_attempts[s] += int(failed_attempts[s])
         run.now = float(ft[-1])
 
-    def _retries(self, ft: np.ndarray, fs: np.ndarray, fslot: np.ndarray) -> None:
-        """Failed first attempts with retries left, in the loop's order (time,
-        then slot): each sender's jitters in that order, and their arrivals."""
+    def _retries(self, ft: np.ndarray, fs: np.ndarray, fslot: np.ndarray, fa: np.ndarray) -> None:
+        """Failed attempts with retries left, in the loop's order (time, then
+        slot): each sender's jitters in that order, and their arrivals."""
         order = np.lexsort((fslot, ft))
-        ft, fs = ft[order], fs[order]
+        ft, fs, fa = ft[order], fs[order], fa[order]
         delays = np.empty(len(ft))
         for s in np.unique(fs).tolist():
             mine = fs == s
-            delays[mine] = self.models[s].retry_delays(int(np.count_nonzero(mine)), 1)
+            delays[mine] = self.models[s].retry_delays(fa[mine])
         run = self.run
         self.pending = np.concatenate((self.pending, ft + delays))
         self.pending_seq = np.concatenate((self.pending_seq, run.seq + 1 + np.arange(len(ft))))
+        self.pending_attempt = np.concatenate((self.pending_attempt, fa + 1))
         run.seq += len(ft)
 
     def _close_bins(
@@ -719,12 +870,12 @@ class _Fast:
         events = run.events
         for slot in self.slots:
             assert slot.cur is not None
-            seconds, failed = slot.cur
-            events.append((slot.start, finish, slot.slot, 1 if failed else 0, seconds))
+            seconds, failed, attempt = slot.cur
+            events.append((slot.start, finish, slot.slot, attempt if failed else 0, seconds))
         gate = run.gate
         for c in self.capped:
-            for end, slot_, seconds, failed in c.inflight:
-                events.append((end, finish, slot_, 1 if failed else 0, seconds))
+            for end, slot_, seconds, failed, row in c.inflight:
+                events.append((end, finish, slot_, c.attempt_of[row] if failed else 0, seconds))
             heapify(c.held)
             gate.held[c.s][:] = c.held
             gate.start_due[c.s] = c.due is not None
@@ -732,11 +883,13 @@ class _Fast:
                 events.append((c.due, start, c.first_slot, 0, 0.0))
             gate.pacers[c.s].own.next_start = c.next_start
             gate.capped_time[c.s] = c.capped
-        for at, seq in zip(self.pending.tolist(), self.pending_seq.tolist(), strict=True):
-            events.append((at, arrive, seq, 2, 0.0))
+        for at, seq, attempt in zip(
+            self.pending.tolist(), self.pending_seq.tolist(), self.pending_attempt.tolist(), strict=True
+        ):
+            events.append((at, arrive, seq, attempt, 0.0))
         heapify(events)
         run.pending = len(self.pending)
-        run.waiting.extend([2] * self.waiting)
+        run.waiting.extend(self.waiting[self.taken :].tolist())
         for g, lane in enumerate(run.lanes):
             run.times[g], run.fails[g] = lane.times.tolist(), lane.failed.tolist()
         if self.open:
