@@ -34,7 +34,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable, Sequence
-from heapq import heapify, heappop, heappush
+from heapq import heapify, heappop, heappush, heappushpop
 from typing import Any, Protocol
 
 import numpy as np
@@ -299,13 +299,15 @@ class _Capped:
         r_end = count
         for r in range(count):
             joining = joins[r]
-            if joining is not None:
-                for j in joining:
+            if joining is None:
+                if not free:
+                    r_end = r
+                    break
+                j = heappop(free)
+            else:
+                for j in joining[:-1]:
                     heappush(free, j)
-            if not free:
-                r_end = r
-                break
-            j = heappop(free)
+                j = heappushpop(free, joining[-1])
             owner_l[r] = j
             a = again_l[r]
             joining = joins[a]
