@@ -573,6 +573,8 @@ class _Fast:
                 hit = done[done[:, 2] != 0.0]
                 if len(hit):
                     failed_at = min(failed_at, float(hit[:, 0].min()))
+        if not times:  # nothing starts in the chunk (nor ends)
+            return []
         at, key = np.concatenate(times), np.concatenate(keys)
         n = len(at)
         fresh = self.run.fresh  # first attempts left at the head (those that started with the last of them)
