@@ -34,7 +34,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable, Sequence
-from heapq import heapify, heappop, heappush, heappushpop
+from heapq import heapify, heappop, heappush
 from typing import Any, Protocol
 
 import numpy as np
@@ -250,9 +250,9 @@ class _Capped:
         """Starts at the cap's ticks (each gap after the last, added one after
         another as the Pacer adds them) for as long as a slot is free at each,
         before t1: (rows drawn, first end, reached t1?). The times are numpy's;
-        which slot takes a tick (the lowest free one) is a heap's choice, made
-        tick after tick in plain Python (a push and a pop each); the first tick
-        no slot is free for ends the segment (the next start waits for a finish)."""
+        which slot takes a tick (the lowest free one) is chosen tick after tick
+        in plain Python, on a bit mask of the free slots; the first tick no slot
+        is free for ends the segment (the next start waits for a finish)."""
         gap, window, first = self.gap, self.window, self.first_slot
         if self.due is not None:
             tau0 = self.due
@@ -280,43 +280,29 @@ class _Capped:
             j = slot - first
             end0[j], busy[j], d0[j], f0[j], w0[j] = end, True, took, fail, in_row
         avail = np.where(busy, np.searchsorted(at, end0), 0).tolist()
-        # The gate's heap of free slots, tick after tick: each tick the lowest free slot takes it, and
-        # is free again at the tick its attempt has ended by.
-        free: list[int] = []
-        joins: list[list[int] | None] = [None] * (count + 1)  # the slots free again at each tick
+        # The gate's free slots, tick after tick, as a bit mask (slot j: bit j): each tick the lowest
+        # free slot takes it (the heap's choice), and is free again at the tick its attempt has ended by.
+        free = 0
+        joins = [0] * (count + 1)  # the slots free again at each tick
         for j in range(window):
             if avail[j]:
-                joining = joins[avail[j]]
-                if joining is None:
-                    joins[avail[j]] = [j]
-                else:
-                    joining.append(j)
+                joins[avail[j]] |= 1 << j
             else:
-                free.append(j)
-        heapify(free)
+                free |= 1 << j
         owner_l = [0] * count
         again_l = again.tolist()
         r_end = count
         for r in range(count):
-            joining = joins[r]
-            if joining is None:
-                if not free:
-                    r_end = r
-                    break
-                j = heappop(free)
-            else:
-                for j in joining[:-1]:
-                    heappush(free, j)
-                j = heappushpop(free, joining[-1])
-            owner_l[r] = j
-            a = again_l[r]
-            joining = joins[a]
-            if joining is None:
-                joins[a] = [j]
-            else:
-                joining.append(j)
+            free |= joins[r]
+            if not free:
+                r_end = r
+                break
+            lowest = free & -free
+            free ^= lowest
+            owner_l[r] = lowest
+            joins[again_l[r]] |= lowest
+        owner = np.array([bit.bit_length() - 1 for bit in owner_l[:r_end]], dtype=np.int64)
         reached = r_end == count
-        owner = np.array(owner_l[:r_end], dtype=np.int64)
         until = t1 if reached else float(ticks[r_end])
         own = owner
         e, d, fl, at = ends[:r_end], seconds[:r_end], failed[:r_end], at[:r_end]
