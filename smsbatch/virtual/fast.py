@@ -291,6 +291,7 @@ class _Capped:
                 free |= 1 << j
         owner_l = [0] * count
         again_l = again.tolist()
+        slot_of = {1 << j: j for j in range(window)}
         r_end = count
         for r in range(count):
             free |= joins[r]
@@ -299,9 +300,9 @@ class _Capped:
                 break
             lowest = free & -free
             free ^= lowest
-            owner_l[r] = lowest
+            owner_l[r] = slot_of[lowest]
             joins[again_l[r]] |= lowest
-        owner = np.array([bit.bit_length() - 1 for bit in owner_l[:r_end]], dtype=np.int64)
+        owner = np.array(owner_l[:r_end], dtype=np.int64)
         reached = r_end == count
         until = t1 if reached else float(ticks[r_end])
         own = owner
@@ -829,9 +830,12 @@ class _Fast:
             in_flight.T.tolist(),
         )
         sent_l, failed_l, retried_l, backlog_l = sent.tolist(), failed.tolist(), retried.tolist(), backlog.tolist()
+        where, keys = np.nonzero(counts)  # row by row, keys ascending (as np.unique gives them)
+        found = counts[where, keys].tolist()
+        cuts = np.searchsorted(where, np.arange(len(ks) + 1)).tolist()
+        keys_l = keys.tolist()
         for i, (_, t, now) in enumerate(closes):
-            row = counts[i]
-            keys = np.flatnonzero(row)
+            lo, hi = cuts[i], cuts[i + 1]
             timeline.add_bin(
                 now,
                 sent_l[i] - bins.sent,
@@ -839,7 +843,7 @@ class _Fast:
                 retried_l[i] - bins.retried,
                 [f - c for f, c in zip(finished_l[i], bins.finished, strict=True)],
                 [f - c for f, c in zip(failed_attempts_l[i], bins.failed_attempts, strict=True)],
-                dict(zip(keys.tolist(), row[keys].tolist(), strict=True)),
+                dict(zip(keys_l[lo:hi], found[lo:hi], strict=True)),
             )
             timeline.sample(now, backlog_l[i], in_flight_l[i])
             bins.sent, bins.failed, bins.retried = sent_l[i], failed_l[i], retried_l[i]
