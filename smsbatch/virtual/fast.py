@@ -43,8 +43,7 @@ from smsbatch.core.sender_model import SenderModel
 from smsbatch.core.stats import Stats, buckets_of
 from smsbatch.core.timeline import MAX_BINS
 
-CHUNK_STARTS = 1 << 17  # starts a chunk aims at, over every lane
-_BUCKETS = 8192  # above every bucket key stats.bucket_of gives a send time under 10^51 s
+CHUNK_STARTS = 1 << 16  # starts a chunk aims at, over every lane (its arrays: a few MB)
 SEGMENT_TICKS = 8192  # a capped sender's ticks looked at, at most, at a time
 
 
@@ -819,11 +818,15 @@ class _Fast:
         # Each bin's histogram of send times: one count over (bin, bucket) for the chunk.
         last = int(ks[-1])
         interval = np.repeat(np.arange(len(ks)), np.diff(np.concatenate(([0], ks))))
-        codes = interval * _BUCKETS + buckets_of(fd[:last])
+        found_buckets = buckets_of(fd[:last])
         if self.open:
-            codes = np.concatenate((buckets_of(np.concatenate(self.open)), codes))
+            interval = np.concatenate((np.zeros(sum(len(part) for part in self.open), dtype=np.int64), interval))
+            found_buckets = np.concatenate((buckets_of(np.concatenate(self.open)), found_buckets))
             self.open = []
-        counts = np.bincount(codes, minlength=len(ks) * _BUCKETS).reshape(len(ks), _BUCKETS)
+        low = int(found_buckets.min())
+        width = int(found_buckets.max()) - low + 1  # the buckets this chunk's send times fall in
+        counts = np.bincount(interval * width + (found_buckets - low), minlength=len(ks) * width)
+        counts = counts.reshape(len(ks), width)
         finished_l, failed_attempts_l, in_flight_l = (
             finished.T.tolist(),
             failed_attempts.T.tolist(),
@@ -833,7 +836,7 @@ class _Fast:
         where, keys = np.nonzero(counts)  # row by row, keys ascending (as np.unique gives them)
         found = counts[where, keys].tolist()
         cuts = np.searchsorted(where, np.arange(len(ks) + 1)).tolist()
-        keys_l = keys.tolist()
+        keys_l = (keys + low).tolist()
         for i, (_, t, now) in enumerate(closes):
             lo, hi = cuts[i], cuts[i + 1]
             timeline.add_bin(
