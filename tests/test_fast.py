@@ -192,3 +192,19 @@ def test_many_seeds_and_sizes():
         messages = (30, 300, 1500, 4000)[seed % 4]
         settings = settings_of(specs, messages, seed=seed, **extra)
         assert outcome(settings, vectorise=True)[:2] == outcome(settings, vectorise=False)[:2], (seed, specs)
+
+
+def test_speed_max_and_the_model_check_take_it(monkeypatch):
+    """The command line's --speed max goes through the engine's choice (so do
+    replications and the real-time run's model check: the same VirtualRunner)."""
+    import io
+
+    from smsbatch.cli import main
+
+    taken = []
+    real = engine_module.advance
+    monkeypatch.setattr(engine_module, "advance", lambda *a, **k: taken.append(1) or real(*a, **k))
+    argv = ["-n", "3000", "--sender", "0.1:0.1:window=4", "--sender", "0.3:0:rate=5", "--max-retries", "1"]
+    status = main([*argv, "--speed", "max", "--seed", "2", "--no-progress"], stdout=io.StringIO(), stderr=io.StringIO())
+    assert status == 0
+    assert taken
