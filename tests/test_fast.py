@@ -42,6 +42,7 @@ CASES = {
     # name: (senders, messages, settings, seeds)
     "one message": (["0.2:0.1:window=3"], 1, {}, (1,)),
     "fewer messages than slots": (["0.2:0.1:window=30", "0.5:0:rate=4:window=3"], 20, {"max_retries": 1}, (1, 2)),
+    "one slot, three messages": (["0.1:0"], 3, {}, (5, 2555317615)),
     "just more than the slots": (["0.2:0.1:window=30", "0.5:0.1"], 40, {"max_retries": 2}, (1, 2, 3)),
     "emergency": (EMERGENCY, 20_000, {"max_retries": 2, "retry_backoff": 2.0, "deadline": 100.0}, (1, 2)),
     "emergency, large": (EMERGENCY, 100_000, {"max_retries": 2, "retry_backoff": 2.0}, (4,)),

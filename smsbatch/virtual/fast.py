@@ -823,8 +823,8 @@ class _Fast:
             interval = np.concatenate((np.zeros(sum(len(part) for part in self.open), dtype=np.int64), interval))
             found_buckets = np.concatenate((buckets_of(np.concatenate(self.open)), found_buckets))
             self.open = []
-        low = int(found_buckets.min())
-        width = int(found_buckets.max()) - low + 1  # the buckets this chunk's send times fall in
+        low = int(found_buckets.min()) if len(found_buckets) else 0
+        width = int(found_buckets.max()) - low + 1 if len(found_buckets) else 1  # the buckets in use
         counts = np.bincount(interval * width + (found_buckets - low), minlength=len(ks) * width)
         counts = counts.reshape(len(ks), width)
         finished_l, failed_attempts_l, in_flight_l = (
