@@ -485,6 +485,9 @@ FAST_RUN_FIELDS: dict[str, Callable[[Any], bool] | None] = {
             "timeline",
             "accounts",
             "throttle_pause",  # a pause after a throttled answer: there are none without cap=
+            "precision",  # how many replications (--replications auto), not what one of them does
+            "max_replications",
+            "cluster",  # where replications run, not what one of them does
         ),
         _ANY,
     ),
