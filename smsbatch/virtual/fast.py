@@ -1,27 +1,34 @@
 """The fast path of virtual time: the event loop's run, a chunk at a time.
 
 Every message is in the queue at time 0, and first attempts are ahead of
-every retry, so while first attempts are left every slot works back to back:
-a slot of an uncapped sender starts its next attempt the moment its last one
+every retry, so while the queue holds work every slot works back to back: a
+slot of an uncapped sender starts its next attempt the moment its last one
 ends, and draws it from its own lane (core/sender_model.py), so its ends are
 a cumulative sum of its own draws (np.cumsum adds one after another, as the
 loop does: end = start + seconds). A capped sender is one lane: its starts
-follow its cap and its free slots, stepped here per start in plain Python
-(its own small event loop: finishes first, then the cap's start, the lowest
-free slot), since which slot takes which tick is a heap's choice.
+are its cap's ticks (a cumulative sum of the gap) while a slot is free at
+each, and which slot takes a tick (the lowest free one: the gate's heap) is
+chosen tick after tick in plain Python on a bit mask, since the capped time
+the loop adds (start minus that slot's free-since) depends on it; where the
+cap keeps letting go (every slot busy at a tick), start by start, as the
+loop's _CapGate steps it.
 
 A chunk is a span of simulated time [T0, T1): every lane's starts and ends in
 it are computed, then the counts, the statistics (the lanes' blocks folded as
 the loop folds them), the retries made (their jitters in the loop's order of
 finishes: time, then slot), the reach times, the deadline count and the
 timeline's bins (closed where the loop closes them: at the first finish past
-a bin's edge, with what the loop would count then). When the next chunk
-would start more attempts than there are first attempts left, the span ends
-at the start that takes the last of them, and the state of the run at that
-time (every event before it handled, none at or after it) is handed to the
-event loop (engine._Simulation), which runs the rest: the queue's retries and
-the tail. The loop is the definition; this module is held to it by
-tests/test_fast.py, bit for bit.
+a bin's edge, with what the loop would count then). While first attempts
+last, every start takes one; the chunk that would take the last of them
+ends at the start that does. Then the queue's retries are drained the same
+way, each start (in the loop's order: time, then the START's key) taking the
+head of the queue, for as long as every retry taken is back by its start
+and no retry made in the chunk could come back ahead of one taken in it (a
+retry comes back at least backoff / 2 after its failure); where that cannot
+be promised, the state of the run (every event before T0 handled, none at
+or after it) is handed to the event loop (engine._Simulation), which runs
+the rest: the tail, where the queue may run dry. The loop is the definition;
+this module is held to it by tests/test_fast.py, bit for bit.
 
 The choice is the model's: SenderModel.vectorisable (sender_model.fast_path
 for the run), false for anything not written here (accounts, receipts,
