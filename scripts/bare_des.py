@@ -5,7 +5,11 @@ per send, no statistics at all: what anyone would write first. smsbatch's
 virtual-time engine must run at least 0.8 as fast while it keeps its
 statistics (scripts/benchmark.py measures both side by side).
 
-    python scripts/bare_des.py MESSAGES [SEED]     (the emergency config's senders)
+    python scripts/bare_des.py MESSAGES [SEED] [MODEL]
+
+MODEL is `emergency` (configs/emergency.ini's senders, the default) or `four`
+(the four-sender set of docs/model.md and the benchmark: 0.3:0.03:window=10,
+0.8:0.06:window=30:rate=20, 2:0.1:window=50, 5:0.2, one retry, backoff 1 s).
 
 Prints one line of JSON: messages, simulated makespan, and the seconds the
 loop took (start-up excluded).
@@ -19,11 +23,13 @@ import sys
 import time
 from collections import deque
 
-# configs/emergency.ini: (mean, fail rate, window, rate)
-SENDERS = [(0.2, 0.02, 20, 0), (0.5, 0.05, 20, 25), (1.5, 0.12, 40, 0), (3.0, 0.1, 1, 0)]
+# (mean, fail rate, window, rate) of each sender, max retries, retry backoff
+MODELS = {
+    "emergency": ([(0.2, 0.02, 20, 0), (0.5, 0.05, 20, 25), (1.5, 0.12, 40, 0), (3.0, 0.1, 1, 0)], 2, 2.0),
+    "four": ([(0.3, 0.03, 10, 0), (0.8, 0.06, 30, 20), (2.0, 0.1, 50, 0), (5.0, 0.2, 1, 0)], 1, 1.0),
+}
+SENDERS, MAX_RETRIES, BACKOFF = MODELS["emergency"]
 SPREAD = 0.5
-MAX_RETRIES = 2
-BACKOFF = 2.0
 
 
 def simulate(messages: int, seed: int) -> float:
@@ -74,8 +80,10 @@ def simulate(messages: int, seed: int) -> float:
 
 
 def main() -> None:
+    global SENDERS, MAX_RETRIES, BACKOFF
     messages = int(sys.argv[1])
     seed = int(sys.argv[2]) if len(sys.argv) > 2 else 1
+    SENDERS, MAX_RETRIES, BACKOFF = MODELS[sys.argv[3] if len(sys.argv) > 3 else "emergency"]
     started = time.perf_counter()
     makespan = simulate(messages, seed)
     seconds = time.perf_counter() - started

@@ -247,6 +247,73 @@ def virtual_speed(runs: int, messages: int) -> list[Row]:
     ]
 
 
+# The virtual engine in a process of its own, start-up excluded: `python -c ENGINE PATH ARGV...`,
+# PATH "fast" (the fast path where the model allows it, as --speed max runs) or "loop" (the event loop alone).
+ENGINE = """
+import json, sys, time
+from smsbatch.config import parse_settings
+from smsbatch.core.sender_model import SenderModel, account_caps
+from smsbatch.core.timeline import Timeline, first_width
+from smsbatch.virtual.engine import VirtualEngine
+settings = parse_settings(sys.argv[2:])
+models = [SenderModel(spec, settings, i) for i, spec in enumerate(settings.senders)]
+timeline = Timeline([s.name for s in settings.senders], first_width(settings, settings.messages))
+start = time.perf_counter()
+engine = VirtualEngine(models, settings.messages, timeline, settings.deadline, accounts=account_caps(settings),
+                       vectorise=sys.argv[1] == "fast")
+outcome = engine.run()
+print(json.dumps({"seconds": time.perf_counter() - start, "sim_elapsed_s": outcome.sim_elapsed}))
+"""
+
+
+def engine_seconds(path: str, argv: tuple[object, ...]) -> tuple[float, float]:
+    done = subprocess.run(
+        [sys.executable, "-c", ENGINE, path, *map(str, argv)], capture_output=True, text=True, check=True
+    )
+    result = json.loads(done.stdout)
+    return result["seconds"], result["sim_elapsed_s"]
+
+
+def virtual_fast(runs: int, messages: int) -> list[Row]:
+    """The fast path of --speed max (virtual/fast.py) against the event loop it
+    hands over to and against scripts/bare_des.py, side by side, alternating,
+    start-up excluded on every side, for the emergency config and the four-sender
+    set; and the whole command's own elapsed_s for the fast path."""
+    rows: list[Row] = []
+    for name, argv, model in (
+        ("emergency config", EMERGENCY, "emergency"),
+        ("four-sender set", FOUR_SENDERS, "four"),
+    ):
+        fast, loop, bare, command = [], [], [], []
+        for _ in range(runs):
+            base = (*argv, "--messages", messages, "--seed", 7)
+            seconds, fast_sim = engine_seconds("fast", base)
+            fast.append(seconds)
+            seconds, loop_sim = engine_seconds("loop", base)
+            loop.append(seconds)
+            if fast_sim != loop_sim:
+                raise SystemExit(f"benchmark: the fast path's run is not the loop's: {fast_sim} against {loop_sim}")
+            done = subprocess.run([*BARE_DES, str(messages), "7", model], capture_output=True, text=True, check=True)
+            bare.append(json.loads(done.stdout)["loop_s"])
+            command.append(measure(sms(*base, "--speed", "max")).summary["elapsed_s"])
+        ratio = statistics.median(b / f for f, b in zip(fast, bare, strict=True))
+        over_loop = statistics.median(lo / f for f, lo in zip(fast, loop, strict=True))
+        rate = messages / statistics.median(fast)
+        rows += [
+            (f"virtual fast path, {name}, {messages:,} msgs", f"{rate:,.0f} msg/s", "", True),
+            ("  the event loop alone, same run", f"{messages / statistics.median(loop):,.0f} msg/s", "", True),
+            ("  bare heapq loop (scripts/bare_des.py)", f"{messages / statistics.median(bare):,.0f} msg/s", "", True),
+            ("  smsbatch --speed max, its elapsed_s", f"{messages / statistics.median(command):,.0f} msg/s", "", True),
+            ("  ratio fast path / bare loop", f"{ratio:.1f}", ">= 10", ratio >= 10),
+            ("  ratio fast path / event loop", f"{over_loop:.1f}", "(info)", True),
+        ]
+    value = statistics.median(
+        measure(sms("--messages", 1, "--speed", "max")).seconds for _ in range(5 if runs > 1 else 1)
+    )
+    rows.append(("start-up: a one-message --speed max run, end to end", f"{value:.3f} s", "< 0.6 s", value < 0.6))
+    return rows
+
+
 def virtual_memory(large: int, huge: int) -> list[Row]:
     peaks = {}
     for count in (large, huge):
@@ -623,6 +690,7 @@ def sections(quick: bool, runs: int) -> dict[str, Callable[[], list[Row]]]:
         "rate": lambda: rate_limit(runs, 500 if q else 50_000, 5000),
         "redis": lambda: redis_backend(runs, 20_000 if q else 1_000_000),
         "virtual-speed": lambda: virtual_speed(runs, 20_000 if q else 200_000),
+        "virtual-fast": lambda: virtual_fast(runs, 20_000 if q else 1_000_000),
         "virtual-memory": lambda: virtual_memory(100_000 if q else 1_000_000, 200_000 if q else 10_000_000),
         "gateways": lambda: gateways_speed(runs, 20_000 if q else 200_000, 40_000 if q else 1_000_000),
         "speeds": lambda: answer_by_speed(2_000 if q else 200_000, ("100", "1000") if q else ("100", "1000", "10000")),

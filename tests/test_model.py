@@ -12,6 +12,7 @@ import pytest
 from smsbatch.config import parse_settings
 from smsbatch.core.reach import SentHistogram, reach_counts
 from smsbatch.core.sender_model import BLOCK, SenderModel, SendTimes
+from smsbatch.virtual import fast
 from smsbatch.virtual.engine import VirtualEngine
 
 
@@ -215,11 +216,15 @@ def test_the_sent_histogram_finds_reach_times_within_a_bin():
     assert histogram.reach(10_000)["100"] == times[-1]
 
 
-def test_every_progress_look_counts_every_finished_attempt():
+@pytest.mark.parametrize("vectorise", [False, True])
+def test_every_progress_look_counts_every_finished_attempt(vectorise, monkeypatch):
     # The first look comes before any block of draws is used up: the stats must
     # still hold what finished (once they showed avg 0.000s beside 3,911 sent).
+    # The fast path looks between its chunks (small ones here, to look often).
+    monkeypatch.setattr(fast, "CHUNK_STARTS", 2000)
     settings = parse_settings(["-n", "30000", "--sender", "0.05:0.1", "--sender", "0.4:0.2", "--max-retries", "1"])
-    engine = VirtualEngine([SenderModel(s, settings, i) for i, s in enumerate(settings.senders)], 30000)
+    models = [SenderModel(s, settings, i) for i, s in enumerate(settings.senders)]
+    engine = VirtualEngine(models, 30000, vectorise=vectorise)
     looks = []
 
     def tick(progress):

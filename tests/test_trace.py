@@ -84,7 +84,7 @@ def reference_trace(settings):
             slot = startable[0]
             s = slot[0]
             attempt = queue.popleft()
-            seconds, failed = draws[s].take()
+            seconds, failed = draws[s].take(slot[1])
             if models[s].start_gap:
                 next_start[s] = t + models[s].start_gap
             if settings.senders[s].account:

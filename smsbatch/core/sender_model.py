@@ -22,8 +22,17 @@ at once when nothing else happens then), the fast path of --speed max. The
 trace tests (tests/test_trace.py) hold the two to each other and to a slow,
 obvious event loop, row for row. Each sender has its own generators,
 seeded from (run seed, sender index), one stream each for send times,
-outcomes and retry jitter, so a sender's k-th attempt has the same send time
-and outcome in every mode, however its attempts interleave with the others'.
+outcomes and retry jitter, so an attempt has the same send time and outcome
+in every mode, however the attempts interleave.
+
+Draws are laid out per lane: a lane is one slot of a sender with several
+slots and no cap (each slot its own streams of send times and outcomes), or
+the whole sender (a sender with one slot, a capped or gated one, or one that
+never waits: its streams as they always were). The r-th attempt a lane starts
+takes row r of the lane's streams. So while the queue holds work, a slot's
+ends are a cumulative sum of its own draws, whatever the other slots do: what
+lets virtual time compute them a chunk at a time (virtual/fast.py), and the
+same in every mode (the real-time sender draws from the same lanes).
 
 Draws come in blocks (numpy): a block of send times and a block of outcomes
 per BLOCK attempts. numpy's streams do not depend on the block size (drawing
@@ -36,11 +45,14 @@ retries left re-enters the queue at fail time + backoff * 2**(k-1) * U(0.5, 1.5)
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import heapq
 import math
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
+from smsbatch.core.distributions import DISTRIBUTIONS
 from smsbatch.core.model import FAILED, RETRY, SENT
 from smsbatch.core.receipts import DELIVERED, NO_RECEIPT, UNDELIVERABLE
 from smsbatch.core.settings import SenderSpec, Settings
@@ -79,10 +91,27 @@ def generators(seed: int, index: int | str) -> tuple[np.random.Generator, ...]:
     joined from elsewhere (through Redis)."""
     import numpy as np  # here: a run with nothing to draw never loads it
 
+    root = np.random.SeedSequence(_entropy(seed, index))
+    return tuple(np.random.Generator(np.random.PCG64(child)) for child in root.spawn(6))
+
+
+def _entropy(seed: int, index: int | str) -> list[int]:
     if isinstance(index, str):
         index = int.from_bytes(hashlib.sha256(index.encode()).digest()[:8], "big")
-    root = np.random.SeedSequence([seed & 0xFFFFFFFFFFFFFFFF, index])
-    return tuple(np.random.Generator(np.random.PCG64(child)) for child in root.spawn(6))
+    return [seed & 0xFFFFFFFFFFFFFFFF, index]
+
+
+def lane_generators(seed: int, index: int | str, lane: int) -> tuple[np.random.Generator, np.random.Generator]:
+    """Lane `lane`'s streams of send times and outcomes, for a sender of several
+    lanes: the children `lane` of the sender's own two (generators()[0] and [1]),
+    made alone (SeedSequence's spawn keys), so a lane never used is never made."""
+    import numpy as np
+
+    entropy = _entropy(seed, index)
+    return (
+        np.random.Generator(np.random.PCG64(np.random.SeedSequence(entropy, spawn_key=(0, lane)))),
+        np.random.Generator(np.random.PCG64(np.random.SeedSequence(entropy, spawn_key=(1, lane)))),
+    )
 
 
 class SendTimes:
@@ -399,6 +428,100 @@ class SlotBoard:
             heapq.heappush(ready, (slot, since))
 
 
+# The fast path of virtual time (virtual/fast.py) computes a run a chunk at a
+# time while the queue holds first attempts, and hands over to the event loop
+# for the rest. It is exact for what it was written for, and for nothing else:
+# a rule for every field of SenderSpec and of Settings it knows, and a field
+# it does not know (a behaviour added later) turns it off, until someone
+# writes its rule here and its case in tests/test_fast.py.
+_ANY = None
+FAST_SENDER_FIELDS: dict[str, Callable[[Any], bool] | None] = {
+    "mean": lambda v: v > 0.0,  # a sender that never waits starts everything at time 0: the loop's ties
+    "fail_rate": _ANY,
+    "name": _ANY,
+    "distribution": lambda v: v is None or v in DISTRIBUTIONS,
+    "spread": _ANY,
+    "window": _ANY,
+    "rate": _ANY,  # its own cap: starts 1/rate apart (a lane of its own)
+    "account": lambda v: not v,  # a cap shared by several senders: the loop
+    "dlr_median": lambda v: v is None,  # receipts: the loop
+    "dlr_p90": lambda v: v is None,
+    "cap": lambda v: not v,  # a gateway's token bucket and throttled answers: the loop
+    "burst": lambda v: not v,
+    "down": lambda v: not v,  # outages: the loop
+    "mtbf": lambda v: not v,
+    "mttr": lambda v: not v,
+    "backup": lambda v: not v,  # failover: the loop
+}
+FAST_RUN_FIELDS: dict[str, Callable[[Any], bool] | None] = {
+    **dict.fromkeys(
+        (
+            "messages",
+            "senders",
+            "messages_given",
+            "text",
+            "region",
+            "recipients",
+            "interval",
+            "speed",
+            "seed",
+            "seed_given",
+            "summary_json",
+            "progress",
+            "log_level",
+            "max_retries",
+            "retry_backoff",
+            "retry_backoff_given",
+            "broker",
+            "broker_timeout",
+            "claim_after",
+            "local_senders",
+            "replications",
+            "jobs",
+            "deadline",
+            "deadline_share",
+            "require_deadline",
+            "report",
+            "timeline",
+            "accounts",
+            "throttle_pause",  # a pause after a throttled answer: there are none without cap=
+            "precision",  # how many replications (--replications auto), not what one of them does
+            "max_replications",
+            "cluster",  # where replications run, not what one of them does
+        ),
+        _ANY,
+    ),
+    "distribution": lambda v: v in DISTRIBUTIONS,
+    "spread": _ANY,
+    "dlr_median": lambda v: not v,  # receipts: the loop
+    "dlr_p90": lambda v: not v,
+    "undeliverable": lambda v: not v,
+    "receipt_loss": lambda v: not v,
+    "validity": lambda v: v is None,  # expiry: the loop
+    "trace": lambda v: v is None,  # a row per attempt: the loop
+}
+
+
+def _known(obj: object, rules: dict[str, Callable[[Any], bool] | None]) -> bool:
+    names = [f.name for f in dataclasses.fields(obj)]  # type: ignore[arg-type]
+    return all(
+        name in rules and (rules[name] is None or rules[name](getattr(obj, name)))  # type: ignore[misc]
+        for name in names
+    )
+
+
+def vectorisable(spec: SenderSpec, settings: Settings) -> bool:
+    """Can the fast path of virtual time compute this sender's part of the run
+    exactly, while the queue holds first attempts? Only for the fields it knows."""
+    return _known(spec, FAST_SENDER_FIELDS) and _known(settings, FAST_RUN_FIELDS)
+
+
+def fast_path(models: Sequence[SenderModel], trace: bool) -> bool:
+    """The run's choice: vectorise while the queue holds first attempts
+    (virtual/fast.py), else the event loop alone."""
+    return bool(models) and not trace and all(model.vectorisable for model in models)
+
+
 class SenderModel:
     """One sender: its slots, its rate cap, and the draws of every attempt."""
 
@@ -434,6 +557,15 @@ class SenderModel:
         self.throttle_pause = settings.throttle_pause
         self.validity = math.inf if settings.validity is None else settings.validity
         self.backup = spec.backup
+        # Its lanes (see the module's docstring): a slot each, or the whole sender.
+        self.lanes = self.window if self.window > 1 and not self.gated and spec.mean > 0.0 else 1
+        self._lane_streams: dict[int, tuple[SendTimes, np.random.Generator]] = {}
+        # Can virtual time compute its runs a chunk at a time (virtual/fast.py)?
+        self.vectorisable = vectorisable(spec, settings)
+
+    def lane_of(self, slot: int) -> int:
+        """The lane whose draws slot `slot` (of this sender) takes."""
+        return slot if self.lanes > 1 else 0
 
     @property
     def streams(self) -> _Streams:
@@ -444,14 +576,24 @@ class SenderModel:
             self._streams = (send_times, outcome_rng, jitter_rng)
         return self._streams
 
-    def block(self, count: int = BLOCK) -> tuple[np.ndarray, np.ndarray]:
-        """The next `count` attempts: (send times, failed?) as arrays. An attempt
-        of k segments takes k draws of each stream, in order: its send time is
-        their sum (added one after another, as the segments go), and it fails
-        when any segment fails (probability 1 - (1 - fail_rate)^k)."""
+    def _lane(self, lane: int) -> tuple[SendTimes, np.random.Generator]:
+        if self.lanes == 1:
+            send_times, outcome_rng, _ = self.streams
+            return send_times, outcome_rng
+        if lane not in self._lane_streams:
+            time_rng, outcome_rng = lane_generators(self.seed, self.index, lane)
+            send_times = SendTimes(self.distribution, self.spec.mean, self.spread, time_rng)
+            self._lane_streams[lane] = (send_times, outcome_rng)
+        return self._lane_streams[lane]
+
+    def block(self, count: int = BLOCK, lane: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """The next `count` attempts of lane `lane`: (send times, failed?) as
+        arrays. An attempt of k segments takes k draws of each stream, in order:
+        its send time is their sum (added one after another, as the segments
+        go), and it fails when any segment fails (probability 1 - (1 - fail_rate)^k)."""
         import numpy as np  # here: a run with nothing to draw never loads it
 
-        send_times, outcome_rng, _ = self.streams
+        send_times, outcome_rng = self._lane(lane)
         k = self.segments
         if k == 1:
             return send_times.take(count), outcome_rng.random(count) < self.fail_rate
@@ -487,6 +629,22 @@ class SenderModel:
         if not self.jitters:
             self.jitters = self.streams[2].uniform(0.5, 1.5, 256).tolist()[::-1]
         return self.retry_backoff * 2.0 ** (attempt - 1) * self.jitters.pop()
+
+    def retry_delays(self, attempts: np.ndarray) -> np.ndarray:
+        """retry_delay() for failures in a row (`attempts`: theirs), as an array:
+        the same jitters, the same arithmetic."""
+        import numpy as np
+
+        count = len(attempts)
+        jitters: list[float] = []
+        while len(jitters) < count:
+            if not self.jitters:
+                self.jitters = self.streams[2].uniform(0.5, 1.5, 256).tolist()[::-1]
+            take = min(count - len(jitters), len(self.jitters))
+            jitters += self.jitters[: -take - 1 : -1]
+            del self.jitters[-take:]
+        delays: np.ndarray = self.retry_backoff * 2.0 ** (attempts - 1) * np.array(jitters)
+        return delays
 
     def caps(self, accounts: dict[str, Pacer], outages: RunOutages | None = None) -> Caps:
         """Its caps for one run: its own, fresh, its account's from `accounts`
@@ -574,24 +732,29 @@ class ReceiptDraws:
 
 
 class Draws:
-    """A sender's attempts one at a time, for code that starts them one by one."""
+    """A sender's attempts one at a time, for code that starts them one by one:
+    slot `slot`'s next attempt takes its lane's next row."""
 
     def __init__(self, model: SenderModel) -> None:
         self.model = model
-        self.times: list[float] = []
-        self.failed: list[bool] = []
-        self.next = 0
+        self.times: list[list[float]] = [[] for _ in range(model.lanes)]
+        self.failed: list[list[bool]] = [[] for _ in range(model.lanes)]
+        self.next = [0] * model.lanes
+        # Small blocks per lane when there are many (a window of 10,000 draws a few rows a slot).
+        self.size = max(16, BLOCK // model.lanes)
 
-    def take(self) -> tuple[float, bool]:
-        if self.next == len(self.times):
-            times, failed = self.model.block()
-            self.times, self.failed, self.next = times.tolist(), failed.tolist(), 0
-        i = self.next
-        self.next = i + 1
-        return self.times[i], self.failed[i]
+    def take(self, slot: int = 0) -> tuple[float, bool]:
+        lane = self.model.lane_of(slot)
+        i = self.next[lane]
+        if i == len(self.times[lane]):
+            times, failed = self.model.block(self.size, lane)
+            self.times[lane], self.failed[lane], i = times.tolist(), failed.tolist(), 0
+        self.next[lane] = i + 1
+        return self.times[lane][i], self.failed[lane][i]
 
     def take_many(self, count: int) -> tuple[np.ndarray, np.ndarray]:
         """`count` attempts at once, as arrays (for a sender that never waits and
-        so never takes them one by one: the streams simply go on)."""
-        assert self.next == len(self.times), "take_many after take"
+        so never takes them one by one: one lane, whose streams simply go on)."""
+        assert self.model.lanes == 1, "take_many of a sender of several lanes"
+        assert self.next[0] == len(self.times[0]), "take_many after take"
         return self.model.block(count)

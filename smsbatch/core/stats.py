@@ -19,6 +19,9 @@ if TYPE_CHECKING:
 _ZERO_BUCKET = 0
 _RESOLUTION = 1e-9  # shorter sends count as zero: no clock here measures less
 _EXPONENT_OFFSET = 30  # keeps bucket keys positive
+_LOWEST_POWER = -12  # buckets_of's table of powers of ten, from 10^-12 on
+_POWERS: np.ndarray | None = None
+_COUNTED = 8192  # bucket keys below this (send times under 10^51 s) are counted with np.bincount
 
 
 def bucket_of(seconds: float) -> int:
@@ -36,10 +39,17 @@ def buckets_of(seconds: np.ndarray) -> np.ndarray:
     """bucket_of() for a whole array at once."""
     import numpy as np  # here: a run with nothing to draw never loads it
 
+    global _POWERS
     tiny = seconds < _RESOLUTION
     safe = np.where(tiny, 1.0, seconds)
     exponent = np.floor(np.log10(safe))
-    mantissa = np.round(safe / 10.0 ** (exponent - 1))
+    if _POWERS is None:  # 10.0 ** k for the exponents send times have, by the same ufunc: the same values
+        _POWERS = np.power(10.0, np.arange(_LOWEST_POWER, 300, dtype=np.float64))
+    index = exponent.astype(np.int64) - (1 + _LOWEST_POWER)
+    if len(index) and int(index.min()) >= 0 and int(index.max()) < len(_POWERS):
+        mantissa = np.round(safe / _POWERS[index])
+    else:
+        mantissa = np.round(safe / 10.0 ** (exponent - 1))
     rolled = mantissa >= 100
     mantissa = np.where(rolled, 10, mantissa)
     exponent = exponent + rolled
@@ -101,7 +111,13 @@ class Stats:
             bucket = bucket_of(float(seconds[0]))
             buckets[bucket] = buckets.get(bucket, 0) + count
             return
-        keys, counts = np.unique(buckets_of(seconds), return_counts=True)
+        found = buckets_of(seconds)
+        if int(found.max()) < _COUNTED:  # every send time under 10^51 s: counted in one pass, not sorted
+            counts = np.bincount(found, minlength=_COUNTED)
+            keys = np.flatnonzero(counts)
+            counts = counts[keys]
+        else:
+            keys, counts = np.unique(found, return_counts=True)
         for bucket, n in zip(keys.tolist(), counts.tolist(), strict=False):
             buckets[bucket] = buckets.get(bucket, 0) + n
 

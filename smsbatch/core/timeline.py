@@ -138,6 +138,9 @@ class Timeline:
             self.attempts[s][b] += count
             self.failed_attempts[s][b] += failed_attempts[s]
         merged = self.histograms[b]
+        if not merged:  # the bin's first counts (as virtual time gives them): taken whole
+            merged.update(histogram)
+            return
         for bucket, count in histogram.items():
             merged[bucket] = merged.get(bucket, 0) + count
 

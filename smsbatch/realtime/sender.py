@@ -225,7 +225,7 @@ class SenderEngine:
             slot, start, ready = board.take(available)
             self.outbox.capped += start - ready  # a free slot, work in hand, held back by the cap
             self.outbox.note_lag(now, start)
-            seconds, fail = self.draws.take()
+            seconds, fail = self.draws.take(slot)
             outcome = model.outcome(batch.attempt(offset), fail)
             if self.bucket is not None and not self.bucket.admit(start, model.segments):
                 outcome = THROTTLED  # the gateway's answer, after the attempt's send time

@@ -43,10 +43,11 @@ import numpy as np
 from smsbatch.core.model import EXPIRED, INTERRUPTED, SENT, THROTTLED
 from smsbatch.core.reach import reach_counts
 from smsbatch.core.receipts import NO_RECEIPT, ReceiptCount, ReceiptFigures
-from smsbatch.core.sender_model import BLOCK, Pacer, ReceiptDraws, RunOutages, SenderModel
+from smsbatch.core.sender_model import BLOCK, Pacer, ReceiptDraws, RunOutages, SenderModel, fast_path
 from smsbatch.core.stats import Stats, buckets_of
 from smsbatch.core.timeline import Timeline
 from smsbatch.core.trace import TraceRow
+from smsbatch.virtual.fast import advance
 
 FINISH, ARRIVE, OUTAGE, EXPIRE, START = 0, 1, 2, 3, 4  # the tie order at equal times
 CHUNK = 8192  # events between looks at the clock (display) and at signals
@@ -84,31 +85,64 @@ class Outcome:
     expired: int = 0  # messages not accepted within --validity
 
 
-class _Blocks:
-    """One sender's pre-drawn attempts: Python lists for the loop, arrays for the stats."""
+def lane_block(k: int) -> int:
+    """The size of a lane's k-th block of draws (0-based): small first, so a
+    window of thousands of slots draws little for each, then BLOCK. Both paths
+    of virtual time fold a lane's statistics by these blocks, so they agree to the bit."""
+    return min(BLOCK, 64 << (2 * k))
 
-    def __init__(self, model: SenderModel) -> None:
+
+class _Lane:
+    """One lane's pre-drawn attempts (a slot, or a sender: SenderModel.lanes):
+    Python lists for the loop, arrays for the stats. `ahead` holds blocks drawn
+    before they are needed (the fast path looks ahead, virtual/fast.py)."""
+
+    def __init__(self, model: SenderModel, lane: int) -> None:
         self.model = model
+        self.lane = lane
         self.stats = Stats()
-        self.drawn = 0  # attempts drawn, whole blocks
+        self.folded = 0  # attempts in the blocks folded into the stats
+        self.count = 0  # blocks drawn
         self.times = np.empty(0)
         self.failed = np.empty(0, dtype=bool)
+        self.ahead: deque[tuple[np.ndarray, np.ndarray]] = deque()
+
+    def draw(self) -> tuple[np.ndarray, np.ndarray]:
+        """The lane's next block, from its streams."""
+        block = self.model.block(lane_block(self.count), self.lane)
+        self.count += 1
+        return block
+
+    def next_block(self) -> None:
+        """Fold the used-up block into the stats; the next becomes the current one."""
+        self.stats.record_block(self.times, self.failed)
+        self.folded += len(self.times)
+        self.times, self.failed = self.ahead.popleft() if self.ahead else self.draw()
 
     def refill(self) -> tuple[list[float], list[bool]]:
-        """Fold the used-up block into the stats, draw the next."""
-        self.stats.record_block(self.times, self.failed)
-        self.drawn += BLOCK
-        self.times, self.failed = self.model.block(BLOCK)
+        self.next_block()
         return self.times.tolist(), self.failed.tolist()
-
-    def started(self, used: int) -> int:
-        """Attempts started so far, `used` of them from the current block."""
-        return self.drawn - BLOCK + used if self.drawn else 0
 
     def stats_with(self, used: int) -> Stats:
         """Stats of every attempt started so far (the current block up to `used`)."""
         stats = Stats().merge(self.stats)
         stats.record_block(self.times[:used], self.failed[:used])
+        return stats
+
+
+class _Blocks:
+    """One sender's pre-drawn attempts, lane by lane."""
+
+    def __init__(self, model: SenderModel) -> None:
+        self.model = model
+        self.lanes = [_Lane(model, lane) for lane in range(model.lanes)]
+
+    def stats_with(self, used: Sequence[int]) -> Stats:
+        """Stats of every attempt started so far (`used`: of each lane's current block),
+        the lanes merged in their order."""
+        stats = Stats()
+        for lane, n in zip(self.lanes, used, strict=True):
+            stats.merge(lane.stats_with(n))
         return stats
 
 
@@ -220,6 +254,13 @@ class _Simulation:
         self.blocks = blocks
         self.sender_of = [s for s, model in enumerate(models) for _ in range(model.window)]
         self.first_slot = first_slot = [self.sender_of.index(s) for s in range(senders)]
+        # Lanes numbered across senders: each slot's (SenderModel.lane_of), and each sender's range of them.
+        self.lanes = [lane for b in blocks for lane in b.lanes]
+        bases = [0]
+        for model in models:
+            bases.append(bases[-1] + model.lanes)
+        self.lane_range = [(bases[s], bases[s + 1]) for s in range(senders)]
+        self.lane_of = [bases[s] + models[s].lane_of(slot - first_slot[s]) for slot, s in enumerate(self.sender_of)]
         self.retry_delay = [model.retry_delay for model in models]
         self.retries_left = [model.retries_left for model in models]
         self.outcome_of = [model.outcome for model in models]
@@ -231,10 +272,10 @@ class _Simulation:
         self.fresh = messages
         self.waiting: deque[int] = deque()
         self.pending = 0  # retries on their way back to the queue
-        # Each sender's current block of draws, and how many of it are used.
-        self.times: list[list[float]] = [[] for _ in models]
-        self.fails: list[list[bool]] = [[] for _ in models]
-        self.used = [0] * senders
+        # Each lane's current block of draws, and how many of it are used.
+        self.times: list[list[float]] = [[] for _ in self.lanes]
+        self.fails: list[list[bool]] = [[] for _ in self.lanes]
+        self.used = [0] * len(self.lanes)
         self.now = 0.0
         self.sent = self.failed = self.retried = self.seq = 0
         self.finished = [0] * senders  # attempts ended, per sender
@@ -302,7 +343,7 @@ class _Simulation:
             and (len(events) < 2 or events[1][0] > t)
             and (len(events) < 3 or events[2][0] > t)
         ):  # the fast path: the slot goes on, the FINISH event becomes the next one
-            attempt, seconds, failed_draw = self._next_attempt(s)
+            attempt, seconds, failed_draw = self._next_attempt(s, slot)
             heapreplace(events, (t + seconds, FINISH, slot, attempt if failed_draw else 0, seconds))
         else:
             heappop(events)
@@ -353,7 +394,7 @@ class _Simulation:
 
     def _start_send(self, slot: int, s: int, t: float) -> None:
         """Slot of sender s starts the message at the head of the queue at t."""
-        attempt, seconds, failed_draw = self._next_attempt(s)
+        attempt, seconds, failed_draw = self._next_attempt(s, slot)
         due = t + seconds
         if due < self.first_end[s]:
             self.first_end[s] = due
@@ -387,20 +428,21 @@ class _Simulation:
             if (pacer.next_start if pacer.gate is None else pacer.opens_at(t)) <= t:
                 return
 
-    def _next_attempt(self, s: int) -> tuple[int, float, bool]:
-        """The message at the head of the queue (its attempt number), and sender
-        s's next draw: (attempt, send time, failed?)."""
+    def _next_attempt(self, s: int, slot: int) -> tuple[int, float, bool]:
+        """The message at the head of the queue (its attempt number), and the
+        next draw of the lane of sender s's slot: (attempt, send time, failed?)."""
         if self.fresh:
             self.fresh -= 1
             attempt = 1
         else:
             attempt = self.waiting.popleft()
-        i = self.used[s]
-        if i == len(self.times[s]):
-            self.times[s], self.fails[s] = self.blocks[s].refill()
+        lane = self.lane_of[slot]
+        i = self.used[lane]
+        if i == len(self.times[lane]):
+            self.times[lane], self.fails[lane] = self.lanes[lane].refill()
             i = 0
-        self.used[s] = i + 1
-        return attempt, self.times[s][i], self.fails[s][i]
+        self.used[lane] = i + 1
+        return attempt, self.times[lane][i], self.fails[lane][i]
 
     def _note_row(self, s: int, slot: int, outcome: int, t: float) -> None:
         """An attempt of slot ended at t with `outcome` outside _finish (--trace keeps a row)."""
@@ -416,7 +458,13 @@ class _Simulation:
         return self.fresh + len(self.waiting) + self.pending
 
     def in_flight(self) -> list[int]:
-        return [b.started(n) - f for b, n, f in zip(self.blocks, self.used, self.finished, strict=False)]
+        return [self.started(s) - f for s, f in enumerate(self.finished)]
+
+    def started(self, s: int) -> int:
+        """Attempts sender s has started (draws taken from its lanes)."""
+        lo, hi = self.lane_range[s]
+        lanes, used = self.lanes, self.used
+        return sum(lanes[i].folded + used[i] for i in range(lo, hi))
 
 
 class _TracedSimulation(_Simulation):
@@ -434,8 +482,8 @@ class _TracedSimulation(_Simulation):
         self.draws_taken = 0
         self.last_attempt = 0
 
-    def _next_attempt(self, s: int) -> tuple[int, float, bool]:
-        attempt, seconds, failed = super()._next_attempt(s)
+    def _next_attempt(self, s: int, slot: int) -> tuple[int, float, bool]:
+        attempt, seconds, failed = super()._next_attempt(s, slot)
         self.draws_taken += 1
         self.last_attempt = attempt
         return attempt, seconds, failed
@@ -550,13 +598,13 @@ class _GatewaySimulation(_Simulation):
 
     # ---- the queue's front ----
 
-    def _next_attempt(self, s: int) -> tuple[int, float, bool]:
+    def _next_attempt(self, s: int, slot: int) -> tuple[int, float, bool]:
         if self.front:  # a message thrown back, ahead of the first attempts
             self.fresh += 1  # the base takes a first attempt and its draw: the attempt is this one
-            _, seconds, failed = super()._next_attempt(s)
+            _, seconds, failed = super()._next_attempt(s, slot)
             attempt = self.front.popleft()
         else:
-            attempt, seconds, failed = super()._next_attempt(s)
+            attempt, seconds, failed = super()._next_attempt(s, slot)
         self.last_attempt = attempt  # (the traced run's name for it too)
         return attempt, seconds, failed
 
@@ -586,7 +634,7 @@ class _GatewaySimulation(_Simulation):
             super()._start_send(slot, s, t)
             self.slot_throttled[slot] = False
         else:  # throttled: it takes its drawn send time, then the answer comes
-            attempt, seconds, failed = self._next_attempt(s)
+            attempt, seconds, failed = self._next_attempt(s, slot)
             heappush(self.events, (t + seconds, FINISH, slot, attempt if failed else 0, seconds))
             self.slot_throttled[slot] = True
         self.slot_start[slot], self.slot_attempt[slot] = t, self.last_attempt
@@ -702,8 +750,11 @@ class VirtualEngine:
         trace: bool = False,
         accounts: dict[str, Pacer] | None = None,
         outages: RunOutages | None = None,
+        vectorise: bool = True,
     ) -> None:
         self.models = list(models)
+        # The fast path where the model says it is exact (sender_model.fast_path, virtual/fast.py); False: the loop.
+        self.vectorise = vectorise
         self.outages = outages  # the run's outages, every sender's (gateway runs)
         self.accounts = accounts if accounts is not None else {}  # the run's shared account caps, fresh
         self.trace = trace
@@ -731,10 +782,14 @@ class VirtualEngine:
         run = simulation(
             self.models, self.blocks, self.messages, self.timeline, self.deadline, self.accounts, self.outages
         )
-        run.begin()
         progress = self.progress
         progress.stats_now = lambda: self._final_stats(run)
-        while run.events:
+        going = True
+        if self.vectorise and simulation is _Simulation and fast_path(self.models, self.trace):
+            going = advance(run, self.models, (FINISH, ARRIVE, START), tick, progress)
+        else:
+            run.begin()
+        while going and run.events:
             run.run_events(CHUNK)
             progress.now, progress.sent, progress.failed, progress.retried = run.now, run.sent, run.failed, run.retried
             if tick is not None and run.events and not tick(progress):
@@ -762,7 +817,7 @@ class VirtualEngine:
         )
 
     def _final_stats(self, run: _Simulation) -> list[Stats]:
-        stats = [b.stats_with(n) for b, n in zip(self.blocks, run.used, strict=False)]
+        stats = [b.stats_with(run.used[lo:hi]) for b, (lo, hi) in zip(self.blocks, run.lane_range, strict=True)]
         for _, kind, slot, attempt, seconds in run.events:  # interrupted: attempts in flight did not finish
             if kind == FINISH:
                 stats[run.sender_of[slot]].forget(seconds, attempt == 0)

@@ -1,0 +1,901 @@
+"""The fast path of virtual time: the event loop's run, a chunk at a time.
+
+Every message is in the queue at time 0, and first attempts are ahead of
+every retry, so while the queue holds work every slot works back to back: a
+slot of an uncapped sender starts its next attempt the moment its last one
+ends, and draws it from its own lane (core/sender_model.py), so its ends are
+a cumulative sum of its own draws (np.cumsum adds one after another, as the
+loop does: end = start + seconds). A capped sender is one lane: its starts
+are its cap's ticks (a cumulative sum of the gap) while a slot is free at
+each, and which slot takes a tick (the lowest free one: the gate's heap) is
+chosen tick after tick in plain Python on a bit mask, since the capped time
+the loop adds (start minus that slot's free-since) depends on it; where the
+cap keeps letting go (every slot busy at a tick), start by start, as the
+loop's _CapGate steps it.
+
+A chunk is a span of simulated time [T0, T1): every lane's starts and ends in
+it are computed, then the counts, the statistics (the lanes' blocks folded as
+the loop folds them), the retries made (their jitters in the loop's order of
+finishes: time, then slot), the reach times, the deadline count and the
+timeline's bins (closed where the loop closes them: at the first finish past
+a bin's edge, with what the loop would count then). While first attempts
+last, every start takes one; the chunk that would take the last of them
+ends at the start that does. Then the queue's retries are drained the same
+way, each start (in the loop's order: time, then the START's key) taking the
+head of the queue, for as long as every retry taken is back by its start
+and no retry made in the chunk could come back ahead of one taken in it (a
+retry comes back at least backoff / 2 after its failure); where that cannot
+be promised, the state of the run (every event before T0 handled, none at
+or after it) is handed to the event loop (engine._Simulation), which runs
+the rest: the tail, where the queue may run dry. The loop is the definition;
+this module is held to it by tests/test_fast.py, bit for bit.
+
+The choice is the model's: SenderModel.vectorisable (sender_model.fast_path
+for the run), false for anything not written here (accounts, receipts,
+gateways, --validity, --trace, senders that never wait, and any field added
+later), and then the loop runs alone.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable, Sequence
+from heapq import heapify, heappop, heappush
+from typing import Any, Protocol
+
+import numpy as np
+
+from smsbatch.core.sender_model import SenderModel
+from smsbatch.core.stats import Stats, buckets_of
+from smsbatch.core.timeline import MAX_BINS
+
+CHUNK_STARTS = 1 << 16  # starts a chunk aims at, over every lane (its arrays: a few MB)
+SEGMENT_TICKS = 8192  # a capped sender's ticks looked at, at most, at a time
+
+
+class Lane(Protocol):
+    """A lane's pre-drawn attempts (engine._Lane)."""
+
+    times: np.ndarray
+    failed: np.ndarray
+    ahead: deque[tuple[np.ndarray, np.ndarray]]
+
+    def draw(self) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def next_block(self) -> None: ...
+
+
+def _peek(lane: Lane, row: int, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows [row, row + count) of the lane's draws, counted from the start of its
+    current block, drawing blocks ahead as needed; nothing is taken."""
+    times: list[np.ndarray] = []
+    failed: list[np.ndarray] = []
+    have, i, block_times, block_failed = 0, -1, lane.times, lane.failed
+    while True:
+        if row < len(block_times):
+            times.append(block_times[row : row + count - have])
+            failed.append(block_failed[row : row + count - have])
+            have += len(times[-1])
+            row = 0
+        else:
+            row -= len(block_times)
+        if have >= count:
+            break
+        i += 1
+        if i == len(lane.ahead):
+            lane.ahead.append(lane.draw())
+        block_times, block_failed = lane.ahead[i]
+    if len(times) == 1:
+        return times[0], failed[0]
+    return np.concatenate(times), np.concatenate(failed)
+
+
+def _consume(lane: Lane, used: int, count: int) -> int:
+    """Take `count` rows from `used` on; the new `used`. A block passed is folded (as the loop's refill does)."""
+    while used + count > len(lane.times):
+        count -= len(lane.times) - used
+        lane.next_block()
+        used = 0
+    return used + count
+
+
+class _Slot:
+    """A slot of an uncapped sender: its own lane, back to back."""
+
+    __slots__ = ("cur", "g", "lane", "mean", "rows", "s", "slot", "start")
+
+    def __init__(self, s: int, slot: int, g: int, lane: Lane, mean: float) -> None:
+        self.s, self.slot, self.g, self.lane, self.mean = s, slot, g, lane, mean
+        self.start = 0.0  # its next start: the end of the attempt in flight
+        self.cur: tuple[float, bool, int] | None = None  # the attempt in flight: (seconds, failed, attempt)
+        # This chunk's rows from the next start on: (starts, ends, seconds, failed)
+        self.rows: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    def look(self, used: int, t1: float) -> None:
+        """Its rows from its next start until one starts at or after t1."""
+        count = int((t1 - self.start) / self.mean * 1.25) + 16
+        while True:
+            seconds, failed = _peek(self.lane, used, count)
+            buf = np.empty(count + 1)
+            buf[0] = self.start
+            buf[1:] = seconds
+            np.cumsum(buf, out=buf)  # one addition after another: end = start + seconds, as the loop adds
+            if buf[-1] >= t1:
+                self.rows = (buf[:-1], buf[1:], seconds, failed)
+                return
+            count *= 2
+
+
+class _Capped:
+    """A capped sender (its own rate, no account): one lane; its starts at its
+    cap, by its lowest free slot, as the loop's _CapGate makes them. Its state
+    is the gate's: the Pacer's next start, the START event waiting (due), the
+    free slots (a heap of (slot, free since)) and those in flight (a heap of
+    (end, slot, seconds, failed))."""
+
+    __slots__ = (
+        "attempt_of",
+        "capped",
+        "due",
+        "first_slot",
+        "g",
+        "gap",
+        "held",
+        "inflight",
+        "lane",
+        "next_start",
+        "row",
+        "s",
+        "window",
+    )
+
+    def __init__(self, s: int, first_slot: int, window: int, g: int, lane: Lane, gap: float) -> None:
+        self.s, self.first_slot, self.window, self.g, self.lane, self.gap = s, first_slot, window, g, lane, gap
+        self.next_start = 0.0  # its Pacer
+        self.due: float | None = 0.0  # its START event, if one is waiting
+        self.held = [(first_slot + j, 0.0) for j in range(window)]  # heap of (slot, free since)
+        self.inflight: list[tuple[float, int, float, bool, int]] = []  # heap of (end, slot, seconds, failed, row)
+        self.capped = 0.0  # slot-seconds held back by the cap
+        self.row = 0  # attempts started: the next one's row of its lane
+        self.attempt_of: dict[int, int] = {}  # the attempt numbers of the rows in flight
+
+    def state(self) -> tuple[Any, ...]:
+        return self.next_start, self.due, list(self.held), list(self.inflight), self.capped, self.row
+
+    def restore(self, state: tuple[Any, ...]) -> None:
+        self.next_start, self.due, held, inflight, self.capped, self.row = state
+        self.held, self.inflight = list(held), list(inflight)
+
+    def step(self, t0: float, t1: float, used: int) -> tuple[list[np.ndarray], list[np.ndarray], float, int]:
+        """Its events in [t0, t1): (start times, finishes as arrays (end, seconds,
+        failed, slot, row), the first end of an attempt started, rows drawn). Long
+        stretches where the cap binds go a segment at a time (_segment); where it
+        keeps letting go (every slot busy at a tick), start by start (_stepped)."""
+        starts: list[np.ndarray] = []
+        finishes: list[np.ndarray] = []
+        first_end, rows, slow_until = math.inf, 0, -math.inf
+        ticks, slow = 256, 256  # a segment's ticks, a slow stretch's: each doubles while it pays
+        while True:
+            if self.due is not None:
+                opens = self.due
+            elif self.inflight:
+                f = self.inflight[0][0]
+                opens = f if f >= self.next_start else self.next_start
+            else:
+                break
+            if opens >= t1:  # no start before t1: what finishes before it frees its slot
+                self._stepped(t1, used + rows, starts, finishes)
+                break
+            if opens < slow_until:
+                until = min(slow_until, t1)
+                n, first = self._stepped(until, used + rows, starts, finishes)
+                rows, first_end = rows + n, min(first_end, first)
+                if until == t1:
+                    break
+                continue
+            limit = min(t1, opens + ticks * self.gap)
+            n, first, reached = self._segment(limit, used + rows, starts, finishes)
+            rows, first_end = rows + n, min(first_end, first)
+            if reached and limit == t1:
+                break
+            if reached:
+                ticks, slow = min(2 * ticks, SEGMENT_TICKS), 256
+            elif n < 16:  # the cap keeps letting go here: a while start by start
+                slow_until = opens + slow * self.gap
+                ticks, slow = 256, min(2 * slow, 1 << 16)
+        return starts, finishes, first_end, rows
+
+    def _stepped(
+        self, t_stop: float, row: int, starts: list[np.ndarray], finishes: list[np.ndarray]
+    ) -> tuple[int, float]:
+        """The gate's events before t_stop one by one, as the loop has them:
+        (rows drawn, the first end of an attempt started)."""
+        seconds, failed = _peek(self.lane, row, int(max(0.0, t_stop - self.next_start) / self.gap) + 3)
+        times, fails = seconds.tolist(), failed.tolist()
+        next_start, due, capped, gap = self.next_start, self.due, self.capped, self.gap
+        held, inflight, row0 = self.held, self.inflight, self.row
+        began: list[float] = []
+        ended: list[tuple[float, float, bool, int, int]] = []
+        first_end = math.inf
+        r = 0
+        while True:
+            ends = inflight[0][0] if inflight else math.inf
+            if due is not None and due < ends:  # the cap opens with work waiting: the lowest held slot starts
+                if due >= t_stop:
+                    break
+                slot, since = heappop(held)
+                capped += due - since
+                d = times[r]
+                end = due + d
+                heappush(inflight, (end, slot, d, fails[r], row0 + r))
+                r += 1
+                first_end = min(first_end, end)
+                began.append(due)
+                next_start = due + gap
+                due = next_start if held else None
+            else:  # a finish (before a start at the same time)
+                if ends >= t_stop:
+                    break
+                end, slot, d, fail, done_row = heappop(inflight)
+                ended.append((end, d, fail, slot, done_row))
+                heappush(held, (slot, end))
+                if due is None:
+                    due = end if end >= next_start else next_start
+        self.next_start, self.due, self.capped = next_start, due, capped
+        self.row += r
+        if began:
+            starts.append(np.array(began))
+        if ended:
+            finishes.append(np.array(ended))
+        return r, first_end
+
+    def _segment(
+        self, t1: float, row: int, starts: list[np.ndarray], finishes: list[np.ndarray]
+    ) -> tuple[int, float, bool]:
+        """Starts at the cap's ticks (each gap after the last, added one after
+        another as the Pacer adds them) for as long as a slot is free at each,
+        before t1: (rows drawn, first end, reached t1?). The times are numpy's;
+        which slot takes a tick (the lowest free one) is chosen tick after tick
+        in plain Python, on a bit mask of the free slots; the first tick no slot
+        is free for ends the segment (the next start waits for a finish)."""
+        gap, window, first = self.gap, self.window, self.first_slot
+        if self.due is not None:
+            tau0 = self.due
+        else:
+            f = self.inflight[0][0]
+            tau0 = f if f >= self.next_start else self.next_start
+        n = int((t1 - tau0) / gap) + 3
+        ticks = np.full(n, gap)
+        ticks[0] = tau0
+        np.cumsum(ticks, out=ticks)
+        count = int(np.searchsorted(ticks, t1))  # the ticks before t1
+        at = ticks[:count]
+        seconds, failed = _peek(self.lane, row, count)
+        ends = at + seconds
+        # The tick at which the slot of each tick's attempt is free again (a finish at a tick comes first).
+        again = np.maximum(np.searchsorted(at, ends), np.arange(1, count + 1))
+        end0 = np.zeros(window)
+        busy = np.zeros(window, dtype=bool)
+        d0 = np.zeros(window)
+        f0 = np.zeros(window, dtype=bool)
+        w0 = np.zeros(window, dtype=np.int64)
+        for slot, free_since in self.held:
+            end0[slot - first] = free_since
+        for end, slot, took, fail, in_row in self.inflight:
+            j = slot - first
+            end0[j], busy[j], d0[j], f0[j], w0[j] = end, True, took, fail, in_row
+        avail = np.where(busy, np.searchsorted(at, end0), 0).tolist()
+        # The gate's free slots, tick after tick, as a bit mask (slot j: bit j): each tick the lowest
+        # free slot takes it (the heap's choice), and is free again at the tick its attempt has ended by.
+        free = 0
+        joins = [0] * (count + 1)  # the slots free again at each tick
+        for j in range(window):
+            if avail[j]:
+                joins[avail[j]] |= 1 << j
+            else:
+                free |= 1 << j
+        owner_l = [0] * count
+        again_l = again.tolist()
+        slot_of = {1 << j: j for j in range(window)}
+        r_end = count
+        for r in range(count):
+            free |= joins[r]
+            if not free:
+                r_end = r
+                break
+            lowest = free & -free
+            free ^= lowest
+            owner_l[r] = slot_of[lowest]
+            joins[again_l[r]] |= lowest
+        owner = np.array(owner_l[:r_end], dtype=np.int64)
+        reached = r_end == count
+        until = t1 if reached else float(ticks[r_end])
+        own = owner
+        e, d, fl, at = ends[:r_end], seconds[:r_end], failed[:r_end], at[:r_end]
+        rows = self.row + np.arange(r_end)
+        order = np.lexsort((np.arange(r_end), own))  # by slot, then tick
+        by_slot = own[order]
+        after = np.empty(r_end, dtype=bool)
+        after[:1] = False
+        after[1:] = by_slot[1:] == by_slot[:-1]
+        e_sorted = e[order]
+        since = np.empty(r_end)
+        since[order] = np.where(after, np.concatenate(([0.0], e_sorted[:-1])), end0[by_slot])
+        # capped_time += start - free since, tick after tick, as the gate adds them
+        self.capped = float(np.cumsum(np.concatenate(([self.capped], at - since)))[-1])
+        # What finished before `until`: attempts in flight at its start, and its own.
+        done0 = busy & (end0 < until)
+        done = e < until
+        if done0.any() or done.any():
+            j0 = np.flatnonzero(done0)
+            finishes.append(
+                np.column_stack(
+                    (
+                        np.concatenate((end0[j0], e[done])),
+                        np.concatenate((d0[j0], d[done])),
+                        np.concatenate((f0[j0], fl[done])),
+                        np.concatenate((first + j0, first + own[done])),
+                        np.concatenate((w0[j0], rows[done])),
+                    )
+                )
+            )
+        starts.append(at)
+        # Each slot's last attempt: in flight at `until`, or its slot free since its end.
+        last = np.ones(r_end, dtype=bool)
+        last[:-1] = by_slot[1:] != by_slot[:-1]
+        js, rs = by_slot[last], order[last]
+        end0[js], d0[js], f0[js], w0[js] = e[rs], d[rs], fl[rs], rows[rs]
+        busy[js] = True
+        busy &= end0 >= until
+        self.held = [(first + j, float(end0[j])) for j in np.flatnonzero(~busy).tolist()]
+        self.inflight = [
+            (float(end0[j]), first + j, float(d0[j]), bool(f0[j]), int(w0[j])) for j in np.flatnonzero(busy).tolist()
+        ]
+        heapify(self.inflight)
+        self.next_start = float(ticks[r_end])
+        self.due = self.next_start if reached and self.held else None
+        self.row += r_end
+        return r_end, float(e.min()) if r_end else math.inf, reached
+
+
+class _Run(Protocol):
+    """What the fast path reads and writes of the loop's run (engine._Simulation)."""
+
+    events: list[Any]
+    fresh: int
+    waiting: deque[int]
+    pending: int
+    seq: int
+    times: list[list[float]]
+    fails: list[list[bool]]
+    used: list[int]
+    lane_of: list[int]
+    sender_of: list[int]
+    first_slot: list[int]
+    now: float
+    sent: int
+    failed: int
+    retried: int
+    finished: list[int]
+    failed_attempts: list[int]
+    first_end: list[float]
+    last_end: list[float]
+    deadline: float
+    by_deadline: int
+    messages: int
+    next_reach: int
+    bins: Any
+    gate: Any
+
+    @property
+    def lanes(self) -> Sequence[Lane]: ...
+
+    def begin(self) -> None: ...
+
+    def _reached(self, sent: int, t: float) -> None: ...
+
+
+def advance(
+    run: _Run,
+    models: Sequence[SenderModel],
+    kinds: tuple[int, int, int],
+    tick: Callable[[Any], bool] | None = None,
+    progress: Any = None,  # engine.Progress
+) -> bool:
+    """Run `run` from time 0 while first attempts last, and leave it where the
+    event loop takes over (or call its begin(), when there is nothing to
+    vectorise). `kinds`: the loop's FINISH, ARRIVE, START. False: `tick` stopped it."""
+    if run.fresh <= len(run.sender_of):  # a handful of messages: the loop alone
+        run.begin()
+        return True
+    fast = _Fast(run, models, kinds)
+    if progress is None:
+        return fast.go(tick, None)
+    started: Callable[[], list[Stats]] = progress.stats_now  # every attempt started (the run has no events yet)
+
+    def finished() -> list[Stats]:
+        stats = started()
+        for slot in fast.slots:
+            if slot.cur is not None:
+                stats[slot.s].forget(slot.cur[0], not slot.cur[1])
+        for c in fast.capped:
+            for _, _, seconds, failed, _ in c.inflight:
+                stats[c.s].forget(seconds, not failed)
+        return stats
+
+    progress.stats_now = finished
+    try:
+        return fast.go(tick, progress)
+    finally:
+        progress.stats_now = started
+
+
+class _Fast:
+    def __init__(self, run: _Run, models: Sequence[SenderModel], kinds: tuple[int, int, int]) -> None:
+        self.run, self.models, self.kinds = run, models, kinds
+        self.slots: list[_Slot] = []
+        self.capped: list[_Capped] = []
+        rate = 0.0
+        for s, model in enumerate(models):
+            first = run.first_slot[s]
+            if model.start_gap:
+                g = run.lane_of[first]
+                self.capped.append(_Capped(s, first, model.window, g, run.lanes[g], model.start_gap))
+                rate += min(1.0 / model.start_gap, model.window / model.mean_send)
+            else:
+                for slot in range(first, first + model.window):
+                    g = run.lane_of[slot]
+                    self.slots.append(_Slot(s, slot, g, run.lanes[g], model.mean_send))
+                rate += model.window / model.mean_send
+        self.span = CHUNK_STARTS / rate
+        self.senders = len(models)
+        self.max_retries = np.array([model.max_retries for model in models])
+        self.backoff = min(model.retry_backoff for model in models)
+        self.started = [0] * self.senders  # attempts started, per sender
+        # Retries on their way back to the queue: when they arrive, in what order they were made, their attempt.
+        self.pending = np.empty(0)
+        self.pending_seq = np.empty(0, dtype=np.int64)
+        self.pending_attempt = np.empty(0, dtype=np.int64)
+        # The queue's retries (behind every first attempt), arrived, in order: their attempts from `taken` on.
+        self.waiting = np.empty(0, dtype=np.int64)
+        self.taken = 0
+        self.open: list[np.ndarray] = []  # send times of the attempts ended in the open bin
+        self.t0 = 0.0
+        self.steps: list[tuple[list[np.ndarray], list[np.ndarray], float, int]] = []
+
+    def go(self, tick: Callable[[Any], bool] | None, progress: Any) -> bool:
+        """First attempts a chunk at a time, then the queue's retries while it
+        cannot run dry or change order within a chunk; the loop for the rest."""
+        run = self.run
+        draining = False
+        while True:
+            if not draining:
+                t1 = self.t0 + self.span
+                saved = [c.state() for c in self.capped]
+                starts, last = self._look(t1)
+                if last:  # the last first attempts start in this chunk: end it at the one that takes the last
+                    every = np.concatenate(starts) if starts else np.empty(0)
+                    t1 = float(np.partition(every, run.fresh - 1)[run.fresh - 1])
+                    for c, state in zip(self.capped, saved, strict=True):
+                        c.restore(state)
+                    self._look(t1)
+                self._commit(t1, None)
+                self.t0 = t1
+                draining = last
+            elif not self._drain():
+                break
+            if progress is not None:
+                progress.now, progress.sent, progress.failed = run.now, run.sent, run.failed
+                progress.retried = run.retried
+                if tick is not None and not tick(progress):
+                    self._hand_over()
+                    return False
+        self._hand_over()
+        return True
+
+    def _drain(self) -> bool:
+        """One chunk of the queue's retries, if it can be computed exactly: every
+        start takes the retry at the head of the queue (arrived by then), and no
+        retry made in the chunk could come back before one taken in it (a
+        retry comes back at least backoff / 2 after it failed). False: the loop's turn."""
+        span = self.span / 4
+        for _ in range(6):
+            t1 = self.t0 + span
+            saved = [c.state() for c in self.capped]
+            self._look(t1)
+            attempts = self._queue(t1)
+            if attempts is not None:
+                self._commit(t1, attempts)
+                self.t0 = t1
+                return True
+            for c, state in zip(self.capped, saved, strict=True):
+                c.restore(state)
+            span /= 4
+        return False
+
+    # ---- a chunk ----
+
+    def _look(self, t1: float) -> tuple[list[np.ndarray], bool]:
+        """Every lane's starts in [t0, t1), as if the queue never ran dry:
+        (the start times, do they take the last of the first attempts?)."""
+        run = self.run
+        starts: list[np.ndarray] = []
+        count = 0
+        for slot in self.slots:
+            if slot.start < t1:
+                slot.look(run.used[slot.g], t1)
+                assert slot.rows is not None
+                mine = slot.rows[0][: int(np.searchsorted(slot.rows[0], t1))]
+                starts.append(mine)
+                count += len(mine)
+            else:
+                slot.rows = None
+        self.steps = []
+        for c in self.capped:
+            step = c.step(self.t0, t1, run.used[c.g])
+            self.steps.append(step)
+            starts += step[0]
+            count += step[3]
+        return starts, count >= run.fresh
+
+    def _queue(self, t1: float) -> list[np.ndarray] | None:
+        """The attempt numbers the chunk's starts take from the queue, lane by
+        lane (the slots', then the capped senders'), in the loop's order of
+        starts (time, then the START's key: a slot, a capped sender's first
+        slot); None if the chunk cannot be computed so."""
+        times: list[np.ndarray] = []
+        keys: list[np.ndarray] = []
+        failed_at = math.inf  # the first failure in the chunk
+        for slot in self.slots:
+            if slot.rows is None:
+                continue
+            st, en, _, failed = slot.rows
+            m = int(np.searchsorted(st, t1))
+            times.append(st[:m])
+            keys.append(np.full(m, slot.slot))
+            if m and slot.cur is not None and slot.cur[1]:
+                failed_at = min(failed_at, float(st[0]))
+            hit = np.flatnonzero(failed[: m - 1])
+            if len(hit):
+                failed_at = min(failed_at, float(en[int(hit[0])]))
+        for c, (starts, finishes, _, drawn) in zip(self.capped, self.steps, strict=True):
+            times.append(np.concatenate(starts) if drawn else np.empty(0))
+            keys.append(np.full(drawn, c.first_slot))
+            for done in finishes:
+                hit = done[done[:, 2] != 0.0]
+                if len(hit):
+                    failed_at = min(failed_at, float(hit[:, 0].min()))
+        if not times:  # nothing starts in the chunk (nor ends)
+            return []
+        at, key = np.concatenate(times), np.concatenate(keys)
+        n = len(at)
+        fresh = self.run.fresh  # first attempts left at the head (those that started with the last of them)
+        waiting = fresh + len(self.waiting) - self.taken
+        if n > waiting + len(self.pending):
+            return None
+        order = np.lexsort((key, at))
+        taken = np.concatenate(
+            (
+                np.ones(min(n, fresh), dtype=np.int64),
+                self.waiting[self.taken : self.taken + max(0, min(n, waiting) - fresh)],
+            )
+        )
+        if n > waiting:  # retries that come back during the chunk: each must be back by its start
+            by_arrival = np.lexsort((self.pending_seq, self.pending))[: n - waiting]
+            back = self.pending[by_arrival]
+            if (back > at[order][waiting:]).any() or back[-1] > failed_at + self.backoff / 2:
+                return None
+            taken = np.concatenate((taken, self.pending_attempt[by_arrival]))
+        attempts = np.empty(n, dtype=np.int64)
+        attempts[order] = taken
+        lanes, i = [], 0
+        for part in times:
+            lanes.append(attempts[i : i + len(part)])
+            i += len(part)
+        return lanes
+
+    def _commit(self, t1: float, attempts: list[np.ndarray] | None) -> None:
+        """Everything before t1 happens: starts, finishes, retries, counts, bins.
+        `attempts`: the starts' attempt numbers, lane by lane (None: first attempts)."""
+        run = self.run
+        fin_t: list[np.ndarray] = []
+        fin_d: list[np.ndarray] = []
+        fin_f: list[np.ndarray] = []
+        fin_s: list[np.ndarray] = []
+        fin_slot: list[np.ndarray] = []
+        fin_a: list[np.ndarray] = []
+        lane_starts: list[tuple[int, np.ndarray]] = []  # (sender, its start times this chunk)
+        lane = 0
+        for slot in self.slots:
+            rows = slot.rows
+            if rows is None:
+                continue
+            mine = attempts[lane] if attempts is not None else None
+            lane += 1
+            st, en, seconds, failed = rows
+            m = int(np.searchsorted(st, t1))
+            if not m:
+                slot.rows = None
+                continue
+            s = slot.s
+            tried = mine if mine is not None else np.ones(m, dtype=np.int64)
+            # The attempt in flight ends at st[0]; rows 0..m-2 end in the chunk too; row m-1 is in flight.
+            ends, secs, fails, atts = en[: m - 1], seconds[: m - 1], failed[: m - 1], tried[: m - 1]
+            if slot.cur is not None:
+                ends = np.concatenate(([st[0]], ends))
+                secs = np.concatenate(([slot.cur[0]], secs))
+                fails = np.concatenate(([slot.cur[1]], fails))
+                atts = np.concatenate(([slot.cur[2]], atts))
+            fin_t.append(ends)
+            fin_d.append(secs)
+            fin_f.append(fails)
+            fin_a.append(atts)
+            fin_s.append(np.full(len(ends), s))
+            fin_slot.append(np.full(len(ends), slot.slot))
+            lane_starts.append((s, st[:m]))
+            run.first_end[s] = min(run.first_end[s], float(en[0]))
+            slot.cur = (float(seconds[m - 1]), bool(failed[m - 1]), int(tried[m - 1]))
+            slot.start = float(en[m - 1])
+            run.used[slot.g] = _consume(slot.lane, run.used[slot.g], m)
+            self.started[s] += m
+            slot.rows = None
+        for c, (starts, finishes, first_end, drawn) in zip(self.capped, self.steps, strict=True):
+            s = c.s
+            mine = attempts[lane] if attempts is not None else np.ones(drawn, dtype=np.int64)
+            lane += 1
+            first_row = c.row - drawn
+            attempt_of = c.attempt_of
+            if finishes:
+                done = np.concatenate(finishes)
+                row_ids = done[:, 4].astype(np.int64)
+                new = row_ids >= first_row
+                atts = np.empty(len(row_ids), dtype=np.int64)
+                atts[new] = mine[row_ids[new] - first_row]
+                for i in np.flatnonzero(~new).tolist():
+                    atts[i] = attempt_of.pop(int(row_ids[i]))
+                fin_t.append(done[:, 0])
+                fin_d.append(done[:, 1])
+                fin_f.append(done[:, 2].astype(bool))
+                fin_a.append(atts)
+                fin_s.append(np.full(len(done), s))
+                fin_slot.append(done[:, 3].astype(np.int64))
+                run.last_end[s] = float(done[:, 0].max())
+            for *_, row in c.inflight:
+                if row >= first_row:
+                    attempt_of[row] = int(mine[row - first_row])
+            if drawn:
+                lane_starts.append((s, np.concatenate(starts)))
+                run.first_end[s] = min(run.first_end[s], first_end)
+                run.used[c.g] = _consume(c.lane, run.used[c.g], drawn)
+                self.started[s] += drawn
+        count = sum(len(st) for _, st in lane_starts)
+        if attempts is None:
+            run.fresh -= count
+        else:  # first attempts left, the waiting retries, then those that came back during the chunk
+            fresh = min(count, run.fresh)
+            run.fresh -= fresh
+            count -= fresh
+            waiting = len(self.waiting) - self.taken
+            self.taken += min(count, waiting)
+            if count > waiting:
+                keep = np.lexsort((self.pending_seq, self.pending))[count - waiting :]
+                self.pending, self.pending_seq = self.pending[keep], self.pending_seq[keep]
+                self.pending_attempt = self.pending_attempt[keep]
+        started_before = list(self.started)
+        for s, st in lane_starts:
+            started_before[s] -= len(st)
+        if sum(len(part) for part in fin_t):
+            self._finishes(
+                np.concatenate(fin_t),
+                np.concatenate(fin_d),
+                np.concatenate(fin_f).astype(bool),
+                np.concatenate(fin_s),
+                np.concatenate(fin_slot),
+                np.concatenate(fin_a),
+                lane_starts,
+                started_before,
+            )
+        # The retries back by t1 join the queue, in the order they came back.
+        back = self.pending < t1
+        if back.any():
+            order = np.lexsort((self.pending_seq[back], self.pending[back]))
+            self.waiting = np.concatenate((self.waiting[self.taken :], self.pending_attempt[back][order]))
+            self.taken = 0
+            self.pending, self.pending_seq = self.pending[~back], self.pending_seq[~back]
+            self.pending_attempt = self.pending_attempt[~back]
+
+    def _finishes(
+        self,
+        ft: np.ndarray,
+        fd: np.ndarray,
+        ff: np.ndarray,
+        fs: np.ndarray,
+        fslot: np.ndarray,
+        fa: np.ndarray,
+        lane_starts: list[tuple[int, np.ndarray]],
+        started_before: list[int],
+    ) -> None:
+        run = self.run
+        retry = ff & (fa <= self.max_retries[fs])
+        ok = ~ff
+        if retry.any():
+            self._retries(ft[retry], fs[retry], fslot[retry], fa[retry])
+        order = np.argsort(ft, kind="stable")
+        ft, fd, ff, fs, ok, retry = ft[order], fd[order], ff[order], fs[order], ok[order], retry[order]
+        final = ff & ~retry
+        c_sent = np.concatenate(([0], np.cumsum(ok)))
+        now_before = run.now
+        sent_before, failed_before, retried_before = run.sent, run.failed, run.retried
+        finished_before, failed_attempts_before = list(run.finished), list(run.failed_attempts)
+        if run.bins.timeline is not None:
+            self._close_bins(
+                ft,
+                fd,
+                ff,
+                fs,
+                c_sent,
+                np.concatenate(([0], np.cumsum(final))),
+                np.concatenate(([0], np.cumsum(retry))),
+                lane_starts,
+                started_before,
+                (now_before, sent_before, failed_before, retried_before, finished_before, failed_attempts_before),
+            )
+        # The counts.
+        sent = int(c_sent[-1])
+        while run.next_reach != -1 and sent_before + sent >= run.next_reach:
+            j = int(np.searchsorted(c_sent, run.next_reach - sent_before)) - 1
+            run._reached(run.next_reach, float(ft[j]))
+        run.sent += sent
+        run.failed += int(np.count_nonzero(final))
+        run.retried += int(np.count_nonzero(retry))
+        run.by_deadline += int(np.count_nonzero(ok & (ft <= run.deadline)))
+        finished = np.bincount(fs, minlength=self.senders)
+        failed_attempts = np.bincount(fs[ff], minlength=self.senders)
+        for s in range(self.senders):
+            run.finished[s] += int(finished[s])
+            run.failed_attempts[s] += int(failed_attempts[s])
+        run.now = float(ft[-1])
+
+    def _retries(self, ft: np.ndarray, fs: np.ndarray, fslot: np.ndarray, fa: np.ndarray) -> None:
+        """Failed attempts with retries left, in the loop's order (time, then
+        slot): each sender's jitters in that order, and their arrivals."""
+        order = np.lexsort((fslot, ft))
+        ft, fs, fa = ft[order], fs[order], fa[order]
+        delays = np.empty(len(ft))
+        for s in np.unique(fs).tolist():
+            mine = fs == s
+            delays[mine] = self.models[s].retry_delays(fa[mine])
+        run = self.run
+        self.pending = np.concatenate((self.pending, ft + delays))
+        self.pending_seq = np.concatenate((self.pending_seq, run.seq + 1 + np.arange(len(ft))))
+        self.pending_attempt = np.concatenate((self.pending_attempt, fa + 1))
+        run.seq += len(ft)
+
+    def _close_bins(
+        self,
+        ft: np.ndarray,
+        fd: np.ndarray,
+        ff: np.ndarray,
+        fs: np.ndarray,
+        c_sent: np.ndarray,
+        c_failed: np.ndarray,
+        c_retried: np.ndarray,
+        lane_starts: list[tuple[int, np.ndarray]],
+        started_before: list[int],
+        before: tuple[float, int, int, int, list[int], list[int]],
+    ) -> None:
+        """The timeline's bins that close in this chunk, as _Bins.close closes
+        them: at the first finish at or past the open bin's edge, with the
+        counts of everything before that finish."""
+        run = self.run
+        bins = run.bins
+        timeline = bins.timeline
+        now_before, sent_before, failed_before, retried_before, finished_before, fa_before = before
+        # Where the bins close (the width doubling as the timeline's bin_of doubles it).
+        closes: list[tuple[int, float, float]] = []  # (index of the finish, its time, the last finish before it)
+        width, edge, n = timeline.width, bins.edge, len(ft)
+        while True:
+            k = int(np.searchsorted(ft, edge))
+            if k == n:
+                break
+            t = float(ft[k])
+            now = float(ft[k - 1]) if k else now_before
+            while int(max(now, 0.0) / width) >= MAX_BINS:
+                width *= 2
+            closes.append((k, t, now))
+            edge = (math.floor(t / width) + 1) * width
+        if not closes:
+            self.open.append(fd)
+            return
+        ks = np.array([k for k, _, _ in closes])
+        times = np.array([t for _, t, _ in closes])
+        started = np.zeros((self.senders, len(closes)), dtype=np.int64)
+        for s, st in lane_starts:
+            started[s] += np.searchsorted(st, times)
+        finished = np.array([np.searchsorted(np.flatnonzero(fs == s), ks) for s in range(self.senders)])
+        failed_attempts = np.array([np.searchsorted(np.flatnonzero((fs == s) & ff), ks) for s in range(self.senders)])
+        finished += np.array(finished_before)[:, None]
+        failed_attempts += np.array(fa_before)[:, None]
+        in_flight = np.array(started_before)[:, None] + started - finished
+        sent = sent_before + c_sent[ks]
+        failed = failed_before + c_failed[ks]
+        retried = retried_before + c_retried[ks]
+        backlog = run.messages - sent - failed - in_flight.sum(axis=0)
+        # Each bin's histogram of send times: one count over (bin, bucket) for the chunk.
+        last = int(ks[-1])
+        interval = np.repeat(np.arange(len(ks)), np.diff(np.concatenate(([0], ks))))
+        found_buckets = buckets_of(fd[:last])
+        if self.open:
+            interval = np.concatenate((np.zeros(sum(len(part) for part in self.open), dtype=np.int64), interval))
+            found_buckets = np.concatenate((buckets_of(np.concatenate(self.open)), found_buckets))
+            self.open = []
+        low = int(found_buckets.min()) if len(found_buckets) else 0
+        width = int(found_buckets.max()) - low + 1 if len(found_buckets) else 1  # the buckets in use
+        counts = np.bincount(interval * width + (found_buckets - low), minlength=len(ks) * width)
+        counts = counts.reshape(len(ks), width)
+        finished_l, failed_attempts_l, in_flight_l = (
+            finished.T.tolist(),
+            failed_attempts.T.tolist(),
+            in_flight.T.tolist(),
+        )
+        sent_l, failed_l, retried_l, backlog_l = sent.tolist(), failed.tolist(), retried.tolist(), backlog.tolist()
+        where, keys = np.nonzero(counts)  # row by row, keys ascending (as np.unique gives them)
+        found = counts[where, keys].tolist()
+        cuts = np.searchsorted(where, np.arange(len(ks) + 1)).tolist()
+        keys_l = (keys + low).tolist()
+        for i, (_, t, now) in enumerate(closes):
+            lo, hi = cuts[i], cuts[i + 1]
+            timeline.add_bin(
+                now,
+                sent_l[i] - bins.sent,
+                failed_l[i] - bins.failed,
+                retried_l[i] - bins.retried,
+                [f - c for f, c in zip(finished_l[i], bins.finished, strict=True)],
+                [f - c for f, c in zip(failed_attempts_l[i], bins.failed_attempts, strict=True)],
+                dict(zip(keys_l[lo:hi], found[lo:hi], strict=True)),
+            )
+            timeline.sample(now, backlog_l[i], in_flight_l[i])
+            bins.sent, bins.failed, bins.retried = sent_l[i], failed_l[i], retried_l[i]
+            bins.finished, bins.failed_attempts = finished_l[i], failed_attempts_l[i]
+            bins.edge = (math.floor(t / timeline.width) + 1) * timeline.width
+        previous = last
+        self.open = [fd[previous:]]
+
+    # ---- the loop takes over ----
+
+    def _hand_over(self) -> None:
+        """The run at t0, every event before it handled, as the loop keeps it."""
+        run = self.run
+        if self.t0 == 0.0:  # nothing happened yet
+            run.begin()
+            return
+        finish, arrive, start = self.kinds
+        events = run.events
+        for slot in self.slots:
+            assert slot.cur is not None
+            seconds, failed, attempt = slot.cur
+            events.append((slot.start, finish, slot.slot, attempt if failed else 0, seconds))
+        gate = run.gate
+        for c in self.capped:
+            for end, slot_, seconds, failed, row in c.inflight:
+                events.append((end, finish, slot_, c.attempt_of[row] if failed else 0, seconds))
+            heapify(c.held)
+            gate.held[c.s][:] = c.held
+            gate.start_due[c.s] = c.due is not None
+            if c.due is not None:
+                events.append((c.due, start, c.first_slot, 0, 0.0))
+            gate.pacers[c.s].own.next_start = c.next_start
+            gate.capped_time[c.s] = c.capped
+        for at, seq, attempt in zip(
+            self.pending.tolist(), self.pending_seq.tolist(), self.pending_attempt.tolist(), strict=True
+        ):
+            events.append((at, arrive, seq, attempt, 0.0))
+        heapify(events)
+        run.pending = len(self.pending)
+        run.waiting.extend(self.waiting[self.taken :].tolist())
+        for g, lane in enumerate(run.lanes):
+            run.times[g], run.fails[g] = lane.times.tolist(), lane.failed.tolist()
+        if self.open:
+            run.bins.ended.extend(np.concatenate(self.open).tolist())
+        self.open = []

@@ -1,0 +1,211 @@
+"""The fast path of virtual time (virtual/fast.py) against the event loop, bit for bit.
+
+Each case runs the same settings and seed twice through VirtualEngine: the
+event loop alone (vectorise=False, the definition) and the fast path where the
+model allows it, with a timeline; the Outcome (counts, reach times, every
+sender's Stats to the last float, the capped time) and the timeline's every
+row must be equal. And the choice is the model's: anything the fast path was
+not written for takes the loop.
+"""
+
+import dataclasses
+import math
+
+import pytest
+
+from smsbatch.config import Settings, parse_account, parse_sender
+from smsbatch.core import sender_model
+from smsbatch.core.sender_model import SenderModel, account_caps, fast_path
+from smsbatch.core.timeline import Timeline, first_width
+from smsbatch.virtual import engine as engine_module
+from smsbatch.virtual.engine import VirtualEngine
+
+
+def settings_of(specs, messages, accounts=(), **kwargs):
+    senders = tuple(parse_sender(s) for s in specs)
+    return Settings(messages=messages, senders=senders, accounts=tuple(parse_account(a) for a in accounts), **kwargs)
+
+
+def outcome(settings, vectorise, width=None, tick=None):
+    models = [SenderModel(spec, settings, i) for i, spec in enumerate(settings.senders)]
+    timeline = Timeline([s.name for s in settings.senders], width or first_width(settings, settings.messages))
+    engine = VirtualEngine(
+        models, settings.messages, timeline, settings.deadline, accounts=account_caps(settings), vectorise=vectorise
+    )
+    result = engine.run(tick)
+    return result, timeline.as_dict(result.sim_elapsed), models
+
+
+EMERGENCY = ["0.2:0.02:window=20", "0.5:0.05:window=20:rate=25", "1.5:0.12:window=40", "3:0.1"]
+FOUR = ["0.3:0.03:window=10", "0.8:0.06:window=30:rate=20", "2:0.1:window=50", "5:0.2"]
+CASES = {
+    # name: (senders, messages, settings, seeds)
+    "one message": (["0.2:0.1:window=3"], 1, {}, (1,)),
+    "fewer messages than slots": (["0.2:0.1:window=30", "0.5:0:rate=4:window=3"], 20, {"max_retries": 1}, (1, 2)),
+    "one slot, three messages": (["0.1:0"], 3, {}, (5, 2555317615)),
+    "just more than the slots": (["0.2:0.1:window=30", "0.5:0.1"], 40, {"max_retries": 2}, (1, 2, 3)),
+    "emergency": (EMERGENCY, 20_000, {"max_retries": 2, "retry_backoff": 2.0, "deadline": 100.0}, (1, 2)),
+    "emergency, large": (EMERGENCY, 100_000, {"max_retries": 2, "retry_backoff": 2.0}, (4,)),
+    "four senders": (FOUR, 30_000, {"max_retries": 1}, (1,)),
+    "constant times: ties everywhere": (
+        ["1:0.1:window=10", "1:0.2:window=4:rate=4", "2:0"],
+        3000,
+        {"distribution": "constant", "max_retries": 2},
+        (1, 2),
+    ),
+    "a cap as long as a send": (["1:0.2:window=2:rate=1"], 500, {"distribution": "constant", "max_retries": 1}, (1,)),
+    "a cap that rarely binds": (["0.5:0.1:window=3:rate=100", "0.05:0.1:window=2"], 5000, {"max_retries": 1}, (1, 2)),
+    "exponential, no retries": (
+        ["0.1:0.3:window=7", "0.3:0.5:rate=5:window=4"],
+        8000,
+        {"distribution": "exponential"},
+        (1, 2),
+    ),
+    "normal and uniform": (
+        ["0.2:0.1:window=5:distribution=normal:spread=0.4", "0.4:0.2:window=3:distribution=uniform:spread=0.5"],
+        6000,
+        {"max_retries": 3, "retry_backoff": 0.3},
+        (1, 2),
+    ),
+    "zero backoff": (
+        ["0.1:0.3:window=4", "0.2:0.2:rate=8:window=2"],
+        4000,
+        {"max_retries": 2, "retry_backoff": 0.0},
+        (1,),
+    ),
+    "segments": (
+        ["0.05:0.05:window=6", "0.1:0.1:window=3:rate=30"],
+        5000,
+        {"text": "x" * 400, "max_retries": 1},
+        (1, 2),
+    ),
+    "a wide window": (["0.2:0.2:window=300", "1:0.1:rate=50:window=80"], 20_000, {"max_retries": 1}, (1,)),
+    "one slot each, retries": (["0.05:0.2", "0.1:0.1", "0.3:0.4:rate=2"], 3000, {"max_retries": 2}, (1, 2)),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_the_fast_path_runs_the_loops_run(case):
+    specs, messages, extra, seeds = CASES[case]
+    for seed in seeds:
+        settings = settings_of(specs, messages, seed=seed, **extra)
+        loop, loop_timeline, _ = outcome(settings, vectorise=False)
+        fast, fast_timeline, models = outcome(settings, vectorise=True)
+        assert fast_path(models, trace=False)
+        assert fast == loop, (case, seed)
+        assert fast_timeline == loop_timeline, (case, seed)
+        assert fast.sent + fast.failed == messages
+
+
+def test_a_timeline_that_coarsens_in_the_fast_path():
+    settings = settings_of(EMERGENCY, 20_000, seed=5, max_retries=1)
+    width = first_width(settings, settings.messages) / 9  # several doublings along the way
+    loop, loop_timeline, _ = outcome(settings, vectorise=False, width=width)
+    fast, fast_timeline, _ = outcome(settings, vectorise=True, width=width)
+    assert (fast, fast_timeline) == (loop, loop_timeline)
+
+
+def test_the_fast_path_is_taken(monkeypatch):
+    taken = []
+    real = engine_module.advance
+    monkeypatch.setattr(engine_module, "advance", lambda *a, **k: taken.append(1) or real(*a, **k))
+    outcome(settings_of(EMERGENCY, 5000, seed=1), vectorise=True)
+    assert taken
+
+
+LOOP_ONLY = {
+    "an account": (["0.1:0:account=a:window=3", "0.1:0:account=a"], {"accounts": ["a:rate=20"]}),
+    "receipts": (["0.1:0:window=3"], {"dlr_median": 5.0, "dlr_p90": 20.0}),
+    "a sender that never waits": (["0:0.1", "0.1:0:window=2"], {"max_retries": 1}),
+    "a gateway's cap": (["0.1:0:window=3:cap=10"], {}),
+    "an outage": (["0.1:0:window=3:down=5+10"], {}),
+    "validity": (["0.1:0:window=3"], {"validity": 50.0}),
+}
+
+
+@pytest.mark.parametrize("case", LOOP_ONLY)
+def test_what_the_fast_path_does_not_know_takes_the_loop(case, monkeypatch):
+    specs, extra = LOOP_ONLY[case]
+    settings = settings_of(specs, 500, seed=1, **extra)
+    models = [SenderModel(spec, settings, i) for i, spec in enumerate(settings.senders)]
+    assert not fast_path(models, trace=False)
+
+    def refused(*args, **kwargs):
+        raise AssertionError("the fast path ran")
+
+    monkeypatch.setattr(engine_module, "advance", refused)
+    VirtualEngine(models, 500, accounts=account_caps(settings)).run()
+
+
+def test_trace_takes_the_loop():
+    settings = settings_of(EMERGENCY, 500, seed=1)
+    models = [SenderModel(spec, settings, i) for i, spec in enumerate(settings.senders)]
+    assert fast_path(models, trace=False)
+    assert not fast_path(models, trace=True)
+
+
+def test_a_field_it_does_not_know_turns_it_off(monkeypatch):
+    """A behaviour added later (a field of SenderSpec or Settings without a rule
+    in sender_model.FAST_*_FIELDS) disables the fast path until someone writes one."""
+    settings = settings_of(EMERGENCY, 500, seed=1)
+    assert SenderModel(settings.senders[0], settings, 0).vectorisable
+    for table in (sender_model.FAST_SENDER_FIELDS, sender_model.FAST_RUN_FIELDS):
+        name = next(iter(table))
+        rules = dict(table)
+        del rules[name]
+        monkeypatch.setattr(
+            sender_model, "FAST_SENDER_FIELDS" if table is sender_model.FAST_SENDER_FIELDS else "FAST_RUN_FIELDS", rules
+        )
+        assert not SenderModel(settings.senders[0], settings, 0).vectorisable
+        monkeypatch.undo()
+    assert {f.name for f in dataclasses.fields(sender_model.SenderSpec)} == set(sender_model.FAST_SENDER_FIELDS)
+    assert {f.name for f in dataclasses.fields(Settings)} == set(sender_model.FAST_RUN_FIELDS)
+
+
+def test_stopped_in_the_fast_path_every_message_is_accounted_for():
+    settings = settings_of(EMERGENCY, 400_000, seed=1, max_retries=2, retry_backoff=2.0)
+    looks = []
+
+    def tick(progress):
+        looks.append(progress.now)
+        return len(looks) < 2
+
+    stopped, _, _ = outcome(settings, vectorise=True, tick=tick)
+    assert stopped.interrupted
+    assert 0 < stopped.sent + stopped.failed < settings.messages
+    attempts = sum(st.attempts for st in stopped.stats)
+    assert attempts == sum(st.sent + st.failed for st in stopped.stats)
+    assert stopped.sim_elapsed == looks[-1] or math.isclose(stopped.sim_elapsed, looks[-1])
+
+
+SWEEP = [
+    (["0.2:0.1:window=4", "0.5:0.2:rate=6:window=3"], {"max_retries": 2, "retry_backoff": 0.5}),
+    (["0.1:0.05:window=9", "0.3:0.3"], {"max_retries": 1, "distribution": "exponential"}),
+    (["0.05:0.1:window=3:rate=40", "0.2:0.1:window=2"], {"max_retries": 3, "text": "y" * 200}),
+    (["1:0.1:window=5", "1:0.3:window=2:rate=3"], {"max_retries": 1, "distribution": "constant"}),
+    (["0.2:0.2:window=6:distribution=uniform:spread=0.5", "0.4:0.1:rate=10:window=8"], {"max_retries": 2}),
+]
+
+
+def test_many_seeds_and_sizes():
+    for seed in range(1, 13):
+        specs, extra = SWEEP[seed % len(SWEEP)]
+        messages = (30, 300, 1500, 4000)[seed % 4]
+        settings = settings_of(specs, messages, seed=seed, **extra)
+        assert outcome(settings, vectorise=True)[:2] == outcome(settings, vectorise=False)[:2], (seed, specs)
+
+
+def test_speed_max_and_the_model_check_take_it(monkeypatch):
+    """The command line's --speed max goes through the engine's choice (so do
+    replications and the real-time run's model check: the same VirtualRunner)."""
+    import io
+
+    from smsbatch.cli import main
+
+    taken = []
+    real = engine_module.advance
+    monkeypatch.setattr(engine_module, "advance", lambda *a, **k: taken.append(1) or real(*a, **k))
+    argv = ["-n", "3000", "--sender", "0.1:0.1:window=4", "--sender", "0.3:0:rate=5", "--max-retries", "1"]
+    status = main([*argv, "--speed", "max", "--seed", "2", "--no-progress"], stdout=io.StringIO(), stderr=io.StringIO())
+    assert status == 0
+    assert taken
