@@ -13,6 +13,7 @@ import pytest
 from smsbatch.assembly import make_source
 from smsbatch.config import parse_settings
 from smsbatch.core.clock import FakeClock
+from smsbatch.core.model import Claimed
 from smsbatch.present.monitor import Monitor, NullDisplay
 from smsbatch.realtime.backend import Phase
 from smsbatch.realtime.memory import MemoryBackend
@@ -89,16 +90,52 @@ def test_a_dead_senders_claims_go_to_the_others():
 
 def test_a_silent_sender_holding_work_is_lost_after_claim_after():
     runner, backend, clock = make_runner("-n", "400", "--sender", "1:0", "--sender", "1:0", "--claim-after", "5")
+    lost_at: list[float] = []
 
     def hang_then_wait(turn: int) -> None:
         if turn == 0:
-            backend.hang(1)
-        if turn == 2:
-            clock.advance(6.0)  # nothing from it for longer than --claim-after
+            backend.hang(1)  # nothing from it from now on, while the runner looks every TURN
+        if not lost_at and runner.members.senders[1].silent_for is not None:
+            lost_at.append(turn * TURN)
 
     s = drive(runner, clock, before_turn=hang_then_wait).snapshot
     assert s.senders[1].state.startswith("lost (silent for ")
+    assert lost_at
+    assert 5.0 <= lost_at[0] <= 5.0 + 3 * TURN  # --claim-after of listening, no sooner, hardly later
     assert (s.sent, s.unsent) == (400, 0)
+
+
+def test_the_runners_own_pause_is_no_senders_silence():
+    """The runner stopped for longer than --claim-after (SIGSTOP, a busy
+    machine) and one sender's reports come through a few looks after the
+    others' (the pipes' writers take turns): it was not silent, the runner was
+    not listening (was: counted lost, and ended)."""
+    runner, backend, clock = make_runner("-n", "4000", "--sender", "1:0", "--sender", "1:0", "--claim-after", "5")
+    held: list = []
+    events = backend.events
+
+    def events_with_one_held_back(timeout: float) -> list:
+        found = events(timeout)
+        if 1 <= turns[0] < 6:  # it claimed a batch; then its reports wait behind the others'
+            waits = [e for e in found if e[0] == 1 and (turns[0] > 1 or not isinstance(e[1], Claimed))]
+            held.extend(waits)
+            return [event for event in found if event not in waits]
+        found, held[:] = held + found, []
+        return found
+
+    turns = [0]
+
+    def pause(turn: int) -> None:
+        turns[0] = turn
+        if turn == 2:
+            clock.advance(6.0)  # the runner does not look for 6 s
+
+    backend.events = events_with_one_held_back
+    result = drive(runner, clock, before_turn=pause)
+    notes = runner.monitor.display.stream.getvalue()
+    assert "silent" not in notes
+    assert [view.state for view in result.snapshot.senders] == ["done", "done"]
+    assert accounted(result)
 
 
 def test_a_signal_stops_warmly_and_every_message_is_accounted_for():
@@ -139,17 +176,11 @@ def test_a_silent_sender_ended_is_lost_not_back_when_senders_may_join():
     runner, backend, clock = make_runner("-n", "400", "--sender", "1:0", "--sender", "1:0", "--claim-after", "5")
     backend.open_membership = True  # as with Redis: a sender that speaks after it was lost is back
 
-    def hang_then_wait(turn: int) -> None:
-        if turn == 0:
-            backend.hang(1)
-        if turn == 2:
-            clock.advance(6.0)
-
-    s = drive(runner, clock, before_turn=hang_then_wait).snapshot
+    s = drive(runner, clock, before_turn=lambda turn: turn == 0 and backend.hang(1)).snapshot
     notes = runner.monitor.display.stream.getvalue()
     assert s.senders[1].state.startswith("lost (silent for ")
     assert "is back" not in notes
-    assert "sender 2 is silent for 6s: counted lost, ended" in notes
+    assert "sender 2 is silent for 5s: counted lost, ended" in notes
 
 
 def test_a_batch_a_sender_took_and_died_with_before_claiming_it_is_sent_by_the_others():

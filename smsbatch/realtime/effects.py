@@ -19,9 +19,11 @@ class RunState:
     phase: Phase
     started: bool = True  # simulated time has begun
     transport_lost: bool = False
-    # Real time the latest look at the reports began: what it found was sent by then,
-    # so silence is measured against it, never against how late the runner got to it.
+    # Real time the latest look at the reports began: what it found was sent by then.
     heard_at: float = 0.0
+    # The runner's listening time at that look (members.Listening): silence is
+    # measured on it, so a runner that was not listening hears no silence.
+    listened: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,13 +12,33 @@ from smsbatch.realtime.backend import Backend, Phase
 from smsbatch.realtime.effects import NOTHING, Effects, RunState, said
 
 SILENT_SECONDS = 1.0  # a sender silent this long when it is ended has hung (live ones beat twice a second)
+LOOK_GAP_SECONDS = 0.1  # the most listening time one gap between the runner's looks at the reports counts
+
+
+class Listening:
+    """The runner's listening time: real time, except that a gap between two of
+    its looks at the reports counts LOOK_GAP_SECONDS at most. A runner stopped
+    or busy for a while did not listen meanwhile: the reports sent then wait in
+    the queue, and one sender's may come through only after the others' (their
+    pipes' writers take turns). Measured in real time, a healthy sender looked
+    silent after the runner's own pause; measured in listening time, silence is
+    what the runner waited through while it was looking."""
+
+    def __init__(self, now: float) -> None:
+        self.at = 0.0
+        self.last_look = now
+
+    def look(self, now: float) -> float:
+        self.at += min(max(0.0, now - self.last_look), LOOK_GAP_SECONDS)
+        self.last_look = now
+        return self.at
 
 
 @dataclass
 class Member:
     name: str
     spec: SenderSpec
-    last_heard: float  # real time of its last report, as sent (every report is a heartbeat)
+    last_heard: float  # listening time of the look that found its last report (every report is a heartbeat)
     state: str = "starting"
     ready: bool = False  # said Ready: simulated time may start
     finished: bool = False  # said SenderDone
@@ -31,22 +51,23 @@ class Members:
     what the runner must do about it (notes, work to queue again) is returned."""
 
     def __init__(self, settings: Settings, accounts: Accounts, backend: Backend, now: float) -> None:
+        """`now`: real time; the senders' silence counts from listening time 0."""
         self.settings = settings
         self.accounts = accounts
         self.backend = backend  # who is a process here to end, and what only the transport knows
         self.senders: list[Member] = []
         self.live: set[int] = set()  # senders that have neither finished nor gone
         for spec in settings.senders:
-            self.add(spec.name, spec, now)
+            self.add(spec.name, spec, 0.0)
         self.producer_ready = self.producer_done = self.producer_exited = False
         self.producer_lost = False  # it died before it had made everything
         self.queue_broken = False  # ... while writing to the work queue
         self.produced: int | None = None
         self.last_movement = now  # real time of the last report that was not a beat
 
-    def add(self, name: str, spec: SenderSpec, now: float) -> int:
+    def add(self, name: str, spec: SenderSpec, listened: float) -> int:
         index = self.accounts.add_sender(name, spec)
-        self.senders.append(Member(name, spec, now))
+        self.senders.append(Member(name, spec, listened))
         self.live.add(index)
         return index
 
@@ -82,7 +103,7 @@ class Members:
         for index, member in enumerate(self.senders):
             if member.exited or member.finished or member.silent_for is not None:
                 continue
-            silent = state.heard_at - member.last_heard  # not `now`: a report may wait while the runner is busy
+            silent = state.listened - member.last_heard
             if silent > self.settings.claim_after and self._waits_on(state, index):
                 member.silent_for = silent
                 effects += self._lose(index, silent, state.phase)
@@ -107,12 +128,12 @@ class Members:
             or self.backend.waits_on(index)
         )
 
-    def heard(self, index: int, now: float, moved: bool) -> Effects:
+    def heard(self, index: int, state: RunState, moved: bool) -> Effects:
         """Any word from a sender: it is alive (and back, if it was counted lost)."""
         member = self.senders[index]
-        member.last_heard = now
+        member.last_heard = state.listened
         if moved:
-            self.last_movement = now
+            self.last_movement = state.heard_at
         if member.silent_for is not None and not member.exited and self.backend.open_membership:
             member.silent_for = None
             member.state = "running"
@@ -120,8 +141,9 @@ class Members:
             return said(f"{member.name} is back")
         return NOTHING
 
-    def note_hung(self, now: float) -> None:
+    def note_hung(self, listened: float) -> None:
         """A cold stop: a sender that has said nothing for a while has hung, not merely been slow to stop."""
         for member in self.senders:
-            if not member.exited and member.silent_for is None and now - member.last_heard > SILENT_SECONDS:
-                member.silent_for = now - member.last_heard
+            silent = listened - member.last_heard
+            if not member.exited and member.silent_for is None and silent > SILENT_SECONDS:
+                member.silent_for = silent

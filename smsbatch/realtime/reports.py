@@ -42,7 +42,7 @@ class ReportHandler:
         if isinstance(event, Exited | Joined | Note | Resumed):
             pass  # not word from a live sender: no heartbeat, no movement
         elif index >= 0:
-            effects = self.members.heard(index, state.heard_at, moved=not isinstance(event, Beat))  # sent by then
+            effects = self.members.heard(index, state, moved=not isinstance(event, Beat))
         elif index == PRODUCER:
             self.members.last_movement = state.heard_at
         return effects + self.by_type[type(event)](index, event, state)
@@ -84,7 +84,7 @@ class ReportHandler:
         return NOTHING
 
     def _joined(self, index: int, joined: Joined, state: RunState) -> Effects:
-        added = self.members.add(joined.name, joined.spec, state.now)
+        added = self.members.add(joined.name, joined.spec, state.listened)
         assert added == index, f"the backend numbered a new sender {index}, the runner {added}"
         self.members.senders[index].state = "running"
         self.members.senders[index].ready = True
@@ -93,7 +93,7 @@ class ReportHandler:
     def _resumed(self, index: int, event: Resumed, state: RunState) -> Effects:
         """After an outage every sender was silent through no fault of its own."""
         for member in self.members.senders:
-            member.last_heard = state.heard_at
+            member.last_heard = state.listened
         return NOTHING
 
     def _exited(self, index: int, exited: Exited, state: RunState) -> Effects:

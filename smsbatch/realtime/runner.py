@@ -44,7 +44,7 @@ from smsbatch.core.text import plural
 from smsbatch.realtime.accounts import Accounts
 from smsbatch.realtime.backend import Backend, Phase
 from smsbatch.realtime.effects import Effects, RunState
-from smsbatch.realtime.members import Members
+from smsbatch.realtime.members import Listening, Members
 from smsbatch.realtime.reports import ReportHandler
 from smsbatch.realtime.retries import PendingWork, RetrySchedule
 from smsbatch.realtime.status import stop_signals_caught
@@ -83,11 +83,8 @@ class Runner:
         self.transport_lost = False
         self.internal_error = False
         self.started = self.now = self.clock.now()
-        # Real time the latest look at the reports began: what it found was sent
-        # by then, so a report is dated no later than it was sent, and one that
-        # waited while the runner was busy (or stopped) does not make its sender
-        # look silent. Silence is measured against it, not against `now`.
-        self.heard_at = self.now
+        self.heard_at = self.now  # real time the latest look at the reports began
+        self.listening = Listening(self.now)  # silence is measured on it (see there)
         self.sim: SimClock | None = None  # set at simulated time 0
         self.startup = 0.0
         self.elapsed: float | None = None  # set when the run is over
@@ -118,8 +115,9 @@ class Runner:
         # Silence counts from the start of a sender, not of the run: forking a
         # thousand senders on a busy machine took longer than --claim-after.
         self.heard_at = self.clock.now()
+        self.listening = Listening(self.heard_at)
         for member in self.members.senders:
-            member.last_heard = self.heard_at
+            member.last_heard = self.listening.at
         self._wait_until_ready()
 
     def finish(self) -> RunResult:
@@ -189,6 +187,7 @@ class Runner:
 
     def _take_events(self, timeout: float, now: float | None = None) -> None:
         self.heard_at = self.clock.now() if now is None else now
+        self.listening.look(self.heard_at)
         state = self.state()  # no report changes it: the phase and the rest change between turns
         for index, event in self.backend.events(timeout):
             self.apply(self.reports.handle(index, event, state))
@@ -223,6 +222,7 @@ class Runner:
             started=self.sim is not None,
             transport_lost=self.transport_lost,
             heard_at=self.heard_at,
+            listened=self.listening.at,
         )
 
     def apply(self, effects: Effects) -> None:
@@ -285,7 +285,7 @@ class Runner:
 
     def _cold_stop(self) -> None:
         self.phase = Phase.COLD
-        self.members.note_hung(self.now)
+        self.members.note_hung(self.listening.look(self.now))
         self.backend.announce(Phase.COLD)
         self.backend.end_all()
 
