@@ -25,7 +25,9 @@ RANGES = [
     (r"^\s*growth$", -500, 500),  # MB, the same
     (r"peak RSS|Redis memory", -1, 4000),  # MB
     (r"scheduling efficiency|one sender, window", 0.01, 1.05),
-    (r"ratio", 0.01, 100),
+    (r"ratio|Dask cluster", 0.01, 100),
+    (r"replications run", 1, 1e5),  # a count
+    (r"^plan,", 0.01, 600),  # real seconds
     (r"sim_elapsed_s|--speed", 0.01, 1e6),  # simulated seconds
     (r"rate=", 100, 1e5),
     (r"start-up|replications|2 jobs|killed|stop", 0.001, 60),  # real seconds
@@ -120,6 +122,8 @@ def test_benchmark_quick_mode_prints_sane_figures_and_true_verdicts():
         "sim_elapsed_s, emergency",
         "--speed 1000",
         "replications",
+        "plan, carrier-a.copies=1..40",
+        "the same plan, local Dask cluster",
         "every sender killed",
         "warm stop",
         "cold stop",
