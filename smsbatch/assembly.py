@@ -63,15 +63,21 @@ def source_for(settings: Settings, messages: int, **kwargs) -> MessageSource:
 
 
 def make_runner(
-    settings: Settings, source: MessageSource, monitor: RunMonitor, signals: list[int], run_id: str | None = None
+    settings: Settings,
+    source: MessageSource,
+    monitor: RunMonitor,
+    signals: list[int],
+    run_id: str | None = None,
+    timeline: bool = True,
 ) -> Runner | VirtualRunner:
     """The runner for these settings: with --speed max the virtual one; else the
     one runner, with the local backend or (with --broker, only then is Redis
-    imported) the Redis one."""
+    imported) the Redis one. `timeline`: False when no one will read it (a
+    virtual run then counts no bins; a real-time run keeps it for its model check)."""
     if settings.virtual:
         from smsbatch.virtual.runner import VirtualRunner  # numpy and the event heap, only for --speed max
 
-        return VirtualRunner(settings, source, monitor, signals=signals)
+        return VirtualRunner(settings, source, monitor, signals=signals, timeline=timeline)
     backend: Backend
     if settings.broker:
         from smsbatch.broker.coordinator import RedisBackend

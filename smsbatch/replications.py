@@ -76,12 +76,13 @@ def run_one(settings: Settings, replication: int, brief: bool = False, given: Me
     monitor = Monitor(NullDisplay(_Discard()), settings.interval)
     if given is not None:  # a Dask worker's thread: no signal handlers there, and nothing to stop warmly
         signals: list[int] = []
-        result = make_runner(settings, source, monitor, signals).run()
+        result = make_runner(settings, source, monitor, signals, timeline=not brief).run()
     else:
         # SIGTERM from the main process (Ctrl-C there) stops this run warmly: its
         # children are reaped and its summary still comes back, every message counted.
         with stop_signals_caught() as signals:
-            result = against_model(settings, source, make_runner(settings, source, monitor, signals).run(), signals)
+            runner = make_runner(settings, source, monitor, signals, timeline=not brief)
+            result = against_model(settings, source, runner.run(), signals)
     summary = run_summary(result, settings.seed)
     summary["replication"] = replication
     if brief:

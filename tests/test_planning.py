@@ -293,3 +293,35 @@ def test_ctrl_c_stops_a_plan_with_what_it_probed(processes):
     verdicts = [c["verdict"] for c in plan_facts["candidates"]]
     assert verdicts.count("stopped") == 1  # the one it cut short; any before it were judged
     assert set(verdicts) <= {"stopped", "feasible", "infeasible"}
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["-c", "configs/emergency.ini", "-n", "3000"],  # the fast path
+        ["-c", "configs/gateways.ini", "-n", "3000"],  # the loop: accounts, receipts, an outage, a backup
+    ],
+)
+def test_a_brief_replication_counts_no_bins_and_has_the_full_ones_figures(argv, monkeypatch):
+    """A plan's replications keep no timeline, so they count no bins; every
+    figure they keep is the full run's, to the bit."""
+    from dataclasses import replace
+
+    from smsbatch import replications
+    from smsbatch.assembly import source_for
+    from smsbatch.config import parse_settings
+    from smsbatch.core import timeline
+
+    settings = parse_settings([*argv, "--speed", "max", "--seed", "5", "--no-progress"])
+    monkeypatch.setattr(replications, "_SOURCE", source_for(settings, settings.messages))
+    full = replications.run_one(settings, 3)
+    binned = []
+    monkeypatch.setattr(timeline.Timeline, "add_bin", lambda *a, **k: binned.append(1))
+    brief = replications.run_one(replace(settings), 3, brief=True)
+    assert not binned
+    assert "timeline" in full
+    assert set(brief) == set(full) - set(replications.BRIEF_DROPS)
+    real_seconds = ("elapsed_s", "startup_s")
+    assert {k: v for k, v in brief.items() if k not in real_seconds} == {
+        k: full[k] for k in brief if k not in real_seconds
+    }

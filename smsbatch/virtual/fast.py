@@ -765,7 +765,7 @@ class _Fast:
         order = np.lexsort((fslot, ft))
         ft, fs, fa = ft[order], fs[order], fa[order]
         delays = np.empty(len(ft))
-        for s in np.unique(fs).tolist():
+        for s in np.flatnonzero(np.bincount(fs)).tolist():  # the senders among them
             mine = fs == s
             delays[mine] = self.models[s].retry_delays(fa[mine])
         run = self.run
