@@ -83,6 +83,23 @@ def test_validity_expires_what_was_not_accepted_in_time(tmp_path):
     assert got["sim_elapsed_s"] == pytest.approx(100.0)
 
 
+@pytest.mark.parametrize("validity", [[], ["--validity", "3"]])
+def test_an_outage_after_the_end_changes_nothing(tmp_path, validity):
+    """Neither the draws (a slot keeps its own lane) nor the end: with --validity
+    the run used to end at the outage's start (10:00), not at its last outcome."""
+    argv = ["-n", "300", "--seed", "5", *validity]
+    plain = summary(tmp_path, *argv, "--sender", "0.1:0.02:window=5")
+    late = summary(tmp_path, *argv, "--sender", "0.1:0.02:window=5:down=10m+1m")
+    figures = ("sent", "failed", "expired", "attempts", "sim_elapsed_s", "reach_s", "avg_send_time_s", "p99_s")
+    assert {k: late[k] for k in figures} == {k: plain[k] for k in figures}
+    until_p99 = plain["timeline"]["columns"].index("p99_s") + 1  # a gateway's columns of its own follow
+    assert [row[:until_p99] for row in late["timeline"]["rows"]] == [
+        row[:until_p99] for row in plain["timeline"]["rows"]
+    ]
+    assert late["sim_elapsed_s"] < (3.5 if validity else 60)
+    assert late["senders"][0]["down_s"] == 0
+
+
 def test_an_outage_mid_send_interrupts_and_the_message_goes_round_again(tmp_path):
     # Sends end at 1, 2, ...; down from 2.5 to 4.5: the send started at 2 is cut at 2.5 and
     # starts again at 4.5, first: the last of 10 ends at 4.5 + 8 = 12.5.

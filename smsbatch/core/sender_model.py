@@ -558,7 +558,9 @@ class SenderModel:
         self.validity = math.inf if settings.validity is None else settings.validity
         self.backup = spec.backup
         # Its lanes (see the module's docstring): a slot each, or the whole sender.
-        self.lanes = self.window if self.window > 1 and not self.gated and spec.mean > 0.0 else 1
+        # A gateway's behaviours (outages, cap=, a backup) keep a slot's lane: an
+        # outage that never comes changes no draw, so `compare --with` pairs alike.
+        self.lanes = self.window if self.window > 1 and not self.capped and spec.mean > 0.0 else 1
         self._lane_streams: dict[int, tuple[SendTimes, np.random.Generator]] = {}
         # Can virtual time compute its runs a chunk at a time (virtual/fast.py)?
         self.vectorisable = vectorisable(spec, settings)

@@ -612,9 +612,10 @@ class _GatewaySimulation(_Simulation):
         """Messages back to the front of the queue at t, the first of `attempts`
         first; after --validity they expire instead."""
         if t > self.validity or self.queue_expired:
-            self.expired += len(attempts)
-            self._count("expired", t, len(attempts))
-            self.now = max(self.now, t)
+            if attempts:  # (an outage after the end throws back nothing: the run's end stays the last outcome)
+                self.expired += len(attempts)
+                self._count("expired", t, len(attempts))
+                self.now = max(self.now, t)
             return
         for attempt in reversed(attempts):
             if not self.fresh:
