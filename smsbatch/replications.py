@@ -78,11 +78,17 @@ def run_one(settings: Settings, replication: int, brief: bool = False, given: Me
         signals: list[int] = []
         result = make_runner(settings, source, monitor, signals, timeline=not brief).run()
     else:
+        if _STOP_ASKED:  # the main process is stopping: a replication queued here before it said so
+            raise NotStarted(replication)
         # SIGTERM from the main process (Ctrl-C there) stops this run warmly: its
         # children are reaped and its summary still comes back, every message counted.
-        with stop_signals_caught() as signals:
+        # Not SIGINT: Ctrl-C reaches the whole process group, and the main process
+        # decides (counted here too, it made one Ctrl-C a second signal: a cold stop).
+        with stop_signals_caught(which=(signal.SIGTERM,)) as signals:
             runner = make_runner(settings, source, monitor, signals, timeline=not brief)
             result = against_model(settings, source, runner.run(), signals)
+        if signals:
+            _stop_asked(signal.SIGTERM, None)
     summary = run_summary(result, settings.seed)
     summary["replication"] = replication
     if brief:
@@ -228,6 +234,8 @@ class Replicator:
         """Keep a finished replication's summary and say so (done, or stopped); a failure in one line."""
         try:
             summary = future.result()
+        except NotStarted:  # queued in a pool process when the stop came: dropped, as those not sent there
+            return
         except Exception as error:  # said in one line; what finished is still reported
             self.stderr.write(f"smsbatch: replication {position + 1} failed: {error!r}\n")
             self.failed = True
@@ -252,10 +260,25 @@ class _Discard:
         pass
 
 
+class NotStarted(Exception):
+    """A replication the pool had queued when the main process asked it to stop: never run."""
+
+
+_STOP_ASKED = False  # a pool process: the main process asked it to stop (SIGTERM); it starts nothing more
+
+
+def _stop_asked(signum: int, frame: object) -> None:
+    global _STOP_ASKED
+    _STOP_ASKED = True
+
+
 def _pool_initializer(parent_pid: int) -> None:
     # Ctrl-C reaches the whole process group: the main process decides, and
-    # asks a running replication to stop with SIGTERM (caught in run_one).
+    # asks a running replication to stop with SIGTERM (caught in run_one);
+    # between replications SIGTERM only says: start none (ProcessPoolExecutor
+    # queues one more call than it has processes, and would run it).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _stop_asked)
     setproctitle("smsbatch: replications")
     # A main process killed outright takes its pool with it (and each pool
     # process its run's children): no replication goes on, or starts, after it.

@@ -243,14 +243,18 @@ def test_senders_that_never_wait_give_the_models_zero_and_are_faithful(processes
 
 
 @pytest.mark.timeout(60)
-def test_ctrl_c_during_replications_stops_the_running_ones_warmly_and_counts_them(processes):
+@pytest.mark.parametrize("to", ["the main process", "the process group"])
+def test_ctrl_c_during_replications_stops_the_running_ones_warmly_and_counts_them(processes, to):
+    """A terminal's Ctrl-C goes to the whole process group (was: counted twice in
+    a running replication, a cold stop, and a replication queued in a pool
+    process then ran in full)."""
     run = processes.run(
         "-c",
         "configs/emergency.ini",
         "-n",
         "2000",
         "--speed",
-        "20",
+        "5",
         "--replications",
         "4",
         "--jobs",
@@ -260,10 +264,12 @@ def test_ctrl_c_during_replications_stops_the_running_ones_warmly_and_counts_the
         "--no-progress",
     )
     run.wait_for_children(4, prefix="smsbatch: sender")  # replications under way
-    os.kill(run.proc.pid, signal.SIGINT)
+    (os.kill if to == "the main process" else os.killpg)(run.proc.pid, signal.SIGINT)
     run.finish()
     s = run.summary
     assert run.status == 130
+    assert [r["replication"] for r in s["replications"]] in ([1], [2], [1, 2])  # 3 and 4 never start
+    assert {r["stopped_by"] for r in s["replications"]} <= {"SIGTERM", "completed"}  # warm: one signal each
     assert "every message accounted for, in every replication: yes" in run.out
     assert s["replications"]  # the ones that ran are reported, stopped ones included
     for r in s["replications"]:

@@ -9,10 +9,12 @@ from types import FrameType
 
 
 @contextmanager
-def stop_signals_caught(restore: bool = True, received: list[int] | None = None) -> Iterator[list[int]]:
-    """SIGINT and SIGTERM are noted in the list yielded (`received`, if given:
-    the signals noted before, from the process's first line), until the block
-    ends (or, with restore=False, until the process exits).
+def stop_signals_caught(
+    restore: bool = True, received: list[int] | None = None, which: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)
+) -> Iterator[list[int]]:
+    """SIGINT and SIGTERM (`which`) are noted in the list yielded (`received`,
+    if given: the signals noted before, from the process's first line), until
+    the block ends (or, with restore=False, until the process exits).
 
     Held for the whole of main(), summary included: a second Ctrl-C that
     comes while the summary is written, or as the process exits, must not
@@ -23,7 +25,7 @@ def stop_signals_caught(restore: bool = True, received: list[int] | None = None)
     def note(signum: int, frame: FrameType | None) -> None:
         received.append(signum)
 
-    previous = {sig: signal.signal(sig, note) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, note) for sig in which}
     try:
         yield received
     finally:
