@@ -284,14 +284,13 @@ def test_every_message_is_accounted_for_with_receipts_and_validity(tmp_path):
         "--sender", "1:0:window=10:backup", "--validity", "100", "--dlr-median", "5", "--dlr-p90", "20",
         "--undeliverable", "0.03", "--max-retries", "1",
     )  # fmt: skip
-    parts = ("delivered", "undeliverable", "no_receipt", "receipt_pending", "expired", "failed", "unsent")
-    assert sum(got[key] for key in parts) == got["messages"] == 2000
+    fates = ("delivered", "undeliverable", "no_receipt", "receipt_pending", "receipt_expired")
+    assert sum(got[key] for key in fates) == got["sent"]  # what became of the accepted ones
+    assert got["sent"] + got["failed"] + got["expired"] + got["unsent"] == got["messages"] == 2000  # as the text adds
     assert got["expired"] > 0
+    assert got["receipt_expired"] > 0
     assert got["throttled"] > 0
     assert got["interrupted"] > 0
-    assert got["sent"] == got["delivered"] + got["undeliverable"] + got["no_receipt"] + got["receipt_pending"] + (
-        got["expired"] - (got["messages"] - got["sent"] - got["failed"] - got["unsent"])
-    )
 
 
 def test_with_rate_at_or_below_the_cap_nothing_is_throttled_and_above_it_throughput_keeps_to_it(tmp_path):
@@ -397,14 +396,14 @@ def real_time_summary(tmp_path, *argv, speed="20"):
 @pytest.mark.timeout(60)
 @pytest.mark.usefixtures("no_children_left")
 def test_a_real_time_run_of_gateways_gives_the_models_figures_and_says_so(tmp_path):
-    real = real_time_summary(tmp_path)
+    real = real_time_summary(tmp_path, speed="10")  # (at 20 a loaded machine fell behind: not faithful, rightly)
     model = summary(tmp_path, *REAL_TIME)
     assert real["faithful"] is True
     assert real["model_check"]["off"] == []
     assert model["throttled"] > 0
     assert model["interrupted"] > 0
-    assert model["expired"] > 0
-    for key in ("sent", "expired", "failed", "delivered"):
+    assert model["receipt_expired"] > 0
+    for key in ("sent", "expired", "receipt_expired", "failed", "delivered"):
         assert abs(real[key] - model[key]) <= 0.03 * real["messages"], key
     assert [s["down_s"] for s in real["senders"]] == pytest.approx([s["down_s"] for s in model["senders"]])
     for got in (real, model):  # the timeline's last row holds the summary's counts
@@ -412,7 +411,16 @@ def test_a_real_time_run_of_gateways_gives_the_models_figures_and_says_so(tmp_pa
         assert [last[key] for key in ("delivered", "throttled", "interrupted")] == [
             got[key] for key in ("delivered", "throttled", "interrupted")
         ]
-    parts = ("delivered", "undeliverable", "no_receipt", "receipt_pending", "expired", "failed", "unsent")
+    parts = (
+        "delivered",
+        "undeliverable",
+        "no_receipt",
+        "receipt_pending",
+        "receipt_expired",
+        "expired",
+        "failed",
+        "unsent",
+    )
     assert sum(real[key] for key in parts) == real["messages"]
 
 
@@ -422,7 +430,16 @@ def test_gateways_through_redis_account_for_every_message(tmp_path, redis_url):
     real = real_time_summary(tmp_path, "--broker", redis_url, speed="8")  # (Redis adds lag: a speed it can follow)
     model = summary(tmp_path, *REAL_TIME)
     assert real["unsent"] == 0
-    parts = ("delivered", "undeliverable", "no_receipt", "receipt_pending", "expired", "failed", "unsent")
+    parts = (
+        "delivered",
+        "undeliverable",
+        "no_receipt",
+        "receipt_pending",
+        "receipt_expired",
+        "expired",
+        "failed",
+        "unsent",
+    )
     assert sum(real[key] for key in parts) == real["messages"]
     assert abs(real["sim_elapsed_s"] - model["sim_elapsed_s"]) <= 0.03 * model["sim_elapsed_s"]
     assert abs(real["expired"] - model["expired"]) <= 0.03 * real["messages"]
@@ -495,7 +512,16 @@ def test_ctrl_c_while_receipts_are_due_counts_them_pending(processes):
     run.proc.send_signal(signal.SIGINT)
     run.finish()
     s = run.summary
-    parts = ("delivered", "undeliverable", "no_receipt", "receipt_pending", "expired", "failed", "unsent")
+    parts = (
+        "delivered",
+        "undeliverable",
+        "no_receipt",
+        "receipt_pending",
+        "receipt_expired",
+        "expired",
+        "failed",
+        "unsent",
+    )
     assert sum(s[key] for key in parts) == 3000
     assert s["receipt_pending"] >= 50
     assert s["unsent"] > 0

@@ -42,7 +42,7 @@ def summary_dict(
         "messages": snap.messages,
         "sent": snap.sent,
         "failed": snap.failed,
-        "expired": snap.expired + (snap.receipts.expired if snap.receipts is not None else 0),
+        "expired": snap.expired,  # not accepted in time: messages == sent + failed + expired + unsent
         "unsent": snap.unsent,
         "produced": produced,
         "attempts": s.attempts,
@@ -94,19 +94,21 @@ def summary_dict(
 
 
 def _receipt_fields(snap: Snapshot) -> dict[str, object]:
-    """What became of the accepted (sent) messages: messages == delivered +
-    undeliverable + no_receipt + receipt_pending + expired + failed + unsent
-    (a receipt due after --validity reads expired). With no receipts
-    modelled, every accepted message is delivered at once."""
+    """What became of the accepted (sent) messages: sent == delivered +
+    undeliverable + no_receipt + receipt_pending + receipt_expired (a receipt
+    due after --validity reads expired). With no receipts modelled, every
+    accepted message is delivered at once."""
     receipts = snap.receipts
     if receipts is None:
         counts = {"delivered": snap.sent, "undeliverable": 0, "no_receipt": 0, "receipt_pending": 0}
+        counts["receipt_expired"] = 0
     else:
         counts = {
             "delivered": receipts.delivered,
             "undeliverable": receipts.undeliverable,
             "no_receipt": receipts.no_receipt,
             "receipt_pending": receipts.pending,
+            "receipt_expired": receipts.expired,
         }
     return {**counts, "receipts_modelled": receipts is not None, "delivered_reach_s": dict(snap.delivered_reach)}
 

@@ -475,6 +475,7 @@ RECEIPT_FIGURES = [  # with delivery receipts modelled: what reached the handset
     ("undeliverable", "undeliverable", "count"),
     ("no_receipt", "no receipt", "count"),
     ("receipt_pending", "receipt pending", "count"),
+    ("receipt_expired", "receipt after the validity", "count"),
     ("delivered_reach_s.50", "50% delivered at", "seconds"),
     ("delivered_reach_s.90", "90% delivered at", "seconds"),
     ("delivered_reach_s.99", "99% delivered at", "seconds"),
