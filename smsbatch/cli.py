@@ -25,7 +25,7 @@ from smsbatch.core.phones import list_name
 from smsbatch.core.settings import Settings
 from smsbatch.core.source import MessageSource
 from smsbatch.core.summary import SUMMARY_SCHEMA, run_summary, settings_dict, unstarted_summary
-from smsbatch.core.text import plural, redact_url, shorten, sms_segments, visible
+from smsbatch.core.text import plural, redact_url, share_text, shorten, sms_segments, visible
 from smsbatch.core.timeline import csv_text
 from smsbatch.core.trace import trace_csv
 from smsbatch.present.monitor import (
@@ -199,7 +199,7 @@ def _with_deadline(settings: Settings, summary: dict, stdout: TextIO) -> int:
     if settings.require_deadline and status == ExitStatus.OK and missed:
         worst = min(run["within_deadline"] for run in missed)
         stdout.write(
-            f"smsbatch: deadline missed: {worst:.1%} sent by {summary['deadline_s']:g}s"
+            f"smsbatch: deadline missed: {share_text(worst)} sent by {summary['deadline_s']:g}s"
             f"{f' in {len(missed)} of {len(runs)} replications' if len(runs) > 1 else ''},"
             f" {settings.deadline_share:.0%} required (exit 3)\n"
         )

@@ -93,3 +93,13 @@ def test_shorten_fits_the_width_and_says_it_cut():
 
 def test_visible_keeps_one_line_and_no_escapes():
     assert visible("a\nb\tc\x1b[31m d") == "a\\nb\\tc\\x1b[31m d"
+
+
+@pytest.mark.parametrize(
+    ("share", "shown"),
+    [(1.0, "100.0%"), (0.0, "0.0%"), (0.9998, "99.98%"), (0.99999, "99.999%"), (0.0004, "0.04%"), (0.5, "50.0%")],
+)
+def test_a_share_never_says_all_or_none_of_what_is_not(share, shown):
+    from smsbatch.core.text import share_text
+
+    assert share_text(share) == shown

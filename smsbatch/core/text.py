@@ -18,6 +18,17 @@ def plural(count: int, noun: str, nouns: str | None = None) -> str:
 # ---- terminal columns ----
 
 
+def share_text(share: float) -> str:
+    """A share as a percentage to one decimal place, with as many more as it
+    takes (up to four) never to say 100% of what is not all, or 0% of what is not none."""
+    text = f"{share:.1%}"
+    for digits in range(2, 5):
+        if not (0.0 < share < 1.0 and float(text[:-1]) in (0.0, 100.0)):
+            break
+        text = f"{share:.{digits}%}"
+    return text
+
+
 def char_width(char: str) -> int:
     if unicodedata.combining(char) or unicodedata.category(char) in ("Mn", "Me", "Cf"):
         return 0  # drawn on top of the character before it

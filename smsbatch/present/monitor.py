@@ -18,7 +18,7 @@ from typing import Protocol, TextIO
 from smsbatch.core.clock import Clock
 from smsbatch.core.snapshot import ModelCheck, SenderView, Snapshot
 from smsbatch.core.summary import Summary
-from smsbatch.core.text import char_width, display_width, pad_left, pad_right, plural, shorten
+from smsbatch.core.text import char_width, display_width, pad_left, pad_right, plural, share_text, shorten
 from smsbatch.present.output import TextSink, write_text_file
 
 
@@ -324,13 +324,13 @@ def deadline_line(snap: Snapshot) -> str:
     if not snap.met_deadline and snap.unsent and snap.sim_elapsed < snap.deadline:
         return (
             f"  deadline {seconds_text(snap.deadline)}: not reached: the run stopped at "
-            f"{seconds_text(snap.sim_elapsed)} with {snap.within_deadline:.1%} sent"
+            f"{seconds_text(snap.sim_elapsed)} with {share_text(snap.within_deadline)} sent"
         )
     verdict = "met" if snap.met_deadline else "MISSED"
     caveat = "" if snap.faithful else " (by a run NOT faithful to the model: see above)"
     counted = "delivered" if snap.receipts is not None else "sent"
     return (
-        f"  deadline {seconds_text(snap.deadline)}: {snap.within_deadline:.1%} {counted} by then; "
+        f"  deadline {seconds_text(snap.deadline)}: {share_text(snap.within_deadline)} {counted} by then; "
         f"{verdict} (needs {snap.deadline_share:.0%}){caveat}"
     )
 
