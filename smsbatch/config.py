@@ -929,9 +929,11 @@ def build_worker_parser() -> configargparse.ArgParser:
 
 
 def parse_worker_settings(argv: list[str] | None) -> WorkerSettings:
-    _check_sender_count(sys.argv[2:] if argv is None else argv)
+    parser = build_worker_parser()
+    argv = values_joined(parser, sys.argv[2:] if argv is None else argv)
+    _check_sender_count(argv)
     try:
-        ns = build_worker_parser().parse_args(argv)
+        ns = parser.parse_args(argv)
     except UnicodeDecodeError:
         raise UsageError("argument -c/--config: the config file is not a text ini file") from None
     senders = _sender_specs(ns)
@@ -1022,6 +1024,7 @@ def parse_override(text: str) -> tuple[str, str]:
 
 def parse_planning(argv: list[str], parser: configargparse.ArgParser) -> tuple[Settings, Any]:
     """The settings of a plan or a compare (virtual time only) and its namespace."""
+    argv = values_joined(parser, argv)
     _check_sender_count(argv)
     try:
         ns = parser.parse_args(argv)
@@ -1095,10 +1098,35 @@ def parse_log_level(text: str) -> str:
     return level
 
 
+def values_joined(parser: argparse.ArgumentParser, argv: Sequence[str]) -> list[str]:
+    """`--deadline -5m` as `--deadline=-5m`: argparse takes a value that starts
+    with "-" (and is not a plain negative number) for an option, and says only
+    "expected one argument"; joined, the option's own rule says what is wrong."""
+    takes_value = {
+        name for action in parser._actions if action.nargs is None and action.option_strings
+        for name in action.option_strings
+    }  # fmt: skip
+    joined: list[str] = []
+    words = iter(argv)
+    for word in words:
+        if word in takes_value:
+            value = next(words, None)
+            if value is not None and len(value) > 1 and value[0] == "-" and (value[1].isdigit() or value[1] == "."):
+                joined.append(f"{word}={value}")
+                continue
+            joined.append(word)
+            if value is not None:
+                joined.append(value)
+            continue
+        joined.append(word)
+    return joined
+
+
 def parse_settings(argv: list[str] | None, parser: configargparse.ArgParser | None = None) -> Settings:
     """Parse and check everything; UsageError on the first bad value."""
     parser = parser or build_parser()
-    _check_sender_count(sys.argv[1:] if argv is None else argv)
+    argv = values_joined(parser, sys.argv[1:] if argv is None else argv)
+    _check_sender_count(argv)
     try:
         namespace = parser.parse_args(argv)
     except UnicodeDecodeError:

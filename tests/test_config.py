@@ -204,6 +204,10 @@ BAD_INPUT = [
     (["--summary-json", "."], {}, "--summary-json"),
     (["--summary-json", ""], {}, "--summary-json"),
     (["--broker", "redis://user:secret@localhost:99999999/0"], {}, "--broker"),
+    # a value that starts with "-" gets its option's rule, not argparse's "expected one argument"
+    (["--deadline", "-5m"], {}, "--deadline: must be a positive duration"),
+    (["--sender", "-1:0.1"], {}, "--sender: MEAN must be"),
+    (["--retry-backoff", "-.5"], {}, "--retry-backoff: must be a number at least 0"),
 ]
 
 
