@@ -181,6 +181,7 @@ BAD_INPUT = [
     (["-c", "/nonexistent/run.ini"], {}, "/nonexistent/run.ini"),
     (["--summary-json", "/nonexistent/dir/s.json"], {}, "--summary-json"),
     (["--recipients", "/nonexistent/numbers.txt"], {}, "--recipients"),
+    (["--recipients", "/tmp"], {}, "--recipients: cannot read /tmp"),  # one line: no "reading ... until it ends"
     ([], {"SMSBATCH_MESSAGES": "many"}, "--messages"),
     ([], {"SMSBATCH_SPEED": "-3"}, "--speed"),
     ([], {"SMSBATCH_SENDER": "[1:0.1, oops]"}, "--sender"),

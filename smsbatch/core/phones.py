@@ -196,12 +196,13 @@ _HASH = 0x9E3779B97F4A7C15  # Fibonacci hashing: spreads runs of consecutive num
 
 def recipients_is_stream(path: str) -> bool:
     """True if `path` can be read only once: standard input (`-`), a pipe, a
-    FIFO, a process substitution, a terminal or other device. A missing file is
-    not a stream (reading it will say what is wrong)."""
+    FIFO, a process substitution, a terminal or other device. A missing file,
+    or a directory, is not a stream (reading it will say what is wrong)."""
     if path == "-":
         return True
     try:
-        return not stat.S_ISREG(os.stat(path).st_mode)
+        mode = os.stat(path).st_mode
+        return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
     except OSError:
         return False
 
