@@ -9,6 +9,8 @@ one line naming the option and the rule.
 from __future__ import annotations
 
 import argparse
+import difflib
+import functools
 import itertools
 import json
 import math
@@ -370,7 +372,29 @@ class _Parser(configargparse.ArgParser):
     def error(self, message: str):  # one line, no usage block, no SystemExit
         if message.startswith("Unable to open config file"):
             message = "argument -c/--config: " + message.split(". Error: ")[0].lower()
+        flag = re.match(r"Unexpected value for (SMSBATCH_\w+): '(.*)'\. Expecting", message)
+        if flag:  # configargparse's own words for a flag's variable: the option's, as for any other
+            option = next((_flags(a) for a in self._actions if getattr(a, "env_var", None) == flag[1]), flag[1])
+            message = (
+                f"argument {option}: must be true or false (1, 0, yes, no, on, off) in the environment "
+                f"variable {flag[1]} (got '{flag[2]}')"
+            )
         raise UsageError(message)
+
+    def parse_args(self, args=None, namespace=None, **kwargs):
+        self._check_environment()
+        return super().parse_args(args, namespace, **kwargs)
+
+    def _check_environment(self) -> None:
+        """A variable SMSBATCH_X that names no option of any command is a mistake
+        (SMSBATCH_MESSAGE=10 ran 1000 messages): bad input, as an unknown key in a
+        config file is. SMSBATCH_TEST_* are the test suite's own."""
+        known = set(_known_env()) | {a.env_var for a in self._actions if getattr(a, "env_var", None)}
+        for name in sorted(os.environ):
+            if name.startswith("SMSBATCH_") and not name.startswith("SMSBATCH_TEST_") and name not in known:
+                close = difflib.get_close_matches(name, sorted(known), n=1)
+                hint = f"; did you mean {close[0]}?" if close else ""
+                raise UsageError(f"environment variable {name}: no option reads it{hint}")
 
     def convert_item_to_command_line_arg(self, action, key, value):
         # SMSBATCH_SENDER=[] would add no --sender at all, so the built-in
@@ -895,6 +919,13 @@ def _broker_timeout_option(option: _AddOption) -> None:
         default=30.0,
         help="with --broker: seconds to keep retrying an unreachable broker before giving up",
     )
+
+
+@functools.cache
+def _known_env() -> frozenset[str]:
+    """Every environment variable an option of any command reads."""
+    parsers = (build_parser(), build_worker_parser(), build_plan_parser(), build_compare_parser())
+    return frozenset(a.env_var for p in parsers for a in p._actions if getattr(a, "env_var", None))
 
 
 def build_worker_parser() -> configargparse.ArgParser:

@@ -185,7 +185,8 @@ BAD_INPUT = [
     ([], {"SMSBATCH_MESSAGES": "many"}, "--messages"),
     ([], {"SMSBATCH_SPEED": "-3"}, "--speed"),
     ([], {"SMSBATCH_SENDER": "[1:0.1, oops]"}, "--sender"),
-    ([], {"SMSBATCH_NO_PROGRESS": "maybe"}, "SMSBATCH_NO_PROGRESS"),
+    ([], {"SMSBATCH_NO_PROGRESS": "maybe"}, "--no-progress: must be true or false"),
+    ([], {"SMSBATCH_MESSAGE": "10"}, "SMSBATCH_MESSAGE: no option reads it; did you mean SMSBATCH_MESSAGES?"),
     # numbers too small to mean anything (1/x overflows), and a flood of progress lines
     (["--sender", "1e-320:0"], {}, "--sender"),
     (["--sender", "1:0:rate=1e-320"], {}, "--sender"),
