@@ -139,6 +139,9 @@ def test_signals_stop_warm_then_cold(processes, signum, status, times):
     assert run.status == status
     assert run.summary["unsent"] > 0
     assert run.summary["exit_status"] == status
+    # A cold stop ends the children itself: none of them died (was: "died (SIGKILL)", counted lost, re-queued).
+    assert "died" not in run.err
+    assert not any(s["state"].startswith("died") for s in run.summary["senders"])
 
 
 def test_sigterm_to_the_main_process_only(processes):

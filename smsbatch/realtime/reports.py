@@ -111,14 +111,19 @@ class ReportHandler:
             return NOTHING
         if member.silent_for is not None:
             return self.members.gone(index, "lost", f"silent for {member.silent_for:.0f}s", state.phase)
+        if state.phase == Phase.COLD:  # the cold stop ended it (SIGKILL): no death, nothing to send again
+            member.state = "ended (cold stop)"
+            if self.tracks_claims:
+                self.accounts.release(index)  # what it held stays unsent
+            return NOTHING
         return self.members.gone(index, "died", exited.reason, state.phase)
 
     def _producer_exited(self, exited: Exited, state: RunState) -> Effects:
         self.members.producer_exited = True
         if self.members.producer_done or state.transport_lost:
             return NOTHING
-        if state.phase != Phase.RUNNING and exited.clean:
-            return NOTHING  # asked to stop before it had made everything
+        if state.phase == Phase.COLD or (state.phase != Phase.RUNNING and exited.clean):
+            return NOTHING  # asked to stop (or ended by the cold stop) before it had made everything
         self.members.producer_lost = True  # the stop policy decides what follows
         self.members.queue_broken = exited.queue_broken
         return said(f"the producer died ({exited.reason}); what it made is sent, the rest counted unsent")
