@@ -69,6 +69,7 @@ class Knob:
     step: Decimal
     integral: bool
     config_value: float | None  # what the config has
+    can_go_further: bool = True  # the knob's rule allows a value beyond index 0 (copies cannot go below 1)
 
     @property
     def fewer_is_better(self) -> bool:
@@ -177,7 +178,12 @@ def _knob(
     else:  # a rate is searched to the finest decimal place LO or HI is written with: 10..100 in whole numbers
         places = max(0, -int(low.as_tuple().exponent), -int(high.as_tuple().exponent))
         step = Decimal(1).scaleb(-places)
-    knob = Knob(written, kind, target, low, high, step, integral, current)
+    beyond = high + step if kind == "messages" else low - step  # past index 0, the end a search may run out at
+    try:
+        further = beyond > 0 and rule(str(int(beyond) if integral else beyond)) is not None
+    except ValueError:
+        further = False
+    knob = Knob(written, kind, target, low, high, step, integral, current, further)
     if knob.count > MAX_VALUES:
         raise UsageError(
             f"{where}: a range of at most {MAX_VALUES:,} values can be searched (got {knob.count:,}:"
@@ -455,7 +461,8 @@ def _answer_line(
     at_end = ""
     if answer == knob.value(0):
         which, move = ("highest", "raise HI") if knob.fewer_is_better else ("lowest", "lower LO")
-        at_end = f" (the {which} value searched: {move} to look further)"
+        further = f": {move} to look further" if knob.can_go_further else f", the {which} it can be"
+        at_end = f" (the {which} value searched{further})"
     return (
         f"{knob.name} = {knob.shown(answer)}{has}: {best.met} of {best.n} replications {target},"
         f" Wilson 95% [{low:.1%}, {high:.1%}]{at_end}\n"

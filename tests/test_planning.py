@@ -325,3 +325,12 @@ def test_a_brief_replication_counts_no_bins_and_has_the_full_ones_figures(argv, 
     assert {k: v for k, v in brief.items() if k not in real_seconds} == {
         k: full[k] for k in brief if k not in real_seconds
     }
+
+
+def test_an_answer_at_the_lowest_value_a_knob_can_take_does_not_ask_to_lower_lo(tmp_path):
+    argv = ["plan", "-n", "200", "--sender", "0.1:0:window=5:name=B", "--deadline", "100", "--seed", "1"]
+    status, _, out, _ = run([*argv, "--vary", "B.copies=1..5", "--no-progress"], tmp_path)
+    assert status == 0
+    assert "(the lowest value searched, the lowest it can be)" in out
+    status, _, out, _ = run([*argv, "--vary", "B.copies=2..5", "--no-progress"], tmp_path)
+    assert "(the lowest value searched: lower LO to look further)" in out
