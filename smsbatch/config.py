@@ -138,6 +138,14 @@ def parse_replications(text: str) -> int:
         raise ValueError(f"must be a whole number from 1 to {MAX_REPLICATIONS:,}, or auto") from None
 
 
+def parse_run_id(text: str) -> str:
+    """A run's id, as its coordinator's first line says it (`smsbatch: run 1a2b3c4d on ...`)."""
+    text = str(text).strip()
+    if not re.fullmatch(r"[0-9a-f]{8}", text):
+        raise ValueError("must be a run's id: 8 hex digits, as the coordinator's line 'smsbatch: run ID on ...' says")
+    return text
+
+
 def parse_cluster(text: str) -> str:
     """A Dask scheduler's address, checked here without importing Dask."""
     from urllib.parse import urlsplit
@@ -953,7 +961,13 @@ def build_worker_parser() -> configargparse.ArgParser:
         metavar="SPEC",
         help=f"MEAN:FAIL_RATE[:key=value...], repeatable (default: the built-in set {' '.join(DEFAULT_SENDERS)})",
     )
-    option("--run", env="RUN", metavar="ID", help="join this run only (default: the one in progress, or the next)")
+    option(
+        "--run",
+        env="RUN",
+        metavar="ID",
+        type=_typed(parse_run_id),
+        help="join this run only (default: the one in progress, or the next)",
+    )
     option("--once", env="ONCE", action="store_true", help="leave after one run (default: serve run after run)")
     _broker_timeout_option(option)
     return parser

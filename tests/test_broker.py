@@ -453,13 +453,14 @@ def test_bad_broker_input_starts_nothing(no_children_left):
         ["worker", "--broker", "redis://x:6379/zero"],
         ["worker", "--broker", "redis://127.0.0.1:1/0"],
         ["worker", "--broker", "redis://127.0.0.1:1/0", "--sender", "1:2"],
+        ["worker", "--broker", "redis://127.0.0.1:1/0", "--run", "zzz", "--once"],  # was: waited for it forever
     ):
         proc = subprocess.run([sys.executable, "-m", "smsbatch", *argv], capture_output=True, text=True, timeout=30)
         assert proc.returncode == 2, argv
         assert proc.stdout == ""
         assert proc.stderr.count("\n") == 1
         assert "Traceback" not in proc.stderr
-        assert "--broker" in proc.stderr or "--sender" in proc.stderr
+        assert "--broker" in proc.stderr or "--sender" in proc.stderr or "--run: must be a run's id" in proc.stderr
 
 
 def test_redis_is_not_imported_without_a_broker(no_children_left):
