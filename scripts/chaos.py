@@ -724,14 +724,18 @@ def check_summary(s: dict, timeline: bool = True) -> list[str]:
     missing = [key for key in SUMMARY_KEYS if key not in s]
     if missing:
         return [f"the summary lacks {', '.join(missing)}"]
-    m, sent, failed, unsent, expired = s["messages"], s["sent"], s["failed"], s["unsent"], s.get("expired", 0)
+    m, sent, failed, unsent = s["messages"], s["sent"], s["failed"], s["unsent"]
+    expired = s.get("expired_not_accepted", 0)
     need(
         m == sent + failed + expired + unsent,
-        f"messages {m} != sent {sent} + failed {failed} + expired {expired} + unsent {unsent}",
+        f"messages {m} != sent {sent} + failed {failed} + expired_not_accepted {expired} + unsent {unsent}",
     )
-    fates = ("delivered", "undeliverable", "no_receipt", "receipt_pending", "receipt_expired")
-    if all(key in s for key in fates):  # what became of each accepted one: its receipt, or why none came
-        need(sum(s[key] for key in fates) == sent, f"sent {sent} != {' + '.join(f'{k} {s[k]}' for k in fates)}")
+    fates = ("delivered", "undeliverable", "no_receipt", "receipt_pending", "expired", "failed", "unsent")
+    if all(key in s for key in fates):  # what became of each: its receipt, or why none came
+        need(sum(s[key] for key in fates) == m, f"messages {m} != {' + '.join(f'{k} {s[k]}' for k in fates)}")
+    accepted = ("delivered", "undeliverable", "no_receipt", "receipt_pending", "receipt_expired")
+    if all(key in s for key in accepted):  # ... and of each accepted one
+        need(sum(s[key] for key in accepted) == sent, f"sent {sent} != {' + '.join(f'{k} {s[k]}' for k in accepted)}")
     need(min(sent, failed, unsent) >= 0, f"a negative count: sent {sent}, failed {failed}, unsent {unsent}")
     attempts = s["attempts"]
     finer = sent + failed + s["retried"] + s["duplicates"]

@@ -159,13 +159,23 @@ class RunMonitor(Protocol):
 def model_check(run: Snapshot, model: Snapshot) -> ModelCheck:
     """`run`'s figures against `model`'s (the same settings and seed in virtual time)."""
     off: list[str] = []
-    times: list[tuple[str, float | None, float | None]] = [("sim_elapsed", run.sim_elapsed, model.sim_elapsed)]
-    times += [(f"reach {p}%", run.reach.get(p), model.reach.get(p)) for p in model.reach]
+    # (figure, run's time, model's time, the counts whose shares they are: run's, model's)
+    times: list[tuple[str, float | None, float | None, int, int]] = [
+        ("sim_elapsed", run.sim_elapsed, model.sim_elapsed, 0, 0)
+    ]
+    times += [(f"reach {p}%", run.reach.get(p), model.reach.get(p), run.sent, model.sent) for p in model.reach]
     if model.receipts is not None:
-        times += [(f"delivered {p}%", run.delivered_reach.get(p), model.delivered_reach.get(p)) for p in model.reach]
-    for name, real, want in times:
+        got, wanted = run.receipts.delivered if run.receipts else run.sent, model.receipts.delivered
+        times += [
+            (f"delivered {p}%", run.delivered_reach.get(p), model.delivered_reach.get(p), got, wanted)
+            for p in model.reach
+        ]
+    for name, real, want, count, model_count in times:
         if real is None or want is None:
-            if real != want:
+            # Reached on one side only. If the counts agree within the tolerance (one
+            # message of 800 failed in the model only: 100% "never" against 37.9s), the
+            # count is the figure and it is right: no warning that cries wolf.
+            if real != want and abs(count - model_count) > MODEL_TOLERANCE * run.messages:
                 off.append(f"{name} {_maybe_seconds(real)} against the model's {_maybe_seconds(want)}")
         elif abs(real - want) > MODEL_TOLERANCE * model.sim_elapsed:
             change = f" ({(real / want - 1) * 100:+.1f}%)" if want else ""

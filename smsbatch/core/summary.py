@@ -42,7 +42,11 @@ def summary_dict(
         "messages": snap.messages,
         "sent": snap.sent,
         "failed": snap.failed,
-        "expired": snap.expired,  # not accepted in time: messages == sent + failed + expired + unsent
+        # Expired, both kinds (the receipts' identity: messages == delivered + ... + expired + failed +
+        # unsent); those never accepted (messages == sent + failed + expired_not_accepted + unsent, as
+        # the text adds them), and receipt_expired below: accepted, the receipt due after --validity.
+        "expired": snap.expired + (snap.receipts.expired if snap.receipts is not None else 0),
+        "expired_not_accepted": snap.expired,
         "unsent": snap.unsent,
         "produced": produced,
         "attempts": s.attempts,
