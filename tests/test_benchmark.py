@@ -1,8 +1,9 @@
 """The benchmark still runs (quick mode: tiny sizes, one run each; every
 section, in two halves side by side), and its table is sane: every figure is a
 number in a plausible range, the figures that restate each other agree, and
-each verdict (yes / NO) is the one its figure and target give. Quick figures are not held to their targets: the sizes are too
-small and the machine is shared."""
+each verdict (yes / NO) is the one its figure and target give. Quick figures
+are not held to their targets: the sizes are too small and the machine is
+shared."""
 
 import importlib.util
 import operator
