@@ -14,7 +14,7 @@ pytestmark = pytest.mark.timeout(60)
 def test_a_stopped_sender_holding_work_is_lost_and_its_work_sent_by_the_others(processes):
     run = processes.run(
         "--messages",
-        "600",
+        "300",
         "--sender",
         "0.2:0:window=5",
         "--sender",
@@ -32,7 +32,7 @@ def test_a_stopped_sender_holding_work_is_lost_and_its_work_sent_by_the_others(p
     run.finish().accounted()
     s = run.summary
     assert run.status == 0
-    assert s["sent"] == 600
+    assert s["sent"] == 300
     assert s["unsent"] == 0
     assert s["lost_senders"] == 1
     assert s["senders"][1]["state"].startswith("lost (silent for ")
