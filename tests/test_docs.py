@@ -23,6 +23,7 @@ import shlex
 import signal
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -167,29 +168,51 @@ def run_line(line: str, folder: Path, env: dict, redis_url: str | None, workers:
     return ran
 
 
-def run_page(page: str, folder: Path, redis_url: str | None) -> None:
+def run_block(block: list[str], folder: Path, env: dict, redis_url: str | None) -> None:
+    """A block's lines in order, in `folder`; its workers end after its last line."""
+    workers: list[Started] = []
+    for line in block:
+        run_line(line, folder, env, redis_url, workers)
+    for worker in workers:
+        worker.proc.send_signal(signal.SIGTERM)
+        out, err = worker.collect(timeout=30)
+        assert worker.proc.returncode == 0, f"a docs worker exited {worker.proc.returncode}:\n{out}\n{err}"
+
+
+def run_page(page: str, tmp_path: Path, redis_url: str | None) -> None:
+    """Every block of the page, each in a folder of its own (prepared_folder): two
+    blocks at a time (a block's commands mostly start Python), but the blocks that
+    use Redis one after another, as a worker joins whatever run it finds there."""
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     env = {key: value for key, value in env.items() if not key.startswith("SMSBATCH_")}
-    for block in commands(page):
-        workers: list[Started] = []
-        for line in block:
-            run_line(line, folder, env, redis_url, workers)
-        for worker in workers:
-            worker.proc.send_signal(signal.SIGTERM)
-            out, err = worker.collect(timeout=30)
-            assert worker.proc.returncode == 0, f"a docs worker exited {worker.proc.returncode}:\n{out}\n{err}"
+    blocks = list(enumerate(commands(page)))
+
+    def folder(number: int) -> Path:
+        path = tmp_path / f"block-{number}"
+        path.mkdir()
+        return prepared_folder(path)
+
+    alone = [(n, block) for n, block in blocks if needs_redis([block])]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        beside = [
+            pool.submit(run_block, block, folder(n), env, redis_url) for n, block in blocks if not needs_redis([block])
+        ]
+        for n, block in alone:
+            run_block(block, folder(n), env, redis_url)
+        for done in beside:
+            done.result()  # a block's failure, raised here
 
 
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("page", [page for page in PAGES if not needs_redis(commands(page))])
 def test_every_example_command_runs(page, tmp_path):
-    run_page(page, prepared_folder(tmp_path), None)
+    run_page(page, tmp_path, None)
 
 
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("page", [page for page in PAGES if needs_redis(commands(page))])
 def test_every_example_command_with_redis_runs(page, tmp_path, redis_url):
-    run_page(page, prepared_folder(tmp_path), redis_url)
+    run_page(page, tmp_path, redis_url)
 
 
 def test_the_readme_and_docs_have_commands_and_the_readme_is_a_front_page():
