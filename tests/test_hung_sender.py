@@ -54,7 +54,7 @@ def test_stopped_idle_senders_holding_the_queues_lock_do_not_hang_the_end(proces
         "--sender",
         "0.01:0",
         "--sender",
-        "3:0:distribution=constant:name=slow",
+        "2:0:distribution=constant:name=slow",
         "--seed",
         "8",
         "--claim-after",
