@@ -384,7 +384,7 @@ def test_redis_back_within_the_timeout(tmp_path, no_children_left, private_redis
         "--broker",
         private_redis.url,
         "--messages",
-        "3000",
+        "1500",
         "--sender",
         "0.02:0",
         "--sender",
@@ -402,7 +402,7 @@ def test_redis_back_within_the_timeout(tmp_path, no_children_left, private_redis
     run.finish(timeout=45).accounted()
     s = run.summary
     assert run.status == 0
-    assert s["sent"] == 3000
+    assert s["sent"] == 1500
     assert s["unsent"] == 0
     assert "unreachable" in run.err
     assert "is back after" in run.err
