@@ -118,7 +118,7 @@ def test_a_killed_worker_loses_nothing(tmp_path, redis_url, no_children_left):
 def test_a_worker_that_leaves_gives_its_work_back(tmp_path, redis_url, no_children_left):
     # Sends of 2 s real (20 s at x10) outlast the leaving grace second: they are given back.
     worker = WorkerProc(redis_url, "--sender", "20:0:window=5:name=slow", "--once")
-    run = Run(tmp_path, "--broker", redis_url, "--messages", "3000", "--sender", "0.01:0", "--seed", "5", *FAST)
+    run = Run(tmp_path, "--broker", redis_url, "--messages", "1500", "--sender", "0.01:0", "--seed", "5", *FAST)
     wait_until(worker.senders_holding)  # sends in flight when it is told to leave
     worker.kill_group(signal.SIGTERM)
     worker.finish(timeout=10)
@@ -128,7 +128,7 @@ def test_a_worker_that_leaves_gives_its_work_back(tmp_path, redis_url, no_childr
     assert "giving back" in worker.out
     assert run.status == 0
     assert s["unsent"] == 0
-    assert s["sent"] == 3000
+    assert s["sent"] == 1500
     slow = s["senders"][1]
     assert slow["state"].startswith("left (gave back ")
     assert slow["state"] != "left (gave back 0)"
