@@ -75,12 +75,12 @@ def test_stopped_idle_senders_holding_the_queues_lock_do_not_hang_the_end(proces
 
 
 def test_a_slow_send_is_not_taken_for_a_hang(processes):
-    # One send of 2.5 real seconds, with --claim-after 1: the sender beats mid-send.
+    # One send of 2 real seconds, with --claim-after 1: the sender beats mid-send.
     run = processes.run(
         "--messages",
         "1",
         "--sender",
-        "2.5:0:distribution=constant",
+        "2:0:distribution=constant",
         "--seed",
         "1",
         "--claim-after",
