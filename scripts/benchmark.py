@@ -735,21 +735,21 @@ def sections(quick: bool, runs: int) -> dict[str, Callable[[], list[Row]]]:
     """Every section of the table, by the name --only takes, in the order printed."""
     q = quick
     return {
-        "throughput": lambda: throughput(runs, 20_000 if q else 1_000_000, 2_000 if q else 200_000),
+        "throughput": lambda: throughput(runs, 5_000 if q else 1_000_000, 1_000 if q else 200_000),
         "scheduling": lambda: scheduling(runs, 0.2 if q else 6.0, quick=q),
         "memory": lambda: memory(runs, 10_000, 20_000 if q else 1_000_000),
         "startup": lambda: startup(runs),
         "window": lambda: window(runs, 1_000 if q else 100_000, 1_000 if q else 10_000, 10.0 if q else 1.0),
         "rate": lambda: rate_limit(runs, 500 if q else 50_000, 5000),
         "redis": lambda: redis_backend(runs, 20_000 if q else 1_000_000),
-        "virtual-speed": lambda: virtual_speed(runs, 20_000 if q else 200_000),
-        "virtual-fast": lambda: virtual_fast(runs, 20_000 if q else 1_000_000),
+        "virtual-speed": lambda: virtual_speed(runs, 5_000 if q else 200_000),
+        "virtual-fast": lambda: virtual_fast(runs, 5_000 if q else 1_000_000),
         "virtual-memory": lambda: virtual_memory(100_000 if q else 1_000_000, 200_000 if q else 10_000_000),
-        "gateways": lambda: gateways_speed(runs, 20_000 if q else 200_000, 40_000 if q else 1_000_000),
+        "gateways": lambda: gateways_speed(runs, 5_000 if q else 200_000, 40_000 if q else 1_000_000),
         "speeds": lambda: answer_by_speed(2_000 if q else 200_000, ("100", "1000") if q else ("100", "1000", "10000")),
-        "replications": lambda: replications(runs, 2 if q else 8, 20_000 if q else 1_000_000),
+        "replications": lambda: replications(runs, 2 if q else 8, 5_000 if q else 1_000_000),
         "plan": lambda: planning(1_000 if q else 1_000_000, 6.0 if q else 600.0, 0.5 if q else 0.95),
-        "faithful": lambda: faithful_share(1 if q else 10, 2_000 if q else 20_000, 200 if q else 1_000),
+        "faithful": lambda: faithful_share(1 if q else 10, 2_000 if q else 20_000, 100 if q else 1_000),
         "run-ends": lambda: run_ends(1 if q else 2),
         "worker-leaves": lambda: worker_leaves(1 if q else 2),
     }

@@ -3,7 +3,11 @@
 A command is a line of a fenced `sh` block, or a `$ ` line of any fenced
 block. Each `smsbatch` command on it runs as written, cut down so the whole
 lot takes seconds: at most 200 messages and 3 replications, and a real-time
-run at --speed 1000 (the mode is kept: --speed max stays max). A Redis URL
+run at --speed 1000 (the mode is kept: --speed max stays max). A count left to
+the stopping rule (`--replications auto`, and `compare`'s default) stops at
+--max-replications 10, the rule's least, which it goes on past when its runs are
+that small; `plan`, whose feasible candidate takes at least 73 replications,
+at most 50 messages. A Redis URL
 of the docs is the test Redis; a worker runs in the background until the
 block's last command is done, then leaves on SIGTERM (exit 0). Installing
 and testing commands (pip, pytest, the linters, .ci/run) are CI's own: it
@@ -19,6 +23,7 @@ import shlex
 import signal
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -28,6 +33,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PAGES = ["README.md", *sorted(str(path.relative_to(ROOT)) for path in (ROOT / "docs").glob("*.md"))]
 MAX_MESSAGES = 200
 MAX_REPLICATIONS = 3
+MAX_AUTO_REPLICATIONS = "10"  # --replications auto's least (--max-replications below it is bad input)
+MAX_PLAN_MESSAGES = 50
 REAL_TIME_SPEED = "1000"
 DOC_BROKER = re.compile(r"redis://(redis-host|localhost):6379/0")
 # What CI runs as written (.ci/run): making the virtualenv, installing, the suite, the checks.
@@ -85,24 +92,32 @@ def cut_down(words: list[str], redis_url: str | None) -> list[str]:
     if words[1:2] == ["worker"]:
         return [*words, "--broker", redis_url] if "-c" in words and redis_url else words
     planning = words[1:2] in (["plan"], ["compare"])  # virtual time only, whatever the docs say
+    most = MAX_PLAN_MESSAGES if words[1:2] == ["plan"] else MAX_MESSAGES
+    auto = words[1:2] == ["compare"]  # compare's replications default to auto
     out, given, rest = [words[0]], set(), iter(words[1:])
     for word in rest:
         if word in ("-n", "--messages", "--replications", "--speed"):
             value = next(rest)
             given.add(word.lstrip("-")[0])
             if word == "--replications":
-                value = value if value == "auto" else str(min(int(value), MAX_REPLICATIONS))
+                auto = value == "auto"
+                value = value if auto else str(min(int(value), MAX_REPLICATIONS))
             elif word == "--speed":
                 value = value if value.lower() == "max" else REAL_TIME_SPEED
             else:
-                value = str(min(int(value), MAX_MESSAGES))
+                value = str(min(int(value), most))
             out += [word, value]
+        elif word == "--max-replications":
+            given.add("x")
+            out += [word, str(min(int(next(rest)), int(MAX_AUTO_REPLICATIONS)))]
         else:
             out.append(word)
     if "n" not in given and "m" not in given:
-        out += ["-n", str(MAX_MESSAGES)]
+        out += ["-n", str(most)]
     if "s" not in given and not planning:
         out += ["--speed", REAL_TIME_SPEED]
+    if auto and "x" not in given:
+        out += ["--max-replications", MAX_AUTO_REPLICATIONS]
     return out
 
 
@@ -153,29 +168,51 @@ def run_line(line: str, folder: Path, env: dict, redis_url: str | None, workers:
     return ran
 
 
-def run_page(page: str, folder: Path, redis_url: str | None) -> None:
+def run_block(block: list[str], folder: Path, env: dict, redis_url: str | None) -> None:
+    """A block's lines in order, in `folder`; its workers end after its last line."""
+    workers: list[Started] = []
+    for line in block:
+        run_line(line, folder, env, redis_url, workers)
+    for worker in workers:
+        worker.proc.send_signal(signal.SIGTERM)
+        out, err = worker.collect(timeout=30)
+        assert worker.proc.returncode == 0, f"a docs worker exited {worker.proc.returncode}:\n{out}\n{err}"
+
+
+def run_page(page: str, tmp_path: Path, redis_url: str | None) -> None:
+    """Every block of the page, each in a folder of its own (prepared_folder): two
+    blocks at a time (a block's commands mostly start Python), but the blocks that
+    use Redis one after another, as a worker joins whatever run it finds there."""
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     env = {key: value for key, value in env.items() if not key.startswith("SMSBATCH_")}
-    for block in commands(page):
-        workers: list[Started] = []
-        for line in block:
-            run_line(line, folder, env, redis_url, workers)
-        for worker in workers:
-            worker.proc.send_signal(signal.SIGTERM)
-            out, err = worker.collect(timeout=30)
-            assert worker.proc.returncode == 0, f"a docs worker exited {worker.proc.returncode}:\n{out}\n{err}"
+    blocks = list(enumerate(commands(page)))
+
+    def folder(number: int) -> Path:
+        path = tmp_path / f"block-{number}"
+        path.mkdir()
+        return prepared_folder(path)
+
+    alone = [(n, block) for n, block in blocks if needs_redis([block])]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        beside = [
+            pool.submit(run_block, block, folder(n), env, redis_url) for n, block in blocks if not needs_redis([block])
+        ]
+        for n, block in alone:
+            run_block(block, folder(n), env, redis_url)
+        for done in beside:
+            done.result()  # a block's failure, raised here
 
 
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("page", [page for page in PAGES if not needs_redis(commands(page))])
 def test_every_example_command_runs(page, tmp_path):
-    run_page(page, prepared_folder(tmp_path), None)
+    run_page(page, tmp_path, None)
 
 
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("page", [page for page in PAGES if needs_redis(commands(page))])
 def test_every_example_command_with_redis_runs(page, tmp_path, redis_url):
-    run_page(page, prepared_folder(tmp_path), redis_url)
+    run_page(page, tmp_path, redis_url)
 
 
 def test_the_readme_and_docs_have_commands_and_the_readme_is_a_front_page():
@@ -197,6 +234,12 @@ def test_the_cut_down_keeps_the_mode_and_the_options():
     assert cut_down(["smsbatch", "--speed", "10"], None) == ["smsbatch", "--speed", "1000", "-n", "200"]
     assert cut_down(["smsbatch", "--replications", "20"], None)[:2] == ["smsbatch", "--replications"]
     assert "3" in cut_down(["smsbatch", "--replications", "20"], None)
+    assert cut_down(["smsbatch", "--speed", "max", "--replications", "auto"], None)[-2:] == ["--max-replications", "10"]
+    assert cut_down(["smsbatch", "compare", "a.ini", "--with", "max-retries=0", "-n", "1000"], None) == [
+        "smsbatch", "compare", "a.ini", "--with", "max-retries=0", "-n", "200", "--max-replications", "10"
+    ]  # fmt: skip
+    assert "--max-replications" not in cut_down(["smsbatch", "compare", "a.ini", "--replications", "20"], None)
+    assert cut_down(["smsbatch", "plan", "-n", "20000", "--vary", "b.copies=1..10"], None)[2:4] == ["-n", "50"]
     assert segments("A=1 smsbatch -n 5 && smsbatch report a.json -o b.html  # note") == [
         ("", ["A=1", "smsbatch", "-n", "5"]),
         ("&&", ["smsbatch", "report", "a.json", "-o", "b.html"]),

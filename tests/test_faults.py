@@ -20,7 +20,7 @@ pytestmark = pytest.mark.timeout(60)
 def test_a_killed_sender_loses_nothing(processes):
     run = processes.run(
         "--messages",
-        "3000",
+        "1500",
         "--sender",
         "0.01:0.1",
         "--sender",
@@ -47,9 +47,9 @@ def test_a_killed_sender_loses_nothing(processes):
     assert "sender 2 died (SIGKILL);" in run.err
     assert "re-queued" in run.err
     # Every message counted exactly once: once in the per-sender attempts, once in the log.
-    assert sum(x["attempts"] for x in s["senders"]) == 3000
+    assert sum(x["attempts"] for x in s["senders"]) == 1500
     ids = [int(line.split()[2]) for line in run.err.splitlines() if line.startswith("INFO message ")]
-    assert sorted(ids) == list(range(3000))
+    assert sorted(ids) == list(range(1500))
 
 
 def test_senders_killed_while_waiting_for_work_do_not_lock_the_queue(processes):

@@ -473,7 +473,7 @@ def test_a_sender_killed_while_down_or_paused_loses_nothing(processes, while_):
     its first answers on), what it held goes to the other: every message once."""
     victim = "0.05:0:window=4:down=1+60" if while_ == "down" else "0.05:0:window=8:cap=4:burst=1"
     run = processes.run(
-        "-n", "600", "--sender", victim, "--sender", "0.05:0:window=2", "--speed", "4", "--seed", "2",
+        "-n", "600", "--sender", victim, "--sender", "0.05:0:window=2", "--speed", "8", "--seed", "2",
         "--throttle-pause", "60", "--log", "INFO", "--interval", "0.1",
     )  # fmt: skip
     run.wait_for_children(3)

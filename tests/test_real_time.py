@@ -134,7 +134,7 @@ def test_a_run_the_machine_cannot_follow_says_it_is_not_faithful(processes):
 
 @pytest.mark.timeout(60)
 def test_virtual_time_summary_has_the_same_keys_and_says_max(processes):
-    settings = ("-n", "500", "--sender", "0.1:0.1", "--seed", "2", "--no-progress")
+    settings = ("-n", "100", "--sender", "0.1:0.1", "--seed", "2", "--no-progress")
     virtual = processes.run(*settings, "--speed", "max", summary="v.json").finish()
     real = processes.run(*settings, "--speed", "50", summary="r.json").finish()
     virtual.accounted(), real.accounted()
