@@ -161,6 +161,32 @@ def _run_sender_failing_with(failure):
     return child.exitcode, said
 
 
+class AbandonedStore(FakeStore):
+    """Entries a dead sender held, claimable one per call (XAUTOCLAIM ... COUNT 1)."""
+
+    def __init__(self, abandoned) -> None:
+        super().__init__()
+        self.abandoned = list(abandoned)
+        self.reclaims = 0
+
+    def reclaim(self, consumer, min_idle_ms, start):
+        self.reclaims += 1
+        return start, self.abandoned.pop(0) if self.abandoned else None
+
+
+def test_a_dead_senders_batches_are_taken_over_one_after_another_not_one_a_beat():
+    entries = [(f"{i}-0".encode(), as_read(codec.batch_fields((i,), numbers((i,)), None))) for i in range(1, 31)]
+    store = AbandonedStore(entries)
+    link = SenderLink(store, "host/1/1", "hi", claim_after=4.0, share=6, clock=lambda: 0.0)  # time stands still
+    taken = [link.take(0.0) for _ in range(31)]
+    assert [tuple(batch.ids) for batch in taken[:30]] == [(i,) for i in range(1, 31)]  # was: one, then a beat
+    assert link.redelivered == 30
+    assert taken[30] is None  # none left: the next look waits a beat
+    assert store.reclaims == 31
+    assert link.take(0.0) is None
+    assert store.reclaims == 31
+
+
 def test_a_sender_that_loses_its_transport_says_so_in_one_line_and_exits_1(capfd):
     status, said = _run_sender_failing_with(BrokerDown("Redis at redis://x unreachable for 30.0s"))
     assert status == 1

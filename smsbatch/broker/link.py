@@ -126,12 +126,16 @@ class SenderLink:
         return self.store.read_work(self.sender, max(1, int(timeout * 1000)) if timeout > 0 else None)
 
     def _reclaim_if_due(self) -> Entry | None:
-        """Take over one batch that a silent sender has held too long."""
+        """Take over one batch that a silent sender has held too long. Having
+        found one, look again at the next take, not a beat later: a dead worker
+        holds tens of batches, and taking one a beat made their redelivery
+        last 5 to 20 s (an entry is claimable only when its holder has not
+        renewed it for --claim-after, so this takes only abandoned work)."""
         now = self.clock()
         if now < self.next_reclaim:
             return None
-        self.next_reclaim = now + self.beat_seconds
         self.reclaim_from, entry = self.store.reclaim(self.sender, self.claim_after_ms, self.reclaim_from)
+        self.next_reclaim = now if entry is not None else now + self.beat_seconds
         return entry
 
     # ---- keep alive ----
