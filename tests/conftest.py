@@ -1,4 +1,5 @@
 import contextlib
+import importlib.util
 import json
 import multiprocessing
 import os
@@ -13,6 +14,19 @@ import threading
 import time
 
 import pytest
+
+ROOT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def load_script(name: str):
+    """scripts/NAME.py as a module (the benchmark and the chaos harness are scripts, not package modules)."""
+    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT_DIR, "scripts", f"{name}.py"))
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
 
 
 def child_pids(pid: int | None = None) -> set[int]:

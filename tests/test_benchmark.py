@@ -5,7 +5,6 @@ each verdict (yes / NO) is the one its figure and target give. Quick figures
 are not held to their targets: the sizes are too small and the machine is
 shared."""
 
-import importlib.util
 import operator
 import os
 import re
@@ -13,7 +12,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import communicate_or_kill, start
+from conftest import communicate_or_kill, load_script, start
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NAME, MEASURED, TARGET = 62, 24, 18  # the table's column widths (scripts/benchmark.py)
@@ -108,16 +107,6 @@ BENCHMARK = os.path.join(ROOT, "scripts", "benchmark.py")
 WAITING = ("window", "rate", "speeds", "faithful", "run-ends", "worker-leaves")
 
 
-def _benchmark_module():
-    spec = importlib.util.spec_from_file_location("benchmark", BENCHMARK)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["benchmark"] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
 def check_quick_table(out: str) -> None:
     """Each row's figure in range and its verdict the one figure and target give; the last line counts them."""
     rows = table(out)
@@ -135,7 +124,7 @@ def check_quick_table(out: str) -> None:
 
 @pytest.mark.timeout(180)
 def test_benchmark_quick_mode_prints_sane_figures_and_true_verdicts():
-    every = list(_benchmark_module().sections(True, 1))
+    every = list(load_script("benchmark").sections(True, 1))
     assert set(WAITING) <= set(every)
     halves = [",".join(WAITING), ",".join(name for name in every if name not in WAITING)]
     procs = [

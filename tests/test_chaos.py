@@ -3,7 +3,6 @@ random trials, every one of which must hold; its trials replay from their
 seeds; its checks catch what they are there to catch."""
 
 import copy
-import importlib.util
 import json
 import os
 import re
@@ -11,23 +10,13 @@ import subprocess
 import sys
 
 import pytest
-from conftest import communicate_or_kill, start, wait_until
+from conftest import communicate_or_kill, load_script, start, wait_until
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHAOS = os.path.join(ROOT, "scripts", "chaos.py")
 
 
-def _load_chaos():
-    spec = importlib.util.spec_from_file_location("chaos", CHAOS)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["chaos"] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-chaos = _load_chaos()
+chaos = load_script("chaos")
 
 
 def _chaos(*argv: str, timeout: float) -> tuple[int, str, str]:
