@@ -179,8 +179,9 @@ def _knob(
         places = max(0, -int(low.as_tuple().exponent), -int(high.as_tuple().exponent))
         step = Decimal(1).scaleb(-places)
     beyond = high + step if kind == "messages" else low - step  # past index 0, the end a search may run out at
-    try:
-        further = beyond > 0 and rule(str(int(beyond) if integral else beyond)) is not None
+    try:  # does the knob's own rule allow it (copies cannot go below 1)?
+        rule(str(int(beyond) if integral else beyond))
+        further = beyond > 0
     except ValueError:
         further = False
     knob = Knob(written, kind, target, low, high, step, integral, current, further)

@@ -104,8 +104,8 @@ def _receipt_fields(snap: Snapshot) -> dict[str, object]:
     accepted message is delivered at once."""
     receipts = snap.receipts
     if receipts is None:
-        counts = {"delivered": snap.sent, "undeliverable": 0, "no_receipt": 0, "receipt_pending": 0}
-        counts["receipt_expired"] = 0
+        nothing = ("undeliverable", "no_receipt", "receipt_pending", "receipt_expired")
+        counts = {"delivered": snap.sent, **dict.fromkeys(nothing, 0)}
     else:
         counts = {
             "delivered": receipts.delivered,
