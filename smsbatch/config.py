@@ -1092,7 +1092,7 @@ def compare_sides(argv: list[str]) -> tuple[Settings, Settings, Any]:
     _, ns = parse_planning(argv, parser)
     configs, overrides = list(ns.configs), list(ns.overrides or ())
     if not configs or len(configs) > 2:
-        raise UsageError("smsbatch compare: give two configs, A.ini B.ini, or one and --with KEY=VALUE")
+        raise UsageError("give two configs, A.ini B.ini, or one and --with KEY=VALUE")
     if len(configs) == 2 and overrides:
         raise UsageError("argument --with: changes the first config into the second; not with two configs")
     if len(configs) == 1 and not overrides:

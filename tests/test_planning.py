@@ -241,7 +241,7 @@ def test_compare_with_an_override_and_independent_seeds(tmp_path):
 @pytest.mark.parametrize(
     ("argv", "says"),
     [
-        ([], "smsbatch compare: give two configs"),
+        ([], "smsbatch compare: error: give two configs"),
         (["A"], "give a second config, or --with KEY=VALUE"),
         (["A", "--with", "nosuch=1"], "argument --with: 'nosuch' is not an option of a run"),
         (["A", "A", "--with", "max-retries=0"], "not with two configs"),
