@@ -786,7 +786,7 @@ class VirtualEngine:
         progress = self.progress
         progress.stats_now = lambda: self._final_stats(run)
         going = True
-        if self.vectorise and simulation is _Simulation and fast_path(self.models, self.trace):
+        if self.vectorise and simulation in (_Simulation, _ReceiptSimulation) and fast_path(self.models, self.trace):
             going = advance(run, self.models, (FINISH, ARRIVE, START), tick, progress)
         else:
             run.begin()

@@ -46,7 +46,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from smsbatch.core.sender_model import SenderModel
+from smsbatch.core.receipts import ReceiptCount
+from smsbatch.core.sender_model import ReceiptDraws, SenderModel
 from smsbatch.core.stats import Stats, buckets_of
 from smsbatch.core.timeline import MAX_BINS
 
@@ -465,6 +466,9 @@ class _Fast:
         self.open: list[np.ndarray] = []  # send times of the attempts ended in the open bin
         self.t0 = 0.0
         self.steps: list[tuple[list[np.ndarray], list[np.ndarray], float, int]] = []
+        # Receipts modelled (engine._ReceiptSimulation): the run's count, and each sender's draws.
+        self.receipts: ReceiptCount | None = getattr(run, "receipt_count", None)
+        self.receipt_draws: list[ReceiptDraws] = getattr(run, "receipt_draws", [])
 
     def go(self, tick: Callable[[Any], bool] | None, progress: Any) -> bool:
         """First attempts a chunk at a time, then the queue's retries while it
@@ -758,6 +762,29 @@ class _Fast:
             run.finished[s] += int(finished[s])
             run.failed_attempts[s] += int(failed_attempts[s])
         run.now = float(ft[-1])
+        if self.receipts is not None:
+            self._receipts(ft[ok], fs[ok], fslot[order][ok])
+
+    def _receipts(self, ft: np.ndarray, fs: np.ndarray, fslot: np.ndarray) -> None:
+        """The receipts of the messages accepted in the chunk (at ft, by sender fs,
+        slot fslot): each sender's drawn in its order of acceptance (time, then
+        slot: the loop's order of finishes), then those due by the chunk's last
+        finish counted. The loop counts each at the first finish at or after it,
+        into the timeline; counts add up alike in any order, and a width doubled
+        (by a delivery's time) between two closes changes no bin the timeline keeps."""
+        receipts = self.receipts
+        assert receipts is not None
+        if len(ft):
+            order = np.lexsort((fslot, ft))
+            ft, fs = ft[order], fs[order]
+            times: list[np.ndarray] = []
+            kinds: list[np.ndarray] = []
+            for s in np.flatnonzero(np.bincount(fs)).tolist():
+                due, kind = self.receipt_draws[s].take_many(ft[fs == s])
+                times.append(due)
+                kinds.append(kind)
+            receipts.add_many(np.concatenate(times), np.concatenate(kinds))
+        receipts.advance_many(self.run.now)
 
     def _retries(self, ft: np.ndarray, fs: np.ndarray, fslot: np.ndarray, fa: np.ndarray) -> None:
         """Failed attempts with retries left, in the loop's order (time, then
@@ -901,3 +928,5 @@ class _Fast:
         if self.open:
             run.bins.ended.extend(np.concatenate(self.open).tolist())
         self.open = []
+        if self.receipts is not None:
+            self.receipts.hold_all()
