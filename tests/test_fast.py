@@ -81,6 +81,42 @@ CASES = {
     ),
     "a wide window": (["0.2:0.2:window=300", "1:0.1:rate=50:window=80"], 20_000, {"max_retries": 1}, (1,)),
     "one slot each, retries": (["0.05:0.2", "0.1:0.1", "0.3:0.4:rate=2"], 3000, {"max_retries": 2}, (1, 2)),
+    "an account of one sender, tighter than its own cap": (
+        ["0.2:0.1:window=8:account=a:rate=50", "0.3:0.05:window=4"],
+        6000,
+        {"accounts": ["a:rate=20"], "max_retries": 2},
+        (1, 2),
+    ),
+    "an account of one sender, looser than its own cap": (
+        ["0.2:0.1:window=8:account=a:rate=10", "0.3:0.05:window=4:rate=5"],
+        6000,
+        {"accounts": ["a:rate=30"], "max_retries": 1},
+        (1,),
+    ),
+    "two senders of an account, as configs/gateways.ini": (
+        ["0.2:0.01:window=4:account=a", "0.2:0.01:window=4:account=a", "0.1:0.02:window=50:account=b"],
+        20_000,
+        {"accounts": ["a:rate=30", "b:rate=100"], "text": "z" * 200, "max_retries": 2, "retry_backoff": 5.0},
+        (1, 2),
+    ),
+    "three senders of an account, one between them not of it, own caps looser": (
+        ["0.3:0.1:window=3:account=a", "0.2:0.1:window=5", "0.5:0.2:window=6:account=a:rate=40", "1:0.1:account=a"],
+        8000,
+        {"accounts": ["a:rate=12"], "max_retries": 2, "retry_backoff": 1.0},
+        (1, 2, 3),
+    ),
+    "an account that rarely binds": (
+        ["0.5:0.1:window=2:account=a", "0.4:0.1:window=3:account=a"],
+        5000,
+        {"accounts": ["a:rate=30"], "max_retries": 1},
+        (1, 2),
+    ),
+    "an account, constant times: ties everywhere": (
+        ["1:0.1:window=4:account=a", "1:0.2:window=4:account=a", "2:0.1:window=2"],
+        3000,
+        {"accounts": ["a:rate=5"], "distribution": "constant", "max_retries": 2},
+        (1, 2),
+    ),
     "receipts": (
         EMERGENCY,
         20_000,
@@ -162,7 +198,10 @@ def test_the_fast_path_is_taken(monkeypatch):
 
 
 LOOP_ONLY = {
-    "an account": (["0.1:0:account=a:window=3", "0.1:0:account=a"], {"accounts": ["a:rate=20"]}),
+    "an account whose senders' own caps bind": (
+        ["0.1:0:account=a:window=3:rate=5", "0.1:0:account=a"],
+        {"accounts": ["a:rate=20"]},
+    ),
     "a sender that never waits": (["0:0.1", "0.1:0:window=2"], {"max_retries": 1}),
     "a gateway's cap": (["0.1:0:window=3:cap=10"], {}),
     "an outage": (["0.1:0:window=3:down=5+10"], {}),
@@ -232,6 +271,7 @@ SWEEP = [
     (["1:0.1:window=5", "1:0.3:window=2:rate=3"], {"max_retries": 1, "distribution": "constant"}),
     (["0.2:0.2:window=6:distribution=uniform:spread=0.5", "0.4:0.1:rate=10:window=8"], {"max_retries": 2}),
     (["0.1:0.1:window=6", "0.3:0.2:window=2:rate=5"], {"max_retries": 2, "dlr_median": 4.0, "dlr_p90": 30.0}),
+    (["0.1:0.1:window=3:account=a", "0.3:0.2:window=5:account=a"], {"max_retries": 2, "accounts": ["a:rate=15"]}),
 ]
 
 

@@ -443,7 +443,7 @@ FAST_SENDER_FIELDS: dict[str, Callable[[Any], bool] | None] = {
     "spread": _ANY,
     "window": _ANY,
     "rate": _ANY,  # its own cap: starts 1/rate apart (a lane of its own)
-    "account": lambda v: not v,  # a cap shared by several senders: the loop
+    "account": _ANY,  # a cap shared by several senders (see fast_path for the run)
     "dlr_median": _ANY,  # receipts: drawn a chunk at a time, in each sender's order of acceptance
     "dlr_p90": _ANY,
     "cap": lambda v: not v,  # a gateway's token bucket and throttled answers: the loop
@@ -518,8 +518,18 @@ def vectorisable(spec: SenderSpec, settings: Settings) -> bool:
 
 def fast_path(models: Sequence[SenderModel], trace: bool) -> bool:
     """The run's choice: vectorise while the queue holds first attempts
-    (virtual/fast.py), else the event loop alone."""
-    return bool(models) and not trace and all(model.vectorisable for model in models)
+    (virtual/fast.py), else the event loop alone. The senders of an account
+    take its ticks in turn (the lowest with a free slot) only while none of
+    their own caps binds: each own rate at least the account's, or the loop."""
+    if not models or trace or not all(model.vectorisable for model in models):
+        return False
+    by_account: dict[str, list[SenderModel]] = {}
+    for model in models:
+        if model.spec.account:
+            by_account.setdefault(model.spec.account, []).append(model)
+    return all(
+        len(members) == 1 or all(m.start_gap <= m.account_gap for m in members) for members in by_account.values()
+    )
 
 
 class SenderModel:

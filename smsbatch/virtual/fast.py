@@ -39,6 +39,7 @@ later), and then the loop runs alone.
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Sequence
 from heapq import heapify, heappop, heappush
@@ -129,54 +130,81 @@ class _Slot:
             count *= 2
 
 
+class _Member:
+    """A sender of a capped lane group: its slots, its lane, its own cap's gap."""
+
+    __slots__ = ("first_slot", "g", "lane", "own_gap", "s", "window")
+
+    def __init__(self, s: int, first_slot: int, window: int, g: int, lane: Lane, own_gap: float) -> None:
+        self.s, self.first_slot, self.window, self.g, self.lane, self.own_gap = s, first_slot, window, g, lane, own_gap
+
+
 class _Capped:
-    """A capped sender (its own rate, no account): one lane; its starts at its
-    cap, by its lowest free slot, as the loop's _CapGate makes them. Its state
-    is the gate's: the Pacer's next start, the START event waiting (due), the
-    free slots (a heap of (slot, free since)) and those in flight (a heap of
-    (end, slot, seconds, failed))."""
+    """A capped sender (one lane), or the senders of an account (a lane each):
+    their starts at the cap, by the lowest free slot of them all, as the loop's
+    _CapGate makes them. Senders of one account whose own caps never bind (no
+    wider than the account's) take the account's ticks so: at each, the lowest
+    sender with a free slot (its START sorts first), with its lowest free slot.
+    The state is the gate's: the cap's next start, the START event waiting
+    (due), the free slots (a heap of (slot, free since)) and those in flight
+    (a heap of (end, slot, seconds, failed, row, start)); a row numbers the
+    group's starts, whichever member's lane it draws from."""
 
     __slots__ = (
         "attempt_of",
         "capped",
         "due",
         "first_slot",
-        "g",
         "gap",
         "held",
+        "index_of",
         "inflight",
-        "lane",
+        "last_start",
+        "member_of",
+        "members",
         "next_start",
         "row",
-        "s",
         "window",
     )
 
-    def __init__(self, s: int, first_slot: int, window: int, g: int, lane: Lane, gap: float) -> None:
-        self.s, self.first_slot, self.window, self.g, self.lane, self.gap = s, first_slot, window, g, lane, gap
+    def __init__(self, members: list[_Member], gap: float) -> None:
+        self.members, self.gap = members, gap
+        slots = [m.first_slot + j for m in members for j in range(m.window)]
+        self.index_of = {slot: j for j, slot in enumerate(slots)}  # a slot's bit
+        self.member_of = [i for i, m in enumerate(members) for _ in range(m.window)]  # a bit's member
+        self.window = len(slots)
+        self.first_slot = members[0].first_slot
         self.next_start = 0.0  # its Pacer
         self.due: float | None = 0.0  # its START event, if one is waiting
-        self.held = [(first_slot + j, 0.0) for j in range(window)]  # heap of (slot, free since)
-        self.inflight: list[tuple[float, int, float, bool, int]] = []  # heap of (end, slot, seconds, failed, row)
-        self.capped = 0.0  # slot-seconds held back by the cap
-        self.row = 0  # attempts started: the next one's row of its lane
+        self.held = [(slot, 0.0) for slot in slots]  # heap of (slot, free since)
+        self.inflight: list[tuple[float, int, float, bool, int, float]] = []
+        self.capped = [0.0] * len(members)  # per member: slot-seconds held back by the cap
+        self.row = 0  # attempts started: the next one's row
         self.attempt_of: dict[int, int] = {}  # the attempt numbers of the rows in flight
+        self.last_start: list[float | None] = [None] * len(members)  # per member, its last start here
 
     def state(self) -> tuple[Any, ...]:
-        return self.next_start, self.due, list(self.held), list(self.inflight), self.capped, self.row
+        return (
+            self.next_start,
+            self.due,
+            list(self.held),
+            list(self.inflight),
+            list(self.capped),
+            self.row,
+            list(self.last_start),
+        )
 
     def restore(self, state: tuple[Any, ...]) -> None:
-        self.next_start, self.due, held, inflight, self.capped, self.row = state
+        self.next_start, self.due, held, inflight, capped, self.row, last_start = state
         self.held, self.inflight = list(held), list(inflight)
+        self.capped, self.last_start = list(capped), list(last_start)
 
-    def step(self, t0: float, t1: float, used: int) -> tuple[list[np.ndarray], list[np.ndarray], float, int]:
-        """Its events in [t0, t1): (start times, finishes as arrays (end, seconds,
-        failed, slot, row), the first end of an attempt started, rows drawn). Long
+    def step(self, t1: float, used: list[int]) -> _Step:
+        """Its events before t1, from the lanes' rows `used` on: a _Step. Long
         stretches where the cap binds go a segment at a time (_segment); where it
         keeps letting go (every slot busy at a tick), start by start (_stepped)."""
-        starts: list[np.ndarray] = []
-        finishes: list[np.ndarray] = []
-        first_end, rows, slow_until = math.inf, 0, -math.inf
+        step = _Step(len(self.members))
+        slow_until = -math.inf
         ticks, slow = 256, 256  # a segment's ticks, a slow stretch's: each doubles while it pays
         while True:
             if self.due is not None:
@@ -186,19 +214,18 @@ class _Capped:
                 opens = f if f >= self.next_start else self.next_start
             else:
                 break
+            rows = [u + n for u, n in zip(used, step.drawn, strict=True)]
             if opens >= t1:  # no start before t1: what finishes before it frees its slot
-                self._stepped(t1, used + rows, starts, finishes)
+                self._stepped(t1, rows, step)
                 break
             if opens < slow_until:
                 until = min(slow_until, t1)
-                n, first = self._stepped(until, used + rows, starts, finishes)
-                rows, first_end = rows + n, min(first_end, first)
+                self._stepped(until, rows, step)
                 if until == t1:
                     break
                 continue
             limit = min(t1, opens + ticks * self.gap)
-            n, first, reached = self._segment(limit, used + rows, starts, finishes)
-            rows, first_end = rows + n, min(first_end, first)
+            n, reached = self._segment(limit, rows, step)
             if reached and limit == t1:
                 break
             if reached:
@@ -206,20 +233,24 @@ class _Capped:
             elif n < 16:  # the cap keeps letting go here: a while start by start
                 slow_until = opens + slow * self.gap
                 ticks, slow = 256, min(2 * slow, 1 << 16)
-        return starts, finishes, first_end, rows
+        return step
 
-    def _stepped(
-        self, t_stop: float, row: int, starts: list[np.ndarray], finishes: list[np.ndarray]
-    ) -> tuple[int, float]:
-        """The gate's events before t_stop one by one, as the loop has them:
-        (rows drawn, the first end of an attempt started)."""
-        seconds, failed = _peek(self.lane, row, int(max(0.0, t_stop - self.next_start) / self.gap) + 3)
-        times, fails = seconds.tolist(), failed.tolist()
+    def _stepped(self, t_stop: float, rows: list[int], step: _Step) -> None:
+        """The gate's events before t_stop one by one, as the loop has them."""
+        need = int(max(0.0, t_stop - self.next_start) / self.gap) + 3
+        times, fails = [], []
+        for member, row in zip(self.members, rows, strict=True):
+            seconds, failed = _peek(member.lane, row, need)
+            times.append(seconds.tolist())
+            fails.append(failed.tolist())
         next_start, due, capped, gap = self.next_start, self.due, self.capped, self.gap
-        held, inflight, row0 = self.held, self.inflight, self.row
+        held, inflight, row0, last_start = self.held, self.inflight, self.row, self.last_start
+        index_of, member_of = self.index_of, self.member_of
+        taken = [0] * len(self.members)
         began: list[float] = []
+        who: list[int] = []
         ended: list[tuple[float, float, bool, int, int]] = []
-        first_end = math.inf
+        first_end = step.first_end
         r = 0
         while True:
             ends = inflight[0][0] if inflight else math.inf
@@ -227,41 +258,47 @@ class _Capped:
                 if due >= t_stop:
                     break
                 slot, since = heappop(held)
-                capped += due - since
-                d = times[r]
+                m = member_of[index_of[slot]]
+                capped[m] += due - since
+                i = taken[m]
+                taken[m] = i + 1
+                d = times[m][i]
                 end = due + d
-                heappush(inflight, (end, slot, d, fails[r], row0 + r))
+                heappush(inflight, (end, slot, d, fails[m][i], row0 + r, due))
                 r += 1
-                first_end = min(first_end, end)
+                if end < first_end[m]:
+                    first_end[m] = end
                 began.append(due)
+                who.append(m)
+                last_start[m] = due
                 next_start = due + gap
                 due = next_start if held else None
             else:  # a finish (before a start at the same time)
                 if ends >= t_stop:
                     break
-                end, slot, d, fail, done_row = heappop(inflight)
+                end, slot, d, fail, done_row, _ = heappop(inflight)
                 ended.append((end, d, fail, slot, done_row))
                 heappush(held, (slot, end))
                 if due is None:
                     due = end if end >= next_start else next_start
-        self.next_start, self.due, self.capped = next_start, due, capped
+        self.next_start, self.due = next_start, due
         self.row += r
+        for m, n in enumerate(taken):
+            step.drawn[m] += n
         if began:
-            starts.append(np.array(began))
+            step.starts.append(np.array(began))
+            step.owners.append(np.array(who, dtype=np.int64))
         if ended:
-            finishes.append(np.array(ended))
-        return r, first_end
+            step.finishes.append(np.array(ended))
 
-    def _segment(
-        self, t1: float, row: int, starts: list[np.ndarray], finishes: list[np.ndarray]
-    ) -> tuple[int, float, bool]:
+    def _segment(self, t1: float, rows: list[int], step: _Step) -> tuple[int, bool]:
         """Starts at the cap's ticks (each gap after the last, added one after
         another as the Pacer adds them) for as long as a slot is free at each,
-        before t1: (rows drawn, first end, reached t1?). The times are numpy's;
-        which slot takes a tick (the lowest free one) is chosen tick after tick
-        in plain Python, on a bit mask of the free slots; the first tick no slot
-        is free for ends the segment (the next start waits for a finish)."""
-        gap, window, first = self.gap, self.window, self.first_slot
+        before t1: (starts, reached t1?). The times are numpy's; which slot takes
+        a tick (the lowest free one) is chosen tick after tick in plain Python,
+        on a bit mask of the free slots; the first tick no slot is free for ends
+        the segment (the next start waits for a finish)."""
+        gap, window = self.gap, self.window
         if self.due is not None:
             tau0 = self.due
         else:
@@ -273,23 +310,21 @@ class _Capped:
         np.cumsum(ticks, out=ticks)
         count = int(np.searchsorted(ticks, t1))  # the ticks before t1
         at = ticks[:count]
-        seconds, failed = _peek(self.lane, row, count)
-        ends = at + seconds
-        # The tick at which the slot of each tick's attempt is free again (a finish at a tick comes first).
-        again = np.maximum(np.searchsorted(at, ends), np.arange(1, count + 1))
         end0 = np.zeros(window)
         busy = np.zeros(window, dtype=bool)
         d0 = np.zeros(window)
         f0 = np.zeros(window, dtype=bool)
         w0 = np.zeros(window, dtype=np.int64)
+        s0 = np.zeros(window)
+        index_of = self.index_of
         for slot, free_since in self.held:
-            end0[slot - first] = free_since
-        for end, slot, took, fail, in_row in self.inflight:
-            j = slot - first
-            end0[j], busy[j], d0[j], f0[j], w0[j] = end, True, took, fail, in_row
+            end0[index_of[slot]] = free_since
+        for end, slot, took, fail, in_row, began in self.inflight:
+            j = index_of[slot]
+            end0[j], busy[j], d0[j], f0[j], w0[j], s0[j] = end, True, took, fail, in_row, began
         avail = np.where(busy, np.searchsorted(at, end0), 0).tolist()
-        # The gate's free slots, tick after tick, as a bit mask (slot j: bit j): each tick the lowest
-        # free slot takes it (the heap's choice), and is free again at the tick its attempt has ended by.
+        # The gate's free slots, tick after tick, as a bit mask (bit j: the group's j-th slot): each tick
+        # the lowest free slot takes it (the heap's choice), and is free again at the tick its attempt has ended by.
         free = 0
         joins = [0] * (count + 1)  # the slots free again at each tick
         for j in range(window):
@@ -297,25 +332,34 @@ class _Capped:
                 joins[avail[j]] |= 1 << j
             else:
                 free |= 1 << j
-        owner_l = [0] * count
-        again_l = again.tolist()
         slot_of = {1 << j: j for j in range(window)}
-        r_end = count
-        for r in range(count):
-            free |= joins[r]
-            if not free:
-                r_end = r
-                break
-            lowest = free & -free
-            free ^= lowest
-            owner_l[r] = slot_of[lowest]
-            joins[again_l[r]] |= lowest
-        owner = np.array(owner_l[:r_end], dtype=np.int64)
+        if len(self.members) == 1:
+            seconds, failed = _peek(self.members[0].lane, rows[0], count)
+            ends = at + seconds
+            # The tick at which the slot of each tick's attempt is free again (a finish at a tick comes first).
+            again_l = np.maximum(np.searchsorted(at, ends), np.arange(1, count + 1)).tolist()
+            owner_l = [0] * count
+            r_end = count
+            for r in range(count):
+                free |= joins[r]
+                if not free:
+                    r_end = r
+                    break
+                lowest = free & -free
+                free ^= lowest
+                owner_l[r] = slot_of[lowest]
+                joins[again_l[r]] |= lowest
+            own = np.array(owner_l[:r_end], dtype=np.int64)
+            member = np.zeros(r_end, dtype=np.int64)
+            e, d, fl = ends[:r_end], seconds[:r_end], failed[:r_end]
+            step.drawn[0] += r_end
+        else:
+            own, member, e, d, fl = self._shared_ticks(at, rows, free, joins, slot_of, step)
+            r_end = len(own)
         reached = r_end == count
         until = t1 if reached else float(ticks[r_end])
-        own = owner
-        e, d, fl, at = ends[:r_end], seconds[:r_end], failed[:r_end], at[:r_end]
-        rows = self.row + np.arange(r_end)
+        at = at[:r_end]
+        rows_of = self.row + np.arange(r_end)
         order = np.lexsort((np.arange(r_end), own))  # by slot, then tick
         by_slot = own[order]
         after = np.empty(r_end, dtype=bool)
@@ -324,41 +368,115 @@ class _Capped:
         e_sorted = e[order]
         since = np.empty(r_end)
         since[order] = np.where(after, np.concatenate(([0.0], e_sorted[:-1])), end0[by_slot])
-        # capped_time += start - free since, tick after tick, as the gate adds them
-        self.capped = float(np.cumsum(np.concatenate(([self.capped], at - since)))[-1])
+        # capped_time += start - free since, tick after tick, as the gate adds them (each member's own)
+        held_back = at - since
+        for m in range(len(self.members)) if r_end else ():
+            mine = held_back if len(self.members) == 1 else held_back[member == m]
+            if len(mine):
+                self.capped[m] = float(np.cumsum(np.concatenate(([self.capped[m]], mine)))[-1])
+                self.last_start[m] = float(at[r_end - 1] if len(self.members) == 1 else at[member == m][-1])
+                first = e if len(self.members) == 1 else e[member == m]
+                step.first_end[m] = min(step.first_end[m], float(first.min()))
         # What finished before `until`: attempts in flight at its start, and its own.
+        slots = np.array(list(index_of), dtype=np.int64)  # the group's slots, by bit
         done0 = busy & (end0 < until)
         done = e < until
         if done0.any() or done.any():
             j0 = np.flatnonzero(done0)
-            finishes.append(
+            step.finishes.append(
                 np.column_stack(
                     (
                         np.concatenate((end0[j0], e[done])),
                         np.concatenate((d0[j0], d[done])),
                         np.concatenate((f0[j0], fl[done])),
-                        np.concatenate((first + j0, first + own[done])),
-                        np.concatenate((w0[j0], rows[done])),
+                        np.concatenate((slots[j0], slots[own[done]])),
+                        np.concatenate((w0[j0], rows_of[done])),
                     )
                 )
             )
-        starts.append(at)
+        step.starts.append(at)
+        step.owners.append(member)
         # Each slot's last attempt: in flight at `until`, or its slot free since its end.
         last = np.ones(r_end, dtype=bool)
         last[:-1] = by_slot[1:] != by_slot[:-1]
         js, rs = by_slot[last], order[last]
-        end0[js], d0[js], f0[js], w0[js] = e[rs], d[rs], fl[rs], rows[rs]
+        end0[js], d0[js], f0[js], w0[js], s0[js] = e[rs], d[rs], fl[rs], rows_of[rs], at[rs]
         busy[js] = True
         busy &= end0 >= until
-        self.held = [(first + j, float(end0[j])) for j in np.flatnonzero(~busy).tolist()]
+        self.held = [(int(slots[j]), float(end0[j])) for j in np.flatnonzero(~busy).tolist()]
         self.inflight = [
-            (float(end0[j]), first + j, float(d0[j]), bool(f0[j]), int(w0[j])) for j in np.flatnonzero(busy).tolist()
+            (float(end0[j]), int(slots[j]), float(d0[j]), bool(f0[j]), int(w0[j]), float(s0[j]))
+            for j in np.flatnonzero(busy).tolist()
         ]
         heapify(self.inflight)
         self.next_start = float(ticks[r_end])
         self.due = self.next_start if reached and self.held else None
         self.row += r_end
-        return r_end, float(e.min()) if r_end else math.inf, reached
+        return r_end, reached
+
+    def _shared_ticks(
+        self, at: np.ndarray, rows: list[int], free: int, joins: list[int], slot_of: dict[int, int], step: _Step
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """_segment's ticks for several senders: a tick's draw is from the lane
+        of the sender whose slot takes it, so each end (and when that slot is
+        free again) is found as the tick is taken. (bit, member, ends, seconds,
+        failed) of the ticks taken."""
+        count = len(at)
+        at_l = at.tolist()
+        times, fails = [], []
+        for member, row in zip(self.members, rows, strict=True):
+            seconds, failed = _peek(member.lane, row, count)
+            times.append(seconds.tolist())
+            fails.append(failed.tolist())
+        member_of = self.member_of
+        taken = [0] * len(self.members)
+        owner_l: list[int] = []
+        member_l: list[int] = []
+        end_l: list[float] = []
+        d_l: list[float] = []
+        f_l: list[bool] = []
+        for r in range(count):
+            free |= joins[r]
+            if not free:
+                break
+            lowest = free & -free
+            free ^= lowest
+            j = slot_of[lowest]
+            m = member_of[j]
+            i = taken[m]
+            taken[m] = i + 1
+            d = times[m][i]
+            end = at_l[r] + d
+            joins[bisect_left(at_l, end, r + 1)] |= lowest  # the tick it is free again (a finish first)
+            owner_l.append(j)
+            member_l.append(m)
+            end_l.append(end)
+            d_l.append(d)
+            f_l.append(fails[m][i])
+        for m, n in enumerate(taken):
+            step.drawn[m] += n
+        return (
+            np.array(owner_l, dtype=np.int64),
+            np.array(member_l, dtype=np.int64),
+            np.array(end_l),
+            np.array(d_l),
+            np.array(f_l, dtype=bool),
+        )
+
+
+class _Step:
+    """A capped group's events in a chunk: its starts (times, and which member
+    started each), its finishes as arrays (end, seconds, failed, slot, row),
+    and per member the first end of an attempt started and the rows drawn."""
+
+    __slots__ = ("drawn", "finishes", "first_end", "owners", "starts")
+
+    def __init__(self, members: int) -> None:
+        self.starts: list[np.ndarray] = []
+        self.owners: list[np.ndarray] = []
+        self.finishes: list[np.ndarray] = []
+        self.first_end = [math.inf] * members
+        self.drawn = [0] * members
 
 
 class _Run(Protocol):
@@ -422,8 +540,8 @@ def advance(
             if slot.cur is not None:
                 stats[slot.s].forget(slot.cur[0], not slot.cur[1])
         for c in fast.capped:
-            for _, _, seconds, failed, _ in c.inflight:
-                stats[c.s].forget(seconds, not failed)
+            for _, busy_slot, seconds, failed, _, _ in c.inflight:
+                stats[run.sender_of[busy_slot]].forget(seconds, not failed)
         return stats
 
     progress.stats_now = finished
@@ -439,17 +557,25 @@ class _Fast:
         self.slots: list[_Slot] = []
         self.capped: list[_Capped] = []
         rate = 0.0
+        groups: dict[str | int, list[_Member]] = {}  # capped senders: an account's together, else each alone
         for s, model in enumerate(models):
             first = run.first_slot[s]
-            if model.start_gap:
+            if model.capped:
                 g = run.lane_of[first]
-                self.capped.append(_Capped(s, first, model.window, g, run.lanes[g], model.start_gap))
-                rate += min(1.0 / model.start_gap, model.window / model.mean_send)
+                member = _Member(s, first, model.window, g, run.lanes[g], model.start_gap)
+                groups.setdefault(model.spec.account or s, []).append(member)
             else:
                 for slot in range(first, first + model.window):
                     g = run.lane_of[slot]
                     self.slots.append(_Slot(s, slot, g, run.lanes[g], model.mean_send))
                 rate += model.window / model.mean_send
+        for members in groups.values():
+            gap = max(max(models[m.s].start_gap, models[m.s].account_gap) for m in members)
+            self.capped.append(_Capped(members, gap))
+            work = sum(m.window / models[m.s].mean_send for m in members)
+            rate += min(1.0 / gap, work)
+        self.capped.sort(key=lambda c: c.first_slot)
+        self.sender_of = np.array(run.sender_of, dtype=np.int64)
         lanes = len(self.slots) + len(self.capped)
         self.span = max(CHUNK_STARTS, LANE_STARTS * lanes) / rate
         self.senders = len(models)
@@ -465,7 +591,7 @@ class _Fast:
         self.taken = 0
         self.open: list[np.ndarray] = []  # send times of the attempts ended in the open bin
         self.t0 = 0.0
-        self.steps: list[tuple[list[np.ndarray], list[np.ndarray], float, int]] = []
+        self.steps: list[_Step] = []
         # Receipts modelled (engine._ReceiptSimulation): the run's count, and each sender's draws.
         self.receipts: ReceiptCount | None = getattr(run, "receipt_count", None)
         self.receipt_draws: list[ReceiptDraws] = getattr(run, "receipt_draws", [])
@@ -539,10 +665,10 @@ class _Fast:
                 slot.rows = None
         self.steps = []
         for c in self.capped:
-            step = c.step(self.t0, t1, run.used[c.g])
+            step = c.step(t1, [run.used[m.g] for m in c.members])
             self.steps.append(step)
-            starts += step[0]
-            count += step[3]
+            starts += step.starts
+            count += sum(step.drawn)
         return starts, count >= run.fresh
 
     def _queue(self, t1: float) -> list[np.ndarray] | None:
@@ -565,10 +691,12 @@ class _Fast:
             hit = np.flatnonzero(failed[: m - 1])
             if len(hit):
                 failed_at = min(failed_at, float(en[int(hit[0])]))
-        for c, (starts, finishes, _, drawn) in zip(self.capped, self.steps, strict=True):
-            times.append(np.concatenate(starts) if drawn else np.empty(0))
-            keys.append(np.full(drawn, c.first_slot))
-            for done in finishes:
+        for c, step in zip(self.capped, self.steps, strict=True):
+            drawn = sum(step.drawn)
+            times.append(np.concatenate(step.starts) if drawn else np.empty(0))
+            first_slots = np.array([m.first_slot for m in c.members], dtype=np.int64)
+            keys.append(first_slots[np.concatenate(step.owners)] if drawn else np.empty(0, dtype=np.int64))
+            for done in step.finishes:
                 hit = done[done[:, 2] != 0.0]
                 if len(hit):
                     failed_at = min(failed_at, float(hit[:, 0].min()))
@@ -646,35 +774,46 @@ class _Fast:
             run.used[slot.g] = _consume(slot.lane, run.used[slot.g], m)
             self.started[s] += m
             slot.rows = None
-        for c, (starts, finishes, first_end, drawn) in zip(self.capped, self.steps, strict=True):
-            s = c.s
+        for c, step in zip(self.capped, self.steps, strict=True):
+            drawn = sum(step.drawn)
             mine = attempts[lane] if attempts is not None else np.ones(drawn, dtype=np.int64)
             lane += 1
             first_row = c.row - drawn
             attempt_of = c.attempt_of
-            if finishes:
-                done = np.concatenate(finishes)
+            if step.finishes:
+                done = np.concatenate(step.finishes)
                 row_ids = done[:, 4].astype(np.int64)
                 new = row_ids >= first_row
                 atts = np.empty(len(row_ids), dtype=np.int64)
                 atts[new] = mine[row_ids[new] - first_row]
                 for i in np.flatnonzero(~new).tolist():
                     atts[i] = attempt_of.pop(int(row_ids[i]))
+                slots = done[:, 3].astype(np.int64)
+                senders = self.sender_of[slots]
                 fin_t.append(done[:, 0])
                 fin_d.append(done[:, 1])
                 fin_f.append(done[:, 2].astype(bool))
                 fin_a.append(atts)
-                fin_s.append(np.full(len(done), s))
-                fin_slot.append(done[:, 3].astype(np.int64))
-                run.last_end[s] = float(done[:, 0].max())
-            for *_, row in c.inflight:
+                fin_s.append(senders)
+                fin_slot.append(slots)
+                for member in c.members:
+                    ends = done[:, 0] if len(c.members) == 1 else done[senders == member.s, 0]
+                    if len(ends):
+                        run.last_end[member.s] = float(ends.max())
+            for _, _, _, _, row, _ in c.inflight:
                 if row >= first_row:
                     attempt_of[row] = int(mine[row - first_row])
             if drawn:
-                lane_starts.append((s, np.concatenate(starts)))
-                run.first_end[s] = min(run.first_end[s], first_end)
-                run.used[c.g] = _consume(c.lane, run.used[c.g], drawn)
-                self.started[s] += drawn
+                at = np.concatenate(step.starts)
+                owners = np.concatenate(step.owners) if len(c.members) > 1 else None
+                for i, member in enumerate(c.members):
+                    if not step.drawn[i]:
+                        continue
+                    s = member.s
+                    lane_starts.append((s, at if owners is None else at[owners == i]))
+                    run.first_end[s] = min(run.first_end[s], step.first_end[i])
+                    run.used[member.g] = _consume(member.lane, run.used[member.g], step.drawn[i])
+                    self.started[s] += step.drawn[i]
         count = sum(len(st) for _, st in lane_starts)
         if attempts is None:
             run.fresh -= count
@@ -907,15 +1046,25 @@ class _Fast:
             events.append((slot.start, finish, slot.slot, attempt if failed else 0, seconds))
         gate = run.gate
         for c in self.capped:
-            for end, slot_, seconds, failed, row in c.inflight:
+            for end, slot_, seconds, failed, row, _ in c.inflight:
                 events.append((end, finish, slot_, c.attempt_of[row] if failed else 0, seconds))
-            heapify(c.held)
-            gate.held[c.s][:] = c.held
-            gate.start_due[c.s] = c.due is not None
-            if c.due is not None:
-                events.append((c.due, start, c.first_slot, 0, 0.0))
-            gate.pacers[c.s].own.next_start = c.next_start
-            gate.capped_time[c.s] = c.capped
+            shared = None  # the account's Pacer: next start its gap after the group's last start
+            for i, m in enumerate(c.members):
+                held = [(slot_, since) for slot_, since in c.held if run.sender_of[slot_] == m.s]
+                heapify(held)
+                gate.held[m.s][:] = held
+                gate.start_due[m.s] = c.due is not None and bool(held)
+                if gate.start_due[m.s]:
+                    events.append((c.due, start, m.first_slot, 0, 0.0))
+                caps = gate.pacers[m.s]
+                last = c.last_start[i]
+                if last is not None and m.own_gap:
+                    caps.own.next_start = last + m.own_gap
+                shared = caps.account
+                gate.capped_time[m.s] = c.capped[i]
+            starts = [last for last in c.last_start if last is not None]
+            if shared is not None and starts:
+                shared.next_start = max(starts) + shared.gap
         for at, seq, attempt in zip(
             self.pending.tolist(), self.pending_seq.tolist(), self.pending_attempt.tolist(), strict=True
         ):
