@@ -15,7 +15,7 @@ import pytest
 
 from smsbatch.config import Settings, parse_account, parse_sender
 from smsbatch.core import sender_model
-from smsbatch.core.sender_model import SenderModel, account_caps, fast_path
+from smsbatch.core.sender_model import RunOutages, SenderModel, account_caps, fast_path
 from smsbatch.core.timeline import Timeline, first_width
 from smsbatch.virtual import engine as engine_module
 from smsbatch.virtual.engine import VirtualEngine
@@ -30,7 +30,13 @@ def outcome(settings, vectorise, width=None, tick=None):
     models = [SenderModel(spec, settings, i) for i, spec in enumerate(settings.senders)]
     timeline = Timeline([s.name for s in settings.senders], width or first_width(settings, settings.messages))
     engine = VirtualEngine(
-        models, settings.messages, timeline, settings.deadline, accounts=account_caps(settings), vectorise=vectorise
+        models,
+        settings.messages,
+        timeline,
+        settings.deadline,
+        accounts=account_caps(settings),
+        outages=RunOutages(settings),
+        vectorise=vectorise,
     )
     result = engine.run(tick)
     return result, timeline.as_dict(result.sim_elapsed), models
@@ -117,6 +123,55 @@ CASES = {
         {"accounts": ["a:rate=5"], "distribution": "constant", "max_retries": 2},
         (1, 2),
     ),
+    "configs/gateways.ini, smaller": (
+        [
+            "0.2:0.01:window=4:account=a",
+            "0.2:0.01:window=4:account=a",
+            "0.1:0.02:window=50:account=b:down=3m+2m",
+            "0.5:0.05:window=10:rate=10:backup",
+        ],
+        20_000,
+        {
+            "accounts": ["a:rate=30", "b:rate=100"],
+            "text": "z" * 200,
+            "max_retries": 2,
+            "retry_backoff": 5.0,
+            "dlr_median": 15.0,
+            "dlr_p90": 60.0,
+            "undeliverable": 0.03,
+            "validity": 3600.0,
+            "deadline": 600.0,
+        },
+        (1, 2),
+    ),
+    "outages: two on one sender, one on another, and --validity in the run": (
+        ["0.2:0.1:window=10:rate=30:down=20+5:down=60+10", "0.3:0.05:window=6:rate=15:down=40+3", "0.5:0.1:window=4"],
+        6000,
+        {"max_retries": 2, "retry_backoff": 1.0, "validity": 150.0},
+        (1, 2, 3),
+    ),
+    "random outages (mtbf)": (
+        ["0.1:0.1:window=8:rate=40:mtbf=30:mttr=4", "0.4:0.05:window=5"],
+        8000,
+        {"max_retries": 1, "dlr_median": 5.0, "dlr_p90": 20.0},
+        (1, 2),
+    ),
+    "a backup that takes over while every other route is down": (
+        [
+            "0.2:0.05:window=5:rate=20:down=30+20",
+            "0.3:0.1:window=4:rate=10:backup",
+            "0.1:0.1:window=3:rate=8:down=25+30",
+        ],
+        4000,
+        {"max_retries": 2, "retry_backoff": 2.0},
+        (1, 2),
+    ),
+    "--validity ends it before the queue is empty": (
+        ["0.2:0.1:window=5", "0.5:0.2:window=3:rate=4"],
+        5000,
+        {"max_retries": 3, "validity": 60.0, "dlr_median": 10.0, "dlr_p90": 40.0},
+        (1,),
+    ),
     "receipts": (
         EMERGENCY,
         20_000,
@@ -149,7 +204,7 @@ def test_the_fast_path_runs_the_loops_run(case):
         assert fast_path(models, trace=False)
         assert fast == loop, (case, seed)
         assert fast_timeline == loop_timeline, (case, seed)
-        assert fast.sent + fast.failed == messages
+        assert fast.sent + fast.failed + fast.expired == messages
 
 
 def test_a_timeline_that_coarsens_in_the_fast_path():
@@ -204,8 +259,11 @@ LOOP_ONLY = {
     ),
     "a sender that never waits": (["0:0.1", "0.1:0:window=2"], {"max_retries": 1}),
     "a gateway's cap": (["0.1:0:window=3:cap=10"], {}),
-    "an outage": (["0.1:0:window=3:down=5+10"], {}),
-    "validity": (["0.1:0:window=3"], {"validity": 50.0}),
+    "an outage of a sender no cap paces": (["0.1:0:window=3:down=5+10"], {}),
+    "an outage of a sender that shares its account": (
+        ["0.1:0:window=3:account=a:down=5+10", "0.1:0:account=a"],
+        {"accounts": ["a:rate=20"]},
+    ),
 }
 
 

@@ -137,6 +137,18 @@ class ReceiptCount:
             for b, n in zip(bins[where].tolist(), counts.tolist(), strict=True):
                 series[b] += n
 
+    def take_heap(self) -> None:
+        """The heap's receipts into the held arrays (the fast path takes over from the event loop)."""
+        import numpy as np
+
+        if self.due:
+            times = np.array([time for time, _ in self.due])
+            kinds = np.array([kind for _, kind in self.due], dtype=np.int64)
+            self.due.clear()
+            if self.held is not None:
+                times, kinds = np.concatenate((self.held[0], times)), np.concatenate((self.held[1], kinds))
+            self.held = (times, kinds)
+
     def hold_all(self) -> None:
         """The held receipts into the heap that add() and advance() keep (the event loop takes over)."""
         if self.held is not None:

@@ -448,10 +448,10 @@ FAST_SENDER_FIELDS: dict[str, Callable[[Any], bool] | None] = {
     "dlr_p90": _ANY,
     "cap": lambda v: not v,  # a gateway's token bucket and throttled answers: the loop
     "burst": lambda v: not v,
-    "down": lambda v: not v,  # outages: the loop
-    "mtbf": lambda v: not v,
-    "mttr": lambda v: not v,
-    "backup": lambda v: not v,  # failover: the loop
+    "down": _ANY,  # outages and failover: moments the loop handles (see fast_path for the run)
+    "mtbf": _ANY,
+    "mttr": _ANY,
+    "backup": _ANY,
 }
 FAST_RUN_FIELDS: dict[str, Callable[[Any], bool] | None] = {
     **dict.fromkeys(
@@ -497,7 +497,7 @@ FAST_RUN_FIELDS: dict[str, Callable[[Any], bool] | None] = {
     "dlr_p90": _ANY,
     "undeliverable": _ANY,
     "receipt_loss": _ANY,
-    "validity": lambda v: v is None,  # expiry: the loop
+    "validity": _ANY,  # expiry: a moment the loop handles, and all after it
     "trace": lambda v: v is None,  # a row per attempt: the loop
 }
 
@@ -520,13 +520,19 @@ def fast_path(models: Sequence[SenderModel], trace: bool) -> bool:
     """The run's choice: vectorise while the queue holds first attempts
     (virtual/fast.py), else the event loop alone. The senders of an account
     take its ticks in turn (the lowest with a free slot) only while none of
-    their own caps binds: each own rate at least the account's, or the loop."""
+    their own caps binds: each own rate at least the account's, or the loop.
+    A sender with outages or a backup's gate is computed between its moments
+    when a cap paces it and it shares no account (the gate opens and closes
+    one sender's ticks), else the loop."""
     if not models or trace or not all(model.vectorisable for model in models):
         return False
     by_account: dict[str, list[SenderModel]] = {}
     for model in models:
         if model.spec.account:
             by_account.setdefault(model.spec.account, []).append(model)
+    shared = {name for name, members in by_account.items() if len(members) > 1}
+    if any(model.gateway and (not model.capped or model.spec.account in shared) for model in models):
+        return False
     return all(
         len(members) == 1 or all(m.start_gap <= m.account_gap for m in members) for members in by_account.values()
     )

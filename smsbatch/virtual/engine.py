@@ -47,10 +47,11 @@ from smsbatch.core.sender_model import BLOCK, Pacer, ReceiptDraws, RunOutages, S
 from smsbatch.core.stats import Stats, buckets_of
 from smsbatch.core.timeline import Timeline
 from smsbatch.core.trace import TraceRow
-from smsbatch.virtual.fast import advance
+from smsbatch.virtual.fast import advance, resumable
 
 FINISH, ARRIVE, OUTAGE, EXPIRE, START = 0, 1, 2, 3, 4  # the tie order at equal times
 CHUNK = 8192  # events between looks at the clock (display) and at signals
+LOOK_EVENTS = 64  # ... while the fast path waits to take a gateway run back
 
 Event = tuple[float, int, int, int, float]  # (time, kind, key, attempt, seconds): see above
 
@@ -294,6 +295,13 @@ class _Simulation:
         """Every slot is free at time 0."""
         for slot, s in enumerate(self.sender_of):
             self._free(slot, s, 0.0)
+
+    def run_at_head(self) -> None:
+        """Handle every event at the next event's time (those it makes at that time too)."""
+        events = self.events
+        t = events[0][0]
+        while events and events[0][0] == t:
+            self.run_events(1)
 
     def run_events(self, count: int) -> None:
         """Handle up to `count` events, in time order."""
@@ -741,6 +749,10 @@ class _TracedReceiptGatewaySimulation(_GatewaySimulation, _TracedSimulation, _Re
     """Gateways, a row per attempt, and receipts."""
 
 
+# The runs the fast path computes where the model lets it (sender_model.fast_path): not --trace, not cap=.
+_VECTORISED = (_Simulation, _ReceiptSimulation, _GatewaySimulation, _ReceiptGatewaySimulation)
+
+
 class VirtualEngine:
     def __init__(
         self,
@@ -786,12 +798,24 @@ class VirtualEngine:
         progress = self.progress
         progress.stats_now = lambda: self._final_stats(run)
         going = True
-        if self.vectorise and simulation in (_Simulation, _ReceiptSimulation) and fast_path(self.models, self.trace):
-            going = advance(run, self.models, (FINISH, ARRIVE, START), tick, progress)
+        kinds = (FINISH, ARRIVE, START)
+        fast = self.vectorise and simulation in _VECTORISED and fast_path(self.models, self.trace)
+        if fast:
+            going = advance(run, self.models, kinds, tick, progress)
         else:
             run.begin()
+        # A gateway run's moments (outages, the end of --validity) are the loop's; after one, the
+        # fast path takes the run back as soon as it can (fast.resumable), looked at every few events.
+        looking = fast and isinstance(run, _GatewaySimulation)
         while going and run.events:
-            run.run_events(CHUNK)
+            if looking and run.fresh > len(run.sender_of):
+                run.run_at_head()
+                if resumable(run, self.models, kinds):
+                    going = advance(run, self.models, kinds, tick, progress, resume=True)
+                    continue
+                run.run_events(LOOK_EVENTS)
+            else:
+                run.run_events(CHUNK)
             progress.now, progress.sent, progress.failed, progress.retried = run.now, run.sent, run.failed, run.retried
             if tick is not None and run.events and not tick(progress):
                 break

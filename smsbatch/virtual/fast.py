@@ -106,12 +106,13 @@ def _consume(lane: Lane, used: int, count: int) -> int:
 class _Slot:
     """A slot of an uncapped sender: its own lane, back to back."""
 
-    __slots__ = ("cur", "g", "lane", "mean", "rows", "s", "slot", "start")
+    __slots__ = ("began", "cur", "g", "lane", "mean", "rows", "s", "slot", "start")
 
     def __init__(self, s: int, slot: int, g: int, lane: Lane, mean: float) -> None:
         self.s, self.slot, self.g, self.lane, self.mean = s, slot, g, lane, mean
         self.start = 0.0  # its next start: the end of the attempt in flight
         self.cur: tuple[float, bool, int] | None = None  # the attempt in flight: (seconds, failed, attempt)
+        self.began = 0.0  # ... and when it started
         # This chunk's rows from the next start on: (starts, ends, seconds, failed)
         self.rows: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
 
@@ -513,6 +514,8 @@ class _Run(Protocol):
 
     def begin(self) -> None: ...
 
+    def started(self, s: int) -> int: ...
+
     def _reached(self, sent: int, t: float) -> None: ...
 
 
@@ -522,14 +525,17 @@ def advance(
     kinds: tuple[int, int, int],
     tick: Callable[[Any], bool] | None = None,
     progress: Any = None,  # engine.Progress
+    resume: bool = False,
 ) -> bool:
-    """Run `run` from time 0 while first attempts last, and leave it where the
+    """Run `run` from time 0 (or, `resume`, from where the loop left it: see
+    resumable) while first attempts last and no moment comes (an event of
+    another kind: an outage, the end of --validity), and leave it where the
     event loop takes over (or call its begin(), when there is nothing to
     vectorise). `kinds`: the loop's FINISH, ARRIVE, START. False: `tick` stopped it."""
-    if run.fresh <= len(run.sender_of):  # a handful of messages: the loop alone
+    if not resume and run.fresh <= len(run.sender_of):  # a handful of messages: the loop alone
         run.begin()
         return True
-    fast = _Fast(run, models, kinds)
+    fast = _Fast(run, models, kinds, resume)
     if progress is None:
         return fast.go(tick, None)
     started: Callable[[], list[Stats]] = progress.stats_now  # every attempt started (the run has no events yet)
@@ -551,8 +557,36 @@ def advance(
         progress.stats_now = started
 
 
+def resumable(run: _Run, models: Sequence[SenderModel], kinds: tuple[int, int, int]) -> bool:
+    """Can the fast path take a gateway run over from the loop where it is (every
+    event before the next one's time handled)? While first attempts are left
+    and none was thrown back to the front of the queue, every uncapped slot is
+    busy or about to start, no backup is at work, and no moment is due first."""
+    events = run.events
+    if not events or run.fresh <= len(run.sender_of) or getattr(run, "front", None):
+        return False
+    t, kind = events[0][0], events[0][1]
+    if kind not in kinds:
+        return False
+    finish, _, start = kinds
+    sending = {e[2] for e in events if e[1] == finish}
+    busy = sending | {e[2] for e in events if e[1] == start}
+    moment = min((e[0] for e in events if e[1] not in kinds), default=math.inf)
+    if moment <= t:
+        return False
+    for s, model in enumerate(models):
+        slots = range(run.first_slot[s], run.first_slot[s] + model.window)
+        if model.backup and any(slot in sending for slot in slots):
+            return False
+        if not model.capped and not all(slot in busy for slot in slots):
+            return False
+    return True
+
+
 class _Fast:
-    def __init__(self, run: _Run, models: Sequence[SenderModel], kinds: tuple[int, int, int]) -> None:
+    def __init__(
+        self, run: _Run, models: Sequence[SenderModel], kinds: tuple[int, int, int], resume: bool = False
+    ) -> None:
         self.run, self.models, self.kinds = run, models, kinds
         self.slots: list[_Slot] = []
         self.capped: list[_Capped] = []
@@ -595,15 +629,30 @@ class _Fast:
         # Receipts modelled (engine._ReceiptSimulation): the run's count, and each sender's draws.
         self.receipts: ReceiptCount | None = getattr(run, "receipt_count", None)
         self.receipt_draws: list[ReceiptDraws] = getattr(run, "receipt_draws", [])
+        # A gateway run's: when each slot's attempt in flight started, and its attempt (its outages read them).
+        self.slot_start: list[float] | None = getattr(run, "slot_start", None)
+        self.slot_attempt: list[int] | None = getattr(run, "slot_attempt", None)
+        self.backups = [c for c in self.capped if any(models[m.s].backup for m in c.members)]
+        self.resumed = resume
+        if resume:
+            self._take_over()
+        else:  # a gated sender's first start waits for its gate (down at 0, a backup until the others are down)
+            for c in self.capped:
+                c.due = min(run.gate.pacers[m.s].opens_at(0.0) for m in c.members)
+        # The first moment (an outage, the end of --validity) or backup start: the loop's, from there on.
+        self.limit = min((e[0] for e in run.events if e[1] not in kinds), default=math.inf)
+        for c in self.backups:
+            if c.due is not None:
+                self.limit = min(self.limit, c.due)
 
     def go(self, tick: Callable[[Any], bool] | None, progress: Any) -> bool:
         """First attempts a chunk at a time, then the queue's retries while it
         cannot run dry or change order within a chunk; the loop for the rest."""
         run = self.run
         draining = False
-        while True:
+        while self.t0 < self.limit:
             if not draining:
-                t1 = self.t0 + self.span
+                t1 = min(self.t0 + self.span, self.limit)
                 saved = [c.state() for c in self.capped]
                 starts, last = self._look(t1)
                 if last:  # the last first attempts start in this chunk: end it at the one that takes the last
@@ -633,7 +682,7 @@ class _Fast:
         retry comes back at least backoff / 2 after it failed). False: the loop's turn."""
         span = self.span / 4
         for _ in range(6):
-            t1 = self.t0 + span
+            t1 = min(self.t0 + span, self.limit)
             saved = [c.state() for c in self.capped]
             self._look(t1)
             attempts = self._queue(t1)
@@ -770,6 +819,7 @@ class _Fast:
             lane_starts.append((s, st[:m]))
             run.first_end[s] = min(run.first_end[s], float(en[0]))
             slot.cur = (float(seconds[m - 1]), bool(failed[m - 1]), int(tried[m - 1]))
+            slot.began = float(st[m - 1])
             slot.start = float(en[m - 1])
             run.used[slot.g] = _consume(slot.lane, run.used[slot.g], m)
             self.started[s] += m
@@ -1030,12 +1080,78 @@ class _Fast:
         previous = last
         self.open = [fd[previous:]]
 
-    # ---- the loop takes over ----
+    # ---- the loop takes over, and back ----
+
+    def _take_over(self) -> None:
+        """The run where the loop left it (see resumable), as the fast path keeps
+        it: the slots' attempts in flight and starts due, the gates', the retries
+        on their way back and in the queue, the open bin. The moments stay in the
+        loop's heap; t0 is the next event's time."""
+        run = self.run
+        finish, arrive, start = self.kinds
+        assert self.slot_start is not None
+        assert self.slot_attempt is not None
+        slot_start, slot_attempt = self.slot_start, self.slot_attempt
+        ends: dict[int, tuple[float, int, float]] = {}  # slot -> its FINISH: (time, attempt or 0, seconds)
+        starts: dict[int, float] = {}  # key -> its START's time
+        arrivals: list[tuple[float, int, int]] = []
+        moments = []
+        for event in run.events:
+            t, kind, key, attempt, seconds = event
+            if kind == finish:
+                ends[key] = (t, attempt, seconds)
+            elif kind == start:
+                starts[key] = t
+            elif kind == arrive:
+                arrivals.append((t, key, attempt))
+            else:
+                moments.append(event)
+        self.t0 = run.events[0][0]
+        run.events[:] = moments
+        heapify(run.events)
+        for slot in self.slots:
+            if slot.slot in ends:
+                end, attempt, seconds = ends[slot.slot]
+                slot.cur, slot.start = (seconds, attempt != 0, slot_attempt[slot.slot]), end
+                slot.began = slot_start[slot.slot]
+            else:
+                slot.cur, slot.start = None, starts[slot.slot]
+        gate = run.gate
+        for c in self.capped:
+            c.held = [entry for m in c.members for entry in gate.held[m.s]]
+            heapify(c.held)
+            c.inflight, c.attempt_of = [], {}
+            for j, busy_slot in enumerate(c.index_of):
+                if busy_slot in ends:
+                    end, attempt, seconds = ends[busy_slot]
+                    c.inflight.append((end, busy_slot, seconds, attempt != 0, -1 - j, slot_start[busy_slot]))
+                    c.attempt_of[-1 - j] = slot_attempt[busy_slot]
+            heapify(c.inflight)
+            # A START opens when its caps and gate let it (else the loop pushes it there): an outage's end.
+            due = [gate.pacers[m.s].opens_at(starts[m.first_slot]) for m in c.members if gate.start_due[m.s]]
+            c.due = min(due) if due else None
+            c.next_start = max(gate.pacers[m.s].next_start for m in c.members)
+            c.capped = [gate.capped_time[m.s] for m in c.members]
+            c.row, c.last_start = 0, [None] * len(c.members)
+        arrivals.sort()
+        self.pending = np.array([t for t, _, _ in arrivals])
+        self.pending_seq = np.array([seq for _, seq, _ in arrivals], dtype=np.int64)
+        self.pending_attempt = np.array([attempt for _, _, attempt in arrivals], dtype=np.int64)
+        run.pending = 0
+        self.waiting = np.array(run.waiting, dtype=np.int64)
+        run.waiting.clear()
+        rounds = getattr(run, "rounds", [0] * self.senders)
+        self.started = [run.started(s) - rounds[s] for s in range(self.senders)]
+        if run.bins.ended:
+            self.open = [np.array(run.bins.ended)]
+            run.bins.ended.clear()
+        if self.receipts is not None:
+            self.receipts.take_heap()
 
     def _hand_over(self) -> None:
         """The run at t0, every event before it handled, as the loop keeps it."""
         run = self.run
-        if self.t0 == 0.0:  # nothing happened yet
+        if self.t0 == 0.0 and not self.resumed:  # nothing happened yet
             run.begin()
             return
         finish, arrive, start = self.kinds
@@ -1065,6 +1181,13 @@ class _Fast:
             starts = [last for last in c.last_start if last is not None]
             if shared is not None and starts:
                 shared.next_start = max(starts) + shared.gap
+        if self.slot_start is not None and self.slot_attempt is not None:  # (a gateway run)
+            for slot in self.slots:
+                assert slot.cur is not None
+                self.slot_start[slot.slot], self.slot_attempt[slot.slot] = slot.began, slot.cur[2]
+            for c in self.capped:
+                for _, busy_slot, _, _, row, began in c.inflight:
+                    self.slot_start[busy_slot], self.slot_attempt[busy_slot] = began, c.attempt_of[row]
         for at, seq, attempt in zip(
             self.pending.tolist(), self.pending_seq.tolist(), self.pending_attempt.tolist(), strict=True
         ):
