@@ -77,6 +77,21 @@ def test_an_outage_stops_a_sender_for_its_length(tmp_path):
     assert [s["attempts"] for s in with_backup["senders"]] == [800, 200]
 
 
+@pytest.mark.timeout(30)
+def test_a_backup_whose_primaries_are_never_all_down_again_never_starts(tmp_path):
+    """One primary's only outage is over before the other's random ones come:
+    every later moment the backup could open at is "never". Asking a random
+    sender when it is next down after "never" drew outages for ever (a hang)."""
+    result = summary(
+        tmp_path,
+        *("--sender", "0.5:0:window=1:down=5+14", "--sender", "2:0:window=10:mtbf=50:mttr=2"),
+        *("--sender", "1:0.01:backup", "-n", "40", "--seed", "3"),
+    )
+    assert [s["attempts"] for s in result["senders"]][2] == 0
+    assert result["sent"] == 40
+    assert Outages((), 50.0, 2.0, 3, 1).first_after(math.inf) is None
+
+
 def test_validity_expires_what_was_not_accepted_in_time(tmp_path):
     got = summary(tmp_path, "-n", "1000", "--distribution", "constant", "--sender", "1:0", "--validity", "100")
     assert (got["sent"], got["expired"], got["unsent"]) == (100, 900, 0)

@@ -223,6 +223,8 @@ class Outages:
 
     def first_after(self, t: float) -> tuple[float, float] | None:
         """The first outage that ends after t, whole (every random one that could join it drawn)."""
+        if t == math.inf:  # none ends after it (and random ones would be drawn for ever)
+            return None
         low, high, answer = self._answer
         if low <= t < high:  # the same answer as last time: every call between two outages
             return answer
@@ -734,36 +736,51 @@ def account_caps(settings: Settings) -> dict[str, Pacer]:
 
 
 class ReceiptDraws:
-    """A sender's receipts one at a time, for code that accepts messages one by one."""
+    """A sender's receipts in its order of acceptance: one at a time (take), for
+    code that accepts messages one by one, or many (take_many); the same draws."""
 
     def __init__(self, model: SenderModel) -> None:
         self.model = model
-        self.delays: list[float] = []
+        self.block: tuple[np.ndarray, np.ndarray] | None = None  # the current block of (delays, kinds)
+        self.delays: list[float] = []  # ... as lists, for take()
         self.kinds: list[int] = []
+        self.used = 0  # receipts of it taken
+
+    def _next_block(self) -> None:
+        self.block = self.model.receipt_block()
+        self.delays, self.kinds = [], []
+        self.used = 0
 
     def take(self, accepted_at: float) -> tuple[float, int]:
         """The receipt of a message accepted at `accepted_at`: (when it comes, what it says)."""
+        if self.block is None or self.used == len(self.block[0]):
+            self._next_block()
         if not self.delays:
-            delays, kinds = self.model.receipt_block()
-            self.delays, self.kinds = delays.tolist()[::-1], kinds.tolist()[::-1]
-        return accepted_at + self.delays.pop(), self.kinds.pop()
+            assert self.block is not None
+            self.delays, self.kinds = self.block[0].tolist(), self.block[1].tolist()
+        i = self.used
+        self.used = i + 1
+        return accepted_at + self.delays[i], self.kinds[i]
 
     def take_many(self, accepted_at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """take() for messages accepted at `accepted_at`, in that order: the same draws, as arrays."""
+        """take() for messages accepted at `accepted_at`, in that order, as arrays."""
         import numpy as np
 
-        delays: list[float] = []
-        kinds: list[int] = []
-        count = len(accepted_at)
-        while len(delays) < count:
-            if not self.delays:
-                block_delays, block_kinds = self.model.receipt_block()
-                self.delays, self.kinds = block_delays.tolist()[::-1], block_kinds.tolist()[::-1]
-            take = min(count - len(delays), len(self.delays))
-            delays += self.delays[: -take - 1 : -1]
-            kinds += self.kinds[: -take - 1 : -1]
-            del self.delays[-take:], self.kinds[-take:]
-        return accepted_at + np.array(delays), np.array(kinds, dtype=np.int64)
+        delays: list[np.ndarray] = []
+        kinds: list[np.ndarray] = []
+        count = have = len(accepted_at)
+        while have:
+            if self.block is None or self.used == len(self.block[0]):
+                self._next_block()
+            assert self.block is not None
+            take = min(have, len(self.block[0]) - self.used)
+            delays.append(self.block[0][self.used : self.used + take])
+            kinds.append(self.block[1][self.used : self.used + take])
+            self.used += take
+            have -= take
+        if count == 0:
+            return accepted_at.copy(), np.empty(0, dtype=np.int64)
+        return accepted_at + np.concatenate(delays), np.concatenate(kinds).astype(np.int64)
 
 
 class Draws:

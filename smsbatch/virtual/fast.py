@@ -39,7 +39,6 @@ later), and then the loop runs alone.
 from __future__ import annotations
 
 import math
-from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Sequence
 from heapq import heapify, heappop, heappush
@@ -216,7 +215,7 @@ class _Capped:
             else:
                 break
             rows = [u + n for u, n in zip(used, step.drawn, strict=True)]
-            if opens >= t1:  # no start before t1: what finishes before it frees its slot
+            if opens >= t1 or len(self.members) > 1:  # (an account's senders draw from their own lanes: in turn)
                 self._stepped(t1, rows, step)
                 break
             if opens < slow_until:
@@ -237,63 +236,110 @@ class _Capped:
         return step
 
     def _stepped(self, t_stop: float, rows: list[int], step: _Step) -> None:
-        """The gate's events before t_stop one by one, as the loop has them."""
-        need = int(max(0.0, t_stop - self.next_start) / self.gap) + 3
+        """The gate's events before t_stop one by one, as the loop has them: a
+        finish frees its slot (before a start at the same time); the cap opens
+        with a slot free: the lowest starts, the next start a gap later; with
+        none free, at the next finish. The free slots as a bit mask (bit j: the
+        group's j-th slot), those in flight as a heap of (end, bit)."""
+        if self.due is not None:
+            opens = self.due
+        else:
+            opens = max(self.inflight[0][0], self.next_start) if self.inflight else math.inf
+        need = int(max(0.0, t_stop - opens) / self.gap) + 3 if opens < t_stop else 0  # the most that can start
         times, fails = [], []
         for member, row in zip(self.members, rows, strict=True):
-            seconds, failed = _peek(member.lane, row, need)
+            seconds, failed = _peek(member.lane, row, need) if need else (np.empty(0), np.empty(0, dtype=bool))
             times.append(seconds.tolist())
             fails.append(failed.tolist())
+        slots = list(self.index_of)
+        index_of, member_of, window = self.index_of, self.member_of, self.window
+        since = [0.0] * window  # a free slot's free since
+        free = 0
+        for slot, free_since in self.held:
+            j = index_of[slot]
+            free |= 1 << j
+            since[j] = free_since
+        busy: list[tuple[float, int]] = []  # (end, bit)
+        # Each slot's attempt in flight: its send time, failed?, row, start.
+        cur_d, cur_f, cur_row, cur_start = [0.0] * window, [False] * window, [0] * window, [0.0] * window
+        for end, slot, took, fail, in_row, began in self.inflight:
+            j = index_of[slot]
+            busy.append((end, j))
+            cur_d[j], cur_f[j], cur_row[j], cur_start[j] = took, fail, in_row, began
+        heapify(busy)
+        bit_of = {1 << j: j for j in range(window)}
         next_start, due, capped, gap = self.next_start, self.due, self.capped, self.gap
-        held, inflight, row0, last_start = self.held, self.inflight, self.row, self.last_start
-        index_of, member_of = self.index_of, self.member_of
+        row, last_start, first_end = self.row, self.last_start, step.first_end
         taken = [0] * len(self.members)
-        began: list[float] = []
+        began_l: list[float] = []
         who: list[int] = []
-        ended: list[tuple[float, float, bool, int, int]] = []
-        first_end = step.first_end
-        r = 0
+        ended: list[float] = []  # the finishes, column by column
+        ended_d: list[float] = []
+        ended_f: list[bool] = []
+        ended_j: list[int] = []
+        ended_row: list[int] = []
         while True:
-            ends = inflight[0][0] if inflight else math.inf
-            if due is not None and due < ends:  # the cap opens with work waiting: the lowest held slot starts
+            ends = busy[0][0] if busy else math.inf
+            if due is not None and due < ends:  # the cap opens with a slot free: the lowest starts
                 if due >= t_stop:
                     break
-                slot, since = heappop(held)
-                m = member_of[index_of[slot]]
-                capped[m] += due - since
+                lowest = free & -free
+                free ^= lowest
+                j = bit_of[lowest]
+                m = member_of[j]
+                capped[m] += due - since[j]
                 i = taken[m]
                 taken[m] = i + 1
                 d = times[m][i]
                 end = due + d
-                heappush(inflight, (end, slot, d, fails[m][i], row0 + r, due))
-                r += 1
+                heappush(busy, (end, j))
+                cur_d[j], cur_f[j], cur_row[j], cur_start[j] = d, fails[m][i], row, due
+                row += 1
                 if end < first_end[m]:
                     first_end[m] = end
-                began.append(due)
+                began_l.append(due)
                 who.append(m)
                 last_start[m] = due
                 next_start = due + gap
-                due = next_start if held else None
-            else:  # a finish (before a start at the same time)
+                due = next_start if free else None
+            else:  # a finish
                 if ends >= t_stop:
                     break
-                end, slot, d, fail, done_row, _ = heappop(inflight)
-                ended.append((end, d, fail, slot, done_row))
-                heappush(held, (slot, end))
+                end, j = heappop(busy)
+                ended.append(end)
+                ended_d.append(cur_d[j])
+                ended_f.append(cur_f[j])
+                ended_j.append(j)
+                ended_row.append(cur_row[j])
+                free |= 1 << j
+                since[j] = end
                 if due is None:
                     due = end if end >= next_start else next_start
-        self.next_start, self.due = next_start, due
-        self.row += r
+        self.next_start, self.due, self.row = next_start, due, row
+        self.held = [(slots[j], since[j]) for j in range(window) if free >> j & 1]
+        self.inflight = [(end, slots[j], cur_d[j], cur_f[j], cur_row[j], cur_start[j]) for end, j in busy]
+        heapify(self.inflight)
         for m, n in enumerate(taken):
             step.drawn[m] += n
-        if began:
-            step.starts.append(np.array(began))
+        if began_l:
+            step.starts.append(np.array(began_l))
             step.owners.append(np.array(who, dtype=np.int64))
         if ended:
-            step.finishes.append(np.array(ended))
+            bits = np.array(ended_j, dtype=np.int64)
+            step.finishes.append(
+                np.column_stack(
+                    (
+                        np.array(ended),
+                        np.array(ended_d),
+                        np.array(ended_f, dtype=np.float64),
+                        np.array(slots, dtype=np.float64)[bits],
+                        np.array(ended_row, dtype=np.float64),
+                    )
+                )
+            )
 
     def _segment(self, t1: float, rows: list[int], step: _Step) -> tuple[int, bool]:
-        """Starts at the cap's ticks (each gap after the last, added one after
+        """(A sender alone: one lane.) Starts at the cap's ticks (each gap after the last, added one after
         another as the Pacer adds them) for as long as a slot is free at each,
         before t1: (starts, reached t1?). The times are numpy's; which slot takes
         a tick (the lowest free one) is chosen tick after tick in plain Python,
@@ -334,29 +380,24 @@ class _Capped:
             else:
                 free |= 1 << j
         slot_of = {1 << j: j for j in range(window)}
-        if len(self.members) == 1:
-            seconds, failed = _peek(self.members[0].lane, rows[0], count)
-            ends = at + seconds
-            # The tick at which the slot of each tick's attempt is free again (a finish at a tick comes first).
-            again_l = np.maximum(np.searchsorted(at, ends), np.arange(1, count + 1)).tolist()
-            owner_l = [0] * count
-            r_end = count
-            for r in range(count):
-                free |= joins[r]
-                if not free:
-                    r_end = r
-                    break
-                lowest = free & -free
-                free ^= lowest
-                owner_l[r] = slot_of[lowest]
-                joins[again_l[r]] |= lowest
-            own = np.array(owner_l[:r_end], dtype=np.int64)
-            member = np.zeros(r_end, dtype=np.int64)
-            e, d, fl = ends[:r_end], seconds[:r_end], failed[:r_end]
-            step.drawn[0] += r_end
-        else:
-            own, member, e, d, fl = self._shared_ticks(at, rows, free, joins, slot_of, step)
-            r_end = len(own)
+        seconds, failed = _peek(self.members[0].lane, rows[0], count)
+        ends = at + seconds
+        # The tick at which the slot of each tick's attempt is free again (a finish at a tick comes first).
+        again_l = np.maximum(np.searchsorted(at, ends), np.arange(1, count + 1)).tolist()
+        owner_l = [0] * count
+        r_end = count
+        for r in range(count):
+            free |= joins[r]
+            if not free:
+                r_end = r
+                break
+            lowest = free & -free
+            free ^= lowest
+            owner_l[r] = slot_of[lowest]
+            joins[again_l[r]] |= lowest
+        own = np.array(owner_l[:r_end], dtype=np.int64)
+        e, d, fl = ends[:r_end], seconds[:r_end], failed[:r_end]
+        step.drawn[0] += r_end
         reached = r_end == count
         until = t1 if reached else float(ticks[r_end])
         at = at[:r_end]
@@ -369,15 +410,10 @@ class _Capped:
         e_sorted = e[order]
         since = np.empty(r_end)
         since[order] = np.where(after, np.concatenate(([0.0], e_sorted[:-1])), end0[by_slot])
-        # capped_time += start - free since, tick after tick, as the gate adds them (each member's own)
-        held_back = at - since
-        for m in range(len(self.members)) if r_end else ():
-            mine = held_back if len(self.members) == 1 else held_back[member == m]
-            if len(mine):
-                self.capped[m] = float(np.cumsum(np.concatenate(([self.capped[m]], mine)))[-1])
-                self.last_start[m] = float(at[r_end - 1] if len(self.members) == 1 else at[member == m][-1])
-                first = e if len(self.members) == 1 else e[member == m]
-                step.first_end[m] = min(step.first_end[m], float(first.min()))
+        if r_end:  # capped_time += start - free since, tick after tick, as the gate adds them
+            self.capped[0] = float(np.cumsum(np.concatenate(([self.capped[0]], at - since)))[-1])
+            self.last_start[0] = float(at[-1])
+            step.first_end[0] = min(step.first_end[0], float(e.min()))
         # What finished before `until`: attempts in flight at its start, and its own.
         slots = np.array(list(index_of), dtype=np.int64)  # the group's slots, by bit
         done0 = busy & (end0 < until)
@@ -396,7 +432,7 @@ class _Capped:
                 )
             )
         step.starts.append(at)
-        step.owners.append(member)
+        step.owners.append(np.zeros(r_end, dtype=np.int64))
         # Each slot's last attempt: in flight at `until`, or its slot free since its end.
         last = np.ones(r_end, dtype=bool)
         last[:-1] = by_slot[1:] != by_slot[:-1]
@@ -414,55 +450,6 @@ class _Capped:
         self.due = self.next_start if reached and self.held else None
         self.row += r_end
         return r_end, reached
-
-    def _shared_ticks(
-        self, at: np.ndarray, rows: list[int], free: int, joins: list[int], slot_of: dict[int, int], step: _Step
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """_segment's ticks for several senders: a tick's draw is from the lane
-        of the sender whose slot takes it, so each end (and when that slot is
-        free again) is found as the tick is taken. (bit, member, ends, seconds,
-        failed) of the ticks taken."""
-        count = len(at)
-        at_l = at.tolist()
-        times, fails = [], []
-        for member, row in zip(self.members, rows, strict=True):
-            seconds, failed = _peek(member.lane, row, count)
-            times.append(seconds.tolist())
-            fails.append(failed.tolist())
-        member_of = self.member_of
-        taken = [0] * len(self.members)
-        owner_l: list[int] = []
-        member_l: list[int] = []
-        end_l: list[float] = []
-        d_l: list[float] = []
-        f_l: list[bool] = []
-        for r in range(count):
-            free |= joins[r]
-            if not free:
-                break
-            lowest = free & -free
-            free ^= lowest
-            j = slot_of[lowest]
-            m = member_of[j]
-            i = taken[m]
-            taken[m] = i + 1
-            d = times[m][i]
-            end = at_l[r] + d
-            joins[bisect_left(at_l, end, r + 1)] |= lowest  # the tick it is free again (a finish first)
-            owner_l.append(j)
-            member_l.append(m)
-            end_l.append(end)
-            d_l.append(d)
-            f_l.append(fails[m][i])
-        for m, n in enumerate(taken):
-            step.drawn[m] += n
-        return (
-            np.array(owner_l, dtype=np.int64),
-            np.array(member_l, dtype=np.int64),
-            np.array(end_l),
-            np.array(d_l),
-            np.array(f_l, dtype=bool),
-        )
 
 
 class _Step:
@@ -574,10 +561,14 @@ def resumable(run: _Run, models: Sequence[SenderModel], kinds: tuple[int, int, i
     moment = min((e[0] for e in events if e[1] not in kinds), default=math.inf)
     if moment <= t:
         return False
+    backup_starts = {e[2]: e[0] for e in events if e[1] == start}
     for s, model in enumerate(models):
         slots = range(run.first_slot[s], run.first_slot[s] + model.window)
         if model.backup and any(slot in sending for slot in slots):
             return False
+        first = run.first_slot[s]
+        if model.backup and first in backup_starts and run.gate.pacers[s].opens_at(backup_starts[first]) <= t:
+            return False  # (it is about to start: the loop's)
         if not model.capped and not all(slot in busy for slot in slots):
             return False
     return True
@@ -625,6 +616,7 @@ class _Fast:
         self.taken = 0
         self.open: list[np.ndarray] = []  # send times of the attempts ended in the open bin
         self.t0 = 0.0
+        self.drain_span = self.span / 4  # the chunk _drain tries first
         self.steps: list[_Step] = []
         # Receipts modelled (engine._ReceiptSimulation): the run's count, and each sender's draws.
         self.receipts: ReceiptCount | None = getattr(run, "receipt_count", None)
@@ -650,10 +642,14 @@ class _Fast:
         cannot run dry or change order within a chunk; the loop for the rest."""
         run = self.run
         draining = False
+        rate = 0.0  # starts a simulated second, as the last chunk had them
         while self.t0 < self.limit:
             if not draining:
                 t1 = min(self.t0 + self.span, self.limit)
+                if rate:  # end short of the start that takes the last first attempt: the chunk that does is redone
+                    t1 = min(t1, self.t0 + max(0.9 * run.fresh / rate, self.span / 64))
                 saved = [c.state() for c in self.capped]
+                fresh = run.fresh
                 starts, last = self._look(t1)
                 if last:  # the last first attempts start in this chunk: end it at the one that takes the last
                     every = np.concatenate(starts) if starts else np.empty(0)
@@ -662,6 +658,7 @@ class _Fast:
                         c.restore(state)
                     self._look(t1)
                 self._commit(t1, None)
+                rate = (fresh - run.fresh) / (t1 - self.t0) if t1 > self.t0 else 0.0
                 self.t0 = t1
                 draining = last
             elif not self._drain():
@@ -680,8 +677,8 @@ class _Fast:
         start takes the retry at the head of the queue (arrived by then), and no
         retry made in the chunk could come back before one taken in it (a
         retry comes back at least backoff / 2 after it failed). False: the loop's turn."""
-        span = self.span / 4
-        for _ in range(6):
+        span = self.drain_span  # the last chunk's that could, twice (a chunk that cannot is work thrown away)
+        while span >= self.span / 4096:
             t1 = min(self.t0 + span, self.limit)
             saved = [c.state() for c in self.capped]
             self._look(t1)
@@ -689,6 +686,7 @@ class _Fast:
             if attempts is not None:
                 self._commit(t1, attempts)
                 self.t0 = t1
+                self.drain_span = min(self.span / 4, 2 * span)
                 return True
             for c, state in zip(self.capped, saved, strict=True):
                 c.restore(state)
