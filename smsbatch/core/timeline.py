@@ -25,6 +25,7 @@ from smsbatch.core.model import EXPIRED, FAILED, INTERRUPTED, RETRY, SENT, THROT
 from smsbatch.core.reach import SentHistogram
 from smsbatch.core.settings import Settings
 from smsbatch.core.stats import bucket_value
+from smsbatch.core.text import sms_segments
 
 _Sample = TypeVar("_Sample")
 
@@ -49,7 +50,14 @@ def estimated_makespan(settings: Settings, messages: int) -> float:
     senders = settings.senders
     if not senders:  # only senders elsewhere, of unknown speed
         return 60.0
-    capacity = sum(min(s.window / s.mean if s.mean else math.inf, s.rate or math.inf) for s in senders)
+    k = sms_segments(settings.text).count  # a cap counts segments, and a send takes k draws
+    own = {id(s): min(s.window / (s.mean * k) if s.mean else math.inf, (s.rate or math.inf) / k) for s in senders}
+    capacity = sum(own[id(s)] for s in senders if not s.account and not s.backup)
+    for account in settings.accounts:  # an account's senders share its cap
+        members = [own[id(s)] for s in senders if s.account == account.name and not s.backup]
+        capacity += min(sum(members), account.rate / k) if members else 0.0
+    if not capacity:  # only backups
+        capacity = sum(own.values())
     fail = sum(s.fail_rate for s in senders) / len(senders)
     attempts = sum(fail**k for k in range(settings.max_retries + 1))
     work = 0.0 if math.isinf(capacity) else messages * attempts / capacity
