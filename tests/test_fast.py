@@ -13,7 +13,7 @@ import math
 
 import pytest
 
-from smsbatch.config import Settings, parse_account, parse_sender
+from smsbatch.config import Settings, parse_account, parse_sender, parse_settings
 from smsbatch.core import sender_model
 from smsbatch.core.sender_model import RunOutages, SenderModel, account_caps, fast_path
 from smsbatch.core.timeline import Timeline, first_width
@@ -225,6 +225,28 @@ def test_receipts_with_a_timeline_that_coarsens():
     assert loop.receipts is not None
     assert loop.receipts.delivered > 0
     assert (fast, fast_timeline) == (loop, loop_timeline)
+
+
+def test_a_delivery_counted_where_the_timeline_doubles_its_width():
+    """(Found by comparing random settings.) A bin closes at a finish before the
+    receipts due by it are counted; counted first, a delivery past the last bin
+    doubled the width before the close, which the fast path did not."""
+    argv = ["-n", "1000", "--sender", "0.5:0.1:window=30:account=a:mtbf=20:mttr=2:dlr-median=1:dlr-p90=5"]
+    argv += ["--distribution", "normal", "--account", "a:rate=10", "--undeliverable", "0.05", "--text", "q" * 400]
+    settings = parse_settings([*argv, "--seed", "327"])
+    loop, loop_timeline, _ = outcome(settings, vectorise=False, width=0.017166666666666667)
+    fast, fast_timeline, _ = outcome(settings, vectorise=True, width=0.017166666666666667)
+    assert (fast, fast_timeline) == (loop, loop_timeline)
+
+
+@pytest.mark.timeout(60)
+def test_a_bin_edge_that_rounds_down_to_a_finish():
+    """(Found so too.) floor(t / width) a whole number short: the edge after a
+    close is that finish's own time, so the next finish closes the next bin; the
+    fast path looked for it at the same finish for ever."""
+    argv = ["-n", "3000", "--sender", "0.05:0.3:window=1:account=a", "--sender", "0.2:0.1:window=30:rate=100"]
+    settings = parse_settings([*argv, "--distribution", "constant", "--account", "a:rate=30", "--seed", "571"])
+    assert outcome(settings, vectorise=True, width=0.0252)[:2] == outcome(settings, vectorise=False, width=0.0252)[:2]
 
 
 def test_receipts_of_a_run_stopped_in_the_fast_path_are_pending_alike():

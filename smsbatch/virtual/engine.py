@@ -534,6 +534,10 @@ class _ReceiptSimulation(_Simulation):
         return self.last_receipt
 
     def _finish(self, t: float, slot: int, attempt: int, seconds: float) -> None:
+        # A bin closes before the receipts due by t are counted: a delivery then never widens the
+        # timeline ahead of the finishes (the fast path closes its bins so too).
+        if t >= self.bins.edge:
+            self.bins.close(self, self.now, t)
         if not attempt:  # accepted
             self.last_receipt = self.receipt_draws[self.sender_of[slot]].take(t)
             self.receipt_count.add(*self.last_receipt)

@@ -957,8 +957,9 @@ class _Fast:
         slot fslot): each sender's drawn in its order of acceptance (time, then
         slot: the loop's order of finishes), then those due by the chunk's last
         finish counted. The loop counts each at the first finish at or after it,
-        into the timeline; counts add up alike in any order, and a width doubled
-        (by a delivery's time) between two closes changes no bin the timeline keeps."""
+        into the timeline, after that finish has closed its bin: a delivery
+        counted is never later than the last finish, so the width doubles where
+        _close_bins doubles it, and counts add up alike in any order."""
         receipts = self.receipts
         assert receipts is not None
         if len(ft):
@@ -1011,8 +1012,11 @@ class _Fast:
         # Where the bins close (the width doubling as the timeline's bin_of doubles it).
         closes: list[tuple[int, float, float]] = []  # (index of the finish, its time, the last finish before it)
         width, edge, n = timeline.width, bins.edge, len(ft)
+        k = -1
         while True:
-            k = int(np.searchsorted(ft, edge))
+            # The next finish at or past the edge, after the last close (an edge that rounds down to the
+            # closing finish's own time, floor(t / width) a whole number short, is passed by the next one).
+            k = max(int(np.searchsorted(ft, edge)), k + 1)
             if k == n:
                 break
             t = float(ft[k])
