@@ -377,3 +377,67 @@ def test_speed_max_and_the_model_check_take_it(monkeypatch):
     status = main([*argv, "--speed", "max", "--seed", "2", "--no-progress"], stdout=io.StringIO(), stderr=io.StringIO())
     assert status == 0
     assert taken
+
+
+def random_argv(rng):
+    """A random command line: senders with every field the fast path knows (caps,
+    accounts, outages fixed and random, backups, receipts), every distribution."""
+    argv, accounts = [], {}
+    for _ in range(rng.randint(1, 4)):
+        fields = [str(rng.choice([0.05, 0.2, 0.5, 1.0, 2.0])), str(rng.choice([0, 0.01, 0.1, 0.3]))]
+        fields.append(f"window={rng.choice([1, 2, 3, 5, 10, 30])}")
+        if rng.random() < 0.5:
+            fields.append(f"rate={rng.choice([2, 5, 10, 30, 100])}")
+        if rng.random() < 0.3:
+            name = rng.choice("ab")
+            accounts[name] = rng.choice([3, 10, 30])
+            fields.append(f"account={name}")
+        if rng.random() < 0.3:
+            fields.append(f"down={rng.randint(0, 60)}+{rng.randint(1, 30)}")
+        if rng.random() < 0.15:
+            fields.append(f"mtbf={rng.choice([20, 50])}:mttr={rng.choice([2, 8])}")
+        if rng.random() < 0.15:
+            fields.append("backup")
+        if rng.random() < 0.15:
+            fields.append(f"dlr-median={rng.choice([1, 5])}:dlr-p90={rng.choice([5, 20])}")
+        argv += ["--sender", ":".join(fields)]
+    for name, rate in accounts.items():
+        argv += ["--account", f"{name}:rate={rate}"]
+    argv += ["--distribution", rng.choice(["lognormal", "exponential", "constant", "uniform", "normal"])]
+    argv += ["--max-retries", str(rng.choice([0, 1, 2, 3])), "--retry-backoff", str(rng.choice([0, 0.5, 2, 5]))]
+    if rng.random() < 0.4:
+        argv += ["--dlr-median", str(rng.choice([2, 10])), "--dlr-p90", str(rng.choice([10, 40]))]
+    if rng.random() < 0.2:
+        argv += ["--undeliverable", "0.05"]
+    if rng.random() < 0.25:
+        argv += ["--validity", str(rng.choice([30, 100, 300]))]
+    if rng.random() < 0.3:
+        argv += ["--text", "q" * rng.choice([200, 400])]
+    return [*argv, "-n", str(rng.choice([1, 5, 30, 200, 1000, 2000]))]
+
+
+@pytest.mark.timeout(120)
+def test_random_settings_against_the_loop():
+    """Random settings of every kind, fast path against the loop: every figure and
+    the whole timeline (settings the command line refuses are skipped)."""
+    import contextlib
+    import io
+    import random
+
+    from smsbatch.core.errors import UsageError
+
+    ran = fast = 0
+    for seed in range(1, 61):
+        argv = random_argv(random.Random(seed))
+        try:
+            with contextlib.redirect_stderr(io.StringIO()):
+                settings = parse_settings([*argv, "--seed", str(seed)])
+        except (UsageError, SystemExit, ValueError):
+            continue
+        loop = outcome(settings, vectorise=False)
+        got = outcome(settings, vectorise=True)
+        assert got[:2] == loop[:2], argv
+        ran += 1
+        fast += fast_path(got[2], trace=False)
+    assert ran > 45  # (55 of 60 today)
+    assert fast > 25  # (30 take the fast path)
