@@ -11,7 +11,9 @@ each, and which slot takes a tick (the lowest free one: the gate's heap) is
 chosen tick after tick in plain Python on a bit mask, since the capped time
 the loop adds (start minus that slot's free-since) depends on it; where the
 cap keeps letting go (every slot busy at a tick), start by start, as the
-loop's _CapGate steps it.
+loop's _CapGate steps it. The senders of one account are one group: they
+take the account's ticks in turn (the lowest with a free slot), each from its
+own lane, event by event.
 
 A chunk is a span of simulated time [T0, T1): every lane's starts and ends in
 it are computed, then the counts, the statistics (the lanes' blocks folded as
@@ -30,10 +32,24 @@ or after it) is handed to the event loop (engine._Simulation), which runs
 the rest: the tail, where the queue may run dry. The loop is the definition;
 this module is held to it by tests/test_fast.py, bit for bit.
 
+Receipts are drawn a chunk at a time, each sender's in its order of
+acceptance, and counted by ReceiptCount's array methods. A gateway run's
+moments (an outage starting, the end of --validity, a backup's gate opening)
+are the loop's: a chunk ends at the first of them, the loop handles it, and
+the fast path takes the run back (resumable, _take_over) as soon as the state
+is one it keeps: first attempts left, none thrown back to the front of the
+queue, no backup at work.
+
+      fast path                              event loop (engine._Simulation)
+    t=0 --chunks--> a moment --hand over--> the OUTAGE or EXPIRE, the queue's front
+        --chunks--> <--take back (resumable)--
+        --chunks--> the last first attempt, retries drained --hand over--> the tail
+
 The choice is the model's: SenderModel.vectorisable (sender_model.fast_path
-for the run), false for anything not written here (accounts, receipts,
-gateways, --validity, --trace, senders that never wait, and any field added
-later), and then the loop runs alone.
+for the run), false for anything not written here (a gateway's cap= and its
+throttled answers, outages or a backup on a sender no cap paces or that shares
+an account, an account whose senders' own caps bind, --trace, senders that
+never wait, and any field added later), and then the loop runs alone.
 """
 
 from __future__ import annotations
