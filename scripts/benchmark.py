@@ -274,6 +274,25 @@ def engine_seconds(path: str, argv: tuple[object, ...]) -> tuple[float, float]:
     return result["seconds"], result["sim_elapsed_s"]
 
 
+def side_by_side(
+    runs: int, base: tuple[object, ...], bare_argv: list[str], command_extra: tuple[str, ...] = ()
+) -> tuple[list[float], list[float], list[float], list[float]]:
+    """Seconds of the fast path, of the event loop alone (checked the same run),
+    of scripts/bare_des.py, and the command's own elapsed_s, `runs` times, alternating."""
+    fast, loop, bare, command = [], [], [], []
+    for _ in range(runs):
+        seconds, fast_sim = engine_seconds("fast", base)
+        fast.append(seconds)
+        seconds, loop_sim = engine_seconds("loop", base)
+        loop.append(seconds)
+        if fast_sim != loop_sim:
+            raise SystemExit(f"benchmark: the fast path's run is not the loop's: {fast_sim} against {loop_sim}")
+        done = subprocess.run([*BARE_DES, *bare_argv], capture_output=True, text=True, check=True)
+        bare.append(json.loads(done.stdout)["loop_s"])
+        command.append(measure(sms(*base, *command_extra)).summary["elapsed_s"])
+    return fast, loop, bare, command
+
+
 def virtual_fast(runs: int, messages: int) -> list[Row]:
     """The fast path of --speed max (virtual/fast.py) against the event loop it
     hands over to and against scripts/bare_des.py, side by side, alternating,
@@ -284,18 +303,8 @@ def virtual_fast(runs: int, messages: int) -> list[Row]:
         ("emergency config", EMERGENCY, "emergency"),
         ("four-sender set", FOUR_SENDERS, "four"),
     ):
-        fast, loop, bare, command = [], [], [], []
-        for _ in range(runs):
-            base = (*argv, "--messages", messages, "--seed", 7)
-            seconds, fast_sim = engine_seconds("fast", base)
-            fast.append(seconds)
-            seconds, loop_sim = engine_seconds("loop", base)
-            loop.append(seconds)
-            if fast_sim != loop_sim:
-                raise SystemExit(f"benchmark: the fast path's run is not the loop's: {fast_sim} against {loop_sim}")
-            done = subprocess.run([*BARE_DES, str(messages), "7", model], capture_output=True, text=True, check=True)
-            bare.append(json.loads(done.stdout)["loop_s"])
-            command.append(measure(sms(*base, "--speed", "max")).summary["elapsed_s"])
+        base = (*argv, "--messages", messages, "--seed", 7)
+        fast, loop, bare, command = side_by_side(runs, base, [str(messages), "7", model], ("--speed", "max"))
         ratio = statistics.median(b / f for f, b in zip(fast, bare, strict=True))
         over_loop = statistics.median(lo / f for f, lo in zip(fast, loop, strict=True))
         rate = messages / statistics.median(fast)
@@ -336,18 +345,8 @@ def gateways_speed(runs: int, messages: int, huge: int) -> list[Row]:
     a backup, validity): the engine in a process of its own, start-up excluded, the
     fast path beside the event loop alone and the bare loop of the plain model,
     alternating; and peak memory at two sizes (flat: a few bytes a message at most)."""
-    ours, loop, bare, command = [], [], [], []
-    for _ in range(runs):
-        base = (*GATEWAYS, "--messages", messages, "--seed", 7)
-        seconds, fast_sim = engine_seconds("fast", base)
-        ours.append(seconds)
-        seconds, loop_sim = engine_seconds("loop", base)
-        loop.append(seconds)
-        if fast_sim != loop_sim:
-            raise SystemExit(f"benchmark: the fast path's run is not the loop's: {fast_sim} against {loop_sim}")
-        done = subprocess.run([*BARE_DES, str(messages), "7"], capture_output=True, text=True, check=True)
-        bare.append(json.loads(done.stdout)["loop_s"])
-        command.append(measure(sms(*base)).summary["elapsed_s"])
+    base = (*GATEWAYS, "--messages", messages, "--seed", 7)
+    ours, loop, bare, command = side_by_side(runs, base, [str(messages), "7"])
     ratio = statistics.median(b / o for o, b in zip(ours, bare, strict=False))
     over_loop = statistics.median(lo / o for o, lo in zip(ours, loop, strict=True))
     peaks = {count: measure(sms(*GATEWAYS, "--messages", count), watch=tree_rss).peak for count in (messages, huge)}
