@@ -811,15 +811,17 @@ class VirtualEngine:
         # A gateway run's moments (outages, the end of --validity) are the loop's; after one, the
         # fast path takes the run back as soon as it can (fast.resumable), looked at every few events.
         looking = fast and isinstance(run, _GatewaySimulation)
-        resumed_at = -math.inf
+        resumed_at, look = -math.inf, LOOK_EVENTS
         while going and run.events:
             if looking and run.fresh > len(run.sender_of):
                 run.run_at_head()
                 if run.events and run.events[0][0] > resumed_at and resumable(run, self.models, kinds):
                     resumed_at = run.events[0][0]  # (a stretch that could not move on is not tried again there)
                     going = advance(run, self.models, kinds, tick, progress, resume=True)
+                    look = LOOK_EVENTS
                     continue
-                run.run_events(LOOK_EVENTS)
+                run.run_events(look)
+                look = min(2 * look, CHUNK)  # a look reads every event: fewer while the loop keeps the run
             else:
                 run.run_events(CHUNK)
             progress.now, progress.sent, progress.failed, progress.retried = run.now, run.sent, run.failed, run.retried
