@@ -208,6 +208,7 @@ BAD_INPUT = [
     (["--broker", "redis://user:secret@localhost:99999999/0"], {}, "--broker"),
     # a value that starts with "-" gets its option's rule, not argparse's "expected one argument"
     (["--deadline", "-5m"], {}, "--deadline: must be a positive duration"),
+    (["--validity", "10000h"], {}, "--validity: must be at most a year (8784h) (got '10000h')"),
     (["--sender", "-1:0.1"], {}, "--sender: MEAN must be"),
     (["--retry-backoff", "-.5"], {}, "--retry-backoff: must be a number at least 0"),
 ]
