@@ -201,7 +201,7 @@ def parse_duration(text: str) -> float:
     if not match:
         raise ValueError(rule)
     value = float(match.group(1)) * _DURATION_UNITS[match.group(2).lower()]
-    if not 0.0 < value:
+    if not value > 0.0:
         raise ValueError(rule)
     if value > 366 * 86_400.0:
         raise ValueError("must be at most a year (8784h)")
