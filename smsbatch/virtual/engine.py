@@ -325,6 +325,9 @@ class _Simulation:
         on at once when nothing else happens at t, else it is free."""
         if t >= self.bins.edge:
             self.bins.close(self, self.now, t)
+        # Receipts are counted after the bin closed: a delivery then never widens the timeline
+        # ahead of the finishes (the fast path closes its bins so too).
+        self._receipts_at(t, slot, attempt)
         self.now = t
         s = self.sender_of[slot]
         capped = self.gap[s]
@@ -459,6 +462,9 @@ class _Simulation:
         """The receipt of the last message accepted (None: receipts not modelled)."""
         return None
 
+    def _receipts_at(self, t: float, slot: int, attempt: int) -> None:
+        """A finish at t: draw the receipt of what it accepted and count those due by t (receipts modelled)."""
+
     # ---- the end ----
 
     def backlog(self) -> int:
@@ -533,16 +539,11 @@ class _ReceiptSimulation(_Simulation):
     def _receipt_of_last(self) -> tuple[float, int] | None:
         return self.last_receipt
 
-    def _finish(self, t: float, slot: int, attempt: int, seconds: float) -> None:
-        # A bin closes before the receipts due by t are counted: a delivery then never widens the
-        # timeline ahead of the finishes (the fast path closes its bins so too).
-        if t >= self.bins.edge:
-            self.bins.close(self, self.now, t)
+    def _receipts_at(self, t: float, slot: int, attempt: int) -> None:
         if not attempt:  # accepted
             self.last_receipt = self.receipt_draws[self.sender_of[slot]].take(t)
             self.receipt_count.add(*self.last_receipt)
         self.receipt_count.advance(t)
-        super()._finish(t, slot, attempt, seconds)
 
 
 class _TracedReceiptSimulation(_TracedSimulation, _ReceiptSimulation):
