@@ -109,6 +109,17 @@ def _peek(lane: Lane, row: int, count: int) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(times), np.concatenate(failed)
 
 
+def _order(primary: np.ndarray, secondary: np.ndarray | None = None) -> np.ndarray:
+    """np.lexsort((secondary, primary)), or np.argsort(primary, kind="stable"):
+    the same order, by numpy's vectorised quicksort where `primary` has no ties
+    (then every sort gives it; twice as fast as a stable sort), else by theirs."""
+    order = np.argsort(primary)
+    ranked = primary[order]
+    if len(ranked) > 1 and (ranked[1:] == ranked[:-1]).any():
+        return np.argsort(primary, kind="stable") if secondary is None else np.lexsort((secondary, primary))
+    return order
+
+
 def _consume(lane: Lane, used: int, count: int) -> int:
     """Take `count` rows from `used` on; the new `used`. A block passed is folded (as the loop's refill does)."""
     while used + count > len(lane.times):
@@ -771,7 +782,7 @@ class _Fast:
         waiting = fresh + len(self.waiting) - self.taken
         if n > waiting + len(self.pending):
             return None
-        order = np.lexsort((key, at))
+        order = _order(at, key)
         taken = np.concatenate(
             (
                 np.ones(min(n, fresh), dtype=np.int64),
@@ -779,7 +790,7 @@ class _Fast:
             )
         )
         if n > waiting:  # retries that come back during the chunk: each must be back by its start
-            by_arrival = np.lexsort((self.pending_seq, self.pending))[: n - waiting]
+            by_arrival = _order(self.pending, self.pending_seq)[: n - waiting]
             back = self.pending[by_arrival]
             if (back > at[order][waiting:]).any() or back[-1] > failed_at + self.backoff / 2:
                 return None
@@ -888,7 +899,7 @@ class _Fast:
             waiting = len(self.waiting) - self.taken
             self.taken += min(count, waiting)
             if count > waiting:
-                keep = np.lexsort((self.pending_seq, self.pending))[count - waiting :]
+                keep = _order(self.pending, self.pending_seq)[count - waiting :]
                 self.pending, self.pending_seq = self.pending[keep], self.pending_seq[keep]
                 self.pending_attempt = self.pending_attempt[keep]
         started_before = list(self.started)
@@ -908,7 +919,7 @@ class _Fast:
         # The retries back by t1 join the queue, in the order they came back.
         back = self.pending < t1
         if back.any():
-            order = np.lexsort((self.pending_seq[back], self.pending[back]))
+            order = _order(self.pending[back], self.pending_seq[back])
             self.waiting = np.concatenate((self.waiting[self.taken :], self.pending_attempt[back][order]))
             self.taken = 0
             self.pending, self.pending_seq = self.pending[~back], self.pending_seq[~back]
@@ -930,7 +941,7 @@ class _Fast:
         ok = ~ff
         if retry.any():
             self._retries(ft[retry], fs[retry], fslot[retry], fa[retry])
-        order = np.argsort(ft, kind="stable")
+        order = _order(ft)
         ft, fd, ff, fs, ok, retry = ft[order], fd[order], ff[order], fs[order], ok[order], retry[order]
         final = ff & ~retry
         c_sent = np.concatenate(([0], np.cumsum(ok)))
@@ -979,7 +990,7 @@ class _Fast:
         receipts = self.receipts
         assert receipts is not None
         if len(ft):
-            order = np.lexsort((fslot, ft))
+            order = _order(ft, fslot)
             ft, fs = ft[order], fs[order]
             times: list[np.ndarray] = []
             kinds: list[np.ndarray] = []
@@ -993,7 +1004,7 @@ class _Fast:
     def _retries(self, ft: np.ndarray, fs: np.ndarray, fslot: np.ndarray, fa: np.ndarray) -> None:
         """Failed attempts with retries left, in the loop's order (time, then
         slot): each sender's jitters in that order, and their arrivals."""
-        order = np.lexsort((fslot, ft))
+        order = _order(ft, fslot)
         ft, fs, fa = ft[order], fs[order], fa[order]
         delays = np.empty(len(ft))
         for s in np.flatnonzero(np.bincount(fs)).tolist():  # the senders among them
