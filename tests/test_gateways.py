@@ -144,7 +144,8 @@ def trace_rows(tmp_path, *argv):
 
 def reference_trace(settings):
     """Every time, in the model's tie order: finishes (by sender, slot), retries
-    entering the queue, outages starting, expiry, then starts by (sender, slot)."""
+    entering the queue, outages starting, expiry, then starts by (sender, slot),
+    a gateway's or capped sender's slots in the order they went free."""
     models = [SenderModel(spec, settings, i) for i, spec in enumerate(settings.senders)]
     specs = settings.senders
     draws = [Draws(m) for m in models]
@@ -161,6 +162,7 @@ def reference_trace(settings):
 
     slots = [(s, j) for s, m in enumerate(models) for j in range(m.window)]
     free = dict.fromkeys(slots, True)
+    free_since = dict.fromkeys(slots, 0.0)
     next_start = [0.0] * len(models)
     account_next = {a.name: 0.0 for a in settings.accounts}
     paused = [0.0] * len(models)
@@ -196,6 +198,7 @@ def reference_trace(settings):
                 end, attempt, start, outcome = in_flight.pop(slot)
                 s = slot[0]
                 free[slot] = True
+                free_since[slot] = t
                 if outcome == THROTTLED:
                     paused[s] = max(paused[s], t + settings.throttle_pause)
                     rows.append((s, slot[1], attempt, start, end, EXPIRED if t > validity else THROTTLED))
@@ -219,6 +222,7 @@ def reference_trace(settings):
                     for start, slot, attempt in cut:
                         del in_flight[slot]
                         free[slot] = True
+                        free_since[slot] = t
                         rows.append((s, slot[1], attempt, start, t, INTERRUPTED))
                     for *_, attempt in reversed(cut):
                         back_to_front(attempt)
@@ -231,7 +235,7 @@ def reference_trace(settings):
                 if not ending:
                     break
                 continue
-            slot = startable[0]
+            slot = min(startable, key=lambda sj: (sj[0], free_since[sj] if models[sj[0]].gated else 0.0, sj[1]))
             s = slot[0]
             attempt = queue.popleft()
             seconds, failed = draws[s].take(slot[1])

@@ -96,6 +96,18 @@ def test_a_capped_senders_rate_is_measured_between_its_finishes():
     assert outcome.stats[0].rate == pytest.approx(5.0)
 
 
+def test_a_capped_senders_free_slots_wait_for_the_cap_in_turn():
+    """10 slots, a start every 0.2 s, each send 1 s: the k-th start (k >= 10) takes
+    the slot that went free first, the one that started k - 10 ticks before, which
+    has waited 1 s; the first ten waited 0.2 k from time 0. So every slot's wait
+    counts: 0.2 x 45 + 990 x 1.0 = 999 slot-seconds, about half the slot-time (5 of
+    10 slots send at a time). Were the lowest free slot to go first, six slots
+    would take every start and the others' waits, never ended by a start, would
+    not count (201.8 under that rule)."""
+    outcome = simulate("-n", "1000", "--sender", "1:0:window=10:rate=5", "--distribution", "constant")
+    assert outcome.capped[0] == pytest.approx(0.2 * 45 + 990 * 1.0, rel=1e-9)
+
+
 # ---- analytic results for random send times ----
 
 

@@ -5,7 +5,8 @@ Three independent answers for the same settings and seed:
 - a slow, obvious event loop written here from the model's words
   (docs/model.md): at each time, finishes (by sender, slot), then retries
   entering the queue, then free slots whose rate cap is open start the head of
-  the queue in (sender, slot) order;
+  the queue in (sender, slot) order, a capped sender's in the order they went
+  free;
 - the real-time runner and its senders (SenderEngine, the loop of a sender
   process) on a fake clock, in lockstep (realtime/lockstep.py): nothing is
   late there, so its run must be the model's run.
@@ -50,6 +51,7 @@ def reference_trace(settings):
     draws = [Draws(m) for m in models]
     slots = [(s, k) for s, m in enumerate(models) for k in range(m.window)]
     free = dict.fromkeys(slots, True)
+    free_since = dict.fromkeys(slots, 0.0)
     next_start = [0.0] * len(models)
     account_next = {account.name: 0.0 for account in settings.accounts}
 
@@ -70,6 +72,7 @@ def reference_trace(settings):
                 end, attempt, start, outcome = in_flight.pop(slot)
                 rows.append((slot[0], slot[1], attempt, start, end, outcome))
                 free[slot] = True
+                free_since[slot] = end
                 if outcome == RETRY:
                     order += 1
                     arriving.append((end + models[slot[0]].retry_delay(attempt), order, attempt + 1))
@@ -81,7 +84,8 @@ def reference_trace(settings):
                 if not ending:
                     break
                 continue
-            slot = startable[0]
+            # A capped sender's free slots wait for its cap in the order they went free.
+            slot = min(startable, key=lambda sk: (sk[0], free_since[sk] if models[sk[0]].gated else 0.0, sk[1]))
             s = slot[0]
             attempt = queue.popleft()
             seconds, failed = draws[s].take(slot[1])

@@ -4,7 +4,8 @@ attempt takes and how it ends, and when a failed one comes back.
 The rules:
 
 - SlotBoard: which free slot starts the next message, and when: the one that
-  can start it soonest, the lowest slot at a tie (a slot waiting for a cap
+  can start it soonest, the lowest slot at a tie, or where caps or a gate
+  pace the starts, the slot that went free first (a slot waiting for a cap
   holds nothing);
 - Pacer: a rate cap, starts at least k/rate apart (k segments a message);
   Caps: a sender's own Pacer and its account's, shared by the account's
@@ -17,8 +18,9 @@ reporting, and asks the SlotBoard, the Caps and the SenderModel for every
 start and end. The virtual engine (virtual/engine.py) keeps the event heap,
 the queue and the tie order, and asks the Caps and the SenderModel; its
 choice of slot is the SlotBoard's rule run as events (a free slot's START
-event, keyed by slot, so the lowest goes first; a slot that finishes goes on
-at once when nothing else happens then), the fast path of --speed max. The
+event, keyed by slot, so the lowest goes first; a capped sender's free slots
+in a heap by when they went free; a slot that finishes goes on at once when
+nothing else happens then), the fast path of --speed max. The
 trace tests (tests/test_trace.py) hold the two to each other and to a slow,
 obvious event loop, row for row. Each sender has its own generators,
 seeded from (run seed, sender index), one stream each for send times,
@@ -366,18 +368,24 @@ class Caps:
 class SlotBoard:
     """A sender's free slots, and the model's rule for which one starts the
     next message in the queue: the slot that can start it soonest (free, the
-    message there, the rate cap open), the lowest slot at a tie. A message
-    that arrives after several slots went free finds them all free, so the
-    lowest of those takes it, whichever went free first.
+    message there, the rate cap open); at a tie, the lowest slot, or for a
+    sender whose starts wait for its caps (a rate, a gateway's gate), the
+    slot that went free first (its free slots wait for the cap in turn: the
+    lowest slot at a tie). A message that arrives
+    after several slots of an uncapped sender went free finds them all free,
+    so the lowest of those takes it, whichever went free first.
 
     Two heaps keep each start at log(window): `ready`, the slots free by the
-    time `by` (lowest slot first), and `later`, the slots that go free after
-    it (soonest first). Starts come in time order (the queue is FIFO, and its
+    time `by` (lowest slot first, or soonest first under a cap), and `later`,
+    the slots that go free after it (soonest first). Starts come in time order (the queue is FIFO, and its
     messages enter it in time order), so `by` only grows, and each slot moves
     from `later` to `ready` once per time it goes free."""
 
     def __init__(self, window: int, pacer: Caps) -> None:
-        self.ready: list[tuple[int, float]] = [(slot, 0.0) for slot in range(window)]  # (slot, free since)
+        # (slot, free since), or (free since, slot) for a sender a rate caps: in the order it takes them
+        # A sender whose starts wait for its caps (a rate, a gateway's gate): its slots in the order they went free.
+        self.in_turn = bool(pacer.gap) or pacer.gate is not None
+        self.ready: list[tuple[Any, Any]] = [(0.0, slot) if self.in_turn else (slot, 0.0) for slot in range(window)]
         self.later: list[tuple[float, int]] = []  # (free since, slot)
         self.by = 0.0
         self.pacer = pacer
@@ -387,7 +395,7 @@ class SlotBoard:
 
     def first_free(self) -> float:
         """When its first free slot went free (call only when it has one)."""
-        since = min(entry[1] for entry in self.ready) if self.ready else math.inf
+        since = min(entry[0 if self.in_turn else 1] for entry in self.ready) if self.ready else math.inf
         return min(since, self.later[0][0]) if self.later else since
 
     def earliest(self, available: float) -> float:
@@ -404,8 +412,10 @@ class SlotBoard:
         """The slot that starts a message that entered the queue at `available`:
         (slot, start, ready), ready being when it would start were there no cap."""
         self._free_by(self.pacer.opens_at(available))
-        if self.ready:  # every slot free by then starts it then: the lowest one does
+        if self.ready:  # every slot free by then starts it then: the lowest one does (under a cap, the first free)
             slot, since = heapq.heappop(self.ready)
+            if self.in_turn:
+                slot, since = since, slot
         else:  # none is: the first to be free
             since, slot = heapq.heappop(self.later)
         ready = since if since > available else available
@@ -413,21 +423,21 @@ class SlotBoard:
 
     def release(self, slot: int, since: float) -> None:
         if since <= self.by:
-            heapq.heappush(self.ready, (slot, since))
+            heapq.heappush(self.ready, (since, slot) if self.in_turn else (slot, since))
         else:
             heapq.heappush(self.later, (since, slot))
 
     def _free_by(self, at: float) -> None:
         """Every slot free by `at` into `ready`."""
         if at < self.by:  # an earlier time than before (not in a FIFO queue's order): start afresh
-            for slot, since in self.ready:
-                heapq.heappush(self.later, (since, slot))
+            for entry in self.ready:
+                heapq.heappush(self.later, entry if self.in_turn else (entry[1], entry[0]))
             self.ready = []
         self.by = at
         later, ready = self.later, self.ready
         while later and later[0][0] <= at:
             since, slot = heapq.heappop(later)
-            heapq.heappush(ready, (slot, since))
+            heapq.heappush(ready, (since, slot) if self.in_turn else (slot, since))
 
 
 # The fast path of virtual time (virtual/fast.py) computes a run a chunk at a

@@ -62,7 +62,7 @@ def _buckets_in_range(seconds: np.ndarray, powers: np.ndarray) -> np.ndarray:
 
     exponent = np.log10(seconds)
     np.floor(exponent, out=exponent)
-    bucket = exponent.astype(np.int64)  # the exponent, then the bucket
+    bucket: np.ndarray = exponent.astype(np.int64)  # the exponent, then the bucket
     bucket -= 1 + _LOWEST_POWER  # the index of 10 ** (exponent - 1)
     mantissa = seconds / powers[bucket]
     np.rint(mantissa, out=mantissa)  # np.round's rounding (half to even), as round() has it: 10..100

@@ -9,7 +9,8 @@ SimPy keeps it. The model (docs/model.md):
   it at once, and a sender's starts are at least 1/rate apart (a slot waiting
   for the cap holds nothing);
 - at equal times: finished sends first, then retries entering the queue, then
-  free slots taking work in order of (sender index, slot).
+  free slots taking work in order of (sender index, slot), a capped sender's
+  in the order they went free.
 
 Events are tuples (time, kind, key, attempt, seconds), compared on
 (time, kind, key) only: kind FINISH < ARRIVE < START gives the tie order, and
@@ -157,9 +158,10 @@ def _histogram(seconds: list[float]) -> dict[int, int]:
 class _CapGate:
     """The caps (the model's Caps: a sender's own rate, and its account's,
     shared): a capped sender's starts are spaced by them, and a free slot
-    waiting for a cap holds nothing. Its free slots wait here, lowest first,
-    behind one START event at the time its caps open (keyed by the sender's
-    first slot, so that it sorts among the senders' slots)."""
+    waiting for a cap holds nothing. Its free slots wait here, in the order
+    they went free (the lowest slot at a tie: the model's rule), behind one
+    START event at the time its caps open (keyed by the sender's first slot,
+    so that it sorts among the senders' slots)."""
 
     def __init__(
         self,
@@ -174,21 +176,23 @@ class _CapGate:
         self.first_slot = first_slot
         self.events = events
         self.start_due = [False] * len(models)  # a START event is waiting for this sender's cap
-        self.held: list[list[tuple[int, float]]] = [[] for _ in models]  # heaps of (slot, free since)
+        # Heaps of (free since, slot, held since): held since is when it began to wait with work there.
+        self.held: list[list[tuple[float, int, float]]] = [[] for _ in models]
         self.capped_time = [0.0] * len(models)  # slot-seconds held back with work waiting
 
-    def hold(self, slot: int, s: int, t: float) -> None:
-        """Slot of capped sender s is free at t: it waits for the cap, and for work."""
-        heappush(self.held[s], (slot, t))
+    def hold(self, slot: int, s: int, t: float, since: float | None = None) -> None:
+        """Slot of capped sender s, free since `since` (t if None), waits from t
+        on for the cap, with work there."""
+        heappush(self.held[s], (t if since is None else since, slot, t))
         if not self.start_due[s]:
             self.start_due[s] = True
             heappush(self.events, (self.pacers[s].opens_at(t), START, self.first_slot[s], 0, 0.0))
 
     def let_one_start(self, s: int, t: float) -> int:
-        """The cap opens at t with work waiting: the lowest held slot starts now,
-        and the next one when the cap opens again."""
-        slot, free_since = heappop(self.held[s])
-        self.capped_time[s] += t - free_since
+        """The cap opens at t with work waiting: the held slot that went free
+        first starts now, and the next one when the cap opens again."""
+        _, slot, held_since = heappop(self.held[s])
+        self.capped_time[s] += t - held_since
         pacer = self.pacers[s]
         pacer.start(t)  # the cap is open at t: it starts now, the next one gap later
         self.start_due[s] = bool(self.held[s])
@@ -197,10 +201,10 @@ class _CapGate:
             heappush(self.events, (opens, START, self.first_slot[s], 0, 0.0))
         return slot
 
-    def release(self, s: int) -> list[int]:
-        """The cap opens and there is no work: every held slot goes idle."""
+    def release(self, s: int) -> list[tuple[float, int]]:
+        """The cap opens and there is no work: every held slot goes idle: (free since, slot)."""
         self.start_due[s] = False
-        slots = [slot for slot, _ in self.held[s]]
+        slots = [(since, slot) for since, slot, _ in self.held[s]]
         self.held[s].clear()
         return slots
 
@@ -268,7 +272,9 @@ class _Simulation:
         self.events: list[Event] = []
         self.gate = _CapGate(models, first_slot, self.events, accounts, outages)
         self.gap = self.gate.gap
-        self.idle: list[int] = []  # heap of slots with nothing to do
+        # Heap of the slots with nothing to do: (sender's first slot, free since or 0.0, slot), so that
+        # a message wakes the lowest sender's, and of a capped sender the slot that went free first.
+        self.idle: list[tuple[int, float, int]] = []
         # The queue: first attempts (interchangeable, so a count), then retries (attempt numbers).
         self.fresh = messages
         self.waiting: deque[int] = deque()
@@ -394,8 +400,9 @@ class _Simulation:
                     return
                 self._start_send(self.gate.let_one_start(s, t), s, t)
             else:
-                for slot in self.gate.release(s):
-                    heappush(self.idle, slot)
+                first = self.first_slot[s]
+                for since, slot in self.gate.release(s):
+                    heappush(self.idle, (first, since, slot))
         elif has_work:
             self._start_send(key, s, t)
         else:
@@ -411,17 +418,18 @@ class _Simulation:
             self.first_end[s] = due
         heappush(self.events, (due, FINISH, slot, attempt if failed_draw else 0, seconds))
 
-    def _free(self, slot: int, s: int, t: float) -> None:
-        """Slot is free at t and cannot start at once: it waits for work, or the cap."""
+    def _free(self, slot: int, s: int, t: float, since: float | None = None) -> None:
+        """Slot is free at t (since `since`, if it was idle) and cannot start at once:
+        it waits for work, or the cap."""
         if self.gap[s]:
-            self.gate.hold(slot, s, t)
+            self.gate.hold(slot, s, t, since)
         elif self.fresh or self.waiting:
             heappush(self.events, (t, START, slot, 0, 0.0))  # after the other events at t
         else:
             self._go_idle(slot, s, t)
 
     def _go_idle(self, slot: int, s: int, t: float) -> None:
-        heappush(self.idle, slot)
+        heappush(self.idle, (self.first_slot[s], t if self.gap[s] else 0.0, slot))
         self.last_end[s] = max(self.last_end[s], t)
 
     def _wake_one(self, t: float) -> None:
@@ -430,9 +438,9 @@ class _Simulation:
         is closed until later wait for it instead (they take work then, if any)."""
         idle, pacers = self.idle, self.gate.pacers
         while idle:
-            slot = heappop(idle)
+            _, since, slot = heappop(idle)
             s = self.sender_of[slot]
-            self._free(slot, s, t)
+            self._free(slot, s, t, since)
             if not self.gap[s]:
                 return
             pacer = pacers[s]

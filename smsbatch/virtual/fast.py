@@ -7,13 +7,13 @@ ends, and draws it from its own lane (core/sender_model.py), so its ends are
 a cumulative sum of its own draws (np.cumsum adds one after another, as the
 loop does: end = start + seconds). A capped sender is one lane: its starts
 are its cap's ticks (a cumulative sum of the gap) while a slot is free at
-each, and which slot takes a tick (the lowest free one: the gate's heap) is
-chosen tick after tick in plain Python on a bit mask, since the capped time
-the loop adds (start minus that slot's free-since) depends on it; where the
-cap keeps letting go (every slot busy at a tick), start by start, as the
-loop's _CapGate steps it. The senders of one account are one group: they
-take the account's ticks in turn (the lowest with a free slot), each from its
-own lane, event by event.
+each, and its free slots take the ticks in the order they went free (the
+gate's heap), so the r-th tick takes the r-th free time of all: one sort
+(_segment; the capped time the loop adds, start minus that slot's held-since,
+follows); where the cap keeps letting go (every slot busy at a tick), start
+by start, as the loop's _CapGate steps it. The senders of one account are one
+group: they take the account's ticks in turn (the lowest with a free slot),
+each from its own lane, event by event.
 
 A chunk is a span of simulated time [T0, T1): every lane's starts and ends in
 it are computed, then the counts, the statistics (the lanes' blocks folded as
@@ -203,7 +203,7 @@ class _Capped:
         self.first_slot = members[0].first_slot
         self.next_start = 0.0  # its Pacer
         self.due: float | None = 0.0  # its START event, if one is waiting
-        self.held = [(slot, 0.0) for slot in slots]  # heap of (slot, free since)
+        self.held = [(0.0, slot, 0.0) for slot in slots]  # free slots, as the gate's: (free since, slot, held since)
         self.inflight: list[tuple[float, int, float, bool, int, float]] = []
         self.capped = [0.0] * len(members)  # per member: slot-seconds held back by the cap
         self.row = 0  # attempts started: the next one's row
@@ -252,7 +252,13 @@ class _Capped:
                     break
                 continue
             limit = min(t1, opens + ticks * self.gap)
-            n, reached = self._segment(limit, rows, step)
+            segment = self._segment(limit, rows, step)
+            if segment is None:  # equal times the segment cannot order: this stretch start by start
+                self._stepped(limit, rows, step)
+                if limit == t1:
+                    break
+                continue
+            n, reached = segment
             if reached and limit == t1:
                 break
             if reached:
@@ -265,9 +271,11 @@ class _Capped:
     def _stepped(self, t_stop: float, rows: list[int], step: _Step) -> None:
         """The gate's events before t_stop one by one, as the loop has them: a
         finish frees its slot (before a start at the same time); the cap opens
-        with a slot free: the lowest starts, the next start a gap later; with
-        none free, at the next finish. The free slots as a bit mask (bit j: the
-        group's j-th slot), those in flight as a heap of (end, bit)."""
+        with a slot free: the lowest member with one starts the slot of it that
+        went free first, the next start a gap later; with none free, at the next
+        finish. Each member's free slots as a heap of (free since, bit, held
+        since), as the gate's, bit j the group's j-th slot; which members have
+        one, a bit mask; those in flight, a heap of (end, bit)."""
         if self.due is not None:
             opens = self.due
         else:
@@ -280,12 +288,14 @@ class _Capped:
             fails.append(failed.tolist())
         slots = list(self.index_of)
         index_of, member_of, window = self.index_of, self.member_of, self.window
-        since = [0.0] * window  # a free slot's free since
-        free = 0
-        for slot, free_since in self.held:
+        free_of: list[list[tuple[float, int, float]]] = [[] for _ in self.members]
+        having = 0  # bit m: member m has a free slot
+        for since, slot, held_since in self.held:
             j = index_of[slot]
-            free |= 1 << j
-            since[j] = free_since
+            free_of[member_of[j]].append((since, j, held_since))
+            having |= 1 << member_of[j]
+        for heap in free_of:
+            heapify(heap)
         busy: list[tuple[float, int]] = []  # (end, bit)
         # Each slot's attempt in flight: its send time, failed?, row, start.
         cur_d, cur_f, cur_row, cur_start = [0.0] * window, [False] * window, [0] * window, [0.0] * window
@@ -294,7 +304,7 @@ class _Capped:
             busy.append((end, j))
             cur_d[j], cur_f[j], cur_row[j], cur_start[j] = took, fail, in_row, began
         heapify(busy)
-        bit_of = {1 << j: j for j in range(window)}
+        member_at = {1 << m: m for m in range(len(self.members))}
         next_start, due, capped, gap = self.next_start, self.due, self.capped, self.gap
         row, last_start, first_end = self.row, self.last_start, step.first_end
         taken = [0] * len(self.members)
@@ -307,14 +317,15 @@ class _Capped:
         ended_row: list[int] = []
         while True:
             ends = busy[0][0] if busy else math.inf
-            if due is not None and due < ends:  # the cap opens with a slot free: the lowest starts
+            if due is not None and due < ends:  # the cap opens with a slot free: the lowest member's first free
                 if due >= t_stop:
                     break
-                lowest = free & -free
-                free ^= lowest
-                j = bit_of[lowest]
-                m = member_of[j]
-                capped[m] += due - since[j]
+                m = member_at[having & -having]
+                heap = free_of[m]
+                _, j, held_since = heappop(heap)
+                if not heap:
+                    having ^= 1 << m
+                capped[m] += due - held_since
                 i = taken[m]
                 taken[m] = i + 1
                 d = times[m][i]
@@ -328,7 +339,7 @@ class _Capped:
                 who.append(m)
                 last_start[m] = due
                 next_start = due + gap
-                due = next_start if free else None
+                due = next_start if having else None
             else:  # a finish
                 if ends >= t_stop:
                     break
@@ -338,12 +349,13 @@ class _Capped:
                 ended_f.append(cur_f[j])
                 ended_j.append(j)
                 ended_row.append(cur_row[j])
-                free |= 1 << j
-                since[j] = end
+                m = member_of[j]
+                heappush(free_of[m], (end, j, end))
+                having |= 1 << m
                 if due is None:
                     due = end if end >= next_start else next_start
         self.next_start, self.due, self.row = next_start, due, row
-        self.held = [(slots[j], since[j]) for j in range(window) if free >> j & 1]
+        self.held = sorted((since, slots[j], held_since) for heap in free_of for since, j, held_since in heap)
         self.inflight = [(end, slots[j], cur_d[j], cur_f[j], cur_row[j], cur_start[j]) for end, j in busy]
         heapify(self.inflight)
         for m, n in enumerate(taken):
@@ -365,13 +377,19 @@ class _Capped:
                 )
             )
 
-    def _segment(self, t1: float, rows: list[int], step: _Step) -> tuple[int, bool]:
+    def _segment(self, t1: float, rows: list[int], step: _Step) -> tuple[int, bool] | None:
         """(A sender alone: one lane.) Starts at the cap's ticks (each gap after the last, added one after
         another as the Pacer adds them) for as long as a slot is free at each,
-        before t1: (starts, reached t1?). The times are numpy's; which slot takes
-        a tick (the lowest free one) is chosen tick after tick in plain Python,
-        on a bit mask of the free slots; the first tick no slot is free for ends
-        the segment (the next start waits for a finish)."""
+        before t1: (starts, reached t1?); None where equal times leave the order
+        of free slots to their numbers (then _stepped: start by start).
+
+        Free slots take the ticks in the order they went free (the gate's heap),
+        so the r-th tick takes the r-th slot to go free: of the slots free at the
+        segment's start, those in flight then and the segment's own attempts,
+        all their free times sorted at once. The first tick that comes before
+        its free time (no slot free) ends the segment: the next start waits for
+        a finish. Which slot that is follows a chain (a tick's slot is that of
+        the attempt that freed it), resolved by pointer doubling."""
         gap, window = self.gap, self.window
         if self.due is not None:
             tau0 = self.due
@@ -384,61 +402,54 @@ class _Capped:
         np.cumsum(ticks, out=ticks)
         count = int(np.searchsorted(ticks, t1))  # the ticks before t1
         at = ticks[:count]
+        # Each slot (by bit) at the start: free since, held since; or its attempt in flight.
         end0 = np.zeros(window)
+        held0 = np.zeros(window)
         busy = np.zeros(window, dtype=bool)
         d0 = np.zeros(window)
         f0 = np.zeros(window, dtype=bool)
         w0 = np.zeros(window, dtype=np.int64)
         s0 = np.zeros(window)
         index_of = self.index_of
-        for slot, free_since in self.held:
-            end0[index_of[slot]] = free_since
+        for free_since, slot, held_since in self.held:
+            j = index_of[slot]
+            end0[j], held0[j] = free_since, held_since
         for end, slot, took, fail, in_row, began in self.inflight:
             j = index_of[slot]
-            end0[j], busy[j], d0[j], f0[j], w0[j], s0[j] = end, True, took, fail, in_row, began
-        avail = np.where(busy, np.searchsorted(at, end0), 0).tolist()
-        # The gate's free slots, tick after tick, as a bit mask (bit j: the group's j-th slot): each tick
-        # the lowest free slot takes it (the heap's choice), and is free again at the tick its attempt has ended by.
-        free = 0
-        joins = [0] * (count + 1)  # the slots free again at each tick
-        for j in range(window):
-            if avail[j]:
-                joins[avail[j]] |= 1 << j
-            else:
-                free |= 1 << j
-        slot_of = {1 << j: j for j in range(window)}
+            end0[j], held0[j], busy[j], d0[j], f0[j], w0[j], s0[j] = end, end, True, took, fail, in_row, began
         seconds, failed = _peek(self.members[0].lane, rows[0], count)
+        if count and not seconds.min() > 0.0:  # (an attempt that takes no time frees its slot at its own tick)
+            return None
         ends = at + seconds
-        # The tick at which the slot of each tick's attempt is free again (a finish at a tick comes first).
-        again_l = np.maximum(np.searchsorted(at, ends), np.arange(1, count + 1)).tolist()
-        owner_l = [0] * count
-        r_end = count
-        for r in range(count):
-            free |= joins[r]
-            if not free:
-                r_end = r
+        # Free times: the slots' at the start (events 0..window-1, by time, then bit), then each tick's attempt's.
+        first = np.lexsort((np.arange(window), end0))
+        free_at = np.concatenate((end0[first], ends))
+        order = _order(free_at)
+        ranked = free_at[order]
+        late = np.flatnonzero(ranked[:count] > at)
+        r_end = int(late[0]) if len(late) else count
+        look = min(r_end + 1, len(ranked))  # the free times taken, and the one the segment ended at
+        tied = np.flatnonzero(ranked[1:look] == ranked[: look - 1])
+        if len(tied) and ((order[tied] >= window) | (order[tied + 1] >= window)).any():
+            return None  # a tie an attempt of the segment is in: its slot's number decides
+        src = order[:r_end]  # the free time each tick takes
+        # Each event's first slot: a tick's slot is the one its free time came from.
+        root = np.concatenate((np.arange(window), src))
+        while True:
+            up = root[root]
+            if np.array_equal(up, root):
                 break
-            lowest = free & -free
-            free ^= lowest
-            owner_l[r] = slot_of[lowest]
-            joins[again_l[r]] |= lowest
-        own = np.array(owner_l[:r_end], dtype=np.int64)
+            root = up
+        own = first[root[window:]]  # the bit of each tick's slot
         e, d, fl = ends[:r_end], seconds[:r_end], failed[:r_end]
         step.drawn[0] += r_end
         reached = r_end == count
         until = t1 if reached else float(ticks[r_end])
         at = at[:r_end]
         rows_of = self.row + np.arange(r_end)
-        order = np.lexsort((np.arange(r_end), own))  # by slot, then tick
-        by_slot = own[order]
-        after = np.empty(r_end, dtype=bool)
-        after[:1] = False
-        after[1:] = by_slot[1:] == by_slot[:-1]
-        e_sorted = e[order]
-        since = np.empty(r_end)
-        since[order] = np.where(after, np.concatenate(([0.0], e_sorted[:-1])), end0[by_slot])
-        if r_end:  # capped_time += start - free since, tick after tick, as the gate adds them
-            self.capped[0] = float(np.cumsum(np.concatenate(([self.capped[0]], at - since)))[-1])
+        if r_end:  # capped_time += start - held since, tick after tick, as the gate adds them
+            held_at = np.concatenate((held0[first], e))[src]
+            self.capped[0] = float(np.cumsum(np.concatenate(([self.capped[0]], at - held_at)))[-1])
             self.last_start[0] = float(at[-1])
             step.first_end[0] = min(step.first_end[0], float(e.min()))
         # What finished before `until`: attempts in flight at its start, and its own.
@@ -460,19 +471,32 @@ class _Capped:
             )
         step.starts.append(at)
         step.owners.append(np.zeros(r_end, dtype=np.int64))
-        # Each slot's last attempt: in flight at `until`, or its slot free since its end.
-        last = np.ones(r_end, dtype=bool)
-        last[:-1] = by_slot[1:] != by_slot[:-1]
-        js, rs = by_slot[last], order[last]
-        end0[js], d0[js], f0[js], w0[js], s0[js] = e[rs], d[rs], fl[rs], rows_of[rs], at[rs]
-        busy[js] = True
-        busy &= end0 >= until
-        self.held = [(int(slots[j]), float(end0[j])) for j in np.flatnonzero(~busy).tolist()]
-        self.inflight = [
-            (float(end0[j]), int(slots[j]), float(d0[j]), bool(f0[j]), int(w0[j]), float(s0[j]))
-            for j in np.flatnonzero(busy).tolist()
-        ]
-        heapify(self.inflight)
+        # The free times not taken, one a slot: a slot free since then, or its attempt in flight at `until`.
+        left = np.ones(window + r_end, dtype=bool)
+        left[src] = False
+        held: list[tuple[float, int, float]] = []
+        inflight: list[tuple[float, int, float, bool, int, float]] = []
+        for i in np.flatnonzero(left).tolist():
+            if i < window:
+                j = int(first[i])
+                slot = int(slots[j])
+                if not busy[j]:
+                    held.append((float(end0[j]), slot, float(held0[j])))
+                elif end0[j] < until:
+                    held.append((float(end0[j]), slot, float(end0[j])))
+                else:
+                    inflight.append((float(end0[j]), slot, float(d0[j]), bool(f0[j]), int(w0[j]), float(s0[j])))
+            else:
+                k = i - window
+                slot = int(slots[own[k]])
+                end = float(e[k])
+                if end < until:
+                    held.append((end, slot, end))
+                else:
+                    inflight.append((end, slot, float(d[k]), bool(fl[k]), int(rows_of[k]), float(at[k])))
+        held.sort()
+        heapify(inflight)
+        self.held, self.inflight = held, inflight
         self.next_start = float(ticks[r_end])
         self.due = self.next_start if reached and self.held else None
         self.row += r_end
@@ -1195,7 +1219,7 @@ class _Fast:
                 events.append((end, finish, slot_, c.attempt_of[row] if failed else 0, seconds))
             shared = None  # the account's Pacer: next start its gap after the group's last start
             for i, m in enumerate(c.members):
-                held = [(slot_, since) for slot_, since in c.held if run.sender_of[slot_] == m.s]
+                held = [entry for entry in c.held if run.sender_of[entry[1]] == m.s]
                 heapify(held)
                 gate.held[m.s][:] = held
                 gate.start_due[m.s] = c.due is not None and bool(held)
