@@ -21,6 +21,7 @@ _RESOLUTION = 1e-9  # shorter sends count as zero: no clock here measures less
 _EXPONENT_OFFSET = 30  # keeps bucket keys positive
 _LOWEST_POWER = -12  # buckets_of's table of powers of ten, from 10^-12 on
 _POWERS: np.ndarray | None = None
+_PIECE = 16384  # buckets_of works on this many send times at a time
 _COUNTED = 8192  # bucket keys below this (send times under 10^51 s) are counted with np.bincount
 
 
@@ -43,7 +44,12 @@ def buckets_of(seconds: np.ndarray) -> np.ndarray:
     if _POWERS is None:  # 10.0 ** k for the exponents send times have, by the same ufunc: the same values
         _POWERS = np.power(10.0, np.arange(_LOWEST_POWER, 300, dtype=np.float64))
     if len(seconds) and seconds.min() >= _RESOLUTION and seconds.max() < 1e298:
-        return _buckets_in_range(seconds, _POWERS)
+        if len(seconds) <= _PIECE:
+            return _buckets_in_range(seconds, _POWERS)
+        found = np.empty(len(seconds), dtype=np.int64)
+        for i in range(0, len(seconds), _PIECE):  # a piece's temporaries stay in the cache: twice as fast
+            found[i : i + _PIECE] = _buckets_in_range(seconds[i : i + _PIECE], _POWERS)
+        return found
     tiny = seconds < _RESOLUTION
     safe = np.where(tiny, 1.0, seconds)
     exponent = np.floor(np.log10(safe))

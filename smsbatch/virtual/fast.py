@@ -58,7 +58,7 @@ import math
 from collections import deque
 from collections.abc import Callable, Sequence
 from heapq import heapify, heappop, heappush
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
@@ -243,18 +243,18 @@ class _Capped:
                 break
             rows = [u + n for u, n in zip(used, step.drawn, strict=True)]
             if opens >= t1 or len(self.members) > 1:  # (an account's senders draw from their own lanes: in turn)
-                self._stepped(t1, rows, step)
+                self._events(t1, rows, step)
                 break
             if opens < slow_until:
                 until = min(slow_until, t1)
-                self._stepped(until, rows, step)
+                self._events(until, rows, step)
                 if until == t1:
                     break
                 continue
             limit = min(t1, opens + ticks * self.gap)
             segment = self._segment(limit, rows, step)
             if segment is None:  # equal times the segment cannot order: this stretch start by start
-                self._stepped(limit, rows, step)
+                self._events(limit, rows, step)
                 if limit == t1:
                     break
                 continue
@@ -267,6 +267,182 @@ class _Capped:
                 slow_until = opens + slow * self.gap
                 ticks, slow = 256, min(2 * slow, 1 << 16)
         return step
+
+    def _events(self, t_stop: float, rows: list[int], step: _Step) -> None:
+        """The gate's events before t_stop, start by start: _grouped, or where
+        equal free times leave the order to the slots' numbers, _stepped."""
+        if not self._grouped(t_stop, rows, step):
+            self._stepped(t_stop, rows, step)
+
+    def _grouped(self, t_stop: float, rows: list[int], step: _Step) -> bool:
+        """_stepped in two passes. Which member starts at each opening of the
+        cap needs only how many slots each has free, so the events go one by
+        one on counts and a heap of (end, member); which slot of its member
+        each start takes (the one that went free first: the r-th start the r-th
+        free time) then follows for each member at once, as in _segment. False
+        (nothing done): equal free times, which the slots' numbers order."""
+        if self.due is not None:
+            opens = self.due
+        else:
+            opens = max(self.inflight[0][0], self.next_start) if self.inflight else math.inf
+        need = int(max(0.0, t_stop - opens) / self.gap) + 3 if opens < t_stop else 0  # the most that can start
+        members, index_of, member_of = self.members, self.index_of, self.member_of
+        draws = [
+            _peek(m.lane, row, need) if need else (np.empty(0), np.empty(0, dtype=bool))
+            for m, row in zip(members, rows, strict=True)
+        ]
+        times = [seconds.tolist() for seconds, _ in draws]
+        free = [0] * len(members)  # each member's free slots
+        for _, slot, _ in self.held:
+            free[member_of[index_of[slot]]] += 1
+        having = sum(1 << m for m, n in enumerate(free) if n)  # bit m: member m has a free slot
+        busy = [(end, member_of[index_of[slot]]) for end, slot, *_ in self.inflight]
+        heapify(busy)
+        member_at = {1 << m: m for m in range(len(members))}
+        next_start, due, gap = self.next_start, self.due, self.gap
+        taken = [0] * len(members)
+        began: list[float] = []
+        who: list[int] = []
+        while True:
+            ends = busy[0][0] if busy else math.inf
+            if due is not None and due < ends:  # the cap opens with a slot free: the lowest member with one
+                if due >= t_stop:
+                    break
+                bit = having & -having
+                m = member_at[bit]
+                free[m] -= 1
+                if not free[m]:
+                    having ^= bit
+                i = taken[m]
+                taken[m] = i + 1
+                heappush(busy, (due + times[m][i], m))
+                began.append(due)
+                who.append(m)
+                next_start = due + gap
+                due = next_start if having else None
+            else:  # a finish (before a start at the same time)
+                if ends >= t_stop:
+                    break
+                end, m = heappop(busy)
+                free[m] += 1
+                having |= 1 << m
+                if due is None:
+                    due = end if end >= next_start else next_start
+        starts = np.array(began)
+        owners = np.array(who, dtype=np.int64)
+        turns: list[_Turns] = []
+        for m in range(len(members)):
+            mine = np.flatnonzero(owners == m) if len(members) > 1 else np.arange(len(starts))
+            seconds, failed = draws[m]
+            taken_in_turn = self._in_turn(m, starts[mine], self.row + mine, seconds[: len(mine)], failed, t_stop)
+            if taken_in_turn is None:
+                return False
+            turns.append(taken_in_turn)
+        self._took(turns, step)
+        self.next_start, self.due = next_start, due
+        self.row += len(starts)
+        if len(starts):
+            step.starts.append(starts)
+            step.owners.append(owners)
+        return True
+
+    def _in_turn(
+        self,
+        m: int,
+        at: np.ndarray,
+        rows_of: np.ndarray,
+        seconds: np.ndarray,
+        failed: np.ndarray,
+        t_stop: float,
+        ticks: np.ndarray | None = None,
+    ) -> _Turns | None:
+        """Member m's starts `at` (rows `rows_of`, draws `seconds`, `failed`),
+        or with `ticks` (`at` then the cap's ticks before t_stop, `ticks` them
+        and the next), as many of them as a slot is free for: the slot each
+        takes, its free slots in turn (the r-th start takes the r-th free time
+        of its slots at the start and of its own ends). None where a tie
+        between free times leaves the order to the slots' numbers."""
+        member = self.members[m]
+        window = member.window
+        slots = np.arange(member.first_slot, member.first_slot + window)
+        end0, held0, busy = np.zeros(window), np.zeros(window), np.zeros(window, dtype=bool)
+        d0, f0, s0 = np.zeros(window), np.zeros(window, dtype=bool), np.zeros(window)
+        w0 = np.zeros(window, dtype=np.int64)
+        mine = range(member.first_slot, member.first_slot + window)
+        for free_since, slot, held_since in self.held:
+            if slot in mine:
+                j = slot - member.first_slot
+                end0[j], held0[j] = free_since, held_since
+        for end, slot, took, fail, in_row, began in self.inflight:
+            if slot in mine:
+                j = slot - member.first_slot
+                end0[j], held0[j], busy[j], d0[j], f0[j], w0[j], s0[j] = end, end, True, took, fail, in_row, began
+        e = at + seconds
+        first = np.lexsort((np.arange(window), end0))
+        free_at = np.concatenate((end0[first], e))
+        order = _order(free_at)
+        ranked = free_at[order]
+        n, until = len(at), t_stop
+        if ticks is not None:  # the first tick that comes before its free time (no slot free) ends them
+            late = np.flatnonzero(ranked[:n] > at)
+            if len(late):
+                n, until = int(late[0]), float(ticks[int(late[0])])
+                at, e, rows_of, seconds = at[:n], e[:n], rows_of[:n], seconds[:n]
+        look = min(n + 1, len(ranked))
+        tied = np.flatnonzero(ranked[1:look] == ranked[: look - 1])
+        if len(tied) and ((order[tied] >= window) | (order[tied + 1] >= window)).any():
+            return None
+        src = order[:n]
+        root = np.concatenate((np.arange(window), src))
+        while True:
+            up = root[root]
+            if np.array_equal(up, root):
+                break
+            root = up
+        own = first[root[window:]]  # each start's slot, of the member's
+        capped = self.capped[m]
+        if n:  # capped_time += start - held since, start after start, as the gate adds them
+            held_at = np.concatenate((held0[first], e))[src]
+            capped = float(np.cumsum(np.concatenate(([capped], at - held_at)))[-1])
+        fl = failed[:n]
+        done0 = busy & (end0 < until)
+        done = e < until
+        finished = None
+        if done0.any() or done.any():
+            j0 = np.flatnonzero(done0)
+            finished = np.column_stack(
+                (
+                    np.concatenate((end0[j0], e[done])),
+                    np.concatenate((d0[j0], seconds[done])),
+                    np.concatenate((f0[j0], fl[done])),
+                    np.concatenate((slots[j0], slots[own[done]])),
+                    np.concatenate((w0[j0], rows_of[done])),
+                )
+            )
+        left = np.ones(window + n, dtype=bool)
+        left[src] = False
+        held: list[tuple[float, int, float]] = []
+        inflight: list[Any] = []
+        for i in np.flatnonzero(left).tolist():
+            if i < window:
+                j = int(first[i])
+                slot = int(slots[j])
+                if not busy[j]:
+                    held.append((float(end0[j]), slot, float(held0[j])))
+                elif end0[j] < until:
+                    held.append((float(end0[j]), slot, float(end0[j])))
+                else:
+                    inflight.append((float(end0[j]), slot, float(d0[j]), bool(f0[j]), int(w0[j]), float(s0[j])))
+            else:
+                k = i - window
+                slot = int(slots[own[k]])
+                end = float(e[k])
+                if end < until:
+                    held.append((end, slot, end))
+                else:
+                    inflight.append((end, slot, float(seconds[k]), bool(fl[k]), int(rows_of[k]), float(at[k])))
+        first_end, last_start = (float(e.min()), float(at[-1])) if n else (math.inf, math.nan)
+        return _Turns(n, until, capped, finished, held, inflight, first_end, last_start)
 
     def _stepped(self, t_stop: float, rows: list[int], step: _Step) -> None:
         """The gate's events before t_stop one by one, as the loop has them: a
@@ -381,16 +557,10 @@ class _Capped:
         """(A sender alone: one lane.) Starts at the cap's ticks (each gap after the last, added one after
         another as the Pacer adds them) for as long as a slot is free at each,
         before t1: (starts, reached t1?); None where equal times leave the order
-        of free slots to their numbers (then _stepped: start by start).
-
-        Free slots take the ticks in the order they went free (the gate's heap),
-        so the r-th tick takes the r-th slot to go free: of the slots free at the
-        segment's start, those in flight then and the segment's own attempts,
-        all their free times sorted at once. The first tick that comes before
-        its free time (no slot free) ends the segment: the next start waits for
-        a finish. Which slot that is follows a chain (a tick's slot is that of
-        the attempt that freed it), resolved by pointer doubling."""
-        gap, window = self.gap, self.window
+        of free slots to their numbers (then start by start). Free slots take
+        the ticks in turn (_in_turn); the first tick that comes before any is
+        free ends the segment: the next start waits for a finish."""
+        gap = self.gap
         if self.due is not None:
             tau0 = self.due
         else:
@@ -401,106 +571,54 @@ class _Capped:
         ticks[0] = tau0
         np.cumsum(ticks, out=ticks)
         count = int(np.searchsorted(ticks, t1))  # the ticks before t1
-        at = ticks[:count]
-        # Each slot (by bit) at the start: free since, held since; or its attempt in flight.
-        end0 = np.zeros(window)
-        held0 = np.zeros(window)
-        busy = np.zeros(window, dtype=bool)
-        d0 = np.zeros(window)
-        f0 = np.zeros(window, dtype=bool)
-        w0 = np.zeros(window, dtype=np.int64)
-        s0 = np.zeros(window)
-        index_of = self.index_of
-        for free_since, slot, held_since in self.held:
-            j = index_of[slot]
-            end0[j], held0[j] = free_since, held_since
-        for end, slot, took, fail, in_row, began in self.inflight:
-            j = index_of[slot]
-            end0[j], held0[j], busy[j], d0[j], f0[j], w0[j], s0[j] = end, end, True, took, fail, in_row, began
         seconds, failed = _peek(self.members[0].lane, rows[0], count)
         if count and not seconds.min() > 0.0:  # (an attempt that takes no time frees its slot at its own tick)
             return None
-        ends = at + seconds
-        # Free times: the slots' at the start (events 0..window-1, by time, then bit), then each tick's attempt's.
-        first = np.lexsort((np.arange(window), end0))
-        free_at = np.concatenate((end0[first], ends))
-        order = _order(free_at)
-        ranked = free_at[order]
-        late = np.flatnonzero(ranked[:count] > at)
-        r_end = int(late[0]) if len(late) else count
-        look = min(r_end + 1, len(ranked))  # the free times taken, and the one the segment ended at
-        tied = np.flatnonzero(ranked[1:look] == ranked[: look - 1])
-        if len(tied) and ((order[tied] >= window) | (order[tied + 1] >= window)).any():
-            return None  # a tie an attempt of the segment is in: its slot's number decides
-        src = order[:r_end]  # the free time each tick takes
-        # Each event's first slot: a tick's slot is the one its free time came from.
-        root = np.concatenate((np.arange(window), src))
-        while True:
-            up = root[root]
-            if np.array_equal(up, root):
-                break
-            root = up
-        own = first[root[window:]]  # the bit of each tick's slot
-        e, d, fl = ends[:r_end], seconds[:r_end], failed[:r_end]
-        step.drawn[0] += r_end
-        reached = r_end == count
-        until = t1 if reached else float(ticks[r_end])
-        at = at[:r_end]
-        rows_of = self.row + np.arange(r_end)
-        if r_end:  # capped_time += start - held since, tick after tick, as the gate adds them
-            held_at = np.concatenate((held0[first], e))[src]
-            self.capped[0] = float(np.cumsum(np.concatenate(([self.capped[0]], at - held_at)))[-1])
-            self.last_start[0] = float(at[-1])
-            step.first_end[0] = min(step.first_end[0], float(e.min()))
-        # What finished before `until`: attempts in flight at its start, and its own.
-        slots = np.array(list(index_of), dtype=np.int64)  # the group's slots, by bit
-        done0 = busy & (end0 < until)
-        done = e < until
-        if done0.any() or done.any():
-            j0 = np.flatnonzero(done0)
-            step.finishes.append(
-                np.column_stack(
-                    (
-                        np.concatenate((end0[j0], e[done])),
-                        np.concatenate((d0[j0], d[done])),
-                        np.concatenate((f0[j0], fl[done])),
-                        np.concatenate((slots[j0], slots[own[done]])),
-                        np.concatenate((w0[j0], rows_of[done])),
-                    )
-                )
-            )
-        step.starts.append(at)
-        step.owners.append(np.zeros(r_end, dtype=np.int64))
-        # The free times not taken, one a slot: a slot free since then, or its attempt in flight at `until`.
-        left = np.ones(window + r_end, dtype=bool)
-        left[src] = False
+        turns = self._in_turn(0, ticks[:count], self.row + np.arange(count), seconds, failed, t1, ticks)
+        if turns is None:
+            return None
+        self._took([turns], step)
+        if turns.started:
+            step.starts.append(ticks[: turns.started])
+            step.owners.append(np.zeros(turns.started, dtype=np.int64))
+        reached = turns.started == count
+        self.next_start = float(ticks[turns.started])
+        self.due = self.next_start if reached and self.held else None
+        self.row += turns.started
+        return turns.started, reached
+
+    def _took(self, turns: list[_Turns], step: _Step) -> None:
+        """The members' starts in turn (_in_turn), into the group's state and the step."""
         held: list[tuple[float, int, float]] = []
         inflight: list[tuple[float, int, float, bool, int, float]] = []
-        for i in np.flatnonzero(left).tolist():
-            if i < window:
-                j = int(first[i])
-                slot = int(slots[j])
-                if not busy[j]:
-                    held.append((float(end0[j]), slot, float(held0[j])))
-                elif end0[j] < until:
-                    held.append((float(end0[j]), slot, float(end0[j])))
-                else:
-                    inflight.append((float(end0[j]), slot, float(d0[j]), bool(f0[j]), int(w0[j]), float(s0[j])))
-            else:
-                k = i - window
-                slot = int(slots[own[k]])
-                end = float(e[k])
-                if end < until:
-                    held.append((end, slot, end))
-                else:
-                    inflight.append((end, slot, float(d[k]), bool(fl[k]), int(rows_of[k]), float(at[k])))
+        for m, taken in enumerate(turns):
+            self.capped[m] = taken.capped
+            if taken.finished is not None:
+                step.finishes.append(taken.finished)
+            held += taken.held
+            inflight += taken.inflight
+            step.drawn[m] += taken.started
+            step.first_end[m] = min(step.first_end[m], taken.first_end)
+            if taken.started:
+                self.last_start[m] = taken.last_start
         held.sort()
         heapify(inflight)
         self.held, self.inflight = held, inflight
-        self.next_start = float(ticks[r_end])
-        self.due = self.next_start if reached and self.held else None
-        self.row += r_end
-        return r_end, reached
+
+
+class _Turns(NamedTuple):
+    """A member's starts in turn (_Capped._in_turn): how many, until when, its
+    capped time then, its finishes (as _Step keeps them, or None), its free
+    slots and attempts in flight at `until`, the first end of its starts."""
+
+    started: int
+    until: float
+    capped: float
+    finished: np.ndarray | None
+    held: list[tuple[float, int, float]]
+    inflight: list[Any]
+    first_end: float
+    last_start: float
 
 
 class _Step:
@@ -1084,8 +1202,12 @@ class _Fast:
         started = np.zeros((self.senders, len(closes)), dtype=np.int64)
         for s, st in lane_starts:
             started[s] += np.searchsorted(st, times)
-        finished = np.array([np.searchsorted(np.flatnonzero(fs == s), ks) for s in range(self.senders)])
-        failed_attempts = np.array([np.searchsorted(np.flatnonzero((fs == s) & ff), ks) for s in range(self.senders)])
+        # Each finish's close (the interval before it), and the counts per sender up to each close.
+        last = int(ks[-1])
+        interval = np.repeat(np.arange(len(ks)), np.diff(np.concatenate(([0], ks))))
+        finished = self._per_close(interval, fs[:last], len(ks))
+        failed_before_close = ff[:last]
+        failed_attempts = self._per_close(interval[failed_before_close], fs[:last][failed_before_close], len(ks))
         finished += np.array(finished_before)[:, None]
         failed_attempts += np.array(fa_before)[:, None]
         in_flight = np.array(started_before)[:, None] + started - finished
@@ -1094,8 +1216,6 @@ class _Fast:
         retried = retried_before + c_retried[ks]
         backlog = run.messages - sent - failed - in_flight.sum(axis=0)
         # Each bin's histogram of send times: one count over (bin, bucket) for the chunk.
-        last = int(ks[-1])
-        interval = np.repeat(np.arange(len(ks)), np.diff(np.concatenate(([0], ks))))
         found_buckets = buckets_of(fd[:last])
         if self.open:
             interval = np.concatenate((np.zeros(sum(len(part) for part in self.open), dtype=np.int64), interval))
@@ -1132,6 +1252,11 @@ class _Fast:
             bins.edge = (math.floor(t / timeline.width) + 1) * timeline.width
         previous = last
         self.open = [fd[previous:]]
+
+    def _per_close(self, interval: np.ndarray, senders: np.ndarray, closes: int) -> np.ndarray:
+        """Finishes per sender (rows) before each close (columns), from each one's interval."""
+        counts = np.bincount(interval * self.senders + senders, minlength=closes * self.senders)
+        return np.cumsum(counts.reshape(closes, self.senders), axis=0).T
 
     # ---- the loop takes over, and back ----
 
