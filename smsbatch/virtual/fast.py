@@ -243,22 +243,16 @@ class _Capped:
                 break
             rows = [u + n for u, n in zip(used, step.drawn, strict=True)]
             if opens >= t1 or len(self.members) > 1:  # (an account's senders draw from their own lanes: in turn)
-                self._events(t1, rows, step)
+                self._stepped(t1, rows, step)
                 break
             if opens < slow_until:
                 until = min(slow_until, t1)
-                self._events(until, rows, step)
+                self._stepped(until, rows, step)
                 if until == t1:
                     break
                 continue
             limit = min(t1, opens + ticks * self.gap)
-            segment = self._segment(limit, rows, step)
-            if segment is None:  # equal times the segment cannot order: this stretch start by start
-                self._events(limit, rows, step)
-                if limit == t1:
-                    break
-                continue
-            n, reached = segment
+            n, reached = self._segment(limit, rows, step)
             if reached and limit == t1:
                 break
             if reached:
@@ -268,19 +262,15 @@ class _Capped:
                 ticks, slow = 256, min(2 * slow, 1 << 16)
         return step
 
-    def _events(self, t_stop: float, rows: list[int], step: _Step) -> None:
-        """The gate's events before t_stop, start by start: _grouped, or where
-        equal free times leave the order to the slots' numbers, _stepped."""
-        if not self._grouped(t_stop, rows, step):
-            self._stepped(t_stop, rows, step)
-
-    def _grouped(self, t_stop: float, rows: list[int], step: _Step) -> bool:
-        """_stepped in two passes. Which member starts at each opening of the
-        cap needs only how many slots each has free, so the events go one by
-        one on counts and a heap of (end, member); which slot of its member
-        each start takes (the one that went free first: the r-th start the r-th
-        free time) then follows for each member at once, as in _segment. False
-        (nothing done): equal free times, which the slots' numbers order."""
+    def _stepped(self, t_stop: float, rows: list[int], step: _Step) -> None:
+        """The gate's events before t_stop one by one, as the loop has them, in
+        two passes: a finish frees a slot (before a start at the same time);
+        the cap opens with a slot free: the lowest member with one starts, the
+        next start a gap later; with none free, at the next finish. That needs
+        only how many slots each member has free, so the events go on counts
+        and a heap of (end, member); which slot of its member each start takes
+        (the one that went free first) then follows for each member at once
+        (_in_turn), as in _segment."""
         if self.due is not None:
             opens = self.due
         else:
@@ -334,17 +324,13 @@ class _Capped:
         for m in range(len(members)):
             mine = np.flatnonzero(owners == m) if len(members) > 1 else np.arange(len(starts))
             seconds, failed = draws[m]
-            taken_in_turn = self._in_turn(m, starts[mine], self.row + mine, seconds[: len(mine)], failed, t_stop)
-            if taken_in_turn is None:
-                return False
-            turns.append(taken_in_turn)
+            turns.append(self._in_turn(m, starts[mine], self.row + mine, seconds[: len(mine)], failed, t_stop))
         self._took(turns, step)
         self.next_start, self.due = next_start, due
         self.row += len(starts)
         if len(starts):
             step.starts.append(starts)
             step.owners.append(owners)
-        return True
 
     def _in_turn(
         self,
@@ -355,13 +341,14 @@ class _Capped:
         failed: np.ndarray,
         t_stop: float,
         ticks: np.ndarray | None = None,
-    ) -> _Turns | None:
+    ) -> _Turns:
         """Member m's starts `at` (rows `rows_of`, draws `seconds`, `failed`),
         or with `ticks` (`at` then the cap's ticks before t_stop, `ticks` them
         and the next), as many of them as a slot is free for: the slot each
         takes, its free slots in turn (the r-th start takes the r-th free time
-        of its slots at the start and of its own ends). None where a tie
-        between free times leaves the order to the slots' numbers."""
+        of its slots at the start and of its own ends: one sort, and pointer
+        doubling to name each start's slot; where free times are equal (the
+        slots' numbers order them), start by start (_turns_one_by_one)."""
         member = self.members[m]
         window = member.window
         slots = np.arange(member.first_slot, member.first_slot + window)
@@ -390,16 +377,23 @@ class _Capped:
                 at, e, rows_of, seconds = at[:n], e[:n], rows_of[:n], seconds[:n]
         look = min(n + 1, len(ranked))
         tied = np.flatnonzero(ranked[1:look] == ranked[: look - 1])
-        if len(tied) and ((order[tied] >= window) | (order[tied + 1] >= window)).any():
-            return None
-        src = order[:n]
-        root = np.concatenate((np.arange(window), src))
-        while True:
-            up = root[root]
-            if np.array_equal(up, root):
-                break
-            root = up
-        own = first[root[window:]]  # each start's slot, of the member's
+        if (len(tied) and ((order[tied] >= window) | (order[tied + 1] >= window)).any()) or (
+            n and not seconds.min() > 0.0
+        ):  # equal free times (their slots' numbers order them), or a start whose slot is free again at once
+            src, own = _turns_one_by_one(first, end0[first], at, e, ticks is not None)
+            n = len(src)
+            if n < len(at):
+                until = float(ticks[n]) if ticks is not None else until
+                at, e, rows_of, seconds = at[:n], e[:n], rows_of[:n], seconds[:n]
+        else:
+            src = order[:n]
+            root = np.concatenate((np.arange(window), src))
+            while True:
+                up = root[root]
+                if np.array_equal(up, root):
+                    break
+                root = up
+            own = first[root[window:]]  # each start's slot, of the member's
         capped = self.capped[m]
         if n:  # capped_time += start - held since, start after start, as the gate adds them
             held_at = np.concatenate((held0[first], e))[src]
@@ -444,122 +438,12 @@ class _Capped:
         first_end, last_start = (float(e.min()), float(at[-1])) if n else (math.inf, math.nan)
         return _Turns(n, until, capped, finished, held, inflight, first_end, last_start)
 
-    def _stepped(self, t_stop: float, rows: list[int], step: _Step) -> None:
-        """The gate's events before t_stop one by one, as the loop has them: a
-        finish frees its slot (before a start at the same time); the cap opens
-        with a slot free: the lowest member with one starts the slot of it that
-        went free first, the next start a gap later; with none free, at the next
-        finish. Each member's free slots as a heap of (free since, bit, held
-        since), as the gate's, bit j the group's j-th slot; which members have
-        one, a bit mask; those in flight, a heap of (end, bit)."""
-        if self.due is not None:
-            opens = self.due
-        else:
-            opens = max(self.inflight[0][0], self.next_start) if self.inflight else math.inf
-        need = int(max(0.0, t_stop - opens) / self.gap) + 3 if opens < t_stop else 0  # the most that can start
-        times, fails = [], []
-        for member, row in zip(self.members, rows, strict=True):
-            seconds, failed = _peek(member.lane, row, need) if need else (np.empty(0), np.empty(0, dtype=bool))
-            times.append(seconds.tolist())
-            fails.append(failed.tolist())
-        slots = list(self.index_of)
-        index_of, member_of, window = self.index_of, self.member_of, self.window
-        free_of: list[list[tuple[float, int, float]]] = [[] for _ in self.members]
-        having = 0  # bit m: member m has a free slot
-        for since, slot, held_since in self.held:
-            j = index_of[slot]
-            free_of[member_of[j]].append((since, j, held_since))
-            having |= 1 << member_of[j]
-        for heap in free_of:
-            heapify(heap)
-        busy: list[tuple[float, int]] = []  # (end, bit)
-        # Each slot's attempt in flight: its send time, failed?, row, start.
-        cur_d, cur_f, cur_row, cur_start = [0.0] * window, [False] * window, [0] * window, [0.0] * window
-        for end, slot, took, fail, in_row, began in self.inflight:
-            j = index_of[slot]
-            busy.append((end, j))
-            cur_d[j], cur_f[j], cur_row[j], cur_start[j] = took, fail, in_row, began
-        heapify(busy)
-        member_at = {1 << m: m for m in range(len(self.members))}
-        next_start, due, capped, gap = self.next_start, self.due, self.capped, self.gap
-        row, last_start, first_end = self.row, self.last_start, step.first_end
-        taken = [0] * len(self.members)
-        began_l: list[float] = []
-        who: list[int] = []
-        ended: list[float] = []  # the finishes, column by column
-        ended_d: list[float] = []
-        ended_f: list[bool] = []
-        ended_j: list[int] = []
-        ended_row: list[int] = []
-        while True:
-            ends = busy[0][0] if busy else math.inf
-            if due is not None and due < ends:  # the cap opens with a slot free: the lowest member's first free
-                if due >= t_stop:
-                    break
-                m = member_at[having & -having]
-                heap = free_of[m]
-                _, j, held_since = heappop(heap)
-                if not heap:
-                    having ^= 1 << m
-                capped[m] += due - held_since
-                i = taken[m]
-                taken[m] = i + 1
-                d = times[m][i]
-                end = due + d
-                heappush(busy, (end, j))
-                cur_d[j], cur_f[j], cur_row[j], cur_start[j] = d, fails[m][i], row, due
-                row += 1
-                if end < first_end[m]:
-                    first_end[m] = end
-                began_l.append(due)
-                who.append(m)
-                last_start[m] = due
-                next_start = due + gap
-                due = next_start if having else None
-            else:  # a finish
-                if ends >= t_stop:
-                    break
-                end, j = heappop(busy)
-                ended.append(end)
-                ended_d.append(cur_d[j])
-                ended_f.append(cur_f[j])
-                ended_j.append(j)
-                ended_row.append(cur_row[j])
-                m = member_of[j]
-                heappush(free_of[m], (end, j, end))
-                having |= 1 << m
-                if due is None:
-                    due = end if end >= next_start else next_start
-        self.next_start, self.due, self.row = next_start, due, row
-        self.held = sorted((since, slots[j], held_since) for heap in free_of for since, j, held_since in heap)
-        self.inflight = [(end, slots[j], cur_d[j], cur_f[j], cur_row[j], cur_start[j]) for end, j in busy]
-        heapify(self.inflight)
-        for m, n in enumerate(taken):
-            step.drawn[m] += n
-        if began_l:
-            step.starts.append(np.array(began_l))
-            step.owners.append(np.array(who, dtype=np.int64))
-        if ended:
-            bits = np.array(ended_j, dtype=np.int64)
-            step.finishes.append(
-                np.column_stack(
-                    (
-                        np.array(ended),
-                        np.array(ended_d),
-                        np.array(ended_f, dtype=np.float64),
-                        np.array(slots, dtype=np.float64)[bits],
-                        np.array(ended_row, dtype=np.float64),
-                    )
-                )
-            )
-
-    def _segment(self, t1: float, rows: list[int], step: _Step) -> tuple[int, bool] | None:
+    def _segment(self, t1: float, rows: list[int], step: _Step) -> tuple[int, bool]:
         """(A sender alone: one lane.) Starts at the cap's ticks (each gap after the last, added one after
         another as the Pacer adds them) for as long as a slot is free at each,
-        before t1: (starts, reached t1?); None where equal times leave the order
-        of free slots to their numbers (then start by start). Free slots take
-        the ticks in turn (_in_turn); the first tick that comes before any is
-        free ends the segment: the next start waits for a finish."""
+        before t1: (starts, reached t1?). Free slots take the ticks in turn
+        (_in_turn); the first tick that comes before any is free ends the
+        segment: the next start waits for a finish."""
         gap = self.gap
         if self.due is not None:
             tau0 = self.due
@@ -572,11 +456,7 @@ class _Capped:
         np.cumsum(ticks, out=ticks)
         count = int(np.searchsorted(ticks, t1))  # the ticks before t1
         seconds, failed = _peek(self.members[0].lane, rows[0], count)
-        if count and not seconds.min() > 0.0:  # (an attempt that takes no time frees its slot at its own tick)
-            return None
         turns = self._in_turn(0, ticks[:count], self.row + np.arange(count), seconds, failed, t1, ticks)
-        if turns is None:
-            return None
         self._took([turns], step)
         if turns.started:
             step.starts.append(ticks[: turns.started])
@@ -604,6 +484,35 @@ class _Capped:
         held.sort()
         heapify(inflight)
         self.held, self.inflight = held, inflight
+
+
+def _turns_one_by_one(
+    first: np.ndarray, free0: np.ndarray, at: np.ndarray, ends: np.ndarray, ticks: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """_in_turn's choice start by start, as the gate's heap makes it: each start
+    takes the free slot that went free first (the lowest at a tie), and its
+    slot is free again at its end (a finish before a start at the same time).
+    Slots by bit; `first` their order at the start (free0: their free times);
+    events numbered as _in_turn numbers them. With `ticks`, the first start no
+    slot is free for ends them. (src, own): each start's event and slot."""
+    window = len(first)
+    free = [(float(t), int(j), i) for i, (t, j) in enumerate(zip(free0.tolist(), first.tolist(), strict=True))]
+    heapify(free)
+    later: list[tuple[float, int, int]] = []  # (end, slot, event) of the attempts started
+    src: list[int] = []
+    own: list[int] = []
+    for k, (t, end) in enumerate(zip(at.tolist(), ends.tolist(), strict=True)):
+        while later and later[0][0] <= t:
+            heappush(free, heappop(later))
+        if not free:
+            if ticks:
+                break
+            raise AssertionError("a start with no slot free")
+        _, j, event = heappop(free)
+        src.append(event)
+        own.append(j)
+        heappush(later, (end, j, window + k))
+    return np.array(src, dtype=np.int64), np.array(own, dtype=np.int64)
 
 
 class _Turns(NamedTuple):
