@@ -249,6 +249,16 @@ def test_a_bin_edge_that_rounds_down_to_a_finish():
     assert outcome(settings, vectorise=True, width=0.0252)[:2] == outcome(settings, vectorise=False, width=0.0252)[:2]
 
 
+def test_bins_that_close_at_one_time():
+    """An edge that rounds down to a close's own time (17.0 / 0.017 is 999.99...)
+    where ten sends end at once: each of them closes a bin in the loop, one after
+    another; the fast path counts them by time, at once, into the same bin."""
+    argv = ["-n", "2000", "--sender", "1:0:window=10", "--sender", "0.5:0.2:window=3:rate=4"]
+    settings = parse_settings([*argv, "--distribution", "constant", "--seed", "3"])
+    for width in (0.017, 0.034):
+        assert outcome(settings, vectorise=True, width=width)[:2] == outcome(settings, vectorise=False, width=width)[:2]
+
+
 def test_receipts_of_a_run_stopped_in_the_fast_path_are_pending_alike():
     settings = settings_of(EMERGENCY, 20_000, seed=4, dlr_median=30.0, dlr_p90=90.0)
 

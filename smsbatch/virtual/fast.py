@@ -987,48 +987,46 @@ class _Fast:
         lane_starts: list[tuple[int, np.ndarray]],
         started_before: list[int],
     ) -> None:
+        """The chunk's finishes (in the lanes' order, not in time): retries,
+        counts, reach times, bins. Only the bins' closes need the time order,
+        and only the finishes' times of it: a finish's close is found by its
+        time (every finish at a close's time is at or after the closing one in
+        the loop too: the first of them closes), so the counts at each close
+        come from one count over (close, sender, outcome)."""
         run = self.run
         retry = ff & (fa <= self.max_retries[fs])
         ok = ~ff
         if retry.any():
             self._retries(ft[retry], fs[retry], fslot[retry], fa[retry])
-        order = _order(ft)
-        ft, fd, ff, fs, ok, retry = ft[order], fd[order], ff[order], fs[order], ok[order], retry[order]
-        final = ff & ~retry
-        c_sent = np.concatenate(([0], np.cumsum(ok)))
-        now_before = run.now
-        sent_before, failed_before, retried_before = run.sent, run.failed, run.retried
-        finished_before, failed_attempts_before = list(run.finished), list(run.failed_attempts)
+        ranked = np.sort(ft)
+        code = fs * 3 + (ff.astype(np.int64) * 2 - retry)  # sender, then: 0 sent, 1 to retry, 2 failed for good
+        before = (run.now, run.sent, run.failed, run.retried, list(run.finished), list(run.failed_attempts))
+        width = 3 * self.senders
         if run.bins.timeline is not None:
-            self._close_bins(
-                ft,
-                fd,
-                ff,
-                fs,
-                c_sent,
-                np.concatenate(([0], np.cumsum(final))),
-                np.concatenate(([0], np.cumsum(retry))),
-                lane_starts,
-                started_before,
-                (now_before, sent_before, failed_before, retried_before, finished_before, failed_attempts_before),
-            )
-        # The counts.
-        sent = int(c_sent[-1])
+            counts = self._close_bins(ranked, ft, fd, code, lane_starts, started_before, before)
+        else:
+            counts = np.bincount(code, minlength=width).reshape(1, self.senders, 3)
+        total = counts.sum(axis=0)  # per sender: sent, to retry, failed for good
+        sent = int(total[:, 0].sum())
+        sent_before = run.sent
+        in_time: np.ndarray | None = None  # the accepted finishes' times, in time order
         while run.next_reach != -1 and sent_before + sent >= run.next_reach:
-            j = int(np.searchsorted(c_sent, run.next_reach - sent_before)) - 1
-            run._reached(run.next_reach, float(ft[j]))
+            if in_time is None:
+                in_time = np.sort(ft[ok])
+            run._reached(run.next_reach, float(in_time[run.next_reach - sent_before - 1]))
         run.sent += sent
-        run.failed += int(np.count_nonzero(final))
-        run.retried += int(np.count_nonzero(retry))
-        run.by_deadline += int(np.count_nonzero(ok & (ft <= run.deadline)))
-        finished = np.bincount(fs, minlength=self.senders)
-        failed_attempts = np.bincount(fs[ff], minlength=self.senders)
-        for s in range(self.senders):
-            run.finished[s] += int(finished[s])
-            run.failed_attempts[s] += int(failed_attempts[s])
-        run.now = float(ft[-1])
+        run.failed += int(total[:, 2].sum())
+        run.retried += int(total[:, 1].sum())
+        if run.deadline >= ranked[-1]:
+            run.by_deadline += sent
+        elif run.deadline >= ranked[0]:
+            run.by_deadline += int(np.count_nonzero(ok & (ft <= run.deadline)))
+        for s, (sent_s, retried_s, failed_s) in enumerate(total.tolist()):
+            run.finished[s] += sent_s + retried_s + failed_s
+            run.failed_attempts[s] += retried_s + failed_s
+        run.now = float(ranked[-1])
         if self.receipts is not None:
-            self._receipts(ft[ok], fs[ok], fslot[order][ok])
+            self._receipts(ft[ok], fs[ok], fslot[ok])
 
     def _receipts(self, ft: np.ndarray, fs: np.ndarray, fslot: np.ndarray) -> None:
         """The receipts of the messages accepted in the chunk (at ft, by sender fs,
@@ -1069,80 +1067,84 @@ class _Fast:
 
     def _close_bins(
         self,
+        ranked: np.ndarray,
         ft: np.ndarray,
         fd: np.ndarray,
-        ff: np.ndarray,
-        fs: np.ndarray,
-        c_sent: np.ndarray,
-        c_failed: np.ndarray,
-        c_retried: np.ndarray,
+        code: np.ndarray,
         lane_starts: list[tuple[int, np.ndarray]],
         started_before: list[int],
         before: tuple[float, int, int, int, list[int], list[int]],
-    ) -> None:
+    ) -> np.ndarray:
         """The timeline's bins that close in this chunk, as _Bins.close closes
         them: at the first finish at or past the open bin's edge, with the
-        counts of everything before that finish."""
+        counts of everything before that finish. `ranked`: the finishes'
+        times in order. The counts (close, sender, outcome: see _finishes),
+        the open bin's last."""
         run = self.run
         bins = run.bins
         timeline = bins.timeline
         now_before, sent_before, failed_before, retried_before, finished_before, fa_before = before
         # Where the bins close (the width doubling as the timeline's bin_of doubles it).
-        closes: list[tuple[int, float, float]] = []  # (index of the finish, its time, the last finish before it)
-        width, edge, n = timeline.width, bins.edge, len(ft)
+        closes: list[tuple[int, float, float]] = []  # (place of the finish, its time, the last finish before it)
+        width, edge, n = timeline.width, bins.edge, len(ranked)
         k = -1
         while True:
             # The next finish at or past the edge, after the last close (an edge that rounds down to the
             # closing finish's own time, floor(t / width) a whole number short, is passed by the next one).
-            k = max(int(np.searchsorted(ft, edge)), k + 1)
+            k = max(int(np.searchsorted(ranked, edge)), k + 1)
             if k == n:
                 break
-            t = float(ft[k])
-            now = float(ft[k - 1]) if k else now_before
+            t = float(ranked[k])
+            now = float(ranked[k - 1]) if k else now_before
             while int(max(now, 0.0) / width) >= MAX_BINS:
                 width *= 2
             closes.append((k, t, now))
             edge = (math.floor(t / width) + 1) * width
+        times = np.array([t for _, t, _ in closes])
+        # Each finish's interval: the closes at or before it. (Where an edge rounds down to a close's own
+        # time, every finish at that time closes a bin in turn, all of them the timeline's bin of that
+        # time, the loop's counts moving one finish at a time; by time they move at once, into the same
+        # bin, and the sample that bin keeps is the next close's, after them all, alike.)
+        interval = np.searchsorted(times, ft, side="right")
+        senders = self.senders
+        counts = np.bincount(interval * 3 * senders + code, minlength=(len(closes) + 1) * 3 * senders)
+        counts = counts.reshape(len(closes) + 1, senders, 3)
+        last = interval == len(closes)  # the finishes in the bin left open
         if not closes:
             self.open.append(fd)
-            return
-        ks = np.array([k for k, _, _ in closes])
-        times = np.array([t for _, t, _ in closes])
-        started = np.zeros((self.senders, len(closes)), dtype=np.int64)
+            return counts
+        upto = np.cumsum(counts[:-1], axis=0)  # at each close, every finish before it
+        started = np.zeros((senders, len(closes)), dtype=np.int64)
         for s, st in lane_starts:
             started[s] += np.searchsorted(st, times)
-        # Each finish's close (the interval before it), and the counts per sender up to each close.
-        last = int(ks[-1])
-        interval = np.repeat(np.arange(len(ks)), np.diff(np.concatenate(([0], ks))))
-        finished = self._per_close(interval, fs[:last], len(ks))
-        failed_before_close = ff[:last]
-        failed_attempts = self._per_close(interval[failed_before_close], fs[:last][failed_before_close], len(ks))
-        finished += np.array(finished_before)[:, None]
-        failed_attempts += np.array(fa_before)[:, None]
+        finished = upto.sum(axis=2).T + np.array(finished_before)[:, None]
+        failed_attempts = (upto[:, :, 1] + upto[:, :, 2]).T + np.array(fa_before)[:, None]
         in_flight = np.array(started_before)[:, None] + started - finished
-        sent = sent_before + c_sent[ks]
-        failed = failed_before + c_failed[ks]
-        retried = retried_before + c_retried[ks]
+        sent = sent_before + upto[:, :, 0].sum(axis=1)
+        failed = failed_before + upto[:, :, 2].sum(axis=1)
+        retried = retried_before + upto[:, :, 1].sum(axis=1)
         backlog = run.messages - sent - failed - in_flight.sum(axis=0)
         # Each bin's histogram of send times: one count over (bin, bucket) for the chunk.
-        found_buckets = buckets_of(fd[:last])
+        closed = ~last
+        interval, found_buckets = interval[closed], buckets_of(fd[closed])
         if self.open:
-            interval = np.concatenate((np.zeros(sum(len(part) for part in self.open), dtype=np.int64), interval))
-            found_buckets = np.concatenate((buckets_of(np.concatenate(self.open)), found_buckets))
-            self.open = []
+            opened = np.concatenate(self.open)
+            interval = np.concatenate((np.zeros(len(opened), dtype=np.int64), interval))
+            found_buckets = np.concatenate((buckets_of(opened), found_buckets))
+        self.open = [fd[last]]
         low = int(found_buckets.min()) if len(found_buckets) else 0
         width = int(found_buckets.max()) - low + 1 if len(found_buckets) else 1  # the buckets in use
-        counts = np.bincount(interval * width + (found_buckets - low), minlength=len(ks) * width)
-        counts = counts.reshape(len(ks), width)
+        found_counts = np.bincount(interval * width + (found_buckets - low), minlength=len(closes) * width)
+        found_counts = found_counts.reshape(len(closes), width)
         finished_l, failed_attempts_l, in_flight_l = (
             finished.T.tolist(),
             failed_attempts.T.tolist(),
             in_flight.T.tolist(),
         )
         sent_l, failed_l, retried_l, backlog_l = sent.tolist(), failed.tolist(), retried.tolist(), backlog.tolist()
-        where, keys = np.nonzero(counts)  # row by row, keys ascending (as np.unique gives them)
-        found = counts[where, keys].tolist()
-        cuts = np.searchsorted(where, np.arange(len(ks) + 1)).tolist()
+        where, keys = np.nonzero(found_counts)  # row by row, keys ascending (as np.unique gives them)
+        found = found_counts[where, keys].tolist()
+        cuts = np.searchsorted(where, np.arange(len(closes) + 1)).tolist()
         keys_l = (keys + low).tolist()
         for i, (_, t, now) in enumerate(closes):
             lo, hi = cuts[i], cuts[i + 1]
@@ -1159,13 +1161,7 @@ class _Fast:
             bins.sent, bins.failed, bins.retried = sent_l[i], failed_l[i], retried_l[i]
             bins.finished, bins.failed_attempts = finished_l[i], failed_attempts_l[i]
             bins.edge = (math.floor(t / timeline.width) + 1) * timeline.width
-        previous = last
-        self.open = [fd[previous:]]
-
-    def _per_close(self, interval: np.ndarray, senders: np.ndarray, closes: int) -> np.ndarray:
-        """Finishes per sender (rows) before each close (columns), from each one's interval."""
-        counts = np.bincount(interval * self.senders + senders, minlength=closes * self.senders)
-        return np.cumsum(counts.reshape(closes, self.senders), axis=0).T
+        return counts
 
     # ---- the loop takes over, and back ----
 
