@@ -130,15 +130,18 @@ class Stats:
         self.failed += fails
         self.time_sum += float(seconds.sum())
         buckets = self.buckets
-        if seconds[0] == seconds.min() == seconds.max():  # constant times (zero wait): one bucket, fast
-            bucket = bucket_of(float(seconds[0]))
+        shortest, longest = float(seconds.min()), float(seconds.max())
+        if shortest == longest:  # constant times (zero wait): one bucket, fast
+            bucket = bucket_of(shortest)
             buckets[bucket] = buckets.get(bucket, 0) + count
             return
         found = buckets_of(seconds)
-        if int(found.max()) < _COUNTED:  # every send time under 10^51 s: counted in one pass, not sorted
-            counts = np.bincount(found, minlength=_COUNTED)
+        low, high = bucket_of(shortest), bucket_of(longest)  # (bucket_of never decreases)
+        if high - low < _COUNTED:  # counted in one pass over the buckets in use, not sorted
+            counts = np.bincount(found - low, minlength=high - low + 1)
             keys = np.flatnonzero(counts)
             counts = counts[keys]
+            keys += low
         else:
             keys, counts = np.unique(found, return_counts=True)
         for bucket, n in zip(keys.tolist(), counts.tolist(), strict=False):

@@ -865,6 +865,12 @@ class _Fast:
         fin_slot: list[np.ndarray] = []
         fin_a: list[np.ndarray] = []
         lane_starts: list[tuple[int, np.ndarray]] = []  # (sender, its start times this chunk)
+        # The slots' attempts in flight at t0 that end in the chunk (one array each), then each slot's own
+        # (views of its rows, the sender and slot repeated after): the finishes need no order.
+        ended: list[tuple[float, float, bool, int, int, int]] = []
+        lengths: list[int] = []
+        senders: list[int] = []
+        slot_numbers: list[int] = []
         lane = 0
         for slot in self.slots:
             rows = slot.rows
@@ -878,28 +884,38 @@ class _Fast:
                 slot.rows = None
                 continue
             s = slot.s
-            tried = mine if mine is not None else np.ones(m, dtype=np.int64)
-            # The attempt in flight ends at st[0]; rows 0..m-2 end in the chunk too; row m-1 is in flight.
-            ends, secs, fails, atts = en[: m - 1], seconds[: m - 1], failed[: m - 1], tried[: m - 1]
-            if slot.cur is not None:
-                ends = np.concatenate(([st[0]], ends))
-                secs = np.concatenate(([slot.cur[0]], secs))
-                fails = np.concatenate(([slot.cur[1]], fails))
-                atts = np.concatenate(([slot.cur[2]], atts))
-            fin_t.append(ends)
-            fin_d.append(secs)
-            fin_f.append(fails)
-            fin_a.append(atts)
-            fin_s.append(np.full(len(ends), s))
-            fin_slot.append(np.full(len(ends), slot.slot))
+            if slot.cur is not None:  # it ends at st[0]
+                ended.append((float(st[0]), slot.cur[0], slot.cur[1], slot.cur[2], s, slot.slot))
+            if m > 1:  # rows 0..m-2 end in the chunk too; row m-1 is in flight
+                fin_t.append(en[: m - 1])
+                fin_d.append(seconds[: m - 1])
+                fin_f.append(failed[: m - 1])
+                if mine is not None:
+                    fin_a.append(mine[: m - 1])
+                lengths.append(m - 1)
+                senders.append(s)
+                slot_numbers.append(slot.slot)
             lane_starts.append((s, st[:m]))
             run.first_end[s] = min(run.first_end[s], float(en[0]))
-            slot.cur = (float(seconds[m - 1]), bool(failed[m - 1]), int(tried[m - 1]))
+            slot.cur = (float(seconds[m - 1]), bool(failed[m - 1]), int(mine[m - 1]) if mine is not None else 1)
             slot.began = float(st[m - 1])
             slot.start = float(en[m - 1])
             run.used[slot.g] = _consume(slot.lane, run.used[slot.g], m)
             self.started[s] += m
             slot.rows = None
+        if lengths:
+            fin_s.append(np.repeat(np.array(senders, dtype=np.int64), lengths))
+            fin_slot.append(np.repeat(np.array(slot_numbers, dtype=np.int64), lengths))
+            if attempts is None:
+                fin_a.append(np.ones(sum(lengths), dtype=np.int64))
+        if ended:
+            columns = list(zip(*ended, strict=True))
+            fin_t.append(np.array(columns[0]))
+            fin_d.append(np.array(columns[1]))
+            fin_f.append(np.array(columns[2], dtype=bool))
+            fin_a.append(np.array(columns[3], dtype=np.int64))
+            fin_s.append(np.array(columns[4], dtype=np.int64))
+            fin_slot.append(np.array(columns[5], dtype=np.int64))
         for c, step in zip(self.capped, self.steps, strict=True):
             drawn = sum(step.drawn)
             mine = attempts[lane] if attempts is not None else np.ones(drawn, dtype=np.int64)
@@ -915,15 +931,15 @@ class _Fast:
                 for i in np.flatnonzero(~new).tolist():
                     atts[i] = attempt_of.pop(int(row_ids[i]))
                 slots = done[:, 3].astype(np.int64)
-                senders = self.sender_of[slots]
+                by_sender = self.sender_of[slots]
                 fin_t.append(done[:, 0])
                 fin_d.append(done[:, 1])
                 fin_f.append(done[:, 2].astype(bool))
                 fin_a.append(atts)
-                fin_s.append(senders)
+                fin_s.append(by_sender)
                 fin_slot.append(slots)
                 for member in c.members:
-                    ends = done[:, 0] if len(c.members) == 1 else done[senders == member.s, 0]
+                    ends = done[:, 0] if len(c.members) == 1 else done[by_sender == member.s, 0]
                     if len(ends):
                         run.last_end[member.s] = float(ends.max())
             for _, _, _, _, row, _ in c.inflight:
@@ -1125,8 +1141,7 @@ class _Fast:
         retried = retried_before + upto[:, :, 1].sum(axis=1)
         backlog = run.messages - sent - failed - in_flight.sum(axis=0)
         # Each bin's histogram of send times: one count over (bin, bucket) for the chunk.
-        closed = ~last
-        interval, found_buckets = interval[closed], buckets_of(fd[closed])
+        found_buckets = buckets_of(fd)  # (the open bin's too, counted in a last row left out)
         if self.open:
             opened = np.concatenate(self.open)
             interval = np.concatenate((np.zeros(len(opened), dtype=np.int64), interval))
@@ -1134,8 +1149,8 @@ class _Fast:
         self.open = [fd[last]]
         low = int(found_buckets.min()) if len(found_buckets) else 0
         width = int(found_buckets.max()) - low + 1 if len(found_buckets) else 1  # the buckets in use
-        found_counts = np.bincount(interval * width + (found_buckets - low), minlength=len(closes) * width)
-        found_counts = found_counts.reshape(len(closes), width)
+        found_counts = np.bincount(interval * width + (found_buckets - low), minlength=(len(closes) + 1) * width)
+        found_counts = found_counts.reshape(len(closes) + 1, width)[:-1]
         finished_l, failed_attempts_l, in_flight_l = (
             finished.T.tolist(),
             failed_attempts.T.tolist(),
