@@ -388,11 +388,8 @@ class _Capped:
         else:
             src = order[:n]
             root = np.concatenate((np.arange(window), src))
-            while True:
-                up = root[root]
-                if np.array_equal(up, root):
-                    break
-                root = up
+            while len(src) and root[window:].max() >= window:  # (a chain's length doubles each time)
+                root = root[root]
             own = first[root[window:]]  # each start's slot, of the member's
         capped = self.capped[m]
         if n:  # capped_time += start - held since, start after start, as the gate adds them
