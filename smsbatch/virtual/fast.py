@@ -13,7 +13,8 @@ gate's heap), so the r-th tick takes the r-th free time of all: one sort
 follows); where the cap keeps letting go (every slot busy at a tick), start
 by start, as the loop's _CapGate steps it. The senders of one account are one
 group: they take the account's ticks in turn (the lowest with a free slot),
-each from its own lane, event by event.
+each from its own lane, event by event on counts of free slots; which slot of
+its sender each start takes then follows from one sort again (_in_turn).
 
 A chunk is a span of simulated time [T0, T1): every lane's starts and ends in
 it are computed, then the counts, the statistics (the lanes' blocks folded as
@@ -168,14 +169,15 @@ class _Member:
 
 class _Capped:
     """A capped sender (one lane), or the senders of an account (a lane each):
-    their starts at the cap, by the lowest free slot of them all, as the loop's
-    _CapGate makes them. Senders of one account whose own caps never bind (no
-    wider than the account's) take the account's ticks so: at each, the lowest
-    sender with a free slot (its START sorts first), with its lowest free slot.
-    The state is the gate's: the cap's next start, the START event waiting
-    (due), the free slots (a heap of (slot, free since)) and those in flight
-    (a heap of (end, slot, seconds, failed, row, start)); a row numbers the
-    group's starts, whichever member's lane it draws from."""
+    their starts at the cap, as the loop's _CapGate makes them: a sender's
+    free slots in the order they went free. Senders of one account whose own
+    caps never bind (no wider than the account's) take the account's ticks
+    so: at each, the lowest sender with a free slot (its START sorts first),
+    with its slot that went free first. The state is the gate's: the cap's
+    next start, the START event waiting (due), the free slots (sorted
+    (free since, slot, held since)) and those in flight (a heap of (end,
+    slot, seconds, failed, row, start)); a row numbers the group's starts,
+    whichever member's lane it draws from."""
 
     __slots__ = (
         "attempt_of",
