@@ -5,16 +5,11 @@ every retry, so while the queue holds work every slot works back to back: a
 slot of an uncapped sender starts its next attempt the moment its last one
 ends, and draws it from its own lane (core/sender_model.py), so its ends are
 a cumulative sum of its own draws (np.cumsum adds one after another, as the
-loop does: end = start + seconds). A capped sender is one lane: its starts
-are its cap's ticks (a cumulative sum of the gap) while a slot is free at
-each, and its free slots take the ticks in the order they went free (the
-gate's heap), so the r-th tick takes the r-th free time of all: one sort
-(_segment; the capped time the loop adds, start minus that slot's held-since,
-follows); where the cap keeps letting go (every slot busy at a tick), start
-by start, as the loop's _CapGate steps it. The senders of one account are one
-group: they take the account's ticks in turn (the lowest with a free slot),
-each from its own lane, event by event on counts of free slots; which slot of
-its sender each start takes then follows from one sort again (_in_turn).
+loop does: end = start + seconds). A capped sender, or the senders of one
+account, are a group of their own (virtual/capped.py): their starts at the
+cap's ticks while a slot is free, their free slots in the order they went
+free, one sort for a stretch of ticks. Both read their lanes' rows through
+virtual/lanes.py.
 
 A chunk is a span of simulated time [T0, T1): every lane's starts and ends in
 it are computed, then the counts, the statistics (the lanes' blocks folded as
@@ -58,8 +53,8 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable, Sequence
-from heapq import heapify, heappop, heappush
-from typing import Any, NamedTuple, Protocol
+from heapq import heapify
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -67,67 +62,11 @@ from smsbatch.core.receipts import ReceiptCount
 from smsbatch.core.sender_model import ReceiptDraws, SenderModel
 from smsbatch.core.stats import Stats, buckets_of
 from smsbatch.core.timeline import MAX_BINS
+from smsbatch.virtual.capped import Capped, Member, Step
+from smsbatch.virtual.lanes import Lane, consume, order_of, peek
 
 CHUNK_STARTS = 1 << 16  # starts a chunk aims at, over every lane (its arrays: a few MB)
 LANE_STARTS = 512  # ... and at least this many a lane (a chunk's per-lane work is Python: 30% less for 300 lanes)
-SEGMENT_TICKS = 8192  # a capped sender's ticks looked at, at most, at a time
-
-
-class Lane(Protocol):
-    """A lane's pre-drawn attempts (engine._Lane)."""
-
-    times: np.ndarray
-    failed: np.ndarray
-    ahead: deque[tuple[np.ndarray, np.ndarray]]
-
-    def draw(self) -> tuple[np.ndarray, np.ndarray]: ...
-
-    def next_block(self) -> None: ...
-
-
-def _peek(lane: Lane, row: int, count: int) -> tuple[np.ndarray, np.ndarray]:
-    """Rows [row, row + count) of the lane's draws, counted from the start of its
-    current block, drawing blocks ahead as needed; nothing is taken."""
-    times: list[np.ndarray] = []
-    failed: list[np.ndarray] = []
-    have, i, block_times, block_failed = 0, -1, lane.times, lane.failed
-    while True:
-        if row < len(block_times):
-            times.append(block_times[row : row + count - have])
-            failed.append(block_failed[row : row + count - have])
-            have += len(times[-1])
-            row = 0
-        else:
-            row -= len(block_times)
-        if have >= count:
-            break
-        i += 1
-        if i == len(lane.ahead):
-            lane.ahead.append(lane.draw())
-        block_times, block_failed = lane.ahead[i]
-    if len(times) == 1:
-        return times[0], failed[0]
-    return np.concatenate(times), np.concatenate(failed)
-
-
-def _order(primary: np.ndarray, secondary: np.ndarray | None = None) -> np.ndarray:
-    """np.lexsort((secondary, primary)), or np.argsort(primary, kind="stable"):
-    the same order, by numpy's vectorised quicksort where `primary` has no ties
-    (then every sort gives it; twice as fast as a stable sort), else by theirs."""
-    order = np.argsort(primary)
-    ranked = primary[order]
-    if len(ranked) > 1 and (ranked[1:] == ranked[:-1]).any():
-        return np.argsort(primary, kind="stable") if secondary is None else np.lexsort((secondary, primary))
-    return order
-
-
-def _consume(lane: Lane, used: int, count: int) -> int:
-    """Take `count` rows from `used` on; the new `used`. A block passed is folded (as the loop's refill does)."""
-    while used + count > len(lane.times):
-        count -= len(lane.times) - used
-        lane.next_block()
-        used = 0
-    return used + count
 
 
 class _Slot:
@@ -147,7 +86,7 @@ class _Slot:
         """Its rows from its next start until one starts at or after t1."""
         count = int((t1 - self.start) / self.mean * 1.25) + 16
         while True:
-            seconds, failed = _peek(self.lane, used, count)
+            seconds, failed = peek(self.lane, used, count)
             buf = np.empty(count + 1)
             buf[0] = self.start
             buf[1:] = seconds
@@ -156,392 +95,6 @@ class _Slot:
                 self.rows = (buf[:-1], buf[1:], seconds, failed)
                 return
             count *= 2
-
-
-class _Member:
-    """A sender of a capped lane group: its slots, its lane, its own cap's gap."""
-
-    __slots__ = ("first_slot", "g", "lane", "own_gap", "s", "window")
-
-    def __init__(self, s: int, first_slot: int, window: int, g: int, lane: Lane, own_gap: float) -> None:
-        self.s, self.first_slot, self.window, self.g, self.lane, self.own_gap = s, first_slot, window, g, lane, own_gap
-
-
-class _Capped:
-    """A capped sender (one lane), or the senders of an account (a lane each):
-    their starts at the cap, as the loop's _CapGate makes them: a sender's
-    free slots in the order they went free. Senders of one account whose own
-    caps never bind (no wider than the account's) take the account's ticks
-    so: at each, the lowest sender with a free slot (its START sorts first),
-    with its slot that went free first. The state is the gate's: the cap's
-    next start, the START event waiting (due), the free slots (sorted
-    (free since, slot, held since)) and those in flight (a heap of (end,
-    slot, seconds, failed, row, start)); a row numbers the group's starts,
-    whichever member's lane it draws from."""
-
-    __slots__ = (
-        "attempt_of",
-        "capped",
-        "due",
-        "first_slot",
-        "gap",
-        "held",
-        "index_of",
-        "inflight",
-        "last_start",
-        "member_of",
-        "members",
-        "next_start",
-        "row",
-        "window",
-    )
-
-    def __init__(self, members: list[_Member], gap: float) -> None:
-        self.members, self.gap = members, gap
-        slots = [m.first_slot + j for m in members for j in range(m.window)]
-        self.index_of = {slot: j for j, slot in enumerate(slots)}  # a slot's bit
-        self.member_of = [i for i, m in enumerate(members) for _ in range(m.window)]  # a bit's member
-        self.window = len(slots)
-        self.first_slot = members[0].first_slot
-        self.next_start = 0.0  # its Pacer
-        self.due: float | None = 0.0  # its START event, if one is waiting
-        self.held = [(0.0, slot, 0.0) for slot in slots]  # free slots, as the gate's: (free since, slot, held since)
-        self.inflight: list[tuple[float, int, float, bool, int, float]] = []
-        self.capped = [0.0] * len(members)  # per member: slot-seconds held back by the cap
-        self.row = 0  # attempts started: the next one's row
-        self.attempt_of: dict[int, int] = {}  # the attempt numbers of the rows in flight
-        self.last_start: list[float | None] = [None] * len(members)  # per member, its last start here
-
-    def state(self) -> tuple[Any, ...]:
-        return (
-            self.next_start,
-            self.due,
-            list(self.held),
-            list(self.inflight),
-            list(self.capped),
-            self.row,
-            list(self.last_start),
-        )
-
-    def restore(self, state: tuple[Any, ...]) -> None:
-        self.next_start, self.due, held, inflight, capped, self.row, last_start = state
-        self.held, self.inflight = list(held), list(inflight)
-        self.capped, self.last_start = list(capped), list(last_start)
-
-    def step(self, t1: float, used: list[int]) -> _Step:
-        """Its events before t1, from the lanes' rows `used` on: a _Step. Long
-        stretches where the cap binds go a segment at a time (_segment); where it
-        keeps letting go (every slot busy at a tick), start by start (_stepped)."""
-        step = _Step(len(self.members))
-        slow_until = -math.inf
-        ticks, slow = 256, 256  # a segment's ticks, a slow stretch's: each doubles while it pays
-        while True:
-            if self.due is not None:
-                opens = self.due
-            elif self.inflight:
-                f = self.inflight[0][0]
-                opens = f if f >= self.next_start else self.next_start
-            else:
-                break
-            rows = [u + n for u, n in zip(used, step.drawn, strict=True)]
-            if opens >= t1 or len(self.members) > 1:  # (an account's senders draw from their own lanes: in turn)
-                self._stepped(t1, rows, step)
-                break
-            if opens < slow_until:
-                until = min(slow_until, t1)
-                self._stepped(until, rows, step)
-                if until == t1:
-                    break
-                continue
-            limit = min(t1, opens + ticks * self.gap)
-            n, reached = self._segment(limit, rows, step)
-            if reached and limit == t1:
-                break
-            if reached:
-                ticks, slow = min(2 * ticks, SEGMENT_TICKS), 256
-            elif n < 16:  # the cap keeps letting go here: a while start by start
-                slow_until = opens + slow * self.gap
-                ticks, slow = 256, min(2 * slow, 1 << 16)
-        return step
-
-    def _stepped(self, t_stop: float, rows: list[int], step: _Step) -> None:
-        """The gate's events before t_stop one by one, as the loop has them, in
-        two passes: a finish frees a slot (before a start at the same time);
-        the cap opens with a slot free: the lowest member with one starts, the
-        next start a gap later; with none free, at the next finish. That needs
-        only how many slots each member has free, so the events go on counts
-        and a heap of (end, member); which slot of its member each start takes
-        (the one that went free first) then follows for each member at once
-        (_in_turn), as in _segment."""
-        if self.due is not None:
-            opens = self.due
-        else:
-            opens = max(self.inflight[0][0], self.next_start) if self.inflight else math.inf
-        need = int(max(0.0, t_stop - opens) / self.gap) + 3 if opens < t_stop else 0  # the most that can start
-        members, index_of, member_of = self.members, self.index_of, self.member_of
-        draws = [
-            _peek(m.lane, row, need) if need else (np.empty(0), np.empty(0, dtype=bool))
-            for m, row in zip(members, rows, strict=True)
-        ]
-        times = [seconds.tolist() for seconds, _ in draws]
-        free = [0] * len(members)  # each member's free slots
-        for _, slot, _ in self.held:
-            free[member_of[index_of[slot]]] += 1
-        having = sum(1 << m for m, n in enumerate(free) if n)  # bit m: member m has a free slot
-        busy = [(end, member_of[index_of[slot]]) for end, slot, *_ in self.inflight]
-        heapify(busy)
-        member_at = {1 << m: m for m in range(len(members))}
-        next_start, due, gap = self.next_start, self.due, self.gap
-        taken = [0] * len(members)
-        began: list[float] = []
-        who: list[int] = []
-        while True:
-            ends = busy[0][0] if busy else math.inf
-            if due is not None and due < ends:  # the cap opens with a slot free: the lowest member with one
-                if due >= t_stop:
-                    break
-                bit = having & -having
-                m = member_at[bit]
-                free[m] -= 1
-                if not free[m]:
-                    having ^= bit
-                i = taken[m]
-                taken[m] = i + 1
-                heappush(busy, (due + times[m][i], m))
-                began.append(due)
-                who.append(m)
-                next_start = due + gap
-                due = next_start if having else None
-            else:  # a finish (before a start at the same time)
-                if ends >= t_stop:
-                    break
-                end, m = heappop(busy)
-                free[m] += 1
-                having |= 1 << m
-                if due is None:
-                    due = end if end >= next_start else next_start
-        starts = np.array(began)
-        owners = np.array(who, dtype=np.int64)
-        turns: list[_Turns] = []
-        for m in range(len(members)):
-            mine = np.flatnonzero(owners == m) if len(members) > 1 else np.arange(len(starts))
-            seconds, failed = draws[m]
-            turns.append(self._in_turn(m, starts[mine], self.row + mine, seconds[: len(mine)], failed, t_stop))
-        self._took(turns, step)
-        self.next_start, self.due = next_start, due
-        self.row += len(starts)
-        if len(starts):
-            step.starts.append(starts)
-            step.owners.append(owners)
-
-    def _in_turn(
-        self,
-        m: int,
-        at: np.ndarray,
-        rows_of: np.ndarray,
-        seconds: np.ndarray,
-        failed: np.ndarray,
-        t_stop: float,
-        ticks: np.ndarray | None = None,
-    ) -> _Turns:
-        """Member m's starts `at` (rows `rows_of`, draws `seconds`, `failed`),
-        or with `ticks` (`at` then the cap's ticks before t_stop, `ticks` them
-        and the next), as many of them as a slot is free for: the slot each
-        takes, its free slots in turn (the r-th start takes the r-th free time
-        of its slots at the start and of its own ends: one sort, and pointer
-        doubling to name each start's slot; where free times are equal (the
-        slots' numbers order them), start by start (_turns_one_by_one)."""
-        member = self.members[m]
-        window = member.window
-        slots = np.arange(member.first_slot, member.first_slot + window)
-        end0, held0, busy = np.zeros(window), np.zeros(window), np.zeros(window, dtype=bool)
-        d0, f0, s0 = np.zeros(window), np.zeros(window, dtype=bool), np.zeros(window)
-        w0 = np.zeros(window, dtype=np.int64)
-        mine = range(member.first_slot, member.first_slot + window)
-        for free_since, slot, held_since in self.held:
-            if slot in mine:
-                j = slot - member.first_slot
-                end0[j], held0[j] = free_since, held_since
-        for end, slot, took, fail, in_row, began in self.inflight:
-            if slot in mine:
-                j = slot - member.first_slot
-                end0[j], held0[j], busy[j], d0[j], f0[j], w0[j], s0[j] = end, end, True, took, fail, in_row, began
-        e = at + seconds
-        first = np.lexsort((np.arange(window), end0))
-        free_at = np.concatenate((end0[first], e))
-        order = _order(free_at)
-        ranked = free_at[order]
-        n, until = len(at), t_stop
-        if ticks is not None:  # the first tick that comes before its free time (no slot free) ends them
-            late = np.flatnonzero(ranked[:n] > at)
-            if len(late):
-                n, until = int(late[0]), float(ticks[int(late[0])])
-                at, e, rows_of, seconds = at[:n], e[:n], rows_of[:n], seconds[:n]
-        look = min(n + 1, len(ranked))
-        tied = np.flatnonzero(ranked[1:look] == ranked[: look - 1])
-        if (len(tied) and ((order[tied] >= window) | (order[tied + 1] >= window)).any()) or (
-            n and not seconds.min() > 0.0
-        ):  # equal free times (their slots' numbers order them), or a start whose slot is free again at once
-            src, own = _turns_one_by_one(first, end0[first], at, e, ticks is not None)
-            n = len(src)
-            if n < len(at):
-                until = float(ticks[n]) if ticks is not None else until
-                at, e, rows_of, seconds = at[:n], e[:n], rows_of[:n], seconds[:n]
-        else:
-            src = order[:n]
-            root = np.concatenate((np.arange(window), src))
-            while len(src) and root[window:].max() >= window:  # (a chain's length doubles each time)
-                root = root[root]
-            own = first[root[window:]]  # each start's slot, of the member's
-        capped = self.capped[m]
-        if n:  # capped_time += start - held since, start after start, as the gate adds them
-            held_at = np.concatenate((held0[first], e))[src]
-            capped = float(np.cumsum(np.concatenate(([capped], at - held_at)))[-1])
-        fl = failed[:n]
-        done0 = busy & (end0 < until)
-        done = e < until
-        finished = None
-        if done0.any() or done.any():
-            j0 = np.flatnonzero(done0)
-            finished = np.column_stack(
-                (
-                    np.concatenate((end0[j0], e[done])),
-                    np.concatenate((d0[j0], seconds[done])),
-                    np.concatenate((f0[j0], fl[done])),
-                    np.concatenate((slots[j0], slots[own[done]])),
-                    np.concatenate((w0[j0], rows_of[done])),
-                )
-            )
-        left = np.ones(window + n, dtype=bool)
-        left[src] = False
-        held: list[tuple[float, int, float]] = []
-        inflight: list[Any] = []
-        for i in np.flatnonzero(left).tolist():
-            if i < window:
-                j = int(first[i])
-                slot = int(slots[j])
-                if not busy[j]:
-                    held.append((float(end0[j]), slot, float(held0[j])))
-                elif end0[j] < until:
-                    held.append((float(end0[j]), slot, float(end0[j])))
-                else:
-                    inflight.append((float(end0[j]), slot, float(d0[j]), bool(f0[j]), int(w0[j]), float(s0[j])))
-            else:
-                k = i - window
-                slot = int(slots[own[k]])
-                end = float(e[k])
-                if end < until:
-                    held.append((end, slot, end))
-                else:
-                    inflight.append((end, slot, float(seconds[k]), bool(fl[k]), int(rows_of[k]), float(at[k])))
-        first_end, last_start = (float(e.min()), float(at[-1])) if n else (math.inf, math.nan)
-        return _Turns(n, until, capped, finished, held, inflight, first_end, last_start)
-
-    def _segment(self, t1: float, rows: list[int], step: _Step) -> tuple[int, bool]:
-        """(A sender alone: one lane.) Starts at the cap's ticks (each gap after the last, added one after
-        another as the Pacer adds them) for as long as a slot is free at each,
-        before t1: (starts, reached t1?). Free slots take the ticks in turn
-        (_in_turn); the first tick that comes before any is free ends the
-        segment: the next start waits for a finish."""
-        gap = self.gap
-        if self.due is not None:
-            tau0 = self.due
-        else:
-            f = self.inflight[0][0]
-            tau0 = f if f >= self.next_start else self.next_start
-        n = int((t1 - tau0) / gap) + 3
-        ticks = np.full(n, gap)
-        ticks[0] = tau0
-        np.cumsum(ticks, out=ticks)
-        count = int(np.searchsorted(ticks, t1))  # the ticks before t1
-        seconds, failed = _peek(self.members[0].lane, rows[0], count)
-        turns = self._in_turn(0, ticks[:count], self.row + np.arange(count), seconds, failed, t1, ticks)
-        self._took([turns], step)
-        if turns.started:
-            step.starts.append(ticks[: turns.started])
-            step.owners.append(np.zeros(turns.started, dtype=np.int64))
-        reached = turns.started == count
-        self.next_start = float(ticks[turns.started])
-        self.due = self.next_start if reached and self.held else None
-        self.row += turns.started
-        return turns.started, reached
-
-    def _took(self, turns: list[_Turns], step: _Step) -> None:
-        """The members' starts in turn (_in_turn), into the group's state and the step."""
-        held: list[tuple[float, int, float]] = []
-        inflight: list[tuple[float, int, float, bool, int, float]] = []
-        for m, taken in enumerate(turns):
-            self.capped[m] = taken.capped
-            if taken.finished is not None:
-                step.finishes.append(taken.finished)
-            held += taken.held
-            inflight += taken.inflight
-            step.drawn[m] += taken.started
-            step.first_end[m] = min(step.first_end[m], taken.first_end)
-            if taken.started:
-                self.last_start[m] = taken.last_start
-        held.sort()
-        heapify(inflight)
-        self.held, self.inflight = held, inflight
-
-
-def _turns_one_by_one(
-    first: np.ndarray, free0: np.ndarray, at: np.ndarray, ends: np.ndarray, ticks: bool
-) -> tuple[np.ndarray, np.ndarray]:
-    """_in_turn's choice start by start, as the gate's heap makes it: each start
-    takes the free slot that went free first (the lowest at a tie), and its
-    slot is free again at its end (a finish before a start at the same time).
-    Slots by bit; `first` their order at the start (free0: their free times);
-    events numbered as _in_turn numbers them. With `ticks`, the first start no
-    slot is free for ends them. (src, own): each start's event and slot."""
-    window = len(first)
-    free = [(float(t), int(j), i) for i, (t, j) in enumerate(zip(free0.tolist(), first.tolist(), strict=True))]
-    heapify(free)
-    later: list[tuple[float, int, int]] = []  # (end, slot, event) of the attempts started
-    src: list[int] = []
-    own: list[int] = []
-    for k, (t, end) in enumerate(zip(at.tolist(), ends.tolist(), strict=True)):
-        while later and later[0][0] <= t:
-            heappush(free, heappop(later))
-        if not free:
-            if ticks:
-                break
-            raise AssertionError("a start with no slot free")
-        _, j, event = heappop(free)
-        src.append(event)
-        own.append(j)
-        heappush(later, (end, j, window + k))
-    return np.array(src, dtype=np.int64), np.array(own, dtype=np.int64)
-
-
-class _Turns(NamedTuple):
-    """A member's starts in turn (_Capped._in_turn): how many, until when, its
-    capped time then, its finishes (as _Step keeps them, or None), its free
-    slots and attempts in flight at `until`, the first end of its starts."""
-
-    started: int
-    until: float
-    capped: float
-    finished: np.ndarray | None
-    held: list[tuple[float, int, float]]
-    inflight: list[Any]
-    first_end: float
-    last_start: float
-
-
-class _Step:
-    """A capped group's events in a chunk: its starts (times, and which member
-    started each), its finishes as arrays (end, seconds, failed, slot, row),
-    and per member the first end of an attempt started and the rows drawn."""
-
-    __slots__ = ("drawn", "finishes", "first_end", "owners", "starts")
-
-    def __init__(self, members: int) -> None:
-        self.starts: list[np.ndarray] = []
-        self.owners: list[np.ndarray] = []
-        self.finishes: list[np.ndarray] = []
-        self.first_end = [math.inf] * members
-        self.drawn = [0] * members
 
 
 class _Run(Protocol):
@@ -657,14 +210,14 @@ class _Fast:
     ) -> None:
         self.run, self.models, self.kinds = run, models, kinds
         self.slots: list[_Slot] = []
-        self.capped: list[_Capped] = []
+        self.capped: list[Capped] = []
         rate = 0.0
-        groups: dict[str | int, list[_Member]] = {}  # capped senders: an account's together, else each alone
+        groups: dict[str | int, list[Member]] = {}  # capped senders: an account's together, else each alone
         for s, model in enumerate(models):
             first = run.first_slot[s]
             if model.capped:
                 g = run.lane_of[first]
-                member = _Member(s, first, model.window, g, run.lanes[g], model.start_gap)
+                member = Member(s, first, model.window, g, run.lanes[g], model.start_gap)
                 groups.setdefault(model.spec.account or s, []).append(member)
             else:
                 for slot in range(first, first + model.window):
@@ -673,7 +226,7 @@ class _Fast:
                 rate += model.window / model.mean_send
         for members in groups.values():
             gap = max(max(models[m.s].start_gap, models[m.s].account_gap) for m in members)
-            self.capped.append(_Capped(members, gap))
+            self.capped.append(Capped(members, gap))
             work = sum(m.window / models[m.s].mean_send for m in members)
             rate += min(1.0 / gap, work)
         self.capped.sort(key=lambda c: c.first_slot)
@@ -694,7 +247,7 @@ class _Fast:
         self.open: list[np.ndarray] = []  # send times of the attempts ended in the open bin
         self.t0 = 0.0
         self.drain_span = self.span / 4  # the chunk _drain tries first
-        self.steps: list[_Step] = []
+        self.steps: list[Step] = []
         # Receipts modelled (engine._ReceiptSimulation): the run's count, and each sender's draws.
         self.receipts: ReceiptCount | None = getattr(run, "receipt_count", None)
         self.receipt_draws: list[ReceiptDraws] = getattr(run, "receipt_draws", [])
@@ -832,7 +385,7 @@ class _Fast:
         waiting = fresh + len(self.waiting) - self.taken
         if n > waiting + len(self.pending):
             return None
-        order = _order(at, key)
+        order = order_of(at, key)
         taken = np.concatenate(
             (
                 np.ones(min(n, fresh), dtype=np.int64),
@@ -840,7 +393,7 @@ class _Fast:
             )
         )
         if n > waiting:  # retries that come back during the chunk: each must be back by its start
-            by_arrival = _order(self.pending, self.pending_seq)[: n - waiting]
+            by_arrival = order_of(self.pending, self.pending_seq)[: n - waiting]
             back = self.pending[by_arrival]
             if (back > at[order][waiting:]).any() or back[-1] > failed_at + self.backoff / 2:
                 return None
@@ -899,7 +452,7 @@ class _Fast:
             slot.cur = (float(seconds[m - 1]), bool(failed[m - 1]), int(mine[m - 1]) if mine is not None else 1)
             slot.began = float(st[m - 1])
             slot.start = float(en[m - 1])
-            run.used[slot.g] = _consume(slot.lane, run.used[slot.g], m)
+            run.used[slot.g] = consume(slot.lane, run.used[slot.g], m)
             self.started[s] += m
             slot.rows = None
         if lengths:
@@ -953,7 +506,7 @@ class _Fast:
                     s = member.s
                     lane_starts.append((s, at if owners is None else at[owners == i]))
                     run.first_end[s] = min(run.first_end[s], step.first_end[i])
-                    run.used[member.g] = _consume(member.lane, run.used[member.g], step.drawn[i])
+                    run.used[member.g] = consume(member.lane, run.used[member.g], step.drawn[i])
                     self.started[s] += step.drawn[i]
         count = sum(len(st) for _, st in lane_starts)
         if attempts is None:
@@ -965,7 +518,7 @@ class _Fast:
             waiting = len(self.waiting) - self.taken
             self.taken += min(count, waiting)
             if count > waiting:
-                keep = _order(self.pending, self.pending_seq)[count - waiting :]
+                keep = order_of(self.pending, self.pending_seq)[count - waiting :]
                 self.pending, self.pending_seq = self.pending[keep], self.pending_seq[keep]
                 self.pending_attempt = self.pending_attempt[keep]
         started_before = list(self.started)
@@ -985,7 +538,7 @@ class _Fast:
         # The retries back by t1 join the queue, in the order they came back.
         back = self.pending < t1
         if back.any():
-            order = _order(self.pending[back], self.pending_seq[back])
+            order = order_of(self.pending[back], self.pending_seq[back])
             self.waiting = np.concatenate((self.waiting[self.taken :], self.pending_attempt[back][order]))
             self.taken = 0
             self.pending, self.pending_seq = self.pending[~back], self.pending_seq[~back]
@@ -1054,7 +607,7 @@ class _Fast:
         receipts = self.receipts
         assert receipts is not None
         if len(ft):
-            order = _order(ft, fslot)
+            order = order_of(ft, fslot)
             ft, fs = ft[order], fs[order]
             times: list[np.ndarray] = []
             kinds: list[np.ndarray] = []
@@ -1068,7 +621,7 @@ class _Fast:
     def _retries(self, ft: np.ndarray, fs: np.ndarray, fslot: np.ndarray, fa: np.ndarray) -> None:
         """Failed attempts with retries left, in the loop's order (time, then
         slot): each sender's jitters in that order, and their arrivals."""
-        order = _order(ft, fslot)
+        order = order_of(ft, fslot)
         ft, fs, fa = ft[order], fs[order], fa[order]
         delays = np.empty(len(ft))
         for s in np.flatnonzero(np.bincount(fs)).tolist():  # the senders among them
