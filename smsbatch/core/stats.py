@@ -136,7 +136,7 @@ class Stats:
             buckets[bucket] = buckets.get(bucket, 0) + count
             return
         found = buckets_of(seconds)
-        low, high = bucket_of(shortest), bucket_of(longest)  # (bucket_of never decreases)
+        low, high = int(found.min()), int(found.max())  # (not bucket_of's: a power of ten may be an ulp apart)
         if high - low < _COUNTED:  # counted in one pass over the buckets in use, not sorted
             counts = np.bincount(found - low, minlength=high - low + 1)
             keys = np.flatnonzero(counts)
