@@ -1,8 +1,9 @@
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from smsbatch.core.stats import Stats, bucket_of, bucket_value
+from smsbatch.core.stats import Stats, bucket_of, bucket_value, buckets_by_log, buckets_of
 
 
 def make(times_and_oks):
@@ -24,6 +25,26 @@ def test_record_counts_and_mean():
 def test_buckets_keep_two_significant_figures(seconds):
     value = bucket_value(bucket_of(seconds))
     assert value == pytest.approx(seconds, rel=0.05, abs=1e-12)
+
+
+def test_buckets_of_an_array_are_the_definitions_to_the_last_power_of_ten():
+    # buckets_of takes the decimal exponent from the float's bits; buckets_by_log is the definition
+    # (log10). Where they could part, a hair either side of a power of ten (as numpy and Python
+    # compute it), and at halves of the second figure (rounding to even), they must not.
+    rng = np.random.default_rng(3)
+    powers = np.concatenate((np.power(10.0, np.arange(-9, 298.0)), np.array([10.0**k for k in range(-9, 298)])))
+    near = [powers]
+    for direction in (0.0, np.inf):
+        step = powers
+        for _ in range(3):
+            step = np.nextafter(step, direction)
+            near.append(step)
+    halves = np.concatenate([(m + 0.5) * np.power(10.0, np.arange(-10, 296.0)) for m in range(10, 100)])
+    spread = np.concatenate([rng.lognormal(mean, 3.0, 5000) for mean in range(-18, 60, 6)])
+    seconds = np.concatenate((*near, halves, spread, rng.uniform(0.0, 1e-8, 100), [0.0, 1e298, 1e300]))
+    for piece in (seconds, seconds[(seconds >= 1e-9) & (seconds < 1e298)], seconds[:1000:3]):
+        assert np.array_equal(buckets_of(piece), buckets_by_log(piece))
+    assert buckets_of(np.array([1, 2, 30])).tolist() == [bucket_of(1.0), bucket_of(2.0), bucket_of(30.0)]
 
 
 def test_percentiles():
