@@ -60,6 +60,7 @@ class Capped:
         "members",
         "next_start",
         "row",
+        "ticks",
         "window",
     )
 
@@ -78,6 +79,7 @@ class Capped:
         self.row = 0  # attempts started: the next one's row
         self.attempt_of: dict[int, int] = {}  # the attempt numbers of the rows in flight
         self.last_start: list[float | None] = [None] * len(members)  # per member, its last start here
+        self.ticks = 256  # the ticks a segment looks at: doubles while segments pay, kept from chunk to chunk
 
     def state(self) -> tuple[Any, ...]:
         return (
@@ -101,7 +103,7 @@ class Capped:
         keeps letting go (every slot busy at a tick), start by start (_stepped)."""
         step = Step(len(self.members))
         slow_until = -math.inf
-        ticks, slow = 256, 256  # a segment's ticks, a slow stretch's: each doubles while it pays
+        ticks, slow = self.ticks, 256  # a segment's ticks, a slow stretch's: each doubles while it pays
         while True:
             if self.due is not None:
                 opens = self.due
@@ -129,6 +131,7 @@ class Capped:
             elif n < 16:  # the cap keeps letting go here: a while start by start
                 slow_until = opens + slow * self.gap
                 ticks, slow = 256, min(2 * slow, 1 << 16)
+        self.ticks = ticks
         return step
 
     def _stepped(self, t_stop: float, rows: list[int], step: Step) -> None:
