@@ -207,6 +207,28 @@ def test_the_fast_path_runs_the_loops_run(case):
         assert fast.sent + fast.failed + fast.expired == messages
 
 
+@pytest.mark.parametrize("case", ["emergency", "configs/gateways.ini, smaller", "random outages (mtbf)", "receipts"])
+def test_lanes_handed_to_the_loop_a_row_at_a_time(case, monkeypatch):
+    """The fast path hands the loop each lane's lists only a few rows past
+    where it is (engine.LISTED), the loop extending them as it goes: with one
+    row at a time, every row the loop takes after a hand-over is one such
+    extension, and the run is still the loop's alone."""
+    monkeypatch.setattr(engine_module, "LISTED", 1)
+    specs, messages, extra, seeds = CASES[case]
+    settings = settings_of(specs, messages, seed=seeds[0], **extra)
+    extended = []
+    refill = engine_module._Lane.refill
+
+    def counted(lane, row, times, failed):
+        extended.append(row < len(lane.times))
+        return refill(lane, row, times, failed)
+
+    monkeypatch.setattr(engine_module._Lane, "refill", counted)
+    fast = outcome(settings, vectorise=True)[:2]
+    assert any(extended)
+    assert fast == outcome(settings, vectorise=False)[:2]
+
+
 def test_a_timeline_that_coarsens_in_the_fast_path():
     settings = settings_of(EMERGENCY, 20_000, seed=5, max_retries=1)
     width = first_width(settings, settings.messages) / 9  # several doublings along the way

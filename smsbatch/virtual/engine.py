@@ -87,6 +87,9 @@ class Outcome:
     expired: int = 0  # messages not accepted within --validity
 
 
+LISTED = 256  # rows of a block the fast path hands over as Python lists, and the loop extends them by
+
+
 def lane_block(k: int) -> int:
     """The size of a lane's k-th block of draws (0-based): small first, so a
     window of thousands of slots draws little for each, then BLOCK. Both paths
@@ -121,9 +124,25 @@ class _Lane:
         self.folded += len(self.times)
         self.times, self.failed = self.ahead.popleft() if self.ahead else self.draw()
 
-    def refill(self) -> tuple[list[float], list[bool]]:
+    def refill(self, row: int, times: list[float], failed: list[bool]) -> tuple[list[float], list[bool], int]:
+        """The loop's lists of the lane (`times`, `failed`) when they end at
+        `row`: the next rows of the current block, if the lists hold only its
+        first ones (the fast path hands a lane over so: a block's rest the loop
+        will mostly never reach, converted a piece at a time), else the next
+        block, whole: (times, failed, the row to take)."""
+        if row < len(self.times):
+            end = min(len(self.times), row + LISTED)
+            times.extend(self.times[row:end].tolist())
+            failed.extend(self.failed[row:end].tolist())
+            return times, failed, row
         self.next_block()
-        return self.times.tolist(), self.failed.tolist()
+        return self.times.tolist(), self.failed.tolist(), 0
+
+    def lists_at(self, row: int) -> tuple[list[float], list[bool]]:
+        """Lists for the loop that hold the current block's rows up to `row`
+        as placeholders and the next few after (refill gives it the rest)."""
+        end = min(len(self.times), row + LISTED)
+        return [0.0] * row + self.times[row:end].tolist(), [False] * row + self.failed[row:end].tolist()
 
     def stats_with(self, used: int) -> Stats:
         """Stats of every attempt started so far (the current block up to `used`)."""
@@ -458,8 +477,7 @@ class _Simulation:
         lane = self.lane_of[slot]
         i = self.used[lane]
         if i == len(self.times[lane]):
-            self.times[lane], self.fails[lane] = self.lanes[lane].refill()
-            i = 0
+            self.times[lane], self.fails[lane], i = self.lanes[lane].refill(i, self.times[lane], self.fails[lane])
         self.used[lane] = i + 1
         return attempt, self.times[lane][i], self.fails[lane][i]
 

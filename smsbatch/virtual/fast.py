@@ -846,7 +846,7 @@ class _Fast:
         run.pending = len(self.pending)
         run.waiting.extend(self.waiting[self.taken :].tolist())
         for g, lane in enumerate(run.lanes):
-            run.times[g], run.fails[g] = lane.times.tolist(), lane.failed.tolist()
+            run.times[g], run.fails[g] = lane.lists_at(run.used[g])
         if self.open:
             run.bins.ended.extend(np.concatenate(self.open).tolist())
         self.open = []

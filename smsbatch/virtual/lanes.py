@@ -21,6 +21,8 @@ class Lane(Protocol):
 
     def next_block(self) -> None: ...
 
+    def lists_at(self, row: int) -> tuple[list[float], list[bool]]: ...
+
 
 def peek(lane: Lane, row: int, count: int) -> tuple[np.ndarray, np.ndarray]:
     """Rows [row, row + count) of the lane's draws, counted from the start of its
