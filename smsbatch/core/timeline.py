@@ -137,7 +137,9 @@ class Timeline:
         failed_attempts: Sequence[int],
         histogram: dict[int, int],
     ) -> None:
-        """Counts already gathered for the bin of `t` (virtual time closes its bins this way)."""
+        """Counts already gathered for the bin of `t` (virtual time closes its bins
+        this way). `histogram` is the bin's from then on, when it is the bin's
+        first (the caller made it for the bin: not copied)."""
         b = self.bin_of(t)
         self.sent[b] += sent
         self.failed[b] += failed
@@ -147,7 +149,7 @@ class Timeline:
             self.failed_attempts[s][b] += failed_attempts[s]
         merged = self.histograms[b]
         if not merged:  # the bin's first counts (as virtual time gives them): taken whole
-            merged.update(histogram)
+            self.histograms[b] = histogram
             return
         for bucket, count in histogram.items():
             merged[bucket] = merged.get(bucket, 0) + count
