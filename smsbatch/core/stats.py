@@ -135,8 +135,9 @@ class Stats:
             bucket = bucket_of(seconds)
         self.buckets[bucket] = self.buckets.get(bucket, 0) + 1
 
-    def record_block(self, seconds: np.ndarray, failed: np.ndarray) -> None:
-        """Attempts given as arrays of send times and failure flags (no end times)."""
+    def record_block(self, seconds: np.ndarray, failed: np.ndarray, found: np.ndarray | None = None) -> None:
+        """Attempts given as arrays of send times and failure flags (no end times);
+        `found`: buckets_of(seconds), if the caller has them."""
         import numpy as np
 
         if not len(seconds):
@@ -147,12 +148,13 @@ class Stats:
         self.failed += fails
         self.time_sum += float(seconds.sum())
         buckets = self.buckets
-        shortest, longest = float(seconds.min()), float(seconds.max())
-        if shortest == longest:  # constant times (zero wait): one bucket, fast
-            bucket = bucket_of(shortest)
-            buckets[bucket] = buckets.get(bucket, 0) + count
-            return
-        found = buckets_of(seconds)
+        if found is None:
+            shortest, longest = float(seconds.min()), float(seconds.max())
+            if shortest == longest:  # constant times (zero wait): one bucket, fast
+                bucket = bucket_of(shortest)
+                buckets[bucket] = buckets.get(bucket, 0) + count
+                return
+            found = buckets_of(seconds)
         low, high = int(found.min()), int(found.max())  # (not bucket_of's: a power of ten may be an ulp apart)
         if high - low < _COUNTED:  # counted in one pass over the buckets in use, not sorted
             counts = np.bincount(found - low, minlength=high - low + 1)

@@ -111,6 +111,11 @@ class _Lane:
         self.times = np.empty(0)
         self.failed = np.empty(0, dtype=bool)
         self.ahead: deque[tuple[np.ndarray, np.ndarray]] = deque()
+        # Buckets of rows from `known_from` of the current block on (past its end: of the next), in order,
+        # computed elsewhere (the fast path's bins) and given here, so that a block's fold need not.
+        self.known: list[np.ndarray] = []
+        self.known_from = 0
+        self.known_count = 0
 
     def draw(self) -> tuple[np.ndarray, np.ndarray]:
         """The lane's next block, from its streams."""
@@ -118,9 +123,36 @@ class _Lane:
         self.count += 1
         return block
 
+    def known_buckets(self, row: int, buckets: np.ndarray) -> None:
+        """The buckets of rows `row`, `row` + 1, ... (of the current block, and
+        on into the next), known already: the fold takes them. Rows given out
+        of turn start the known ones afresh."""
+        if not len(buckets):
+            return
+        if row != self.known_from + self.known_count:
+            self.known, self.known_from, self.known_count = [], row, 0
+        self.known.append(buckets)
+        self.known_count += len(buckets)
+
+    def _block_buckets(self) -> np.ndarray | None:
+        """The current block's buckets, the known ones taken (the rest, and
+        those before them, bucketed here); None: none known. What is known of
+        the next block stays, from its row 0."""
+        if not self.known_count:
+            return None
+        size, start = len(self.times), self.known_from
+        known = self.known[0] if len(self.known) == 1 else np.concatenate(self.known)
+        mine, rest = known[: size - start], known[size - start :]
+        parts = [buckets_of(self.times[:start])] if start else []
+        parts.append(mine)
+        if start + len(mine) < size:
+            parts.append(buckets_of(self.times[start + len(mine) :]))
+        self.known, self.known_from, self.known_count = ([rest] if len(rest) else []), 0, len(rest)
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
     def next_block(self) -> None:
         """Fold the used-up block into the stats; the next becomes the current one."""
-        self.stats.record_block(self.times, self.failed)
+        self.stats.record_block(self.times, self.failed, self._block_buckets())
         self.folded += len(self.times)
         self.times, self.failed = self.ahead.popleft() if self.ahead else self.draw()
 

@@ -245,6 +245,7 @@ class _Fast:
         self.waiting = np.empty(0, dtype=np.int64)
         self.taken = 0
         self.open: list[np.ndarray] = []  # send times of the attempts ended in the open bin
+        self.open_buckets: list[np.ndarray] = []  # ... and their buckets
         self.t0 = 0.0
         self.drain_span = self.span / 4  # the chunk _drain tries first
         self.steps: list[Step] = []
@@ -423,6 +424,7 @@ class _Fast:
         lengths: list[int] = []
         senders: list[int] = []
         slot_numbers: list[int] = []
+        taking: list[tuple[_Slot, int, int]] = []  # (slot, rows it starts, its attempt's place in `ended` or -1)
         lane = 0
         for slot in self.slots:
             rows = slot.rows
@@ -436,6 +438,7 @@ class _Fast:
                 slot.rows = None
                 continue
             s = slot.s
+            taking.append((slot, m, len(ended) if slot.cur is not None else -1))
             if slot.cur is not None:  # it ends at st[0]
                 ended.append((float(st[0]), slot.cur[0], slot.cur[1], slot.cur[2], s, slot.slot))
             if m > 1:  # rows 0..m-2 end in the chunk too; row m-1 is in flight
@@ -452,7 +455,6 @@ class _Fast:
             slot.cur = (float(seconds[m - 1]), bool(failed[m - 1]), int(mine[m - 1]) if mine is not None else 1)
             slot.began = float(st[m - 1])
             slot.start = float(en[m - 1])
-            run.used[slot.g] = consume(slot.lane, run.used[slot.g], m)
             self.started[s] += m
             slot.rows = None
         if lengths:
@@ -460,6 +462,7 @@ class _Fast:
             fin_slot.append(np.repeat(np.array(slot_numbers, dtype=np.int64), lengths))
             if attempts is None:
                 fin_a.append(np.ones(sum(lengths), dtype=np.int64))
+        ended_at = sum(lengths)  # where the attempts in flight at t0 are among the finishes
         if ended:
             columns = list(zip(*ended, strict=True))
             fin_t.append(np.array(columns[0]))
@@ -508,6 +511,9 @@ class _Fast:
                     run.first_end[s] = min(run.first_end[s], step.first_end[i])
                     run.used[member.g] = consume(member.lane, run.used[member.g], step.drawn[i])
                     self.started[s] += step.drawn[i]
+        fd = np.concatenate(fin_d) if fin_d else np.empty(0)
+        fb = buckets_of(fd)  # the finishes' buckets: for the bins, and for the slots' statistics
+        self._take_rows(taking, fb, ended_at)
         count = sum(len(st) for _, st in lane_starts)
         if attempts is None:
             run.fresh -= count
@@ -524,10 +530,11 @@ class _Fast:
         started_before = list(self.started)
         for s, st in lane_starts:
             started_before[s] -= len(st)
-        if sum(len(part) for part in fin_t):
+        if len(fd):
             self._finishes(
                 np.concatenate(fin_t),
-                np.concatenate(fin_d),
+                fd,
+                fb,
                 np.concatenate(fin_f).astype(bool),
                 np.concatenate(fin_s),
                 np.concatenate(fin_slot),
@@ -544,10 +551,27 @@ class _Fast:
             self.pending, self.pending_seq = self.pending[~back], self.pending_seq[~back]
             self.pending_attempt = self.pending_attempt[~back]
 
+    def _take_rows(self, taking: list[tuple[_Slot, int, int]], fb: np.ndarray, ended_at: int) -> None:
+        """The slots' rows started in the chunk taken from their lanes, each lane
+        given the buckets of its rows that ended in it (fb: the finishes', the
+        slots' own first, then those in flight at t0 from `ended_at` on), in
+        row order: the block they fold into need not bucket them again."""
+        run = self.run
+        part = 0
+        for slot, m, in_flight in taking:
+            lane, used = slot.lane, run.used[slot.g]
+            if in_flight >= 0:  # the attempt in flight at t0: the row before the first taken now
+                lane.known_buckets(used - 1, fb[ended_at + in_flight : ended_at + in_flight + 1])
+            if m > 1:
+                lane.known_buckets(used, fb[part : part + m - 1])
+                part += m - 1
+            run.used[slot.g] = consume(lane, used, m)
+
     def _finishes(
         self,
         ft: np.ndarray,
         fd: np.ndarray,
+        fb: np.ndarray,
         ff: np.ndarray,
         fs: np.ndarray,
         fslot: np.ndarray,
@@ -571,7 +595,7 @@ class _Fast:
         before = (run.now, run.sent, run.failed, run.retried, list(run.finished), list(run.failed_attempts))
         width = 3 * self.senders
         if run.bins.timeline is not None:
-            counts = self._close_bins(ranked, ft, fd, code, lane_starts, started_before, before)
+            counts = self._close_bins(ranked, ft, fd, fb, code, lane_starts, started_before, before)
         else:
             counts = np.bincount(code, minlength=width).reshape(1, self.senders, 3)
         total = counts.sum(axis=0)  # per sender: sent, to retry, failed for good
@@ -639,6 +663,7 @@ class _Fast:
         ranked: np.ndarray,
         ft: np.ndarray,
         fd: np.ndarray,
+        fb: np.ndarray,
         code: np.ndarray,
         lane_starts: list[tuple[int, np.ndarray]],
         started_before: list[int],
@@ -681,6 +706,7 @@ class _Fast:
         last = interval == len(closes)  # the finishes in the bin left open
         if not closes:
             self.open.append(fd)
+            self.open_buckets.append(fb)
             return counts
         upto = np.cumsum(counts[:-1], axis=0)  # at each close, every finish before it
         started = np.zeros((senders, len(closes)), dtype=np.int64)
@@ -694,12 +720,12 @@ class _Fast:
         retried = retried_before + upto[:, :, 1].sum(axis=1)
         backlog = run.messages - sent - failed - in_flight.sum(axis=0)
         # Each bin's histogram of send times: one count over (bin, bucket) for the chunk.
-        found_buckets = buckets_of(fd)  # (the open bin's too, counted in a last row left out)
+        found_buckets = fb  # (the open bin's too, counted in a last row left out)
         if self.open:
-            opened = np.concatenate(self.open)
+            opened = np.concatenate(self.open_buckets)
             interval = np.concatenate((np.zeros(len(opened), dtype=np.int64), interval))
-            found_buckets = np.concatenate((buckets_of(opened), found_buckets))
-        self.open = [fd[last]]
+            found_buckets = np.concatenate((opened, found_buckets))
+        self.open, self.open_buckets = [fd[last]], [fb[last]]
         low = int(found_buckets.min()) if len(found_buckets) else 0
         width = int(found_buckets.max()) - low + 1 if len(found_buckets) else 1  # the buckets in use
         found_counts = np.bincount(interval * width + (found_buckets - low), minlength=(len(closes) + 1) * width)
@@ -795,6 +821,7 @@ class _Fast:
         self.started = [run.started(s) - rounds[s] for s in range(self.senders)]
         if run.bins.ended:
             self.open = [np.array(run.bins.ended)]
+            self.open_buckets = [buckets_of(self.open[0])]
             run.bins.ended.clear()
         if self.receipts is not None:
             self.receipts.take_heap()
@@ -850,6 +877,6 @@ class _Fast:
             run.times[g], run.fails[g] = lane.lists_at(run.used[g])
         if self.open:
             run.bins.ended.extend(np.concatenate(self.open).tolist())
-        self.open = []
+        self.open, self.open_buckets = [], []
         if self.receipts is not None:
             self.receipts.hold_all()
