@@ -3,7 +3,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from smsbatch.core.stats import Stats, bucket_of, bucket_value, buckets_by_log, buckets_of
+from smsbatch.core.stats import BucketCounts, Stats, bucket_of, bucket_value, buckets_by_log, buckets_of
 
 
 def make(times_and_oks):
@@ -45,6 +45,24 @@ def test_buckets_of_an_array_are_the_definitions_to_the_last_power_of_ten():
     for piece in (seconds, seconds[(seconds >= 1e-9) & (seconds < 1e298)], seconds[:1000:3]):
         assert np.array_equal(buckets_of(piece), buckets_by_log(piece))
     assert buckets_of(np.array([1, 2, 30])).tolist() == [bucket_of(1.0), bucket_of(2.0), bucket_of(30.0)]
+
+
+def test_bucket_counts_count_as_record_block_does():
+    # Blocks whose ranges grow down and up, a constant block, and one decades wide (kept key by key).
+    rng = np.random.default_rng(5)
+    blocks = [rng.lognormal(0.0, 0.3, 500), rng.lognormal(-3.0, 0.3, 400), rng.lognormal(4.0, 0.5, 300)]
+    blocks += [np.full(50, 0.25), rng.lognormal(0.0, 20.0, 200), rng.lognormal(-1.0, 0.4, 100), np.empty(0)]
+    dense, by_dict = BucketCounts(), Stats()
+    for i, block in enumerate(blocks):
+        if i % 2:
+            dense.add_times(block)
+        else:
+            dense.add(buckets_of(block))
+        by_dict.record_block(block, np.zeros(len(block), dtype=bool))
+    counted: dict[int, int] = {}
+    dense.into(counted)
+    assert counted == by_dict.buckets
+    assert dense.spill  # (the constant block and the wide one)
 
 
 def test_percentiles():

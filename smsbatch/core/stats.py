@@ -142,11 +142,8 @@ class Stats:
 
         if not len(seconds):
             return
-        count, fails = len(seconds), int(np.count_nonzero(failed))
-        self.attempts += count
-        self.sent += count - fails
-        self.failed += fails
-        self.time_sum += float(seconds.sum())
+        self.record_totals(seconds, failed)
+        count = len(seconds)
         buckets = self.buckets
         if found is None:
             shortest, longest = float(seconds.min()), float(seconds.max())
@@ -165,6 +162,16 @@ class Stats:
             keys, counts = np.unique(found, return_counts=True)
         for bucket, n in zip(keys.tolist(), counts.tolist(), strict=False):
             buckets[bucket] = buckets.get(bucket, 0) + n
+
+    def record_totals(self, seconds: np.ndarray, failed: np.ndarray) -> None:
+        """record_block's counts and time sum, without the buckets (the caller counts them: BucketCounts)."""
+        import numpy as np
+
+        count, fails = len(seconds), int(np.count_nonzero(failed))
+        self.attempts += count
+        self.sent += count - fails
+        self.failed += fails
+        self.time_sum += float(seconds.sum())
 
     def record_same(self, seconds: float, count: int, failed: int) -> None:
         """`count` attempts that all took `seconds`, `failed` of them failed (no end times)."""
@@ -237,6 +244,61 @@ class Stats:
             "p95_s": self.percentile(0.95),
             "p99_s": self.percentile(0.99),
         }
+
+
+class BucketCounts:
+    """Counts of send-time buckets, dense over the range in use: a block of
+    attempts is added by one bincount, not key by key into a dict (virtual
+    time folds every attempt so); into() adds them to a Stats' buckets."""
+
+    __slots__ = ("counts", "low", "spill")
+
+    def __init__(self) -> None:
+        self.counts: np.ndarray | None = None  # counts[i]: of bucket low + i
+        self.low = 0
+        self.spill: dict[int, int] = {}  # what the range does not hold (send times decades apart)
+
+    def add_times(self, seconds: np.ndarray) -> None:
+        """The buckets of these send times (as Stats.record_block buckets them)."""
+        if not len(seconds):
+            return
+        shortest, longest = float(seconds.min()), float(seconds.max())
+        if shortest == longest:  # constant times (zero wait): one bucket
+            bucket = bucket_of(shortest)
+            self.spill[bucket] = self.spill.get(bucket, 0) + len(seconds)
+        else:
+            self.add(buckets_of(seconds))
+
+    def add(self, found: np.ndarray) -> None:
+        """Buckets found (buckets_of's), one count each."""
+        import numpy as np
+
+        if not len(found):
+            return
+        low, high = int(found.min()), int(found.max())
+        if self.counts is not None:
+            low, high = min(low, self.low), max(high, self.low + len(self.counts) - 1)
+        if high - low >= _COUNTED:  # too wide to hold densely: key by key
+            keys, counts = np.unique(found, return_counts=True)
+            for bucket, n in zip(keys.tolist(), counts.tolist(), strict=True):
+                self.spill[bucket] = self.spill.get(bucket, 0) + n
+            return
+        if self.counts is None or low < self.low or high >= self.low + len(self.counts):
+            grown = np.zeros(high - low + 1, dtype=np.int64)
+            if self.counts is not None:
+                grown[self.low - low : self.low - low + len(self.counts)] = self.counts
+            self.counts, self.low = grown, low
+        self.counts += np.bincount(found - self.low, minlength=len(self.counts))
+
+    def into(self, buckets: dict[int, int]) -> None:
+        import numpy as np
+
+        for bucket, n in self.spill.items():
+            buckets[bucket] = buckets.get(bucket, 0) + n
+        if self.counts is not None:
+            keys = np.flatnonzero(self.counts)
+            for bucket, n in zip((keys + self.low).tolist(), self.counts[keys].tolist(), strict=True):
+                buckets[bucket] = buckets.get(bucket, 0) + n
 
 
 def wilson(successes: int, trials: int, z: float = 1.959963984540054) -> tuple[float, float]:

@@ -40,12 +40,13 @@ from dataclasses import dataclass, field
 from heapq import heapify, heappop, heappush, heapreplace
 
 import numpy as np
+import numpy.random  # (numpy loads it at its first use: 20 ms inside the first run, not at start-up)
 
 from smsbatch.core.model import EXPIRED, INTERRUPTED, SENT, THROTTLED
 from smsbatch.core.reach import reach_counts
 from smsbatch.core.receipts import NO_RECEIPT, ReceiptCount, ReceiptFigures
 from smsbatch.core.sender_model import BLOCK, Pacer, ReceiptDraws, RunOutages, SenderModel, fast_path
-from smsbatch.core.stats import Stats, buckets_of
+from smsbatch.core.stats import BucketCounts, Stats, buckets_of
 from smsbatch.core.timeline import Timeline
 from smsbatch.core.trace import TraceRow
 from smsbatch.virtual.fast import advance, resumable
@@ -105,7 +106,8 @@ class _Lane:
     def __init__(self, model: SenderModel, lane: int) -> None:
         self.model = model
         self.lane = lane
-        self.stats = Stats()
+        self.stats = Stats()  # the folded blocks' counts and time sum; their buckets:
+        self.bucket_counts = BucketCounts()
         self.folded = 0  # attempts in the blocks folded into the stats
         self.count = 0  # blocks drawn
         self.times = np.empty(0)
@@ -152,7 +154,12 @@ class _Lane:
 
     def next_block(self) -> None:
         """Fold the used-up block into the stats; the next becomes the current one."""
-        self.stats.record_block(self.times, self.failed, self._block_buckets())
+        self.stats.record_totals(self.times, self.failed)
+        found = self._block_buckets()
+        if found is None:
+            self.bucket_counts.add_times(self.times)
+        else:
+            self.bucket_counts.add(found)
         self.folded += len(self.times)
         self.times, self.failed = self.ahead.popleft() if self.ahead else self.draw()
 
@@ -179,6 +186,7 @@ class _Lane:
     def stats_with(self, used: int) -> Stats:
         """Stats of every attempt started so far (the current block up to `used`)."""
         stats = Stats().merge(self.stats)
+        self.bucket_counts.into(stats.buckets)
         stats.record_block(self.times[:used], self.failed[:used])
         return stats
 
