@@ -568,6 +568,9 @@ class SenderModel:
         self.max_retries = settings.max_retries
         self.retry_backoff = settings.retry_backoff
         self.distribution, self.spread = settings.distribution_of(spec)
+        # A message's send time's standard deviation over its mean, at most (the normal is cut to [0, 2 * mean]).
+        cv = {"exponential": 1.0, "constant": 0.0}.get(self.distribution, self.spread) if spec.mean else 0.0
+        self.send_cv = cv / math.sqrt(self.segments)  # (a sum of k independent segments)
         self.seed, self.index = settings.seed, index
         self.instant = spec.mean == 0.0 and not self.capped and not spec.gateway  # a whole batch goes in no time
         self.nothing_to_draw = _nothing_to_draw(spec, settings)

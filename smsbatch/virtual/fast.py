@@ -72,10 +72,10 @@ LANE_STARTS = 512  # ... and at least this many a lane (a chunk's per-lane work 
 class _Slot:
     """A slot of an uncapped sender: its own lane, back to back."""
 
-    __slots__ = ("began", "cur", "g", "lane", "mean", "rows", "s", "slot", "start")
+    __slots__ = ("began", "cur", "cv", "g", "lane", "mean", "rows", "s", "slot", "start")
 
-    def __init__(self, s: int, slot: int, g: int, lane: Lane, mean: float) -> None:
-        self.s, self.slot, self.g, self.lane, self.mean = s, slot, g, lane, mean
+    def __init__(self, s: int, slot: int, g: int, lane: Lane, mean: float, cv: float) -> None:
+        self.s, self.slot, self.g, self.lane, self.mean, self.cv = s, slot, g, lane, mean, cv
         self.start = 0.0  # its next start: the end of the attempt in flight
         self.cur: tuple[float, bool, int] | None = None  # the attempt in flight: (seconds, failed, attempt)
         self.began = 0.0  # ... and when it started
@@ -83,8 +83,11 @@ class _Slot:
         self.rows: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def look(self, used: int, t1: float) -> None:
-        """Its rows from its next start until one starts at or after t1."""
-        count = int((t1 - self.start) / self.mean * 1.25) + 16
+        """Its rows from its next start until one starts at or after t1 (as many
+        as that takes, five standard deviations over: looked at twice as far
+        again if they do not reach)."""
+        expected = (t1 - self.start) / self.mean
+        count = int(expected + 5.0 * self.cv * math.sqrt(expected)) + 16
         while True:
             seconds, failed = peek(self.lane, used, count)
             buf = np.empty(count + 1)
@@ -222,7 +225,7 @@ class _Fast:
             else:
                 for slot in range(first, first + model.window):
                     g = run.lane_of[slot]
-                    self.slots.append(_Slot(s, slot, g, run.lanes[g], model.mean_send))
+                    self.slots.append(_Slot(s, slot, g, run.lanes[g], model.mean_send, model.send_cv))
                 rate += model.window / model.mean_send
         for members in groups.values():
             gap = max(max(models[m.s].start_gap, models[m.s].account_gap) for m in members)
