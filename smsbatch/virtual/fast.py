@@ -238,6 +238,8 @@ class _Fast:
         self.span = max(CHUNK_STARTS, LANE_STARTS * lanes) / rate
         self.senders = len(models)
         self.max_retries = np.array([model.max_retries for model in models])
+        same = len(set(self.max_retries.tolist())) == 1
+        self.max_retries_all: int | None = int(self.max_retries[0]) if same else None  # (one for all: no lookup)
         self.backoff = min(model.retry_backoff for model in models)
         self.started = [0] * self.senders  # attempts started, per sender
         # Retries on their way back to the queue: when they arrive, in what order they were made, their attempt.
@@ -589,12 +591,15 @@ class _Fast:
         the loop too: the first of them closes), so the counts at each close
         come from one count over (close, sender, outcome)."""
         run = self.run
-        retry = ff & (fa <= self.max_retries[fs])
+        retry = ff & (fa <= (self.max_retries[fs] if self.max_retries_all is None else self.max_retries_all))
         ok = ~ff
         if retry.any():
             self._retries(ft[retry], fs[retry], fslot[retry], fa[retry])
         ranked = np.sort(ft)
-        code = fs * 3 + (ff.astype(np.int64) * 2 - retry)  # sender, then: 0 sent, 1 to retry, 2 failed for good
+        code = fs * 3  # sender, then: 0 sent, 1 to retry, 2 failed for good
+        code += ff
+        code += ff
+        code -= retry
         before = (run.now, run.sent, run.failed, run.retried, list(run.finished), list(run.failed_attempts))
         width = 3 * self.senders
         if run.bins.timeline is not None:
@@ -704,7 +709,9 @@ class _Fast:
         # bin, and the sample that bin keeps is the next close's, after them all, alike.)
         interval = np.searchsorted(times, ft, side="right")
         senders = self.senders
-        counts = np.bincount(interval * 3 * senders + code, minlength=(len(closes) + 1) * 3 * senders)
+        keyed = interval * (3 * senders)
+        keyed += code
+        counts = np.bincount(keyed, minlength=(len(closes) + 1) * 3 * senders)
         counts = counts.reshape(len(closes) + 1, senders, 3)
         last = interval == len(closes)  # the finishes in the bin left open
         if not closes:
@@ -731,33 +738,35 @@ class _Fast:
         self.open, self.open_buckets = [fd[last]], [fb[last]]
         low = int(found_buckets.min()) if len(found_buckets) else 0
         width = int(found_buckets.max()) - low + 1 if len(found_buckets) else 1  # the buckets in use
-        found_counts = np.bincount(interval * width + (found_buckets - low), minlength=(len(closes) + 1) * width)
+        keyed = interval * width
+        keyed += found_buckets
+        keyed -= low
+        found_counts = np.bincount(keyed, minlength=(len(closes) + 1) * width)
         found_counts = found_counts.reshape(len(closes) + 1, width)[:-1]
-        finished_l, failed_attempts_l, in_flight_l = (
-            finished.T.tolist(),
-            failed_attempts.T.tolist(),
-            in_flight.T.tolist(),
-        )
-        sent_l, failed_l, retried_l, backlog_l = sent.tolist(), failed.tolist(), retried.tolist(), backlog.tolist()
+        # Each bin's counts: what they came to at its close, less what they were at the close before.
+        added = [
+            np.diff(series, axis=-1, prepend=np.asarray(before)[..., None]).T.tolist()
+            for series, before in (
+                (sent, bins.sent),
+                (failed, bins.failed),
+                (retried, bins.retried),
+                (finished, bins.finished),
+                (failed_attempts, bins.failed_attempts),
+            )
+        ]
+        in_flight_l, backlog_l = in_flight.T.tolist(), backlog.tolist()
         where, keys = np.nonzero(found_counts)  # row by row, keys ascending (as np.unique gives them)
         found = found_counts[where, keys].tolist()
         cuts = np.searchsorted(where, np.arange(len(closes) + 1)).tolist()
         keys_l = (keys + low).tolist()
-        for i, (_, t, now) in enumerate(closes):
+        for i, (_, _, now) in enumerate(closes):
             lo, hi = cuts[i], cuts[i + 1]
-            timeline.add_bin(
-                now,
-                sent_l[i] - bins.sent,
-                failed_l[i] - bins.failed,
-                retried_l[i] - bins.retried,
-                [f - c for f, c in zip(finished_l[i], bins.finished, strict=True)],
-                [f - c for f, c in zip(failed_attempts_l[i], bins.failed_attempts, strict=True)],
-                dict(zip(keys_l[lo:hi], found[lo:hi], strict=True)),
-            )
+            histogram = dict(zip(keys_l[lo:hi], found[lo:hi], strict=True))
+            timeline.add_bin(now, *(series[i] for series in added), histogram)
             timeline.sample(now, backlog_l[i], in_flight_l[i])
-            bins.sent, bins.failed, bins.retried = sent_l[i], failed_l[i], retried_l[i]
-            bins.finished, bins.failed_attempts = finished_l[i], failed_attempts_l[i]
-            bins.edge = (math.floor(t / timeline.width) + 1) * timeline.width
+        bins.sent, bins.failed, bins.retried = int(sent[-1]), int(failed[-1]), int(retried[-1])
+        bins.finished, bins.failed_attempts = finished[:, -1].tolist(), failed_attempts[:, -1].tolist()
+        bins.edge = (math.floor(closes[-1][1] / timeline.width) + 1) * timeline.width
         return counts
 
     # ---- the loop takes over, and back ----
