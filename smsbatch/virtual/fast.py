@@ -238,6 +238,7 @@ class _Fast:
         self.span = max(CHUNK_STARTS, LANE_STARTS * lanes) / rate
         self.senders = len(models)
         self.max_retries = np.array([model.max_retries for model in models])
+        self.by_finishes = np.array([not model.capped for model in models])  # senders of slots (see _close_bins)
         same = len(set(self.max_retries.tolist())) == 1
         self.max_retries_all: int | None = int(self.max_retries[0]) if same else None  # (one for all: no lookup)
         self.backoff = min(model.retry_backoff for model in models)
@@ -423,6 +424,9 @@ class _Fast:
         fin_slot: list[np.ndarray] = []
         fin_a: list[np.ndarray] = []
         lane_starts: list[tuple[int, np.ndarray]] = []  # (sender, its start times this chunk)
+        # ... those of them at no finish of their own lane in the chunk (a slot starts as its last attempt ends,
+        # bar its first start; a capped sender at its cap's ticks): the bins count the others by the finishes.
+        unmatched: list[tuple[int, np.ndarray]] = []
         # The slots' attempts in flight at t0 that end in the chunk (one array each), then each slot's own
         # (views of its rows, the sender and slot repeated after): the finishes need no order.
         ended: list[tuple[float, float, bool, int, int, int]] = []
@@ -456,6 +460,8 @@ class _Fast:
                 senders.append(s)
                 slot_numbers.append(slot.slot)
             lane_starts.append((s, st[:m]))
+            if slot.cur is None:
+                unmatched.append((s, st[:1]))
             run.first_end[s] = min(run.first_end[s], float(en[0]))
             slot.cur = (float(seconds[m - 1]), bool(failed[m - 1]), int(mine[m - 1]) if mine is not None else 1)
             slot.began = float(st[m - 1])
@@ -513,6 +519,7 @@ class _Fast:
                         continue
                     s = member.s
                     lane_starts.append((s, at if owners is None else at[owners == i]))
+                    unmatched.append(lane_starts[-1])
                     run.first_end[s] = min(run.first_end[s], step.first_end[i])
                     run.used[member.g] = consume(member.lane, run.used[member.g], step.drawn[i])
                     self.started[s] += step.drawn[i]
@@ -544,7 +551,7 @@ class _Fast:
                 np.concatenate(fin_s),
                 np.concatenate(fin_slot),
                 np.concatenate(fin_a),
-                lane_starts,
+                unmatched,
                 started_before,
             )
         # The retries back by t1 join the queue, in the order they came back.
@@ -581,7 +588,7 @@ class _Fast:
         fs: np.ndarray,
         fslot: np.ndarray,
         fa: np.ndarray,
-        lane_starts: list[tuple[int, np.ndarray]],
+        unmatched: list[tuple[int, np.ndarray]],
         started_before: list[int],
     ) -> None:
         """The chunk's finishes (in the lanes' order, not in time): retries,
@@ -603,7 +610,7 @@ class _Fast:
         before = (run.now, run.sent, run.failed, run.retried, list(run.finished), list(run.failed_attempts))
         width = 3 * self.senders
         if run.bins.timeline is not None:
-            counts = self._close_bins(ranked, ft, fd, fb, code, lane_starts, started_before, before)
+            counts = self._close_bins(ranked, ft, fd, fb, code, unmatched, started_before, before)
         else:
             counts = np.bincount(code, minlength=width).reshape(1, self.senders, 3)
         total = counts.sum(axis=0)  # per sender: sent, to retry, failed for good
@@ -673,7 +680,7 @@ class _Fast:
         fd: np.ndarray,
         fb: np.ndarray,
         code: np.ndarray,
-        lane_starts: list[tuple[int, np.ndarray]],
+        unmatched: list[tuple[int, np.ndarray]],
         started_before: list[int],
         before: tuple[float, int, int, int, list[int], list[int]],
     ) -> np.ndarray:
@@ -719,10 +726,13 @@ class _Fast:
             self.open_buckets.append(fb)
             return counts
         upto = np.cumsum(counts[:-1], axis=0)  # at each close, every finish before it
-        started = np.zeros((senders, len(closes)), dtype=np.int64)
-        for s, st in lane_starts:
+        # The chunk's starts before each close: a slot's at the finishes before it (each start but its
+        # first is at the end of the attempt before), and those not at a finish (`unmatched`) by time.
+        ended = upto.sum(axis=2).T
+        started = np.where(self.by_finishes[:, None], ended, 0)
+        for s, st in unmatched:
             started[s] += np.searchsorted(st, times)
-        finished = upto.sum(axis=2).T + np.array(finished_before)[:, None]
+        finished = ended + np.array(finished_before)[:, None]
         failed_attempts = (upto[:, :, 1] + upto[:, :, 2]).T + np.array(fa_before)[:, None]
         in_flight = np.array(started_before)[:, None] + started - finished
         sent = sent_before + upto[:, :, 0].sum(axis=1)
@@ -730,18 +740,17 @@ class _Fast:
         retried = retried_before + upto[:, :, 1].sum(axis=1)
         backlog = run.messages - sent - failed - in_flight.sum(axis=0)
         # Each bin's histogram of send times: one count over (bin, bucket) for the chunk.
-        found_buckets = fb  # (the open bin's too, counted in a last row left out)
-        if self.open:
-            opened = np.concatenate(self.open_buckets)
-            interval = np.concatenate((np.zeros(len(opened), dtype=np.int64), interval))
-            found_buckets = np.concatenate((opened, found_buckets))
+        opened = np.concatenate(self.open_buckets) if self.open_buckets else fb[:0]  # (counted into the first)
         self.open, self.open_buckets = [fd[last]], [fb[last]]
-        low = int(found_buckets.min()) if len(found_buckets) else 0
-        width = int(found_buckets.max()) - low + 1 if len(found_buckets) else 1  # the buckets in use
+        present = [part for part in (fb, opened) if len(part)]
+        low = min((int(part.min()) for part in present), default=0)
+        width = max((int(part.max()) for part in present), default=0) - low + 1  # the buckets in use
         keyed = interval * width
-        keyed += found_buckets
+        keyed += fb
         keyed -= low
         found_counts = np.bincount(keyed, minlength=(len(closes) + 1) * width)
+        if len(opened):
+            found_counts[:width] += np.bincount(opened - low, minlength=width)
         found_counts = found_counts.reshape(len(closes) + 1, width)[:-1]
         # Each bin's counts: what they came to at its close, less what they were at the close before.
         added = [
