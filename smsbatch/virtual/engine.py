@@ -133,7 +133,7 @@ class _Lane:
             return
         if row != self.known_from + self.known_count:
             self.known, self.known_from, self.known_count = [], row, 0
-        self.known.append(buckets)
+        self.known.append(buckets.copy())  # (a copy: a view would keep the whole chunk's array until the fold)
         self.known_count += len(buckets)
 
     def _block_buckets(self) -> np.ndarray | None:
