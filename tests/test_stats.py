@@ -45,6 +45,11 @@ def test_buckets_of_an_array_are_the_definitions_to_the_last_power_of_ten():
     for piece in (seconds, seconds[(seconds >= 1e-9) & (seconds < 1e298)], seconds[:1000:3]):
         assert np.array_equal(buckets_of(piece), buckets_by_log(piece))
     assert buckets_of(np.array([1, 2, 30])).tolist() == [bucket_of(1.0), bucket_of(2.0), bucket_of(30.0)]
+    # A block of constant times folds into its bucket_of (real time) or its buckets_of (virtual time):
+    # the same bucket, at every power's ulps and halves too.
+    scalars = np.concatenate((*near, halves[::7]))
+    scalars = scalars[(scalars >= 1e-9) & (scalars < 1e298)]
+    assert [bucket_of(x) for x in scalars.tolist()] == buckets_of(scalars).tolist()
 
 
 def test_bucket_counts_count_as_record_block_does():

@@ -23,7 +23,8 @@ _LOWEST_POWER = -12  # buckets_of's table of powers of ten, from 10^-12 on
 _POWERS: np.ndarray | None = None
 _DECADES: np.ndarray | None = None
 _PIECE = 16384  # buckets_of works on this many send times at a time
-_COUNTED = 8192  # bucket keys below this (send times under 10^51 s) are counted with np.bincount
+_COUNTED = 8192  # buckets in use spanning fewer keys than this are counted with np.bincount, not sorted
+_DENSE = 1024  # ... and BucketCounts holds them densely (8 KB at most a lane: about three decades of times)
 
 
 def bucket_of(seconds: float) -> int:
@@ -135,9 +136,8 @@ class Stats:
             bucket = bucket_of(seconds)
         self.buckets[bucket] = self.buckets.get(bucket, 0) + 1
 
-    def record_block(self, seconds: np.ndarray, failed: np.ndarray, found: np.ndarray | None = None) -> None:
-        """Attempts given as arrays of send times and failure flags (no end times);
-        `found`: buckets_of(seconds), if the caller has them."""
+    def record_block(self, seconds: np.ndarray, failed: np.ndarray) -> None:
+        """Attempts given as arrays of send times and failure flags (no end times)."""
         import numpy as np
 
         if not len(seconds):
@@ -145,13 +145,12 @@ class Stats:
         self.record_totals(seconds, failed)
         count = len(seconds)
         buckets = self.buckets
-        if found is None:
-            shortest, longest = float(seconds.min()), float(seconds.max())
-            if shortest == longest:  # constant times (zero wait): one bucket, fast
-                bucket = bucket_of(shortest)
-                buckets[bucket] = buckets.get(bucket, 0) + count
-                return
-            found = buckets_of(seconds)
+        shortest, longest = float(seconds.min()), float(seconds.max())
+        if shortest == longest:  # constant times (zero wait): one bucket, fast
+            bucket = bucket_of(shortest)
+            buckets[bucket] = buckets.get(bucket, 0) + count
+            return
+        found = buckets_of(seconds)
         low, high = int(found.min()), int(found.max())  # (not bucket_of's: a power of ten may be an ulp apart)
         if high - low < _COUNTED:  # counted in one pass over the buckets in use, not sorted
             counts = np.bincount(found - low, minlength=high - low + 1)
@@ -259,12 +258,13 @@ class BucketCounts:
         self.spill: dict[int, int] = {}  # what the range does not hold (send times decades apart)
 
     def add_times(self, seconds: np.ndarray) -> None:
-        """The buckets of these send times (as Stats.record_block buckets them)."""
+        """The buckets of these send times (buckets_of's, as the fast path gives
+        them: never bucket_of's, which could be an ulp apart on another numpy)."""
         if not len(seconds):
             return
         shortest, longest = float(seconds.min()), float(seconds.max())
         if shortest == longest:  # constant times (zero wait): one bucket
-            bucket = bucket_of(shortest)
+            bucket = int(buckets_of(seconds[:1])[0])
             self.spill[bucket] = self.spill.get(bucket, 0) + len(seconds)
         else:
             self.add(buckets_of(seconds))
@@ -278,7 +278,7 @@ class BucketCounts:
         low, high = int(found.min()), int(found.max())
         if self.counts is not None:
             low, high = min(low, self.low), max(high, self.low + len(self.counts) - 1)
-        if high - low >= _COUNTED:  # too wide to hold densely: key by key
+        if high - low >= _DENSE:  # too wide to hold densely (the zero bucket and tens of ms, say): key by key
             keys, counts = np.unique(found, return_counts=True)
             for bucket, n in zip(keys.tolist(), counts.tolist(), strict=True):
                 self.spill[bucket] = self.spill.get(bucket, 0) + n

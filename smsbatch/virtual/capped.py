@@ -79,7 +79,9 @@ class Capped:
         self.row = 0  # attempts started: the next one's row
         self.attempt_of: dict[int, int] = {}  # the attempt numbers of the rows in flight
         self.last_start: list[float | None] = [None] * len(members)  # per member, its last start here
-        self.ticks = 256  # the ticks a segment looks at: doubles while segments pay, kept from chunk to chunk
+        # The ticks a segment looks at: doubles while segments pay, kept from chunk to chunk (and through a
+        # chunk redone: only how far a segment looks, never what it finds).
+        self.ticks = 256
 
     def state(self) -> tuple[Any, ...]:
         return (

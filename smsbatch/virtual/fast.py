@@ -425,10 +425,12 @@ class _Fast:
         fin_a: list[np.ndarray] = []
         lane_starts: list[tuple[int, np.ndarray]] = []  # (sender, its start times this chunk)
         # ... those of them at no finish of their own lane in the chunk (a slot starts as its last attempt ends,
-        # bar its first start; a capped sender at its cap's ticks): the bins count the others by the finishes.
+        # but for a start with nothing in flight before it at t0; a capped sender at its cap's ticks): the bins
+        # count the others by the finishes.
         unmatched: list[tuple[int, np.ndarray]] = []
-        # The slots' attempts in flight at t0 that end in the chunk (one array each), then each slot's own
-        # (views of its rows, the sender and slot repeated after): the finishes need no order.
+        # The finishes: each slot's own rows (views of them, the sender and slot repeated after), then the
+        # slots' attempts in flight at t0 that end in the chunk (`ended`, one array each; _take_rows reads
+        # them in this order), then the capped senders': the finishes need no time order.
         ended: list[tuple[float, float, bool, int, int, int]] = []
         lengths: list[int] = []
         senders: list[int] = []
