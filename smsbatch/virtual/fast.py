@@ -72,7 +72,7 @@ LANE_STARTS = 512  # ... and at least this many a lane (a chunk's per-lane work 
 class _Slot:
     """A slot of an uncapped sender: its own lane, back to back."""
 
-    __slots__ = ("began", "cur", "cv", "g", "lane", "mean", "rows", "s", "slot", "start")
+    __slots__ = ("began", "cur", "cv", "g", "lane", "mean", "rows", "s", "slot", "start", "taking")
 
     def __init__(self, s: int, slot: int, g: int, lane: Lane, mean: float, cv: float) -> None:
         self.s, self.slot, self.g, self.lane, self.mean, self.cv = s, slot, g, lane, mean, cv
@@ -81,6 +81,7 @@ class _Slot:
         self.began = 0.0  # ... and when it started
         # This chunk's rows from the next start on: (starts, ends, seconds, failed)
         self.rows: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+        self.taking = 0  # ... of which this many start before the chunk's end
 
     def look(self, used: int, t1: float) -> None:
         """Its rows from its next start until one starts at or after t1 (as many
@@ -96,6 +97,7 @@ class _Slot:
             np.cumsum(buf, out=buf)  # one addition after another: end = start + seconds, as the loop adds
             if buf[-1] >= t1:
                 self.rows = (buf[:-1], buf[1:], seconds, failed)
+                self.taking = int(np.searchsorted(self.rows[0], t1))
                 return
             count *= 2
 
@@ -342,7 +344,7 @@ class _Fast:
             if slot.start < t1:
                 slot.look(run.used[slot.g], t1)
                 assert slot.rows is not None
-                mine = slot.rows[0][: int(np.searchsorted(slot.rows[0], t1))]
+                mine = slot.rows[0][: slot.taking]
                 starts.append(mine)
                 count += len(mine)
             else:
@@ -367,7 +369,7 @@ class _Fast:
             if slot.rows is None:
                 continue
             st, en, _, failed = slot.rows
-            m = int(np.searchsorted(st, t1))
+            m = slot.taking
             times.append(st[:m])
             keys.append(np.full(m, slot.slot))
             if m and slot.cur is not None and slot.cur[1]:
@@ -444,7 +446,7 @@ class _Fast:
             mine = attempts[lane] if attempts is not None else None
             lane += 1
             st, en, seconds, failed = rows
-            m = int(np.searchsorted(st, t1))
+            m = slot.taking
             if not m:
                 slot.rows = None
                 continue
