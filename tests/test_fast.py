@@ -473,3 +473,21 @@ def test_random_settings_against_the_loop():
         fast += fast_path(got[2], trace=False)
     assert ran > 45  # (55 of 60 today)
     assert fast > 25  # (30 take the fast path)
+
+
+def test_the_heap_keeps_what_the_fast_path_frees(monkeypatch):
+    """virtual/heap.py raises glibc's thresholds once a process, where there is
+    a glibc (this project's machines), and does nothing elsewhere."""
+    import ctypes
+    import sys
+
+    from smsbatch.virtual import heap
+
+    raise_thresholds = heap._raise_thresholds
+    monkeypatch.setattr(heap, "_kept", None)
+    glibc = sys.platform.startswith("linux") and hasattr(ctypes.CDLL(None), "gnu_get_libc_version")
+    assert heap.keep_freed_memory() is glibc
+    monkeypatch.setattr(heap, "_raise_thresholds", lambda: pytest.fail("raised twice"))
+    assert heap.keep_freed_memory() is glibc
+    monkeypatch.setattr(sys, "platform", "darwin")
+    assert raise_thresholds() is False

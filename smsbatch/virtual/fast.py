@@ -63,6 +63,7 @@ from smsbatch.core.sender_model import ReceiptDraws, SenderModel
 from smsbatch.core.stats import Stats, buckets_of
 from smsbatch.core.timeline import MAX_BINS
 from smsbatch.virtual.capped import Capped, Member, Step
+from smsbatch.virtual.heap import keep_freed_memory
 from smsbatch.virtual.lanes import Lane, consume, order_of, peek
 
 CHUNK_STARTS = 1 << 17  # starts a chunk aims at, over every lane (its arrays: a megabyte each)
@@ -157,6 +158,7 @@ def advance(
     if not resume and run.fresh <= len(run.sender_of):  # a handful of messages: the loop alone
         run.begin()
         return True
+    keep_freed_memory()  # (a chunk's arrays reused, not faulted in again: virtual/heap.py)
     fast = _Fast(run, models, kinds, resume)
     if progress is None:
         return fast.go(tick, None)
