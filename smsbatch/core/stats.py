@@ -23,8 +23,7 @@ _LOWEST_POWER = -12  # buckets_of's table of powers of ten, from 10^-12 on
 _POWERS: np.ndarray | None = None
 _DECADES: np.ndarray | None = None
 _PIECE = 16384  # buckets_of works on this many send times at a time
-_COUNTED = 8192  # buckets in use spanning fewer keys than this are counted with np.bincount, not sorted
-_DENSE = 1024  # ... and BucketCounts holds them densely (8 KB at most a lane: about three decades of times)
+_DENSE = 1024  # buckets in use spanning fewer keys than this are counted densely (8 KB: three decades)
 
 
 def bucket_of(seconds: float) -> int:
@@ -138,29 +137,12 @@ class Stats:
 
     def record_block(self, seconds: np.ndarray, failed: np.ndarray) -> None:
         """Attempts given as arrays of send times and failure flags (no end times)."""
-        import numpy as np
-
         if not len(seconds):
             return
         self.record_totals(seconds, failed)
-        count = len(seconds)
-        buckets = self.buckets
-        shortest, longest = float(seconds.min()), float(seconds.max())
-        if shortest == longest:  # constant times (zero wait): one bucket, fast
-            bucket = bucket_of(shortest)
-            buckets[bucket] = buckets.get(bucket, 0) + count
-            return
-        found = buckets_of(seconds)
-        low, high = int(found.min()), int(found.max())  # (not bucket_of's: a power of ten may be an ulp apart)
-        if high - low < _COUNTED:  # counted in one pass over the buckets in use, not sorted
-            counts = np.bincount(found - low, minlength=high - low + 1)
-            keys = np.flatnonzero(counts)
-            counts = counts[keys]
-            keys += low
-        else:
-            keys, counts = np.unique(found, return_counts=True)
-        for bucket, n in zip(keys.tolist(), counts.tolist(), strict=False):
-            buckets[bucket] = buckets.get(bucket, 0) + n
+        found = BucketCounts()
+        found.add_times(seconds)
+        found.into(self.buckets)
 
     def record_totals(self, seconds: np.ndarray, failed: np.ndarray) -> None:
         """record_block's counts and time sum, without the buckets (the caller counts them: BucketCounts)."""
