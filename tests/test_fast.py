@@ -11,6 +11,7 @@ not written for takes the loop.
 import dataclasses
 import math
 
+import numpy as np
 import pytest
 
 from smsbatch.config import Settings, parse_account, parse_sender, parse_settings
@@ -18,6 +19,7 @@ from smsbatch.core import sender_model
 from smsbatch.core.sender_model import RunOutages, SenderModel, account_caps, fast_path
 from smsbatch.core.timeline import Timeline, first_width
 from smsbatch.virtual import engine as engine_module
+from smsbatch.virtual import fast as fast_module
 from smsbatch.virtual.engine import VirtualEngine
 
 
@@ -279,6 +281,36 @@ def test_bins_that_close_at_one_time():
     settings = parse_settings([*argv, "--distribution", "constant", "--seed", "3"])
     for width in (0.017, 0.034):
         assert outcome(settings, vectorise=True, width=width)[:2] == outcome(settings, vectorise=False, width=width)[:2]
+
+
+def test_closes_on_the_grid_are_those_found_in_time_order():
+    """The bins' closes found without a sort (fast.closes_on_grid) are those
+    found finish by finish in time order (fast.closes_in_order, the loop's
+    way), wherever the grid gives them: finishes on edges, next to them, tied,
+    in empty bins; and where an edge rounds down to a finish (17.0 / 0.017 is
+    999.99...), the grid gives none, and the ordered way is taken."""
+    rng = np.random.default_rng(11)
+    given = 0
+    for trial in range(400):
+        width = float(rng.choice([1.0, 0.1, 0.017, 2.5, 1 / 3]))
+        n = int(rng.integers(1, 300))
+        edge = int(rng.integers(1, 50)) * width
+        ft = edge + rng.exponential(width * float(rng.choice([0.05, 1.0, 20.0])), n) - width * rng.random()
+        on_edges = (np.floor(ft / width) + rng.integers(0, 2, n)) * width  # on the grid, and an ulp either side
+        ft = np.where(rng.random(n) < 0.3, np.nextafter(on_edges, on_edges + rng.choice([-1, 0, 1], n)), ft)
+        ft = np.where(rng.random(n) < 0.2, ft[rng.integers(0, n, n)], ft)  # ties
+        ft = np.maximum(ft, 0.0)
+        now_before = float(ft.min()) * 0.5
+        grid = fast_module.closes_on_grid(ft, width, edge, now_before)
+        if grid is None:
+            continue
+        given += 1
+        times, nows, interval = fast_module.closes_in_order(ft, width, edge, now_before)
+        assert (grid[0].tolist(), grid[1], grid[2].tolist()) == (times.tolist(), nows, interval.tolist()), trial
+    assert given > 300
+    tied = np.full(10, 17.0)  # ten sends end at once where an edge rounds down to them
+    assert fast_module.closes_on_grid(tied, 0.017, 17.0, 16.9) is None
+    assert len(fast_module.closes_in_order(tied, 0.017, 17.0, 16.9)[1]) == 10
 
 
 def test_receipts_of_a_run_stopped_in_the_fast_path_are_pending_alike():

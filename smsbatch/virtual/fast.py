@@ -602,13 +602,13 @@ class _Fast:
         and only the finishes' times of it: a finish's close is found by its
         time (every finish at a close's time is at or after the closing one in
         the loop too: the first of them closes), so the counts at each close
-        come from one count over (close, sender, outcome)."""
+        come from one count over (close, sender, outcome); and the closes
+        themselves need no sort where the edges stay on one grid (closes_on_grid)."""
         run = self.run
         retry = ff & (fa <= (self.max_retries[fs] if self.max_retries_all is None else self.max_retries_all))
         ok = ~ff
         if retry.any():
             self._retries(ft[retry], fs[retry], fslot[retry], fa[retry])
-        ranked = np.sort(ft)
         code = fs * 3  # sender, then: 0 sent, 1 to retry, 2 failed for good
         code += ff
         code += ff
@@ -616,7 +616,7 @@ class _Fast:
         before = (run.now, run.sent, run.failed, run.retried, list(run.finished), list(run.failed_attempts))
         width = 3 * self.senders
         if run.bins.timeline is not None:
-            counts = self._close_bins(ranked, ft, fd, fb, code, unmatched, started_before, before)
+            counts = self._close_bins(ft, fd, fb, code, unmatched, started_before, before)
         else:
             counts = np.bincount(code, minlength=width).reshape(1, self.senders, 3)
         total = counts.sum(axis=0)  # per sender: sent, to retry, failed for good
@@ -631,14 +631,15 @@ class _Fast:
         run.sent += sent
         run.failed += int(total[:, 2].sum())
         run.retried += int(total[:, 1].sum())
-        if run.deadline >= ranked[-1]:
+        last_finish = float(ft.max())
+        if run.deadline >= last_finish:
             run.by_deadline += sent
-        elif run.deadline >= ranked[0]:
+        elif run.deadline >= ft.min():
             run.by_deadline += int(np.count_nonzero(ok & (ft <= run.deadline)))
         for s, (sent_s, retried_s, failed_s) in enumerate(total.tolist()):
             run.finished[s] += sent_s + retried_s + failed_s
             run.failed_attempts[s] += retried_s + failed_s
-        run.now = float(ranked[-1])
+        run.now = last_finish
         if self.receipts is not None:
             self._receipts(ft[ok], fs[ok], fslot[ok])
 
@@ -681,7 +682,6 @@ class _Fast:
 
     def _close_bins(
         self,
-        ranked: np.ndarray,
         ft: np.ndarray,
         fd: np.ndarray,
         fb: np.ndarray,
@@ -692,41 +692,23 @@ class _Fast:
     ) -> np.ndarray:
         """The timeline's bins that close in this chunk, as _Bins.close closes
         them: at the first finish at or past the open bin's edge, with the
-        counts of everything before that finish. `ranked`: the finishes'
-        times in order. The counts (close, sender, outcome: see _finishes),
-        the open bin's last."""
+        counts of everything before that finish. The counts (close, sender,
+        outcome: see _finishes), the open bin's last."""
         run = self.run
         bins = run.bins
         timeline = bins.timeline
         now_before, sent_before, failed_before, retried_before, finished_before, fa_before = before
-        # Where the bins close (the width doubling as the timeline's bin_of doubles it).
-        closes: list[tuple[int, float, float]] = []  # (place of the finish, its time, the last finish before it)
-        width, edge, n = timeline.width, bins.edge, len(ranked)
-        k = -1
-        while True:
-            # The next finish at or past the edge, after the last close (an edge that rounds down to the
-            # closing finish's own time, floor(t / width) a whole number short, is passed by the next one).
-            k = max(int(np.searchsorted(ranked, edge)), k + 1)
-            if k == n:
-                break
-            t = float(ranked[k])
-            now = float(ranked[k - 1]) if k else now_before
-            while int(max(now, 0.0) / width) >= MAX_BINS:
-                width *= 2
-            closes.append((k, t, now))
-            edge = (math.floor(t / width) + 1) * width
-        times = np.array([t for _, t, _ in closes])
-        # Each finish's interval: the closes at or before it. (Where an edge rounds down to a close's own
-        # time, every finish at that time closes a bin in turn, all of them the timeline's bin of that
-        # time, the loop's counts moving one finish at a time; by time they move at once, into the same
-        # bin, and the sample that bin keeps is the next close's, after them all, alike.)
-        interval = np.searchsorted(times, ft, side="right")
+        closing = closes_on_grid(ft, timeline.width, bins.edge, now_before)
+        if closing is None:  # the width doubles in the chunk, or an edge rounds: the loop's way, in time order
+            closing = closes_in_order(ft, timeline.width, bins.edge, now_before)
+        times, nows, interval = closing
+        closes = len(nows)
         senders = self.senders
         keyed = interval * (3 * senders)
         keyed += code
-        counts = np.bincount(keyed, minlength=(len(closes) + 1) * 3 * senders)
-        counts = counts.reshape(len(closes) + 1, senders, 3)
-        last = interval == len(closes)  # the finishes in the bin left open
+        counts = np.bincount(keyed, minlength=(closes + 1) * 3 * senders)
+        counts = counts.reshape(closes + 1, senders, 3)
+        last = interval == closes  # the finishes in the bin left open
         if not closes:
             self.open.append(fd)
             self.open_buckets.append(fb)
@@ -754,10 +736,10 @@ class _Fast:
         keyed = interval * width
         keyed += fb
         keyed -= low
-        found_counts = np.bincount(keyed, minlength=(len(closes) + 1) * width)
+        found_counts = np.bincount(keyed, minlength=(closes + 1) * width)
         if len(opened):
             found_counts[:width] += np.bincount(opened - low, minlength=width)
-        found_counts = found_counts.reshape(len(closes) + 1, width)[:-1]
+        found_counts = found_counts.reshape(closes + 1, width)[:-1]
         # Each bin's counts: what they came to at its close, less what they were at the close before.
         added = [
             np.diff(series, axis=-1, prepend=np.asarray(before)[..., None]).T.tolist()
@@ -772,16 +754,16 @@ class _Fast:
         in_flight_l, backlog_l = in_flight.T.tolist(), backlog.tolist()
         where, keys = np.nonzero(found_counts)  # row by row, keys ascending (as np.unique gives them)
         found = found_counts[where, keys].tolist()
-        cuts = np.searchsorted(where, np.arange(len(closes) + 1)).tolist()
+        cuts = np.searchsorted(where, np.arange(closes + 1)).tolist()
         keys_l = (keys + low).tolist()
-        for i, (_, _, now) in enumerate(closes):
+        for i, now in enumerate(nows):
             lo, hi = cuts[i], cuts[i + 1]
             histogram = dict(zip(keys_l[lo:hi], found[lo:hi], strict=True))
             timeline.add_bin(now, *(series[i] for series in added), histogram)
             timeline.sample(now, backlog_l[i], in_flight_l[i])
         bins.sent, bins.failed, bins.retried = int(sent[-1]), int(failed[-1]), int(retried[-1])
         bins.finished, bins.failed_attempts = finished[:, -1].tolist(), failed_attempts[:, -1].tolist()
-        bins.edge = (math.floor(closes[-1][1] / timeline.width) + 1) * timeline.width
+        bins.edge = (math.floor(float(times[-1]) / timeline.width) + 1) * timeline.width
         return counts
 
     # ---- the loop takes over, and back ----
@@ -907,3 +889,70 @@ class _Fast:
         self.open, self.open_buckets = [], []
         if self.receipts is not None:
             self.receipts.hold_all()
+
+
+Closes = tuple[np.ndarray, list[float], np.ndarray]  # the closes' times, each one's last finish before, intervals
+
+
+def closes_in_order(ft: np.ndarray, width: float, edge: float, now_before: float) -> Closes:
+    """Where the timeline's bins close among the finishes at `ft` (any order),
+    as _Bins.close closes them: at the first finish at or past the open bin's
+    `edge`, the width doubling as the timeline's bin_of doubles it, the next
+    edge the one past the closing finish. (The closes, the last finish before
+    each (`now_before` if none in the chunk), and each finish's interval: the
+    closes at or before it.)"""
+    ranked = np.sort(ft)
+    times: list[float] = []
+    nows: list[float] = []
+    n = len(ranked)
+    k = -1
+    while True:
+        # The next finish at or past the edge, after the last close (an edge that rounds down to the
+        # closing finish's own time, floor(t / width) a whole number short, is passed by the next one).
+        k = max(int(np.searchsorted(ranked, edge)), k + 1)
+        if k == n:
+            break
+        t = float(ranked[k])
+        now = float(ranked[k - 1]) if k else now_before
+        while int(max(now, 0.0) / width) >= MAX_BINS:
+            width *= 2
+        times.append(t)
+        nows.append(now)
+        edge = (math.floor(t / width) + 1) * width
+    closes = np.array(times)
+    # (Where an edge rounds down to a close's own time, every finish at that time closes a bin in turn, all of
+    # them the timeline's bin of that time, the loop's counts moving one finish at a time; by time they move
+    # at once, into the same bin, and the sample that bin keeps is the next close's, after them all, alike.)
+    return closes, nows, np.searchsorted(closes, ft, side="right")
+
+
+def closes_on_grid(ft: np.ndarray, width: float, edge: float, now_before: float) -> Closes | None:
+    """closes_in_order's closes without a sort, where the width stays and every
+    edge is the grid's: the edges are n * width for whole n (the open bin's
+    `edge` among them), so a finish's interval is found by the edges at or
+    before it, a close is the first finish past an edge (its interval's
+    least), and the last finish before it the greatest of the intervals
+    before. The loop's next edge after a close, from floor(t / width), must
+    be the grid's next, and no close may double the width: else None."""
+    first = round(edge / width)
+    top = float(ft.max())
+    if first * width != edge or top < edge:
+        return (np.empty(0), [], np.zeros(len(ft), dtype=np.int64)) if first * width == edge else None
+    last = math.floor(top / width) + 2  # an edge past the last finish
+    if last - first > 4 * len(ft) + 64:  # (sparse: a handful of finishes over many bins)
+        return None
+    grid = np.arange(first, last + 1) * width  # as the loop computes an edge: a whole number times the width
+    group = np.searchsorted(grid, ft, side="right")  # the edges at or before each finish: 0, the open bin
+    least = np.full(len(grid) + 1, math.inf)
+    np.minimum.at(least, group, ft)
+    most = np.full(len(grid) + 1, -math.inf)
+    np.maximum.at(most, group, ft)
+    closing = np.flatnonzero(least[1:] != math.inf) + 1  # the groups a finish closes: past an edge, not empty
+    times = least[closing]
+    before = np.maximum.accumulate(most)[closing - 1]  # the greatest finish of the groups before
+    nows = np.where(before == -math.inf, now_before, before).tolist()
+    if (np.floor(times / width) != first + closing - 1).any() or int(max(nows[-1], 0.0) / width) >= MAX_BINS:
+        return None
+    rank = np.zeros(len(grid) + 1, dtype=np.int64)
+    rank[closing] = 1
+    return times, nows, np.cumsum(rank)[group]
