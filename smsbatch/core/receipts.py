@@ -118,23 +118,28 @@ class ReceiptCount:
         times, kinds = times[due], kinds[due]
         self.undeliverable += int(np.count_nonzero(kinds == UNDELIVERABLE))
         self.expired += int(np.count_nonzero(kinds == EXPIRED_RECEIPT))
-        delivered = np.sort(times[kinds == DELIVERED])
+        delivered = times[kinds == DELIVERED]  # (in no order: counts, and ranks found without a sort)
         if not len(delivered):
             return
         before = self.delivered
         self.delivered += len(delivered)
-        self.by_deadline += int(np.searchsorted(delivered, self.deadline, side="right"))
+        self.by_deadline += int(np.count_nonzero(delivered <= self.deadline))
+        reached = []
         while self.reach_at and self.reach_at[0] <= self.delivered:
-            count = self.reach_at.pop(0)
-            self.reach_time[count] = float(delivered[count - before - 1])
+            reached.append(self.reach_at.pop(0))
+        if reached:
+            ranks = [count - before - 1 for count in reached]
+            ranked = np.partition(delivered, ranks)
+            for count, rank in zip(reached, ranks, strict=True):
+                self.reach_time[count] = float(ranked[rank])
         timeline = self.timeline
         if timeline is not None:
-            timeline.bin_of(float(delivered[-1]))  # first: it may coarsen (then every index is the coarser one)
+            timeline.bin_of(float(delivered.max()))  # first: it may coarsen (then every index is the coarser one)
             bins = (np.maximum(delivered, 0.0) / timeline.width).astype(np.int64)
-            where = np.flatnonzero(np.diff(bins, prepend=-1))  # sorted: each bin's first delivery
-            counts = np.diff(np.append(where, len(bins)))
+            low = int(bins.min())
+            counts = np.bincount(bins - low)
             series = timeline.counts["delivered"]
-            for b, n in zip(bins[where].tolist(), counts.tolist(), strict=True):
+            for b, n in zip((np.flatnonzero(counts) + low).tolist(), counts[counts > 0].tolist(), strict=True):
                 series[b] += n
 
     def take_heap(self) -> None:
