@@ -7,15 +7,16 @@ are the ticks (a cumulative sum of the gap), and its free slots take them in
 the order they went free, so the r-th tick takes the r-th free time of all:
 one sort (Capped._in_turn). The senders of an account take its ticks in
 turn (the lowest with a free slot), each from its own lane: which of them
-starts goes event by event on counts of free slots (Capped._stepped), and
-which slot of its sender each start takes then follows from one sort again.
+starts goes start by start, on when each member has a slot free
+(Capped._stepped), and which slot of its sender each start takes then
+follows from one sort again.
 Equal free times, which only the slots' numbers order, go start by start
 (turns_one_by_one)."""
 
 from __future__ import annotations
 
 import math
-from heapq import heapify, heappop, heappush
+from heapq import heapify, heappop, heappush, heapreplace
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -138,13 +139,13 @@ class Capped:
 
     def _stepped(self, t_stop: float, rows: list[int], step: Step) -> None:
         """The gate's events before t_stop one by one, as the loop has them, in
-        two passes: a finish frees a slot (before a start at the same time);
-        the cap opens with a slot free: the lowest member with one starts, the
-        next start a gap later; with none free, at the next finish. That needs
-        only how many slots each member has free, so the events go on counts
-        and a heap of (end, member); which slot of its member each start takes
-        (the one that went free first) then follows for each member at once
-        (_in_turn), as in _segment."""
+        two passes: the cap opens with a slot free (a finish frees one before a
+        start at the same time): the lowest member with one starts, the next
+        start a gap later; with none free, at the next finish. That needs only
+        when each member's slots are free, a heap of them per member (a free
+        one's -inf, a busy one's end), so a finish is no event of its own;
+        which slot of its member each start takes (the one that went free
+        first) then follows for each member at once (_in_turn), as in _segment."""
         if self.due is not None:
             opens = self.due
         else:
@@ -156,42 +157,42 @@ class Capped:
             for m, row in zip(members, rows, strict=True)
         ]
         times = [seconds.tolist() for seconds, _ in draws]
-        free = [0] * len(members)  # each member's free slots
+        # Each member's slots by when they are free: a member has one free at t while its first is at or before t.
+        ends: list[list[float]] = [[] for _ in members]
         for _, slot, _ in self.held:
-            free[member_of[index_of[slot]]] += 1
-        having = sum(1 << m for m, n in enumerate(free) if n)  # bit m: member m has a free slot
-        busy = [(end, member_of[index_of[slot]]) for end, slot, *_ in self.inflight]
-        heapify(busy)
-        member_at = {1 << m: m for m in range(len(members))}
+            ends[member_of[index_of[slot]]].append(-math.inf)
+        for end, slot, *_ in self.inflight:
+            ends[member_of[index_of[slot]]].append(end)
+        for heap in ends:
+            heapify(heap)
         next_start, due, gap = self.next_start, self.due, self.gap
         taken = [0] * len(members)
         began: list[float] = []
         who: list[int] = []
+        lowest = list(enumerate(ends))  # the lowest member first
         while True:
-            ends = busy[0][0] if busy else math.inf
-            if due is not None and due < ends:  # the cap opens with a slot free: the lowest member with one
-                if due >= t_stop:
+            if due is None:  # every slot busy: the cap opens at the first finish (or its next start, if later)
+                end = min(heap[0] for heap in ends)
+                if end >= t_stop:
                     break
-                bit = having & -having
-                m = member_at[bit]
-                free[m] -= 1
-                if not free[m]:
-                    having ^= bit
-                i = taken[m]
-                taken[m] = i + 1
-                heappush(busy, (due + times[m][i], m))
-                began.append(due)
-                who.append(m)
-                next_start = due + gap
-                due = next_start if having else None
-            else:  # a finish (before a start at the same time)
-                if ends >= t_stop:
+                due = end if end >= next_start else next_start
+            if due >= t_stop:
+                break
+            for m, heap in lowest:
+                if heap[0] <= due:
+                    i = taken[m]
+                    taken[m] = i + 1
+                    heapreplace(heap, due + times[m][i])
                     break
-                end, m = heappop(busy)
-                free[m] += 1
-                having |= 1 << m
-                if due is None:
-                    due = end if end >= next_start else next_start
+            began.append(due)
+            who.append(m)
+            next_start = due + gap
+            for heap in ends:
+                if heap[0] <= due:
+                    due = next_start
+                    break
+            else:
+                due = None
         starts = np.array(began)
         owners = np.array(who, dtype=np.int64)
         turns: list[Turns] = []
