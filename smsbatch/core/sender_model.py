@@ -624,7 +624,6 @@ class SenderModel:
         arrays. An attempt of k segments takes k draws of each stream, in order:
         its send time is their sum (added one after another, as the segments
         go), and it fails when any segment fails (probability 1 - (1 - fail_rate)^k)."""
-        import numpy as np  # here: a run with nothing to draw never loads it
 
         send_times, outcome_rng = self._lane(lane)
         k = self.segments
@@ -634,7 +633,10 @@ class SenderModel:
         times = parts[:, 0].copy()
         for segment in range(1, k):
             times += parts[:, segment]
-        failed = np.asarray((outcome_rng.random(count * k).reshape(count, k) < self.fail_rate).any(axis=1))
+        fails = (outcome_rng.random(count * k) < self.fail_rate).reshape(count, k)
+        failed = fails[:, 0].copy()
+        for segment in range(1, k):  # (column by column: any(axis=1) over so short a row is ten times slower)
+            failed |= fails[:, segment]
         return times, failed
 
     def receipt_block(self, count: int = BLOCK) -> tuple[np.ndarray, np.ndarray]:
