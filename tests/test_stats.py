@@ -47,7 +47,8 @@ def test_buckets_of_an_array_are_the_definitions_to_the_last_power_of_ten():
     assert buckets_of(np.array([1, 2, 30])).tolist() == [bucket_of(1.0), bucket_of(2.0), bucket_of(30.0)]
     # A block of constant times folds into its bucket_of (real time) or its buckets_of (virtual time):
     # the same bucket, at every power's ulps and halves too.
-    scalars = np.concatenate((*near, halves[::7]))
+    decimal = np.array([(m + 0.5) * float(f"1e{k}") for m in range(10, 100, 3) for k in range(-10, 296)])
+    scalars = np.concatenate((*near, halves[::7], decimal))
     scalars = scalars[(scalars >= 1e-9) & (scalars < 1e298)]
     assert [bucket_of(x) for x in scalars.tolist()] == buckets_of(scalars).tolist()
 

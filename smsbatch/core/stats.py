@@ -19,7 +19,12 @@ if TYPE_CHECKING:
 _ZERO_BUCKET = 0
 _RESOLUTION = 1e-9  # shorter sends count as zero: no clock here measures less
 _EXPONENT_OFFSET = 30  # keeps bucket keys positive
-_LOWEST_POWER = -12  # buckets_of's table of powers of ten, from 10^-12 on
+_LOWEST_POWER = -12  # the table of powers of ten, from 10^-12 on
+# 10^k for every exponent a bucket divides by, each the double nearest it (read from its decimal form): one
+# table for bucket_of and buckets_of alike. Neither 10.0 ** k (libm: 10^23 an ulp off) nor np.power (which
+# on some CPUs is an ulp off at 10^-5 and others) is that everywhere, and a send time at a half of the second
+# figure then rounds one way in one path and the other way in the other.
+_TEN_TO = [float(f"1e{k}") for k in range(_LOWEST_POWER, 309)]
 _POWERS: np.ndarray | None = None
 _DECADES: np.ndarray | None = None
 _PIECE = 16384  # buckets_of works on this many send times at a time
@@ -31,7 +36,7 @@ def bucket_of(seconds: float) -> int:
     if seconds < _RESOLUTION:
         return _ZERO_BUCKET
     exponent = math.floor(math.log10(seconds))
-    mantissa = round(seconds / 10.0 ** (exponent - 1))  # 10..100
+    mantissa = round(seconds / _TEN_TO[exponent - 1 - _LOWEST_POWER])  # 10..100
     if mantissa >= 100:
         mantissa, exponent = 10, exponent + 1
     return (exponent + _EXPONENT_OFFSET) * 100 + mantissa
@@ -42,8 +47,8 @@ def buckets_of(seconds: np.ndarray) -> np.ndarray:
     import numpy as np  # here: a run with nothing to draw never loads it
 
     global _POWERS, _DECADES
-    if _POWERS is None or _DECADES is None:  # 10.0 ** k for the exponents send times have, by the same ufunc
-        _POWERS = np.power(10.0, np.arange(_LOWEST_POWER, 300, dtype=np.float64))
+    if _POWERS is None or _DECADES is None:
+        _POWERS = np.array(_TEN_TO)
         # For each biased binary exponent b (a double in [2^(b-1023), 2^(b-1022))): floor(log10(2^(b-1023))),
         # as the index in _POWERS of 10 to one less (see _buckets_in_range).
         binary = np.arange(2048, dtype=np.float64) - 1023.0
@@ -67,7 +72,7 @@ def buckets_by_log(seconds: np.ndarray) -> np.ndarray:
     tiny = seconds < _RESOLUTION
     safe = np.where(tiny, 1.0, seconds)
     exponent = np.floor(np.log10(safe))
-    mantissa = np.round(safe / 10.0 ** (exponent - 1))
+    mantissa = np.round(safe / np.array(_TEN_TO)[exponent.astype(np.int64) - 1 - _LOWEST_POWER])
     rolled = mantissa >= 100
     mantissa = np.where(rolled, 10, mantissa)
     exponent = exponent + rolled
