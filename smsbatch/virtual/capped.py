@@ -166,26 +166,25 @@ class Capped:
         for heap in ends:
             heapify(heap)
         next_start, due, gap = self.next_start, self.due, self.gap
-        taken = [0] * len(members)
         began: list[float] = []
         who: list[int] = []
-        lowest = list(enumerate(ends))  # the lowest member first
+        start, owner = began.append, who.append
+        # The lowest member first: its number, its heap, its next send time (its lane's rows in turn).
+        lowest = [(m, heap, iter(seconds).__next__) for m, (heap, seconds) in enumerate(zip(ends, times, strict=True))]
         while True:
             if due is None:  # every slot busy: the cap opens at the first finish (or its next start, if later)
-                end = min(heap[0] for heap in ends)
+                end = min([heap[0] for heap in ends])
                 if end >= t_stop:
                     break
                 due = end if end >= next_start else next_start
             if due >= t_stop:
                 break
-            for m, heap in lowest:
+            for m, heap, seconds in lowest:
                 if heap[0] <= due:
-                    i = taken[m]
-                    taken[m] = i + 1
-                    heapreplace(heap, due + times[m][i])
+                    heapreplace(heap, due + seconds())
+                    owner(m)
                     break
-            began.append(due)
-            who.append(m)
+            start(due)
             next_start = due + gap
             for heap in ends:
                 if heap[0] <= due:
