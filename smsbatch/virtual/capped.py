@@ -165,35 +165,41 @@ class Capped:
             ends[member_of[index_of[slot]]].append(end)
         for heap in ends:
             heapify(heap)
-        next_start, due, gap = self.next_start, self.due, self.gap
-        began: list[float] = []
-        who: list[int] = []
-        start, owner = began.append, who.append
-        # The lowest member first: its number, its heap, its next send time (its lane's rows in turn).
-        lowest = [(m, heap, iter(seconds).__next__) for m, (heap, seconds) in enumerate(zip(ends, times, strict=True))]
-        while True:
-            if due is None:  # every slot busy: the cap opens at the first finish (or its next start, if later)
-                end = min([heap[0] for heap in ends])
-                if end >= t_stop:
+        next_start, gap = self.next_start, self.gap
+        began: list[list[float]] = [[] for _ in members]  # each member's starts
+        # The lowest member first: its heap, its next send time (its lane's rows in turn), where its starts go.
+        lowest = [
+            (heap, iter(seconds).__next__, mine.append) for heap, seconds, mine in zip(ends, times, began, strict=True)
+        ]
+        # t: when the cap opens next. A start at t (by the lowest member with a slot free then) opens it
+        # again a gap later; if no slot is free then, at the first finish: as the gate, which waits for a
+        # finish when no slot is free at a start, and starts at max(finish, next start) after it.
+        if self.due is not None:
+            t = self.due
+        else:
+            t = min([heap[0] for heap in ends])
+            t = t if t >= next_start else next_start
+        while t < t_stop:
+            for heap, seconds, mine in lowest:
+                if heap[0] <= t:
+                    heapreplace(heap, t + seconds())
+                    mine(t)
+                    t += gap
                     break
-                due = end if end >= next_start else next_start
-            if due >= t_stop:
-                break
-            for m, heap, seconds in lowest:
-                if heap[0] <= due:
-                    heapreplace(heap, due + seconds())
-                    owner(m)
-                    break
-            start(due)
-            next_start = due + gap
-            for heap in ends:
-                if heap[0] <= due:
-                    due = next_start
-                    break
-            else:
-                due = None
-        starts = np.array(began)
-        owners = np.array(who, dtype=np.int64)
+            else:  # every slot busy at t: the first finish opens it
+                t = min([heap[0] for heap in ends])
+        counts = [len(mine) for mine in began]
+        if any(counts):
+            next_start = max(mine[-1] for mine in began if mine) + gap  # (t, after the last start)
+        if any(counts) or self.due is None:  # the START waiting at t_stop: at t, once a slot went free before it
+            due = t if min([heap[0] for heap in ends]) < t_stop else None
+        else:
+            due = self.due
+        starts = np.concatenate([np.array(mine) for mine in began])
+        owners = np.repeat(np.arange(len(members)), counts)
+        if len(members) > 1:  # the group's starts in time order (each a gap or more after the one before)
+            order = np.argsort(starts, kind="stable")
+            starts, owners = starts[order], owners[order]
         turns: list[Turns] = []
         for m in range(len(members)):
             mine = np.flatnonzero(owners == m) if len(members) > 1 else np.arange(len(starts))
