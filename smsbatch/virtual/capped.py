@@ -281,7 +281,7 @@ class Capped:
         finished = None
         if done0.any() or done.any():
             j0 = np.flatnonzero(done0)
-            finished = np.column_stack(
+            finished = np.vstack(  # a row each: (ends, seconds, failed, slots, rows)
                 (
                     np.concatenate((end0[j0], e[done])),
                     np.concatenate((d0[j0], seconds[done])),
@@ -409,7 +409,7 @@ class Turns(NamedTuple):
 
 class Step:
     """A capped group's events in a chunk: its starts (times, and which member
-    started each), its finishes as arrays (end, seconds, failed, slot, row),
+    started each), its finishes as arrays of five rows (end, seconds, failed, slot, row),
     and per member the first end of an attempt started and the rows drawn."""
 
     __slots__ = ("drawn", "finishes", "first_end", "owners", "starts")

@@ -385,9 +385,9 @@ class _Fast:
             first_slots = np.array([m.first_slot for m in c.members], dtype=np.int64)
             keys.append(first_slots[np.concatenate(step.owners)] if drawn else np.empty(0, dtype=np.int64))
             for done in step.finishes:
-                hit = done[done[:, 2] != 0.0]
+                hit = done[0, done[2] != 0.0]
                 if len(hit):
-                    failed_at = min(failed_at, float(hit[:, 0].min()))
+                    failed_at = min(failed_at, float(hit.min()))
         if not times:  # nothing starts in the chunk (nor ends)
             return []
         at, key = np.concatenate(times), np.concatenate(keys)
@@ -495,23 +495,23 @@ class _Fast:
             first_row = c.row - drawn
             attempt_of = c.attempt_of
             if step.finishes:
-                done = np.concatenate(step.finishes)
-                row_ids = done[:, 4].astype(np.int64)
+                done = np.concatenate(step.finishes, axis=1)
+                row_ids = done[4].astype(np.int64)
                 new = row_ids >= first_row
                 atts = np.empty(len(row_ids), dtype=np.int64)
                 atts[new] = mine[row_ids[new] - first_row]
                 for i in np.flatnonzero(~new).tolist():
                     atts[i] = attempt_of.pop(int(row_ids[i]))
-                slots = done[:, 3].astype(np.int64)
+                slots = done[3].astype(np.int64)
                 by_sender = self.sender_of[slots]
-                fin_t.append(done[:, 0])
-                fin_d.append(done[:, 1])
-                fin_f.append(done[:, 2].astype(bool))
+                fin_t.append(done[0])
+                fin_d.append(done[1])
+                fin_f.append(done[2].astype(bool))
                 fin_a.append(atts)
                 fin_s.append(by_sender)
                 fin_slot.append(slots)
                 for member in c.members:
-                    ends = done[:, 0] if len(c.members) == 1 else done[by_sender == member.s, 0]
+                    ends = done[0] if len(c.members) == 1 else done[0, by_sender == member.s]
                     if len(ends):
                         run.last_end[member.s] = float(ends.max())
             for _, _, _, _, row, _ in c.inflight:
