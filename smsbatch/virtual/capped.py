@@ -169,7 +169,7 @@ class Capped:
         began: list[list[float]] = [[] for _ in members]  # each member's starts
         # The lowest member first: its heap, its next send time (its lane's rows in turn), where its starts go.
         lowest = [
-            (heap, iter(seconds).__next__, mine.append) for heap, seconds, mine in zip(ends, times, began, strict=True)
+            (heap, iter(seconds).__next__, own.append) for heap, seconds, own in zip(ends, times, began, strict=True)
         ]
         # t: when the cap opens next. A start at t (by the lowest member with a slot free then) opens it
         # again a gap later; if no slot is free then, at the first finish: as the gate, which waits for a
@@ -180,22 +180,21 @@ class Capped:
             t = min([heap[0] for heap in ends])
             t = t if t >= next_start else next_start
         while t < t_stop:
-            for heap, seconds, mine in lowest:
+            for heap, draw, took in lowest:
                 if heap[0] <= t:
-                    heapreplace(heap, t + seconds())
-                    mine(t)
+                    heapreplace(heap, t + draw())
+                    took(t)
                     t += gap
                     break
             else:  # every slot busy at t: the first finish opens it
                 t = min([heap[0] for heap in ends])
-        counts = [len(mine) for mine in began]
+        counts = [len(own) for own in began]
         if any(counts):
-            next_start = max(mine[-1] for mine in began if mine) + gap  # (t, after the last start)
-        if any(counts) or self.due is None:  # the START waiting at t_stop: at t, once a slot went free before it
+            next_start = max(own[-1] for own in began if own) + gap  # (t, after the last start)
+        due = self.due  # (a START waiting that nothing took waits on)
+        if any(counts) or due is None:  # the START waiting at t_stop: at t, once a slot went free before it
             due = t if min([heap[0] for heap in ends]) < t_stop else None
-        else:
-            due = self.due
-        starts = np.concatenate([np.array(mine) for mine in began])
+        starts = np.concatenate([np.array(own) for own in began])
         owners = np.repeat(np.arange(len(members)), counts)
         if len(members) > 1:  # the group's starts in time order (each a gap or more after the one before)
             order = np.argsort(starts, kind="stable")
