@@ -495,25 +495,13 @@ class _Fast:
             first_row = c.row - drawn
             attempt_of = c.attempt_of
             if step.finishes:
-                done = np.concatenate(step.finishes, axis=1)
-                row_ids = done[4].astype(np.int64)
-                new = row_ids >= first_row
-                atts = np.empty(len(row_ids), dtype=np.int64)
-                atts[new] = mine[row_ids[new] - first_row]
-                for i in np.flatnonzero(~new).tolist():
-                    atts[i] = attempt_of.pop(int(row_ids[i]))
-                slots = done[3].astype(np.int64)
-                by_sender = self.sender_of[slots]
-                fin_t.append(done[0])
-                fin_d.append(done[1])
-                fin_f.append(done[2].astype(bool))
+                ends, seconds, failed, atts, by_sender, slots = self._group_finishes(c, step, mine, first_row)
+                fin_t.append(ends)
+                fin_d.append(seconds)
+                fin_f.append(failed)
                 fin_a.append(atts)
                 fin_s.append(by_sender)
                 fin_slot.append(slots)
-                for member in c.members:
-                    ends = done[0] if len(c.members) == 1 else done[0, by_sender == member.s]
-                    if len(ends):
-                        run.last_end[member.s] = float(ends.max())
             for _, _, _, _, row, _ in c.inflight:
                 if row >= first_row:
                     attempt_of[row] = int(mine[row - first_row])
@@ -530,6 +518,7 @@ class _Fast:
                     run.used[member.g] = consume(member.lane, run.used[member.g], step.drawn[i])
                     self.started[s] += step.drawn[i]
         fd = np.concatenate(fin_d) if fin_d else np.empty(0)
+        fin_d.clear()
         fb = buckets_of(fd)  # the finishes' buckets: for the bins, and for the slots' statistics
         self._take_rows(taking, fb, ended_at)
         count = sum(len(st) for _, st in lane_starts)
@@ -549,17 +538,12 @@ class _Fast:
         for s, st in lane_starts:
             started_before[s] -= len(st)
         if len(fd):
-            self._finishes(
-                np.concatenate(fin_t),
-                fd,
-                fb,
-                np.concatenate(fin_f).astype(bool),
-                np.concatenate(fin_s),
-                np.concatenate(fin_slot),
-                np.concatenate(fin_a),
-                unmatched,
-                started_before,
-            )
+            merged = [np.concatenate(parts) for parts in (fin_t, fin_f, fin_s, fin_slot, fin_a)]
+            for parts in (fin_t, fin_f, fin_s, fin_slot, fin_a):  # (their arrays go: the peak of a chunk is next)
+                parts.clear()
+            ft, ff, fs, fslot, fa = merged
+            del merged
+            self._finishes(ft, fd, fb, ff.astype(bool), fs, fslot, fa, unmatched, started_before)
         # The retries back by t1 join the queue, in the order they came back.
         back = self.pending < t1
         if back.any():
@@ -568,6 +552,29 @@ class _Fast:
             self.taken = 0
             self.pending, self.pending_seq = self.pending[~back], self.pending_seq[~back]
             self.pending_attempt = self.pending_attempt[~back]
+
+    def _group_finishes(
+        self, c: Capped, step: Step, attempts: np.ndarray, first_row: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """A capped group's finishes in the chunk (step.finishes, taken): their
+        ends, seconds, failed?, attempts (`attempts` of the rows started in the
+        chunk, from `first_row` on; those in flight before it, as kept), senders
+        and slots; each member's last end noted."""
+        done = step.finishes[0] if len(step.finishes) == 1 else np.concatenate(step.finishes, axis=1)
+        step.finishes.clear()
+        row_ids = done[4].astype(np.int64)
+        new = row_ids >= first_row
+        atts = np.empty(len(row_ids), dtype=np.int64)
+        atts[new] = attempts[row_ids[new] - first_row]
+        for i in np.flatnonzero(~new).tolist():
+            atts[i] = c.attempt_of.pop(int(row_ids[i]))
+        slots = done[3].astype(np.int64)
+        by_sender = self.sender_of[slots]
+        for member in c.members:
+            ends = done[0] if len(c.members) == 1 else done[0, by_sender == member.s]
+            if len(ends):
+                self.run.last_end[member.s] = float(ends.max())
+        return done[0], done[1], done[2].astype(bool), atts, by_sender, slots
 
     def _take_rows(self, taking: list[tuple[_Slot, int, int]], fb: np.ndarray, ended_at: int) -> None:
         """The slots' rows started in the chunk taken from their lanes, each lane
