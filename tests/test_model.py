@@ -233,7 +233,7 @@ def test_every_progress_look_counts_every_finished_attempt(vectorise, monkeypatc
     # The first look comes before any block of draws is used up: the stats must
     # still hold what finished (once they showed avg 0.000s beside 3,911 sent).
     # The fast path looks between its chunks (small ones here, to look often).
-    monkeypatch.setattr(fast, "CHUNK_STARTS", 2000)
+    monkeypatch.setattr(fast, "chunk_starts", lambda lanes: 2000)
     settings = parse_settings(["-n", "30000", "--sender", "0.05:0.1", "--sender", "0.4:0.2", "--max-retries", "1"])
     models = [SenderModel(s, settings, i) for i, s in enumerate(settings.senders)]
     engine = VirtualEngine(models, 30000, vectorise=vectorise)
