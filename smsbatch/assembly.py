@@ -88,6 +88,14 @@ def make_runner(
     return Runner(settings, source, monitor, backend, Clock(), signals)
 
 
+def preload_virtual() -> None:
+    """Import the virtual engine (numpy with it) here, in a process about to
+    fork a pool for it: a forked process takes about one and a half times as
+    long to import it (each page of its parent's that the import touches is
+    copied first), so every pool process would pay more than this one does once."""
+    import smsbatch.virtual.runner  # noqa: F401
+
+
 def new_run_id() -> str:
     from smsbatch.broker import keys  # only with --broker
 

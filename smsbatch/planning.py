@@ -395,7 +395,7 @@ def run_plan(
     )
     stdout.flush()
     probed: dict[int, Candidate] = {}
-    with Replicator(source, settings.jobs, signals, stderr, cluster=cluster) as replicator:
+    with Replicator(source, settings.jobs, signals, stderr, cluster=cluster, virtual=True) as replicator:
         search = PlanSearch(settings, knob, probability, replicator, stderr, probed)
         answer = search.run()
         shown = answer if answer is not None else (max(probed) if probed else None)
@@ -587,7 +587,7 @@ def run_compare(
             yield a, r
             yield b, r
 
-    with Replicator(source, a.jobs, signals, stderr, cluster=cluster) as replicator:
+    with Replicator(source, a.jobs, signals, stderr, cluster=cluster, virtual=True) as replicator:
         enough = None if a.replications else compare_enough(a, paired)
         done = replicator.run_positions(tasks(), enough, brief=True)
         full = replicator.run([(a, 1)]) if not replicator.stopped else []  # a's replication 1, whole: the report's

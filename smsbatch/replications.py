@@ -26,7 +26,7 @@ from typing import Any, TextIO
 
 from setproctitle import setproctitle
 
-from smsbatch.assembly import against_model, make_runner, source_for
+from smsbatch.assembly import against_model, make_runner, preload_virtual, source_for
 from smsbatch.core.inference import half_width, precise, t975
 from smsbatch.core.settings import Settings
 from smsbatch.core.source import MessageSource
@@ -149,6 +149,7 @@ class Replicator:
         stderr: TextIO,
         progress: bool = False,
         cluster: Any = None,
+        virtual: bool = False,
     ) -> None:
         global _SOURCE
         _SOURCE = source  # not pickled: a recipients spool is an open file, shared by fork
@@ -164,6 +165,8 @@ class Replicator:
             self.pool = ClusterPool(cluster)
             self.portable = replace(source, recipients=None)  # virtual time counts the messages, makes none
         else:
+            if virtual:  # (the runs are in virtual time: its engine imported before the pool forks)
+                preload_virtual()
             self.pool = _LocalPool(max(1, jobs))
         self.jobs = self.pool.workers
         self.futures: dict[Any, int] = {}
@@ -421,7 +424,7 @@ def run_replications(
     auto = settings.replications == 0
     total = None if auto else settings.replications
     jobs = min(settings.jobs, settings.replications or settings.max_replications)
-    with Replicator(source, jobs, signals, stderr, settings.progress, cluster) as replicator:
+    with Replicator(source, jobs, signals, stderr, settings.progress, cluster, settings.virtual) as replicator:
         enough = auto_enough(settings) if auto else None
         summaries = replicator.run(replication_tasks(settings), enough, total)
         failed = replicator.failed

@@ -199,3 +199,20 @@ def test_command_line_entry_point(tmp_path, no_children_left):
     assert sum(int(row[3]) for row in rows) == 200
     assert sum(int(row[4]) for row in rows) == int(totals[1])
     assert sum(int(row[5]) for row in rows) == int(totals[2])
+
+
+@pytest.mark.timeout(60)
+def test_virtual_replications_load_the_engine_before_the_pool_forks_and_real_time_ones_do_not():
+    # A forked process imports numpy and the engine about one and a half times as slowly as its parent
+    # (copy-on-write), so virtual replications import them once, before forking; real time needs neither.
+    code = (
+        "import sys, io; from smsbatch.cli import main; from smsbatch import replications; "
+        "seen = []; pool = replications._LocalPool.__init__; "
+        "replications._LocalPool.__init__ = lambda self, jobs: "
+        "(seen.append('numpy' in sys.modules), pool(self, jobs))[1]; "
+        "argv = ['-n', '20', '--sender', '0.01:0', '--replications', '2', '--jobs', '2', '--no-progress']; "
+        "main([*argv, *sys.argv[1:]], io.StringIO(), io.StringIO()); print(seen)"
+    )
+    for extra, loaded in ((["--speed", "max"], "[True]"), (["--speed", "100"], "[False]")):
+        proc = subprocess.run([sys.executable, "-c", code, *extra], capture_output=True, text=True, timeout=50)
+        assert proc.stdout.strip() == loaded, (extra, proc.stdout, proc.stderr)
