@@ -190,8 +190,10 @@ class Capped:
                 t = min([heap[0] for heap in ends])
         counts = [len(own) for own in began]
         if any(counts):
-            next_start = max(own[-1] for own in began if own) + gap  # (t, after the last start)
-        due = self.due  # (a START waiting that nothing took waits on)
+            next_start = max(own[-1] for own in began if own) + gap  # (a gap after the last start)
+        # A START waiting at the start that nothing took waits on: it is at or after t_stop, as a START
+        # waits only with a slot free (the gate's rule, and _take_over's), and a free slot would have taken it.
+        due = self.due
         if any(counts) or due is None:  # the START waiting at t_stop: at t, once a slot went free before it
             due = t if min([heap[0] for heap in ends]) < t_stop else None
         starts = np.concatenate([np.array(own) for own in began])

@@ -70,14 +70,14 @@ from smsbatch.virtual.lanes import Lane, consume, order_of, peek
 # 65,536 to 131,072 in all (half a megabyte to a megabyte an array: the fewer, the more of a chunk's
 # arrays stay in the cache and the fewer pages a run faults in; a few lanes' chunks, capped senders'
 # above all, go 6 to 12% faster at the least), and never under 512 a lane (30% less for 300 lanes).
-CHUNK_STARTS = (1 << 16, 1 << 17)
-LANE_STARTS = (2048, 512)
+LANE_STARTS = 2048
+CHUNK_LEAST, CHUNK_MOST = 1 << 16, 1 << 17
+LANE_LEAST = 512
 
 
 def chunk_starts(lanes: int) -> int:
-    """The starts a chunk of `lanes` lanes aims at (CHUNK_STARTS, LANE_STARTS)."""
-    (least, most), (aimed, floor) = CHUNK_STARTS, LANE_STARTS
-    return max(min(max(least, aimed * lanes), most), floor * lanes)
+    """The starts a chunk of `lanes` lanes aims at (LANE_STARTS a lane, CHUNK_LEAST to CHUNK_MOST, LANE_LEAST)."""
+    return max(min(max(CHUNK_LEAST, LANE_STARTS * lanes), CHUNK_MOST), LANE_LEAST * lanes)
 
 
 class _Slot:
