@@ -189,12 +189,13 @@ class Capped:
             else:  # every slot busy at t: the first finish opens it
                 t = min([heap[0] for heap in ends])
         counts = [len(own) for own in began]
-        if any(counts):
+        started = any(counts)
+        if started:
             next_start = max(own[-1] for own in began if own) + gap  # (a gap after the last start)
         # A START waiting at the start that nothing took waits on: it is at or after t_stop, as a START
         # waits only with a slot free (the gate's rule, and _take_over's), and a free slot would have taken it.
         due = self.due
-        if any(counts) or due is None:  # the START waiting at t_stop: at t, once a slot went free before it
+        if started or due is None:  # the START waiting at t_stop: at t, once a slot went free before it
             due = t if min([heap[0] for heap in ends]) < t_stop else None
         starts = np.concatenate([np.array(own) for own in began])
         owners = np.repeat(np.arange(len(members)), counts)

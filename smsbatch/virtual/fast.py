@@ -548,11 +548,10 @@ class _Fast:
         for s, st in lane_starts:
             started_before[s] -= len(st)
         if len(fd):
-            merged = [np.concatenate(parts) for parts in (fin_t, fin_f, fin_s, fin_slot, fin_a)]
-            for parts in (fin_t, fin_f, fin_s, fin_slot, fin_a):  # (their arrays go: the peak of a chunk is next)
+            pieces = (fin_t, fin_f, fin_s, fin_slot, fin_a)
+            ft, ff, fs, fslot, fa = (np.concatenate(parts) for parts in pieces)
+            for parts in pieces:  # (their pieces go: the chunk's memory peaks in _finishes)
                 parts.clear()
-            ft, ff, fs, fslot, fa = merged
-            del merged
             self._finishes(ft, fd, fb, ff.astype(bool), fs, fslot, fa, unmatched, started_before)
         # The retries back by t1 join the queue, in the order they came back.
         back = self.pending < t1
